@@ -1,0 +1,39 @@
+# redmagic-patch build. `bash scripts/demo.sh` and `bash scripts/test.sh`
+# are the entry points for a fresh machine; they install what is missing
+# and then use the targets below.
+
+GO      ?= go
+BIN     := bin/redmagic-patch
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 15s
+
+.PHONY: all build testdata demo test unit vet fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/redmagic-patch
+
+testdata:
+	$(MAKE) -C testdata/vms
+
+demo: build testdata
+	bash scripts/demo-run.sh
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit: build testdata
+	$(GO) test -count=1 -timeout 25m ./...
+
+# Each fuzz target runs for a bounded time on top of its seed corpus.
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+test: vet unit fuzz
+
+clean:
+	rm -rf bin testdata/build

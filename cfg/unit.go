@@ -1,0 +1,157 @@
+package cfg
+
+import (
+	"sort"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+)
+
+// instInfo is one decoded instruction of a unit with its classification.
+type instInfo struct {
+	x86dec.Inst
+	flow   x86dec.Flow
+	target uint64 // direct jump, branch or call target; 0 otherwise
+}
+
+// unit is a function under construction: its extent, the instructions
+// reached so far and what it refers to outside itself.
+type unit struct {
+	start, end uint64 // end == 0 while the extent is unknown (no FDE or symbol size)
+	limit      uint64 // for units without an extent: exploration stops here
+	parts      []Range
+	name       string
+	sources    map[string]bool
+
+	insts    map[uint64]*instInfo
+	roots    []uint64 // addresses exploration starts from
+	pending  []uint64 // indirect jumps not yet analysed
+	indirect map[uint64]*IndirectJump
+
+	decodeErrors int
+	// fallsOut holds calls whose return address lies outside the unit: the
+	// compiler put nothing after them, so their callees do not return.
+	fallsOut []uint64
+	noReturn bool
+}
+
+func newUnit(start, end uint64) *unit {
+	return &unit{
+		start:    start,
+		end:      end,
+		sources:  map[string]bool{},
+		insts:    map[uint64]*instInfo{},
+		roots:    []uint64{start},
+		indirect: map[uint64]*IndirectJump{},
+	}
+}
+
+// contains reports whether addr belongs to the unit's code.
+func (u *unit) contains(addr uint64) bool {
+	if u.end != 0 {
+		if addr >= u.start && addr < u.end {
+			return true
+		}
+	} else if addr >= u.start && addr < u.limit {
+		return true
+	}
+	for _, p := range u.parts {
+		if addr >= p.Start && addr < p.End {
+			return true
+		}
+	}
+	return false
+}
+
+// span is the address range the unit's main part covers: its extent, or
+// for units without one, the instructions found.
+func (u *unit) span() Range {
+	if u.end != 0 {
+		return Range{u.start, u.end}
+	}
+	end := u.start + 1
+	for a, in := range u.insts {
+		if a >= u.start && a < u.limit && in.End() > end {
+			end = in.End()
+		}
+	}
+	return Range{u.start, end}
+}
+
+// explore decodes everything reachable from work inside the unit. Calls
+// are assumed to return unless noReturn says otherwise; the no-return
+// analysis later prunes what lies behind calls that do not.
+func (u *unit) explore(im *image, work []uint64, isStart func(uint64) bool, noReturn func(uint64) bool) {
+	for len(work) > 0 {
+		a := work[len(work)-1]
+		work = work[:len(work)-1]
+		for {
+			if _, seen := u.insts[a]; seen || !u.contains(a) {
+				break
+			}
+			code := im.bytesAt(a)
+			if code == nil {
+				break
+			}
+			inst, err := x86dec.Decode(code, a)
+			if err != nil {
+				u.decodeErrors++
+				break
+			}
+			in := &instInfo{Inst: inst, flow: inst.Flow()}
+			u.insts[a] = in
+			next := inst.End()
+			stop := false
+			switch in.flow {
+			case x86dec.FlowJump, x86dec.FlowCondJump:
+				if t, ok := inst.Target(); ok {
+					in.target = t
+					if u.contains(t) {
+						work = append(work, t)
+					}
+				}
+				stop = in.flow == x86dec.FlowJump
+			case x86dec.FlowCall:
+				if t, ok := inst.Target(); ok {
+					in.target = t
+					if noReturn(t) {
+						stop = true
+					}
+				}
+			case x86dec.FlowIndirectJump:
+				u.pending = append(u.pending, a)
+				stop = true
+			case x86dec.FlowReturn, x86dec.FlowHalt:
+				stop = true
+			}
+			if stop {
+				break
+			}
+			if !u.contains(next) || (next != u.start && isStart(next)) {
+				if in.flow == x86dec.FlowCall && in.target != 0 {
+					u.fallsOut = append(u.fallsOut, in.target)
+				}
+				break
+			}
+			a = next
+		}
+	}
+}
+
+// sortedAddrs returns the addresses of the unit's instructions, ascending.
+func (u *unit) sortedAddrs() []uint64 {
+	addrs := make([]uint64, 0, len(u.insts))
+	for a := range u.insts {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+	return addrs
+}
+
+func (u *unit) sourceList() []string {
+	out := make([]string, 0, len(u.sources))
+	for s := range u.sources {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}

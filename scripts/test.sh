@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets everything up on a fresh Debian 12 machine and runs every test:
+# vet and gofmt, the unit and integration tests on the real binaries, and
+# each fuzz target for a bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+. scripts/env.sh
+go mod download
+make test
