@@ -2,7 +2,9 @@ package cfg
 
 import (
 	"encoding/hex"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 )
@@ -13,9 +15,25 @@ func (r *recoverer) graph() *Graph {
 	if _, err := hex.DecodeString(g.BuildID); err != nil {
 		g.BuildID = ""
 	}
-	for _, u := range r.units {
-		g.Functions = append(g.Functions, r.function(u))
+	// Functions are built in parallel: each reads only its own unit and
+	// the no-return flags, which no longer change.
+	g.Functions = make([]*Function, len(r.units))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				g.Functions[i] = r.function(r.units[i])
+			}
+		}()
 	}
+	for i := range r.units {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return g
 }
 
@@ -122,6 +140,7 @@ func (r *recoverer) function(u *unit) *Function {
 		}
 	}
 	sort.Slice(fn.Indirect, func(i, j int) bool { return fn.Indirect[i].Addr < fn.Indirect[j].Addr })
+	r.classifyAbsolute(fn.Indirect)
 	return fn
 }
 
@@ -159,4 +178,26 @@ func (r *recoverer) edges(u *unit, in *instInfo) []Edge {
 		return []Edge{{EdgeReturn, 0}}
 	}
 	return nil
+}
+
+// classifyAbsolute tells computed-goto tables from switch tables among the
+// jumps through absolute tables. Both can be `jmp *T(,i,8)`. A switch has
+// one jump per table, and in position-independent code it uses offsets;
+// computed goto replicates its dispatch jump into every handler and stores
+// label addresses even in PIC code, where they need relocations.
+func (r *recoverer) classifyAbsolute(jumps []*IndirectJump) {
+	uses := map[uint64]int{}
+	for _, j := range jumps {
+		if j.Kind == TableAbsolute {
+			uses[j.Table]++
+		}
+	}
+	for _, j := range jumps {
+		if j.Kind != TableAbsolute {
+			continue
+		}
+		if _, relocated := r.f.Relative[j.Table]; relocated || uses[j.Table] > 1 {
+			j.Kind = TableComputedGoto
+		}
+	}
 }

@@ -6,6 +6,8 @@
 // subpackages x86dec and elfimage.
 package cfg
 
+import "sort"
+
 // EdgeKind says how control leaves a basic block.
 type EdgeKind uint8
 
@@ -141,16 +143,19 @@ type Function struct {
 // Graph is the recovered control flow of a whole binary.
 type Graph struct {
 	Path      string
-	BuildID   string // hex, empty when the binary has none
+	BuildID   string      // hex, empty when the binary has none
 	Functions []*Function // ascending by Start
 }
 
 // FunctionAt returns the function whose main part or cold part holds addr.
 func (g *Graph) FunctionAt(addr uint64) *Function {
-	for _, f := range g.Functions {
-		if addr >= f.Start && addr < f.End {
+	i := sort.Search(len(g.Functions), func(i int) bool { return g.Functions[i].Start > addr })
+	if i > 0 {
+		if f := g.Functions[i-1]; addr < f.End {
 			return f
 		}
+	}
+	for _, f := range g.Functions {
 		for _, p := range f.Parts {
 			if addr >= p.Start && addr < p.End {
 				return f

@@ -36,8 +36,9 @@ func Open(path string, opts Options) (*Graph, error) {
 type recoverer struct {
 	f            *elfimage.File
 	im           *image
-	units        []*unit          // ascending by start up to nsorted; later additions follow
+	units        []*unit // ascending by start up to nsorted; later additions follow
 	nsorted      int
+	parts        []partOwner      // cold parts of the sorted units (few: one per split function)
 	unitAt       map[uint64]*unit // by start
 	noReturnAddr map[uint64]bool  // imports and symbols known not to return
 	names        map[uint64]string
@@ -94,6 +95,18 @@ func (r *recoverer) addUnit(start, end uint64, source string) *unit {
 func (r *recoverer) sortUnits() {
 	sort.Slice(r.units, func(i, j int) bool { return r.units[i].start < r.units[j].start })
 	r.nsorted = len(r.units)
+	r.parts = r.parts[:0]
+	for _, u := range r.units {
+		for _, p := range u.parts {
+			r.parts = append(r.parts, partOwner{p, u})
+		}
+	}
+}
+
+// partOwner ties a cold part to the unit it belongs to.
+type partOwner struct {
+	Range
+	owner *unit
 }
 
 // unitContaining returns the unit whose span holds addr: the nearest unit
@@ -113,11 +126,9 @@ func (r *recoverer) unitContaining(addr uint64) *unit {
 	} else if u.insts[addr] != nil || addr == u.start {
 		return u
 	}
-	for _, c := range units {
-		for _, p := range c.parts {
-			if addr >= p.Start && addr < p.End {
-				return c
-			}
+	for _, po := range r.parts {
+		if addr >= po.Start && addr < po.End {
+			return po.owner
 		}
 	}
 	return nil
@@ -542,11 +553,27 @@ func (r *recoverer) mergeCold() {
 			continue
 		}
 		var work []uint64
-		for _, in := range u.insts {
-			if (in.flow == x86dec.FlowJump || in.flow == x86dec.FlowCondJump) && in.target != 0 && u.contains(in.target) && u.insts[in.target] == nil {
-				work = append(work, in.target)
+		reached := func(t uint64) {
+			if t != 0 && u.contains(t) && u.insts[t] == nil {
+				work = append(work, t)
 			}
 		}
+		for _, in := range u.insts {
+			if in.flow == x86dec.FlowJump || in.flow == x86dec.FlowCondJump {
+				reached(in.target)
+			}
+		}
+		for a, ij := range u.indirect {
+			for _, t := range ij.Targets {
+				reached(t)
+			}
+			// A table read without a bound stopped at the first entry
+			// outside the unit; with the parts joined it may go further.
+			if ij.BoundFrom == 0 {
+				u.pending = append(u.pending, a)
+			}
+		}
+		sort.Slice(u.pending, func(i, j int) bool { return u.pending[i] < u.pending[j] })
 		sort.Slice(work, func(i, j int) bool { return work[i] < work[j] })
 		r.exploreUnit(u, work)
 	}

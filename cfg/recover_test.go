@@ -105,6 +105,12 @@ func TestFunctionStarts(t *testing.T) {
 			subjects = append(subjects, subject{"python3.11", dbg, python})
 		}
 	}
+	// A shared object: pyenv's CPython, where the machine has it.
+	if libs, _ := filepath.Glob(os.ExpandEnv("$HOME/.pyenv/versions/3.11.*/lib/libpython3.11.so.1.0")); len(libs) > 0 {
+		subjects = append(subjects, subject{"libpython3.11.so", libs[0], stripCopy(t, libs[0])})
+	} else {
+		t.Log("no pyenv libpython3.11.so on this machine: shared-object subject not run")
+	}
 	for _, s := range subjects {
 		s := s
 		t.Run(s.name, func(t *testing.T) {

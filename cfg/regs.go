@@ -42,7 +42,7 @@ func isGPR(r x86asm.Reg) bool {
 // fam as its destination operand. x86asm keeps operands in Intel order, so the
 // destination is Args[0]. Instructions with implicit outputs that matter for
 // index computations (div, mul, cpuid...) are counted conservatively.
-func writesReg(inst *x86asm.Inst, fam x86asm.Reg) bool {
+func writesReg(inst *instInfo, fam x86asm.Reg) bool {
 	switch inst.Op {
 	case x86asm.CMP, x86asm.TEST, x86asm.PUSH, x86asm.JMP, x86asm.CALL, x86asm.RET,
 		x86asm.NOP, x86asm.BT:

@@ -59,7 +59,7 @@ func (w *walker) findDef(fam x86asm.Reg, in *instInfo) *instInfo {
 		if p == nil {
 			return nil
 		}
-		if writesReg(&p.Inst.Inst, fam) {
+		if writesReg(p, fam) {
 			return p
 		}
 		cur = p
@@ -99,7 +99,7 @@ func (w *walker) regValue(r x86asm.Reg, in *instInfo) (uint64, bool) {
 	var value uint64
 	found := false
 	for _, d := range w.u.insts {
-		if d.Op == x86asm.POP || !writesReg(&d.Inst.Inst, fam) {
+		if d.Op == x86asm.POP || !writesReg(d, fam) {
 			continue
 		}
 		v, ok := constValue(d)
@@ -112,10 +112,13 @@ func (w *walker) regValue(r x86asm.Reg, in *instInfo) (uint64, bool) {
 }
 
 // indexBound finds how many values the table index register can hold at
-// in: from a guarding `cmp $N,idx; ja default`, an `and $MASK,idx`, or a
-// zero-extending byte load. It returns 0 when nothing bounds the index.
+// in: from a guarding `cmp $N,idx; ja default` (also when the index was
+// loaded from memory that the cmp tested: `cmpq $N,(m); ja; mov (m),idx`),
+// an `and $MASK,idx`, or a zero-extending byte load. It returns 0 when
+// nothing bounds the index.
 func (w *walker) indexBound(idx x86asm.Reg, in *instInfo) (bound, from uint64) {
 	fam := regFamily(idx)
+	var mem *x86asm.Mem // set once the index is traced back to a load from memory
 	var cond *instInfo
 	var condTaken bool
 	var fallback, fallbackFrom uint64
@@ -130,19 +133,37 @@ func (w *walker) indexBound(idx x86asm.Reg, in *instInfo) (bound, from uint64) {
 			cond, condTaken = p, taken
 			continue
 		}
-		lastCond := cond
-		cond = nil
-		if p.Op == x86asm.CMP && lastCond != nil {
-			reg, okR := p.Args[0].(x86asm.Reg)
+		if p.Op == x86asm.CMP && cond != nil {
 			imm, okI := p.Args[1].(x86asm.Imm)
-			if okR && okI && regFamily(reg) == fam && imm >= 0 {
-				if b := guardBound(lastCond.Op, condTaken, uint64(imm)); b != 0 {
+			var match bool
+			switch a := p.Args[0].(type) {
+			case x86asm.Reg:
+				match = mem == nil && regFamily(a) == fam
+			case x86asm.Mem:
+				match = mem != nil && a == *mem
+			}
+			if match && okI && imm >= 0 {
+				if b := guardBound(cond.Op, condTaken, uint64(imm)); b != 0 {
 					return b, p.Addr
 				}
 			}
+		}
+		if !keepsFlags(p.Op) {
+			cond = nil
+		}
+		if mem != nil {
+			// The loaded memory is only the index while its address
+			// registers and contents stay the same.
+			if (mem.Base != 0 && writesReg(p, regFamily(mem.Base))) ||
+				(mem.Index != 0 && writesReg(p, regFamily(mem.Index))) {
+				break
+			}
+			if m, ok := p.Args[0].(x86asm.Mem); ok && m == *mem && p.Op != x86asm.CMP && p.Op != x86asm.TEST {
+				break
+			}
 			continue
 		}
-		if !writesReg(&p.Inst.Inst, fam) {
+		if !writesReg(p, fam) {
 			continue
 		}
 		switch p.Op {
@@ -159,10 +180,21 @@ func (w *walker) indexBound(idx x86asm.Reg, in *instInfo) (bound, from uint64) {
 					return 256, p.Addr
 				}
 			}
-		case x86asm.MOV:
-			if src, ok := p.Args[1].(x86asm.Reg); ok && isGPR(src) {
-				fam = regFamily(src)
-				continue
+		case x86asm.MOV, x86asm.MOVSXD:
+			// A copy, or a sign extension of an index that a later
+			// bound still limits to small non-negative values.
+			switch src := p.Args[1].(type) {
+			case x86asm.Reg:
+				if isGPR(src) {
+					fam = regFamily(src)
+					continue
+				}
+			case x86asm.Mem:
+				if p.Op == x86asm.MOV && src.Base != x86asm.RIP {
+					m := src
+					mem = &m
+					continue
+				}
 			}
 		case x86asm.AND:
 			if imm, ok := p.Args[1].(x86asm.Imm); ok && imm >= 0 && imm < maxTableEntries {
@@ -172,6 +204,17 @@ func (w *walker) indexBound(idx x86asm.Reg, in *instInfo) (bound, from uint64) {
 		break
 	}
 	return fallback, fallbackFrom
+}
+
+// keepsFlags reports whether op leaves the arithmetic flags alone, so that
+// a compare before it still guards a branch after it.
+func keepsFlags(op x86asm.Op) bool {
+	switch op {
+	case x86asm.MOV, x86asm.LEA, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD,
+		x86asm.NOP, x86asm.PUSH, x86asm.POP, x86asm.XCHG:
+		return true
+	}
+	return false
 }
 
 // guardBound turns `cmp $n` plus the branch that leaves the table path into

@@ -3,14 +3,36 @@ package cfg
 import (
 	"sort"
 
+	"golang.org/x/arch/x86/x86asm"
+
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 )
 
-// instInfo is one decoded instruction of a unit with its classification.
+// instInfo is what recovery keeps of one decoded instruction: its place,
+// its classification and the operands the table analysis reads. A whole
+// x86asm.Inst is several hundred bytes and a large binary has ~10^6
+// instructions, so the rest is dropped after decoding.
 type instInfo struct {
-	x86dec.Inst
-	flow   x86dec.Flow
-	target uint64 // direct jump, branch or call target; 0 otherwise
+	Addr     uint64
+	target   uint64 // direct jump, branch or call target; 0 otherwise
+	Args     x86asm.Args
+	Op       x86asm.Op
+	MemBytes int32
+	Len      uint8
+	flow     x86dec.Flow
+}
+
+// End is the address of the next instruction.
+func (in *instInfo) End() uint64 { return in.Addr + uint64(in.Len) }
+
+// MemRIPTarget is the address a %rip-relative memory operand refers to.
+func (in *instInfo) MemRIPTarget() (uint64, bool) {
+	for _, a := range in.Args {
+		if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.RIP {
+			return in.End() + uint64(m.Disp), true
+		}
+	}
+	return 0, false
 }
 
 // unit is a function under construction: its extent, the instructions
@@ -26,6 +48,8 @@ type unit struct {
 	roots    []uint64 // addresses exploration starts from
 	pending  []uint64 // indirect jumps not yet analysed
 	indirect map[uint64]*IndirectJump
+
+	slab []instInfo // instructions are allocated in chunks: there are ~10^6 of them
 
 	decodeErrors int
 	// fallsOut holds calls whose return address lies outside the unit: the
@@ -97,7 +121,8 @@ func (u *unit) explore(im *image, work []uint64, isStart func(uint64) bool, noRe
 				u.decodeErrors++
 				break
 			}
-			in := &instInfo{Inst: inst, flow: inst.Flow()}
+			in := u.newInst()
+			*in = instInfo{Addr: a, Args: inst.Args, Op: inst.Op, MemBytes: int32(inst.MemBytes), Len: uint8(inst.Len), flow: inst.Flow()}
 			u.insts[a] = in
 			next := inst.End()
 			stop := false
@@ -135,6 +160,22 @@ func (u *unit) explore(im *image, work []uint64, isStart func(uint64) bool, noRe
 			a = next
 		}
 	}
+}
+
+// newInst hands out the next instruction slot of the unit's current
+// chunk. A full chunk is never grown in place, so pointers stay valid.
+func (u *unit) newInst() *instInfo {
+	if len(u.slab) == cap(u.slab) {
+		n := 2 * cap(u.slab)
+		if n < 16 {
+			n = 16
+		} else if n > 1024 {
+			n = 1024
+		}
+		u.slab = make([]instInfo, 0, n)
+	}
+	u.slab = u.slab[:len(u.slab)+1]
+	return &u.slab[len(u.slab)-1]
 }
 
 // sortedAddrs returns the addresses of the unit's instructions, ascending.
