@@ -244,7 +244,11 @@ func (r *recoverer) discover() {
 		r.exploreUnits(queue)
 		fresh := r.unitsFromReferences(queue)
 		if len(fresh) == 0 {
-			fresh = r.unitsFromGaps()
+			// Gap units come back explored; what they refer to is next.
+			gaps := r.unitsFromGaps()
+			if len(gaps) > 0 {
+				fresh = r.unitsFromReferences(gaps)
+			}
 		}
 		queue = fresh
 	}
@@ -357,7 +361,8 @@ func (r *recoverer) unitsFromReferences(explored []*unit) []*unit {
 }
 
 // unitsFromGaps starts a function at the first instruction after padding in
-// each stretch of code no function covers.
+// each stretch of code no function covers. Each new function is explored
+// at once, so one pass over a section covers a run of uncovered functions.
 func (r *recoverer) unitsFromGaps() []*unit {
 	var fresh []*unit
 	for si := range r.im.code {
@@ -365,31 +370,39 @@ func (r *recoverer) unitsFromGaps() []*unit {
 		if strings.HasPrefix(s.name, ".plt") {
 			continue
 		}
-		cursor := s.start
+		covered := make([]Range, 0, len(r.units))
 		for _, u := range r.units {
-			sp := u.span()
-			if sp.End <= s.start || sp.Start >= s.end {
-				continue
-			}
-			if sp.Start > cursor {
-				if a, ok := r.firstCode(cursor, sp.Start); ok {
-					if u := r.addUnit(a, 0, "gap"); u != nil {
-						u.limit = sp.Start
-						fresh = append(fresh, u)
-					}
-				}
-			}
-			if sp.End > cursor {
-				cursor = sp.End
+			if sp := u.span(); sp.End > s.start && sp.Start < s.end {
+				covered = append(covered, sp)
 			}
 		}
-		if cursor < s.end {
-			if a, ok := r.firstCode(cursor, s.end); ok {
-				if u := r.addUnit(a, 0, "gap"); u != nil {
-					u.limit = s.end
-					fresh = append(fresh, u)
-				}
+		cursor := s.start
+		for i := 0; cursor < s.end; {
+			for i < len(covered) && covered[i].End <= cursor {
+				i++
 			}
+			gapEnd := s.end
+			if i < len(covered) {
+				gapEnd = covered[i].Start
+			}
+			if gapEnd <= cursor {
+				cursor = covered[i].End
+				continue
+			}
+			a, ok := r.firstCode(cursor, gapEnd)
+			if !ok {
+				cursor = gapEnd
+				continue
+			}
+			u := r.addUnit(a, 0, "gap")
+			if u == nil {
+				cursor = gapEnd
+				continue
+			}
+			u.limit = gapEnd
+			r.exploreUnit(u, u.roots)
+			fresh = append(fresh, u)
+			cursor = max(u.span().End, a+1)
 		}
 	}
 	r.sortUnits()

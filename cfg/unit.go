@@ -51,6 +51,8 @@ type unit struct {
 
 	slab []instInfo // instructions are allocated in chunks: there are ~10^6 of them
 
+	mainEnd uint64 // end of the last instruction found in the main part
+
 	decodeErrors int
 	// fallsOut holds calls whose return address lies outside the unit: the
 	// compiler put nothing after them, so their callees do not return.
@@ -92,13 +94,7 @@ func (u *unit) span() Range {
 	if u.end != 0 {
 		return Range{u.start, u.end}
 	}
-	end := u.start + 1
-	for a, in := range u.insts {
-		if a >= u.start && a < u.limit && in.End() > end {
-			end = in.End()
-		}
-	}
-	return Range{u.start, end}
+	return Range{u.start, max(u.start+1, u.mainEnd)}
 }
 
 // explore decodes everything reachable from work inside the unit. Calls
@@ -124,6 +120,9 @@ func (u *unit) explore(im *image, work []uint64, isStart func(uint64) bool, noRe
 			in := u.newInst()
 			*in = instInfo{Addr: a, Args: inst.Args, Op: inst.Op, MemBytes: int32(inst.MemBytes), Len: uint8(inst.Len), flow: inst.Flow()}
 			u.insts[a] = in
+			if a < u.limit || a < u.end {
+				u.mainEnd = max(u.mainEnd, in.End())
+			}
 			next := inst.End()
 			stop := false
 			switch in.flow {

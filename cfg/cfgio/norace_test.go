@@ -1,0 +1,5 @@
+//go:build !race
+
+package cfgio
+
+const raceEnabled = false
