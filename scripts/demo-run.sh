@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo proper (called by `make demo` after the build): recover the
 # control flow of the bundled test interpreters and of the real ones on
-# this machine, and show what was found.
+# this machine, and show what was found. Outputs land in out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -9,23 +9,40 @@ tool=bin/redmagic-patch
 out=out/demo
 mkdir -p "$out"
 
-show() { # show BINARY FUNC NAME
-  local bin=$1 fn=$2 name=$3
-  echo "== $name: $bin"
+# The eval loop's address comes from the unstripped build; the CFG is
+# recovered from the stripped copy.
+for vm in switchvm gotovm annotvm; do
+  eval_addr=0x$(nm "testdata/build/$vm" | awk '$3=="vm_eval"{print $1}')
+  bin=testdata/build/$vm.stripped
+  echo "== $vm (stripped): whole binary"
   "$tool" cfg "$bin" --stats
-  "$tool" cfg "$bin" --func "$fn" --format json -o "$out/$name.json"
-  "$tool" cfg "$bin" --func "$fn" --format dot -o "$out/$name.dot"
+  "$tool" cfg "$bin" --format json -o "$out/$vm.json"
+  "$tool" cfg "$bin" --func "$eval_addr" --format dot -o "$out/$vm-eval.dot"
   if command -v dot >/dev/null 2>&1; then
-    dot -Tsvg "$out/$name.dot" -o "$out/$name.svg"
+    dot -Tsvg "$out/$vm-eval.dot" -o "$out/$vm-eval.svg"
   fi
-  "$tool" cfg "$bin" --func "$fn" --format text | head -n 25
-  echo "   ... full CFG of $fn: $out/$name.{json,dot,svg}"
+  echo "-- its eval loop (vm_eval at $eval_addr): dispatch"
+  "$tool" cfg "$bin" --func "$eval_addr" --format text | grep -E "^function|^  part|indirect jump"
   echo
-}
+done
 
-show testdata/build/switchvm.stripped 0x$(nm testdata/build/switchvm | awk '$3=="vm_run"{print $1}') switchvm
-show testdata/build/gotovm.stripped 0x$(nm testdata/build/gotovm | awk '$3=="vm_run"{print $1}') gotovm
-show testdata/build/annotvm.stripped 0x$(nm testdata/build/annotvm | awk '$3=="vm_run"{print $1}') annotvm
-show /usr/bin/python3.11 _PyEval_EvalFrameDefault python3.11
-echo "== lua5.4: the dispatch function is the largest one"
+echo "== /usr/bin/python3.11: whole binary, then the dispatch of _PyEval_EvalFrameDefault"
+"$tool" cfg /usr/bin/python3.11 --stats
+"$tool" cfg /usr/bin/python3.11 --func _PyEval_EvalFrameDefault --format text -o "$out/python3.11-eval.txt"
+grep -E "^function|^  part" "$out/python3.11-eval.txt"
+echo "  $(grep -c 'indirect jump .*table 0x' "$out/python3.11-eval.txt") indirect jumps resolved, e.g.:"
+grep -m 3 "indirect jump" "$out/python3.11-eval.txt"
+echo
+
+echo "== /usr/bin/lua5.4: whole binary, then its largest function (luaV_execute)"
 "$tool" cfg /usr/bin/lua5.4 --stats
+"$tool" cfg /usr/bin/lua5.4 --format text -o "$out/lua5.4.txt"
+largest="" size=0
+while read -r _ _ range _; do # "function NAME [0xSTART,0xEND) ..."
+  range=${range#[}; range=${range%)}
+  start=${range%,*} end=${range#*,}
+  if (( end - start > size )); then size=$((end - start)) largest=$start; fi
+done < <(grep '^function' "$out/lua5.4.txt" | sed 's/^function (unnamed)/function -/')
+"$tool" cfg /usr/bin/lua5.4 --func "$largest" --format text | grep -E "^function|indirect jump"
+echo
+echo "demo: outputs in $out/ (JSON dumps, DOT and SVG of each eval loop)"
