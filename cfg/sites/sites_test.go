@@ -1,0 +1,77 @@
+package sites_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg"
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+)
+
+func discover(t *testing.T, path, profile string) *sites.Result {
+	t.Helper()
+	f, err := elfimage.Open(path)
+	require.NoError(t, err)
+	g, err := cfg.Recover(f, cfg.Options{})
+	require.NoError(t, err)
+	p, why, err := sites.Select(f, profile)
+	require.NoError(t, err)
+	r, err := sites.Discover(f, g, p, why)
+	require.NoError(t, err)
+	for _, s := range r.Sites {
+		t.Logf("%s %-28s addr %#x via %s slot %#x bypass %d: %s", r.Profile, s.Name, s.Addr, s.Via, s.Slot, s.Bypass, s.Found)
+	}
+	for _, s := range r.Skipped {
+		t.Logf("skipped %s %#x: %s", s.Name, s.Addr, s.Why)
+	}
+	return r
+}
+
+func TestAutoDetect(t *testing.T) {
+	vms, err := testvms.Build()
+	require.NoError(t, err)
+	var annot string
+	for _, vm := range vms {
+		if vm.Name == "annotvm" {
+			annot = vm.Stripped
+		}
+	}
+	for _, c := range []struct{ path, want string }{
+		{"/usr/bin/python3.11", "cpython3.11"},
+		{"/usr/bin/lua5.4", "lua5.4"},
+		{annot, "annotated"},
+	} {
+		r := discover(t, c.path, "auto")
+		assert.Equal(t, c.want, r.Profile, c.path)
+		t.Logf("%s: %s (%s)", c.path, r.Profile, r.Reason)
+	}
+}
+
+func TestPythonSites(t *testing.T) {
+	r := discover(t, "/usr/bin/python3.11", "cpython3.11")
+	require.Len(t, r.Sites, 7)
+	for _, s := range r.Sites {
+		assert.Equal(t, sites.ViaTableEntry, s.Via)
+		assert.Equal(t, "r15", s.IDReg)
+	}
+}
+
+func TestLuaSites(t *testing.T) {
+	r := discover(t, "/usr/bin/lua5.4", "lua5.4")
+	require.Len(t, r.Sites, 3)
+	for _, s := range r.Sites {
+		assert.Equal(t, sites.ViaTableRelative, s.Via)
+	}
+}
+
+func TestUnrecognised(t *testing.T) {
+	f, err := elfimage.Open("/bin/ls")
+	require.NoError(t, err)
+	_, _, err = sites.Select(f, "auto")
+	require.ErrorIs(t, err, sites.ErrNoProfile)
+	assert.Contains(t, err.Error(), "cpython3.11")
+}
