@@ -1,0 +1,181 @@
+package elfpatch
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+)
+
+var update = flag.Bool("update", false, "regenerate testdata/fuzz/FuzzWrite with gcc")
+
+const seedDir = "testdata/fuzz/FuzzWrite"
+
+// seedC is the seed programs' source: a constructor, a pointer table (so
+// PIE seeds carry RELATIVE relocations) and an import.
+const seedC = `#include <stdio.h>
+static int counter;
+static int one(void) { return 1; }
+static int two(void) { return 2; }
+static int (*const table[])(void) = {one, two};
+__attribute__((constructor)) static void init(void) { counter = 1; }
+int main(int argc, char **argv) { printf("%d\n", table[argc & 1]() + counter); return 0; }
+`
+
+// seeds are the committed seed inputs: small stripped executables of the
+// three kinds the writer handles.
+var seeds = []struct {
+	name  string
+	flags []string
+}{
+	{"pie", []string{"-O2", "-s", "-fPIE", "-pie", "-Wl,-z,noseparate-code"}},
+	{"exec", []string{"-O2", "-s", "-no-pie", "-Wl,-z,noseparate-code"}},
+	{"shared", []string{"-O2", "-s", "-shared", "-fPIC", "-Wl,-z,noseparate-code"}},
+}
+
+// TestSeedCorpus regenerates the seeds with -update and checks that each
+// one patches.
+func TestSeedCorpus(t *testing.T) {
+	for _, s := range seeds {
+		path := filepath.Join(seedDir, s.name)
+		if *update {
+			bin := buildC(t, t.TempDir(), s.name, seedC, s.flags...)
+			b, err := os.ReadFile(bin)
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(seedDir, 0o755))
+			require.NoError(t, os.WriteFile(path, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", b), 0o644))
+		}
+		data := readSeed(t, s.name)
+		assert.Less(t, len(data), 20<<10)
+		f, err := elfimage.NewFile(data, s.name)
+		require.NoError(t, err)
+		l, err := NewLayout(f, data)
+		require.NoError(t, err)
+		out, err := Write(f, data, l, fuzzPlan(f, l))
+		require.NoError(t, err, s.name)
+		assert.Greater(t, len(out), len(data))
+	}
+}
+
+func readSeed(t testing.TB, name string) []byte {
+	b, err := os.ReadFile(filepath.Join(seedDir, name))
+	if err != nil {
+		t.Skipf("no seed: %v (run go test -run TestSeedCorpus -update)", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	require.True(t, sc.Scan())
+	require.True(t, sc.Scan())
+	q, ok := strings.CutPrefix(sc.Text(), "[]byte(")
+	require.True(t, ok)
+	s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+	require.NoError(t, err)
+	return []byte(s)
+}
+
+// fuzzPlan is the fixed small plan of FuzzWrite: the test plan plus a
+// write at the start of the first code section and an edit of the lowest
+// relative relocation, when the input has them.
+func fuzzPlan(f *elfimage.File, l *Layout) *Plan {
+	p := testPlan(l, testText)
+	if cs := f.CodeSections(); len(cs) > 0 {
+		p.Writes = []ByteEdit{{cs[0].Addr, []byte{0xcc}}}
+	}
+	if len(f.Relative) > 0 {
+		locs := make([]uint64, 0, len(f.Relative))
+		for loc := range f.Relative {
+			locs = append(locs, loc)
+		}
+		p.Relatives = []RelativeEdit{{slices.Min(locs), l.TextAddr}}
+	}
+	return p
+}
+
+// FuzzWrite feeds arbitrary bytes through elfimage, NewLayout and Write.
+// Nothing may panic; errors are one line and typed; an output is a valid
+// image that is refused as already patched and keeps the input's bytes.
+func FuzzWrite(f *testing.F) {
+	for _, s := range seeds {
+		b := readSeed(f, s.name)
+		f.Add(b)
+		// The same file with its section headers or dynamic section damaged.
+		for _, edit := range []func(b []byte){
+			func(b []byte) { le.PutUint16(b[offShstrnd:], 0) },
+			func(b []byte) { b[offShnum] = 0 },
+			func(b []byte) { // every PT_DYNAMIC emptied
+				phoff := le.Uint64(b[offPhoff:])
+				for i := range uint64(le.Uint16(b[offPhnum:])) {
+					if h := b[phoff+i*phdrSize:]; le.Uint32(h) == uint32(elf.PT_DYNAMIC) {
+						clear(b[le.Uint64(h[8:]) : le.Uint64(h[8:])+le.Uint64(h[32:])])
+					}
+				}
+			},
+		} {
+			c := slices.Clone(b)
+			edit(c)
+			f.Add(c)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		img, err := elfimage.NewFile(data, "fuzz")
+		if err != nil {
+			return
+		}
+		checkErr := func(err error) {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.File != "fuzz" || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("bad error %T %v", err, err)
+			}
+		}
+		l, err := NewLayout(img, data)
+		if err != nil {
+			checkErr(err)
+			return
+		}
+		if l.TextOff > uint64(len(data))+1<<20 {
+			return // valid, but the padding would make the fuzzer slow
+		}
+		sum := sha256.Sum256(data)
+		out, err := Write(img, data, l, fuzzPlan(img, l))
+		if sha256.Sum256(data) != sum {
+			t.Fatal("Write modified its input")
+		}
+		if err != nil {
+			checkErr(err)
+			return
+		}
+		if !bytes.Equal(out[ehdrSize:len(data)], data[ehdrSize:]) {
+			// Only the plan's edits may differ.
+			n := 0
+			for i := ehdrSize; i < len(data); i++ {
+				if out[i] != data[i] {
+					n++
+				}
+			}
+			if n > 9 { // one write byte, one 8-byte addend
+				t.Fatalf("%d input bytes changed", n)
+			}
+		}
+		fo, err := elfimage.NewFile(out, "out")
+		if err != nil {
+			t.Fatalf("output rejected: %v", err)
+		}
+		if _, err := NewLayout(fo, out); !errors.Is(err, ErrAlreadyPatched) {
+			t.Fatalf("output not seen as patched: %v", err)
+		}
+	})
+}
