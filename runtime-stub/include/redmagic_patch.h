@@ -1,0 +1,123 @@
+/*
+ * redmagic_patch.h: the contract between a binary patched by redmagic-patch
+ * and the runtime shared object it loads (libredmagic.so).
+ *
+ * The patcher adds to the binary a new R+W segment whose first bytes are a
+ * struct rm_patch_header, and a dynamic entry DT_REDMAGIC whose d_ptr is the
+ * header's link-time address. At load, the runtime's constructor walks the
+ * loaded objects (dl_iterate_phdr), finds each one carrying DT_REDMAGIC,
+ * checks the header and, unless REDMAGIC_DISABLE=1, writes its entry points
+ * into hit_fn and api_fn[]. Everything the patched code does goes through
+ * those slots, and a zero slot means "run the original code": a binary whose
+ * runtime is disabled, missing or broken behaves exactly like the original.
+ *
+ * All addresses in these structures are link-time virtual addresses; the
+ * load bias of an object is (address of the header) - header->self.
+ *
+ * The runtime refuses an object (one line on stderr, slots left 0) unless:
+ * the header is 8-byte aligned, lies in a writable PT_LOAD segment outside
+ * PT_GNU_RELRO, and self equals DT_REDMAGIC's d_ptr; magic and abi_version
+ * match; header_size >= sizeof(struct rm_patch_header); every slot is 0 in
+ * the file; site_size is a multiple of 8, >= sizeof(struct rm_site) and <=
+ * 4096; nsites <= 2^20; sites (8-byte aligned) and strtab lie inside
+ * PT_LOAD segments; strtab is non-empty and ends with a NUL; every string
+ * offset is < strtab_size; every site has a known kind, api and flags.
+ * At most 8 objects per process are served.
+ *
+ * The patcher (Go, package elfpatch/site code) mirrors these layouts; a test
+ * checks the offsets on both sides.
+ */
+#ifndef REDMAGIC_PATCH_H
+#define REDMAGIC_PATCH_H
+
+#include <stdint.h>
+
+#define RM_MAGIC "RMPATCH"          /* 8 bytes with the NUL */
+#define RM_ABI_VERSION 1
+/* In the OS-specific range DT_LOOS..DT_HIOS, which ld.so ignores. */
+#define DT_REDMAGIC 0x6d726d31
+
+/* The redmagic API, in the order of redmagic.h: index into api_fn[]. */
+enum rm_api {
+	RM_API_START = 0,
+	RM_API_BACKWARDS_BRANCH,
+	RM_API_FELLTHROUGH_BRANCH,
+	RM_API_BEGIN_BRANCHABLE_FRAME,
+	RM_API_END_BRANCHABLE_FRAME,
+	RM_API_FORCE_BEGIN_TRACE,
+	RM_API_FORCE_END_TRACE,
+	RM_API_FORCE_JUMP_TO_TRACE,
+	RM_API_ENSURE_NOT_TRACED,
+	RM_API_TEMP_DISABLE,
+	RM_API_TEMP_ENABLE,
+	RM_API_DO_NOT_TRACE_FUNCTION,
+	RM_API_DISABLE_BRANCH,
+	RM_API_IS_TRACED,
+	RM_API_BEGIN_MERGE_BLOCK,
+	RM_API_END_MERGE_BLOCK,
+	RM_API_COUNT
+};
+
+struct rm_patch_header {
+	char magic[8];          /* RM_MAGIC */
+	uint32_t abi_version;   /* RM_ABI_VERSION */
+	uint32_t header_size;   /* sizeof(struct rm_patch_header) */
+	/*
+	 * Written by the runtime. Back-edge trampolines call
+	 *   void hit(uint32_t site, uint64_t id, uint64_t aux)
+	 * (SysV ABI) with the whole machine state saved around the call; 0 means
+	 * skip the call. site is the index into this object's sites[]. The
+	 * runtime's hit function may clobber what the SysV ABI lets a function
+	 * clobber among the general registers and the flags, and preserves
+	 * all vector, mask, x87 and MXCSR state, so trampolines need save only
+	 * the general registers and the flags. It needs a 16-byte aligned
+	 * stack and runs on it (Go included): trampolines step over the red
+	 * zone first.
+	 */
+	uint64_t hit_fn;
+	/*
+	 * Written by the runtime. An API call-site trampoline is entered by the
+	 * interpreter's own call (or tail jump) with the API function's C
+	 * arguments in place and the site index in %r11d; it jumps to
+	 * api_fn[api], or to the original function when that slot is 0. The
+	 * runtime's entries behave as C functions with the API's prototype
+	 * (they may clobber what a C call may) and return what the defaults
+	 * in redmagic.h return until there is a JIT (redmagic_is_traced: 0).
+	 */
+	uint64_t api_fn[RM_API_COUNT];
+	uint64_t self;          /* link-time address of this header */
+	uint32_t nsites;
+	uint32_t site_size;     /* sizeof(struct rm_site) */
+	uint64_t sites;         /* link-time address of struct rm_site[nsites] */
+	uint64_t strtab;        /* link-time address of NUL-terminated strings */
+	uint32_t strtab_size;
+	uint32_t profile;       /* strtab offset: profile name ("cpython3.11", ...) */
+	uint32_t tool_version;  /* strtab offset: version of redmagic-patch */
+	uint32_t build_id;      /* strtab offset: the original's build-id, hex */
+	uint64_t reserved[4];
+};
+
+enum rm_site_kind {
+	RM_SITE_BACKEDGE = 1,   /* a user-level loop back-edge handler */
+	RM_SITE_API_CALL = 2,   /* a call of a redmagic API function */
+};
+
+/* Site flags: how the runtime reads aux. */
+enum rm_site_flags {
+	/* aux is a Lua 5.4 instruction word; the site is a back-edge only when
+	 * its sJ operand is negative (OP_JMP serves both directions). */
+	RM_SITE_LUA54_SJ = 1u << 0,
+};
+
+struct rm_site {
+	uint64_t addr;     /* the site: handler entry or call instruction */
+	uint64_t resume;   /* where the original code continues */
+	uint32_t kind;     /* enum rm_site_kind */
+	uint32_t api;      /* enum rm_api, for RM_SITE_API_CALL */
+	int32_t id_reg;    /* DWARF number of the register holding the loop id, -1 none */
+	int32_t aux_reg;   /* DWARF number of the register passed as aux, -1 none */
+	uint32_t name;     /* strtab offset: "JUMP_BACKWARD", "OP_FORLOOP", ... */
+	uint32_t flags;    /* enum rm_site_flags */
+};
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * rm_fast.c: the code patched binaries call on every site hit.
+ *
+ * Back-edge trampolines save only the general registers and the flags, so
+ * everything here is compiled for general registers only (the pragma below:
+ * no SSE/AVX/x87 can be emitted) and calls nothing that could touch a vector
+ * register before saving the whole vector state with xsave: memory comes
+ * from raw mmap system calls, and the only calls into libc or Go happen
+ * between rm_xsave and rm_xrstor. The hot path takes no lock and issues no
+ * atomic read-modify-write: counters live in a table owned by the thread.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rm_internal.h"
+#include "_cgo_export.h"
+
+#pragma GCC target("general-regs-only")
+/* Keep gcc from turning the rehash loop into memset/memcpy calls. */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+
+_Static_assert(RM_MAX_OBJECTS == 8 && RM_API_COUNT == 16,
+	       "rm_api_entry.S generates 8 x 16 stubs");
+_Static_assert(sizeof(struct rm_entry) == 24, "entry layout");
+_Static_assert(sizeof(struct rm_table) == 64, "table header is a cache line");
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define NOINLINE __attribute__((noinline))
+#define COLD __attribute__((noinline, cold))
+
+struct rm_global rm_g;
+
+/* 8 bytes of initial-exec TLS: the thread's table, NULL before its first
+ * hit. Initial-exec because it is the cheapest access (one GOT load plus a
+ * %fs-relative load) and the library is loaded with the program. */
+static __thread struct rm_thread *rm_self __attribute__((tls_model("initial-exec")));
+
+/* A thread whose first-hit allocation failed uses this one: its single slot
+ * stays empty and the table counts as full and unable to grow, so every hit
+ * goes to the insert path and from there to the per-site overflow
+ * counters. */
+static struct {
+	struct rm_table t;
+	struct rm_entry e[1];
+} rm_nomem_table;
+static struct rm_thread rm_nomem_thread = {
+	.e = rm_nomem_table.e, .mask = 0, .used = 1, .limit = 1,
+	.table = &rm_nomem_table.t,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Raw system calls: libc's wrappers are not guaranteed vector-free. */
+
+static inline long rm_syscall6(long n, long a, long b, long c, long d, long e,
+			       long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+			   "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define RM_SYS_MMAP 9
+#define RM_SYS_MUNMAP 11
+
+static void *rm_map(uint64_t len)
+{
+	/* PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS */
+	long r = rm_syscall6(RM_SYS_MMAP, 0, (long)len, 3, 0x22, -1, 0);
+	if ((unsigned long)r > -4096ul)
+		return NULL;
+	return (void *)r;
+}
+
+void rm_unmap(void *p, uint64_t len)
+{
+	rm_syscall6(RM_SYS_MUNMAP, (long)p, (long)len, 0, 0, 0, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Vector state around calls that may use it (libc, Go). */
+
+static inline void rm_xsave(void *buf)
+{
+	uint32_t lo = (uint32_t)rm_g.xsave_mask;
+	uint32_t hi = (uint32_t)(rm_g.xsave_mask >> 32);
+	if (likely(rm_g.use_xsave))
+		__asm__ volatile("xsave64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
+				 : "memory");
+	else
+		__asm__ volatile("fxsave64 (%0)" : : "r"(buf) : "memory");
+}
+
+static inline void rm_xrstor(void *buf)
+{
+	uint32_t lo = (uint32_t)rm_g.xsave_mask;
+	uint32_t hi = (uint32_t)(rm_g.xsave_mask >> 32);
+	if (likely(rm_g.use_xsave))
+		__asm__ volatile("xrstor64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
+				 : "memory");
+	else
+		__asm__ volatile("fxrstor64 (%0)" : : "r"(buf) : "memory");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tables. */
+
+/* One multiply: the site goes to bits 40-63, away from the low bits where
+ * ids (pointers, pcs) differ; the product's bits 32-63 are the index. */
+static inline uint64_t rm_hash(uint32_t site1, uint64_t id)
+{
+	return ((id ^ ((uint64_t)site1 << 40)) * 0x9e3779b97f4a7c15ull) >> 32;
+}
+
+static struct rm_table *rm_table_new(unsigned log2)
+{
+	uint64_t n = 1ull << log2;
+	uint64_t len = sizeof(struct rm_table) + n * sizeof(struct rm_entry);
+	struct rm_table *t = rm_map(len);
+	if (!t)
+		return NULL;
+	t->mask = n - 1;
+	t->len = len;
+	return t;
+}
+
+/* Doubles t's table; the old one stays mapped (a statistics reader may hold
+ * it) until the thread exits. Returns 0 if the table cannot grow. */
+static COLD int rm_grow(struct rm_thread *t)
+{
+	if (t == &rm_nomem_thread || t->mask + 1 >= (1ull << RM_TABLE_MAX_LOG2))
+		return 0;
+	unsigned log2 = 0;
+	while ((1ull << log2) < (t->mask + 1) * 2)
+		log2++;
+	struct rm_table *nt = rm_table_new(log2);
+	if (!nt)
+		return 0;
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		const struct rm_entry *o = &t->e[i];
+		if (!o->site1)
+			continue;
+		uint64_t j = rm_hash(o->site1, o->id) & nt->mask;
+		while (nt->e[j].site1)
+			j = (j + 1) & nt->mask;
+		nt->e[j].id = o->id;
+		nt->e[j].count = o->count;
+		nt->e[j].site1 = o->site1;
+	}
+	nt->older = t->table;
+	t->last_site1 = 0; /* last_e points into the old table */
+	t->e = nt->e;
+	t->mask = nt->mask;
+	t->limit = (nt->mask + 1) / 2;
+	__atomic_store_n(&t->table, nt, __ATOMIC_RELEASE);
+	return 1;
+}
+
+/* The counter of (gsite, id) reached the hot threshold: the hook where the
+ * recorder will start. Go runs on this thread's own stack (the trampoline
+ * has stepped over the red zone): switching stacks would make every Go
+ * callback read /proc/self/maps. */
+static COLD void rm_hot(struct rm_thread *t, uint32_t gsite, uint64_t id,
+			uint64_t count)
+{
+	if (rm_g.forked || !t->xbuf || t->in_slow)
+		return;
+	t->in_slow = 1;
+	rm_xsave(t->xbuf);
+	rmHot(gsite, id, count);
+	rm_xrstor(t->xbuf);
+	t->in_slow = 0;
+}
+
+static COLD void rm_count_overflow(uint32_t gsite)
+{
+	__atomic_fetch_add(&rm_g.overflow[gsite], 1, __ATOMIC_RELAXED);
+}
+
+static COLD void rm_insert(struct rm_thread *t, uint32_t gsite, uint64_t id,
+			   int hot)
+{
+	if (t->used >= t->limit && !rm_grow(t)) {
+		rm_count_overflow(gsite);
+		return;
+	}
+	uint32_t site1 = gsite + 1;
+	uint64_t i = rm_hash(site1, id) & t->mask;
+	while (t->e[i].site1)
+		i = (i + 1) & t->mask;
+	struct rm_entry *e = &t->e[i];
+	e->id = id;
+	e->count = 1;
+	/* Readers test site1 first: publish it last. */
+	__atomic_store_n(&e->site1, site1, __ATOMIC_RELEASE);
+	t->used++;
+	if (hot && rm_g.hot_threshold == 1)
+		rm_hot(t, gsite, id, 1);
+}
+
+static void rm_count(uint32_t gsite, uint64_t id, int hot);
+
+/* First hit on this thread: map its state, then register it (libc: mutex,
+ * pthread key) with the vector state saved. */
+static COLD void rm_first(uint32_t gsite, uint64_t id, int hot)
+{
+	struct rm_thread *t = &rm_nomem_thread;
+	uint64_t head = (sizeof(struct rm_thread) + 63) & ~63ull;
+	uint64_t len = (head + rm_g.xsave_size + 4095) & ~4095ull;
+	struct rm_thread *nt = rm_map(len);
+	struct rm_table *tab = nt ? rm_table_new(RM_TABLE_MIN_LOG2) : NULL;
+	if (tab) {
+		nt->len = len;
+		nt->xbuf = (char *)nt + head;
+		nt->e = tab->e;
+		nt->mask = tab->mask;
+		nt->limit = (tab->mask + 1) / 2;
+		nt->table = tab;
+		t = nt;
+	} else if (nt) {
+		rm_unmap(nt, len);
+	}
+	rm_self = t;
+	if (t != &rm_nomem_thread) {
+		/* in_slow: a nested hit must not reuse the save area. */
+		t->in_slow = 1;
+		rm_xsave(t->xbuf);
+		rm_thread_register(t);
+		rm_xrstor(t->xbuf);
+		t->in_slow = 0;
+	}
+	rm_count(gsite, id, hot);
+}
+
+static inline __attribute__((always_inline)) void
+rm_count(uint32_t gsite, uint64_t id, int hot)
+{
+	struct rm_thread *t = rm_self;
+	if (unlikely(!t)) {
+		rm_first(gsite, id, hot);
+		return;
+	}
+	uint32_t site1 = gsite + 1;
+	struct rm_entry *e;
+	/* A loop repeats its own back-edge: most hits are the thread's last
+	 * key, which skips the hash. */
+	if (likely(t->last_site1 == site1 && t->last_id == id)) {
+		e = t->last_e;
+	} else {
+		struct rm_entry *tab = t->e;
+		uint64_t mask = t->mask;
+		uint64_t i = rm_hash(site1, id) & mask;
+		for (;;) {
+			e = &tab[i];
+			uint32_t s = e->site1;
+			if (likely(s == site1 && e->id == id))
+				break;
+			if (s == 0) {
+				rm_insert(t, gsite, id, hot);
+				return;
+			}
+			i = (i + 1) & mask;
+		}
+		t->last_site1 = site1;
+		t->last_id = id;
+		t->last_e = e;
+	}
+	/* Relaxed atomics compile to plain moves (no lock prefix); they only
+	 * tell the compiler that the statistics reader may look. */
+	uint64_t c = __atomic_load_n(&e->count, __ATOMIC_RELAXED) + 1;
+	__atomic_store_n(&e->count, c, __ATOMIC_RELAXED);
+	if (unlikely(hot && c == rm_g.hot_threshold))
+		rm_hot(t, gsite, id, c);
+}
+
+static COLD void rm_invalid_site(void)
+{
+	__atomic_fetch_add(&rm_g.invalid_site_calls, 1, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points. */
+
+/* void hit(uint32_t site, uint64_t id, uint64_t aux): one per object, in
+ * two variants: objects with RM_SITE_LUA54_SJ sites get the one that reads
+ * the site flags, the others skip that load. */
+static inline __attribute__((always_inline)) void
+rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
+{
+	const struct rm_obj_rt *o = &rm_g.obj[k];
+	if (unlikely(site >= o->nsites)) {
+		rm_invalid_site();
+		return;
+	}
+	if (lua && (o->flags[site] & RM_SITE_LUA54_SJ)) {
+		/* OP_JMP serves both directions: only a negative sJ closes
+		 * a loop. */
+		int64_t sj = (int64_t)((aux >> 7) & 0x1ffffff) - 0xffffff;
+		if (sj >= 0)
+			return;
+	}
+	rm_count(o->base + site, id, 1);
+}
+
+#define RM_HIT_FN(k)                                                           \
+	RM_HIDDEN void rm_hit_##k(uint32_t site, uint64_t id, uint64_t aux)    \
+	{                                                                      \
+		rm_hit_obj(k, 0, site, id, aux);                               \
+	}                                                                      \
+	RM_HIDDEN void rm_hit_lua_##k(uint32_t site, uint64_t id,              \
+				      uint64_t aux)                            \
+	{                                                                      \
+		rm_hit_obj(k, 1, site, id, aux);                               \
+	}
+RM_HIT_FN(0)
+RM_HIT_FN(1)
+RM_HIT_FN(2)
+RM_HIT_FN(3)
+RM_HIT_FN(4)
+RM_HIT_FN(5)
+RM_HIT_FN(6)
+RM_HIT_FN(7)
+
+void *const rm_hit_fns[RM_MAX_OBJECTS][2] = {
+#define RM_HIT_PAIR(k) { (void *)rm_hit_##k, (void *)rm_hit_lua_##k }
+	RM_HIT_PAIR(0), RM_HIT_PAIR(1), RM_HIT_PAIR(2), RM_HIT_PAIR(3),
+	RM_HIT_PAIR(4), RM_HIT_PAIR(5), RM_HIT_PAIR(6), RM_HIT_PAIR(7),
+#undef RM_HIT_PAIR
+};
+
+/* The API functions whose argument names a loop or a function: counted per
+ * (site, argument). The others are counted per site (id 0); the frame
+ * pointer of begin/end_branchable_frame is opaque and not a key. */
+static const uint8_t rm_api_keyed[RM_API_COUNT] = {
+	[RM_API_BACKWARDS_BRANCH] = 1,
+	[RM_API_FELLTHROUGH_BRANCH] = 1,
+	[RM_API_FORCE_BEGIN_TRACE] = 1,
+	[RM_API_FORCE_JUMP_TO_TRACE] = 1,
+	[RM_API_DO_NOT_TRACE_FUNCTION] = 1,
+	[RM_API_DISABLE_BRANCH] = 1,
+};
+
+/*
+ * Reached from rm_api_<name>_entry_<k> (rm_api_entry.S) by a tail jump, so
+ * it returns straight to the interpreter: arg is the API function's first
+ * argument (garbage for those without one), site the index the trampoline
+ * put in %r11d, objapi = k << 8 | api. Behaves like the defaults in
+ * redmagic.h: nothing happens, and redmagic_is_traced gets 0 (there is no
+ * trace yet).
+ */
+RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi)
+{
+	unsigned k = objapi >> 8, api = objapi & 0xff;
+	if (unlikely(k >= RM_MAX_OBJECTS || api >= RM_API_COUNT ||
+		     site >= rm_g.obj[k].nsites)) {
+		rm_invalid_site();
+		return 0;
+	}
+	uint64_t id = rm_api_keyed[api] ? arg : 0;
+	rm_count(rm_g.obj[k].base + site, id, api == RM_API_BACKWARDS_BRANCH);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Thread exit (from rm_init.c's pthread key destructor). */
+
+RM_HIDDEN void rm_thread_forget(void)
+{
+	rm_self = NULL;
+}
+
+RM_HIDDEN struct rm_thread *rm_thread_nomem(void)
+{
+	return &rm_nomem_thread;
+}

@@ -1,0 +1,646 @@
+/*
+ * rm_init.c: everything outside the hit path. The constructor finds the
+ * patched objects and fills their slots; the thread registry lets the
+ * statistics sum every thread; fork and exit handling.
+ *
+ * Nothing here calls Go before exit: a Go call costs 1-2 ms while the Go
+ * runtime finishes starting, and the constructor must keep start-up cheap.
+ */
+#define _GNU_SOURCE
+#include <cpuid.h>
+#include <elf.h>
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rm_internal.h"
+#include "_cgo_export.h"
+
+RM_HIDDEN void rm_thread_forget(void);
+RM_HIDDEN struct rm_thread *rm_thread_nomem(void);
+
+/* What the statistics need about each object; the fast path reads only
+ * rm_g.obj. */
+struct rm_obj_info {
+	char *path;
+	const char *profile, *build_id, *tool_version;
+	const unsigned char *sites;
+	const char *strtab;
+	uint32_t site_size;
+};
+
+static struct {
+	int disabled;
+	char *stats_path;
+	uint32_t nobjs;
+	struct rm_obj_info obj[RM_MAX_OBJECTS];
+
+	pthread_mutex_t mu;     /* registry, dead-thread table */
+	pthread_key_t key;
+	int key_ok;
+	struct rm_thread *threads;
+	uint64_t nthreads;      /* ever registered */
+	struct rm_entry *dead;  /* folded counts of exited threads (hash) */
+	uint64_t dead_mask, dead_used;
+} rm_s = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* ------------------------------------------------------------------------ */
+/* Header validation. */
+
+static int rm_fail(char *why, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* The segment (not a RELRO range) holding [vaddr, vaddr+len), or NULL. */
+static const struct rm_seg *rm_seg_of(const struct rm_objdesc *d,
+				      uint64_t vaddr, uint64_t len)
+{
+	if (vaddr + len < vaddr)
+		return NULL;
+	for (int i = 0; i < d->nsegs; i++) {
+		const struct rm_seg *s = &d->segs[i];
+		if (s->relro || !(s->flags & PF_R))
+			continue;
+		if (vaddr >= s->vaddr && vaddr + len <= s->vaddr + s->memsz &&
+		    s->vaddr + s->memsz >= s->vaddr)
+			return s;
+	}
+	return NULL;
+}
+
+static int rm_in_relro(const struct rm_objdesc *d, uint64_t vaddr,
+		       uint64_t len)
+{
+	for (int i = 0; i < d->nsegs; i++) {
+		const struct rm_seg *s = &d->segs[i];
+		if (s->relro && vaddr < s->vaddr + s->memsz &&
+		    s->vaddr < vaddr + len)
+			return 1;
+	}
+	return 0;
+}
+
+static int rm_str_ok(uint32_t off, uint32_t size)
+{
+	return off < size;
+}
+
+int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
+		char *why, size_t n)
+{
+	const uint64_t hsz = sizeof(struct rm_patch_header);
+	uint64_t hv = d->hdr_vaddr;
+	if (hv % 8)
+		return rm_fail(why, n, "header at %#lx is not 8-byte aligned",
+			       (unsigned long)hv);
+	const struct rm_seg *hs = rm_seg_of(d, hv, hsz);
+	if (!hs)
+		return rm_fail(why, n,
+			       "header at %#lx is outside the loaded segments",
+			       (unsigned long)hv);
+	if (!(hs->flags & PF_W) || rm_in_relro(d, hv, hsz))
+		return rm_fail(why, n,
+			       "header at %#lx is not in a writable segment",
+			       (unsigned long)hv);
+	struct rm_patch_header *h = (void *)(d->bias + hv);
+	if (memcmp(h->magic, RM_MAGIC, sizeof h->magic) != 0)
+		return rm_fail(why, n, "bad header magic");
+	if (h->abi_version != RM_ABI_VERSION)
+		return rm_fail(why, n, "abi version %u, want %u",
+			       h->abi_version, RM_ABI_VERSION);
+	if (h->header_size < hsz || h->header_size > 65536 ||
+	    rm_seg_of(d, hv, h->header_size) != hs)
+		return rm_fail(why, n, "bad header size %u", h->header_size);
+	if (h->self != hv)
+		return rm_fail(why, n,
+			       "header says it is at %#lx, DT_REDMAGIC says %#lx",
+			       (unsigned long)h->self, (unsigned long)hv);
+	if (h->hit_fn)
+		return rm_fail(why, n, "slots already set by another runtime");
+	for (int i = 0; i < RM_API_COUNT; i++)
+		if (h->api_fn[i])
+			return rm_fail(why, n,
+				       "slots already set by another runtime");
+	if (h->site_size < sizeof(struct rm_site) ||
+	    h->site_size > RM_MAX_SITE_SIZE || h->site_size % 8)
+		return rm_fail(why, n, "bad site size %u", h->site_size);
+	if (h->nsites > RM_MAX_SITES_PER_OBJECT)
+		return rm_fail(why, n, "%u sites, at most %u allowed",
+			       h->nsites, RM_MAX_SITES_PER_OBJECT);
+	uint64_t slen = (uint64_t)h->nsites * h->site_size;
+	if (h->nsites && (h->sites % 8 || !rm_seg_of(d, h->sites, slen)))
+		return rm_fail(why, n,
+			       "site table at %#lx (%lu bytes) is outside the "
+			       "loaded segments",
+			       (unsigned long)h->sites, (unsigned long)slen);
+	if (h->strtab_size == 0 || !rm_seg_of(d, h->strtab, h->strtab_size))
+		return rm_fail(why, n,
+			       "string table at %#lx (%u bytes) is outside the "
+			       "loaded segments",
+			       (unsigned long)h->strtab, h->strtab_size);
+	const char *str = (const char *)(d->bias + h->strtab);
+	if (str[h->strtab_size - 1] != 0)
+		return rm_fail(why, n, "string table is not NUL-terminated");
+	if (!rm_str_ok(h->profile, h->strtab_size) ||
+	    !rm_str_ok(h->tool_version, h->strtab_size) ||
+	    !rm_str_ok(h->build_id, h->strtab_size))
+		return rm_fail(why, n, "header string offset out of range");
+	const unsigned char *sites = (const void *)(d->bias + h->sites);
+	for (uint32_t i = 0; i < h->nsites; i++) {
+		struct rm_site s;
+		memcpy(&s, sites + (uint64_t)i * h->site_size, sizeof s);
+		if (s.kind != RM_SITE_BACKEDGE && s.kind != RM_SITE_API_CALL)
+			return rm_fail(why, n, "site %u: bad kind %u", i,
+				       s.kind);
+		if (s.kind == RM_SITE_API_CALL && s.api >= RM_API_COUNT)
+			return rm_fail(why, n, "site %u: bad api %u", i, s.api);
+		if (s.flags & ~(uint32_t)RM_SITE_LUA54_SJ)
+			return rm_fail(why, n, "site %u: unknown flags %#x", i,
+				       s.flags);
+		if (!rm_str_ok(s.name, h->strtab_size))
+			return rm_fail(why, n,
+				       "site %u: name offset %u out of range",
+				       i, s.name);
+	}
+	out->hdr = h;
+	out->sites = sites;
+	out->strtab = str;
+	out->nsites = h->nsites;
+	out->site_size = h->site_size;
+	out->strtab_size = h->strtab_size;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Finding the patched objects. */
+
+#define RM_MAX_SEGS 64
+
+struct rm_found {
+	struct rm_objinfo info;
+	char *path;
+	int lua;        /* has RM_SITE_LUA54_SJ sites */
+};
+
+struct rm_scan {
+	struct rm_found found[RM_MAX_OBJECTS];
+	uint32_t nfound;
+	uint64_t nsites;
+};
+
+static char *rm_object_name(const char *name)
+{
+	if (name && *name)
+		return strdup(name);
+	char buf[PATH_MAX];
+	ssize_t r = readlink("/proc/self/exe", buf, sizeof buf - 1);
+	if (r <= 0)
+		return strdup("main program");
+	buf[r] = 0;
+	return strdup(buf);
+}
+
+static void rm_refuse(const char *name, const char *why)
+{
+	char *p = rm_object_name(name);
+	fprintf(stderr, "redmagic: %s: %s, running without the runtime\n",
+		p ? p : "?", why);
+	free(p);
+}
+
+static int rm_phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct rm_scan *sc = arg;
+	(void)size;
+	struct rm_seg segs[RM_MAX_SEGS];
+	int nsegs = 0;
+	const ElfW(Phdr) *dyn = NULL;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_DYNAMIC)
+			dyn = ph;
+		if ((ph->p_type == PT_LOAD || ph->p_type == PT_GNU_RELRO) &&
+		    nsegs < RM_MAX_SEGS)
+			segs[nsegs++] = (struct rm_seg){
+				.vaddr = ph->p_vaddr,
+				.memsz = ph->p_memsz,
+				.flags = ph->p_flags,
+				.relro = ph->p_type == PT_GNU_RELRO,
+			};
+	}
+	if (!dyn)
+		return 0;
+	const ElfW(Dyn) *d = (const void *)(info->dlpi_addr + dyn->p_vaddr);
+	uint64_t hv = 0;
+	int have = 0;
+	for (size_t i = 0; i < dyn->p_memsz / sizeof *d && d[i].d_tag != DT_NULL;
+	     i++)
+		if (d[i].d_tag == DT_REDMAGIC) {
+			hv = d[i].d_un.d_ptr;
+			have = 1;
+			break;
+		}
+	if (!have)
+		return 0;
+	char why[256];
+	struct rm_objdesc od = {
+		.bias = info->dlpi_addr, .segs = segs, .nsegs = nsegs,
+		.hdr_vaddr = hv,
+	};
+	struct rm_objinfo oi;
+	if (rm_validate(&od, &oi, why, sizeof why) != 0) {
+		rm_refuse(info->dlpi_name, why);
+		return 0;
+	}
+	if (sc->nfound == RM_MAX_OBJECTS) {
+		snprintf(why, sizeof why, "more than %d patched objects",
+			 RM_MAX_OBJECTS);
+		rm_refuse(info->dlpi_name, why);
+		return 0;
+	}
+	if (sc->nsites + oi.nsites > RM_MAX_SITES) {
+		rm_refuse(info->dlpi_name, "too many sites in all objects");
+		return 0;
+	}
+	sc->found[sc->nfound].info = oi;
+	sc->found[sc->nfound].path = strdup(info->dlpi_name ? info->dlpi_name : "");
+	sc->nfound++;
+	sc->nsites += oi.nsites;
+	return 0;
+}
+
+/* Fills rm_g.obj and writes the slots, once every object is accepted. */
+static void rm_install(struct rm_scan *sc)
+{
+	rm_g.overflow = calloc(sc->nsites ? sc->nsites : 1, sizeof(uint64_t));
+	if (!rm_g.overflow) {
+		for (uint32_t k = 0; k < sc->nfound; k++)
+			rm_refuse(sc->found[k].path, "out of memory");
+		return;
+	}
+	uint32_t base = 0;
+	for (uint32_t k = 0; k < sc->nfound; k++) {
+		struct rm_found *f = &sc->found[k];
+		uint8_t *flags = calloc(f->info.nsites ? f->info.nsites : 1, 1);
+		f->lua = 0;
+		if (!flags) {
+			rm_refuse(f->path, "out of memory");
+			return;
+		}
+		for (uint32_t i = 0; i < f->info.nsites; i++) {
+			struct rm_site s;
+			memcpy(&s, f->info.sites + (uint64_t)i * f->info.site_size,
+			       sizeof s);
+			flags[i] = (uint8_t)s.flags;
+			f->lua |= (s.flags & RM_SITE_LUA54_SJ) != 0;
+		}
+		const char *str = f->info.strtab;
+		struct rm_patch_header *h = f->info.hdr;
+		rm_s.obj[k] = (struct rm_obj_info){
+			.path = f->path,
+			.profile = str + h->profile,
+			.build_id = str + h->build_id,
+			.tool_version = str + h->tool_version,
+			.sites = f->info.sites,
+			.strtab = str,
+			.site_size = f->info.site_size,
+		};
+		rm_g.obj[k] = (struct rm_obj_rt){
+			.base = base, .nsites = f->info.nsites, .flags = flags,
+		};
+		base += f->info.nsites;
+	}
+	rm_g.nsites_total = base;
+	rm_s.nobjs = sc->nfound;
+	for (uint32_t k = 0; k < sc->nfound; k++) {
+		struct rm_patch_header *h = sc->found[k].info.hdr;
+		for (int a = 0; a < RM_API_COUNT; a++)
+			__atomic_store_n(&h->api_fn[a],
+					 (uint64_t)(uintptr_t)rm_api_entries[k][a],
+					 __ATOMIC_RELEASE);
+		__atomic_store_n(&h->hit_fn, (uint64_t)(uintptr_t)rm_hit_fns[k][sc->found[k].lua],
+				 __ATOMIC_RELEASE);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* CPU state saving. */
+
+static void rm_cpu_setup(void)
+{
+	unsigned a, b, c, d;
+	rm_g.xsave_size = 512;
+	rm_g.use_xsave = 0;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
+		return;
+	uint32_t lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	uint64_t xcr0 = (uint64_t)hi << 32 | lo;
+	__cpuid_count(0xd, 0, a, b, c, d);
+	if (b < 576)
+		return;
+	/* AMX tile state (bits 17, 18) is left out: it needs a per-process
+	 * permission and nothing on the way to Go uses it. */
+	rm_g.xsave_mask = xcr0 & ~(3ull << 17);
+	rm_g.xsave_size = b;
+	rm_g.use_xsave = 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Thread registry. */
+
+static uint64_t rm_fold_hash(uint32_t site1, uint64_t id)
+{
+	return ((id ^ ((uint64_t)site1 * 0xd6e8feb86659fd93ull)) *
+		0x9e3779b97f4a7c15ull) >> 32;
+}
+
+/* Adds a dead thread's counter to rm_s.dead, under rm_s.mu. Returns -1 when
+ * out of memory (the caller then counts the hits as overflow). */
+static int rm_dead_add(uint32_t site1, uint64_t id, uint64_t count)
+{
+	if ((rm_s.dead_used + 1) * 2 > rm_s.dead_mask + 1 || !rm_s.dead) {
+		uint64_t n = rm_s.dead ? (rm_s.dead_mask + 1) * 2 : 1024;
+		struct rm_entry *ne = calloc(n, sizeof *ne);
+		if (!ne)
+			return -1;
+		for (uint64_t i = 0; rm_s.dead && i <= rm_s.dead_mask; i++) {
+			struct rm_entry *o = &rm_s.dead[i];
+			if (!o->site1)
+				continue;
+			uint64_t j = rm_fold_hash(o->site1, o->id) & (n - 1);
+			while (ne[j].site1)
+				j = (j + 1) & (n - 1);
+			ne[j] = *o;
+		}
+		free(rm_s.dead);
+		rm_s.dead = ne;
+		rm_s.dead_mask = n - 1;
+	}
+	uint64_t j = rm_fold_hash(site1, id) & rm_s.dead_mask;
+	for (;; j = (j + 1) & rm_s.dead_mask) {
+		struct rm_entry *e = &rm_s.dead[j];
+		if (e->site1 == site1 && e->id == id) {
+			e->count += count;
+			return 0;
+		}
+		if (!e->site1) {
+			*e = (struct rm_entry){ .id = id, .site1 = site1,
+						.count = count };
+			rm_s.dead_used++;
+			return 0;
+		}
+	}
+}
+
+static void rm_thread_exit(void *p)
+{
+	struct rm_thread *t = p;
+	if (!t || t == rm_thread_nomem())
+		return;
+	pthread_mutex_lock(&rm_s.mu);
+	struct rm_table *tab = t->table;
+	for (uint64_t i = 0; i <= tab->mask; i++)
+		if (tab->e[i].site1 &&
+		    rm_dead_add(tab->e[i].site1, tab->e[i].id,
+				tab->e[i].count) != 0)
+			__atomic_fetch_add(&rm_g.overflow[tab->e[i].site1 - 1],
+					   tab->e[i].count, __ATOMIC_RELAXED);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		rm_s.threads = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&rm_s.mu);
+	rm_thread_forget();
+	while (tab) {
+		struct rm_table *older = tab->older;
+		rm_unmap(tab, tab->len);
+		tab = older;
+	}
+	rm_unmap(t, t->len);
+}
+
+void rm_thread_register(struct rm_thread *t)
+{
+	pthread_mutex_lock(&rm_s.mu);
+	t->next = rm_s.threads;
+	t->prev = NULL;
+	if (t->next)
+		t->next->prev = t;
+	rm_s.threads = t;
+	rm_s.nthreads++;
+	t->registered = 1;
+	pthread_mutex_unlock(&rm_s.mu);
+	if (rm_s.key_ok)
+		pthread_setspecific(rm_s.key, t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* fork: Go's threads do not exist in the child, and a Go call that
+ * allocates would hang there. The child keeps counting in C. */
+
+static void rm_atfork_prepare(void)
+{
+	pthread_mutex_lock(&rm_s.mu);
+}
+
+static void rm_atfork_parent(void)
+{
+	pthread_mutex_unlock(&rm_s.mu);
+}
+
+static void rm_atfork_child(void)
+{
+	rm_g.forked = 1;
+	pthread_mutex_init(&rm_s.mu, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Statistics at exit. */
+
+static void rm_atexit(void)
+{
+	/* A forked child writes nothing (a Go call could hang there, and the
+	 * file belongs to the parent); one that exec()s starts afresh. */
+	if (rm_g.forked || !rm_s.stats_path)
+		return;
+	struct rm_snapshot snap = {
+		.out = rm_s.stats_path,
+		.disabled = rm_s.disabled,
+		.hot_threshold = rm_g.hot_threshold,
+		.invalid_site_calls = __atomic_load_n(&rm_g.invalid_site_calls,
+						      __ATOMIC_RELAXED),
+	};
+	struct rm_snap_obj objs[RM_MAX_OBJECTS];
+	struct rm_snap_site *sites = NULL;
+	struct rm_snap_row *rows = NULL;
+
+	pthread_mutex_lock(&rm_s.mu);
+	/* Each table pointer is loaded once: its owner may grow it meanwhile,
+	 * and the retired table stays mapped until the owner exits, which
+	 * needs this mutex. */
+	uint64_t nlive = 0, nrows = rm_s.dead_used;
+	for (struct rm_thread *t = rm_s.threads; t; t = t->next)
+		nlive++;
+	struct rm_table **tabs = calloc(nlive ? nlive : 1, sizeof *tabs);
+	if (tabs) {
+		uint64_t k = 0;
+		for (struct rm_thread *t = rm_s.threads; t; t = t->next) {
+			tabs[k] = __atomic_load_n(&t->table, __ATOMIC_ACQUIRE);
+			nrows += tabs[k++]->mask + 1;
+		}
+	}
+	sites = calloc(rm_g.nsites_total ? rm_g.nsites_total : 1, sizeof *sites);
+	rows = malloc((nrows ? nrows : 1) * sizeof *rows);
+	if (tabs && sites && rows) {
+		uint64_t r = 0;
+		for (uint64_t i = 0; rm_s.dead && i <= rm_s.dead_mask; i++) {
+			struct rm_entry *e = &rm_s.dead[i];
+			if (e->site1)
+				rows[r++] = (struct rm_snap_row){
+					.id = e->id, .count = e->count,
+					.site = e->site1 - 1,
+				};
+		}
+		for (uint64_t k = 0; k < nlive; k++) {
+			struct rm_table *tab = tabs[k];
+			for (uint64_t i = 0; i <= tab->mask; i++) {
+				struct rm_entry *e = &tab->e[i];
+				uint32_t s1 = __atomic_load_n(&e->site1,
+							      __ATOMIC_ACQUIRE);
+				if (!s1)
+					continue;
+				rows[r++] = (struct rm_snap_row){
+					.id = e->id,
+					.count = __atomic_load_n(&e->count,
+								 __ATOMIC_RELAXED),
+					.site = s1 - 1,
+				};
+			}
+		}
+		snap.nrows = r;
+	}
+	snap.threads = rm_s.nthreads;
+	pthread_mutex_unlock(&rm_s.mu);
+
+	free(tabs);
+	if (!tabs || !sites || !rows) {
+		fprintf(stderr, "redmagic: stats: out of memory\n");
+		free(sites);
+		free(rows);
+		return;
+	}
+	for (uint32_t k = 0; k < rm_s.nobjs; k++) {
+		struct rm_obj_info *o = &rm_s.obj[k];
+		objs[k] = (struct rm_snap_obj){
+			.path = o->path, .profile = o->profile,
+			.build_id = o->build_id, .tool_version = o->tool_version,
+			.base = rm_g.obj[k].base, .nsites = rm_g.obj[k].nsites,
+		};
+		for (uint32_t i = 0; i < rm_g.obj[k].nsites; i++) {
+			struct rm_site s;
+			memcpy(&s, o->sites + (uint64_t)i * o->site_size, sizeof s);
+			uint32_t g = rm_g.obj[k].base + i;
+			sites[g] = (struct rm_snap_site){
+				.addr = s.addr, .name = o->strtab + s.name,
+				.overflow_hits = __atomic_load_n(
+					&rm_g.overflow[g], __ATOMIC_RELAXED),
+				.object = k, .index = i, .kind = s.kind,
+				.api = s.api, .flags = s.flags,
+			};
+		}
+	}
+	snap.nobjs = rm_s.nobjs;
+	snap.objs = objs;
+	snap.nsites = rm_g.nsites_total;
+	snap.sites = sites;
+	snap.rows = rows;
+	rmWriteStats(&snap);
+	free(sites);
+	free(rows);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static uint64_t rm_env_threshold(void)
+{
+	const char *v = getenv("REDMAGIC_HOT");
+	if (!v || !*v)
+		return RM_HOT_DEFAULT;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || n == 0 || v[0] == '-') {
+		fprintf(stderr,
+			"redmagic: REDMAGIC_HOT=%s is not a positive integer, "
+			"using %d\n", v, RM_HOT_DEFAULT);
+		return RM_HOT_DEFAULT;
+	}
+	return n;
+}
+
+/*
+ * The Go runtime of a c-shared library starts at load, in threads of its
+ * own created from its .init_array entry, and those threads inherit the
+ * signal mask in force then (Go keeps it: in a library, only synchronous
+ * signals are unblocked). With nothing blocked, a process-directed signal
+ * that the interpreter has blocked in its own threads (Python's
+ * pthread_sigmask, sigpending, sigwait) would be taken by a Go thread
+ * instead of staying pending. So every asynchronous signal is blocked by
+ * a constructor that runs before Go's entry (a prioritised .init_array
+ * entry sorts first) and the mask is restored by rm_ctor, which the link
+ * order puts after it; a test checks that order in the built library.
+ */
+static sigset_t rm_saved_sigmask;
+static int rm_sigmask_saved;
+
+__attribute__((constructor(101))) static void rm_block_signals_for_go(void)
+{
+	sigset_t all;
+	sigfillset(&all);
+	/* Synchronous signals must stay deliverable to the faulting thread. */
+	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
+	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+		sigdelset(&all, sync_sigs[i]);
+	rm_sigmask_saved = pthread_sigmask(SIG_BLOCK, &all, &rm_saved_sigmask) == 0;
+}
+
+__attribute__((constructor)) static void rm_ctor(void)
+{
+	if (rm_sigmask_saved) {
+		pthread_sigmask(SIG_SETMASK, &rm_saved_sigmask, NULL);
+		rm_sigmask_saved = 0;
+	}
+	const char *stats = getenv("REDMAGIC_STATS");
+	if (stats && *stats) {
+		rm_s.stats_path = strdup(stats);
+		atexit(rm_atexit);
+	}
+	const char *dis = getenv("REDMAGIC_DISABLE");
+	if (dis && strcmp(dis, "1") == 0) {
+		rm_s.disabled = 1;
+		return;
+	}
+	rm_g.hot_threshold = rm_env_threshold();
+	rm_cpu_setup();
+	rm_s.key_ok = pthread_key_create(&rm_s.key, rm_thread_exit) == 0;
+	pthread_atfork(rm_atfork_prepare, rm_atfork_parent, rm_atfork_child);
+	struct rm_scan sc = { 0 };
+	dl_iterate_phdr(rm_phdr_cb, &sc);
+	if (sc.nfound)
+		rm_install(&sc);
+}

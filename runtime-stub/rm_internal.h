@@ -1,0 +1,188 @@
+/*
+ * rm_internal.h: declarations shared by the runtime's C files (rm_init.c,
+ * rm_fast.c, rm_api_entry.S through the constants) and its Go side (the
+ * stats snapshot and the header validator used by tests and fuzzing).
+ *
+ * Global site numbering: object k's sites are numbered base_k + i, i being
+ * the index the object's trampolines pass. Counters are keyed by
+ * (global site, id).
+ */
+#ifndef RM_INTERNAL_H
+#define RM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/redmagic_patch.h"
+
+#define RM_HIDDEN __attribute__((visibility("hidden")))
+
+/* Each registered object gets its own hit function and API stubs (they add
+ * the object's site base), so the number of patched objects is bounded. The
+ * assembly stubs in rm_api_entry.S are generated for this many objects. */
+#define RM_MAX_OBJECTS 8
+#define RM_MAX_SITES_PER_OBJECT (1u << 20)
+#define RM_MAX_SITES (1u << 24)
+#define RM_MAX_SITE_SIZE 4096u
+
+#define RM_HOT_DEFAULT 1000
+
+/* ------------------------------------------------------------------------ */
+/* State read on the fast path (rm_fast.c), written once by the constructor. */
+
+struct rm_obj_rt {
+	uint32_t base;          /* global index of the object's site 0 */
+	uint32_t nsites;
+	const uint8_t *flags;   /* per site: enum rm_site_flags (copied) */
+};
+
+struct rm_global {
+	struct rm_obj_rt obj[RM_MAX_OBJECTS];
+	uint64_t hot_threshold; /* a (site,id) counter equal to this calls Go */
+	uint64_t *overflow;     /* per global site: hits not in a table */
+	uint64_t invalid_site_calls;
+	uint64_t xsave_mask;    /* components saved around Go calls */
+	uint32_t xsave_size;    /* bytes of the save area */
+	uint32_t use_xsave;     /* 0: fxsave64 (no OSXSAVE) */
+	uint32_t nsites_total;
+	volatile uint32_t forked; /* set in a fork child: never enter Go */
+};
+
+extern struct rm_global rm_g RM_HIDDEN;
+
+/* ------------------------------------------------------------------------ */
+/* Per-thread counter tables. */
+
+/* One (site, id) counter. site1 = global site + 1, so 0 marks a free slot. */
+struct rm_entry {
+	uint64_t id;
+	uint32_t site1;
+	uint32_t pad;
+	uint64_t count;
+};
+
+/* A table is one mapping: this header, then entries[mask + 1]. Readers
+ * (statistics, thread exit) go through the header, so the pair (entries,
+ * mask) they see is always consistent. */
+struct rm_table {
+	uint64_t mask;
+	uint64_t len;           /* bytes mapped */
+	struct rm_table *older; /* retired tables, unmapped at thread exit */
+	uint64_t pad[5];
+	struct rm_entry e[];
+};
+
+#define RM_TABLE_MIN_LOG2 10
+#define RM_TABLE_MAX_LOG2 20
+
+struct rm_thread {
+	/* Hot fields, owner only. last_*: the key hit last and its entry. */
+	uint64_t last_id;
+	uint32_t last_site1;    /* 0: none */
+	uint32_t pad;
+	struct rm_entry *last_e;
+	struct rm_entry *e;
+	uint64_t mask;
+	uint64_t used;
+	uint64_t limit;         /* grow when used reaches this */
+	/* Published for readers (release store after each growth). */
+	struct rm_table *table;
+	void *xbuf;             /* xsave area, 64-byte aligned, NULL if none */
+	uint32_t in_slow;       /* nested slow path (a signal handler): skip Go */
+	uint32_t registered;
+	uint64_t len;           /* bytes mapped for this struct + xbuf */
+	struct rm_thread *prev, *next; /* registry, under its mutex */
+};
+
+/* Defined in rm_init.c (ordinary C: may use libc and vector registers; the
+ * fast path calls it only with the vector state saved). */
+RM_HIDDEN void rm_thread_register(struct rm_thread *t);
+
+/* Defined in rm_fast.c. */
+/* rm_hit_fns[k][lua]: object k's hit function; lua = 1 for objects with
+ * RM_SITE_LUA54_SJ sites. */
+RM_HIDDEN extern void *const rm_hit_fns[RM_MAX_OBJECTS][2];
+RM_HIDDEN void rm_unmap(void *p, uint64_t len);
+
+/* Defined in rm_api_entry.S: rm_api_entries[k][api] is the stub of API
+ * function api for object k. */
+RM_HIDDEN extern void *const rm_api_entries[RM_MAX_OBJECTS][RM_API_COUNT];
+
+/* ------------------------------------------------------------------------ */
+/* Header validation (rm_init.c). Addresses are link-time unless noted. */
+
+struct rm_seg {
+	uint64_t vaddr;
+	uint64_t memsz;
+	uint32_t flags;         /* PF_R | PF_W | PF_X */
+	uint32_t relro;         /* 1: a PT_GNU_RELRO range, not a PT_LOAD */
+};
+
+struct rm_objdesc {
+	uintptr_t bias;         /* run-time address = bias + link-time address */
+	const struct rm_seg *segs;
+	int nsegs;
+	uint64_t hdr_vaddr;     /* DT_REDMAGIC's d_ptr */
+};
+
+struct rm_objinfo {
+	struct rm_patch_header *hdr;    /* run-time pointers, all validated */
+	const unsigned char *sites;
+	const char *strtab;
+	uint32_t nsites;
+	uint32_t site_size;
+	uint32_t strtab_size;
+};
+
+/* Returns 0 and fills *out, or -1 with a reason (no trailing newline) in
+ * why. Reads only memory inside d's segments. */
+int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
+		char *why, size_t whylen);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics snapshot handed to Go at exit. */
+
+struct rm_snap_obj {
+	const char *path;       /* "" for the main program */
+	const char *profile;
+	const char *build_id;
+	const char *tool_version;
+	uint32_t base;
+	uint32_t nsites;
+};
+
+struct rm_snap_site {
+	uint64_t addr;
+	const char *name;
+	uint64_t overflow_hits; /* hits counted outside any table */
+	uint32_t object;
+	uint32_t index;
+	uint32_t kind;
+	uint32_t api;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+struct rm_snap_row {
+	uint64_t id;
+	uint64_t count;
+	uint32_t site;          /* global site */
+	uint32_t pad;
+};
+
+struct rm_snapshot {
+	const char *out;        /* REDMAGIC_STATS */
+	uint32_t disabled;
+	uint32_t forked;
+	uint32_t nobjs;
+	uint32_t nsites;
+	struct rm_snap_obj *objs;
+	struct rm_snap_site *sites; /* indexed by global site */
+	struct rm_snap_row *rows;   /* may repeat a key (one row per thread) */
+	uint64_t nrows;
+	uint64_t threads;
+	uint64_t hot_threshold;
+	uint64_t invalid_site_calls;
+};
+
+#endif

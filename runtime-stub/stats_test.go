@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBuildStats(t *testing.T) {
+	sites := []siteIn{
+		{Addr: 0x10, Name: "JUMP_BACKWARD", Object: 0, Index: 0, Kind: siteBackedge},
+		{Addr: 0x20, Name: "redmagic_backwards_branch", Object: 0, Index: 1, Kind: siteAPICall, API: 1},
+		{Addr: 0x30, Name: "redmagic_disable_branch", Object: 0, Index: 2, Kind: siteAPICall, API: 12, OverflowHits: 4},
+		{Addr: 0x40, Name: "OP_JMP", Object: 1, Index: 0, Kind: siteBackedge, OverflowHits: 7},
+		{Addr: 0x50, Name: "bad", Object: 1, Index: 1, Kind: 9},
+	}
+	tests := []struct {
+		name  string
+		rows  []rowIn
+		calls map[hotKey]uint64
+		check func(t *testing.T, st Stats)
+	}{
+		{
+			name:  "threads of one key add up",
+			rows:  []rowIn{{0, 5, 10}, {0, 5, 20}, {0, 6, 1}, {3, 5, 2}},
+			calls: map[hotKey]uint64{{0, 5}: 2},
+			check: func(t *testing.T, st Stats) {
+				assert.Equal(t, uint64(31), st.Sites[0].Hits)
+				assert.Equal(t, uint64(2), st.Sites[0].DistinctIDs)
+				assert.Equal(t, uint64(9), st.Sites[3].Hits, "rows plus overflow")
+				assert.Equal(t, uint64(1), st.Sites[3].DistinctIDs)
+				assert.Equal(t, uint64(4), st.Sites[2].Hits)
+				assert.Equal(t, uint64(31+9+4), st.SiteHits)
+				assert.Equal(t, uint64(11), st.TableFullHits)
+				assert.Equal(t, []HotLoop{
+					{Object: 0, Site: 0, ID: 5, Hits: 30, SlowPathCalls: 2},
+					{Object: 1, Site: 0, ID: 5, Hits: 2},
+					{Object: 0, Site: 0, ID: 6, Hits: 1},
+				}, st.HotLoops)
+				assert.Equal(t, uint64(2), st.SlowPathCalls)
+			},
+		},
+		{
+			name: "only loop sites are hot loops",
+			rows: []rowIn{{1, 9, 3}, {2, 9, 100}},
+			check: func(t *testing.T, st Stats) {
+				assert.Equal(t, []HotLoop{{Object: 0, Site: 1, ID: 9, Hits: 3}}, st.HotLoops)
+				assert.Equal(t, "api:backwards_branch", st.Sites[1].Kind)
+				assert.Equal(t, "api:disable_branch", st.Sites[2].Kind)
+				assert.Equal(t, "backedge", st.Sites[3].Kind)
+				assert.Equal(t, "unknown(9)", st.Sites[4].Kind)
+			},
+		},
+		{
+			name: "rows of unknown sites are dropped",
+			rows: []rowIn{{5, 1, 1000}, {0, 1, 1}},
+			check: func(t *testing.T, st Stats) {
+				assert.Equal(t, uint64(1+4+7), st.SiteHits)
+				assert.Len(t, st.HotLoops, 1)
+			},
+		},
+		{
+			name: "top 50 by hits, ties by object, site, id",
+			rows: func() []rowIn {
+				var r []rowIn
+				for id := uint64(0); id < 120; id++ {
+					r = append(r, rowIn{0, id, id / 2})
+				}
+				return r
+			}(),
+			check: func(t *testing.T, st Stats) {
+				require.Len(t, st.HotLoops, maxHotLoops)
+				assert.Equal(t, HotLoop{ID: 118, Hits: 59}, st.HotLoops[0])
+				assert.Equal(t, HotLoop{ID: 119, Hits: 59}, st.HotLoops[1])
+				assert.Equal(t, HotLoop{ID: 71, Hits: 35}, st.HotLoops[49])
+				assert.Equal(t, uint64(120), st.Sites[0].DistinctIDs)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := statsInput{PID: 42, Sites: sites, Rows: tt.rows, Threads: 3,
+				HotThreshold: 1000, Objects: []objectIn{{Path: "/bin/x", Profile: "p"}}}
+			st := buildStats(in, tt.calls)
+			assert.Equal(t, 1, st.Version)
+			assert.Equal(t, 42, st.PID)
+			assert.Equal(t, uint64(3), st.Threads)
+			assert.Equal(t, []ObjectStats{{Path: "/bin/x", Profile: "p"}}, st.Objects)
+			require.Len(t, st.Sites, len(sites))
+			tt.check(t, st)
+		})
+	}
+}
+
+// An empty process still writes every list as [] and gave_up as {}.
+func TestStatsJSONShape(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, writeStats("1", buildStats(statsInput{PID: 1, Disabled: true}, nil), &buf))
+	assert.Equal(t, `{"version":1,"pid":1,"objects":[],"site_hits":0,"sites":[],"hot_loops":[],`+
+		`"threads":0,"forked_child":false,"disabled":true,"gave_up":{},"hot_threshold":0,`+
+		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0}`+"\n", buf.String())
+}
+
+// STATS.md documents every field the JSON has.
+func TestStatsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("STATS.md")
+	require.NoError(t, err)
+	for _, ty := range []reflect.Type{reflect.TypeFor[Stats](), reflect.TypeFor[ObjectStats](),
+		reflect.TypeFor[SiteStats](), reflect.TypeFor[HotLoop]()} {
+		for i := 0; i < ty.NumField(); i++ {
+			name := strings.Split(ty.Field(i).Tag.Get("json"), ",")[0]
+			assert.Contains(t, string(doc), "`"+name+"`", "%s.%s", ty.Name(), ty.Field(i).Name)
+		}
+	}
+}
+
+func TestWriteStatsErrors(t *testing.T) {
+	dir := t.TempDir()
+	st := buildStats(statsInput{}, nil)
+	err := writeStats(filepath.Join(dir, "no", "such", "dir"), st, nil)
+	var se *StatsError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	assert.Equal(t, filepath.Join(dir, "no", "such", "dir"), se.Path)
+
+	ok := filepath.Join(dir, "s.json")
+	require.NoError(t, writeStats(ok, st, nil))
+	var back Stats
+	data, err := os.ReadFile(ok)
+	require.NoError(t, err)
+	require.NoError(t, jsonStrict(data, &back))
+	assert.Equal(t, st, back)
+}
+
+func TestHotLoopsRecord(t *testing.T) {
+	h := newHotLoops()
+	assert.True(t, h.record(hotKey{1, 2}))
+	assert.False(t, h.record(hotKey{1, 2}))
+	assert.True(t, h.record(hotKey{1, 3}))
+	snap := h.snapshot()
+	assert.Equal(t, map[hotKey]uint64{{1, 2}: 2, {1, 3}: 1}, snap)
+	h.record(hotKey{1, 3})
+	assert.Equal(t, uint64(1), snap[hotKey{1, 3}], "snapshot is a copy")
+}
+
+// The Go encoder of the tests and the C compiler agree on the contract's
+// layout, field by field.
+func TestLayout(t *testing.T) {
+	c := cLayout()
+	check := func(prefix string, v any) {
+		ty := reflect.TypeOf(v)
+		assert.Equal(t, c[prefix], uintptr(binary.Size(v)), prefix)
+		for i := 0; i < ty.NumField(); i++ {
+			f := ty.Field(i)
+			key := prefix + "." + f.Tag.Get("c")
+			off, ok := c[key]
+			require.True(t, ok, key)
+			assert.Equal(t, off, f.Offset, key)
+		}
+	}
+	check("header", rmHeader{})
+	check("site", rmSite{})
+	assert.Equal(t, uintptr(len(apiNames)), c["api_count"])
+}
+
+// apiNames, the enum in redmagic_patch.h, the declarations in redmagic.h
+// and the stubs of rm_api_entry.S list the same functions in the same
+// order.
+func TestAPINamesMatchHeaders(t *testing.T) {
+	patch, err := os.ReadFile("include/redmagic_patch.h")
+	require.NoError(t, err)
+	enum := regexp.MustCompile(`(?s)enum rm_api \{(.*?)\}`).FindSubmatch(patch)
+	require.NotNil(t, enum)
+	var fromEnum []string
+	for _, m := range regexp.MustCompile(`RM_API_([A-Z_]+)`).FindAllSubmatch(enum[1], -1) {
+		if name := strings.ToLower(string(m[1])); name != "count" {
+			fromEnum = append(fromEnum, name)
+		}
+	}
+	assert.Equal(t, apiNames[:], fromEnum)
+
+	decl, err := os.ReadFile("include/redmagic.h")
+	require.NoError(t, err)
+	for _, n := range apiNames {
+		assert.Regexp(t, `(void|int) redmagic_`+n+`\(`, string(decl))
+	}
+
+	asm, err := os.ReadFile("rm_api_entry.S")
+	require.NoError(t, err)
+	var fromAsm []string
+	for i, m := range regexp.MustCompile(`\\m (\w+), (\d+), \\k`).FindAllSubmatch(asm, -1) {
+		assert.Equal(t, strconv.Itoa(i), string(m[2]))
+		fromAsm = append(fromAsm, string(m[1]))
+	}
+	assert.Equal(t, apiNames[:], fromAsm)
+}
+
+// validImage builds a header, sites and strings as one image at vaddr.
+func validImage(vaddr uint64) []byte {
+	var st strtabBuilder
+	st.add("")
+	h := rmHeader{ABIVersion: 1, HeaderSize: 232, Self: vaddr, SiteSize: 40, NSites: 2,
+		Sites: vaddr + 256, Strtab: vaddr + 512, Profile: st.add("p"), ToolVersion: st.add("v"),
+		BuildID: st.add("ab")}
+	copy(h.Magic[:], "RMPATCH")
+	sites := []rmSite{{Addr: 1, Kind: 1, Name: st.add("A")}, {Addr: 2, Kind: 2, API: 15, Name: st.add("B"), Flags: 1}}
+	h.StrtabSize = uint32(len(st.b))
+	img := make([]byte, 512+len(st.b))
+	copy(img, encode(h))
+	copy(img[256:], encode(sites))
+	copy(img[512:], st.b)
+	return img
+}
+
+func TestValidateImage(t *testing.T) {
+	const va = 0x400000
+	img := validImage(va)
+	v, err := validateImage(img, va, pfR|pfW, va)
+	require.NoError(t, err)
+	assert.Equal(t, validatedImage{HeaderOff: 0, SitesOff: 256, NSites: 2, SiteSize: 40,
+		StrtabOff: 512, StrtabSize: uint32(len(img) - 512)}, v)
+
+	_, err = validateImage(img, va, pfR, va)
+	var he *HeaderError
+	require.ErrorAs(t, err, &he)
+	assert.Contains(t, he.Reason, "not in a writable segment")
+	_, err = validateImage(img[:100], va, pfR|pfW, va)
+	assert.ErrorContains(t, err, "outside the loaded segments")
+	_, err = validateImage(img, va, pfR|pfW, va+8)
+	assert.ErrorContains(t, err, "bad header magic")
+	_, err = validateImage(img[:len(img)-1], va, pfR|pfW, va)
+	assert.ErrorContains(t, err, "string table at")
+}
+
+// FuzzValidate feeds arbitrary images to the constructor's validator: it
+// must never read outside the image, and what it accepts must hold up.
+func FuzzValidate(f *testing.F) {
+	const va = 0x10000
+	img := validImage(va)
+	f.Add(img, uint64(0))
+	f.Add(img[:300], uint64(0))
+	f.Add(img, uint64(8))
+	bad := bytes.Clone(img)
+	binary.LittleEndian.PutUint32(bad[160:], 0xffffffff) // nsites
+	f.Add(bad, uint64(0))
+	f.Fuzz(func(t *testing.T, img []byte, hdrOff uint64) {
+		v, err := validateImage(img, va, pfR|pfW, va+hdrOff)
+		if err != nil {
+			var he *HeaderError
+			require.True(t, errors.As(err, &he))
+			require.NotEmpty(t, he.Reason)
+			return
+		}
+		n := uint64(len(img))
+		require.Equal(t, hdrOff, v.HeaderOff)
+		require.LessOrEqual(t, v.HeaderOff+232, n)
+		require.LessOrEqual(t, v.SitesOff+uint64(v.NSites)*uint64(v.SiteSize), n)
+		require.LessOrEqual(t, v.StrtabOff+uint64(v.StrtabSize), n)
+		require.NotZero(t, v.StrtabSize)
+		require.Zero(t, img[v.StrtabOff+uint64(v.StrtabSize)-1])
+		require.Equal(t, "RMPATCH\x00", string(img[hdrOff:hdrOff+8]))
+	})
+}
