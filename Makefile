@@ -8,11 +8,16 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 15s
 
-.PHONY: all build testdata demo test unit vet fuzz clean
+.PHONY: all build runtime testdata demo test unit vet fuzz clean
 
 all: build
 
-build:
+# The tool embeds the runtime library it installs beside patched files.
+runtime:
+	$(MAKE) -C runtime-stub
+	cp runtime-stub/build/libredmagic.so cmd/redmagic-patch/runtime/libredmagic.so
+
+build: runtime
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/redmagic-patch
 
 testdata:
@@ -36,4 +41,4 @@ fuzz:
 test: vet unit fuzz
 
 clean:
-	rm -rf bin testdata/build
+	rm -rf bin testdata/build runtime-stub/build cmd/redmagic-patch/runtime/libredmagic.so

@@ -10,6 +10,7 @@ packages=(
   graphviz          # renders `cfg --format dot` in the demo and validates DOT in tests
   lua5.4            # a real interpreter to patch
   python3.11        # a real interpreter to patch
+  libpython3.11-testsuite  # the CPython regression tests run under the patched python3.11
   python3.11-dbg    # python3.11d and detached DWARF with .symtab for CFG recall tests
   valgrind          # instruction counts for the benchmark harness
 )

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 . scripts/env.sh
 go mod download
+bash scripts/fetch-test-builds.sh
+export REDMAGIC_TEST_OTHER_PYTHON="$PWD/testdata/build/python3.11-other/usr/bin/python3.11"
 make test

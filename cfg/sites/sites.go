@@ -33,7 +33,8 @@ type Profile struct {
 	// Annotated profiles patch the calls of the redmagic API.
 	Annotated bool `json:"annotated,omitempty"`
 	// Dispatch profiles patch entries of the eval function's dispatch
-	// table. Function "" means the largest function (stripped binaries).
+	// table. Function "" means the function that dispatches most often
+	// through a table of Entries entries (stripped binaries).
 	Dispatch struct {
 		Function string `json:"function"`
 		Entries  int    `json:"entries"`
@@ -309,13 +310,22 @@ func discoverDispatch(f *elfimage.File, g *cfg.Graph, p *Profile, r *Result) err
 			return fmt.Errorf("no function %s", name)
 		}
 	} else {
+		// Stripped: the function that dispatches most often through a
+		// table of the profile's size, the largest one on a tie.
+		best := 0
 		for _, c := range g.Functions {
-			if fn == nil || c.End-c.Start > fn.End-fn.Start {
-				fn = c
+			n := 0
+			for _, j := range c.Indirect {
+				if j.Resolved() && (p.Dispatch.Entries == 0 || j.Entries == p.Dispatch.Entries) {
+					n++
+				}
+			}
+			if n > best || n == best && n > 0 && c.End-c.Start > fn.End-fn.Start {
+				fn, best = c, n
 			}
 		}
 		if fn == nil {
-			return errors.New("no functions")
+			return fmt.Errorf("no function dispatches through a table of %d entries", p.Dispatch.Entries)
 		}
 	}
 	// The dispatch table: the one most of the function's indirect jumps use.
@@ -338,7 +348,7 @@ func discoverDispatch(f *elfimage.File, g *cfg.Graph, p *Profile, r *Result) err
 	}
 	fnName := fn.Name
 	if fnName == "" {
-		fnName = fmt.Sprintf("the largest function (%#x)", fn.Start)
+		fnName = fmt.Sprintf("the unnamed function at %#x", fn.Start)
 	}
 	found := fmt.Sprintf("entry of %s table %#x used by %d dispatch jumps of %s", kinds[table], table, uses[table], fnName)
 

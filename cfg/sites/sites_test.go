@@ -62,7 +62,7 @@ func TestPythonSites(t *testing.T) {
 
 func TestLuaSites(t *testing.T) {
 	r := discover(t, "/usr/bin/lua5.4", "lua5.4")
-	require.Len(t, r.Sites, 3)
+	require.Len(t, r.Sites, 4)
 	for _, s := range r.Sites {
 		assert.Equal(t, sites.ViaTableRelative, s.Via)
 	}

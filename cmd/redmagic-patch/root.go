@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -10,6 +11,7 @@ import (
 // newRootCmd builds the command tree. Each command lives in a file of its
 // own and is added here.
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	pf := &patchFlags{}
 	root := &cobra.Command{
 		Use:   "redmagic-patch",
 		Short: "Recover the control flow of an x86-64 ELF interpreter and patch it with a tracing JIT",
@@ -19,13 +21,21 @@ run a tracing JIT.
 
 Exit status: 0 success, 1 differences found (cfg diff), 2 error.`,
 		Version:       versionString(),
-		Args:          cobra.NoArgs,
+		Args:          cobra.MaximumNArgs(1),
 		SilenceUsage:  true, // a failed run prints one line, not the usage
 		SilenceErrors: true, // execute prints errors itself
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usageErrorf("no command given (see redmagic-patch --help)")
+			if len(args) == 0 {
+				return usageErrorf("no command given (see redmagic-patch --help)")
+			}
+			if _, err := os.Stat(args[0]); err != nil && !strings.ContainsRune(args[0], '/') {
+				return usageErrorf("unknown command %q, and no file of that name (see redmagic-patch --help)", args[0])
+			}
+			return runPatch(cmd, args[0], pf)
 		},
 	}
+	root.Use = "redmagic-patch INPUT -o OUTPUT | redmagic-patch COMMAND"
+	addPatchFlags(root, pf)
 	// Declared here so that cobra does not take -v for it: later commands
 	// may want -v for verbose.
 	root.Flags().Bool("version", false, "print the version")
@@ -39,6 +49,9 @@ Exit status: 0 success, 1 differences found (cfg diff), 2 error.`,
 	root.AddCommand(
 		newVersionCmd(),
 		newCfgCmd(),
+		newSitesCmd(),
+		newInspectCmd(),
+		newBatchCmd(),
 	)
 	return root
 }

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg"
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+)
+
+// The runtime shared object the tool installs beside each patched file.
+// `make build` puts it here; a build without it can do everything but
+// write patched files.
+//
+//go:embed runtime
+var runtimeFS embed.FS
+
+func runtimeLibrary() ([]byte, error) {
+	data, err := runtimeFS.ReadFile("runtime/" + elfpatch.RuntimeName)
+	if err != nil {
+		return nil, errors.New("this redmagic-patch was built without its runtime library; build it with `make build`")
+	}
+	return data, nil
+}
+
+type patchFlags struct {
+	output  string
+	profile string
+	dryRun  bool
+	json    bool
+}
+
+func addPatchFlags(c *cobra.Command, pf *patchFlags) {
+	c.Flags().StringVarP(&pf.output, "output", "o", "", "the patched file to write (the runtime library is written beside it)")
+	c.Flags().StringVar(&pf.profile, "profile", "auto", "auto, annotated, cpython3.11, lua5.4, or a profile file")
+	c.Flags().BoolVar(&pf.dryRun, "dry-run", false, "find the sites and plan the patch, write nothing")
+	c.Flags().BoolVar(&pf.json, "json", false, "print the patch summary as JSON")
+}
+
+// runPatch is the root command: redmagic-patch INPUT -o OUTPUT.
+func runPatch(cmd *cobra.Command, in string, pf *patchFlags) error {
+	if pf.output == "" && !pf.dryRun {
+		return usageErrorf("no output file: redmagic-patch INPUT -o OUTPUT (or --dry-run)")
+	}
+	sum, out, err := planPatch(in, pf.profile, version)
+	if err != nil {
+		return err
+	}
+	if !pf.dryRun {
+		if err := installPatched(in, pf.output, out); err != nil {
+			return err
+		}
+	}
+	return printSummary(cmd.OutOrStdout(), in, pf, sum)
+}
+
+// planPatch reads, analyses and patches in memory.
+func planPatch(in, profile, toolVersion string) (*elfpatch.Summary, []byte, error) {
+	if err := elfpatch.CheckPatchable(in); err != nil {
+		return nil, nil, err
+	}
+	raw, err := os.ReadFile(in)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", in, causeOf(err))
+	}
+	f, err := elfimage.NewFile(raw, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Refusals that depend only on the file (Go, static, already patched)
+	// come before the analysis.
+	if _, err := elfpatch.NewLayout(f, raw); err != nil {
+		return nil, nil, err
+	}
+	g, err := cfg.Recover(f, cfg.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	p, why, err := sites.Select(f, profile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", in, err)
+	}
+	res, err := sites.Discover(f, g, p, why)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, sum, err := elfpatch.PatchFile(f, raw, res, elfpatch.Options{ToolVersion: toolVersion})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sum, out, nil
+}
+
+// installPatched writes the runtime library and then the patched file,
+// each atomically; the input is never opened for writing.
+func installPatched(in, output string, patched []byte) error {
+	lib, err := runtimeLibrary()
+	if err != nil {
+		return err
+	}
+	ai, err1 := filepath.Abs(in)
+	ao, err2 := filepath.Abs(output)
+	if err1 == nil && err2 == nil && ai == ao {
+		return fmt.Errorf("%s: the output must not be the input", output)
+	}
+	st, err := os.Stat(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, causeOf(err))
+	}
+	libPath := filepath.Join(filepath.Dir(output), elfpatch.RuntimeName)
+	if err := elfpatch.WriteFileAtomic(libPath, lib, 0o755); err != nil {
+		return err
+	}
+	mode := st.Mode().Perm() &^ (fs.ModeSetuid | fs.ModeSetgid)
+	return elfpatch.WriteFileAtomic(output, patched, mode|0o100)
+}
+
+func printSummary(w io.Writer, in string, pf *patchFlags, sum *elfpatch.Summary) error {
+	if pf.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sum)
+	}
+	verb := "patched"
+	if pf.dryRun {
+		verb = "would patch"
+	}
+	dest := pf.output
+	if dest == "" {
+		dest = "(dry run)"
+	}
+	fmt.Fprintf(w, "%s: profile %s (%s)\n", in, sum.Profile, sum.Reason)
+	fmt.Fprintf(w, "%s %d sites -> %s; trampolines at %#x, header at %#x\n", verb, len(sum.Sites), dest, sum.TextAddr, sum.Header)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	for _, s := range sum.Sites {
+		fmt.Fprintf(tw, "  %d\t%s\t%#x\tvia %s\ttrampoline %#x\n", s.Index, s.Name, s.Addr, s.Via, s.Trampoline)
+	}
+	tw.Flush()
+	for _, s := range sum.Skipped {
+		fmt.Fprintf(w, "  skipped %s at %#x: %s\n", s.Name, s.Addr, s.Why)
+	}
+	return nil
+}
+
+func newSitesCmd() *cobra.Command {
+	var profile string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "sites BINARY",
+		Short: "List the sites a patch would redirect, and how each was found",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := elfimage.Open(args[0])
+			if err != nil {
+				return err
+			}
+			g, err := cfg.Recover(f, cfg.Options{})
+			if err != nil {
+				return err
+			}
+			p, why, err := sites.Select(f, profile)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			res, err := sites.Discover(f, g, p, why)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			fmt.Fprintf(w, "%s: profile %s (%s)\n", args[0], res.Profile, res.Reason)
+			for _, s := range res.Sites {
+				fmt.Fprintf(w, "  %-30s %#x  %s\n", s.Name, s.Addr, s.Found)
+			}
+			for _, s := range res.Skipped {
+				fmt.Fprintf(w, "  skipped %s at %#x: %s\n", s.Name, s.Addr, s.Why)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&profile, "profile", "auto", "auto, annotated, cpython3.11, lua5.4, or a profile file")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newInspectCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "inspect PATCHED",
+		Short: "Tell what a patched file contains: profile, sites, tool version, the original's build-id",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := elfimage.Open(args[0])
+			if err != nil {
+				return err
+			}
+			info, err := elfpatch.Inspect(f)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			fmt.Fprintf(w, "%s: patched by redmagic-patch %s, profile %s, original build-id %s, header at %#x\n",
+				args[0], info.ToolVersion, info.Profile, info.BuildID, info.Header)
+			for i, s := range info.Sites {
+				fmt.Fprintf(w, "  %d %-30s %s %#x -> %#x\n", i, s.Name, s.Kind, s.Addr, s.Resume)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}

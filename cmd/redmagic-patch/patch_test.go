@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+)
+
+// These tests patch real binaries and run them. They need the runtime
+// library embedded, which `make build` (and so `make test`) provides.
+func requireRuntime(t *testing.T) {
+	t.Helper()
+	if _, err := runtimeLibrary(); err != nil {
+		t.Fatalf("%v (run the tests through `make test`)", err)
+	}
+}
+
+// patch runs `redmagic-patch IN -o OUT extra...` in-process.
+func patch(t *testing.T, in, out string, extra ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	status := run(append([]string{in, "-o", out}, extra...), &stdout, &stderr)
+	require.Equal(t, 0, status, "patch %s: %s", in, stderr.String())
+	return stdout.String()
+}
+
+type runResult struct {
+	stdout, stderr string
+	status         int
+	stats          map[string]any
+}
+
+// runBin runs a binary with env additions and, when statsDir is set,
+// collects the runtime's statistics.
+func runBin(t *testing.T, bin string, args []string, env []string, withStats bool) runResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	statsPath := ""
+	if withStats {
+		statsPath = filepath.Join(t.TempDir(), "stats.json")
+		cmd.Env = append(cmd.Env, "REDMAGIC_STATS="+statsPath)
+	}
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	status := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		status = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	r := runResult{stdout: so.String(), stderr: se.String(), status: status}
+	if withStats {
+		data, err := os.ReadFile(statsPath)
+		require.NoError(t, err, "stats of %s %v (stderr %s)", bin, args, se.String())
+		require.NoError(t, json.Unmarshal(data, &r.stats))
+	}
+	return r
+}
+
+// siteHits sums the hits of the sites whose name is in names (all if empty).
+func siteHits(stats map[string]any, names ...string) int64 {
+	var n int64
+	for _, s := range stats["sites"].([]any) {
+		m := s.(map[string]any)
+		if len(names) == 0 || contains(names, m["name"].(string)) {
+			n += int64(m["hits"].(float64))
+		}
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPatchTestVMs(t *testing.T) {
+	requireRuntime(t)
+	vms, err := testvms.Build()
+	require.NoError(t, err)
+	progs, err := testvms.Programs()
+	require.NoError(t, err)
+	root, err := testvms.RepoRoot()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for _, vm := range vms {
+		vm := vm
+		t.Run(vm.Name, func(t *testing.T) {
+			out := filepath.Join(dir, vm.Name)
+			var extra []string
+			backEdgeSites := []string{"redmagic_backwards_branch"}
+			if vm.Name != "annotvm" {
+				extra = []string{"--profile", filepath.Join(root, "testdata/vms/vm-profile.json")}
+				backEdgeSites = []string{"JMP_BACK", "JMP_BACK_IF_FALSE", "JMP_BACK_IF_TRUE"}
+			}
+			patch(t, vm.Stripped, out, extra...)
+			for _, p := range progs {
+				args := append([]string{p.Path}, p.Args...)
+				want := runBin(t, vm.Stripped, args, nil, false)
+				got := runBin(t, out, args, nil, true)
+				assert.Equal(t, want, runResult{got.stdout, got.stderr, got.status, nil}, "%s %s", vm.Name, p.Name)
+				hits := siteHits(got.stats, backEdgeSites...)
+				if vm.Name == "annotvm" {
+					// The API is called on every taken back-edge, exactly.
+					assert.Equal(t, p.BackEdges, hits, "%s %s: back-edge hits", vm.Name, p.Name)
+				} else {
+					// Conditional back-jump handlers run whether or not they jump.
+					assert.GreaterOrEqual(t, hits, p.BackEdges, "%s %s: back-edge hits", vm.Name, p.Name)
+				}
+				off := runBin(t, out, args, []string{"REDMAGIC_DISABLE=1"}, false)
+				assert.Equal(t, want, off, "%s %s with REDMAGIC_DISABLE=1", vm.Name, p.Name)
+			}
+		})
+	}
+}
+
+func TestPatchPython(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "python3-jit")
+	patch(t, "/usr/bin/python3.11", out)
+	r := runBin(t, out, []string{"-c", "print(1)"}, nil, false)
+	assert.Equal(t, runResult{"1\n", "", 0, nil}, r)
+	loop := func(n int) int64 {
+		src := fmt.Sprintf("i = 0\nwhile i < %d:\n    i += 1\nfor j in range(%d):\n    pass\nprint(i, j)\n", n, n)
+		r := runBin(t, out, []string{"-c", src}, nil, true)
+		require.Equal(t, fmt.Sprintf("%d %d\n", n, n-1), r.stdout)
+		return siteHits(r.stats)
+	}
+	// Two loops of n iterations each: 2n back-edges, plus a constant
+	// from start-up code that does not depend on n.
+	h1, h2 := loop(1000), loop(21000)
+	assert.Equal(t, int64(2*20000), h2-h1, "hits(21000)=%d hits(1000)=%d", h2, h1)
+	t.Logf("start-up and two 1000-iteration loops: %d hits", h1)
+	want := runBin(t, "/usr/bin/python3.11", []string{"-c", "import sys; print(sys.flags, sorted(sys.modules)[:5])"}, nil, false)
+	off := runBin(t, out, []string{"-c", "import sys; print(sys.flags, sorted(sys.modules)[:5])"}, []string{"REDMAGIC_DISABLE=1"}, false)
+	assert.Equal(t, want, off)
+}
+
+func TestPatchLua(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lua-jit")
+	patch(t, "/usr/bin/lua5.4", out)
+	for _, c := range []struct {
+		src  string
+		hits int64 // back-edge hits the program must add
+	}{
+		{"local s=0 for i=1,5000 do s=s+i end print(s)", 5000},
+		// Generic for: OP_TFORLOOP jumps back to OP_TFORCALL once per
+		// iteration, which is dispatched through the table; OP_TFORPREP
+		// reaches the first OP_TFORCALL by a goto.
+		{"local t={} for i=1,300 do t[i]=i end local s=0 for _,v in ipairs(t) do s=s+v end print(s)", 300 + 300},
+		{"local i=0 while i<700 do i=i+1 end print(i)", 700},
+		// repeat-until jumps back from inside the comparison handler
+		// (donextjump), not through OP_JMP: not counted yet.
+		{"local i=0 repeat i=i+1 until i>=400 print(i)", 0},
+		{"local n=0 ::top:: n=n+1 if n<250 then goto top end print(n)", 249},
+	} {
+		want := runBin(t, "/usr/bin/lua5.4", []string{"-e", c.src}, nil, false)
+		got := runBin(t, out, []string{"-e", c.src}, nil, true)
+		assert.Equal(t, want, runResult{got.stdout, got.stderr, got.status, nil}, c.src)
+		assert.Equal(t, c.hits, siteHits(got.stats), c.src)
+	}
+}
+
+func TestPatchRefusals(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	patched := filepath.Join(dir, "lua-jit")
+	patch(t, "/usr/bin/lua5.4", patched)
+	goBin, err := os.Executable() // this test binary is a Go program
+	require.NoError(t, err)
+	setuid := filepath.Join(dir, "lua-setuid")
+	data, err := os.ReadFile("/usr/bin/lua5.4")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(setuid, data, 0o755))
+	require.NoError(t, os.Chmod(setuid, 0o755|os.ModeSetuid))
+	for _, c := range []struct{ in, want string }{
+		{patched, "already patched"},
+		{goBin, "Go"},
+		{setuid, "setuid"},
+		{"/bin/ls", "unrecognised interpreter"},
+	} {
+		out := filepath.Join(dir, "out-"+filepath.Base(c.in))
+		var stdout, stderr bytes.Buffer
+		status := run([]string{c.in, "-o", out}, &stdout, &stderr)
+		assert.Equal(t, 2, status, c.in)
+		msg := strings.TrimSpace(stderr.String())
+		assert.Contains(t, msg, c.in)
+		assert.Contains(t, msg, c.want)
+		assert.NotContains(t, msg, "\n")
+		_, err := os.Stat(out)
+		assert.True(t, os.IsNotExist(err), "%s: no output file", c.in)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	status := run([]string{"batch", "--out-dir", dir, "-j", "2", "/usr/bin/lua5.4", "/bin/ls", "/usr/bin/python3.11"}, &stdout, &stderr)
+	assert.Equal(t, 2, status, "one input fails")
+	assert.Contains(t, stderr.String(), "1 of 3 inputs failed")
+	out := stdout.String()
+	assert.Contains(t, out, "[3/3]")
+	assert.Regexp(t, `/usr/bin/lua5.4\s+\S+lua5.4\s+lua5.4\s+4\s+\S+\s+ok`, out)
+	assert.Regexp(t, `/bin/ls\s+.*failed`, out)
+	for _, name := range []string{"lua5.4", "python3.11", "libredmagic.so"} {
+		_, err := os.Stat(filepath.Join(dir, name))
+		assert.NoError(t, err)
+	}
+	_, err := os.Stat(filepath.Join(dir, "ls"))
+	assert.True(t, os.IsNotExist(err))
+	r := runBin(t, filepath.Join(dir, "lua5.4"), []string{"-e", "print(6*7)"}, nil, false)
+	assert.Equal(t, "42\n", r.stdout)
+}
+
+// TestSelfContained moves a patched file's directory: $ORIGIN keeps the
+// runtime library found, and nothing refers back to the build tree.
+func TestSelfContained(t *testing.T) {
+	requireRuntime(t)
+	a := filepath.Join(t.TempDir(), "a")
+	require.NoError(t, os.Mkdir(a, 0o755))
+	patch(t, "/usr/bin/lua5.4", filepath.Join(a, "lua"))
+	b := filepath.Join(t.TempDir(), "moved")
+	require.NoError(t, os.Rename(a, b))
+	r := runBin(t, filepath.Join(b, "lua"), []string{"-e", "local s=0 for i=1,10 do s=s+i end print(s)"}, nil, true)
+	assert.Equal(t, "55\n", r.stdout)
+	assert.Equal(t, int64(10), siteHits(r.stats))
+}
+
+// TestPatchOtherPythonBuild patches a second Debian build of python3.11,
+// whose addresses all differ from the installed one (scripts/test.sh
+// fetches it): site discovery must find its sites on its own.
+func TestPatchOtherPythonBuild(t *testing.T) {
+	requireRuntime(t)
+	other := os.Getenv("REDMAGIC_TEST_OTHER_PYTHON")
+	if other == "" {
+		t.Skip("REDMAGIC_TEST_OTHER_PYTHON unset: run through scripts/test.sh, which fetches another build")
+	}
+	out := filepath.Join(t.TempDir(), "python3-other-jit")
+	summary := patch(t, other, out, "--json")
+	var sum struct {
+		Sites []struct{ Addr uint64 } `json:"sites"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(summary), &sum))
+	require.Len(t, sum.Sites, 7)
+	mine := patch(t, "/usr/bin/python3.11", filepath.Join(t.TempDir(), "python3-jit"), "--json")
+	assert.NotEqual(t, mine, summary, "the two builds have different addresses")
+	env := []string{"PYTHONHOME=/usr"} // its stdlib is the installed one
+	r := runBin(t, out, []string{"-c", "i = 0\nwhile i < 5000: i += 1\nprint(i)"}, env, true)
+	assert.Equal(t, "5000\n", r.stdout)
+	assert.GreaterOrEqual(t, siteHits(r.stats), int64(5000))
+}

@@ -1,0 +1,191 @@
+package elfpatch
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+)
+
+// The layout of struct rm_patch_header and struct rm_site in
+// runtime-stub/include/redmagic_patch.h; a test compiles the header and
+// checks every offset.
+const (
+	abiVersion   = 1
+	apiCount     = 16
+	hdrMagic     = 0
+	hdrABI       = 8
+	hdrSize      = 12
+	hdrHitFn     = 16
+	hdrAPIFn     = 24
+	hdrSelf      = hdrAPIFn + 8*apiCount // 152
+	hdrNSites    = 160
+	hdrSiteSize  = 164
+	hdrSites     = 168
+	hdrStrtab    = 176
+	hdrStrtabSz  = 184
+	hdrProfile   = 188
+	hdrToolVer   = 192
+	hdrBuildID   = 196
+	hdrReserved  = 200
+	headerSize   = hdrReserved + 4*8 // 232
+	siteAddr     = 0
+	siteResume   = 8
+	siteKind     = 16
+	siteAPI      = 20
+	siteIDReg    = 24
+	siteAuxReg   = 28
+	siteName     = 32
+	siteFlags    = 36
+	siteSize     = 40
+	siteKindBack = 1
+	siteKindAPI  = 2
+	flagLua54SJ  = 1
+)
+
+// Magic starts the header ("RMPATCH" and a NUL).
+var Magic = [8]byte{'R', 'M', 'P', 'A', 'T', 'C', 'H', 0}
+
+// header builds the data segment: the patch header, the site table and
+// the string table, at link-time address base.
+func header(base uint64, f *elfimage.File, res *sites.Result, opts Options) ([]byte, error) {
+	var strs bytes.Buffer
+	str := func(s string) uint32 {
+		off := uint32(strs.Len())
+		strs.WriteString(s)
+		strs.WriteByte(0)
+		return off
+	}
+	str("") // offset 0 is the empty string
+	le := binary.LittleEndian
+	sitesOff := uint64(headerSize)
+	strOff := sitesOff + uint64(siteSize*len(res.Sites))
+	table := make([]byte, siteSize*len(res.Sites))
+	for i, s := range res.Sites {
+		e := table[i*siteSize:]
+		le.PutUint64(e[siteAddr:], s.Addr)
+		le.PutUint64(e[siteResume:], s.Resume)
+		id, err := sites.DWARFReg(s.IDReg)
+		if err != nil {
+			return nil, err
+		}
+		aux, err := sites.DWARFReg(s.AuxReg)
+		if err != nil {
+			return nil, err
+		}
+		switch s.Kind {
+		case sites.KindBackEdge:
+			le.PutUint32(e[siteKind:], siteKindBack)
+		case sites.KindAPI:
+			le.PutUint32(e[siteKind:], siteKindAPI)
+			le.PutUint32(e[siteAPI:], uint32(sites.APIIndex(s.API)))
+		default:
+			return nil, fmt.Errorf("site %s: unknown kind %q", s.Name, s.Kind)
+		}
+		le.PutUint32(e[siteIDReg:], uint32(int32(id)))
+		le.PutUint32(e[siteAuxReg:], uint32(int32(aux)))
+		le.PutUint32(e[siteName:], str(s.Name))
+		var flags uint32
+		for _, fl := range s.Flags {
+			if fl == sites.FlagLua54SJ {
+				flags |= flagLua54SJ
+			}
+		}
+		le.PutUint32(e[siteFlags:], flags)
+	}
+	h := make([]byte, headerSize)
+	copy(h[hdrMagic:], Magic[:])
+	le.PutUint32(h[hdrABI:], abiVersion)
+	le.PutUint32(h[hdrSize:], headerSize)
+	le.PutUint64(h[hdrSelf:], base)
+	le.PutUint32(h[hdrNSites:], uint32(len(res.Sites)))
+	le.PutUint32(h[hdrSiteSize:], siteSize)
+	le.PutUint64(h[hdrSites:], base+sitesOff)
+	le.PutUint64(h[hdrStrtab:], base+strOff)
+	le.PutUint32(h[hdrProfile:], str(res.Profile))
+	le.PutUint32(h[hdrToolVer:], str(opts.ToolVersion))
+	le.PutUint32(h[hdrBuildID:], str(f.BuildID))
+	le.PutUint32(h[hdrStrtabSz:], uint32(strs.Len()))
+	out := append(h, table...)
+	return append(out, strs.Bytes()...), nil
+}
+
+// Info is what a patched file's header says.
+type Info struct {
+	Profile     string     `json:"profile"`
+	ToolVersion string     `json:"tool_version"`
+	BuildID     string     `json:"original_build_id"`
+	Header      uint64     `json:"header"`
+	Sites       []SiteInfo `json:"sites"`
+}
+
+// SiteInfo is one entry of a patched file's site table.
+type SiteInfo struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Addr   uint64 `json:"addr"`
+	Resume uint64 `json:"resume"`
+	IDReg  int32  `json:"id_reg"`
+	AuxReg int32  `json:"aux_reg"`
+	Flags  uint32 `json:"flags,omitempty"`
+}
+
+// ErrNotPatched is returned by Inspect for a file without a patch header.
+var ErrNotPatched = errors.New("not patched by redmagic-patch")
+
+// Inspect reads the patch header of a patched file.
+func Inspect(f *elfimage.File) (*Info, error) {
+	sec := f.Section(SectionPrefix + "data")
+	if sec == nil {
+		return nil, fmt.Errorf("%s: %w (no %sdata section)", f.Name, ErrNotPatched, SectionPrefix)
+	}
+	base := sec.Addr
+	h, err := f.Read(base, headerSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: patch header: %w", f.Name, err)
+	}
+	le := binary.LittleEndian
+	if !bytes.Equal(h[:8], Magic[:]) || le.Uint32(h[hdrABI:]) != abiVersion {
+		return nil, fmt.Errorf("%s: patch header: bad magic or ABI version", f.Name)
+	}
+	n := le.Uint32(h[hdrNSites:])
+	if le.Uint32(h[hdrSiteSize:]) != siteSize || n > 1<<20 {
+		return nil, fmt.Errorf("%s: patch header: bad site table", f.Name)
+	}
+	strtab, err := f.Read(le.Uint64(h[hdrStrtab:]), int(le.Uint32(h[hdrStrtabSz:])))
+	if err != nil {
+		return nil, fmt.Errorf("%s: patch string table: %w", f.Name, err)
+	}
+	str := func(off uint32) string {
+		if int(off) >= len(strtab) {
+			return ""
+		}
+		s := strtab[off:]
+		if i := bytes.IndexByte(s, 0); i >= 0 {
+			s = s[:i]
+		}
+		return string(s)
+	}
+	table, err := f.Read(le.Uint64(h[hdrSites:]), int(n)*siteSize)
+	if err != nil && n > 0 {
+		return nil, fmt.Errorf("%s: patch site table: %w", f.Name, err)
+	}
+	info := &Info{Profile: str(le.Uint32(h[hdrProfile:])), ToolVersion: str(le.Uint32(h[hdrToolVer:])), BuildID: str(le.Uint32(h[hdrBuildID:])), Header: base}
+	for i := 0; i < int(n); i++ {
+		e := table[i*siteSize:]
+		kind := "backedge"
+		if le.Uint32(e[siteKind:]) == siteKindAPI {
+			kind = "api"
+		}
+		info.Sites = append(info.Sites, SiteInfo{
+			Name: str(le.Uint32(e[siteName:])), Kind: kind,
+			Addr: le.Uint64(e[siteAddr:]), Resume: le.Uint64(e[siteResume:]),
+			IDReg: int32(le.Uint32(e[siteIDReg:])), AuxReg: int32(le.Uint32(e[siteAuxReg:])),
+			Flags: le.Uint32(e[siteFlags:]),
+		})
+	}
+	return info, nil
+}

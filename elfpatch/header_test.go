@@ -1,0 +1,64 @@
+package elfpatch
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestHeaderLayoutMatchesC compiles runtime-stub/include/redmagic_patch.h
+// and checks every offset the patcher writes against the C compiler's.
+func TestHeaderLayoutMatchesC(t *testing.T) {
+	_, here, _, _ := runtime.Caller(0)
+	include := filepath.Join(filepath.Dir(here), "..", "runtime-stub", "include")
+	dir := t.TempDir()
+	src := `#include <stdio.h>
+#include <stddef.h>
+#include "redmagic_patch.h"
+#define H(f) printf("%s %zu\n", #f, offsetof(struct rm_patch_header, f))
+#define S(f) printf("site_%s %zu\n", #f, offsetof(struct rm_site, f))
+int main(void) {
+	H(magic); H(abi_version); H(header_size); H(hit_fn); H(api_fn); H(self);
+	H(nsites); H(site_size); H(sites); H(strtab); H(strtab_size); H(profile);
+	H(tool_version); H(build_id); H(reserved);
+	printf("sizeof_header %zu\n", sizeof(struct rm_patch_header));
+	S(addr); S(resume); S(kind); S(api); S(id_reg); S(aux_reg); S(name); S(flags);
+	printf("sizeof_site %zu\n", sizeof(struct rm_site));
+	printf("abi %d\napi_count %d\ndt %d\nkind_back %d\nkind_api %d\nflag_sj %u\n",
+		RM_ABI_VERSION, RM_API_COUNT, DT_REDMAGIC, RM_SITE_BACKEDGE, RM_SITE_API_CALL, RM_SITE_LUA54_SJ);
+	return 0;
+}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "o.c"), []byte(src), 0o644))
+	bin := filepath.Join(dir, "o")
+	out, err := exec.Command("gcc", "-I", include, "-o", bin, filepath.Join(dir, "o.c")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	out, err = exec.Command(bin).Output()
+	require.NoError(t, err)
+	got := map[string]uint64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		require.NoError(t, err)
+		got[f[0]] = v
+	}
+	want := map[string]uint64{
+		"magic": hdrMagic, "abi_version": hdrABI, "header_size": hdrSize, "hit_fn": hdrHitFn,
+		"api_fn": hdrAPIFn, "self": hdrSelf, "nsites": hdrNSites, "site_size": hdrSiteSize,
+		"sites": hdrSites, "strtab": hdrStrtab, "strtab_size": hdrStrtabSz, "profile": hdrProfile,
+		"tool_version": hdrToolVer, "build_id": hdrBuildID, "reserved": hdrReserved,
+		"sizeof_header": headerSize,
+		"site_addr":     siteAddr, "site_resume": siteResume, "site_kind": siteKind, "site_api": siteAPI,
+		"site_id_reg": siteIDReg, "site_aux_reg": siteAuxReg, "site_name": siteName,
+		"site_flags": siteFlags, "sizeof_site": siteSize,
+		"abi": abiVersion, "api_count": apiCount, "dt": uint64(DTRedmagic),
+		"kind_back": siteKindBack, "kind_api": siteKindAPI, "flag_sj": flagLua54SJ,
+	}
+	require.Equal(t, want, got)
+}

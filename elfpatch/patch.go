@@ -1,0 +1,218 @@
+package elfpatch
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+)
+
+// RuntimeName is the runtime library a patched file loads (DT_NEEDED),
+// found beside it through DT_RUNPATH $ORIGIN.
+const RuntimeName = "libredmagic.so"
+
+// Options carry what the header records about the patch.
+type Options struct {
+	ToolVersion string
+}
+
+// Summary describes a patch that was planned.
+type Summary struct {
+	Profile  string       `json:"profile"`
+	Reason   string       `json:"reason"`
+	TextAddr uint64       `json:"text_addr"`
+	DataAddr uint64       `json:"data_addr"`
+	Header   uint64       `json:"header"`
+	Sites    []SiteReport `json:"sites"`
+	Skipped  []sites.Skip `json:"skipped,omitempty"`
+	Runtime  string       `json:"runtime"`
+}
+
+// SiteReport is one patched site and its trampoline.
+type SiteReport struct {
+	sites.Site
+	Index      int    `json:"index"`
+	Trampoline uint64 `json:"trampoline"`
+}
+
+// PatchFile plans and writes the patch of f (whose file contents are raw)
+// for the sites in res. It returns the new file's bytes.
+func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([]byte, *Summary, error) {
+	l, err := NewLayout(f, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Trampoline sizes do not depend on addresses (every branch is rel32),
+	// so one pass with a provisional data address sizes the text.
+	text, _, err := trampolines(f.Name, l.TextAddr, l.TextAddr+maxNewSize, res.Sites)
+	if err != nil {
+		return nil, nil, err
+	}
+	dataAddr := l.PlaceData(uint64(len(text)))
+	text, tramps, err := trampolines(f.Name, l.TextAddr, dataAddr, res.Sites)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := header(dataAddr, f, res, opts)
+	if err != nil {
+		return nil, nil, newErr(f.Name, ErrPlan, "%v", err)
+	}
+	plan := &Plan{
+		Text:    text,
+		Data:    data,
+		Needed:  []string{RuntimeName},
+		RunPath: "$ORIGIN",
+		DynTags: []DynEntry{{DTRedmagic, dataAddr}},
+		Sections: []NewSection{
+			{Name: SectionPrefix + "text", Type: elf.SHT_PROGBITS, Flags: elf.SHF_ALLOC | elf.SHF_EXECINSTR, Addr: l.TextAddr, Size: uint64(len(text)), Addralign: 16},
+			{Name: SectionPrefix + "data", Type: elf.SHT_PROGBITS, Flags: elf.SHF_ALLOC | elf.SHF_WRITE, Addr: dataAddr, Size: uint64(len(data)), Addralign: 8},
+		},
+	}
+	sum := &Summary{Profile: res.Profile, Reason: res.Reason, TextAddr: l.TextAddr, DataAddr: dataAddr, Header: dataAddr, Skipped: res.Skipped, Runtime: RuntimeName}
+	for i, s := range res.Sites {
+		t := tramps[i]
+		switch s.Via {
+		case sites.ViaTableEntry:
+			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint64(nil, t)})
+		case sites.ViaTableRelative:
+			plan.Relatives = append(plan.Relatives, RelativeEdit{s.Slot, t})
+		case sites.ViaPICEntry:
+			off := int64(t) - int64(s.Base)
+			if off != int64(int32(off)) {
+				return nil, nil, addrErr(f.Name, ErrUnsupported, s.Slot, "trampoline %#x out of reach of the table at %#x", t, s.Base)
+			}
+			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
+		case sites.ViaRel32:
+			off := int64(t) - int64(s.Slot+4)
+			if off != int64(int32(off)) {
+				return nil, nil, addrErr(f.Name, ErrUnsupported, s.Addr, "trampoline %#x out of rel32 reach", t)
+			}
+			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
+		default:
+			return nil, nil, addrErr(f.Name, ErrPlan, s.Addr, "site %s: unknown redirection %q", s.Name, s.Via)
+		}
+		sum.Sites = append(sum.Sites, SiteReport{Site: s, Index: i, Trampoline: t})
+	}
+	out, err := Write(f, raw, l, plan)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, sum, nil
+}
+
+// savedRegs are the registers a back-edge trampoline saves around the
+// call: every caller-saved general register. The runtime's fast path
+// touches no vector register, and its slow path saves them itself.
+var savedRegs = []x86enc.Reg{x86enc.RAX, x86enc.RCX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11}
+
+// trampolines generates one trampoline per site at text, 16-byte aligned,
+// with the header's slots at header offsets from dataAddr.
+func trampolines(file string, text, dataAddr uint64, ss []sites.Site) ([]byte, []uint64, error) {
+	a := x86enc.New(text)
+	addrs := make([]uint64, len(ss))
+	hitSlot := dataAddr + hdrHitFn
+	for i, s := range ss {
+		if pad := int((16 - a.PC()%16) % 16); pad > 0 {
+			a.Nop(pad)
+		}
+		addrs[i] = a.PC()
+		switch s.Kind {
+		case sites.KindBackEdge:
+			if err := backEdgeTrampoline(a, uint32(i), s, hitSlot); err != nil {
+				return nil, nil, addrErr(file, ErrPlan, s.Addr, "site %s: %v", s.Name, err)
+			}
+		case sites.KindAPI:
+			api := sites.APIIndex(s.API)
+			if api < 0 {
+				return nil, nil, addrErr(file, ErrPlan, s.Addr, "site %s: unknown API function %q", s.Name, s.API)
+			}
+			// Entered by the interpreter's own call: the C arguments are in
+			// place; %r11 and the flags are free at a call.
+			slot := dataAddr + hdrAPIFn + 8*uint64(api)
+			a.MovImm32(x86enc.R11, uint32(i))
+			a.CmpRIPImm8(slot, 0)
+			a.Jcc(x86enc.E, s.Resume)
+			a.JmpRIP(slot)
+		}
+	}
+	code, err := a.Bytes()
+	if err != nil {
+		return nil, nil, newErr(file, ErrPlan, "trampolines: %v", err)
+	}
+	return code, addrs, nil
+}
+
+// backEdgeTrampoline saves the machine state the C fast path could change,
+// calls hit(site, id, aux) if the runtime filled the slot, restores, and
+// continues at the original handler. It first steps over the red zone
+// and aligns the stack, since a handler entry is mid-function.
+func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint64) error {
+	idReg, err := sites.DWARFReg(s.IDReg)
+	if err != nil {
+		return err
+	}
+	auxReg, err := sites.DWARFReg(s.AuxReg)
+	if err != nil {
+		return err
+	}
+	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: -128})
+	a.Pushfq()
+	for _, r := range savedRegs {
+		a.Push(r)
+	}
+	skip := a.NewLabel()
+	a.CmpRIPImm8(hitSlot, 0)
+	a.JccLabel(x86enc.E, skip)
+	a.Push(x86enc.RBP)
+	a.Mov(x86enc.RBP, x86enc.RSP)
+	a.AndImm8(x86enc.RSP, -16)
+	// A saved register is read back from its slot, so the order in which
+	// the arguments are set up does not matter: [rbp] holds rbp, then the
+	// saved registers in reverse push order.
+	load := func(dst x86enc.Reg, dwarf int) error {
+		if dwarf < 0 {
+			a.MovImm32(dst, 0)
+			return nil
+		}
+		src, err := x86enc.FromDWARF(dwarf)
+		if err != nil {
+			return err
+		}
+		if src == x86enc.RSP {
+			return fmt.Errorf("the stack pointer cannot carry a loop id")
+		}
+		if src == x86enc.RBP {
+			a.Load(dst, x86enc.Mem{Base: x86enc.RBP, Disp: 0})
+			return nil
+		}
+		for i, r := range savedRegs {
+			if r == src {
+				a.Load(dst, x86enc.Mem{Base: x86enc.RBP, Disp: int32(8 * (len(savedRegs) - i))})
+				return nil
+			}
+		}
+		a.Mov(dst, src)
+		return nil
+	}
+	if err := load(x86enc.RSI, idReg); err != nil {
+		return err
+	}
+	if err := load(x86enc.RDX, auxReg); err != nil {
+		return err
+	}
+	a.MovImm32(x86enc.RDI, index)
+	a.CallRIP(hitSlot)
+	a.Mov(x86enc.RSP, x86enc.RBP)
+	a.Pop(x86enc.RBP)
+	a.Bind(skip)
+	for i := len(savedRegs) - 1; i >= 0; i-- {
+		a.Pop(savedRegs[i])
+	}
+	a.Popfq()
+	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: 128})
+	a.Jmp(s.Resume)
+	return nil
+}
