@@ -103,6 +103,15 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 	return out, sum, nil
 }
 
+// Flag save and restore encodings (Intel SDM: LAHF 9F, SAHF 9E, SETO r/m8
+// 0F 90 /0, ADD AL,imm8 04 ib); the x86enc tests cover the rest.
+var (
+	lahf    = []byte{0x9f}
+	sahf    = []byte{0x9e}
+	setoAL  = []byte{0x0f, 0x90, 0xc0}
+	addAL7F = []byte{0x04, 0x7f}
+)
+
 // savedRegs are the registers a back-edge trampoline saves around the
 // call: every caller-saved general register. The runtime's fast path
 // touches no vector register, and its slow path saves them itself.
@@ -145,7 +154,8 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site) ([]byte, [
 	return code, addrs, nil
 }
 
-// backEdgeTrampoline saves the machine state the C fast path could change,
+// backEdgeTrampoline saves the machine state the C fast path could change
+// (the caller-saved registers and the arithmetic flags),
 // calls hit(site, id, aux) if the runtime filled the slot, restores, and
 // continues at the original handler. It first steps over the red zone
 // and aligns the stack, since a handler entry is mid-function.
@@ -159,10 +169,15 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 		return err
 	}
 	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: -128})
-	a.Pushfq()
 	for _, r := range savedRegs {
 		a.Push(r)
 	}
+	// The arithmetic flags go into %ax (lahf; seto %al), which was saved
+	// first: popfq costs far more than this pair and its inverse, and
+	// nothing here touches DF, IF or the other system flags.
+	a.Raw(lahf)
+	a.Raw(setoAL)
+	a.Push(x86enc.RAX)
 	skip := a.NewLabel()
 	a.CmpRIPImm8(hitSlot, 0)
 	a.JccLabel(x86enc.E, skip)
@@ -190,7 +205,9 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 		}
 		for i, r := range savedRegs {
 			if r == src {
-				a.Load(dst, x86enc.Mem{Base: x86enc.RBP, Disp: int32(8 * (len(savedRegs) - i))})
+				// Above [rbp] lie the saved flags, then the saved
+				// registers, last pushed first.
+				a.Load(dst, x86enc.Mem{Base: x86enc.RBP, Disp: int32(8 * (len(savedRegs) - i + 1))})
 				return nil
 			}
 		}
@@ -208,10 +225,12 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 	a.Mov(x86enc.RSP, x86enc.RBP)
 	a.Pop(x86enc.RBP)
 	a.Bind(skip)
+	a.Pop(x86enc.RAX)
+	a.Raw(addAL7F) // sets OF exactly when seto stored 1
+	a.Raw(sahf)
 	for i := len(savedRegs) - 1; i >= 0; i-- {
 		a.Pop(savedRegs[i])
 	}
-	a.Popfq()
 	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: 128})
 	a.Jmp(s.Resume)
 	return nil

@@ -273,3 +273,97 @@ func TestPatchOtherPythonBuild(t *testing.T) {
 	assert.Equal(t, "5000\n", r.stdout)
 	assert.GreaterOrEqual(t, siteHits(r.stats), int64(5000))
 }
+
+// regrtest runs CPython's regression tests named in
+// scripts/cpython-core-tests.txt with python and returns the names of the
+// tests that did not pass, and the summary line.
+func regrtest(t *testing.T, python string, tests []string) ([]string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	args := append([]string{"-m", "test", "-j2", "--timeout", "300"}, tests...)
+	cmd := exec.CommandContext(ctx, python, args...)
+	cmd.Dir = t.TempDir()
+	out, _ := cmd.CombinedOutput()
+	text := string(out)
+	require.Contains(t, text, "Tests result:", "%s did not finish the regression tests:\n%s", python, text)
+	var bad []string
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		// Per-test result lines: "0:00:03 load avg: 1.2 [ 3/53/1] test_x failed (...)"
+		for i, w := range f {
+			if strings.HasPrefix(w, "test_") && i+1 < len(f) && (f[i+1] == "failed" || f[i+1] == "crashed" || strings.HasPrefix(f[i+1], "timed")) {
+				bad = append(bad, w)
+			}
+		}
+	}
+	summary := ""
+	if i := strings.LastIndex(text, "Tests result:"); i >= 0 {
+		summary = strings.TrimSpace(strings.SplitN(text[i:], "\n", 2)[0])
+	}
+	return bad, summary
+}
+
+// TestCPythonCoreSubset runs the CPython regression core subset under the
+// patched python3.11 and under the original: the same tests must pass.
+func TestCPythonCoreSubset(t *testing.T) {
+	requireRuntime(t)
+	if testing.Short() {
+		t.Skip("-short: the regression subset takes about a minute per interpreter")
+	}
+	if _, err := os.Stat("/usr/lib/python3.11/test/regrtest.py"); err != nil {
+		t.Fatalf("CPython's test suite is missing: scripts/install-deps.sh installs libpython3.11-testsuite")
+	}
+	root, err := testvms.RepoRoot()
+	require.NoError(t, err)
+	list, err := os.ReadFile(filepath.Join(root, "scripts/cpython-core-tests.txt"))
+	require.NoError(t, err)
+	var tests []string
+	for _, line := range strings.Split(string(list), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			tests = append(tests, line)
+		}
+	}
+	require.Greater(t, len(tests), 40)
+	out := filepath.Join(t.TempDir(), "python3-jit")
+	patch(t, "/usr/bin/python3.11", out)
+	wantBad, wantSum := regrtest(t, "/usr/bin/python3.11", tests)
+	gotBad, gotSum := regrtest(t, out, tests)
+	t.Logf("original: %s %v; patched: %s %v", wantSum, wantBad, gotSum, gotBad)
+	assert.Equal(t, wantBad, gotBad)
+	assert.Equal(t, wantSum, gotSum)
+}
+
+// TestOutputsReadCleanly runs readelf -a and objdump -d on patched files:
+// no warnings, and objdump shows the trampolines.
+func TestOutputsReadCleanly(t *testing.T) {
+	requireRuntime(t)
+	vms, err := testvms.Build()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	inputs := []string{"/usr/bin/python3.11", "/usr/bin/lua5.4"}
+	for _, vm := range vms {
+		if vm.Name == "annotvm" {
+			inputs = append(inputs, vm.Stripped)
+		}
+	}
+	for _, in := range inputs {
+		out := filepath.Join(dir, filepath.Base(in))
+		patch(t, in, out)
+		for _, tool := range [][]string{{"readelf", "-a", "-W", out}, {"objdump", "-d", "-j", ".redmagic.text", out}} {
+			cmd := exec.Command(tool[0], tool[1:]...)
+			var so, se bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &so, &se
+			require.NoError(t, cmd.Run(), "%v: %s", tool, se.String())
+			// binutils prints its warnings on stderr, as "readelf: Warning: ...".
+			assert.Empty(t, se.String(), "%v", tool)
+			assert.NotContains(t, so.String(), tool[0]+": Warning", "%v", tool)
+			if tool[0] == "objdump" {
+				assert.Contains(t, so.String(), "<.redmagic.text>:", "%s: trampolines disassemble", out)
+				if !strings.Contains(in, "annotvm") {
+					assert.Contains(t, so.String(), "pushf", "%s: back-edge trampolines save the flags", out)
+				}
+			}
+		}
+	}
+}
