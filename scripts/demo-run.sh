@@ -45,4 +45,40 @@ while read -r _ _ range _; do # "function NAME [0xSTART,0xEND) ..."
 done < <(grep '^function' "$out/lua5.4.txt" | sed 's/^function (unnamed)/function -/')
 "$tool" cfg /usr/bin/lua5.4 --func "$largest" --format text | grep -E "^function|indirect jump"
 echo
-echo "demo: outputs in $out/ (JSON dumps, DOT and SVG of each eval loop)"
+
+echo "== patching: the test VMs, python3.11 and lua5.4 into $out/patched/"
+"$tool" batch --out-dir "$out/patched" testdata/build/annotvm.stripped /usr/bin/python3.11 /usr/bin/lua5.4
+"$tool" testdata/build/gotovm.stripped --profile testdata/vms/vm-profile.json -o "$out/patched/gotovm" >/dev/null
+"$tool" inspect "$out/patched/python3.11"
+echo
+
+# hits PROGRAM ARGS...: run a patched program and show its output and the
+# back-edge hits the runtime counted.
+hits() {
+  local stats="$out/patched/stats.json"
+  REDMAGIC_STATS="$stats" "$@"
+  /usr/bin/python3.11 - "$stats" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+busy = [f"{s['name']} {s['hits']}" for s in d["sites"] if s["hits"]]
+top = d["hot_loops"][0] if d["hot_loops"] else None
+print(f"   runtime: {d['site_hits']} site hits ({', '.join(busy)})")
+if top:
+    print(f"   hottest loop: site {top['site']} id {top['id']:#x}, {top['hits']} hits; "
+          f"{d['slow_path_calls']} loop(s) crossed the hot threshold")
+PY
+}
+echo "-- gotovm loop_n.vm 100000 (100000 back-edges)"
+hits "$out/patched/gotovm" testdata/vms/programs/loop_n.vm 100000
+echo "-- annotvm fib.vm"
+hits "$out/patched/annotvm.stripped" testdata/vms/programs/fib.vm
+echo "-- python3.11: while i < 10**6"
+hits "$out/patched/python3.11" -c 'i = 0
+while i < 10**6: i += 1
+print(i)'
+echo "-- lua5.4: for i = 1, 10^6"
+hits "$out/patched/lua5.4" -e 'local s = 0 for i = 1, 1e6 do s = s + i end print(s)'
+echo "-- the same python3.11 with REDMAGIC_DISABLE=1 runs the original code:"
+REDMAGIC_DISABLE=1 "$out/patched/python3.11" -c 'print("hello from the original code path")'
+echo
+echo "demo: outputs in $out/ (CFG dumps, DOT and SVG of each eval loop, patched interpreters)"
