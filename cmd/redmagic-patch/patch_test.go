@@ -367,3 +367,45 @@ func TestOutputsReadCleanly(t *testing.T) {
 		}
 	}
 }
+
+// TestPatchedPythonForkThreadsSignals runs loop-heavy work in forked
+// children (multiprocessing's default start method), in threads that
+// hand the GIL back and forth, and under a SIGALRM handler: the patched
+// interpreter must neither hang nor differ from the original.
+func TestPatchedPythonForkThreadsSignals(t *testing.T) {
+	requireRuntime(t)
+	out := filepath.Join(t.TempDir(), "python3-jit")
+	patch(t, "/usr/bin/python3.11", out)
+	src := `
+import multiprocessing as mp, threading, signal
+
+def work(n):
+    s = 0
+    for i in range(n):
+        s += i % 7
+    return s
+
+if __name__ == "__main__":
+    with mp.get_context("fork").Pool(2) as pool:
+        print("fork", pool.map(work, [10000, 20000, 30000]))
+    results = []
+    def run(n):
+        results.append(work(n))
+    ts = [threading.Thread(target=run, args=(50000 + k,)) for k in range(4)]
+    for th in ts: th.start()
+    for th in ts: th.join()
+    print("threads", sorted(results))
+    fired = []
+    signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)
+    i = 0
+    while len(fired) < 5:
+        i += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    print("alarms", len(fired) >= 5)
+`
+	want := runBin(t, "/usr/bin/python3.11", []string{"-c", src}, nil, false)
+	got := runBin(t, out, []string{"-c", src}, nil, true)
+	assert.Equal(t, want, runResult{got.stdout, got.stderr, got.status, nil})
+	assert.Greater(t, siteHits(got.stats), int64(4*50000), "the threads' loops are counted")
+}
