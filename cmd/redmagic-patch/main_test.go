@@ -54,8 +54,14 @@ func inProcess(args ...string) result {
 // binary runs the built command.
 func binary(t *testing.T, args ...string) result {
 	t.Helper()
+	return runCmd(t, exec.Command(testBinary, args...))
+}
+
+// runCmd runs cmd and returns its output and exit status; failing to
+// start it fails the test.
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
-	cmd := exec.Command(testBinary, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	status := 0

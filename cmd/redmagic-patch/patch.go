@@ -83,15 +83,7 @@ func planPatch(in, profile, toolVersion string) (*elfpatch.Summary, []byte, erro
 	if _, err := elfpatch.NewLayout(f, raw); err != nil {
 		return nil, nil, err
 	}
-	g, err := cfg.Recover(f, cfg.Options{})
-	if err != nil {
-		return nil, nil, err
-	}
-	p, why, err := sites.Select(f, profile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", in, err)
-	}
-	res, err := sites.Discover(f, g, p, why)
+	res, err := discoverSites(f, profile)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -100,6 +92,27 @@ func planPatch(in, profile, toolVersion string) (*elfpatch.Summary, []byte, erro
 		return nil, nil, err
 	}
 	return sum, out, nil
+}
+
+// discoverSites recovers f's control flow and finds the sites of the
+// profile named by profile (or the one that matches).
+func discoverSites(f *elfimage.File, profile string) (*sites.Result, error) {
+	g, err := cfg.Recover(f, cfg.Options{})
+	if err != nil {
+		return nil, err
+	}
+	p, why, err := sites.Select(f, profile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name, err)
+	}
+	return sites.Discover(f, g, p, why)
+}
+
+// printJSON writes v indented, for the --json flags.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // installPatched writes the runtime library and then the patched file,
@@ -128,9 +141,7 @@ func installPatched(in, output string, patched []byte) error {
 
 func printSummary(w io.Writer, in string, pf *patchFlags, sum *elfpatch.Summary) error {
 	if pf.json {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
+		return printJSON(w, sum)
 	}
 	verb := "patched"
 	if pf.dryRun {
@@ -165,23 +176,13 @@ func newSitesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			g, err := cfg.Recover(f, cfg.Options{})
-			if err != nil {
-				return err
-			}
-			p, why, err := sites.Select(f, profile)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			res, err := sites.Discover(f, g, p, why)
+			res, err := discoverSites(f, profile)
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(w, res)
 			}
 			fmt.Fprintf(w, "%s: profile %s (%s)\n", args[0], res.Profile, res.Reason)
 			for _, s := range res.Sites {
@@ -215,9 +216,7 @@ func newInspectCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				return printJSON(w, info)
 			}
 			fmt.Fprintf(w, "%s: patched by redmagic-patch %s, profile %s, original build-id %s, header at %#x\n",
 				args[0], info.ToolVersion, info.Profile, info.BuildID, info.Header)
