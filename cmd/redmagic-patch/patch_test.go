@@ -400,3 +400,13 @@ if __name__ == "__main__":
 	assert.Equal(t, want.result, got.result)
 	assert.Greater(t, siteHits(got.stats), int64(4*50000), "the threads' loops are counted")
 }
+
+// BenchmarkPatchPython times the whole patch of /usr/bin/python3.11:
+// read, recover the CFG, find the sites, generate and write in memory.
+func BenchmarkPatchPython(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		if _, _, err := planPatch("/usr/bin/python3.11", "auto", "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
