@@ -1,6 +1,6 @@
 // Command redmagic-patch reads an unmodified x86-64 Linux ELF interpreter,
-// recovers its control-flow graph and (in later stages) patches it to run
-// a tracing JIT. This package owns the command line: parsing, output
+// recovers its control-flow graph, finds its loop sites and writes a
+// patched copy that loads the runtime library it carries. This package owns the command line: parsing, output
 // files, messages and exit statuses; the work is done by the packages it
 // calls.
 //
