@@ -8,7 +8,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 15s
 
-.PHONY: all build runtime testdata demo test unit vet fuzz clean
+.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick
 
 all: build
 
@@ -39,6 +39,17 @@ fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
 test: vet unit fuzz
+
+# The benchmark harness (scripts/bench): every suite program under the
+# original, patched (runtime off/on) and peer interpreters, interleaved.
+# Reports land in out/bench/. BENCHFLAGS passes options, e.g.
+# BENCHFLAGS="--instructions" or BENCHFLAGS="--only lua/ --runs 9".
+bench: build testdata
+	$(GO) run ./scripts/bench --out out/bench $(BENCHFLAGS)
+
+# Small sizes, one run each: checks every configuration's answers (never speed).
+bench-quick: build testdata
+	$(GO) run ./scripts/bench --quick --out out/bench-quick $(BENCHFLAGS)
 
 clean:
 	rm -rf bin testdata/build runtime-stub/build cmd/redmagic-patch/runtime/libredmagic.so

@@ -13,6 +13,7 @@ packages=(
   libpython3.11-testsuite  # the CPython regression tests run under the patched python3.11
   python3.11-dbg    # python3.11d and detached DWARF with .symtab for CFG recall tests
   valgrind          # instruction counts for the benchmark harness
+  luajit            # peer interpreter the benchmark harness compares Lua against
 )
 
 if [ "$(id -u)" -ne 0 ]; then

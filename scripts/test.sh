@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine and runs every test:
 # vet and gofmt, the unit and integration tests on the real binaries, and
-# each fuzz target for a bounded time.
+# each fuzz target for a bounded time, and the benchmark suite at small
+# sizes (correctness of every configuration, not speed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -9,4 +10,7 @@ bash scripts/install-deps.sh
 go mod download
 bash scripts/fetch-test-builds.sh
 export REDMAGIC_TEST_OTHER_PYTHON="$PWD/testdata/build/python3.11-other/usr/bin/python3.11"
+# The benchmark suite at small sizes first, so that the test runners'
+# own summaries close the output.
+make bench-quick
 make test

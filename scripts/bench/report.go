@@ -1,0 +1,206 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Report is everything one session measured.
+type Report struct {
+	Date     string    `json:"date"`
+	Machine  Machine   `json:"machine"`
+	Mode     string    `json:"mode"` // "full" or "quick"
+	Warmup   int       `json:"warmup"`
+	Runs     int       `json:"runs"`
+	Duration float64   `json:"duration_seconds"`
+	Records  []*Record `json:"records"`
+}
+
+// Failures lists the records that fail the session.
+func (r *Report) Failures() []*Record {
+	var out []*Record
+	for _, rec := range r.Records {
+		if rec.Failed() {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// WriteJSON writes the report, indented.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// columns are the table's configuration columns, in display order; a
+// family without a configuration leaves its cell empty.
+func (r *Report) columns() []string {
+	var cols []string
+	seen := map[string]bool{}
+	for _, rec := range r.Records {
+		if rec.Kind != KindOriginal && !seen[rec.Config] {
+			seen[rec.Config] = true
+			cols = append(cols, rec.Config)
+		}
+	}
+	return cols
+}
+
+// byProgram groups records by program, keeping the suite's order.
+func (r *Report) byProgram() (names []string, recs map[string]map[string]*Record) {
+	recs = map[string]map[string]*Record{}
+	for _, rec := range r.Records {
+		if recs[rec.Program] == nil {
+			names = append(names, rec.Program)
+			recs[rec.Program] = map[string]*Record{}
+		}
+		recs[rec.Program][rec.Config] = rec
+	}
+	return names, recs
+}
+
+func cell(rec *Record) string {
+	switch {
+	case rec == nil:
+		return ""
+	case rec.Status == StatusUnavailable:
+		return "n/a"
+	case rec.Failed():
+		return "**FAIL (" + string(rec.Status) + ")**"
+	case rec.Speedup == nil:
+		return "?"
+	}
+	s := rec.Speedup
+	if s.Rounds == 1 {
+		return fmt.Sprintf("%.2fx", s.Median)
+	}
+	return fmt.Sprintf("%.2fx (%.2f-%.2f)", s.Median, s.Min, s.Max)
+}
+
+// siteHits pulls site_hits out of a runtime-on record's statistics.
+func siteHits(rec *Record) (int64, bool) {
+	if rec == nil || len(rec.RuntimeStats) == 0 {
+		return 0, false
+	}
+	var st struct {
+		SiteHits *int64 `json:"site_hits"`
+	}
+	if json.Unmarshal(rec.RuntimeStats, &st) != nil || st.SiteHits == nil {
+		return 0, false
+	}
+	return *st.SiteHits, true
+}
+
+// WriteMarkdown writes the machine, the speedup table and, if measured,
+// the instruction counts.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "# Benchmark results (%s)\n\n", r.Date)
+	fmt.Fprintf(&b, "- Machine: %s, %d cores, %.1f GB, Linux %s, Debian %s, %s\n", m.CPU, m.Cores, m.MemoryGB, m.Kernel, m.Debian, m.Go)
+	fmt.Fprintf(&b, "- Mode: %s; %d warm-up and %d counted runs per configuration, interleaved; took %s\n",
+		r.Mode, r.Warmup, r.Runs, (time.Duration(r.Duration) * time.Second).String())
+	b.WriteString("- Cells: speedup = original time / configuration time (median of runs; above 1 is faster), " +
+		"with the min-max of per-round ratios. `n/a`: not installed.\n\n")
+	cols := r.columns()
+	b.WriteString("| program | size | original (s) |")
+	for _, c := range cols {
+		b.WriteString(" " + c + " |")
+	}
+	b.WriteString(" back-edges counted (runtime on) |\n|---|---|---|")
+	b.WriteString(strings.Repeat("---|", len(cols)+1) + "\n")
+	names, recs := r.byProgram()
+	for _, name := range names {
+		row := recs[name]
+		orig := row["original"]
+		origCell := ""
+		if orig != nil {
+			switch {
+			case orig.Status == StatusOK && len(orig.Seconds) > 0:
+				origCell = fmt.Sprintf("%.3f", orig.Median)
+			case orig.Failed():
+				origCell = "**FAIL (" + string(orig.Status) + ")**"
+			default:
+				origCell = "n/a"
+			}
+		}
+		size := ""
+		if orig != nil {
+			size = orig.Size
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |", name, size, origCell)
+		for _, c := range cols {
+			b.WriteString(" " + cell(row[c]) + " |")
+		}
+		hits := ""
+		if n, ok := siteHits(row["patched, runtime on"]); ok {
+			hits = fmt.Sprintf("%d", n)
+		}
+		b.WriteString(" " + hits + " |\n")
+	}
+	if fails := r.Failures(); len(fails) > 0 {
+		b.WriteString("\n## Failures\n\n")
+		for _, f := range fails {
+			fmt.Fprintf(&b, "- %s [%s]: %s\n", f.Program, f.Config, f.Error)
+		}
+	}
+	var unavailable []string
+	seen := map[string]bool{}
+	for _, rec := range r.Records {
+		if rec.Status == StatusUnavailable && !seen[rec.Config+rec.Error] {
+			seen[rec.Config+rec.Error] = true
+			unavailable = append(unavailable, fmt.Sprintf("- %s: %s", rec.Config, rec.Error))
+		}
+	}
+	if len(unavailable) > 0 {
+		b.WriteString("\n## Not run\n\n" + strings.Join(unavailable, "\n") + "\n")
+	}
+	if r.hasInstructions() {
+		b.WriteString("\n## Instructions (valgrind cachegrind, small sizes)\n\n")
+		b.WriteString("Cells: instructions executed, and original/this (above 1 is less work).\n\n")
+		b.WriteString("| program | size | original |")
+		for _, c := range cols {
+			b.WriteString(" " + c + " |")
+		}
+		b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(cols)) + "\n")
+		for _, name := range names {
+			row := recs[name]
+			orig := row["original"]
+			fmt.Fprintf(&b, "| %s | %s | %s |", name, orig.InstructionsSize, instrCell(orig, nil))
+			for _, c := range cols {
+				b.WriteString(" " + instrCell(row[c], orig) + " |")
+			}
+			b.WriteString("\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Report) hasInstructions() bool {
+	for _, rec := range r.Records {
+		if rec.InstructionsSize != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func instrCell(rec, orig *Record) string {
+	switch {
+	case rec == nil:
+		return ""
+	case rec.Instructions == 0 && rec.Status == StatusUnavailable:
+		return "n/a"
+	case rec.Instructions == 0:
+		return "error"
+	case orig == nil || orig.Instructions == 0:
+		return fmt.Sprintf("%d", rec.Instructions)
+	}
+	return fmt.Sprintf("%d (%.2fx)", rec.Instructions, float64(orig.Instructions)/float64(rec.Instructions))
+}
