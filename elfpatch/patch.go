@@ -103,19 +103,23 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 	return out, sum, nil
 }
 
-// Flag save and restore encodings (Intel SDM: LAHF 9F, SAHF 9E, SETO r/m8
-// 0F 90 /0, ADD AL,imm8 04 ib); the x86enc tests cover the rest.
+// Encodings the trampolines need beyond x86enc's table (Intel SDM: LAHF
+// 9F, SAHF 9E, SETO r/m8 0F 90 /0, ADD AL,imm8 04 ib, JRCXZ E3 cb); the
+// trampoline state tests execute them.
 var (
 	lahf    = []byte{0x9f}
 	sahf    = []byte{0x9e}
 	setoAL  = []byte{0x0f, 0x90, 0xc0}
 	addAL7F = []byte{0x04, 0x7f}
+	// jrcxz over the 5-byte jmp rel32 that follows it (E3 cb).
+	jrcxzOver5 = []byte{0xe3, 0x05}
 )
 
 // savedRegs are the registers a back-edge trampoline saves around the
-// call: every caller-saved general register. The runtime's fast path
+// call: every caller-saved general register, %rcx first (the disabled path
+// saves only it). The runtime's fast path
 // touches no vector register, and its slow path saves them itself.
-var savedRegs = []x86enc.Reg{x86enc.RAX, x86enc.RCX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11}
+var savedRegs = []x86enc.Reg{x86enc.RCX, x86enc.RAX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11}
 
 // trampolines generates one trampoline per site at text, 16-byte aligned,
 // with the header's slots at header offsets from dataAddr.
@@ -168,8 +172,20 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 	if err != nil {
 		return err
 	}
+	// Disabled path first, touching no flag: %rcx (saved) takes the slot,
+	// jrcxz skips the 5-byte jump to the enabled path when it is 0.
 	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: -128})
-	for _, r := range savedRegs {
+	a.Push(x86enc.RCX)
+	a.LoadRIP(x86enc.RCX, hitSlot)
+	enabled := a.NewLabel()
+	a.Raw(jrcxzOver5)
+	a.JmpLabel(enabled)
+	a.Pop(x86enc.RCX)
+	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: 128})
+	a.Jmp(s.Resume)
+
+	a.Bind(enabled)
+	for _, r := range savedRegs[1:] { // %rcx is saved already
 		a.Push(r)
 	}
 	// The arithmetic flags go into %ax (lahf; seto %al), which was saved
@@ -178,9 +194,6 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 	a.Raw(lahf)
 	a.Raw(setoAL)
 	a.Push(x86enc.RAX)
-	skip := a.NewLabel()
-	a.CmpRIPImm8(hitSlot, 0)
-	a.JccLabel(x86enc.E, skip)
 	a.Push(x86enc.RBP)
 	a.Mov(x86enc.RBP, x86enc.RSP)
 	a.AndImm8(x86enc.RSP, -16)
@@ -221,10 +234,9 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 		return err
 	}
 	a.MovImm32(x86enc.RDI, index)
-	a.CallRIP(hitSlot)
+	a.CallReg(x86enc.RCX) // still the hit function: no argument lives in %rcx
 	a.Mov(x86enc.RSP, x86enc.RBP)
 	a.Pop(x86enc.RBP)
-	a.Bind(skip)
 	a.Pop(x86enc.RAX)
 	a.Raw(addAL7F) // sets OF exactly when seto stored 1
 	a.Raw(sahf)
