@@ -410,3 +410,27 @@ func BenchmarkPatchPython(b *testing.B) {
 		}
 	}
 }
+
+// TestPatchSharedObject patches pyenv's libpython3.11.so (where the
+// machine has it) and runs pyenv's unmodified python3.11 against it
+// through LD_LIBRARY_PATH.
+func TestPatchSharedObject(t *testing.T) {
+	requireRuntime(t)
+	libs, _ := filepath.Glob(os.ExpandEnv("$HOME/.pyenv/versions/3.11.*/lib/libpython3.11.so.1.0"))
+	if len(libs) == 0 {
+		t.Skip("no pyenv CPython 3.11 on this machine")
+	}
+	lib := libs[0]
+	python := filepath.Join(filepath.Dir(filepath.Dir(lib)), "bin", "python3.11")
+	dir := t.TempDir()
+	patch(t, lib, filepath.Join(dir, "libpython3.11.so.1.0"))
+	src := "i = 0\nwhile i < 30000:\n    i += 1\nprint(i)"
+	env := []string{"LD_LIBRARY_PATH=" + dir}
+	want := runBin(t, python, []string{"-c", src}, nil, false)
+	got := runBin(t, python, []string{"-c", src}, env, true)
+	assert.Equal(t, want.result, got.result)
+	objects := got.stats["objects"].([]any)
+	require.Len(t, objects, 1, "the patched library was loaded")
+	assert.Contains(t, objects[0].(map[string]any)["path"], dir)
+	assert.GreaterOrEqual(t, siteHits(got.stats), int64(30000))
+}
