@@ -97,45 +97,33 @@ func (e *FormatError) Error() string {
 	return s
 }
 
-// sortedFunctions returns g's functions ascending by start, copying only
-// when the stored order is not already ascending.
-func sortedFunctions(fs []*cfg.Function) []*cfg.Function {
-	cmp := func(a, b *cfg.Function) int { return compareU64(a.Start, b.Start) }
-	if slices.IsSortedFunc(fs, cmp) {
-		return fs
-	}
-	fs = slices.Clone(fs)
-	slices.SortStableFunc(fs, cmp)
-	return fs
-}
-
-func sortedBlocks(bs []*cfg.Block) []*cfg.Block {
-	cmp := func(a, b *cfg.Block) int { return compareU64(a.Start, b.Start) }
-	if slices.IsSortedFunc(bs, cmp) {
-		return bs
-	}
-	bs = slices.Clone(bs)
-	slices.SortStableFunc(bs, cmp)
-	return bs
-}
-
-func sortedIndirect(js []*cfg.IndirectJump) []*cfg.IndirectJump {
-	cmp := func(a, b *cfg.IndirectJump) int { return compareU64(a.Addr, b.Addr) }
-	if slices.IsSortedFunc(js, cmp) {
-		return js
-	}
-	js = slices.Clone(js)
-	slices.SortStableFunc(js, cmp)
-	return js
-}
-
-func sortedU64(xs []uint64) []uint64 {
-	if slices.IsSorted(xs) {
+// sortedBy returns xs ascending by key (stable), copying only when the
+// stored order is not already ascending: graphs from Recover and ReadJSON
+// are sorted, so the common case costs one pass and no allocation.
+func sortedBy[T any](xs []T, key func(T) uint64) []T {
+	cmp := func(a, b T) int { return compareU64(key(a), key(b)) }
+	if slices.IsSortedFunc(xs, cmp) {
 		return xs
 	}
 	xs = slices.Clone(xs)
-	slices.Sort(xs)
+	slices.SortStableFunc(xs, cmp)
 	return xs
+}
+
+func sortedFunctions(fs []*cfg.Function) []*cfg.Function {
+	return sortedBy(fs, func(f *cfg.Function) uint64 { return f.Start })
+}
+
+func sortedBlocks(bs []*cfg.Block) []*cfg.Block {
+	return sortedBy(bs, func(b *cfg.Block) uint64 { return b.Start })
+}
+
+func sortedIndirect(js []*cfg.IndirectJump) []*cfg.IndirectJump {
+	return sortedBy(js, func(j *cfg.IndirectJump) uint64 { return j.Addr })
+}
+
+func sortedU64(xs []uint64) []uint64 {
+	return sortedBy(xs, func(x uint64) uint64 { return x })
 }
 
 func compareU64(a, b uint64) int {
