@@ -40,6 +40,10 @@ type rawFile struct {
 	shstrndx uint32
 	dynIdx   int         // index of PT_DYNAMIC in progs, or -1
 	dyn      []elf.Dyn64 // the dynamic entries before the first DT_NULL
+	// dynTail is what PT_DYNAMIC holds after its first DT_NULL: spare
+	// DT_NULLs from the linker, or entries ld.so never reads but tools
+	// that scan the whole section do. The copy keeps them.
+	dynTail []elf.Dyn64
 }
 
 func decodeProg(b []byte) elf.Prog64 {
@@ -148,12 +152,17 @@ func parseRaw(data []byte, name string) (*rawFile, error) {
 		}
 		r.dynIdx = i
 		d := data[p.Off : p.Off+p.Filesz]
+		ended := false
 		for off := 0; off+dynSize <= len(d); off += dynSize {
 			e := elf.Dyn64{Tag: int64(le.Uint64(d[off:])), Val: le.Uint64(d[off+8:])}
-			if elf.DynTag(e.Tag) == elf.DT_NULL {
-				break
+			switch {
+			case ended:
+				r.dynTail = append(r.dynTail, e)
+			case elf.DynTag(e.Tag) == elf.DT_NULL:
+				ended = true
+			default:
+				r.dyn = append(r.dyn, e)
 			}
-			r.dyn = append(r.dyn, e)
 		}
 		break
 	}

@@ -3,6 +3,7 @@ package elfpatch
 import (
 	"bytes"
 	"debug/elf"
+	"errors"
 	"slices"
 	"strings"
 
@@ -22,7 +23,31 @@ func Write(f *elfimage.File, raw []byte, l *Layout, p *Plan) ([]byte, error) {
 		return nil, newErr(f.Name, ErrPlan, "PlaceData was not called")
 	}
 	w := &writer{f: f, r: l.raw, l: l, p: p, name: f.Name}
-	return w.write()
+	out, err := w.write()
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyReadBack(f.Name, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// verifyReadBack reads a new file back the way the patcher and its tools
+// do: it must parse, and it must be refused as already patched. A real
+// binary always passes; an input that is internally inconsistent (a
+// .dynamic section header that disagrees with PT_DYNAMIC, a section name
+// table shared with an allocated section...) can yield a file the reader
+// rejects, and such a file is refused here rather than written.
+func verifyReadBack(name string, out []byte) error {
+	fo, err := elfimage.NewFile(out, name)
+	if err != nil {
+		return &Error{File: name, Kind: ErrUnsupported, Msg: "the patched file would not read back (the input is inconsistent)", Err: err}
+	}
+	if _, err := NewLayout(fo, out); !errors.Is(err, ErrAlreadyPatched) {
+		return &Error{File: name, Kind: ErrUnsupported, Msg: "the patched file would not be recognised as patched (the input is inconsistent)", Err: err}
+	}
+	return nil
 }
 
 // writer holds one Write's state.
@@ -326,5 +351,6 @@ func (w *writer) dynamic() error {
 		w.dyn = append(w.dyn, elf.Dyn64{Tag: int64(d.Tag), Val: d.Val})
 	}
 	w.dyn = append(w.dyn, elf.Dyn64{Tag: int64(elf.DT_NULL)})
+	w.dyn = append(w.dyn, r.dynTail...)
 	return nil
 }

@@ -92,8 +92,15 @@ func readSeed(t testing.TB, name string) []byte {
 // relative relocation, when the input has them.
 func fuzzPlan(f *elfimage.File, l *Layout) *Plan {
 	p := testPlan(l, testText)
-	if cs := f.CodeSections(); len(cs) > 0 {
-		p.Writes = []ByteEdit{{cs[0].Addr, []byte{0xcc}}}
+	// The byte edit goes into real code: a mutated file can flag any
+	// section executable (one fuzz input made .gnu.version_r "code"), and
+	// an int3 over version records would make the output unreadable for
+	// reasons that have nothing to do with the writer.
+	for _, cs := range f.CodeSections() {
+		if cs.Type == elf.SHT_PROGBITS {
+			p.Writes = []ByteEdit{{cs.Addr, []byte{0xcc}}}
+			break
+		}
 	}
 	if len(f.Relative) > 0 {
 		locs := make([]uint64, 0, len(f.Relative))

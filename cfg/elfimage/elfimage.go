@@ -331,26 +331,44 @@ func (b *builder) hasCode() bool {
 	return false
 }
 
-// dynamicFlags decides PIE (see NewFile).
+// dynamicFlags decides PIE (see NewFile) from the dynamic entries ld.so
+// reads: PT_DYNAMIC up to its first DT_NULL. The .dynamic section header
+// can disagree with the segment in a damaged file, and a patched file's
+// copy of the table keeps whatever followed that DT_NULL; reading the
+// segment gives both the same answer.
 func (b *builder) dynamicFlags() error {
 	f := b.f
 	if f.Type != elf.ET_DYN {
 		return nil
 	}
-	var flags1, soname []uint64
-	if err := b.safe("reading .dynamic", func() (err error) {
-		if flags1, err = b.ef.DynValue(elf.DT_FLAGS_1); err != nil {
-			return err
+	var flags1 uint64
+	hasFlags1, hasSoname := false, false
+	for _, p := range b.ef.Progs {
+		if p.Type != elf.PT_DYNAMIC {
+			continue
 		}
-		soname, err = b.ef.DynValue(elf.DT_SONAME)
-		return err
-	}); err != nil {
-		return err
+		if p.Off > uint64(len(f.data)) || p.Filesz > uint64(len(f.data))-p.Off {
+			return &FormatError{File: f.Name, Off: int64(p.Off), Msg: "PT_DYNAMIC out of file bounds", Val: p.Filesz}
+		}
+		d := f.data[p.Off : p.Off+p.Filesz]
+		for off := 0; off+16 <= len(d); off += 16 {
+			tag, val := elf.DynTag(binary.LittleEndian.Uint64(d[off:])), binary.LittleEndian.Uint64(d[off+8:])
+			if tag == elf.DT_NULL {
+				break
+			}
+			switch tag {
+			case elf.DT_FLAGS_1:
+				flags1, hasFlags1 = val, true // ld.so keeps the last
+			case elf.DT_SONAME:
+				hasSoname = true
+			}
+		}
+		break
 	}
-	if len(flags1) > 0 {
-		f.PIE = elf.DynFlag1(flags1[0])&elf.DF_1_PIE != 0
+	if hasFlags1 {
+		f.PIE = elf.DynFlag1(flags1)&elf.DF_1_PIE != 0
 	} else {
-		f.PIE = f.Entry != 0 && f.Interp != "" && len(soname) == 0
+		f.PIE = f.Entry != 0 && f.Interp != "" && !hasSoname
 	}
 	return nil
 }
