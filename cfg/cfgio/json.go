@@ -210,54 +210,39 @@ func (e *jsonEncoder) function(f *cfg.Function) {
 	e.u64(f.Start)
 	e.raw(`,"end":`)
 	e.u64(f.End)
-	if len(f.Parts) > 0 {
-		e.raw(`,"parts":[`)
-		for i, p := range f.Parts {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.raw(`{"start":`)
-			e.u64(p.Start)
-			e.raw(`,"end":`)
-			e.u64(p.End)
-			e.raw("}")
-		}
-		e.raw("]")
-	}
-	if len(f.Sources) > 0 {
-		e.raw(`,"sources":[`)
-		for i, s := range f.Sources {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.str(s)
-		}
-		e.raw("]")
-	}
+	jsonArray(e, "parts", f.Parts, func(p cfg.Range) {
+		e.raw(`{"start":`)
+		e.u64(p.Start)
+		e.raw(`,"end":`)
+		e.u64(p.End)
+		e.raw("}")
+	})
+	jsonArray(e, "sources", f.Sources, e.str)
 	if f.NoReturn {
 		e.raw(`,"noreturn":true`)
 	}
-	if len(f.Blocks) > 0 {
-		e.raw(`,"blocks":[`)
-		for i, b := range sortedBlocks(f.Blocks) {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.block(b)
-		}
-		e.raw("]")
-	}
-	if len(f.Indirect) > 0 {
-		e.raw(`,"indirect_jumps":[`)
-		for i, j := range sortedIndirect(f.Indirect) {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.indirect(j)
-		}
-		e.raw("]")
-	}
+	jsonArray(e, "blocks", sortedBlocks(f.Blocks), e.block)
+	jsonArray(e, "indirect_jumps", sortedIndirect(f.Indirect), e.indirect)
 	e.raw("}")
+}
+
+// jsonArray writes `,"key":[item,item,...]`, or nothing for an empty
+// slice: every array member of the schema is optional and follows another
+// member.
+func jsonArray[T any](e *jsonEncoder, key string, xs []T, item func(T)) {
+	if len(xs) == 0 {
+		return
+	}
+	e.raw(`,"`)
+	e.raw(key)
+	e.raw(`":[`)
+	for i, x := range xs {
+		if i > 0 {
+			e.raw(",")
+		}
+		item(x)
+	}
+	e.raw("]")
 }
 
 func (e *jsonEncoder) block(b *cfg.Block) {
@@ -271,22 +256,15 @@ func (e *jsonEncoder) block(b *cfg.Block) {
 		e.raw(`,"last":`)
 		e.u64(b.Last)
 	}
-	if len(b.Succs) > 0 {
-		e.raw(`,"succs":[`)
-		for i, s := range b.Succs {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.raw(`{"kind":`)
-			e.str(s.Kind.String())
-			if s.Target != 0 {
-				e.raw(`,"target":`)
-				e.u64(s.Target)
-			}
-			e.raw("}")
+	jsonArray(e, "succs", b.Succs, func(s cfg.Edge) {
+		e.raw(`{"kind":`)
+		e.str(s.Kind.String())
+		if s.Target != 0 {
+			e.raw(`,"target":`)
+			e.u64(s.Target)
 		}
-		e.raw("]")
-	}
+		e.raw("}")
+	})
 	e.raw("}")
 }
 
@@ -307,16 +285,7 @@ func (e *jsonEncoder) indirect(j *cfg.IndirectJump) {
 		e.raw(`,"bound_from":`)
 		e.u64(j.BoundFrom)
 	}
-	if len(j.Targets) > 0 {
-		e.raw(`,"targets":[`)
-		for i, t := range sortedU64(j.Targets) {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.u64(t)
-		}
-		e.raw("]")
-	}
+	jsonArray(e, "targets", sortedU64(j.Targets), e.u64)
 	e.raw("}")
 }
 
