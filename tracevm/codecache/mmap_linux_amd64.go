@@ -1,0 +1,144 @@
+package codecache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+const (
+	sysMemfdCreate    = 319 // x86-64
+	mfdCloexec        = 0x1
+	mfdNoexecSeal     = 0x8 // no execve of the file; mmap with PROT_EXEC is still allowed
+	mapFixedNoreplace = 0x100000
+
+	// probeStep is the distance between candidate addresses for the RX view: fine enough
+	// to find holes between the objects and heaps near a program's text, coarse enough
+	// that a 2 GiB window costs at most about a thousand failed mmap calls.
+	probeStep = 2 << 20
+)
+
+// ErrUnreachable is returned by New when no free spot lies within reach of the code.
+var ErrUnreachable = errors.New("codecache: no free spot within rel32 reach")
+
+// New maps a cache of size bytes (rounded up to the page size) whose every byte is within
+// Reach of every byte of [lo, hi). It fails, and the JIT stays off, when memfd_create is
+// unavailable (for instance under seccomp) or no spot in reach is free.
+func New(size int, lo, hi uint64) (*Cache, error) {
+	page := os.Getpagesize()
+	if size <= 0 || size > Reach {
+		return nil, fmt.Errorf("codecache: bad cache size %d", size)
+	}
+	if lo > hi {
+		return nil, fmt.Errorf("codecache: bad code range [%#x, %#x)", lo, hi)
+	}
+	size = (size + page - 1) &^ (page - 1)
+	fd, err := memfd(size)
+	if err != nil {
+		return nil, err
+	}
+	// The mappings keep the file alive; the descriptor is not needed afterwards.
+	defer syscall.Close(fd)
+
+	base, err := mapNear(fd, uint64(size), lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	rw, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		munmap(base, uint64(size))
+		return nil, fmt.Errorf("codecache: mapping %d-byte write view: %w", size, err)
+	}
+	return &Cache{base: base, rw: rw}, nil
+}
+
+// memfd creates an anonymous file of size bytes to back both views.
+func memfd(size int) (int, error) {
+	name := []byte("tracevm-codecache\x00")
+	fd, _, errno := syscall.Syscall(sysMemfdCreate, uintptr(unsafe.Pointer(&name[0])),
+		mfdCloexec|mfdNoexecSeal, 0)
+	if errno == syscall.EINVAL {
+		// Kernels before 6.3 do not know MFD_NOEXEC_SEAL.
+		fd, _, errno = syscall.Syscall(sysMemfdCreate, uintptr(unsafe.Pointer(&name[0])),
+			mfdCloexec, 0)
+	}
+	if errno != 0 {
+		return -1, fmt.Errorf("codecache: memfd_create: %w", errno)
+	}
+	if err := syscall.Ftruncate(int(fd), int64(size)); err != nil {
+		syscall.Close(int(fd))
+		return -1, fmt.Errorf("codecache: ftruncate memfd to %d bytes: %w", size, err)
+	}
+	return int(fd), nil
+}
+
+// candidates returns the addresses to try for a view of size bytes near [lo, hi): just
+// above hi first, moving up, then just below lo, moving down, all within reach.
+func candidates(size, lo, hi uint64) []uint64 {
+	var out []uint64
+	for b := (hi + probeStep - 1) &^ (probeStep - 1); b >= hi && b+size > b &&
+		reaches(b, size, lo, hi); b += probeStep {
+		out = append(out, b)
+	}
+	if lo < size+probeStep {
+		return out
+	}
+	for b := (lo - size) &^ (probeStep - 1); b >= probeStep && reaches(b, size, lo, hi); b -= probeStep {
+		out = append(out, b)
+	}
+	return out
+}
+
+// mapNear maps fd read+execute at the first free candidate address near [lo, hi).
+func mapNear(fd int, size, lo, hi uint64) (uint64, error) {
+	for _, hint := range candidates(size, lo, hi) {
+		addr, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(hint), uintptr(size),
+			syscall.PROT_READ|syscall.PROT_EXEC, syscall.MAP_SHARED|mapFixedNoreplace,
+			uintptr(fd), 0)
+		switch errno {
+		case 0:
+		case syscall.EEXIST, syscall.ENOMEM, syscall.EPERM:
+			// Occupied, beyond the address space, or below mmap_min_addr.
+			continue
+		default:
+			return 0, fmt.Errorf("codecache: mapping %d-byte exec view at %#x: %w", size, hint, errno)
+		}
+		if uint64(addr) != hint {
+			// Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a plain hint.
+			munmap(uint64(addr), size)
+			continue
+		}
+		return hint, nil
+	}
+	return 0, fmt.Errorf("%w: %d bytes near [%#x, %#x)", ErrUnreachable, size, lo, hi)
+}
+
+func munmap(addr, size uint64) error {
+	if _, _, errno := syscall.Syscall(syscall.SYS_MUNMAP, uintptr(addr), uintptr(size), 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// Close unmaps both views. Only tests may call it: a thread still running code in the
+// cache would fault.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.retired = true
+	if c.rw == nil {
+		return nil
+	}
+	size := uint64(len(c.rw))
+	err := syscall.Munmap(c.rw)
+	c.rw = nil
+	if err2 := munmap(c.base, size); err == nil {
+		err = err2
+	}
+	if err != nil {
+		return fmt.Errorf("codecache: unmapping cache at %#x: %w", c.base, err)
+	}
+	return nil
+}
