@@ -59,4 +59,5 @@ var hot = newHotLoops()
 func rmHot(site C.uint32_t, id C.uint64_t, hits C.uint64_t) {
 	_ = hits
 	hot.record(hotKey{Site: uint32(site), ID: uint64(id)})
+	jitOnce.Do(startJIT)
 }

@@ -16,7 +16,7 @@
 package main
 
 /*
-#cgo CFLAGS: -O2 -fno-stack-protector -Wall
+#cgo CFLAGS: -O2 -fno-stack-protector -Wall -I${SRCDIR}/../tracevm
 #include "rm_internal.h"
 */
 import "C"

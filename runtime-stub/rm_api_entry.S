@@ -3,11 +3,16 @@
  *
  * An API call-site trampoline jumps here with the API function's C
  * arguments in place (the interpreter's own call put its return address on
- * the stack) and the site index in %r11d. Each stub passes the site and
- * (object << 8 | api) to rm_api_call as its second and third arguments and
- * tail-jumps there, so rm_api_call returns straight to the interpreter and
- * the stack stays as the call left it. The first argument register is
- * untouched: it is the id, or unused by API functions without arguments.
+ * the stack) and the site index in %r11d. Each stub calls
+ *   rm_api_call(arg, site, object << 8 | api, return address)
+ * whose result is 0 (return to the interpreter as the call would; %rax is
+ * the API function's result) or an address to continue at as if the API
+ * call had returned there: a compiled trace, or the stub that starts a
+ * recording. The first argument register is untouched: it is the id, or
+ * unused by API functions without arguments. The interpreter's
+ * callee-saved registers survive rm_api_call (a C function), and its
+ * caller-saved ones are dead at a call, so either way the state is the one
+ * the original call would return with.
  *
  * rm_api_<name>_entry_<k> serves object k; rm_api_<name>_entry is object
  * 0's. The order of the names is enum rm_api in include/redmagic_patch.h
@@ -23,7 +28,15 @@
 rm_api_\name\()_entry_\k:
 	movl %r11d, %esi
 	movl $(\k * 256 + \api), %edx
-	jmp rm_api_call
+	movq (%rsp), %rcx
+	subq $8, %rsp
+	call rm_api_call
+	addq $8, %rsp
+	testq %rax, %rax
+	jnz 1f
+	ret
+1:	addq $8, %rsp
+	jmp *%rax
 	.size rm_api_\name\()_entry_\k, . - rm_api_\name\()_entry_\k
 .endm
 

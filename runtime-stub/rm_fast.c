@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "rm_internal.h"
+#include "tv.h"
 #include "_cgo_export.h"
 
 #pragma GCC target("general-regs-only")
@@ -205,11 +206,11 @@ static COLD void rm_insert(struct rm_thread *t, uint32_t gsite, uint64_t id,
 		rm_hot(t, gsite, id, 1);
 }
 
-static void rm_count(uint32_t gsite, uint64_t id, int hot);
+static uint64_t rm_count(uint32_t gsite, uint64_t id, int hot);
 
 /* First hit on this thread: map its state, then register it (libc: mutex,
  * pthread key) with the vector state saved. */
-static COLD void rm_first(uint32_t gsite, uint64_t id, int hot)
+static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 {
 	struct rm_thread *t = &rm_nomem_thread;
 	uint64_t head = (sizeof(struct rm_thread) + 63) & ~63ull;
@@ -236,17 +237,17 @@ static COLD void rm_first(uint32_t gsite, uint64_t id, int hot)
 		rm_xrstor(t->xbuf);
 		t->in_slow = 0;
 	}
-	rm_count(gsite, id, hot);
+	return rm_count(gsite, id, hot);
 }
 
-static inline __attribute__((always_inline)) void
+/* Counts a hit and returns the (site, id) count of this thread, 1 for a
+ * new key and 0 when the key has no counter (table full). */
+static inline __attribute__((always_inline)) uint64_t
 rm_count(uint32_t gsite, uint64_t id, int hot)
 {
 	struct rm_thread *t = rm_self;
-	if (unlikely(!t)) {
-		rm_first(gsite, id, hot);
-		return;
-	}
+	if (unlikely(!t))
+		return rm_first(gsite, id, hot);
 	uint32_t site1 = gsite + 1;
 	struct rm_entry *e;
 	/* A loop repeats its own back-edge: most hits are the thread's last
@@ -264,7 +265,7 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 				break;
 			if (s == 0) {
 				rm_insert(t, gsite, id, hot);
-				return;
+				return 1;
 			}
 			i = (i + 1) & mask;
 		}
@@ -278,7 +279,10 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 	__atomic_store_n(&e->count, c, __ATOMIC_RELAXED);
 	if (unlikely(hot && c == rm_g.hot_threshold))
 		rm_hot(t, gsite, id, c);
+	return c;
 }
+
+static COLD void rm_jit_call(int what, uint64_t arg);
 
 static COLD void rm_invalid_site(void)
 {
@@ -347,15 +351,28 @@ static const uint8_t rm_api_keyed[RM_API_COUNT] = {
 	[RM_API_DISABLE_BRANCH] = 1,
 };
 
+/* A hot loop without a trace asks for a recording at threshold * 2^k
+ * hits (k = 0, 1, ...): a loop whose recordings fail backs off. */
+static inline int rm_record_due(uint64_t c)
+{
+	uint64_t h = rm_g.hot_threshold;
+	if (c < h || c % h)
+		return 0;
+	uint64_t q = c / h;
+	return (q & (q - 1)) == 0;
+}
+
 /*
- * Reached from rm_api_<name>_entry_<k> (rm_api_entry.S) by a tail jump, so
- * it returns straight to the interpreter: arg is the API function's first
- * argument (garbage for those without one), site the index the trampoline
- * put in %r11d, objapi = k << 8 | api. Behaves like the defaults in
- * redmagic.h: nothing happens, and redmagic_is_traced gets 0 (there is no
- * trace yet).
+ * Reached from rm_api_<name>_entry_<k> (rm_api_entry.S): arg is the API
+ * function's first argument (garbage for those without one), site the
+ * index the trampoline put in %r11d, objapi = k << 8 | api, ret the call's
+ * return address. Returns 0 to return to the interpreter (redmagic_is_traced
+ * then returns 0: the original code is not traced), or where to continue
+ * as if the call had returned there: a compiled trace of the loop, or the
+ * stub that starts recording it.
  */
-RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi)
+RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
+			       uint64_t ret)
 {
 	unsigned k = objapi >> 8, api = objapi & 0xff;
 	if (unlikely(k >= RM_MAX_OBJECTS || api >= RM_API_COUNT ||
@@ -363,9 +380,48 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi)
 		rm_invalid_site();
 		return 0;
 	}
+	uint32_t gs = rm_g.obj[k].base + site;
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
-	rm_count(rm_g.obj[k].base + site, id, api == RM_API_BACKWARDS_BRANCH);
+	int back = api == RM_API_BACKWARDS_BRANCH;
+	uint64_t c = rm_count(gs, id, back);
+	/* A native call from a trace or a recording block: count only. */
+	if (unlikely(tv_in_cache(ret)) || !rm_g.jit)
+		return 0;
+	switch (api) {
+	case RM_API_BACKWARDS_BRANCH:
+		if (c < rm_g.hot_threshold)
+			return 0;
+		uint64_t head = tv_trace_lookup(gs, id);
+		if (head)
+			return head;
+		if (rm_record_due(c))
+			return tv_try_record(gs, id, ret, 0);
+		return 0;
+	case RM_API_FORCE_BEGIN_TRACE:
+		return tv_try_record(gs, id, ret, 1);
+	case RM_API_FORCE_JUMP_TO_TRACE:
+		return tv_trace_lookup(TV_ANY_SITE, id);
+	case RM_API_DO_NOT_TRACE_FUNCTION:
+		rm_jit_call(RM_JIT_DO_NOT_TRACE, id);
+		return 0;
+	case RM_API_DISABLE_BRANCH:
+		rm_jit_call(RM_JIT_DISABLE_BRANCH, id);
+		return 0;
+	}
 	return 0;
+}
+
+/* Passes an annotation to the JIT's Go side with the vector state saved. */
+static COLD void rm_jit_call(int what, uint64_t arg)
+{
+	struct rm_thread *t = rm_self;
+	if (rm_g.forked || !t || !t->xbuf || t->in_slow)
+		return;
+	t->in_slow = 1;
+	rm_xsave(t->xbuf);
+	rmJITCall(what, arg);
+	rm_xrstor(t->xbuf);
+	t->in_slow = 0;
 }
 
 /* ------------------------------------------------------------------------ */

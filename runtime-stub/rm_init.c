@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "rm_internal.h"
+#include "tv.h"
 #include "_cgo_export.h"
 
 RM_HIDDEN void rm_thread_forget(void);
@@ -30,6 +31,7 @@ RM_HIDDEN struct rm_thread *rm_thread_nomem(void);
  * rm_g.obj. */
 struct rm_obj_info {
 	char *path;
+	uintptr_t bias;
 	const char *profile, *build_id, *tool_version;
 	const unsigned char *sites;
 	const char *strtab;
@@ -191,6 +193,7 @@ int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 struct rm_found {
 	struct rm_objinfo info;
 	char *path;
+	uintptr_t bias;
 	int lua;        /* has RM_SITE_LUA54_SJ sites */
 };
 
@@ -276,6 +279,7 @@ static int rm_phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	sc->found[sc->nfound].info = oi;
 	sc->found[sc->nfound].path = strdup(info->dlpi_name ? info->dlpi_name : "");
+	sc->found[sc->nfound].bias = info->dlpi_addr;
 	sc->nfound++;
 	sc->nsites += oi.nsites;
 	return 0;
@@ -310,6 +314,7 @@ static void rm_install(struct rm_scan *sc)
 		struct rm_patch_header *h = f->info.hdr;
 		rm_s.obj[k] = (struct rm_obj_info){
 			.path = f->path,
+			.bias = f->bias,
 			.profile = str + h->profile,
 			.build_id = str + h->build_id,
 			.tool_version = str + h->tool_version,
@@ -466,7 +471,27 @@ static void rm_atfork_parent(void)
 static void rm_atfork_child(void)
 {
 	rm_g.forked = 1;
+	rm_g.jit = 0;
+	tv_fork_child();
 	pthread_mutex_init(&rm_s.mu, NULL);
+}
+
+int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
+{
+	if (k >= rm_s.nobjs)
+		return -1;
+	struct rm_obj_info *o = &rm_s.obj[k];
+	*out = (struct rm_jit_obj){
+		.path = o->path, .bias = o->bias, .base = rm_g.obj[k].base,
+		.nsites = rm_g.obj[k].nsites, .sites = o->sites,
+		.site_size = o->site_size,
+	};
+	return 0;
+}
+
+void rm_set_jit(int on)
+{
+	rm_g.jit = on && !rm_g.forked;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -578,7 +603,12 @@ static void rm_atexit(void)
 
 static uint64_t rm_env_threshold(void)
 {
-	const char *v = getenv("REDMAGIC_HOT");
+	const char *name = "REDMAGIC_THRESHOLD";
+	const char *v = getenv(name);
+	if (!v || !*v) {
+		name = "REDMAGIC_HOT"; /* its name before the JIT */
+		v = getenv(name);
+	}
 	if (!v || !*v)
 		return RM_HOT_DEFAULT;
 	char *end;
@@ -586,8 +616,8 @@ static uint64_t rm_env_threshold(void)
 	unsigned long long n = strtoull(v, &end, 10);
 	if (errno || *end || n == 0 || v[0] == '-') {
 		fprintf(stderr,
-			"redmagic: REDMAGIC_HOT=%s is not a positive integer, "
-			"using %d\n", v, RM_HOT_DEFAULT);
+			"redmagic: %s=%s is not a positive integer, using %d\n",
+			name, v, RM_HOT_DEFAULT);
 		return RM_HOT_DEFAULT;
 	}
 	return n;

@@ -46,7 +46,24 @@ struct rm_global {
 	uint32_t use_xsave;     /* 0: fxsave64 (no OSXSAVE) */
 	uint32_t nsites_total;
 	volatile uint32_t forked; /* set in a fork child: never enter Go */
+	volatile uint32_t jit;    /* the tracing JIT is running */
 };
+
+/* What rm_jit_call passes to Go (rmJITCall). */
+enum { RM_JIT_DO_NOT_TRACE = 1, RM_JIT_DISABLE_BRANCH = 2 };
+
+/* An object as the JIT's Go side reads it (rm_object_desc). */
+struct rm_jit_obj {
+	const char *path;       /* "" for the main program */
+	uintptr_t bias;
+	uint32_t base;          /* global index of site 0 */
+	uint32_t nsites;
+	const unsigned char *sites;
+	uint32_t site_size;
+};
+
+int rm_object_desc(uint32_t k, struct rm_jit_obj *out);
+void rm_set_jit(int on);
 
 extern struct rm_global rm_g RM_HIDDEN;
 

@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/tracevm"
 	"io"
 	"os"
 	"slices"
@@ -68,6 +69,8 @@ type Stats struct {
 	SlowPathCalls    uint64            `json:"slow_path_calls"`
 	TableFullHits    uint64            `json:"table_full_hits"`
 	InvalidSiteCalls uint64            `json:"invalid_site_calls"`
+	// JIT is the tracing JIT's report; null when it never started.
+	JIT *tracevm.Snapshot `json:"jit"`
 }
 
 // ObjectStats describes one patched object the runtime serves.
@@ -301,7 +304,13 @@ func rmWriteStats(s *C.struct_rm_snapshot) {
 		}
 	}()
 	in := statsFromC(s)
-	if err := writeStats(in.Out, buildStats(in, hot.snapshot()), os.Stderr); err != nil {
+	st := buildStats(in, hot.snapshot())
+	if m := tracevm.Active(); m != nil {
+		snap := m.Snapshot()
+		st.JIT = &snap
+		st.GaveUp = snap.Aborts
+	}
+	if err := writeStats(in.Out, st, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/redmagic-patch/redmagic-patch/tracevm"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -109,7 +110,7 @@ func TestStatsJSONShape(t *testing.T) {
 	require.NoError(t, writeStats("1", buildStats(statsInput{PID: 1, Disabled: true}, nil), &buf))
 	assert.Equal(t, `{"version":1,"pid":1,"objects":[],"site_hits":0,"sites":[],"hot_loops":[],`+
 		`"threads":0,"forked_child":false,"disabled":true,"gave_up":{},"hot_threshold":0,`+
-		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0}`+"\n", buf.String())
+		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0,"jit":null}`+"\n", buf.String())
 }
 
 // STATS.md documents every field the JSON has.
@@ -117,7 +118,8 @@ func TestStatsDocumented(t *testing.T) {
 	doc, err := os.ReadFile("STATS.md")
 	require.NoError(t, err)
 	for _, ty := range []reflect.Type{reflect.TypeFor[Stats](), reflect.TypeFor[ObjectStats](),
-		reflect.TypeFor[SiteStats](), reflect.TypeFor[HotLoop]()} {
+		reflect.TypeFor[SiteStats](), reflect.TypeFor[HotLoop](),
+		reflect.TypeFor[tracevm.Snapshot](), reflect.TypeFor[tracevm.TraceStats]()} {
 		for i := 0; i < ty.NumField(); i++ {
 			name := strings.Split(ty.Field(i).Tag.Get("json"), ",")[0]
 			assert.Contains(t, string(doc), "`"+name+"`", "%s.%s", ty.Name(), ty.Field(i).Name)

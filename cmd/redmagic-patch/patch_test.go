@@ -107,7 +107,9 @@ func TestPatchTestVMs(t *testing.T) {
 			for _, p := range progs {
 				args := append([]string{p.Path}, p.Args...)
 				want := runBin(t, vm.Stripped, args, nil, false)
-				got := runBin(t, out, args, nil, true)
+				// Counting alone: with the JIT, iterations inside traces
+				// are not counted (TestAnnotVMJIT checks those).
+				got := runBin(t, out, args, []string{"REDMAGIC_JIT=0"}, true)
 				assert.Equal(t, want.result, got.result, "%s %s", vm.Name, p.Name)
 				hits := siteHits(got.stats, backEdgeSites...)
 				if vm.Name == "annotvm" {
@@ -122,6 +124,66 @@ func TestPatchTestVMs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The JIT on the annotated VM: every program gives the original's output,
+// exit status and error text, and the loop iterations run inside compiled
+// traces. Thresholds of 1 and 2 make even the small programs trace; a loop
+// spends its first iteration in the original code and its second
+// recording, so programs with few iterations cannot reach 90%.
+func TestAnnotVMJIT(t *testing.T) {
+	requireRuntime(t)
+	vms, err := testvms.Build()
+	require.NoError(t, err)
+	progs, err := testvms.Programs()
+	require.NoError(t, err)
+	var vm *testvms.VM
+	for i := range vms {
+		if vms[i].Name == "annotvm" {
+			vm = &vms[i]
+		}
+	}
+	require.NotNil(t, vm)
+	out := filepath.Join(t.TempDir(), "annotvm")
+	patch(t, vm.Stripped, out)
+	env := []string{"REDMAGIC_THRESHOLD=1", "REDMAGIC_SIDE_THRESHOLD=2"}
+	for _, p := range progs {
+		args := append([]string{p.Path}, p.Args...)
+		want := runBin(t, vm.Stripped, args, nil, false)
+		got := runBin(t, out, args, env, true)
+		assert.Equal(t, want.result, got.result, "%s", p.Name)
+		if p.BackEdges < 20 {
+			continue
+		}
+		jit, ok := got.stats["jit"].(map[string]any)
+		require.True(t, ok, "%s: no jit section in the statistics", p.Name)
+		iters := int64(jit["trace_iterations"].(float64))
+		hits := siteHits(got.stats, "redmagic_backwards_branch")
+		assert.Greater(t, jit["traces_compiled"].(float64), 0.0, "%s", p.Name)
+		// Each back-edge is counted in the original code, or completes
+		// an iteration in a trace, or closes a recording: never two.
+		assert.LessOrEqual(t, hits+iters, p.BackEdges, "%s: hits %d + trace iterations %d", p.Name, hits, iters)
+		if p.BackEdges >= 500 {
+			assert.GreaterOrEqual(t, float64(iters), 0.9*float64(p.BackEdges), "%s: trace iterations", p.Name)
+		}
+		t.Logf("%-10s back-edges %6d, in traces %6d (%5.1f%%), traces %v, exits %v, aborts %v",
+			p.Name, p.BackEdges, iters, 100*float64(iters)/float64(p.BackEdges), jit["traces_compiled"], jit["side_exits"], jit["aborts"])
+	}
+	// REDMAGIC_LOG writes each trace's disassembly beside the original
+	// addresses.
+	logPath := filepath.Join(t.TempDir(), "jit.log")
+	loop := progs[0]
+	for _, p := range progs {
+		if p.Name == "loop_n" {
+			loop = p
+		}
+	}
+	r := runBin(t, out, append([]string{loop.Path}, loop.Args...), append(env, "REDMAGIC_LOG="+logPath), false)
+	require.Equal(t, 0, r.status, r.stderr)
+	log, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^redmagic: trace 0 \(root\) site \d+ id 0x[0-9a-f]+: \d+ instructions recorded`, string(log))
+	assert.Regexp(t, `(?m)^  0x[0-9a-f]+: \S.*; insn 0x[0-9a-f]+$`, string(log))
 }
 
 func TestPatchPython(t *testing.T) {

@@ -1,0 +1,155 @@
+package main
+
+/*
+#include "rm_internal.h"
+*/
+import "C"
+
+import (
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/tracevm"
+)
+
+// jitOnce starts the tracing JIT at the first hot loop, not at load:
+// processes that never run a hot loop pay nothing for it.
+var jitOnce sync.Once
+
+// startJIT builds the JIT's view of every patched object and starts it.
+// Any failure leaves the JIT off (one line on stderr) and the counters on.
+func startJIT() {
+	if os.Getenv("REDMAGIC_JIT") == "0" {
+		return
+	}
+	cfg := tracevm.Config{}
+	if v := os.Getenv("REDMAGIC_MAX_CODE"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 31)
+		if err != nil || n < 1<<16 {
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_MAX_CODE=%s is not a size in bytes >= 65536, using the default\n", v)
+		} else {
+			cfg.MaxCode = int(n)
+		}
+	}
+	if v := os.Getenv("REDMAGIC_SIDE_THRESHOLD"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_SIDE_THRESHOLD=%s is not a positive integer, using the default\n", v)
+		} else {
+			cfg.SideThreshold = n
+		}
+	}
+	if w := jitLog(os.Getenv("REDMAGIC_LOG")); w != nil {
+		cfg.Log = w
+	}
+	for k := uint32(0); ; k++ {
+		var d C.struct_rm_jit_obj
+		if C.rm_object_desc(C.uint32_t(k), &d) != 0 {
+			break
+		}
+		o, err := jitObject(&d)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "redmagic: %v; the JIT stays off\n", err)
+			return
+		}
+		cfg.Objects = append(cfg.Objects, o)
+	}
+	if _, err := tracevm.Start(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "redmagic: %v; the JIT stays off\n", err)
+		return
+	}
+	C.rm_set_jit(1)
+}
+
+// jitLog opens REDMAGIC_LOG: "1" or "stderr" is standard error, anything
+// else a file (appended to).
+func jitLog(v string) io.Writer {
+	switch v {
+	case "":
+		return nil
+	case "1", "stderr":
+		return os.Stderr
+	}
+	f, err := os.OpenFile(v, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_LOG: %v\n", err)
+		return nil
+	}
+	return f
+}
+
+// jitObject reads what the recorder needs from the object's file: its
+// executable segments, its PLT (calls there run natively), its annotation
+// call sites, and the functions that suspend recording with
+// redmagic_temp_disable (called natively as a whole).
+func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
+	path := C.GoString(d.path)
+	name := path
+	if path == "" {
+		path, name = "/proc/self/exe", "main program"
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return tracevm.Object{}, fmt.Errorf("%s: %w", name, err)
+	}
+	defer f.Close()
+	bias := uint64(d.bias)
+	o := tracevm.Object{Name: name, Sites: map[uint64]tracevm.Site{}}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
+			o.Text = append(o.Text, tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz})
+		}
+	}
+	for _, s := range f.Sections {
+		switch s.Name {
+		case ".plt", ".plt.got", ".plt.sec":
+			o.Native = append(o.Native, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
+		}
+	}
+	var fdes []ehframe.FDE
+	if s := f.Section(".eh_frame"); s != nil {
+		if data, err := s.Data(); err == nil {
+			fdes, _ = ehframe.Parse(data, s.Addr)
+		}
+	}
+	sites := unsafe.Slice((*byte)(unsafe.Pointer(d.sites)), int(d.nsites)*int(d.site_size))
+	for i := 0; i < int(d.nsites); i++ {
+		s := (*C.struct_rm_site)(unsafe.Pointer(&sites[i*int(d.site_size)]))
+		if s.kind != C.RM_SITE_API_CALL {
+			continue
+		}
+		addr := uint64(s.addr)
+		o.Sites[bias+addr] = tracevm.Site{GSite: uint32(d.base) + uint32(i), API: tracevm.API(s.api)}
+		if tracevm.API(s.api) == tracevm.APITempDisable {
+			for _, fde := range fdes {
+				if addr >= fde.Start && addr < fde.End {
+					o.Native = append(o.Native, tracevm.Range{Lo: bias + fde.Start, Hi: bias + fde.End})
+				}
+			}
+		}
+	}
+	return o, nil
+}
+
+// rmJITCall passes an annotation call that acts on the JIT to its Go side
+// (with the vector state saved, never in a fork child).
+//
+//export rmJITCall
+func rmJITCall(what C.int, arg C.uint64_t) {
+	m := tracevm.Active()
+	if m == nil {
+		return
+	}
+	switch what {
+	case C.RM_JIT_DO_NOT_TRACE:
+		m.DoNotTrace(uint64(arg))
+	case C.RM_JIT_DISABLE_BRANCH:
+		m.DisableLoop(uint64(arg))
+	}
+}

@@ -1,0 +1,283 @@
+package tracevm
+
+/*
+#include "tv.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/tracevm/insn"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// exitTable views the C exit table.
+func exitTable() []C.struct_tv_exit {
+	if C.tv_g.exits == nil {
+		return nil
+	}
+	return unsafe.Slice(C.tv_g.exits, int(C.tv_g.nexits))
+}
+
+func setExitState(id uint32, st C.uint32_t) {
+	if ex := exitTable(); int(id) < len(ex) {
+		ex[id].state = st
+	}
+}
+
+// codeMap ties generated code to the original instruction it stands for,
+// for REDMAGIC_LOG.
+type codeMap struct {
+	off  int
+	addr uint64
+	what string
+}
+
+// generate emits the trace of ops at base. exitBase is the id of its first
+// exit; it returns the code, the offsets of the rel32 fields that lead to
+// each exit, and the exits' original addresses.
+func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, err error) {
+	e := newEmitter(base, m.tls)
+	head := e.newLabel()
+	e.bind(head)
+	var lits []pendingLit
+	var exitLabels []label
+	newExit := func(orig uint64) label {
+		l := e.newLabel()
+		exitLabels = append(exitLabels, l)
+		origs = append(origs, orig)
+		return l
+	}
+	lit := func(v uint64) label {
+		l := e.newLabel()
+		lits = append(lits, pendingLit{l, v})
+		return l
+	}
+	for i := range ops {
+		o := &ops[i]
+		cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
+		switch o.kind {
+		case opInsn:
+			b, err := x86enc.Relocate(o.code, o.addr, e.pc())
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			e.bytes(b...)
+		case opGuard:
+			e.alignRel32(2)
+			at := e.jcc(o.cond, newExit(o.exit))
+			patch = append(patch, at)
+		case opGuardTarget:
+			if r, ok := targetReg(o.inst); ok && flagsDeadAfter(ops, i) {
+				// The flags are dead where the trace goes on; an
+				// indirect jump's other targets are entered with dead
+				// flags too (compilers keep no flags live across
+				// indirect branches), so a plain compare will do.
+				if v := int64(o.target); v == int64(int32(v)) {
+					e.cmpRegImm32(r, int32(v))
+				} else {
+					e.cmpRegRIP(r, lit(o.target))
+				}
+				e.alignRel32(2)
+				patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
+				break
+			}
+			if err := m.guardTarget(e, o, newExit(o.exit), lit, &patch); err != nil {
+				return nil, nil, nil, nil, err
+			}
+		case opPush:
+			if o.target < 1<<31 {
+				e.pushImm32(int32(o.target))
+			} else {
+				e.pushRIP(lit(o.target))
+			}
+		case opPop:
+			e.leaRSP(8)
+		case opCall:
+			e.callRIP(lit(o.target))
+		case opSetEAX1:
+			e.movEAX1()
+		case opClose:
+			// Closing replaces an annotation call: the flags are dead.
+			if iterCtr != 0 {
+				e.incRIPAbs(iterCtr)
+			}
+			e.jmpLabel(head)
+		case opLink:
+			if iterCtr != 0 {
+				e.incRIPAbs(iterCtr)
+			}
+			e.jmpAbs(o.target)
+		case opExit:
+			e.alignRel32(1)
+			patch = append(patch, len(e.buf)+1)
+			e.jmpLabel(newExit(o.exit))
+		}
+	}
+	for i, l := range exitLabels {
+		e.bind(l)
+		emitEvent(e, int32(C.TV_EXIT_BASE+exitBase+uint32(i)), m.switchOut)
+	}
+	flushLits(e, lits)
+	code, err = e.finish()
+	return code, patch, origs, cm, err
+}
+
+// guardTarget emits a flag-free check that the indirect jmp/call o goes to
+// o.target: %rcx = target - expected through lea, then jrcxz. The operand
+// is loaded exactly as the original instruction reads it.
+func (m *Machine) guardTarget(e *emitter, o *op, exit label, lit func(uint64) label, patch *[]int) error {
+	e.fsStore(x86enc.RCX, tlsScratch)
+	ld, err := insn.LoadTarget(o.inst, o.code, x86enc.RCX, e.pc())
+	if err != nil {
+		return err
+	}
+	e.bytes(ld...)
+	neg := -int64(o.target)
+	if neg == int64(int32(neg)) {
+		e.leaRCXDisp(int32(neg))
+	} else {
+		e.fsStore(x86enc.R11, tlsScratch+8)
+		e.loadR11RIP(lit(uint64(neg)))
+		e.leaRCXplusR11()
+		e.fsLoad(x86enc.R11, tlsScratch+8)
+	}
+	// jrcxz ok; mov scratch, %rcx (9); jmp exit (5); ok: mov scratch, %rcx
+	e.jrcxz8(14)
+	e.fsLoad(x86enc.RCX, tlsScratch)
+	*patch = append(*patch, len(e.buf)+1)
+	e.jmpLabel(exit)
+	e.fsLoad(x86enc.RCX, tlsScratch)
+	return nil
+}
+
+// targetReg returns the register an indirect jmp/call takes its target
+// from, if it is a register.
+func targetReg(inst *x86dec.Inst) (x86enc.Reg, bool) {
+	if inst == nil {
+		return 0, false
+	}
+	r, ok := inst.Args[0].(x86asm.Reg)
+	if !ok || r < x86asm.RAX || r > x86asm.R15 {
+		return 0, false
+	}
+	return x86enc.Reg(r - x86asm.RAX), true
+}
+
+var opNames = [...]string{
+	opInsn: "insn", opGuard: "guard", opGuardTarget: "guard-target", opPush: "push-ret",
+	opPop: "pop-ret", opCall: "call", opSetEAX1: "is-traced", opClose: "close",
+	opLink: "link", opExit: "exit",
+}
+
+// install compiles r into the code cache and makes it reachable: a root
+// trace through the trace table, a side trace through its parent's guard.
+func (m *Machine) install(r *recording) (*trace, error) {
+	nexit := 0
+	for _, o := range r.ops {
+		switch o.kind {
+		case opGuard, opGuardTarget, opExit:
+			nexit++
+		}
+	}
+	// Sizes do not depend on the address: a first pass sizes the code.
+	probe, _, _, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.off {
+		return nil, fmt.Errorf("tracevm: off")
+	}
+	base, err := m.alloc(len(probe))
+	if err != nil {
+		return nil, err
+	}
+	exitBase := uint32(C.tv_g.nexits)
+	if C.tv_grow_exits(C.uint32_t(exitBase+uint32(nexit))) != 0 {
+		return nil, fmt.Errorf("tracevm: exit table")
+	}
+	t := &trace{key: r.key, index: uint32(len(m.traces)), head: base, side: r.side != nil, insns: r.ninsns}
+	if r.side != nil {
+		t.root = r.side.rootTrace()
+	}
+	t.iterCtr = m.data.alloc8()
+	code, patch, origs, cm, err := m.generate(r.ops, base, exitBase, t.iterCtr)
+	if err != nil {
+		return nil, err
+	}
+	if len(code) != len(probe) {
+		return nil, fmt.Errorf("tracevm: trace size changed with its address (%d, %d)", len(probe), len(code))
+	}
+	if err := m.cache.Write(base, code); err != nil {
+		return nil, err
+	}
+	m.markUsed()
+	t.size = len(code)
+	ex := unsafe.Slice(C.tv_g.exits, int(exitBase)+nexit)
+	for i := 0; i < nexit; i++ {
+		ex[int(exitBase)+i] = C.struct_tv_exit{
+			orig:  C.uint64_t(origs[i]),
+			guard: C.uint64_t(base + uint64(patch[i])),
+			trace: C.uint32_t(t.index),
+		}
+		t.exits = append(t.exits, exitBase+uint32(i))
+		m.exitOwner = append(m.exitOwner, t)
+	}
+	C.tv_g.nexits = C.uint32_t(exitBase + uint32(nexit))
+	m.traces = append(m.traces, t)
+	if r.side == nil {
+		m.byKey[r.key] = t
+		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base))
+		m.stats.tracesCompiled.Add(1)
+	} else {
+		g := uint64(ex[r.exitID].guard)
+		if err := m.cache.Patch32(g, uint32(int32(int64(base-(g+4))))); err != nil {
+			return nil, err
+		}
+		ex[r.exitID].state = C.TV_EXIT_LINKED
+		t.root.nsides++
+		m.stats.sideTraces.Add(1)
+		m.stats.tracesCompiled.Add(1)
+	}
+	if m.cfg.Log != nil {
+		m.logTrace(t, r, code, cm)
+	}
+	return t, nil
+}
+
+// logTrace writes the trace's disassembly, each instruction beside the
+// original address it comes from.
+func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap) {
+	var b strings.Builder
+	kind := "root"
+	if t.side {
+		kind = fmt.Sprintf("side of %#x", t.root.head)
+	}
+	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x\n",
+		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head)
+	j := 0
+	for off := 0; off < len(code); {
+		for j+1 < len(cm) && cm[j+1].off <= off {
+			j++
+		}
+		inst, err := x86dec.Decode(code[off:], t.head+uint64(off))
+		if err != nil {
+			fmt.Fprintf(&b, "  %#x: (bytes %x)\n", t.head+uint64(off), code[off:min(off+8, len(code))])
+			break
+		}
+		src := ""
+		if j < len(cm) && cm[j].off == off {
+			src = fmt.Sprintf("  ; %s %#x", cm[j].what, cm[j].addr)
+		}
+		fmt.Fprintf(&b, "  %#x: %-48s%s\n", t.head+uint64(off), inst.String(), src)
+		off += inst.Len
+	}
+	m.cfg.Log.Write([]byte(b.String()))
+}

@@ -1,0 +1,279 @@
+package tracevm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+)
+
+// emitter appends the few instruction forms generated code needs, at a
+// known final address (base), with rel32 references to labels (exit stubs,
+// literals, the trace head) fixed up by finish. Register and memory forms
+// are spelled out byte by byte: emit_test.go checks each against the
+// decoder and GNU as.
+type emitter struct {
+	base   uint64
+	buf    []byte
+	labels []int // offset of each label, -1 while unbound
+	fixups []fixup
+	tls    uint32 // %fs offset of struct tv_tls
+	refs   []refFixup
+	err    error
+}
+
+// refFixup: an imm32 that holds a label's offset from cacheLo.
+type refFixup struct {
+	at      int
+	label   label
+	cacheLo uint64
+}
+
+type fixup struct {
+	at    int // offset of the rel32 field
+	end   int // offset just past the instruction (rel32 is relative to it)
+	label int
+	abs   uint64 // target address when label < 0
+}
+
+type label int
+
+func newEmitter(base uint64, tls uint64) *emitter {
+	return &emitter{base: base, tls: uint32(tls)}
+}
+
+func (e *emitter) pc() uint64 { return e.base + uint64(len(e.buf)) }
+
+func (e *emitter) newLabel() label {
+	e.labels = append(e.labels, -1)
+	return label(len(e.labels) - 1)
+}
+
+func (e *emitter) bind(l label) { e.labels[l] = len(e.buf) }
+
+func (e *emitter) bytes(b ...byte) { e.buf = append(e.buf, b...) }
+
+func (e *emitter) u32(v uint32) { e.buf = binary.LittleEndian.AppendUint32(e.buf, v) }
+
+func (e *emitter) u64(v uint64) { e.buf = binary.LittleEndian.AppendUint64(e.buf, v) }
+
+// rel32To appends a rel32 field for an instruction that ends extra bytes
+// after it, aimed at label l (or at address abs when l < 0).
+func (e *emitter) rel32To(l label, abs uint64, extra int) {
+	at := len(e.buf)
+	e.u32(0)
+	e.fixups = append(e.fixups, fixup{at: at, end: at + 4 + extra, label: int(l), abs: abs})
+}
+
+// rex returns a REX prefix with W set and R/B from the register numbers.
+func rexW(reg, rm x86enc.Reg) byte {
+	b := byte(0x48)
+	if reg >= 8 {
+		b |= 4
+	}
+	if rm >= 8 {
+		b |= 1
+	}
+	return b
+}
+
+// fsStore: mov %r, %fs:(tls+off).
+func (e *emitter) fsStore(r x86enc.Reg, off uint32) {
+	e.bytes(0x64, rexW(r, 0), 0x89, byte(r&7)<<3|4, 0x25)
+	e.u32(e.tls + off)
+}
+
+// fsLoad: mov %fs:(tls+off), %r.
+func (e *emitter) fsLoad(r x86enc.Reg, off uint32) {
+	e.bytes(0x64, rexW(r, 0), 0x8b, byte(r&7)<<3|4, 0x25)
+	e.u32(e.tls + off)
+}
+
+// fsStoreImm: movq $imm32, %fs:(tls+off) (sign-extended).
+func (e *emitter) fsStoreImm(off uint32, v int32) {
+	e.bytes(0x64, 0x48, 0xc7, 0x04, 0x25)
+	e.u32(e.tls + off)
+	e.u32(uint32(v))
+}
+
+// fsJmp: jmp *%fs:(tls+off).
+func (e *emitter) fsJmp(off uint32) {
+	e.bytes(0x64, 0xff, 0x24, 0x25)
+	e.u32(e.tls + off)
+}
+
+func (e *emitter) jmpLabel(l label)  { e.bytes(0xe9); e.rel32To(l, 0, 0) }
+func (e *emitter) jmpAbs(a uint64)   { e.bytes(0xe9); e.rel32To(-1, a, 0) }
+func (e *emitter) callRIP(lit label) { e.bytes(0xff, 0x15); e.rel32To(lit, 0, 0) }
+func (e *emitter) pushRIP(lit label) { e.bytes(0xff, 0x35); e.rel32To(lit, 0, 0) }
+
+// jcc: jcc rel32 to l; the rel32 field's offset is returned (for patching).
+func (e *emitter) jcc(c x86enc.Cond, l label) int {
+	e.bytes(0x0f, 0x80|byte(c))
+	at := len(e.buf)
+	e.rel32To(l, 0, 0)
+	return at
+}
+
+// alignRel32 pads with nops so that an instruction whose rel32 field
+// starts prefix bytes in does not straddle a 4-byte boundary, so that the
+// field can later be patched with one atomic store.
+func (e *emitter) alignRel32(prefix int) {
+	// One multi-byte nop: padding costs one instruction, not three.
+	switch (4 - (e.pc()+uint64(prefix))%4) % 4 {
+	case 1:
+		e.bytes(0x90)
+	case 2:
+		e.bytes(0x66, 0x90)
+	case 3:
+		e.bytes(0x0f, 0x1f, 0x00)
+	}
+}
+
+func (e *emitter) pushImm32(v int32) { e.bytes(0x68); e.u32(uint32(v)) }
+
+// leaRSP: lea d(%rsp), %rsp (no flags touched).
+func (e *emitter) leaRSP(d int32) {
+	if d >= -128 && d < 128 {
+		e.bytes(0x48, 0x8d, 0x64, 0x24, byte(int8(d)))
+		return
+	}
+	e.bytes(0x48, 0x8d, 0xa4, 0x24)
+	e.u32(uint32(d))
+}
+
+func (e *emitter) andRSP16() { e.bytes(0x48, 0x83, 0xe4, 0xf0) }
+
+func (e *emitter) movEAX1() { e.bytes(0xb8, 1, 0, 0, 0) }
+
+// saveFlags: lahf; seto %al (needs %rax free).
+func (e *emitter) saveFlags() { e.bytes(0x9f, 0x0f, 0x90, 0xc0) }
+
+// restoreFlags: add $0x7f, %al (OF = al's saved bit); sahf.
+func (e *emitter) restoreFlags() { e.bytes(0x04, 0x7f, 0x9e) }
+
+// leaRCXDisp: lea d(%rcx), %rcx.
+func (e *emitter) leaRCXDisp(d int32) { e.bytes(0x48, 0x8d, 0x89); e.u32(uint32(d)) }
+
+// loadR11RIP: mov lit(%rip), %r11.
+func (e *emitter) loadR11RIP(lit label) { e.bytes(0x4c, 0x8b, 0x1d); e.rel32To(lit, 0, 0) }
+
+// leaRCXplusR11: lea (%rcx,%r11), %rcx.
+func (e *emitter) leaRCXplusR11() { e.bytes(0x4a, 0x8d, 0x0c, 0x19) }
+
+// cmpRegRIP: cmp lit(%rip), %r.
+func (e *emitter) cmpRegRIP(r x86enc.Reg, lit label) {
+	e.bytes(rexW(r, 0), 0x3b, byte(r&7)<<3|5)
+	e.rel32To(lit, 0, 0)
+}
+
+// cmpRegImm32: cmp $imm32, %r (sign-extended).
+func (e *emitter) cmpRegImm32(r x86enc.Reg, v int32) {
+	e.bytes(rexW(0, r), 0x81, 0xf8|byte(r&7))
+	e.u32(uint32(v))
+}
+
+// jrcxz8: jrcxz over n bytes.
+func (e *emitter) jrcxz8(n int) { e.bytes(0xe3, byte(int8(n))) }
+
+// incRIPAbs: incq addr(%rip) (clobbers the flags).
+func (e *emitter) incRIPAbs(a uint64) { e.bytes(0x48, 0xff, 0x05); e.rel32To(-1, a, 0) }
+
+// literal binds a new label to an 8-byte value (call after the code).
+func (e *emitter) literal(v uint64) label {
+	for len(e.buf)%8 != 0 {
+		e.bytes(0xcc)
+	}
+	l := e.newLabel()
+	e.bind(l)
+	e.u64(v)
+	return l
+}
+
+// finish resolves every rel32 and returns the code.
+func (e *emitter) finish() ([]byte, error) {
+	if e.err != nil {
+		return nil, e.err
+	}
+	for _, f := range e.fixups {
+		var target uint64
+		if f.label >= 0 {
+			off := e.labels[f.label]
+			if off < 0 {
+				return nil, fmt.Errorf("tracevm: emitter: label %d not bound", f.label)
+			}
+			target = e.base + uint64(off)
+		} else {
+			target = f.abs
+		}
+		d := int64(target - (e.base + uint64(f.end)))
+		if d != int64(int32(d)) {
+			return nil, fmt.Errorf("tracevm: emitter: %#x out of rel32 reach of %#x", target, e.base+uint64(f.end))
+		}
+		binary.LittleEndian.PutUint32(e.buf[f.at:], uint32(int32(d)))
+	}
+	for _, f := range e.refs {
+		off := e.base + uint64(e.labels[f.label]) - f.cacheLo
+		if off >= 1<<31 {
+			return nil, fmt.Errorf("tracevm: emitter: literal %#x too far from the cache start", off)
+		}
+		binary.LittleEndian.PutUint32(e.buf[f.at:], uint32(off))
+	}
+	return e.buf, nil
+}
+
+// Offsets of struct tv_tls (tv.h), checked against C by a test.
+const (
+	tlsGPR     = 0
+	tlsFlags   = 128
+	tlsNext    = 136
+	tlsExit    = 144
+	tlsScratch = 152
+	tlsRef     = 224
+)
+
+// emitSwitchOut generates the stub every block end and trace exit jumps
+// to with the reason in tls.exit: it saves the general registers and the
+// flags into the thread's tv_tls, calls tv_switch 128 bytes below the
+// interpreter's %rsp on a 16-byte aligned stack, restores everything it
+// saved (tv_switch may have changed it) and jumps to tls.next.
+func emitSwitchOut(e *emitter, handler uint64) {
+	for r := x86enc.RAX; r <= x86enc.R15; r++ {
+		e.fsStore(r, tlsGPR+8*uint32(r))
+	}
+	e.saveFlags()
+	e.fsStore(x86enc.RAX, tlsFlags)
+	e.leaRSP(-128)
+	e.andRSP16()
+	lit := e.newLabel()
+	e.callRIP(lit)
+	e.fsLoad(x86enc.RAX, tlsFlags)
+	e.restoreFlags()
+	for r := x86enc.RAX; r <= x86enc.R15; r++ {
+		e.fsLoad(r, tlsGPR+8*uint32(r))
+	}
+	e.fsJmp(tlsNext)
+	for len(e.buf)%8 != 0 {
+		e.bytes(0xcc)
+	}
+	e.bind(lit)
+	e.u64(handler)
+}
+
+// emitEvent generates: movq $ev, %fs:tls.exit; jmp switchOut.
+func emitEvent(e *emitter, ev int32, switchOut uint64) {
+	e.fsStoreImm(tlsExit, ev)
+	e.jmpAbs(switchOut)
+}
+
+// emitRecEvent generates a recorder event of a block: it also stores the
+// offset (from the cache's start) of a literal holding resume, the
+// original address the saved state belongs to.
+func emitRecEvent(e *emitter, ev int32, switchOut, cacheLo, resume uint64, lits *[]pendingLit) {
+	l := e.newLabel()
+	*lits = append(*lits, pendingLit{l, resume})
+	e.fsStoreImm(tlsExit, ev)
+	e.refs = append(e.refs, refFixup{at: len(e.buf) + 9, label: l, cacheLo: cacheLo})
+	e.fsStoreImm(tlsRef, 0)
+	e.jmpAbs(switchOut)
+}

@@ -1,0 +1,367 @@
+package tracevm
+
+/*
+#cgo CFLAGS: -O2 -fno-stack-protector -Wall
+#include "tv.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/tracevm/codecache"
+)
+
+// API is an annotation function, numbered as enum rm_api in
+// runtime-stub/include/redmagic_patch.h.
+type API int
+
+const (
+	APIStart API = iota
+	APIBackwardsBranch
+	APIFellthroughBranch
+	APIBeginBranchableFrame
+	APIEndBranchableFrame
+	APIForceBeginTrace
+	APIForceEndTrace
+	APIForceJumpToTrace
+	APIEnsureNotTraced
+	APITempDisable
+	APITempEnable
+	APIDoNotTraceFunction
+	APIDisableBranch
+	APIIsTraced
+	APIBeginMergeBlock
+	APIEndMergeBlock
+	NumAPI
+)
+
+// Range is a half-open range of run-time addresses.
+type Range struct{ Lo, Hi uint64 }
+
+func (r Range) contains(a uint64) bool { return a >= r.Lo && a < r.Hi }
+
+// Site is a call of an annotation function.
+type Site struct {
+	GSite uint32 // the embedding's global site number
+	API   API
+}
+
+// Object is code the recorder may copy into traces: a patched object.
+type Object struct {
+	Name string
+	Text []Range // executable, run-time addresses
+	// Native: calls to these ranges run natively, never inlined (PLT
+	// stubs, functions that suspend recording with temp_disable, ...).
+	Native []Range
+	// Sites: annotation calls by the run-time address of their call
+	// instruction.
+	Sites map[uint64]Site
+}
+
+// Config is what Start needs.
+type Config struct {
+	Objects []Object
+	// MaxCode is the size of one code cache generation in bytes; when it
+	// is full, every trace is unlinked and a new generation begins.
+	MaxCode int
+	// MaxTraceInsns bounds the instructions of one recording.
+	MaxTraceInsns int
+	// SideThreshold: exits taken before a side trace is recorded.
+	SideThreshold uint64
+	// MaxAborts: recordings of one loop that may fail before it is
+	// blacklisted.
+	MaxAborts int
+	// Log receives each compiled trace's disassembly, if not nil.
+	Log io.Writer
+}
+
+const (
+	defaultMaxCode       = 32 << 20
+	defaultMaxTraceInsns = 20000
+	defaultSideThreshold = 16
+	defaultMaxAborts     = 4
+	generations          = 4
+	recBufSize           = 16 << 10
+	maxSideTraces        = 64
+)
+
+// loopKey names a loop: the annotation or back-edge site and the id.
+type loopKey struct {
+	gsite uint32
+	id    uint64
+}
+
+// trace is a compiled trace.
+type trace struct {
+	key     loopKey
+	index   uint32
+	head    uint64
+	size    int
+	side    bool
+	root    *trace // for side traces
+	nsides  int
+	iterCtr uint64 // address of its iteration counter (0 none)
+	exits   []uint32
+	insns   int
+}
+
+// Machine is the process's JIT.
+type Machine struct {
+	cfg   Config
+	tls   uint64
+	stats Stats
+
+	mu        sync.Mutex
+	cache     *codecache.Cache
+	gen       int
+	genEnd    int // cache bytes usable by this generation
+	data      *dataArea
+	switchOut uint64
+	recStart  uint64
+	recBufs   []uint64
+	traces    []*trace
+	byKey     map[loopKey]*trace
+	loops     map[loopKey]*loopState
+	doNotCall map[uint64]bool // do_not_trace_function targets
+	exitOwner []*trace        // exit index -> trace
+	off       bool
+}
+
+type loopState struct {
+	aborts    int
+	recording bool
+	disabled  bool
+}
+
+var active atomic.Pointer[Machine]
+
+// Active returns the machine Start made, or nil.
+func Active() *Machine { return active.Load() }
+
+// Start makes the process's machine. It fails if one exists or if no code
+// cache can be placed near the objects' text.
+func Start(cfg Config) (*Machine, error) {
+	if cfg.MaxCode <= 0 {
+		cfg.MaxCode = defaultMaxCode
+	}
+	if cfg.MaxTraceInsns <= 0 {
+		cfg.MaxTraceInsns = defaultMaxTraceInsns
+	}
+	if cfg.SideThreshold == 0 {
+		cfg.SideThreshold = defaultSideThreshold
+	}
+	if cfg.MaxAborts <= 0 {
+		cfg.MaxAborts = defaultMaxAborts
+	}
+	lo, hi := ^uint64(0), uint64(0)
+	for _, o := range cfg.Objects {
+		for _, r := range o.Text {
+			lo, hi = min(lo, r.Lo), max(hi, r.Hi)
+		}
+	}
+	if lo >= hi {
+		return nil, errors.New("tracevm: no executable code to trace")
+	}
+	C.tv_setup()
+	m := &Machine{
+		cfg:       cfg,
+		tls:       uint64(C.tv_g.tls_off),
+		byKey:     make(map[loopKey]*trace),
+		loops:     make(map[loopKey]*loopState),
+		doNotCall: make(map[uint64]bool),
+	}
+	m.stats.init()
+	// Leave the first GiB above the code to the brk heap that follows it.
+	gap := uint64(1 << 30)
+	if hi+gap-lo > codecache.Reach/2 {
+		gap = 0
+	}
+	c, err := codecache.New(cfg.MaxCode*generations, lo, hi+gap)
+	if err != nil {
+		return nil, fmt.Errorf("tracevm: code cache: %w", err)
+	}
+	d, err := newDataArea(c.Base(), 1<<20)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("tracevm: counters: %w", err)
+	}
+	m.cache, m.data = c, d
+	m.genEnd = cfg.MaxCode
+	if err := m.emitStubs(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	C.tv_g.cache_lo = C.uint64_t(c.Base())
+	C.tv_g.cache_hi = C.uint64_t(c.Base() + uint64(c.Size()))
+	C.tv_g.side_threshold = C.uint64_t(cfg.SideThreshold)
+	if !active.CompareAndSwap(nil, m) {
+		c.Close()
+		return nil, errors.New("tracevm: a machine is already running")
+	}
+	C.tv_g.enabled = 1
+	return m, nil
+}
+
+// emitStubs writes the switch-out and record-start stubs of the current
+// cache generation.
+func (m *Machine) emitStubs() error {
+	at, err := m.cache.Alloc(512, 64)
+	if err != nil {
+		return fmt.Errorf("tracevm: stubs: %w", err)
+	}
+	e := newEmitter(at, m.tls)
+	emitSwitchOut(e, uint64(C.tv_switch_addr()))
+	for len(e.buf)%16 != 0 {
+		e.bytes(0xcc)
+	}
+	recStart := e.pc()
+	emitEvent(e, C.TV_REC_START, at)
+	code, err := e.finish()
+	if err != nil {
+		return err
+	}
+	if err := m.cache.Write(at, code); err != nil {
+		return err
+	}
+	m.switchOut, m.recStart = at, recStart
+	C.tv_g.switch_out = C.uint64_t(at)
+	C.tv_g.rec_start = C.uint64_t(recStart)
+	m.markUsed()
+	return nil
+}
+
+// markUsed tells C how much of the cache a fork child must copy.
+func (m *Machine) markUsed() {
+	C.tv_g.cache_hi = C.uint64_t(m.cache.Base() + uint64(m.cache.Used()))
+}
+
+// alloc reserves code space in the current generation, flushing to the
+// next one when it is full.
+func (m *Machine) alloc(n int) (uint64, error) {
+	if m.cache.Used()+n+64 > m.genEnd {
+		if err := m.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return m.cache.Alloc(n, 16)
+}
+
+// flush unlinks every trace and starts a new cache generation. Old code
+// stays mapped: a thread may still be running it (inside a native call
+// from a trace) and will leave it through its exits.
+func (m *Machine) flush() error {
+	C.tv_unpublish_all()
+	m.stats.flushes.Add(1)
+	m.byKey = make(map[loopKey]*trace)
+	m.recBufs = nil
+	if m.gen+1 >= generations {
+		m.off = true
+		C.tv_g.enabled = 0
+		return errors.New("tracevm: code cache exhausted")
+	}
+	m.gen++
+	if pad := m.gen*m.cfg.MaxCode - m.cache.Used(); pad > 0 {
+		if _, err := m.cache.Alloc(pad, 1); err != nil {
+			return err
+		}
+	}
+	m.genEnd = (m.gen + 1) * m.cfg.MaxCode
+	return m.emitStubs()
+}
+
+// dataArea holds counters that generated code increments with %rip-relative
+// instructions: ordinary read-write memory within rel32 reach of the cache.
+type dataArea struct {
+	base uint64
+	size int
+	used int
+}
+
+func (d *dataArea) alloc8() uint64 {
+	if d.used+8 > d.size {
+		return 0
+	}
+	a := d.base + uint64(d.used)
+	d.used += 8
+	return a
+}
+
+func (d *dataArea) load(a uint64) uint64 {
+	return atomic.LoadUint64((*uint64)(addrPtr(a)))
+}
+
+// addrPtr turns a run-time address outside the Go heap into a pointer.
+func addrPtr(a uint64) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&a)) }
+
+// memAt returns n bytes of process memory at a.
+func memAt(a uint64, n int) []byte { return unsafe.Slice((*byte)(addrPtr(a)), n) }
+
+func (m *Machine) objectOf(a uint64) (*Object, bool) {
+	for i := range m.cfg.Objects {
+		o := &m.cfg.Objects[i]
+		for _, r := range o.Text {
+			if r.contains(a) {
+				return o, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// textEnd returns the end of the executable range holding a, or 0.
+func (m *Machine) textEnd(a uint64) uint64 {
+	for i := range m.cfg.Objects {
+		for _, r := range m.cfg.Objects[i].Text {
+			if r.contains(a) {
+				return r.Hi
+			}
+		}
+	}
+	return 0
+}
+
+// DoNotTrace makes calls to fn run natively from now on.
+func (m *Machine) DoNotTrace(fn uint64) {
+	m.mu.Lock()
+	m.doNotCall[fn] = true
+	m.mu.Unlock()
+}
+
+// DisableLoop stops every future recording of loop id (at any site).
+func (m *Machine) DisableLoop(id uint64) {
+	m.mu.Lock()
+	m.loops[loopKey{gsite: anySite, id: id}] = &loopState{disabled: true}
+	m.mu.Unlock()
+}
+
+// anySite keys what applies to a loop id at every site.
+const anySite = ^uint32(0)
+
+// Traces returns the compiled traces' heads, sorted, for tests.
+func (m *Machine) Traces() []uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var hs []uint64
+	for _, t := range m.traces {
+		hs = append(hs, t.head)
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i] < hs[j] })
+	return hs
+}
+
+// Stop turns the machine off for tests: traces are unlinked, nothing is
+// recorded any more; code stays mapped.
+func (m *Machine) Stop() {
+	C.tv_g.enabled = 0
+	C.tv_unpublish_all()
+}
+
+func since(t time.Time) float64 { return time.Since(t).Seconds() }

@@ -1,0 +1,592 @@
+package tracevm
+
+/*
+#include "tv.h"
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime/cgo"
+	"time"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/tracevm/insn"
+)
+
+// opKind is an element of a recording: the trace IR.
+type opKind uint8
+
+const (
+	opInsn        opKind = iota // a copy of an original instruction
+	opGuard                     // leave to exit when cond holds
+	opGuardTarget               // leave to exit unless the indirect target is target
+	opPush                      // push the original return address target
+	opPop                       // drop the return address an inlined ret pops
+	opCall                      // call target natively
+	opSetEAX1                   // redmagic_is_traced() returns 1 inside a trace
+	opClose                     // back to the head: one more iteration
+	opLink                      // continue in the trace at target
+	opExit                      // leave to exit
+)
+
+type op struct {
+	kind   opKind
+	addr   uint64 // original address the op comes from
+	code   []byte // opInsn, opGuardTarget: the original instruction
+	inst   *x86dec.Inst
+	cond   x86enc.Cond
+	target uint64
+	exit   uint64
+}
+
+// A recording is one thread's recording of one loop iteration (or of the
+// path from a side exit back to its loop).
+type recording struct {
+	m      *Machine
+	key    loopKey
+	force  bool
+	side   *trace // the trace whose exit starts this side recording
+	exitID uint32
+	start  uint64
+	begun  time.Time
+
+	ops    []op
+	ninsns int
+	pc     uint64   // original address the next event resumes at
+	stack  []uint64 // return addresses pushed by inlined calls
+	frames int      // branchable frames entered and not left
+	pend   op       // the conditional branch that ended the block
+	recbuf uint64
+	// nativeCall: the next call runs natively (it enters a branchable
+	// frame).
+	nativeCall bool
+}
+
+const (
+	maxInlineDepth = 32
+	maxBlockBytes  = recBufSize - 1024
+)
+
+var errAbort = errors.New("abort")
+
+// beginRecording sets up a recording; the caller holds no lock.
+func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *trace, exitID uint32) *recording {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.off {
+		return nil
+	}
+	if st := m.loops[loopKey{gsite: anySite, id: key.id}]; st != nil && st.disabled {
+		return nil
+	}
+	st := m.loops[key]
+	if st == nil {
+		st = &loopState{}
+		m.loops[key] = st
+	}
+	if side == nil {
+		if st.recording || st.disabled || (st.aborts >= m.cfg.MaxAborts && !force) {
+			return nil
+		}
+		if _, ok := m.byKey[key]; ok && !force {
+			return nil
+		}
+		st.recording = true
+	}
+	buf, err := m.recBuffer()
+	if err != nil {
+		if side == nil {
+			st.recording = false
+		}
+		m.stats.abort("cache-full")
+		return nil
+	}
+	m.stats.recordings.Add(1)
+	return &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(), recbuf: buf}
+}
+
+func (m *Machine) recBuffer() (uint64, error) {
+	if n := len(m.recBufs); n > 0 {
+		b := m.recBufs[n-1]
+		m.recBufs = m.recBufs[:n-1]
+		return b, nil
+	}
+	b, err := m.alloc(recBufSize)
+	if err == nil {
+		m.markUsed()
+	}
+	return b, err
+}
+
+// end releases the recording; ok says whether it produced a trace.
+func (r *recording) end(reason string) {
+	m := r.m
+	m.stats.recordNanos.Add(int64(time.Since(r.begun)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.recbuf != 0 {
+		m.recBufs = append(m.recBufs, r.recbuf)
+	}
+	if r.side == nil {
+		st := m.loops[r.key]
+		st.recording = false
+		if reason != "" {
+			st.aborts++
+		}
+	} else if reason != "" {
+		setExitState(r.exitID, C.TV_EXIT_DEAD)
+	}
+	if reason != "" {
+		m.stats.abort(reason)
+	}
+}
+
+func regsOf(t *C.struct_tv_tls) *insn.Regs {
+	var r insn.Regs
+	for i := range r {
+		r[i] = uint64(t.gpr[i])
+	}
+	return &r
+}
+
+//export tvBeginRecord
+func tvBeginRecord(gsite C.uint32_t, id C.uint64_t, resume C.uint64_t, reason C.uint64_t, stale C.uint64_t) C.uint64_t {
+	if stale != 0 {
+		tvAbortStale(stale)
+	}
+	m := active.Load()
+	if m == nil {
+		return 0
+	}
+	r := m.beginRecording(loopKey{uint32(gsite), uint64(id)}, uint64(resume), reason != 0, nil, 0)
+	if r == nil {
+		return 0
+	}
+	C.tv_self().recbuf = C.uint64_t(r.recbuf)
+	return C.uint64_t(cgo.NewHandle(r))
+}
+
+//export tvSideExit
+func tvSideExit(why C.uint64_t) C.uint64_t {
+	m := active.Load()
+	if m == nil {
+		return 0
+	}
+	id := uint32(why) - C.TV_EXIT_BASE
+	m.mu.Lock()
+	var parent *trace
+	if int(id) < len(m.exitOwner) {
+		parent = m.exitOwner[id]
+	}
+	root := parent
+	if root != nil && root.root != nil {
+		root = root.root
+	}
+	ok := parent != nil && root.nsides < maxSideTraces && m.byKey[root.key] == root
+	m.mu.Unlock()
+	if !ok {
+		setExitState(id, C.TV_EXIT_DEAD)
+		return 0
+	}
+	orig := exitTable()[id].orig
+	r := m.beginRecording(root.key, uint64(orig), false, parent, id)
+	if r == nil {
+		return 0
+	}
+	t := C.tv_self()
+	h := cgo.NewHandle(r)
+	t.rec = C.uint64_t(h)
+	t.recbuf = C.uint64_t(r.recbuf)
+	r.pc = uint64(orig)
+	next := r.run(t, C.TV_REC_START)
+	return C.uint64_t(next)
+}
+
+//export tvStep
+func tvStep(h C.uint64_t, ev C.uint64_t) C.uint64_t {
+	r, ok := cgo.Handle(h).Value().(*recording)
+	if !ok {
+		return C.tv_self().start
+	}
+	return C.uint64_t(r.run(C.tv_self(), int(ev)))
+}
+
+//export tvAbortStale
+func tvAbortStale(h C.uint64_t) {
+	if r, ok := cgo.Handle(h).Value().(*recording); ok {
+		// Its blocks may still run (a native call not yet returned):
+		// the buffer is never reused.
+		r.recbuf = 0
+		r.end("stale")
+		cgo.Handle(h).Delete()
+	}
+}
+
+// run handles one recorder event of thread t and returns where it
+// continues: the next block, a trace, or the original code.
+func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
+	switch ev {
+	case C.TV_REC_START:
+		r.pc = r.start
+	case C.TV_REC_NEXT:
+		r.pc = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
+	case C.TV_REC_TAKEN, C.TV_REC_NOT_TAKEN:
+		p := r.pend
+		g := op{kind: opGuard, addr: p.addr}
+		if ev == C.TV_REC_TAKEN {
+			g.cond, g.exit, r.pc = p.cond.Invert(), p.exit, p.target
+		} else {
+			g.cond, g.exit, r.pc = p.cond, p.target, p.exit
+		}
+		r.ops = append(r.ops, g)
+	default:
+		return r.stop(t, r.pc, fmt.Sprintf("bad-event-%d", ev))
+	}
+	next, done, reason := r.block(t)
+	if done {
+		return r.stop(t, next, reason)
+	}
+	return next
+}
+
+// stop ends the recording (with a trace or not) and returns next.
+func (r *recording) stop(t *C.struct_tv_tls, next uint64, reason string) uint64 {
+	h := cgo.Handle(t.rec)
+	t.rec = 0
+	r.end(reason)
+	if h != 0 {
+		h.Delete()
+	}
+	return next
+}
+
+// block builds the next block from r.pc, whose machine state is the one
+// saved in t, and writes it to the thread's block buffer. It returns the
+// block's address, or done with the address to continue at (a new trace,
+// or the original code when the recording is abandoned: reason).
+func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason string) {
+	m := r.m
+	e := newEmitter(r.recbuf, m.tls)
+	var lits []pendingLit
+	statePC := r.pc // the original address the saved state belongs to
+	regs := regsOf(t)
+	abort := func(why string) (uint64, bool, string) { return statePC, true, why }
+	lo := m.cache.Base()
+	endNext := func() (uint64, bool, string) {
+		emitRecEvent(e, C.TV_REC_NEXT, m.switchOut, lo, r.pc, &lits)
+		return r.writeBlock(e, lits, statePC)
+	}
+	for {
+		if r.ninsns >= m.cfg.MaxTraceInsns {
+			return abort("too-long")
+		}
+		if len(e.buf) > maxBlockBytes {
+			return endNext()
+		}
+		first := len(e.buf) == 0
+		inst, code, err := m.decodeAt(r.pc)
+		if err != nil {
+			return abort("decode")
+		}
+		info := insn.Classify(&inst)
+		switch info.Kind {
+		case insn.Plain:
+			b, err := x86enc.Relocate(code, r.pc, e.pc())
+			if err != nil {
+				return abort("relocate")
+			}
+			e.bytes(b...)
+			r.ops = append(r.ops, op{kind: opInsn, addr: r.pc, code: code})
+			r.ninsns++
+			r.pc = inst.End()
+		case insn.Jump:
+			if m.textEnd(info.Target) == 0 {
+				return abort("jump-out")
+			}
+			r.ninsns++
+			r.pc = info.Target
+		case insn.CondJump:
+			if m.textEnd(info.Target) == 0 {
+				return abort("jump-out")
+			}
+			taken := e.newLabel()
+			e.jcc(info.Cond, taken)
+			emitRecEvent(e, C.TV_REC_NOT_TAKEN, m.switchOut, lo, inst.End(), &lits)
+			e.bind(taken)
+			emitRecEvent(e, C.TV_REC_TAKEN, m.switchOut, lo, info.Target, &lits)
+			r.pend = op{addr: r.pc, cond: info.Cond, target: info.Target, exit: inst.End()}
+			r.ninsns++
+			return r.writeBlock(e, lits, statePC)
+		case insn.Call:
+			site, isSite := m.siteAt(r.pc)
+			if isSite && !nativeAPI[site.API] {
+				if !first {
+					return endNext()
+				}
+				next, done, reason, cont := r.api(site, &inst, regs)
+				if !cont {
+					return next, done, reason
+				}
+				if next == 1 { // redmagic_is_traced: %eax = 1 in the block too
+					e.movEAX1()
+				}
+				continue
+			}
+			r.ninsns++
+			if isSite || r.native(info.Target) {
+				l := e.newLabel()
+				lits = append(lits, pendingLit{l, info.Target})
+				e.callRIP(l)
+				r.ops = append(r.ops, op{kind: opCall, addr: r.pc, target: info.Target})
+				r.pc = inst.End()
+				continue
+			}
+			r.inlineCall(e, &lits, inst.End())
+			r.pc = info.Target
+		case insn.IndirectJump, insn.IndirectCall, insn.Return:
+			if !first {
+				return endNext()
+			}
+			r.ninsns++
+			if info.Kind == insn.Return {
+				n := len(r.stack)
+				if n == 0 {
+					return abort("return-from-root")
+				}
+				got := binary.LittleEndian.Uint64(memAt(regs[x86enc.RSP], 8))
+				if got != r.stack[n-1] {
+					return abort("return-mismatch")
+				}
+				r.stack = r.stack[:n-1]
+				r.ops = append(r.ops, op{kind: opPop, addr: r.pc})
+				e.leaRSP(8)
+				r.pc = got
+				continue
+			}
+			target, err := insn.IndirectTarget(&inst, regs, uint64(t.fs_base), 0, readMem)
+			if err != nil {
+				return abort("indirect-target")
+			}
+			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &inst, target: target, exit: r.pc})
+			if info.Kind == insn.IndirectJump {
+				if m.textEnd(target) == 0 {
+					return abort("jump-out")
+				}
+				r.pc = target
+				continue
+			}
+			if r.native(target) {
+				l := e.newLabel()
+				lits = append(lits, pendingLit{l, target})
+				e.callRIP(l)
+				r.ops = append(r.ops, op{kind: opCall, addr: r.pc, target: target})
+				r.pc = inst.End()
+				continue
+			}
+			r.inlineCall(e, &lits, inst.End())
+			r.pc = target
+		default:
+			return abort(info.Reason)
+		}
+	}
+}
+
+type pendingLit struct {
+	l label
+	v uint64
+}
+
+func (r *recording) inlineCall(e *emitter, lits *[]pendingLit, ret uint64) {
+	r.ops = append(r.ops, op{kind: opPush, addr: r.pc, target: ret})
+	if ret < 1<<31 {
+		e.pushImm32(int32(ret))
+	} else {
+		l := e.newLabel()
+		*lits = append(*lits, pendingLit{l, ret})
+		e.pushRIP(l)
+	}
+	r.stack = append(r.stack, ret)
+}
+
+func flushLits(e *emitter, lits []pendingLit) {
+	for len(e.buf)%8 != 0 {
+		e.bytes(0xcc)
+	}
+	for _, p := range lits {
+		e.bind(p.l)
+		e.u64(p.v)
+	}
+}
+
+func (r *recording) writeBlock(e *emitter, lits []pendingLit, statePC uint64) (uint64, bool, string) {
+	flushLits(e, lits)
+	code, err := e.finish()
+	if err == nil {
+		err = r.m.cache.Write(r.recbuf, code)
+	}
+	if err != nil {
+		return statePC, true, "block"
+	}
+	return r.recbuf, false, ""
+}
+
+// native says whether a call to target runs natively rather than being
+// recorded.
+func (r *recording) native(target uint64) bool {
+	m := r.m
+	if r.nativeCall {
+		r.nativeCall = false
+		return true
+	}
+	o, ok := m.objectOf(target)
+	if !ok || len(r.stack) >= maxInlineDepth {
+		return true
+	}
+	for _, n := range o.Native {
+		if n.contains(target) {
+			return true
+		}
+	}
+	m.mu.Lock()
+	dn := m.doNotCall[target]
+	m.mu.Unlock()
+	return dn
+}
+
+func (m *Machine) siteAt(a uint64) (Site, bool) {
+	o, ok := m.objectOf(a)
+	if !ok {
+		return Site{}, false
+	}
+	s, ok := o.Sites[a]
+	return s, ok
+}
+
+// decodeAt decodes the instruction at a, which must lie in traced text.
+func (m *Machine) decodeAt(a uint64) (x86dec.Inst, []byte, error) {
+	end := m.textEnd(a)
+	if end == 0 {
+		return x86dec.Inst{}, nil, fmt.Errorf("tracevm: %#x is not in traced text", a)
+	}
+	n := min(uint64(x86dec.MaxLen), end-a)
+	code := memAt(a, int(n))
+	inst, err := x86dec.Decode(code, a)
+	if err != nil {
+		return inst, nil, err
+	}
+	return inst, append([]byte(nil), code[:inst.Len]...), nil
+}
+
+func readMem(a uint64, n int) ([]byte, error) {
+	// Indirect targets come from the interpreter's own tables and stack,
+	// which the instruction is about to read anyway.
+	return append([]byte(nil), memAt(a, n)...), nil
+}
+
+// api handles an annotation call at r.pc with the machine state exactly
+// before it. cont: recording goes on at r.pc (advanced past the call);
+// next == 1 then asks the caller to set %eax = 1 in the block.
+func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
+	m := r.m
+	a := r.pc
+	arg := regs[x86enc.RDI]
+	skip := func() (uint64, bool, string, bool) {
+		r.pc = inst.End()
+		return 0, false, "", true
+	}
+	exitHere := func(why string) (uint64, bool, string, bool) {
+		if r.side == nil {
+			return a, true, why, false
+		}
+		return r.finish(op{kind: opExit, addr: a, exit: a}, a)
+	}
+	switch site.API {
+	case APIBackwardsBranch:
+		key := loopKey{site.GSite, arg}
+		if key == r.key && r.frames == 0 && len(r.stack) == 0 {
+			if r.side == nil {
+				return r.finish(op{kind: opClose, addr: a}, 0)
+			}
+			root := r.side.rootTrace()
+			return r.finish(op{kind: opLink, addr: a, target: root.head}, root.head)
+		}
+		m.mu.Lock()
+		other := m.byKey[key]
+		m.mu.Unlock()
+		if other != nil {
+			return r.finish(op{kind: opLink, addr: a, target: other.head}, other.head)
+		}
+		return exitHere("inner-loop")
+	case APIFellthroughBranch:
+		if arg == r.key.id && r.frames == 0 && len(r.stack) == 0 {
+			return exitHere("loop-left")
+		}
+		return skip()
+	case APIIsTraced:
+		r.ops = append(r.ops, op{kind: opSetEAX1, addr: a})
+		r.pc = inst.End()
+		return 1, false, "", true
+	case APIBeginMergeBlock, APIEndMergeBlock, APITempEnable:
+		return skip()
+	case APIBeginBranchableFrame:
+		// The interpreter is about to run a nested instance of its loop
+		// (a user-level call): that call runs natively, and its loops
+		// get traces of their own.
+		r.nativeCall = true
+		r.frames++
+		return skip()
+	case APIEndBranchableFrame:
+		if r.frames == 0 {
+			return exitHere("frame-left")
+		}
+		r.frames--
+		return skip()
+	case APITempDisable:
+		return exitHere("temp-disable")
+	case APIEnsureNotTraced:
+		return a, true, "ensure-not-traced", false
+	case APIForceEndTrace:
+		return r.finish(op{kind: opExit, addr: a, exit: a}, a)
+	default:
+		return a, true, "api-" + apiNames[site.API], false
+	}
+}
+
+// nativeAPI: annotation calls that act outside traces run as native calls
+// from the trace; the runtime sees them as it would from the original code.
+var nativeAPI = [NumAPI]bool{
+	APIStart: true, APIForceBeginTrace: true, APIForceJumpToTrace: true,
+	APIDoNotTraceFunction: true, APIDisableBranch: true,
+}
+
+var apiNames = [NumAPI]string{
+	"start", "backwards_branch", "fellthrough_branch", "begin_branchable_frame",
+	"end_branchable_frame", "force_begin_trace", "force_end_trace", "force_jump_to_trace",
+	"ensure_not_traced", "temp_disable", "temp_enable", "do_not_trace_function",
+	"disable_branch", "is_traced", "begin_merge_block", "end_merge_block",
+}
+
+// finish compiles the recording ended by last and installs it. next is
+// where execution continues: the new trace's head when 0.
+func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
+	r.ops = append(r.ops, last)
+	t, err := r.m.install(r)
+	if err != nil {
+		return r.pc, true, "compile", false
+	}
+	if next == 0 {
+		next = t.head
+	}
+	return next, true, "", false
+}
+
+func (t *trace) rootTrace() *trace {
+	if t.root != nil {
+		return t.root
+	}
+	return t
+}

@@ -1,0 +1,96 @@
+package tracevm
+
+/*
+#include "tv.h"
+*/
+import "C"
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats are the machine's counters. Per-exit and per-entry counts live in
+// C (tv.c) and are read by Snapshot.
+type Stats struct {
+	tracesCompiled atomic.Uint64
+	sideTraces     atomic.Uint64
+	recordings     atomic.Uint64
+	flushes        atomic.Uint64
+	recordNanos    atomic.Int64
+
+	mu     sync.Mutex
+	aborts map[string]uint64
+}
+
+func (s *Stats) init() { s.aborts = make(map[string]uint64) }
+
+func (s *Stats) abort(reason string) {
+	s.mu.Lock()
+	s.aborts[reason]++
+	s.mu.Unlock()
+}
+
+// Snapshot is what REDMAGIC_STATS reports about the JIT (runtime-stub/STATS.md).
+type Snapshot struct {
+	TracesCompiled  uint64            `json:"traces_compiled"`
+	SideTraces      uint64            `json:"side_traces"`
+	Recordings      uint64            `json:"recordings"`
+	TraceEntries    uint64            `json:"trace_entries"`
+	TraceIterations uint64            `json:"trace_iterations"`
+	SideExits       uint64            `json:"side_exits"`
+	Aborts          map[string]uint64 `json:"aborts"`
+	CodeBytes       uint64            `json:"code_bytes"`
+	Flushes         uint64            `json:"flushes"`
+	RecordSeconds   float64           `json:"record_seconds"`
+	Traces          []TraceStats      `json:"traces"`
+}
+
+// TraceStats describes one compiled trace.
+type TraceStats struct {
+	Head       uint64 `json:"head"`
+	Site       uint32 `json:"site"`
+	ID         uint64 `json:"id"`
+	Side       bool   `json:"side,omitempty"`
+	Insns      int    `json:"insns"`
+	Bytes      int    `json:"bytes"`
+	Iterations uint64 `json:"iterations"`
+	Exits      uint64 `json:"exits"`
+}
+
+// Snapshot reads every counter.
+func (m *Machine) Snapshot() Snapshot {
+	s := Snapshot{
+		TracesCompiled: m.stats.tracesCompiled.Load(),
+		SideTraces:     m.stats.sideTraces.Load(),
+		Recordings:     m.stats.recordings.Load(),
+		TraceEntries:   uint64(C.tv_g.trace_entries),
+		Flushes:        m.stats.flushes.Load(),
+		RecordSeconds:  float64(m.stats.recordNanos.Load()) / 1e9,
+		Aborts:         map[string]uint64{},
+	}
+	m.stats.mu.Lock()
+	for k, v := range m.stats.aborts {
+		s.Aborts[k] = v
+	}
+	m.stats.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s.CodeBytes = uint64(m.cache.Used())
+	exits := exitTable()
+	for _, t := range m.traces {
+		ts := TraceStats{Head: t.head, Site: t.key.gsite, ID: t.key.id, Side: t.side, Insns: t.insns, Bytes: t.size}
+		if t.iterCtr != 0 {
+			ts.Iterations = m.data.load(t.iterCtr)
+		}
+		for _, x := range t.exits {
+			ts.Exits += uint64(exits[x].count)
+		}
+		s.TraceIterations += ts.Iterations
+		s.SideExits += ts.Exits
+		s.Traces = append(s.Traces, ts)
+	}
+	sort.Slice(s.Traces, func(i, j int) bool { return s.Traces[i].Head < s.Traces[j].Head })
+	return s
+}

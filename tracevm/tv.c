@@ -1,0 +1,360 @@
+/*
+ * tv.c: the C side of the tracing machine. Compiled for general registers
+ * only: generated code saves only the general registers and the flags
+ * before calling in here, so nothing here may touch a vector register
+ * before the whole vector state is saved (xsave) around calls into Go.
+ * Memory comes from raw system calls for the same reason.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <cpuid.h>
+
+#include "tv.h"
+#include "_cgo_export.h"
+
+#pragma GCC target("general-regs-only")
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+
+_Static_assert(offsetof(struct tv_tls, gpr) == TV_OFF_GPR, "gpr");
+_Static_assert(offsetof(struct tv_tls, flags) == TV_OFF_FLAGS, "flags");
+_Static_assert(offsetof(struct tv_tls, next) == TV_OFF_NEXT, "next");
+_Static_assert(offsetof(struct tv_tls, exit) == TV_OFF_EXIT, "exit");
+_Static_assert(offsetof(struct tv_tls, scratch) == TV_OFF_SCRATCH, "scratch");
+_Static_assert(offsetof(struct tv_tls, ref) == TV_OFF_REF, "ref");
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+struct tv_global tv_g;
+
+/* Initial-exec: a fixed offset from %fs in every thread, which generated
+ * code uses as an absolute %fs:disp32 operand. */
+static __thread struct tv_tls tv_tls
+	__attribute__((tls_model("initial-exec"), aligned(64)));
+
+static inline long tv_syscall6(long n, long a, long b, long c, long d, long e,
+			       long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+			   "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+static void *tv_map(uint64_t len)
+{
+	long r = tv_syscall6(9, 0, (long)len, 3, 0x22, -1, 0);
+	if ((unsigned long)r > -4096ul)
+		return NULL;
+	return (void *)r;
+}
+
+uint64_t tv_fs_base(void)
+{
+	uint64_t b;
+	__asm__("mov %%fs:0, %0" : "=r"(b));
+	return b;
+}
+
+uint64_t tv_tls_offset(void)
+{
+	return (uint64_t)(uintptr_t)&tv_tls - tv_fs_base();
+}
+
+struct tv_tls *tv_self(void)
+{
+	return &tv_tls;
+}
+
+void tv_setup(void)
+{
+	unsigned a, b, c, d;
+	tv_g.tls_off = tv_tls_offset();
+	tv_g.xsave_size = 512;
+	tv_g.use_xsave = 0;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
+		return;
+	uint32_t lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	uint64_t xcr0 = (uint64_t)hi << 32 | lo;
+	__cpuid_count(0xd, 0, a, b, c, d);
+	if (b < 576)
+		return;
+	/* AMX tiles need a per-process permission; nothing uses them. */
+	tv_g.xsave_mask = xcr0 & ~(3ull << 17);
+	tv_g.xsave_size = b;
+	tv_g.use_xsave = 1;
+}
+
+static inline void tv_xsave(void *buf)
+{
+	uint32_t lo = (uint32_t)tv_g.xsave_mask;
+	uint32_t hi = (uint32_t)(tv_g.xsave_mask >> 32);
+	if (likely(tv_g.use_xsave))
+		__asm__ volatile("xsave64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
+				 : "memory");
+	else
+		__asm__ volatile("fxsave64 (%0)" : : "r"(buf) : "memory");
+}
+
+static inline void tv_xrstor(void *buf)
+{
+	uint32_t lo = (uint32_t)tv_g.xsave_mask;
+	uint32_t hi = (uint32_t)(tv_g.xsave_mask >> 32);
+	if (likely(tv_g.use_xsave))
+		__asm__ volatile("xrstor64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
+				 : "memory");
+	else
+		__asm__ volatile("fxrstor64 (%0)" : : "r"(buf) : "memory");
+}
+
+/* The thread's xsave area, mapped on first use (zeroed: a valid xsave
+ * header). */
+static struct tv_tls *tv_ready(void)
+{
+	struct tv_tls *t = &tv_tls;
+	if (unlikely(!t->xbuf)) {
+		uint64_t len = (tv_g.xsave_size + 4095) & ~4095ull;
+		t->xbuf = tv_map(len);
+		t->fs_base = tv_fs_base();
+	}
+	return t->xbuf ? t : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Compiled traces: (global site, id) -> head. Open addressing; entries are
+ * published with a release store of head and never removed except by
+ * tv_unpublish_all (a flush), which zeroes heads. */
+
+#define TV_TRACE_LOG2 16
+struct tv_slot {
+	uint64_t id;
+	uint32_t site1;
+	uint32_t pad;
+	uint64_t head;
+};
+static struct tv_slot tv_traces[1u << TV_TRACE_LOG2];
+
+static inline uint64_t tv_hash(uint32_t site1, uint64_t id)
+{
+	return ((id ^ ((uint64_t)site1 << 40)) * 0x9e3779b97f4a7c15ull) >> 40;
+}
+
+uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id)
+{
+	uint32_t site1 = gsite + 1;
+	uint64_t mask = (1u << TV_TRACE_LOG2) - 1;
+	uint64_t i = tv_hash(site1, id) & mask;
+	for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+		struct tv_slot *s = &tv_traces[i];
+		uint32_t s1 = __atomic_load_n(&s->site1, __ATOMIC_ACQUIRE);
+		if (s1 == 0)
+			return 0;
+		if (s1 == site1 && s->id == id) {
+			uint64_t h = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
+			if (h)
+				__atomic_fetch_add(&tv_g.trace_entries, 1,
+						   __ATOMIC_RELAXED);
+			return h;
+		}
+	}
+	return 0;
+}
+
+/* Called from Go under its lock: one writer. */
+static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head);
+
+int tv_publish(uint32_t gsite, uint64_t id, uint64_t head)
+{
+	if (gsite != TV_ANY_SITE)
+		tv_publish1(TV_ANY_SITE, id, head);
+	return tv_publish1(gsite, id, head);
+}
+
+static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head)
+{
+	uint32_t site1 = gsite + 1;
+	uint64_t mask = (1u << TV_TRACE_LOG2) - 1;
+	uint64_t i = tv_hash(site1, id) & mask;
+	for (uint64_t n = 0; n <= mask / 2; n++, i = (i + 1) & mask) {
+		struct tv_slot *s = &tv_traces[i];
+		if (s->site1 == site1 && s->id == id) {
+			__atomic_store_n(&s->head, head, __ATOMIC_RELEASE);
+			return 0;
+		}
+		if (s->site1 == 0) {
+			s->id = id;
+			__atomic_store_n(&s->head, head, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->site1, site1, __ATOMIC_RELEASE);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void tv_unpublish_all(void)
+{
+	for (uint64_t i = 0; i < (1u << TV_TRACE_LOG2); i++)
+		__atomic_store_n(&tv_traces[i].head, 0, __ATOMIC_RELEASE);
+}
+
+/* The exit table grows by copying into a new mapping; the old one stays
+ * mapped (a thread may be reading it). */
+int tv_grow_exits(uint32_t need)
+{
+	if (need <= tv_g.cap_exits)
+		return 0;
+	uint32_t cap = tv_g.cap_exits ? tv_g.cap_exits : 1024;
+	while (cap < need)
+		cap *= 2;
+	struct tv_exit *e = tv_map((uint64_t)cap * sizeof *e);
+	if (!e)
+		return -1;
+	for (uint32_t i = 0; i < tv_g.nexits; i++)
+		e[i] = tv_g.exits[i];
+	__atomic_store_n(&tv_g.exits, e, __ATOMIC_RELEASE);
+	tv_g.cap_exits = cap;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points for the embedding runtime. */
+
+int tv_thread_recording(void)
+{
+	return tv_tls.rec != 0;
+}
+
+/* A recording this thread began is not running any more (its code was left
+ * by a longjmp, a signal handler that did not return, ...): drop it. */
+void tv_abort_stale(void)
+{
+	struct tv_tls *t = &tv_tls;
+	if (!t->rec || t->in_go || tv_g.forked)
+		return;
+	t->in_go = 1;
+	tv_xsave(t->xbuf);
+	tvAbortStale(t->rec);
+	tv_xrstor(t->xbuf);
+	t->rec = 0;
+	t->in_go = 0;
+}
+
+/*
+ * Begin recording loop (gsite, id) of this thread at resume, the original
+ * address where the state that the caller is about to hand over (with
+ * rm_api's stack popped) continues. Returns the address to jump to (the
+ * stub that saves that state and enters the recorder) or 0 to go on
+ * natively.
+ */
+uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
+		       uint64_t reason)
+{
+	if (!tv_g.enabled || tv_g.forked)
+		return 0;
+	struct tv_tls *t = tv_ready();
+	if (!t || t->in_go)
+		return 0;
+	/* A recording still set here was abandoned (a longjmp left its
+	 * blocks) or is suspended in a native call that came back here:
+	 * either way its blocks resume the original code on their own, and
+	 * tvBeginRecord drops it. */
+	uint64_t old = t->rec;
+	t->rec = 0;
+	t->in_go = 1;
+	tv_xsave(t->xbuf);
+	uint64_t h = tvBeginRecord(gsite, id, resume, reason, old);
+	tv_xrstor(t->xbuf);
+	t->in_go = 0;
+	if (!h)
+		return 0;
+	t->rec = h;
+	t->start = resume;
+	return tv_g.rec_start;
+}
+
+static void tv_copy(uint64_t *dst, const uint64_t *src, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		dst[i] = src[i];
+}
+
+/*
+ * pthread_atfork child handler: the JIT stays off in the child (the Go
+ * runtime does not survive fork), but its threads' traces keep running.
+ * The code cache is a shared mapping, which the parent goes on writing (new
+ * blocks, linked guards): the child gets a private copy at the same
+ * address, so nothing it runs changes under it.
+ */
+void tv_fork_child(void)
+{
+	tv_g.forked = 1;
+	tv_g.enabled = 0;
+	tv_tls.rec = 0;
+	uint64_t lo = tv_g.cache_lo, len = tv_g.cache_hi - tv_g.cache_lo;
+	if (!len)
+		return;
+	uint64_t *tmp = tv_map(len);
+	if (!tmp)
+		return;
+	tv_copy(tmp, (const uint64_t *)(uintptr_t)lo, len / 8);
+	/* mprotect(tmp, PROT_READ|PROT_EXEC), then mremap over the shared
+	 * view: the replacement is atomic. */
+	tv_syscall6(10, (long)tmp, (long)len, 5, 0, 0, 0);
+	tv_syscall6(25, (long)tmp, (long)len, (long)len, 3, (long)lo, 0);
+}
+
+/* Reached from the generated switch-out stub with the machine state in
+ * tv_tls; sets tv_tls.next. */
+static void tv_switch(void)
+{
+	struct tv_tls *t = &tv_tls;
+	uint64_t why = t->exit;
+	if (why >= TV_EXIT_BASE) {
+		struct tv_exit *ex = &__atomic_load_n(&tv_g.exits,
+			__ATOMIC_ACQUIRE)[why - TV_EXIT_BASE];
+		uint64_t c = ex->count + 1;
+		ex->count = c;
+		t->exits_taken++;
+		t->next = ex->orig;
+		if (c == tv_g.side_threshold && ex->state == TV_EXIT_OPEN &&
+		    tv_g.enabled && !tv_g.forked && !t->rec && !t->in_go &&
+		    tv_ready()) {
+			t->in_go = 1;
+			tv_xsave(t->xbuf);
+			uint64_t n = tvSideExit(why);
+			tv_xrstor(t->xbuf);
+			t->in_go = 0;
+			if (n)
+				t->next = n;
+		}
+		return;
+	}
+	/* A recorder event. In a fork child (no Go) the original code
+	 * resumes where the recorder said this event would continue. */
+	uint64_t resume = why == TV_REC_START ? t->start :
+		*(const uint64_t *)(uintptr_t)(tv_g.cache_lo + t->ref);
+	uint64_t at = tv_g.cache_lo + t->ref;
+	if (!t->rec || tv_g.forked || !t->xbuf || t->in_go ||
+	    (why != TV_REC_START && at - t->recbuf >= TV_RECBUF_SIZE)) {
+		/* Not the live recording's block: the original code resumes. */
+		t->next = resume;
+		return;
+	}
+	t->in_go = 1;
+	tv_xsave(t->xbuf);
+	t->next = tvStep(t->rec, why);
+	tv_xrstor(t->xbuf);
+	t->in_go = 0;
+}
+
+uint64_t tv_switch_addr(void)
+{
+	return (uint64_t)(uintptr_t)tv_switch;
+}

@@ -1,0 +1,122 @@
+/*
+ * tv.h: the C side of the tracing machine (tracevm): the per-thread save
+ * area that generated code addresses through %fs, the exit table, the
+ * table of compiled traces, and the entry points the runtime calls.
+ *
+ * Everything generated (switch-out stub, block ends, trace exits) saves the
+ * interpreter's machine state into struct tv_tls of the running thread and
+ * calls tv_switch, which decides where execution continues (tls->next).
+ * No byte is ever written below the interpreter's %rsp except by the
+ * instructions the interpreter itself executes and by ordinary calls made
+ * 128 bytes below it (past the red zone).
+ */
+#ifndef TV_H
+#define TV_H
+
+#include <stdint.h>
+
+/* Offsets into struct tv_tls used by generated code (checked by
+ * _Static_assert in tv.c and by a Go test). */
+#define TV_OFF_GPR 0
+#define TV_OFF_FLAGS 128
+#define TV_OFF_NEXT 136
+#define TV_OFF_EXIT 144
+#define TV_OFF_SCRATCH 152
+#define TV_OFF_REF 224
+#define TV_RECBUF_SIZE (16u << 10)
+
+/* Values of tls->exit below TV_EXIT_BASE are recorder events. */
+enum {
+	TV_REC_START = 1,     /* recording begins at rec->pc */
+	TV_REC_NEXT = 2,      /* a block ended at rec->pc */
+	TV_REC_TAKEN = 3,     /* the block's conditional branch was taken */
+	TV_REC_NOT_TAKEN = 4, /* ... was not taken */
+	TV_EXIT_BASE = 16,    /* trace exit ids start here */
+};
+
+struct tv_tls {
+	uint64_t gpr[16];     /* x86 encoding order; gpr[4] is %rsp */
+	uint64_t flags;       /* %ax after lahf; seto %al */
+	uint64_t next;        /* where the restore continues */
+	uint64_t exit;        /* why the state was saved */
+	uint64_t scratch[3];  /* guards spill %rcx/%r11 here */
+	void *xbuf;           /* xsave area (64-byte aligned) or NULL */
+	uint64_t rec;         /* the recording in progress (a Go handle), 0 none */
+	uint64_t recbuf;      /* this thread's block buffer in the code cache */
+	uint32_t in_go;       /* inside a call to Go: no nested recording */
+	uint32_t pad;
+	uint64_t fs_base;     /* %fs base of the thread (for operands) */
+	uint64_t exits_taken; /* trace exits of this thread */
+	/* A recorder event names the original address its state belongs to
+	 * by a literal in its block: ref is that literal's offset from
+	 * cache_lo. So a block knows where the original code resumes without
+	 * Go, whether its recording is alive, abandoned or in a fork child. */
+	uint64_t ref;
+	uint64_t start;       /* resume address of TV_REC_START */
+};
+
+/* One trace exit: where the original code resumes. */
+struct tv_exit {
+	uint64_t orig;        /* original address to resume at */
+	uint64_t count;       /* times taken (racy across threads: statistics) */
+	uint64_t guard;       /* RX address of the rel32 to patch, 0 none */
+	uint32_t trace;       /* index of the trace it belongs to */
+	uint32_t state;       /* enum tv_exit_state */
+};
+
+enum tv_exit_state {
+	TV_EXIT_OPEN = 0,     /* counts; may start a side trace */
+	TV_EXIT_LINKED = 1,   /* a side trace is linked into its guard */
+	TV_EXIT_DEAD = 2,     /* side recording failed too often */
+};
+
+/* Process-wide state shared with Go. */
+struct tv_global {
+	uint64_t tls_off;     /* %fs offset of struct tv_tls */
+	uint64_t switch_out;  /* generated stub: saves state, calls tv_switch */
+	uint64_t rec_start;   /* generated stub: exit = TV_REC_START; switch out */
+	uint64_t cache_lo, cache_hi; /* RX range of the code cache */
+	struct tv_exit *exits;
+	uint32_t nexits, cap_exits;
+	uint64_t side_threshold;
+	uint64_t xsave_mask;
+	uint32_t xsave_size;
+	uint32_t use_xsave;
+	volatile uint32_t enabled;
+	volatile uint32_t forked;
+	/* statistics */
+	uint64_t trace_entries;
+	uint64_t side_exits;
+	uint64_t side_starts;
+};
+
+extern struct tv_global tv_g;
+
+/* tv_publish also files every root trace under this site, for
+ * redmagic_force_jump_to_trace(id), which names no site. */
+#define TV_ANY_SITE 0xfffffffeu
+
+/* For the embedding runtime (all callable on the interpreter's stack with
+ * only the general registers and flags saved). */
+uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id);
+uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
+		       uint64_t reason);
+int tv_thread_recording(void);
+void tv_abort_stale(void);
+void tv_fork_child(void);
+static inline int tv_in_cache(uint64_t a)
+{
+	return a - tv_g.cache_lo < tv_g.cache_hi - tv_g.cache_lo;
+}
+
+/* For Go. */
+struct tv_tls *tv_self(void);
+uint64_t tv_tls_offset(void);
+void tv_setup(void);
+int tv_publish(uint32_t gsite, uint64_t id, uint64_t head);
+void tv_unpublish_all(void);
+uint64_t tv_switch_addr(void);
+uint64_t tv_fs_base(void);
+int tv_grow_exits(uint32_t need);
+
+#endif
