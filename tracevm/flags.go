@@ -10,9 +10,9 @@ import (
 type flagEffect uint8
 
 const (
-	flagsUnknown flagEffect = iota // assume it reads them
-	flagsNone                      // neither reads nor writes them
-	flagsWriteAll                  // writes all six, reads none
+	flagsUnknown  flagEffect = iota // assume it reads them
+	flagsNone                       // neither reads nor writes them
+	flagsWriteAll                   // writes all six, reads none
 )
 
 var flagEffects = map[x86asm.Op]flagEffect{
