@@ -45,6 +45,7 @@ func startJIT() {
 			cfg.SideThreshold = n
 		}
 	}
+	cfg.NoOptimize = os.Getenv("REDMAGIC_OPT") == "0"
 	if w := jitLog(os.Getenv("REDMAGIC_LOG")); w != nil {
 		cfg.Log = w
 	}
@@ -102,8 +103,14 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	bias := uint64(d.bias)
 	o := tracevm.Object{Name: name, Sites: map[uint64]tracevm.Site{}}
 	for _, p := range f.Progs {
+		r := tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz}
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
-			o.Text = append(o.Text, tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz})
+			o.Text = append(o.Text, r)
+		}
+		// File-backed, never written after relocation. (.bss and
+		// other zero-filled memory is excluded: Filesz covers it.)
+		if (p.Type == elf.PT_LOAD && p.Flags&elf.PF_W == 0) || p.Type == elf.PT_GNU_RELRO {
+			o.ReadOnly = append(o.ReadOnly, tracevm.Range{Lo: r.Lo, Hi: bias + p.Vaddr + p.Filesz})
 		}
 	}
 	for _, s := range f.Sections {

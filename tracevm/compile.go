@@ -41,26 +41,125 @@ type codeMap struct {
 // generate emits the trace of ops at base. exitBase is the id of its first
 // exit; it returns the code, the offsets of the rel32 fields that lead to
 // each exit, and the exits' original addresses.
-func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, err error) {
+func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64, p *plan, start uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, err error) {
 	e := newEmitter(base, m.tls)
 	head := e.newLabel()
 	e.bind(head)
 	var lits []pendingLit
-	var exitLabels []label
-	newExit := func(orig uint64) label {
-		l := e.newLabel()
-		exitLabels = append(exitLabels, l)
-		origs = append(origs, orig)
-		return l
-	}
 	lit := func(v uint64) label {
 		l := e.newLabel()
 		lits = append(lits, pendingLit{l, v})
 		return l
 	}
+	var exitLabels []label
+	var exitSets [][]regValue
+	// virtual: registers whose writer the optimiser dropped, with the
+	// value the original code would have put there.
+	var virtual []regValue
+	newExit := func(orig uint64) label {
+		l := e.newLabel()
+		exitLabels = append(exitLabels, l)
+		origs = append(origs, orig)
+		exitSets = append(exitSets, append([]regValue(nil), virtual...))
+		return l
+	}
+	materialize := func(mask uint16) {
+		kept := virtual[:0]
+		for _, rv := range virtual {
+			if mask&(1<<rv.r) != 0 {
+				e.movImm(rv.r, rv.v)
+			} else {
+				kept = append(kept, rv)
+			}
+		}
+		virtual = kept
+	}
+	setVirtual := func(r x86enc.Reg, v uint64) {
+		for k := range virtual {
+			if virtual[k].r == r {
+				virtual[k].v = v
+				return
+			}
+		}
+		virtual = append(virtual, regValue{r, v})
+	}
+	clearVirtual := func(mask uint16) {
+		kept := virtual[:0]
+		for _, rv := range virtual {
+			if mask&(1<<rv.r) == 0 {
+				kept = append(kept, rv)
+			}
+		}
+		virtual = kept
+	}
+	if p != nil {
+		// Head guards: the registers the trace is specialised on. The
+		// head follows an annotation call: the flags are dead.
+		for _, r := range p.headRegs {
+			v := p.headVals[r]
+			if int64(v) == int64(int32(v)) {
+				e.cmpRegImm32(r, int32(v))
+			} else {
+				e.cmpRegRIP(r, lit(v))
+			}
+			e.alignRel32(2)
+			patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
+		}
+	}
 	for i := range ops {
 		o := &ops[i]
 		cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
+		if p != nil && p.drop[i] {
+			if o.kind == opInsn {
+				w, _ := writes(p.inst(i))
+				for r := x86enc.Reg(0); r < 16; r++ {
+					if w&(1<<r) != 0 {
+						setVirtual(r, p.after[i][r].v)
+					}
+				}
+			}
+			continue
+		}
+		if p != nil && o.kind == opInsn {
+			inst := p.inst(i)
+			if v, ok := p.spec[i]; ok {
+				g, err := valueGuard(o.code, int32(v))
+				if err != nil {
+					return nil, nil, nil, nil, err
+				}
+				materialize(regBits(memArg(inst)))
+				e.bytes(g...)
+				e.alignRel32(2)
+				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+				w, _ := writes(inst)
+				for r := x86enc.Reg(0); r < 16; r++ {
+					if w&(1<<r) == 0 {
+						continue
+					}
+					if p.liveAfter[i]&(1<<r) != 0 {
+						clearVirtual(1 << r)
+						e.movImm(r, p.after[i][r].v)
+					} else {
+						setVirtual(r, p.after[i][r].v)
+					}
+				}
+				continue
+			}
+			rd, _ := reads(inst)
+			materialize(rd)
+			w, _ := writes(inst)
+			clearVirtual(w)
+		}
+		switch o.kind {
+		case opCall, opClose, opLink:
+			materialize(allRegs)
+		case opGuardTarget:
+			materialize(regBits(o.inst.Args[0]))
+		case opPush, opPop:
+			materialize(1 << x86enc.RSP)
+		case opSetEAX1:
+			clearVirtual(1)
+		}
 		switch o.kind {
 		case opInsn:
 			b, err := x86enc.Relocate(o.code, o.addr, e.pc())
@@ -121,11 +220,28 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 	}
 	for i, l := range exitLabels {
 		e.bind(l)
-		emitEvent(e, int32(C.TV_EXIT_BASE+exitBase+uint32(i)), m.switchOut)
+		if len(exitSets[i]) == 0 {
+			emitEvent(e, int32(C.TV_EXIT_BASE+exitBase+uint32(i)), m.switchOut)
+			continue
+		}
+		// Registers the trace left virtual get their original values;
+		// a side trace is then linked at the stub's jump, after them.
+		for _, rv := range exitSets[i] {
+			e.movImm(rv.r, rv.v)
+		}
+		e.fsStoreImm(tlsExit, int32(C.TV_EXIT_BASE+exitBase+uint32(i)))
+		e.alignRel32(1)
+		patch[i] = len(e.buf) + 1
+		e.jmpAbs(m.switchOut)
 	}
 	flushLits(e, lits)
 	code, err = e.finish()
 	return code, patch, origs, cm, err
+}
+
+type regValue struct {
+	r x86enc.Reg
+	v uint64
 }
 
 // guardTarget emits a flag-free check that the indirect jmp/call o goes to
@@ -178,18 +294,19 @@ var opNames = [...]string{
 // install compiles r into the code cache and makes it reachable: a root
 // trace through the trace table, a side trace through its parent's guard.
 func (m *Machine) install(r *recording) (*trace, error) {
-	nexit := 0
-	for _, o := range r.ops {
-		switch o.kind {
-		case opGuard, opGuardTarget, opExit:
-			nexit++
+	var p *plan
+	if r.side == nil && len(r.ops) > 0 && r.ops[len(r.ops)-1].kind == opClose && !m.cfg.NoOptimize {
+		p = m.optimize(r.ops, r.headRegs, r.closeRegs)
+		if p != nil && !p.ok {
+			p = nil
 		}
 	}
 	// Sizes do not depend on the address: a first pass sizes the code.
-	probe, _, _, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base)
+	probe, _, probeExits, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start)
 	if err != nil {
 		return nil, err
 	}
+	nexit := len(probeExits)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.off {
@@ -208,7 +325,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.root = r.side.rootTrace()
 	}
 	t.iterCtr = m.data.alloc8()
-	code, patch, origs, cm, err := m.generate(r.ops, base, exitBase, t.iterCtr)
+	code, patch, origs, cm, err := m.generate(r.ops, base, exitBase, t.iterCtr, p, r.start)
 	if err != nil {
 		return nil, err
 	}

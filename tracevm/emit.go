@@ -115,18 +115,26 @@ func (e *emitter) jcc(c x86enc.Cond, l label) int {
 	return at
 }
 
-// alignRel32 pads with nops so that an instruction whose rel32 field
-// starts prefix bytes in does not straddle a 4-byte boundary, so that the
-// field can later be patched with one atomic store.
+// alignRel32 pads with a nop, when needed, so that the rel32 field of an
+// instruction whose field starts prefix bytes in does not cross a 64-byte
+// line: a 4-byte store within one line is atomic on x86-64, so the field
+// can later be patched while other threads run the code.
 func (e *emitter) alignRel32(prefix int) {
-	// One multi-byte nop: padding costs one instruction, not three.
-	switch (4 - (e.pc()+uint64(prefix))%4) % 4 {
-	case 1:
-		e.bytes(0x90)
-	case 2:
-		e.bytes(0x66, 0x90)
-	case 3:
-		e.bytes(0x0f, 0x1f, 0x00)
+	at := (e.pc() + uint64(prefix)) % 64
+	if at <= 60 {
+		return
+	}
+	for n := 64 - at; n > 0; {
+		k := min(n, 3)
+		switch k {
+		case 1:
+			e.bytes(0x90)
+		case 2:
+			e.bytes(0x66, 0x90)
+		case 3:
+			e.bytes(0x0f, 0x1f, 0x00)
+		}
+		n -= k
 	}
 }
 
@@ -160,6 +168,25 @@ func (e *emitter) loadR11RIP(lit label) { e.bytes(0x4c, 0x8b, 0x1d); e.rel32To(l
 
 // leaRCXplusR11: lea (%rcx,%r11), %rcx.
 func (e *emitter) leaRCXplusR11() { e.bytes(0x4a, 0x8d, 0x0c, 0x19) }
+
+// movImm: set r to v (mov $imm32 zero- or sign-extended, or movabs); no
+// flags touched.
+func (e *emitter) movImm(r x86enc.Reg, v uint64) {
+	switch {
+	case v <= 0xffffffff:
+		if r >= 8 {
+			e.bytes(0x41)
+		}
+		e.bytes(0xb8 | byte(r&7))
+		e.u32(uint32(v))
+	case int64(v) == int64(int32(v)):
+		e.bytes(rexW(0, r), 0xc7, 0xc0|byte(r&7))
+		e.u32(uint32(v))
+	default:
+		e.bytes(rexW(0, r), 0xb8|byte(r&7))
+		e.u64(v)
+	}
+}
 
 // cmpRegRIP: cmp lit(%rip), %r.
 func (e *emitter) cmpRegRIP(r x86enc.Reg, lit label) {
@@ -213,6 +240,9 @@ func (e *emitter) finish() ([]byte, error) {
 		binary.LittleEndian.PutUint32(e.buf[f.at:], uint32(int32(d)))
 	}
 	for _, f := range e.refs {
+		if e.labels[f.label] < 0 {
+			return nil, fmt.Errorf("tracevm: emitter: label %d not bound", f.label)
+		}
 		off := e.base + uint64(e.labels[f.label]) - f.cacheLo
 		if off >= 1<<31 {
 			return nil, fmt.Errorf("tracevm: emitter: literal %#x too far from the cache start", off)

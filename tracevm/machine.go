@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -64,6 +65,10 @@ type Object struct {
 	// Sites: annotation calls by the run-time address of their call
 	// instruction.
 	Sites map[uint64]Site
+	// ReadOnly: memory that never changes once the object is loaded
+	// (segments without write permission, RELRO); loads from it at
+	// constant addresses fold to constants.
+	ReadOnly []Range
 }
 
 // Config is what Start needs.
@@ -81,6 +86,8 @@ type Config struct {
 	MaxAborts int
 	// Log receives each compiled trace's disassembly, if not nil.
 	Log io.Writer
+	// NoOptimize compiles traces as recorded (REDMAGIC_OPT=0).
+	NoOptimize bool
 }
 
 const (
@@ -251,7 +258,8 @@ func (m *Machine) alloc(n int) (uint64, error) {
 			return 0, err
 		}
 	}
-	return m.cache.Alloc(n, 16)
+	// 64: code is laid out (alignRel32) relative to cache lines.
+	return m.cache.Alloc(n, 64)
 }
 
 // flush unlinks every trace and starts a new cache generation. Old code
@@ -326,6 +334,31 @@ func (m *Machine) textEnd(a uint64) uint64 {
 		}
 	}
 	return 0
+}
+
+// readOnly reports whether [a, a+n) lies in an object's read-only memory.
+func (m *Machine) readOnly(a uint64, n int) bool {
+	for i := range m.cfg.Objects {
+		for _, r := range m.cfg.Objects[i].ReadOnly {
+			if a >= r.Lo && a+uint64(n) <= r.Hi && a+uint64(n) > a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readable reports whether the 8 bytes at a are mapped (mincore fails
+// with ENOMEM on an unmapped page).
+func (m *Machine) readable(a uint64) bool {
+	var vec [2]byte
+	page := a &^ 4095
+	n := uintptr(4096)
+	if (a+7)&^4095 != page {
+		n = 8192
+	}
+	_, _, errno := syscall.Syscall(syscall.SYS_MINCORE, uintptr(page), n, uintptr(unsafe.Pointer(&vec[0])))
+	return errno == 0
 }
 
 // DoNotTrace makes calls to fn run natively from now on.

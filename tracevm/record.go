@@ -64,6 +64,9 @@ type recording struct {
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
+	// headRegs and closeRegs: the registers when the recording began and
+	// when it closed its loop, for the optimiser.
+	headRegs, closeRegs [16]uint64
 }
 
 const (
@@ -232,6 +235,7 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	switch ev {
 	case C.TV_REC_START:
 		r.pc = r.start
+		r.headRegs = *regsOf(t)
 	case C.TV_REC_NEXT:
 		r.pc = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
 	case C.TV_REC_TAKEN, C.TV_REC_NOT_TAKEN:
@@ -509,6 +513,7 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 		key := loopKey{site.GSite, arg}
 		if key == r.key && r.frames == 0 && len(r.stack) == 0 {
 			if r.side == nil {
+				r.closeRegs = *regs
 				return r.finish(op{kind: opClose, addr: a}, 0)
 			}
 			root := r.side.rootTrace()
@@ -573,9 +578,16 @@ var apiNames = [NumAPI]string{
 // finish compiles the recording ended by last and installs it. next is
 // where execution continues: the new trace's head when 0.
 func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
+	if r.side != nil && last.kind == opExit && r.ninsns == 0 {
+		// It would only leave where the parent's exit leaves.
+		return r.pc, true, "empty-side-trace", false
+	}
 	r.ops = append(r.ops, last)
 	t, err := r.m.install(r)
 	if err != nil {
+		if r.m.cfg.Log != nil {
+			fmt.Fprintf(r.m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", r.key.gsite, r.key.id, r.start, err)
+		}
 		return r.pc, true, "compile", false
 	}
 	if next == 0 {

@@ -1,0 +1,717 @@
+package tracevm
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// The optimizer specialises a root trace on what stays the same from one
+// iteration to the next and removes the work that becomes constant:
+//
+//   - callee-saved registers holding the same value at the trace's head
+//     and at its close (the interpreter's code and table pointers, its
+//     pc at the loop head) become constants, checked by a guard at the
+//     head;
+//   - loads from read-only memory at constant addresses become constants
+//     (jump tables);
+//   - a load from writable memory at a constant address may be replaced
+//     by a guard on its value (the bytecode the loop dispatches on), when
+//     that removes at least two guards or an indirect-target guard;
+//   - guards whose outcome is then known disappear, and pure instructions
+//     whose results nothing reads any more are dropped; a register such an
+//     instruction would have set is set in the stub of every exit where
+//     it matters, so each exit still leaves the original machine state.
+//
+// Anything it does not model makes registers unknown; anything that
+// contradicts the recording (a guard that would always fail) cancels the
+// whole optimisation and the trace is compiled as recorded.
+
+// assume names the assumptions a known value rests on: bits 0-15 head
+// registers, bit 16+k speculation k.
+type assume uint64
+
+const maxSpecs = 48
+
+type val struct {
+	known bool
+	v     uint64
+	deps  assume
+}
+
+// flagState is the arithmetic flags when known.
+type flagState struct {
+	known          bool
+	cf, zf, sf, of bool
+	deps           assume
+}
+
+// plan is the optimiser's decision for one trace.
+type plan struct {
+	headRegs  []x86enc.Reg // registers guarded at the head
+	headVals  [16]uint64
+	drop      []bool         // op i is not emitted
+	spec      map[int]uint64 // op i becomes a guard on its load's value
+	liveAfter []uint16       // registers read after op i (before being written)
+	known     [][16]val      // registers known before op i
+	after     [][16]val      // registers known after op i
+	insts     []*x86dec.Inst
+	ok        bool
+}
+
+func (p *plan) inst(i int) *x86dec.Inst { return p.insts[i] }
+
+type optimizer struct {
+	m     *Machine
+	ops   []op
+	insts []*x86dec.Inst
+	head  [16]uint64
+	inv   uint16 // head registers that may be assumed
+	// results of the last eval
+	specAddr []uint64 // speculation k: address of the load
+	specOp   []int
+	specVal  []uint64
+	known    [][16]val   // registers known before op i
+	after    [][16]val   // registers known after op i
+	flagsAt  []flagState // flags before op i
+	foldOps  map[int]bool
+}
+
+// calleeSaved: registers an annotation call leaves as they were, the only
+// ones with a meaning at a trace head reached from one.
+const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.R12 | 1<<x86enc.R13 | 1<<x86enc.R14 | 1<<x86enc.R15
+
+func (m *Machine) optimize(ops []op, head, close [16]uint64) *plan {
+	o := &optimizer{m: m, ops: ops, head: head}
+	for r := 0; r < 16; r++ {
+		if calleeSaved&(1<<r) != 0 && head[r] == close[r] {
+			o.inv |= 1 << r
+		}
+	}
+	o.insts = make([]*x86dec.Inst, len(ops))
+	for i := range ops {
+		if ops[i].kind == opInsn {
+			inst, err := x86dec.Decode(ops[i].code, ops[i].addr)
+			if err != nil {
+				return nil
+			}
+			o.insts[i] = &inst
+		}
+	}
+	// Pass 1: assume everything; learn which assumptions pay.
+	folded, ok := o.eval(nil, allSpecs)
+	if !ok {
+		return nil
+	}
+	var need assume
+	count := map[assume]int{}
+	for _, f := range folded {
+		count[f.deps]++
+	}
+	for _, f := range folded {
+		specs := f.deps >> 16
+		switch {
+		case specs == 0:
+			need |= f.deps
+		case bits.OnesCount64(uint64(specs)) == 1 && (count[f.deps] >= 2 || f.target):
+			need |= f.deps
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	p := &plan{spec: map[int]uint64{}}
+	chosen := make(map[int]bool)
+	for k := range o.specOp {
+		if need&(1<<(16+k)) != 0 {
+			chosen[o.specOp[k]] = true
+		}
+	}
+	// Pass 2: only the assumptions chosen.
+	o.specAddr, o.specOp, o.specVal = nil, nil, nil
+	if _, ok := o.eval(chosen, need); !ok {
+		return nil
+	}
+	for k, i := range o.specOp {
+		if chosen[i] {
+			p.spec[i] = o.specVal[k]
+		}
+	}
+	for r := 0; r < 16; r++ {
+		if need&(1<<r) != 0 {
+			p.headRegs = append(p.headRegs, x86enc.Reg(r))
+			p.headVals[r] = head[r]
+		}
+	}
+	if !o.liveness(p, need) {
+		return nil
+	}
+	p.known, p.after, p.insts = o.known, o.after, o.insts
+	p.ok = true
+	return p
+}
+
+const allSpecs = ^assume(0)
+
+type foldedGuard struct {
+	op     int
+	deps   assume
+	target bool
+}
+
+// evalState is the forward state of pass i.
+type evalState struct {
+	regs  [16]val
+	flags flagState
+	spec  map[uint64]val // speculated loads since the last store
+}
+
+// eval runs the trace symbolically. chosen == nil: speculate every
+// eligible load; otherwise only at those ops. It records, per op, the
+// known registers before it (o.known) and the guards it can fold.
+func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bool) {
+	var s evalState
+	for r := 0; r < 16; r++ {
+		if o.inv&(1<<r) != 0 && allowed&(1<<r) != 0 {
+			s.regs[r] = val{known: true, v: o.head[r], deps: 1 << r}
+		}
+	}
+	s.spec = map[uint64]val{}
+	o.known = make([][16]val, len(o.ops))
+	o.after = make([][16]val, len(o.ops))
+	o.flagsAt = make([]flagState, len(o.ops))
+	o.foldOps = make(map[int]bool)
+	var folded []foldedGuard
+	for i := range o.ops {
+		op := &o.ops[i]
+		o.known[i] = s.regs
+		o.flagsAt[i] = s.flags
+		switch op.kind {
+		case opInsn:
+			if !o.step(i, &s, chosen) {
+				return nil, false
+			}
+		case opGuard:
+			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
+				if condHolds(op.cond, s.flags) {
+					return nil, false // contradicts the recording
+				}
+				folded = append(folded, foldedGuard{op: i, deps: s.flags.deps})
+				o.foldOps[i] = true
+			}
+		case opGuardTarget:
+			if r, ok := targetReg(op.inst); ok && s.regs[r].known {
+				if s.regs[r].v != op.target {
+					return nil, false
+				}
+				folded = append(folded, foldedGuard{op: i, deps: s.regs[r].deps, target: true})
+				o.foldOps[i] = true
+			}
+		case opPush:
+			s.regs[x86enc.RSP] = addConst(s.regs[x86enc.RSP], -8)
+			s.spec = map[uint64]val{}
+		case opPop:
+			s.regs[x86enc.RSP] = addConst(s.regs[x86enc.RSP], 8)
+		case opCall:
+			for _, r := range []x86enc.Reg{x86enc.RAX, x86enc.RCX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11} {
+				s.regs[r] = val{}
+			}
+			s.flags = flagState{}
+			s.spec = map[uint64]val{}
+		case opSetEAX1:
+			s.regs[x86enc.RAX] = val{known: true, v: 1}
+		}
+		o.after[i] = s.regs
+	}
+	return folded, true
+}
+
+func addConst(v val, d int64) val {
+	if !v.known {
+		return v
+	}
+	v.v += uint64(d)
+	return v
+}
+
+// gpr maps an x86asm register to its number and width in bytes; ok is
+// false for anything but a general register (and for AH-BH).
+func gpr(r x86asm.Reg) (n x86enc.Reg, size int, ok bool) {
+	switch {
+	case r >= x86asm.RAX && r <= x86asm.R15:
+		return x86enc.Reg(r - x86asm.RAX), 8, true
+	case r >= x86asm.EAX && r <= x86asm.R15L:
+		return x86enc.Reg(r - x86asm.EAX), 4, true
+	case r >= x86asm.AX && r <= x86asm.R15W:
+		return x86enc.Reg(r - x86asm.AX), 2, true
+	case r >= x86asm.AL && r <= x86asm.BL:
+		return x86enc.Reg(r - x86asm.AL), 1, true
+	case r >= x86asm.SPB && r <= x86asm.R15B:
+		return x86enc.Reg(r-x86asm.SPB) + 4, 1, true
+	}
+	return 0, 0, false
+}
+
+// addr evaluates a memory operand's address, if its registers are known.
+func (o *optimizer) addr(inst *x86dec.Inst, m x86asm.Mem, s *evalState) val {
+	if m.Segment != 0 || inst.AddrSize != 64 {
+		return val{}
+	}
+	a := val{known: true, v: uint64(m.Disp)}
+	if m.Base == x86asm.RIP {
+		a.v += inst.End()
+	} else if m.Base != 0 {
+		r, sz, ok := gpr(m.Base)
+		if !ok || sz != 8 || !s.regs[r].known {
+			return val{}
+		}
+		a.v += s.regs[r].v
+		a.deps |= s.regs[r].deps
+	}
+	if m.Index != 0 {
+		r, sz, ok := gpr(m.Index)
+		if !ok || sz != 8 || !s.regs[r].known {
+			return val{}
+		}
+		a.v += s.regs[r].v * uint64(m.Scale)
+		a.deps |= s.regs[r].deps
+	}
+	return a
+}
+
+// operand evaluates a source operand of size bytes (zero-extended).
+func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen map[int]bool) val {
+	inst := o.insts[i]
+	switch a := a.(type) {
+	case x86asm.Imm:
+		return val{known: true, v: truncate(uint64(int64(a)), size)}
+	case x86asm.Reg:
+		r, sz, ok := gpr(a)
+		if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) || !s.regs[r].known {
+			return val{}
+		}
+		v := s.regs[r]
+		v.v = truncate(v.v, sz)
+		return v
+	case x86asm.Mem:
+		ad := o.addr(inst, a, s)
+		if !ad.known || size > 8 {
+			return val{}
+		}
+		if o.m.readOnly(ad.v, size) {
+			b := memAt(ad.v, size)
+			var buf [8]byte
+			copy(buf[:], b)
+			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
+		}
+		key := ad.v<<4 | uint64(size)
+		if v, ok := s.spec[key]; ok {
+			return v
+		}
+		want := chosen == nil || chosen[i]
+		if !want || size != 8 || len(o.specOp) >= maxSpecs || !specForm(o.ops[i].code) || !o.m.readable(ad.v) {
+			return val{}
+		}
+		if !flagsDeadAfter(o.ops, i-1) {
+			return val{} // the value guard's cmp would clobber live flags
+		}
+		v := binary.LittleEndian.Uint64(memAt(ad.v, 8))
+		if int64(v) != int64(int32(v)) {
+			return val{} // cmp takes a 32-bit immediate
+		}
+		k := len(o.specOp)
+		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
+		sv := val{known: true, v: v, deps: ad.deps | 1<<(16+k)}
+		s.spec[key] = sv
+		return sv
+	}
+	return val{}
+}
+
+func truncate(v uint64, size int) uint64 {
+	if size >= 8 {
+		return v
+	}
+	return v & (1<<(8*size) - 1)
+}
+
+func signExtend(v uint64, size int) uint64 {
+	sh := 64 - 8*size
+	return uint64(int64(v<<sh) >> sh)
+}
+
+// setReg writes a register of size bytes with v (32-bit writes zero the
+// upper half; narrower ones merge).
+func setReg(s *evalState, r x86enc.Reg, size int, v val) {
+	switch size {
+	case 8:
+		s.regs[r] = v
+	case 4:
+		v.v = truncate(v.v, 4)
+		s.regs[r] = v
+	default:
+		old := s.regs[r]
+		if !old.known || !v.known {
+			s.regs[r] = val{}
+			return
+		}
+		mask := uint64(1)<<(8*size) - 1
+		s.regs[r] = val{known: true, v: old.v&^mask | v.v&mask, deps: old.deps | v.deps}
+	}
+}
+
+// step applies op i's instruction to s.
+func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
+	inst := o.insts[i]
+	if inst.Special != x86dec.SpecialNone {
+		o.clobber(inst, s)
+		return true
+	}
+	args := inst.Args
+	dst, dsize, dreg := x86enc.Reg(0), 0, false
+	if r, ok := args[0].(x86asm.Reg); ok {
+		dst, dsize, dreg = gpr(r)
+		if dreg && dsize == 1 && r >= x86asm.AH && r <= x86asm.BH {
+			dreg = false
+		}
+	}
+	size := dsize
+	if m, ok := args[0].(x86asm.Mem); ok {
+		_ = m
+		size = inst.MemBytes
+	}
+	switch inst.Op {
+	case x86asm.MOV:
+		if dreg {
+			setReg(s, dst, dsize, o.operand(i, args[1], dsize, s, chosen))
+			return true
+		}
+	case x86asm.MOVSXD, x86asm.MOVSX, x86asm.MOVZX:
+		if dreg {
+			srcSize := inst.MemBytes
+			if r, ok := args[1].(x86asm.Reg); ok {
+				_, srcSize, _ = gpr(r)
+			}
+			v := o.operand(i, args[1], srcSize, s, chosen)
+			if v.known && inst.Op != x86asm.MOVZX {
+				v.v = signExtend(v.v, srcSize)
+			}
+			setReg(s, dst, dsize, v)
+			return true
+		}
+	case x86asm.LEA:
+		if dreg {
+			if m, ok := args[1].(x86asm.Mem); ok {
+				setReg(s, dst, dsize, o.addr(inst, m, s))
+				return true
+			}
+		}
+	case x86asm.ADD, x86asm.SUB, x86asm.AND, x86asm.OR, x86asm.XOR, x86asm.CMP, x86asm.TEST:
+		a := o.operand(i, args[0], size, s, chosen)
+		b := o.operand(i, args[1], size, s, chosen)
+		if inst.Op == x86asm.XOR && dreg && args[0] == args[1] {
+			a, b = val{known: true}, val{known: true}
+		}
+		if a.known && b.known && size >= 1 && size <= 8 {
+			s.flags = arith(inst.Op, a.v, b.v, size)
+			s.flags.deps = a.deps | b.deps
+		} else {
+			s.flags = flagState{}
+		}
+		if inst.Op == x86asm.CMP || inst.Op == x86asm.TEST {
+			return true
+		}
+		if dreg {
+			var v val
+			if a.known && b.known {
+				v = val{known: true, v: arithResult(inst.Op, a.v, b.v), deps: a.deps | b.deps}
+			}
+			setReg(s, dst, dsize, v)
+			return true
+		}
+		s.spec = map[uint64]val{} // a memory destination: a store
+		return true
+	case x86asm.SHL, x86asm.SHR, x86asm.SAR:
+		if dreg && dsize == 8 {
+			a := s.regs[dst]
+			n, ok := args[1].(x86asm.Imm)
+			s.flags = flagState{}
+			if ok && a.known {
+				c := uint64(n) & 63
+				switch inst.Op {
+				case x86asm.SHL:
+					a.v <<= c
+				case x86asm.SHR:
+					a.v >>= c
+				default:
+					a.v = uint64(int64(a.v) >> c)
+				}
+				s.regs[dst] = a
+			} else {
+				s.regs[dst] = val{}
+			}
+			return true
+		}
+	}
+	o.clobber(inst, s)
+	return true
+}
+
+// clobber makes unknown whatever an instruction the optimiser does not
+// model may change.
+func (o *optimizer) clobber(inst *x86dec.Inst, s *evalState) {
+	w, all := writes(inst)
+	if all {
+		s.regs = [16]val{}
+	} else {
+		for r := 0; r < 16; r++ {
+			if w&(1<<r) != 0 {
+				s.regs[r] = val{}
+			}
+		}
+	}
+	if inst.Special != x86dec.SpecialNone || flagEffects[inst.Op] != flagsNone {
+		s.flags = flagState{}
+	}
+	if storesMemory(inst) {
+		s.spec = map[uint64]val{}
+	}
+}
+
+func arith(op x86asm.Op, a, b uint64, size int) flagState {
+	bitsz := uint(8 * size)
+	top := uint64(1) << (bitsz - 1)
+	a, b = truncate(a, size), truncate(b, size)
+	var f flagState
+	f.known = true
+	switch op {
+	case x86asm.SUB, x86asm.CMP:
+		r := truncate(a-b, size)
+		f.cf = a < b
+		f.zf = r == 0
+		f.sf = r&top != 0
+		f.of = (a^b)&(a^r)&top != 0
+	case x86asm.ADD:
+		r := truncate(a+b, size)
+		f.cf = r < a
+		f.zf = r == 0
+		f.sf = r&top != 0
+		f.of = ^(a^b)&(a^r)&top != 0
+	default: // AND, OR, XOR, TEST
+		r := truncate(arithResult(op, a, b), size)
+		f.zf = r == 0
+		f.sf = r&top != 0
+	}
+	return f
+}
+
+func arithResult(op x86asm.Op, a, b uint64) uint64 {
+	switch op {
+	case x86asm.ADD:
+		return a + b
+	case x86asm.SUB, x86asm.CMP:
+		return a - b
+	case x86asm.AND, x86asm.TEST:
+		return a & b
+	case x86asm.OR:
+		return a | b
+	}
+	return a ^ b
+}
+
+// condHolds evaluates a condition code on known flags.
+func condHolds(c x86enc.Cond, f flagState) bool {
+	var v bool
+	switch c &^ 1 {
+	case x86enc.O:
+		v = f.of
+	case x86enc.B:
+		v = f.cf
+	case x86enc.E:
+		v = f.zf
+	case x86enc.BE:
+		v = f.cf || f.zf
+	case x86enc.S:
+		v = f.sf
+	case x86enc.L:
+		v = f.sf != f.of
+	case x86enc.LE:
+		v = f.zf || f.sf != f.of
+	}
+	if c&1 != 0 {
+		return !v
+	}
+	return v
+}
+
+// specForm: the load's encoding is one the value guard can be built from
+// (see valueGuard).
+func specForm(code []byte) bool {
+	_, err := valueGuard(code, 0)
+	return err == nil
+}
+
+// valueGuard encodes `cmpq $v, M` where M is the memory operand of code,
+// a 64-bit mov from memory or cmp with memory (REX.W 8B/3B/39, 81/83 /7),
+// with an optional fs/gs prefix and no %rip-relative operand.
+func valueGuard(code []byte, v int32) ([]byte, error) {
+	i := 0
+	var out []byte
+	if i < len(code) && (code[i] == 0x64 || code[i] == 0x65) {
+		out = append(out, code[i])
+		i++
+	}
+	if i+2 >= len(code) || code[i]&0xf8 != 0x48 {
+		return nil, errNoGuardForm
+	}
+	rex := code[i]
+	opc := code[i+1]
+	modrm := code[i+2]
+	mod, reg, rm := modrm>>6, (modrm>>3)&7, modrm&7
+	switch {
+	case opc == 0x8b || opc == 0x3b || opc == 0x39:
+	case (opc == 0x81 || opc == 0x83) && reg == 7:
+	default:
+		return nil, errNoGuardForm
+	}
+	if mod == 3 || (mod == 0 && rm == 5) {
+		return nil, errNoGuardForm
+	}
+	rest := code[i+3:]
+	n := 0
+	if rm == 4 {
+		if len(rest) < 1 {
+			return nil, errNoGuardForm
+		}
+		n = 1
+		if mod == 0 && rest[0]&7 == 5 {
+			n += 4
+		}
+	}
+	switch mod {
+	case 1:
+		n++
+	case 2:
+		n += 4
+	}
+	if len(rest) < n {
+		return nil, errNoGuardForm
+	}
+	out = append(out, rex&^4, 0x81, mod<<6|7<<3|rm)
+	out = append(out, rest[:n]...)
+	return binary.LittleEndian.AppendUint32(out, uint32(v)), nil
+}
+
+var errNoGuardForm = errorString("tracevm: no value guard for this load")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// liveness decides which ops to drop, walking backwards: a pure
+// instruction whose register results nothing reads and whose flags
+// nothing needs goes; folded guards go; a speculated load becomes a value
+// guard. Exits need every register the optimiser does not know there.
+func (o *optimizer) liveness(p *plan, need assume) bool {
+	n := len(o.ops)
+	p.drop = make([]bool, n)
+	p.liveAfter = make([]uint16, n)
+	live := uint16(allRegs)
+	flags := false
+	unknownAt := func(i int) uint16 {
+		var u uint16
+		for r := 0; r < 16; r++ {
+			if !o.known[i][r].known {
+				u |= 1 << r
+			}
+		}
+		return u
+	}
+	for i := n - 1; i >= 0; i-- {
+		op := &o.ops[i]
+		p.liveAfter[i] = live
+		switch op.kind {
+		case opClose, opLink, opExit:
+			live, flags = allRegs, false
+		case opCall:
+			live, flags = allRegs, false
+		case opPush, opPop:
+			live |= 1 << 4
+		case opSetEAX1:
+			live &^= 1
+		case opGuard:
+			if o.foldOps[i] {
+				p.drop[i] = true
+				continue
+			}
+			flags = true
+			live |= unknownAt(i)
+		case opGuardTarget:
+			if o.foldOps[i] {
+				p.drop[i] = true
+				continue
+			}
+			live |= regBits(op.inst.Args[0]) | unknownAt(i)
+		case opInsn:
+			inst := o.insts[i]
+			w, wall := writes(inst)
+			r, rall := reads(inst)
+			if _, ok := p.spec[i]; ok {
+				// cmpq $v, M; jne exit: reads M's registers, sets
+				// the flags; the loaded register becomes virtual.
+				m := memArg(inst)
+				live = live&^w | regBits(m) | unknownAt(i)
+				flags = false
+				continue
+			}
+			// Pure: its only effects are a general register and the
+			// flags (a vector destination is an effect the optimiser
+			// does not track).
+			pure := !wall && !storesMemory(inst) && (readOnlyOps[inst.Op] ||
+				((destOnly[inst.Op] || readWrite[inst.Op]) && isGPRArg(inst.Args[0])))
+			known := true
+			for rr := 0; rr < 16; rr++ {
+				if w&(1<<rr) != 0 && !o.after[i][rr].known {
+					known = false
+				}
+			}
+			writesFlags := flagEffects[inst.Op] != flagsNone || inst.Special != x86dec.SpecialNone
+			if pure && known && w&live == 0 && !(writesFlags && flags) && !flagsRead(inst) {
+				p.drop[i] = true
+				continue
+			}
+			if rall {
+				r = allRegs
+			}
+			live = live&^w | r
+			if flagsKill(inst) {
+				flags = false
+			}
+			if flagsRead(inst) {
+				flags = true
+			}
+		}
+	}
+	return true
+}
+
+func memArg(inst *x86dec.Inst) x86asm.Arg {
+	for _, a := range inst.Args {
+		if m, ok := a.(x86asm.Mem); ok {
+			return m
+		}
+	}
+	return nil
+}
+
+func isGPRArg(a x86asm.Arg) bool {
+	r, ok := a.(x86asm.Reg)
+	if !ok {
+		return false
+	}
+	_, _, ok = gpr(r)
+	return ok
+}
