@@ -1,0 +1,190 @@
+package harness
+
+/*
+#include "th.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+)
+
+// NIn and NOut are the sizes of a test function's inputs and outputs.
+const (
+	NIn  = C.TH_NIN
+	NOut = C.TH_NOUT
+)
+
+// Func is a C test function: int64_t f(const int64_t in[NIn], int64_t
+// out[NOut]). in[0] is the base of its loop ids (see NewIDs).
+type Func struct {
+	Name string
+	ptr  unsafe.Pointer
+}
+
+// The test functions (tt_loops.c and tt_simd.c say what each computes).
+var (
+	Sum       = Func{"tt_sum", C.tt_sum}
+	Branchy   = Func{"tt_branchy", C.tt_branchy}
+	Nested    = Func{"tt_nested", C.tt_nested}
+	Calls     = Func{"tt_calls", C.tt_calls}
+	Recurse   = Func{"tt_recurse", C.tt_recurse}
+	Interp    = Func{"tt_interp", C.tt_interp}
+	FuncPtr   = Func{"tt_fptr", C.tt_fptr}
+	Globals   = Func{"tt_globals", C.tt_globals}
+	IsTraced  = Func{"tt_is_traced", C.tt_is_traced}
+	Ensure    = Func{"tt_ensure", C.tt_ensure}
+	Merge     = Func{"tt_merge", C.tt_merge}
+	Syscall   = Func{"tt_syscall", C.tt_syscall}
+	Spin      = Func{"tt_spin", C.tt_spin}
+	Fork      = Func{"tt_fork", C.tt_fork}
+	InvFP     = Func{"tt_invariant_fp", C.tt_invariant_fp}
+	NativeAPI = Func{"tt_native_api", C.tt_native_api}
+	SelfMod   = Func{"tt_smc", C.tt_smc}
+	FPC       = Func{"tt_fp_c", C.tt_fp_c}
+	FPSSE2    = Func{"tt_fp_sse2", C.tt_fp_sse2}
+	FPAVX2    = Func{"tt_fp_avx2", C.tt_fp_avx2}
+	FPAVX512  = Func{"tt_fp_avx512", C.tt_fp_avx512}
+	Funcs     = []Func{Sum, Branchy, Nested, Calls, Recurse, Interp, FuncPtr, Globals, IsTraced, Ensure, Merge, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	nextIDs   atomic.Uint64
+	idsPerRun = uint64(1 << 12)
+)
+
+// NewIDs returns the base of a block of loop ids no run has used: a test
+// function run with in[0] = NewIDs() records its loops afresh, whatever
+// ran before in the process (go test -count=N).
+func NewIDs() uint64 { return (1 << 24) + nextIDs.Add(1)*idsPerRun }
+
+// IDSpan is the number of loop ids a block from NewIDs holds.
+func IDSpan() uint64 { return idsPerRun }
+
+// Addr returns the function's address.
+func (f Func) Addr() uint64 { return uint64(uintptr(f.ptr)) }
+
+// Result is what a test function returned.
+type Result struct {
+	Ret int64
+	Out [NOut]int64
+}
+
+func inputs(in []int64) *[NIn]int64 {
+	if len(in) > NIn {
+		panic(fmt.Sprintf("harness: %d inputs, at most %d", len(in), NIn))
+	}
+	a := new([NIn]int64)
+	copy(a[:], in)
+	return a
+}
+
+// Run calls f(in) on this thread with the JIT as it is.
+func (f Func) Run(in ...int64) Result {
+	a := inputs(in)
+	r := new(Result)
+	r.Ret = int64(C.th_call(f.ptr, (*C.int64_t)(&a[0]), (*C.int64_t)(&r.Out[0])))
+	return *r
+}
+
+// RunNative calls f(in) with the JIT off (restoring it afterwards): the
+// reference result.
+func (f Func) RunNative(in ...int64) Result {
+	on := JIT()
+	SetJIT(false)
+	defer SetJIT(on)
+	return f.Run(in...)
+}
+
+// Overlap says how long the two threads of Race ran f at the same time.
+type Overlap struct {
+	Both   time.Duration // both threads inside f
+	Either time.Duration // at least one
+}
+
+// Race runs f on two new threads at once (in0 on the first, in1 on the
+// second), rounds times; result 2k+t is thread t's in round k.
+func (f Func) Race(rounds int, in0, in1 []int64) ([]Result, Overlap, error) {
+	a0, a1 := inputs(in0), inputs(in1)
+	rets := make([]int64, 2*rounds)
+	outs := make([]int64, 2*rounds*NOut)
+	times := new([2]int64)
+	if rounds == 0 {
+		return nil, Overlap{}, nil
+	}
+	if rc := C.th_race(f.ptr, (*C.int64_t)(&a0[0]), (*C.int64_t)(&a1[0]), C.int64_t(rounds),
+		(*C.int64_t)(&rets[0]), (*C.int64_t)(&outs[0]), (*C.int64_t)(&times[0])); rc != 0 {
+		return nil, Overlap{}, fmt.Errorf("harness: race of %s: error %d", f.Name, int(rc))
+	}
+	res := make([]Result, 2*rounds)
+	for i := range res {
+		res[i].Ret = rets[i]
+		copy(res[i].Out[:], outs[i*NOut:])
+	}
+	return res, Overlap{time.Duration(times[0]), time.Duration(times[1])}, nil
+}
+
+// Signals says what the SIGALRM handler of RunWithSignals saw.
+type Signals struct {
+	Delivered int64 // handler runs
+	InCache   int64 // ... that interrupted code in the code cache
+}
+
+// RunWithSignals calls f(in) on this thread while a timer of the thread
+// sends it SIGALRM every interval.
+func (f Func) RunWithSignals(interval time.Duration, in ...int64) (Result, Signals, error) {
+	a := inputs(in)
+	r := new(Result)
+	var ret C.int64_t
+	stats := new([2]int64)
+	if rc := C.th_with_signals(f.ptr, (*C.int64_t)(&a[0]), (*C.int64_t)(&r.Out[0]), &ret,
+		C.int64_t(interval.Nanoseconds()), (*C.int64_t)(&stats[0])); rc != 0 {
+		return Result{}, Signals{}, fmt.Errorf("harness: signals for %s: error %d", f.Name, int(rc))
+	}
+	r.Ret = int64(ret)
+	return *r, Signals{Delivered: stats[0], InCache: stats[1]}, nil
+}
+
+// Sites returns the shim calls in f (its main part: not in split-off cold
+// parts).
+func (f Func) Sites() []Site {
+	r, ok := fdeOf(f.Addr())
+	if !ok {
+		return nil
+	}
+	var out []Site
+	for _, s := range st.sites {
+		if s.Addr >= r.Lo && s.Addr < r.Hi {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Insts decodes f (its main part).
+func (f Func) Insts() ([]x86dec.Inst, error) {
+	r, ok := fdeOf(f.Addr())
+	if !ok {
+		return nil, fmt.Errorf("harness: %s (%#x) has no FDE", f.Name, f.Addr())
+	}
+	b, err := st.code(r.Lo, r.Hi)
+	if err != nil {
+		return nil, err
+	}
+	var insts []x86dec.Inst
+	err = decodeAll(b, r.Lo, func(inst *x86dec.Inst, _ []byte) error {
+		insts = append(insts, *inst)
+		return nil
+	})
+	return insts, err
+}
+
+// GlobalsExtra returns the volatile globals Globals leaves behind: the
+// ticks (2 per iteration) and the last iteration's index.
+func GlobalsExtra() (ticks, last int64) {
+	var t, l C.int64_t
+	C.th_globals_extra(&t, &l)
+	return int64(t), int64(l)
+}

@@ -1,0 +1,752 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/tracevm"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// hot is the hot-loop threshold of every test.
+const hot = 64
+
+func TestMain(m *testing.M) {
+	if _, err := Setup(hot); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// traced is one run of a test function with the JIT on, in a block of
+// fresh loop ids, with what the machine and th_api counted meanwhile.
+type traced struct {
+	ids    uint64
+	res    Result
+	loop   Loop  // the traces of the run's loops
+	api    Stats // th_api's counters, this run only
+	before tracevm.Snapshot
+	after  tracevm.Snapshot
+}
+
+// runJIT runs f(ids, in...) with the JIT on.
+func runJIT(t *testing.T, f Func, in ...int64) traced {
+	t.Helper()
+	require.True(t, JIT())
+	r := traced{ids: NewIDs()}
+	m := Machine()
+	r.before = m.Snapshot()
+	s0 := ReadStats()
+	r.res = f.Run(append([]int64{int64(r.ids)}, in...)...)
+	r.api = ReadStats().Sub(s0)
+	r.after = m.Snapshot()
+	r.loop = LoopFigures(r.after, r.ids, r.ids+IDSpan())
+	return r
+}
+
+// native runs f with the JIT off and the same loop ids.
+func (r traced) native(f Func, in ...int64) Result {
+	return f.RunNative(append([]int64{int64(r.ids)}, in...)...)
+}
+
+func (r traced) aborts(reason string) uint64 {
+	return r.after.Aborts[reason] - r.before.Aborts[reason]
+}
+
+// log returns the disassembly of every trace of the run.
+func (r traced) log() string {
+	var b strings.Builder
+	for _, h := range r.loop.Heads {
+		b.WriteString(TraceLog(h))
+	}
+	return b.String()
+}
+
+// checkTraced checks that the run compiled a trace, that every back-edge
+// is accounted for (run natively through th_api, taken inside a trace,
+// or consumed by a recording that produced a trace) and that at least
+// minShare of them ran inside traces. backEdges is the number of times
+// the function's loops jumped back, computed independently.
+func (r traced) checkTraced(t *testing.T, backEdges int64, minShare float64) {
+	t.Helper()
+	l := r.loop
+	require.GreaterOrEqual(t, l.RootTraces, 1, "no trace compiled; aborts %v", r.after.Aborts)
+	native := r.api.Calls[tracevm.APIBackwardsBranch]
+	recorded := r.recorded()
+	assert.Equal(t, uint64(backEdges), native+l.Iterations+recorded,
+		"back-edges: %d run natively + %d in traces + %d recorded", native, l.Iterations, recorded)
+	share := float64(l.Iterations) / float64(backEdges)
+	assert.GreaterOrEqual(t, share, minShare, "share of back-edges inside traces")
+	r.checkSites(t)
+	t.Logf("figures: %d root + %d side traces, %d of %d back-edges in traces (%.2f%%), %d run natively, %d exits taken",
+		l.RootTraces, l.SideTraces, l.Iterations, backEdges, 100*share, native, l.Exits)
+}
+
+// recorded counts the recordings that took a back-edge themselves: those
+// whose trace ends by closing its loop or linking to a trace (a side trace
+// may end in an exit instead).
+func (r traced) recorded() uint64 {
+	var n uint64
+	for _, h := range r.loop.Heads {
+		log := TraceLog(h)
+		if strings.Contains(log, "; close ") || strings.Contains(log, "; link ") {
+			n++
+		}
+	}
+	return n
+}
+
+// checkSites: every shim call came from a registered site.
+func (r traced) checkSites(t *testing.T) {
+	t.Helper()
+	assert.Zero(t, r.api.UnknownSite, "shim calls from unregistered sites")
+	assert.Zero(t, r.api.APIMismatch, "shim calls whose API is not the site's")
+	assert.Zero(t, r.api.CountFull, "hits with no counter")
+}
+
+func xorshift(x uint64) uint64 {
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	return x
+}
+
+func TestSites(t *testing.T) {
+	shims := map[uint64]bool{}
+	for _, s := range st.sites {
+		shims[s.Addr] = true
+	}
+	want := map[string][]tracevm.API{
+		"tt_nested":    {tracevm.APIBackwardsBranch, tracevm.APIFellthroughBranch},
+		"tt_recurse":   {tracevm.APIBackwardsBranch, tracevm.APIBeginBranchableFrame, tracevm.APIEndBranchableFrame},
+		"tt_is_traced": {tracevm.APIBackwardsBranch, tracevm.APIIsTraced},
+		"tt_ensure":    {tracevm.APIBackwardsBranch, tracevm.APIEnsureNotTraced},
+		"tt_merge":     {tracevm.APIBackwardsBranch, tracevm.APIBeginMergeBlock, tracevm.APIEndMergeBlock},
+	}
+	for _, f := range Funcs {
+		t.Run(f.Name, func(t *testing.T) {
+			sites := f.Sites()
+			require.NotEmpty(t, sites)
+			insts, err := f.Insts()
+			require.NoError(t, err)
+			calls := 0
+			for i := range insts {
+				in := &insts[i]
+				if !shims[in.Addr] {
+					continue
+				}
+				calls++
+				assert.Equal(t, x86asm.CALL, in.Op, "%#x", in.Addr)
+				assert.Equal(t, 5, in.Len, "%#x: not call rel32", in.Addr)
+			}
+			assert.Equal(t, len(sites), calls, "sites found by decoding the function again")
+			apis := map[tracevm.API]bool{}
+			for _, s := range sites {
+				apis[s.API] = true
+				assert.Equal(t, s.Addr, st.sites[s.GSite].Addr)
+			}
+			for _, a := range want[f.Name] {
+				assert.True(t, apis[a], "no call of API %d", a)
+			}
+		})
+	}
+}
+
+func TestCountedLoop(t *testing.T) {
+	const n, k = 200000, 7
+	want := int64(3*n*(n-1)/2 + k*n)
+	r := runJIT(t, Sum, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(Sum, n, k).Ret)
+	r.checkTraced(t, n, 0.99)
+	assert.Equal(t, 1, r.loop.RootTraces)
+	assert.Zero(t, r.loop.SideTraces)
+}
+
+func refBranchy(n int64, seed uint64) (s, odd int64, x uint64) {
+	x = seed | 1
+	for i := int64(0); i < n; i++ {
+		x = xorshift(x)
+		if x&1 != 0 {
+			s += int64(x >> 40)
+			odd++
+		} else {
+			s ^= int64(x >> 20)
+		}
+	}
+	return s, odd, x
+}
+
+func TestDataDependentBranch(t *testing.T) {
+	const n = 200000
+	seed := uint64(0x9e3779b97f4a7c15)
+	s, odd, x := refBranchy(n, seed)
+	r := runJIT(t, Branchy, n, int64(seed))
+	require.Equal(t, s, r.res.Ret)
+	require.Equal(t, odd, r.res.Out[0])
+	require.Equal(t, int64(x), r.res.Out[1])
+	require.Equal(t, r.res, r.native(Branchy, n, int64(seed)))
+	// Both sides are common: the root trace's guard exits, and the other
+	// side gets a side trace linked back to the root.
+	r.checkTraced(t, n, 0.95)
+	assert.GreaterOrEqual(t, r.loop.SideTraces, 1)
+	assert.Greater(t, r.loop.Exits, uint64(0))
+	assert.Contains(t, r.log(), "side of")
+}
+
+func TestNestedLoops(t *testing.T) {
+	const n, m = 300, 500
+	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
+	r := runJIT(t, Nested, n, m)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(Nested, n, m).Ret)
+	outer := LoopFigures(r.after, r.ids, r.ids+1)
+	inner := LoopFigures(r.after, r.ids+1, r.ids+2)
+	assert.Equal(t, 1, inner.RootTraces, "inner loop trace")
+	assert.Equal(t, 1, outer.RootTraces, "outer loop trace")
+	// The outer trace enters the inner one.
+	var outerLog string
+	for _, h := range outer.Heads {
+		outerLog += TraceLog(h)
+	}
+	assert.Contains(t, outerLog, "; link ")
+	r.checkTraced(t, n*m+n, 0.95)
+	t.Logf("inner: %d back-edges in traces of %d; outer: %d of %d", inner.Iterations, n*m, outer.Iterations, n)
+}
+
+func TestInlinedCalls(t *testing.T) {
+	const n, k = 100000, 0x1234
+	var want int64
+	for i := int64(0); i < n; i++ {
+		want += (i * 31) ^ k
+		want += (i & 255) * (i & 255)
+	}
+	r := runJIT(t, Calls, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(Calls, n, k).Ret)
+	r.checkTraced(t, n, 0.99)
+	log := r.log()
+	// Both helpers are inlined: a pushed return address, the body, and
+	// the return turned into a pop; no native call.
+	assert.Equal(t, 2, strings.Count(log, "; push-ret "), log)
+	assert.Equal(t, 2, strings.Count(log, "; pop-ret "), log)
+	assert.NotContains(t, log, "; call ")
+}
+
+func refRecurse(depth, n, below int64, act, edges *int64) int64 {
+	var s int64
+	for i := int64(0); i < n; i++ {
+		s += i + depth*1000
+		if depth > 0 {
+			s += refRecurse(depth-1, below, below, act, edges) % 100003
+		}
+		*edges++
+	}
+	*act++
+	return s
+}
+
+func TestRecursionInBranchableFrame(t *testing.T) {
+	const depth, n, below = 2, 200, 30
+	var act, edges int64
+	want := refRecurse(depth, n, below, &act, &edges)
+	r := runJIT(t, Recurse, depth, n, below)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, act, r.res.Out[0], "activations")
+	require.Equal(t, r.res, r.native(Recurse, depth, n, below))
+	// Every level's loop has a trace; above level 0 it calls the next
+	// level natively from inside the branchable frame (the log names the
+	// call instruction).
+	insts, err := Recurse.Insts()
+	require.NoError(t, err)
+	var self []uint64
+	for i := range insts {
+		if to, ok := insts[i].Target(); ok && insts[i].Op == x86asm.CALL && to == Recurse.Addr() {
+			self = append(self, insts[i].Addr)
+		}
+	}
+	require.Len(t, self, 1, "the recursive call")
+	call := fmt.Sprintf("; call %#x", self[0])
+	for d := uint64(0); d <= depth; d++ {
+		l := LoopFigures(r.after, r.ids+d, r.ids+d+1)
+		require.Equal(t, 1, l.RootTraces, "level %d", d)
+		if d > 0 {
+			log := ""
+			for _, h := range l.Heads {
+				log += TraceLog(h)
+			}
+			assert.Contains(t, log, call, "level %d", d)
+		}
+		t.Logf("level %d: %d back-edges in %d+%d traces", d, l.Iterations, l.RootTraces, l.SideTraces)
+	}
+	r.checkTraced(t, edges, 0.95)
+}
+
+func refInterp(n, k int64) (r1, steps int64) {
+	for c := n; c > 0; c-- {
+		r1 += (c * c) ^ k
+		r1 += (c >> 1) & 7
+	}
+	return r1, 3 + 11*n + 1
+}
+
+func TestSwitchInterpreter(t *testing.T) {
+	const n, k = 100000, 0x5a5
+	insts, err := Interp.Insts()
+	require.NoError(t, err)
+	jumps := 0
+	for i := range insts {
+		if insts[i].Flow() == x86dec.FlowIndirectJump {
+			jumps++
+		}
+	}
+	require.Positive(t, jumps, "gcc compiled the switch without a jump table")
+	want, steps := refInterp(n, k)
+	r := runJIT(t, Interp, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, steps, r.res.Out[0])
+	require.Equal(t, r.res, r.native(Interp, n, k))
+	// Every dispatch is an indirect jump guarded by its target.
+	assert.GreaterOrEqual(t, strings.Count(r.log(), "; guard-target "), 11)
+	r.checkTraced(t, n-1, 0.99)
+}
+
+func refFuncPtr(n, k, mask int64) int64 {
+	fs := []func(x int64) int64{
+		func(x int64) int64 { return x + k },
+		func(x int64) int64 { return x*3 - k },
+		func(x int64) int64 { return (x ^ k) >> 1 },
+		func(x int64) int64 { return x*x%1009 + k },
+	}
+	var s int64
+	for i := int64(0); i < n; i++ {
+		s += fs[i&mask](i)
+	}
+	return s
+}
+
+func TestIndirectCalls(t *testing.T) {
+	const n, k = 100000, 77
+	for _, tc := range []struct {
+		mask     int64
+		minShare float64
+	}{
+		{0, 0.99}, // one target
+		{3, 0.9},  // four targets in turn: side traces chain the guards
+	} {
+		t.Run(fmt.Sprintf("mask%d", tc.mask), func(t *testing.T) {
+			want := refFuncPtr(n, k, tc.mask)
+			r := runJIT(t, FuncPtr, n, k, tc.mask)
+			require.Equal(t, want, r.res.Ret)
+			require.Equal(t, want, r.native(FuncPtr, n, k, tc.mask).Ret)
+			log := r.log()
+			assert.Contains(t, log, "; guard-target ")
+			assert.Contains(t, log, "; push-ret ", "indirect call inlined")
+			r.checkTraced(t, n, tc.minShare)
+			if tc.mask != 0 {
+				assert.GreaterOrEqual(t, r.loop.SideTraces, 3, "a side trace per other target")
+			}
+		})
+	}
+}
+
+// refFP is what every tt_fp_* variant computes: the sum of 2*dot(i) and
+// (out[0]) the same again.
+func refFP(n int64) (s, total int64) {
+	for i := int64(0); i < n; i++ {
+		c2 := 2*(i&7) + 1
+		for j := int64(0); j < 64; j++ {
+			if j+1 > i&63 {
+				s += (j + 1) * (64 - j) * c2
+			}
+		}
+	}
+	return s, s
+}
+
+// refFPC is what tt_fp_c computes, in integers (2*z).
+func refFPC(n int64) (s, total int64) {
+	var z [64]int64
+	for i := int64(0); i < n; i++ {
+		c2 := 2*(i&7) + 1
+		for j := int64(0); j < 64; j++ {
+			z[j] += (j + 1) * (64 - j) * c2
+		}
+		s += z[(i*5)&63]
+	}
+	for _, v := range z {
+		total += v
+	}
+	return s, total
+}
+
+func TestFloatingPointAndVectors(t *testing.T) {
+	const n = 20000
+	for _, tc := range []struct {
+		f    Func
+		need Feature
+		ref  func(int64) (int64, int64)
+		regs []string // in the trace
+	}{
+		{FPC, SSE2, refFPC, []string{"mulpd", "%xmm"}},
+		{FPSSE2, SSE2, refFP, []string{"cmpltpd", "%xmm"}},
+		{FPAVX2, AVX2FMA, refFP, []string{"vfmadd", "%ymm"}},
+		{FPAVX512, AVX512F, refFP, []string{"%zmm", "%k"}},
+	} {
+		t.Run(tc.f.Name, func(t *testing.T) {
+			if !CPUHas(tc.need) {
+				t.Skipf("no CPU support")
+			}
+			s, total := tc.ref(n)
+			r := runJIT(t, tc.f, n)
+			require.Equal(t, s, r.res.Ret)
+			require.Equal(t, total, r.res.Out[0])
+			require.Equal(t, r.res, r.native(tc.f, n))
+			log := r.log()
+			for _, w := range tc.regs {
+				assert.Contains(t, log, w)
+			}
+			r.checkTraced(t, n, 0.99)
+		})
+	}
+}
+
+func TestRIPRelativeGlobals(t *testing.T) {
+	const n, k = 100000, 0x55
+	var hist [16]int64
+	var total int64
+	for i := int64(0); i < n; i++ {
+		hist[(i*7)&15] += i
+		total += (i ^ k) * 5
+	}
+	r := runJIT(t, Globals, n, k)
+	require.Equal(t, total, r.res.Ret)
+	require.Equal(t, hist[:], r.res.Out[:16])
+	ticks, last := GlobalsExtra()
+	require.Equal(t, int64(2*n), ticks)
+	require.Equal(t, int64(n-1), last)
+	nat := r.native(Globals, n, k)
+	require.Equal(t, r.res, nat)
+	r.checkTraced(t, n, 0.99)
+	// The volatile globals are read and written %rip-relative by copied
+	// (relocated) instructions.
+	rip := 0
+	for _, line := range strings.Split(r.log(), "\n") {
+		if strings.Contains(line, "(%rip)") && strings.Contains(line, "; insn ") {
+			rip++
+		}
+	}
+	assert.GreaterOrEqual(t, rip, 3, r.log())
+}
+
+func TestIsTraced(t *testing.T) {
+	const n = 100000
+	r := runJIT(t, IsTraced, n)
+	require.Equal(t, int64(n*(n-1)/2), r.res.Ret)
+	nat := r.native(IsTraced, n)
+	require.Equal(t, int64(n*(n-1)/2), nat.Ret)
+	require.Zero(t, nat.Out[0], "is_traced outside traces")
+	r.checkTraced(t, n, 0.99)
+	// 1 in every iteration inside a trace and in each recorded one.
+	assert.Equal(t, r.loop.Iterations+r.recorded(), uint64(r.res.Out[0]))
+	assert.Zero(t, r.api.FromCache, "is_traced called from a trace")
+	assert.Equal(t, n-uint64(r.res.Out[0]), r.api.Calls[tracevm.APIIsTraced], "native is_traced calls")
+}
+
+func TestEnsureNotTraced(t *testing.T) {
+	const n, period = 100000, 97
+	var s, errs int64
+	for i := int64(0); i < n; i++ {
+		s += i
+		if i%period == period-1 {
+			errs++
+			s ^= i << 3
+		}
+	}
+	r := runJIT(t, Ensure, n, period)
+	require.Equal(t, s, r.res.Ret)
+	require.Equal(t, errs, r.res.Out[0])
+	require.Equal(t, r.res, r.native(Ensure, n, period))
+	assert.Equal(t, uint64(errs), r.api.Calls[tracevm.APIEnsureNotTraced], "every error path ran natively")
+	assert.GreaterOrEqual(t, r.aborts("ensure-not-traced"), uint64(1))
+	r.checkTraced(t, n, 0.95)
+}
+
+func TestMergeBlock(t *testing.T) {
+	const n, seed = 100000, 12345
+	var s, rc, freed int64 = 0, 1, 0
+	x := uint64(seed) | 1
+	for i := 0; i < n; i++ {
+		x = xorshift(x)
+		s += int64(x & 0xff)
+		if x&0x100 != 0 {
+			rc++
+		} else if rc--; rc == 0 {
+			freed++
+			rc = 1
+		}
+	}
+	r := runJIT(t, Merge, n, seed)
+	require.Equal(t, s, r.res.Ret)
+	require.Equal(t, rc, r.res.Out[0])
+	require.Equal(t, freed, r.res.Out[1])
+	require.Equal(t, r.res, r.native(Merge, n, seed))
+	r.checkTraced(t, n, 0.9)
+	// The merge-block calls vanish from traces: only iterations run
+	// natively call begin (one per native back-edge, and the first
+	// iteration); end also runs after a guard inside the block exits.
+	native := r.api.Calls[tracevm.APIBackwardsBranch]
+	assert.LessOrEqual(t, r.api.Calls[tracevm.APIBeginMergeBlock], native+1)
+	assert.LessOrEqual(t, r.api.Calls[tracevm.APIEndMergeBlock], native+1+r.loop.Exits)
+	assert.GreaterOrEqual(t, r.api.Calls[tracevm.APIEndMergeBlock], r.api.Calls[tracevm.APIBeginMergeBlock])
+}
+
+func TestSignalsInTrace(t *testing.T) {
+	t.Run("long", func(t *testing.T) {
+		// A long run inside one trace: most signals interrupt it.
+		const n, seed = 20000000, 99
+		var s int64
+		var d float64
+		x := uint64(seed) | 1
+		for i := 0; i < n; i++ {
+			x = xorshift(x)
+			s += int64(x >> 48)
+			d += float64(x&0xffff) * 0.5
+		}
+		r, sig := runSignals(t, Spin, 20*time.Microsecond, n, seed)
+		require.Equal(t, s, r.res.Ret)
+		require.Equal(t, int64(d), r.res.Out[0])
+		assert.Positive(t, sig.Delivered, "signals")
+		assert.Positive(t, sig.InCache, "signals that interrupted a trace")
+		r.checkTraced(t, n, 0.99)
+		t.Logf("%d signals, %d of them inside the code cache", sig.Delivered, sig.InCache)
+	})
+	t.Run("recording", func(t *testing.T) {
+		// Fresh loops, recorded (root and side traces) while signals
+		// arrive every 25us: they land in recording blocks, in the
+		// switch to the recorder and in the recorder itself.
+		const n, runs = 100000, 20
+		var delivered, inCache, traces int64
+		for k := 0; k < runs; k++ {
+			seed := uint64(k)*0x9e3779b97f4a7c15 + 1
+			s, odd, x := refBranchy(n, seed)
+			r, sig := runSignals(t, Branchy, 25*time.Microsecond, n, int64(seed))
+			require.Equal(t, s, r.res.Ret, "run %d", k)
+			require.Equal(t, odd, r.res.Out[0], "run %d", k)
+			require.Equal(t, int64(x), r.res.Out[1], "run %d", k)
+			require.Equal(t, 1, r.loop.RootTraces, "run %d", k)
+			r.checkSites(t)
+			delivered += sig.Delivered
+			inCache += sig.InCache
+			traces += int64(r.loop.RootTraces + r.loop.SideTraces)
+		}
+		assert.Positive(t, delivered)
+		t.Logf("%d runs, %d traces recorded, %d signals, %d of them inside the code cache", runs, traces, delivered, inCache)
+	})
+}
+
+// runSignals runs f(fresh ids, in...) under SIGALRM every interval.
+func runSignals(t *testing.T, f Func, interval time.Duration, in ...int64) (traced, Signals) {
+	t.Helper()
+	r := traced{ids: NewIDs()}
+	m := Machine()
+	r.before = m.Snapshot()
+	s0 := ReadStats()
+	res, sig, err := f.RunWithSignals(interval, append([]int64{int64(r.ids)}, in...)...)
+	require.NoError(t, err)
+	r.res, r.api, r.after = res, ReadStats().Sub(s0), m.Snapshot()
+	r.loop = LoopFigures(r.after, r.ids, r.ids+IDSpan())
+	return r, sig
+}
+
+func TestThreadsRace(t *testing.T) {
+	const n = 200000
+	seeds := [2]uint64{0x1234567, 0x7654321}
+	var want [2]Result
+	for th := range want {
+		s, odd, x := refBranchy(n, seeds[th])
+		want[th].Ret, want[th].Out[0], want[th].Out[1] = s, odd, int64(x)
+	}
+	check := func(t *testing.T, res []Result) {
+		t.Helper()
+		for i, got := range res {
+			require.Equal(t, want[i%2], got, "round %d thread %d", i/2, i%2)
+		}
+	}
+	t.Run("shared", func(t *testing.T) {
+		// One loop, recorded once: both threads run its traces and take
+		// its exits at the same time, round after round.
+		const rounds = 100
+		ids := NewIDs()
+		m := Machine()
+		before := m.Snapshot()
+		s0 := ReadStats()
+		res, ov, err := Branchy.Race(rounds, []int64{int64(ids), n, int64(seeds[0])}, []int64{int64(ids), n, int64(seeds[1])})
+		require.NoError(t, err)
+		// How much the threads overlap depends on the machine's load.
+		t.Logf("the threads ran together %v of %v", ov.Both, ov.Either)
+		assert.Positive(t, ov.Both, "the threads never overlapped")
+		r := traced{ids: ids, api: ReadStats().Sub(s0), before: before, after: m.Snapshot()}
+		r.loop = LoopFigures(r.after, ids, ids+IDSpan())
+		check(t, res)
+		require.GreaterOrEqual(t, r.loop.RootTraces, 1)
+		r.checkSites(t)
+		// th_api counts atomically; a trace's iteration counter is a
+		// plain incq, which loses updates when two threads run the same
+		// trace. So the share inside traces comes from th_api's count
+		// of the back-edges that ran natively.
+		total := uint64(2 * rounds * n)
+		native, recorded := r.api.Calls[tracevm.APIBackwardsBranch], r.recorded()
+		inTraces := total - native - recorded
+		assert.GreaterOrEqual(t, float64(inTraces)/float64(total), 0.9)
+		assert.LessOrEqual(t, r.loop.Iterations, inTraces)
+		t.Logf("figures: %d root + %d side traces, %d of %d back-edges in traces (%.2f%%), %d run natively; the traces' own counters say %d (%d updates lost)",
+			r.loop.RootTraces, r.loop.SideTraces, inTraces, total, 100*float64(inTraces)/float64(total), native, r.loop.Iterations, inTraces-r.loop.Iterations)
+	})
+	t.Run("fresh", func(t *testing.T) {
+		// A new loop every round: both threads reach the hot threshold
+		// together and record (or find the other recording) at once.
+		const rounds = 30
+		var roots, sides int
+		var native, total uint64
+		for k := 0; k < rounds; k++ {
+			ids := NewIDs()
+			s0 := ReadStats()
+			res, _, err := Branchy.Race(1, []int64{int64(ids), n, int64(seeds[0])}, []int64{int64(ids), n, int64(seeds[1])})
+			require.NoError(t, err)
+			check(t, res)
+			d := ReadStats().Sub(s0)
+			assert.Zero(t, d.UnknownSite)
+			l := LoopFigures(Machine().Snapshot(), ids, ids+IDSpan())
+			require.Equal(t, 1, l.RootTraces, "round %d", k)
+			roots, sides = roots+l.RootTraces, sides+l.SideTraces
+			native += d.Calls[tracevm.APIBackwardsBranch]
+			total += 2 * n
+		}
+		share := 1 - float64(native)/float64(total)
+		assert.GreaterOrEqual(t, share, 0.9)
+		t.Logf("figures: %d rounds, %d root + %d side traces, %d of %d back-edges run natively (%.2f%% not)", rounds, roots, sides, native, total, 100*share)
+	})
+}
+
+func TestForkInTrace(t *testing.T) {
+	const n, at = 400000, 200000
+	want := int64(3*n*(n-1)/2 + n)
+	r := runJIT(t, Fork, n, at)
+	require.Equal(t, want, r.res.Ret, "parent")
+	require.Positive(t, r.res.Out[4], "child pid")
+	require.Zero(t, r.res.Out[3], "child wait status")
+	require.Equal(t, want, r.res.Out[0], "child")
+	// After the fork both processes went on inside the trace.
+	afterFork := int64(n - at - 1)
+	assert.GreaterOrEqual(t, r.res.Out[1], afterFork*99/100, "child iterations in the trace after the fork")
+	assert.GreaterOrEqual(t, r.res.Out[2], afterFork*99/100, "parent iterations in the trace after the fork")
+	r.checkTraced(t, n, 0.99)
+	t.Logf("after the fork: child %d, parent %d of %d iterations traced", r.res.Out[1], r.res.Out[2], afterFork)
+}
+
+func TestUnsupportedSyscall(t *testing.T) {
+	const n = 20000
+	pid := int64(os.Getpid())
+	r := runJIT(t, Syscall, n, pid)
+	require.Equal(t, int64(n*(n-1)/2), r.res.Ret)
+	require.Equal(t, int64(n), r.res.Out[0], "getpid results")
+	require.Equal(t, r.res, r.native(Syscall, n, pid))
+	assert.Positive(t, r.api.RecordStarts, "recordings started")
+	assert.Equal(t, r.api.RecordStarts, r.aborts("syscall"), "every recording aborts at the syscall")
+	assert.Zero(t, r.loop.RootTraces, "no trace")
+	assert.Equal(t, uint64(n), r.api.Calls[tracevm.APIBackwardsBranch], "every back-edge ran natively")
+	r.checkSites(t)
+}
+
+// A side trace recorded from an exit where the recording stops at once
+// (here: the inner loop's fellthrough_branch, where every inner loop
+// ends) records nothing and ends in an exit to the very address it
+// started from. That exit is open again, so every SideThreshold exits
+// another such trace is chained behind it, until the root has
+// maxSideTraces side traces.
+func TestNoEmptySideTraceChain(t *testing.T) {
+	const n, m = 300, 500
+	r := runJIT(t, Nested, n, m)
+	require.Equal(t, int64(n*(n-1)/2*(m*(m-1)/2)+n*(m*(m-1)/2)+n*(n-1)/2), r.res.Ret)
+	empty := 0
+	for _, tr := range r.after.Traces {
+		if tr.ID < r.ids || tr.ID >= r.ids+IDSpan() || !tr.Side || tr.Insns != 0 {
+			continue
+		}
+		log := TraceLog(tr.Head)
+		if !strings.Contains(log, "; link ") && !strings.Contains(log, "; close ") {
+			empty++
+		}
+	}
+	assert.Zero(t, empty, "side traces that record nothing and only exit")
+}
+
+// A root trace specialised on a loop-invariant register (mode) must still
+// compute the floating-point values the loop uses.
+func TestInvariantBranchBesideFloatingPoint(t *testing.T) {
+	const n = 100000
+	for _, mode := range []int64{1, 0} {
+		t.Run(fmt.Sprintf("mode%d", mode), func(t *testing.T) {
+			var want int64
+			for i := int64(0); i < n; i++ {
+				want += int64(float64(i&1023) * 1.5)
+				if mode != 0 {
+					want += i
+				}
+			}
+			r := runJIT(t, InvFP, n, mode)
+			require.Equal(t, want, r.native(InvFP, n, mode).Ret)
+			assert.Equal(t, want, r.res.Ret, "%s", r.log())
+			r.checkTraced(t, n, 0.99)
+		})
+	}
+}
+
+// Annotations that act outside traces are native calls from a trace:
+// th_api sees them with a return address in the code cache and returns at
+// once.
+func TestNativeAnnotationFromTrace(t *testing.T) {
+	const n = 100000
+	var want int64
+	for i := int64(0); i < n; i++ {
+		want += i ^ 0x55
+	}
+	r := runJIT(t, NativeAPI, n)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(NativeAPI, n).Ret)
+	r.checkTraced(t, n, 0.99)
+	assert.Contains(t, r.log(), "; call ")
+	// One native call per iteration inside the trace, and one from the
+	// recording's block.
+	assert.Equal(t, r.loop.Iterations+r.recorded(), r.api.FromCache)
+	assert.Equal(t, uint64(n), r.api.Calls[tracevm.APIDisableBranch])
+}
+
+// A self-modifying program: whatever a trace assumes about the words it
+// loads from the (writable) program must be checked where they are
+// loaded.
+func TestSelfModifyingInterpreter(t *testing.T) {
+	const n, k = 100000, 0x2b5
+	var want int64
+	imm := int64(5)
+	for c := int64(n); c > 0; c-- {
+		want += (c * c) ^ k
+		want += imm
+		imm = c & 7
+	}
+	r := runJIT(t, SelfMod, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, int64(8*n+1), r.res.Out[0], "steps")
+	require.Equal(t, imm, r.res.Out[1], "last poked immediate")
+	require.Equal(t, r.res, r.native(SelfMod, n, k))
+	r.checkTraced(t, n-1, 0.9)
+}

@@ -1,0 +1,516 @@
+/*
+ * tt_loops.c: the test functions, written as interpreter code would be:
+ * out-of-line functions whose user-level loops are marked with the
+ * annotation API (through the th_* shims). Every test function has the
+ * signature tt_fn (th.h): in[] holds the inputs (in[0] is always the base
+ * of the loop ids, fresh for every run), out[] receives extra results.
+ */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "th.h"
+
+#define ID(k) ((void *)(uintptr_t)(in[0] + (k)))
+
+static inline uint64_t tt_xorshift(uint64_t x)
+{
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
+
+/* A counted loop: sum of 3i + k. */
+TT int64_t tt_sum(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], k = in[2], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += 3 * i + k;
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* A data-dependent branch on a xorshift sequence: both sides are common,
+ * so the root trace's guard exits often and gets a side trace. */
+TT int64_t tt_branchy(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1];
+	uint64_t x = (uint64_t)in[2] | 1;
+	int64_t s = 0, odd = 0;
+	for (int64_t i = 0; i < n; i++) {
+		x = tt_xorshift(x);
+		if (x & 1) {
+			s += (int64_t)(x >> 40);
+			odd++;
+		} else {
+			s ^= (int64_t)(x >> 20);
+		}
+		th_backwards_branch(ID(0));
+	}
+	out[0] = odd;
+	out[1] = (int64_t)x;
+	return s;
+}
+
+/* Nested loops: the inner loop (id 1) gets hot first and gets its own
+ * trace; the outer loop's (id 0) trace links into it. */
+TT int64_t tt_nested(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], m = in[2], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		for (int64_t j = 0; j < m; j++) {
+			s += i * j + j;
+			th_backwards_branch(ID(1));
+		}
+		th_fellthrough_branch(ID(1));
+		s += i;
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* Small helpers a trace inlines (call, body, ret). */
+TT_HELPER int64_t tt_h_mix(int64_t x, int64_t k)
+{
+	return (x * 31) ^ k;
+}
+
+TT_HELPER int64_t tt_h_square(int64_t x)
+{
+	return x * x;
+}
+
+TT int64_t tt_calls(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], k = in[2], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += tt_h_mix(i, k) + tt_h_square(i & 255);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* A user-level call made as a C call inside a branchable frame: the
+ * function runs its loop again, one level down, as an interpreter runs a
+ * called user function. Each level's loop has an id of its own (level d
+ * is loop id d, as the loops of different user functions would be); the
+ * top level runs in[2] iterations, the levels below in[3] each. out[0]
+ * counts the activations. */
+TT int64_t tt_recurse(const int64_t *in, int64_t *out)
+{
+	int64_t depth = in[1], n = in[2], s = 0;
+	for (int64_t i = 0; i < n; i++) {
+		s += i + depth * 1000;
+		if (depth > 0) {
+			int64_t sub[4] = { in[0], depth - 1, in[3], in[3] };
+			uint_fast64_t frame = 0;
+			th_begin_branchable_frame(&frame);
+			s += tt_recurse(sub, out) % 100003;
+			th_end_branchable_frame(&frame);
+		}
+		th_backwards_branch(ID(depth));
+	}
+	out[0]++;
+	return s;
+}
+
+/* A switch-dispatched register machine: a jump table, so every
+ * instruction ends in an indirect jump. The backwards jump of the user
+ * program is the loop, named by its target pc. */
+enum {
+	VM_LI, VM_MOV, VM_ADD, VM_SUB, VM_MUL, VM_XOR, VM_ADDI, VM_SHR,
+	VM_AND, VM_JNZ, VM_NOP, VM_HALT,
+};
+
+struct vm_ins {
+	uint8_t op, a, b, c;
+	int32_t imm;
+};
+
+TT int64_t tt_interp(const int64_t *in, int64_t *out)
+{
+	/* r1 = sum over c = n..1 of (c*c ^ k) + ((c >> 1) & 7) */
+	const struct vm_ins prog[] = {
+		{ VM_LI, 0, 0, 0, (int32_t)in[1] },   /* 0: r0 = n */
+		{ VM_LI, 1, 0, 0, 0 },                /* 1: r1 = 0 */
+		{ VM_LI, 2, 0, 0, (int32_t)in[2] },   /* 2: r2 = k */
+		{ VM_MUL, 3, 0, 0, 0 },               /* 3: r3 = r0 * r0 */
+		{ VM_XOR, 3, 3, 2, 0 },               /* 4: r3 ^= r2 */
+		{ VM_ADD, 1, 1, 3, 0 },               /* 5: r1 += r3 */
+		{ VM_MOV, 4, 0, 0, 0 },               /* 6: r4 = r0 */
+		{ VM_SHR, 4, 4, 0, 1 },               /* 7: r4 >>= 1 */
+		{ VM_LI, 5, 0, 0, 7 },                /* 8: r5 = 7 */
+		{ VM_AND, 4, 4, 5, 0 },               /* 9: r4 &= r5 */
+		{ VM_ADD, 1, 1, 4, 0 },               /* 10: r1 += r4 */
+		{ VM_NOP, 0, 0, 0, 0 },               /* 11 */
+		{ VM_ADDI, 0, 0, 0, -1 },             /* 12: r0-- */
+		{ VM_JNZ, 0, 0, 0, 3 },               /* 13: if r0 goto 3 */
+		{ VM_HALT, 1, 0, 0, 0 },              /* 14: return r1 */
+	};
+	int64_t r[8] = { 0 };
+	int64_t steps = 0;
+	for (uint32_t pc = 0;;) {
+		const struct vm_ins *p = &prog[pc++];
+		steps++;
+		switch (p->op) {
+		case VM_LI:
+			r[p->a] = p->imm;
+			break;
+		case VM_MOV:
+			r[p->a] = r[p->b];
+			break;
+		case VM_ADD:
+			r[p->a] = r[p->b] + r[p->c];
+			break;
+		case VM_SUB:
+			r[p->a] = r[p->b] - r[p->c];
+			break;
+		case VM_MUL:
+			r[p->a] = r[p->b] * r[p->c];
+			break;
+		case VM_XOR:
+			r[p->a] = r[p->b] ^ r[p->c];
+			break;
+		case VM_ADDI:
+			r[p->a] = r[p->b] + p->imm;
+			break;
+		case VM_SHR:
+			r[p->a] = (int64_t)((uint64_t)r[p->b] >> p->imm);
+			break;
+		case VM_AND:
+			r[p->a] = r[p->b] & r[p->c];
+			break;
+		case VM_JNZ:
+			if (r[p->a]) {
+				uint32_t to = (uint32_t)p->imm;
+				int back = to < pc;
+				pc = to;
+				if (back)
+					th_backwards_branch(ID(to));
+			}
+			break;
+		case VM_NOP:
+			break;
+		case VM_HALT:
+			out[0] = steps;
+			return r[p->a];
+		default:
+			th_ensure_not_traced();
+			return -1;
+		}
+	}
+}
+
+/* Calls through a table of function pointers: indirect calls whose target
+ * changes every iteration. The table is writable so that gcc cannot
+ * resolve the calls. */
+TT_HELPER int64_t tt_f0(int64_t x, int64_t k) { return x + k; }
+TT_HELPER int64_t tt_f1(int64_t x, int64_t k) { return x * 3 - k; }
+TT_HELPER int64_t tt_f2(int64_t x, int64_t k) { return (x ^ k) >> 1; }
+TT_HELPER int64_t tt_f3(int64_t x, int64_t k) { return x * x % 1009 + k; }
+
+int64_t (*tt_fptrs[4])(int64_t, int64_t) = { tt_f0, tt_f1, tt_f2, tt_f3 };
+
+TT int64_t tt_fptr(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], k = in[2], mask = in[3], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += tt_fptrs[i & mask](i, k);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* Global data read and written in the loop: the volatile ones are read
+ * and written %rip-relative in every iteration. out[0..15] = the
+ * histogram; the result is the total; tt_g_ticks and tt_g_last are
+ * returned through tt_globals_extra. */
+static int64_t tt_g_hist[16];
+int64_t tt_g_total;
+static volatile int64_t tt_g_scale = 5;
+static volatile int64_t tt_g_ticks;
+static volatile int64_t tt_g_last;
+
+TT int64_t tt_globals(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], k = in[2];
+	for (int i = 0; i < 16; i++)
+		tt_g_hist[i] = 0;
+	tt_g_total = 0;
+	tt_g_ticks = 0;
+	tt_g_last = -1;
+	for (int64_t i = 0; i < n; i++) {
+		tt_g_hist[(i * 7) & 15] += i;
+		tt_g_total += (i ^ k) * tt_g_scale;
+		tt_g_ticks += 2;
+		tt_g_last = i;
+		th_backwards_branch(ID(0));
+	}
+	for (int i = 0; i < 16; i++)
+		out[i] = tt_g_hist[i];
+	return tt_g_total;
+}
+
+/* Not a test function: reads the volatile globals after tt_globals. */
+void th_globals_extra(int64_t *ticks, int64_t *last)
+{
+	*ticks = tt_g_ticks;
+	*last = tt_g_last;
+}
+
+/* redmagic_is_traced() inside the loop: out[0] counts the iterations
+ * that saw 1. */
+TT int64_t tt_is_traced(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0, traced = 0;
+	for (int64_t i = 0; i < n; i++) {
+		s += i;
+		if (th_is_traced())
+			traced++;
+		th_backwards_branch(ID(0));
+	}
+	out[0] = traced;
+	return s;
+}
+
+/* An error path that must never be traced, taken every period-th
+ * iteration. */
+TT int64_t tt_ensure(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], period = in[2], s = 0, errs = 0;
+	for (int64_t i = 0; i < n; i++) {
+		s += i;
+		if (__builtin_expect(i % period == period - 1, 0)) {
+			th_ensure_not_traced();
+			errs++;
+			s ^= i << 3;
+		}
+		th_backwards_branch(ID(0));
+	}
+	out[0] = errs;
+	return s;
+}
+
+/* Housekeeping inside a merge block: a reference count that goes up or
+ * down with the data. */
+struct tt_obj {
+	int64_t rc;
+	int64_t freed;
+};
+
+TT_HELPER void tt_release(struct tt_obj *o)
+{
+	o->freed++;
+	o->rc = 1;
+}
+
+TT int64_t tt_merge(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	uint64_t x = (uint64_t)in[2] | 1;
+	struct tt_obj o = { 1, 0 };
+	for (int64_t i = 0; i < n; i++) {
+		x = tt_xorshift(x);
+		s += (int64_t)(x & 0xff);
+		th_begin_merge_block();
+		if (x & 0x100)
+			o.rc++;
+		else if (--o.rc == 0)
+			tt_release(&o);
+		th_end_merge_block();
+		th_backwards_branch(ID(0));
+	}
+	out[0] = o.rc;
+	out[1] = o.freed;
+	return s;
+}
+
+/* An instruction the recorder cannot copy: a raw getpid system call. */
+TT int64_t tt_syscall(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], pid = in[2], s = 0, same = 0;
+	for (int64_t i = 0; i < n; i++) {
+		long r;
+		__asm__ volatile("syscall"
+				 : "=a"(r)
+				 : "a"(39L)
+				 : "rcx", "r11", "memory");
+		same += r == pid;
+		s += i;
+		th_backwards_branch(ID(0));
+	}
+	out[0] = same;
+	return s;
+}
+
+/* A loop for the signal test: integer and floating-point work. */
+TT int64_t tt_spin(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	uint64_t x = (uint64_t)in[2] | 1;
+	double d = 0;
+	for (int64_t i = 0; i < n; i++) {
+		x = tt_xorshift(x);
+		s += (int64_t)(x >> 48);
+		d += (double)(x & 0xffff) * 0.5;
+		th_backwards_branch(ID(0));
+	}
+	out[0] = (int64_t)d;
+	return s;
+}
+
+/* Fork inside the traced loop: tn_fork_at (a native helper) forks at
+ * iteration at; the child goes on with the loop (in the trace), sends its
+ * results through a pipe and exits. out[0] = the child's sum, out[1] =
+ * iterations the child saw traced after the fork, out[2] = same for the
+ * parent, out[3] = the child's wait status, out[4] = the child's pid. */
+TH_HIDDEN __attribute__((noinline)) void tn_fork_at(int64_t i, int64_t at,
+						   int64_t *pid)
+{
+	if (i == at)
+		*pid = fork();
+}
+
+TT int64_t tt_fork(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], at = in[2], s = 0, after = 0;
+	int64_t pid = -2;
+	int fd[2];
+	if (pipe(fd) != 0)
+		return -1;
+	for (int64_t i = 0; i < n; i++) {
+		s += 3 * i + 1;
+		tn_fork_at(i, at, &pid);
+		if (th_is_traced())
+			after += i > at;
+		th_backwards_branch(ID(0));
+	}
+	return th_fork_finish(pid, fd, s, after, out);
+}
+
+/* Floating-point work beside a branch on a loop-invariant value (mode,
+ * which gcc keeps in a callee-saved register): a trace specialised on
+ * mode must still run the conversions and the multiply, whose results
+ * live in %xmm registers. */
+static volatile int64_t tt_inv_sink;
+
+TT int64_t tt_invariant_fp(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], mode = in[2], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		double d = (double)(i & 1023) * 1.5;
+		s += (int64_t)d;
+		if (mode)
+			s += i;
+		else
+			tt_inv_sink = i;
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* An annotation that acts outside traces (disable_branch, of a loop that
+ * does not exist) called in the loop: a trace calls it natively, so
+ * th_api sees a return address in the code cache. */
+TT int64_t tt_native_api(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += i ^ 0x55;
+		th_disable_branch(ID(99));
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* A register machine whose program is 64-bit words in writable global
+ * memory, and which rewrites itself: instruction 3's immediate is poked
+ * by instruction 5 in every iteration. A trace that speculates on the
+ * words it loads must check them where they are loaded.
+ * word = op | a << 8 | b << 12 | c << 16 | imm << 20 (imm < 2048). */
+enum {
+	SM_MUL, SM_XOR, SM_ADD, SM_ADDI, SM_AND, SM_POKE, SM_DEC, SM_JNZ,
+	SM_HALT, SM_NOP, SM_MOV,
+};
+
+#define SM_W(op, a, b, c, imm)                                                 \
+	((uint64_t)(op) | (uint64_t)(a) << 8 | (uint64_t)(b) << 12 |           \
+	 (uint64_t)(c) << 16 | (uint64_t)(imm) << 20)
+
+uint64_t tt_smc_code[16];
+
+TT int64_t tt_smc(const int64_t *in, int64_t *out)
+{
+	uint64_t *code = tt_smc_code;
+	/* r1 = sum over c = n..1 of (c*c ^ k) + imm, imm = 5 at first and
+	 * then the previous c & 7. */
+	code[0] = SM_W(SM_MUL, 2, 0, 0, 0);
+	code[1] = SM_W(SM_XOR, 2, 2, 3, 0);
+	code[2] = SM_W(SM_ADD, 1, 1, 2, 0);
+	code[3] = SM_W(SM_ADDI, 1, 1, 0, 5);
+	code[4] = SM_W(SM_AND, 4, 0, 5, 0);
+	code[5] = SM_W(SM_POKE, 4, 0, 0, 3);
+	code[6] = SM_W(SM_DEC, 0, 0, 0, 0);
+	code[7] = SM_W(SM_JNZ, 0, 0, 0, 0);
+	code[8] = SM_W(SM_HALT, 1, 0, 0, 0);
+	int64_t r[16] = { 0 };
+	r[0] = in[1];
+	r[3] = in[2];
+	r[5] = 7;
+	int64_t steps = 0;
+	for (uint64_t pc = 0;;) {
+		uint64_t w = code[pc++];
+		unsigned a = (w >> 8) & 15, b = (w >> 12) & 15, c = (w >> 16) & 15;
+		int64_t imm = (int64_t)(w >> 20);
+		steps++;
+		switch (w & 0xff) {
+		case SM_MUL:
+			r[a] = r[b] * r[b];
+			break;
+		case SM_XOR:
+			r[a] = r[b] ^ r[c];
+			break;
+		case SM_ADD:
+			r[a] = r[b] + r[c];
+			break;
+		case SM_ADDI:
+			r[a] = r[b] + imm;
+			break;
+		case SM_AND:
+			r[a] = r[b] & r[c];
+			break;
+		case SM_POKE:
+			code[imm] = (code[imm] & ~((uint64_t)0x7ff << 20)) |
+				    (uint64_t)(r[a] & 0x7ff) << 20;
+			break;
+		case SM_DEC:
+			r[a]--;
+			break;
+		case SM_JNZ:
+			if (r[a]) {
+				pc = (uint64_t)imm;
+				th_backwards_branch(ID(pc));
+			}
+			break;
+		case SM_NOP:
+			break;
+		case SM_MOV:
+			r[a] = r[b];
+			break;
+		case SM_HALT:
+			out[0] = steps;
+			out[1] = (int64_t)(code[3] >> 20);
+			return r[a];
+		default:
+			th_ensure_not_traced();
+			return -1;
+		}
+	}
+}
