@@ -127,7 +127,15 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 				if err != nil {
 					return nil, nil, nil, nil, err
 				}
-				materialize(regBits(memArg(inst)))
+				rip := false
+				if a, ok := memKnownIn(inst, &p.known[i]); ok {
+					if rg, ok := ripForm(g, a, e.pc()); ok {
+						g, rip = rg, true
+					}
+				}
+				if !rip {
+					materialize(regBits(memArg(inst)))
+				}
 				e.bytes(g...)
 				e.alignRel32(2)
 				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
@@ -146,6 +154,33 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 				continue
 			}
 			rd, _ := reads(inst)
+			if a, ok := memKnownIn(inst, &p.known[i]); ok {
+				// Set the registers the instruction still reads as
+				// operands (not for the address) first: the %rip
+				// displacement depends on where it lands.
+				var opRegs uint16
+				for k, arg := range inst.Args {
+					if arg == nil {
+						break
+					}
+					if _, isMem := arg.(x86asm.Mem); !isMem && (k > 0 || !destOnly[inst.Op]) {
+						opRegs |= regBits(arg)
+					}
+				}
+				if _, imp := implicitRegs[inst.Op]; imp {
+					opRegs = rd
+				}
+				mark := len(e.buf)
+				saved := append([]regValue(nil), virtual...)
+				materialize(opRegs)
+				if b, ok := ripForm(o.code, a, e.pc()); ok {
+					w, _ := writes(inst)
+					clearVirtual(w)
+					e.bytes(b...)
+					continue
+				}
+				e.buf, virtual = e.buf[:mark], saved
+			}
 			materialize(rd)
 			w, _ := writes(inst)
 			clearVirtual(w)

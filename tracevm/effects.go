@@ -127,6 +127,9 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 	if !known && !implicit {
 		return allRegs, true
 	}
+	if (op == x86asm.XOR || op == x86asm.SUB) && inst.Args[0] == inst.Args[1] {
+		return m, false // the zeroing idiom reads nothing
+	}
 	for k, a := range inst.Args {
 		if a == nil {
 			break

@@ -2,7 +2,6 @@ package tracevm
 
 import (
 	"encoding/binary"
-	"math/bits"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
@@ -106,17 +105,28 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64) *plan {
 	if !ok {
 		return nil
 	}
-	var need assume
-	count := map[assume]int{}
+	// A speculation costs a guard: keep those that remove at least two
+	// guards, or an indirect-target guard, alone or with others.
+	var cnt [maxSpecs]int
+	var worth assume
 	for _, f := range folded {
-		count[f.deps]++
+		for k := 0; k < maxSpecs; k++ {
+			if f.deps&(1<<(16+k)) != 0 {
+				cnt[k]++
+				if f.target {
+					worth |= 1 << (16 + k)
+				}
+			}
+		}
 	}
+	for k := 0; k < maxSpecs; k++ {
+		if cnt[k] >= 2 {
+			worth |= 1 << (16 + k)
+		}
+	}
+	var need assume
 	for _, f := range folded {
-		specs := f.deps >> 16
-		switch {
-		case specs == 0:
-			need |= f.deps
-		case bits.OnesCount64(uint64(specs)) == 1 && (count[f.deps] >= 2 || f.target):
+		if specs := f.deps &^ 0xffff; specs&^worth == 0 {
 			need |= f.deps
 		}
 	}
@@ -634,10 +644,10 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 		op := &o.ops[i]
 		p.liveAfter[i] = live
 		switch op.kind {
-		case opClose, opLink, opExit:
-			live, flags = allRegs, false
-		case opCall:
-			live, flags = allRegs, false
+		case opClose, opLink, opExit, opCall:
+			// Every register matters there, but the known ones are
+			// set from their values (materialised) on the way.
+			live, flags = unknownAt(i), false
 		case opPush, opPop:
 			live |= 1 << 4
 		case opSetEAX1:
@@ -659,11 +669,16 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			inst := o.insts[i]
 			w, wall := writes(inst)
 			r, rall := reads(inst)
+			_, absMem := o.memKnown(i)
+			var memRegs uint16
+			if absMem {
+				memRegs = regBits(memArg(inst))
+			}
 			if _, ok := p.spec[i]; ok {
-				// cmpq $v, M; jne exit: reads M's registers, sets
-				// the flags; the loaded register becomes virtual.
-				m := memArg(inst)
-				live = live&^w | regBits(m) | unknownAt(i)
+				// cmpq $v, M; jne exit: reads M's registers (none
+				// once M is %rip-relative), sets the flags; the loaded
+				// register becomes virtual.
+				live = live&^w | regBits(memArg(inst))&^memRegs | unknownAt(i)
 				flags = false
 				continue
 			}
@@ -685,8 +700,24 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			}
 			if rall {
 				r = allRegs
+			} else if absMem {
+				// The operand's registers are read only for the
+				// address, which becomes a constant; a register that
+				// is also another operand stays read.
+				r &^= memRegs
+				for k, a := range inst.Args {
+					if a == nil {
+						break
+					}
+					if _, isMem := a.(x86asm.Mem); !isMem && (k > 0 || !destOnly[inst.Op]) {
+						r |= regBits(a)
+					}
+				}
 			}
-			live = live&^w | r
+			// A register it reads whose value is known is set right
+			// before it (if its writer was dropped), so that the chain
+			// of known updates before it can go.
+			live = live&^w | r&unknownAt(i)
 			if flagsKill(inst) {
 				flags = false
 			}
@@ -714,4 +745,120 @@ func isGPRArg(a x86asm.Arg) bool {
 	}
 	_, _, ok = gpr(r)
 	return ok
+}
+
+// memKnown reports whether op i's memory operand has a known address (all
+// its registers known), so that it can be re-encoded %rip-relative and no
+// longer reads them.
+func (o *optimizer) memKnown(i int) (uint64, bool) {
+	return memKnownIn(o.insts[i], &o.known[i])
+}
+
+func memKnownIn(inst *x86dec.Inst, known *[16]val) (uint64, bool) {
+	if inst == nil || inst.Special != x86dec.SpecialNone || inst.AddrSize != 64 {
+		return 0, false
+	}
+	m, ok := memArg(inst).(x86asm.Mem)
+	if !ok || m.Segment != 0 || m.Base == x86asm.RIP {
+		return 0, false
+	}
+	a := uint64(m.Disp)
+	for _, r := range []x86asm.Reg{m.Base, m.Index} {
+		if r == 0 {
+			continue
+		}
+		n, sz, ok := gpr(r)
+		if !ok || sz != 8 || !known[n].known {
+			return 0, false
+		}
+		if r == m.Index {
+			a += known[n].v * uint64(m.Scale)
+		} else {
+			a += known[n].v
+		}
+	}
+	return a, true
+}
+
+// ripForm re-encodes the one-memory-operand instruction code so that its
+// operand is addr, %rip-relative, at address at. ok is false for encodings
+// it does not handle (VEX/EVEX, address-size or segment prefixes) and when
+// addr is out of reach.
+func ripForm(code []byte, addr, at uint64) ([]byte, bool) {
+	i := 0
+	for i < len(code) {
+		switch code[i] {
+		case 0xf0, 0xf2, 0xf3, 0x66:
+			i++
+			continue
+		}
+		break
+	}
+	pfx := code[:i]
+	var rex []byte
+	if i < len(code) && code[i]&0xf0 == 0x40 {
+		rex = []byte{code[i] &^ 0x03}
+		i++
+	}
+	if i >= len(code) {
+		return nil, false
+	}
+	op0 := i
+	switch code[i] {
+	case 0xc4, 0xc5, 0x62, 0x8f, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x67:
+		return nil, false
+	case 0x0f:
+		i++
+		if i < len(code) && (code[i] == 0x38 || code[i] == 0x3a) {
+			i++
+		}
+	}
+	i++
+	opc := code[op0:i]
+	if i >= len(code) {
+		return nil, false
+	}
+	modrm := code[i]
+	i++
+	mod, rm := modrm>>6, modrm&7
+	if mod == 3 || (mod == 0 && rm == 5) {
+		return nil, false
+	}
+	if rm == 4 {
+		if i >= len(code) {
+			return nil, false
+		}
+		if mod == 0 && code[i]&7 == 5 {
+			i += 4
+		}
+		i++
+	}
+	switch mod {
+	case 1:
+		i++
+	case 2:
+		i += 4
+	}
+	if i > len(code) {
+		return nil, false
+	}
+	imm := code[i:]
+	out := append(append(append([]byte{}, pfx...), rex...), opc...)
+	out = append(out, modrm&0x38|5)
+	dispAt := len(out)
+	out = append(out, 0, 0, 0, 0)
+	out = append(out, imm...)
+	d := int64(addr - (at + uint64(len(out))))
+	if d != int64(int32(d)) {
+		return nil, false
+	}
+	binary.LittleEndian.PutUint32(out[dispAt:], uint32(int32(d)))
+	inst, err := x86dec.Decode(out, at)
+	if err != nil || inst.Len != len(out) {
+		return nil, false
+	}
+	if t, ok := inst.MemRIPTarget(); !ok || t != addr {
+		return nil, false
+	}
+	return out, true
 }
