@@ -14,7 +14,7 @@ import (
 // runtime-stub/include/redmagic_patch.h; a test compiles the header and
 // checks every offset.
 const (
-	abiVersion   = 1
+	abiVersion   = 2
 	apiCount     = 16
 	hdrMagic     = 0
 	hdrABI       = 8
@@ -40,7 +40,8 @@ const (
 	siteAuxReg   = 28
 	siteName     = 32
 	siteFlags    = 36
-	siteSize     = 40
+	siteTramp    = 40
+	siteSize     = 48
 	siteKindBack = 1
 	siteKindAPI  = 2
 	flagLua54SJ  = 1
@@ -51,7 +52,7 @@ var Magic = [8]byte{'R', 'M', 'P', 'A', 'T', 'C', 'H', 0}
 
 // header builds the data segment: the patch header, the site table and
 // the string table, at link-time address base.
-func header(base uint64, f *elfimage.File, res *sites.Result, opts Options) ([]byte, error) {
+func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, opts Options) ([]byte, error) {
 	var strs bytes.Buffer
 	str := func(s string) uint32 {
 		off := uint32(strs.Len())
@@ -95,6 +96,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, opts Options) ([]b
 			}
 		}
 		le.PutUint32(e[siteFlags:], flags)
+		le.PutUint64(e[siteTramp:], tramps[i])
 	}
 	h := make([]byte, headerSize)
 	copy(h[hdrMagic:], Magic[:])

@@ -56,7 +56,7 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := header(dataAddr, f, res, opts)
+	data, err := header(dataAddr, f, res, tramps, opts)
 	if err != nil {
 		return nil, nil, newErr(f.Name, ErrPlan, "%v", err)
 	}
@@ -185,6 +185,9 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 	a.Jmp(s.Resume)
 
 	a.Bind(enabled)
+	// A slot for where to continue (hit's result), above everything the
+	// epilogue pops, so that it is never below %rsp when used.
+	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: -8})
 	for _, r := range savedRegs[1:] { // %rcx is saved already
 		a.Push(r)
 	}
@@ -219,8 +222,13 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 		for i, r := range savedRegs {
 			if r == src {
 				// Above [rbp] lie the saved flags, then the saved
-				// registers, last pushed first.
-				a.Load(dst, x86enc.Mem{Base: x86enc.RBP, Disp: int32(8 * (len(savedRegs) - i + 1))})
+				// registers, last pushed first; %rcx, pushed before
+				// the continuation slot, one more slot up.
+				d := int32(8 * (len(savedRegs) - i + 1))
+				if r == x86enc.RCX {
+					d += 8
+				}
+				a.Load(dst, x86enc.Mem{Base: x86enc.RBP, Disp: d})
 				return nil
 			}
 		}
@@ -237,13 +245,37 @@ func backEdgeTrampoline(a *x86enc.Asm, index uint32, s sites.Site, hitSlot uint6
 	a.CallReg(x86enc.RCX) // still the hit function: no argument lives in %rcx
 	a.Mov(x86enc.RSP, x86enc.RBP)
 	a.Pop(x86enc.RBP)
-	a.Pop(x86enc.RAX)
+	// hit returned where to continue: 0 for the handler. Its slot lies
+	// above the flags and the 8 other saved registers.
+	contSlot := int32(8 * len(savedRegs))
+	a.Store(x86enc.Mem{Base: x86enc.RSP, Disp: contSlot}, x86enc.RAX)
+	a.Test(x86enc.RAX, x86enc.RAX)
+	a.Pop(x86enc.RAX) // pop leaves the flags alone
+	enter := a.NewLabel()
+	a.JccLabel(x86enc.NE, enter)
 	a.Raw(addAL7F) // sets OF exactly when seto stored 1
 	a.Raw(sahf)
-	for i := len(savedRegs) - 1; i >= 0; i-- {
+	for i := len(savedRegs) - 1; i >= 1; i-- {
 		a.Pop(savedRegs[i])
 	}
+	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: 8})
+	a.Pop(x86enc.RCX)
 	a.Lea(x86enc.RSP, x86enc.Mem{Base: x86enc.RSP, Disp: 128})
 	a.Jmp(s.Resume)
+
+	// Enter a trace (or the recorder) with the state the handler would
+	// see: restore everything, then ret $136 pops the continuation from
+	// its slot and lands with %rsp back where the site had it.
+	a.Bind(enter)
+	a.Raw(addAL7F)
+	a.Raw(sahf)
+	for i := len(savedRegs) - 1; i >= 1; i-- {
+		a.Pop(savedRegs[i])
+	}
+	a.Load(x86enc.RCX, x86enc.Mem{Base: x86enc.RSP, Disp: 8})
+	a.Raw(retImm16(128 + 8))
 	return nil
 }
+
+// retImm16 encodes ret $n (C2 iw): return, then release n more bytes.
+func retImm16(n uint16) []byte { return []byte{0xc2, byte(n), byte(n >> 8)} }

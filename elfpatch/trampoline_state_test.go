@@ -83,6 +83,7 @@ type stRun struct {
 	tramp uint64
 	slot  uint64 // the hit-function slot: the harness's hit function or 0
 	shift uint64 // 0 or 8: lowers %rsp so both alignments are entered
+	cont  uint64 // what hit returns: 0 or the harness's rm_cont
 	in    stMachine
 }
 
@@ -96,9 +97,10 @@ type stResult struct {
 	aux      uint64
 	rspMod16 uint64
 	hitFlags uint64
+	viaCont  uint64 // 1: the trampoline continued at the address hit returned
 }
 
-const stResultFields = 16 + 1 + 16 + 7
+const stResultFields = 16 + 1 + 16 + 8
 
 // stMix gives the distinct, all-bits-busy register and red-zone values.
 func stMix(x uint64) uint64 {
@@ -153,6 +155,9 @@ func (r *stRun) mismatches(res stResult) []string {
 			bad = append(bad, fmt.Sprintf("red zone %d(%%rsp) = %#x, want %#x", -128+8*i, got, want))
 		}
 	}
+	if want := r.slot != 0 && r.cont != 0; (res.viaCont == 1) != want {
+		bad = append(bad, fmt.Sprintf("continued through rm_cont: %v, want %v", res.viaCont == 1, want))
+	}
 	if r.slot == 0 {
 		if res.calls != 0 {
 			bad = append(bad, fmt.Sprintf("hit called %d times with an empty slot", res.calls))
@@ -190,6 +195,7 @@ type stHarness struct {
 	path    string
 	landing uint64 // rm_landing: every site's Resume
 	hit     uint64 // rm_hit_fn: what a filled slot holds
+	cont    uint64 // rm_cont: where hit may send the trampoline instead
 }
 
 // stBuildHarness compiles the harness as a non-PIE executable, so that its
@@ -217,6 +223,8 @@ func stBuildHarness(t *testing.T) stHarness {
 			h.landing = s.Value
 		case "rm_hit_fn":
 			h.hit = s.Value
+		case "rm_cont":
+			h.cont = s.Value
 		}
 	}
 	require.NotZero(t, h.landing, "rm_landing")
@@ -233,7 +241,7 @@ func (h stHarness) run(t *testing.T, code []byte, runs []stRun) []stResult {
 	require.NoError(t, os.WriteFile(codeFile, code, 0o644))
 	var in strings.Builder
 	for _, r := range runs {
-		fmt.Fprintf(&in, "%x %x %x %x", r.tramp, r.slot, r.shift, r.in.RFlags)
+		fmt.Fprintf(&in, "%x %x %x %x %x", r.tramp, r.slot, r.shift, r.in.RFlags, r.cont)
 		for _, v := range r.in.GPR {
 			fmt.Fprintf(&in, " %x", v)
 		}
@@ -277,7 +285,7 @@ func (h stHarness) run(t *testing.T, code []byte, runs []stRun) []stResult {
 		copy(r.out.GPR[:], v[0:16])
 		r.out.RFlags = v[16]
 		copy(r.out.RedZone[:], v[17:33])
-		r.entryRSP, r.calls, r.site, r.id, r.aux, r.rspMod16, r.hitFlags = v[33], v[34], v[35], v[36], v[37], v[38], v[39]
+		r.entryRSP, r.calls, r.site, r.id, r.aux, r.rspMod16, r.hitFlags, r.viaCont = v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40]
 	}
 	return results
 }
@@ -339,15 +347,19 @@ func stRuns(h stHarness, ss []sites.Site, addrs []uint64) []stRun {
 		for _, fl := range stFlags {
 			for _, slot := range []uint64{h.hit, 0} {
 				for _, shift := range []uint64{0, 8} {
-					slotName := "hit"
-					if slot == 0 {
-						slotName = "empty"
+					for _, cont := range []uint64{0, h.cont} {
+						slotName := "hit"
+						if slot == 0 {
+							slotName = "empty"
+						} else if cont != 0 {
+							slotName = "hit-cont"
+						}
+						runs = append(runs, stRun{
+							name:  fmt.Sprintf("%s/%s/%s/shift%d", s.Name, fl.name, slotName, shift),
+							index: i, site: s, tramp: addrs[i], slot: slot, shift: shift, cont: cont,
+							in: stNewMachine(uint64(len(runs)+1), fl.flags),
+						})
 					}
-					runs = append(runs, stRun{
-						name:  fmt.Sprintf("%s/%s/%s/shift%d", s.Name, fl.name, slotName, shift),
-						index: i, site: s, tramp: addrs[i], slot: slot, shift: shift,
-						in: stNewMachine(uint64(len(runs)+1), fl.flags),
-					})
 				}
 			}
 		}
@@ -471,7 +483,15 @@ func TestBackEdgeTrampolineMutants(t *testing.T) {
 			assert.NoError(t, err, "%s: stack walk", m.name)
 		}
 	}
-	runs := stRuns(h, ss, addrs)
+	// The mutants break the state saving, which both exits share; a
+	// broken layout would make the continuation's ret $n crash the
+	// harness instead of reporting, so they run the Resume exit only.
+	var runs []stRun
+	for _, r := range stRuns(h, ss, addrs) {
+		if r.cont == 0 {
+			runs = append(runs, r)
+		}
+	}
 	results := h.run(t, code, runs)
 	caught := make(map[string][]string)
 	for i := range runs {
@@ -604,9 +624,29 @@ func stCheckStackWrites(code []byte, start, end, resume uint64) error {
 			if inst.Op == x86asm.MOV && inst.Args[1] == x86asm.RSP {
 				rbp = rsp
 			}
-		case inst.Op != x86asm.CMP && inst.Op != x86asm.NOP:
-			if _, ok := a0.(x86asm.Mem); ok {
-				return fmt.Errorf("%#x %v: writes memory", pc, &inst)
+		case inst.Op == x86asm.RET:
+			// ret $n into the continuation hit returned: it must pop
+			// the slot and land with %rsp at its entry value.
+			n, _ := a0.(x86asm.Imm)
+			if rsp != (stStack{known: true, off: rsp.off}) || rsp.off+8+int64(n) != 0 {
+				return fmt.Errorf("%#x %v: leaves with %%rsp state %+v", pc, &inst, rsp)
+			}
+			exits++
+			next := inst.End()
+			st, ok := pending[next]
+			if !ok {
+				return nil
+			}
+			rsp, rbp = st, stStack{}
+			pc = next
+			continue
+		case inst.Op != x86asm.CMP && inst.Op != x86asm.NOP && inst.Op != x86asm.TEST:
+			if m, ok := a0.(x86asm.Mem); ok {
+				// Only the trampoline's own slots, past the red zone.
+				if inst.Op != x86asm.MOV || m.Base != x86asm.RSP || m.Index != 0 || !rsp.known || rsp.slack != 0 ||
+					rsp.off+m.Disp+8 > -128 {
+					return fmt.Errorf("%#x %v: writes memory", pc, &inst)
+				}
 			}
 		}
 		pc = inst.End()

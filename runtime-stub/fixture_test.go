@@ -57,6 +57,7 @@ type rmSite struct {
 	AuxReg int32  `c:"aux_reg"`
 	Name   uint32 `c:"name"`
 	Flags  uint32 `c:"flags"`
+	Tramp  uint64 `c:"trampoline"`
 }
 
 func encode(v any) []byte {
@@ -162,7 +163,7 @@ func patchHarness(t *testing.T, src, dst string, spec patchSpec) {
 	var st strtabBuilder
 	st.add("")
 	h := rmHeader{
-		ABIVersion:  1,
+		ABIVersion:  2,
 		HeaderSize:  uint32(binary.Size(rmHeader{})),
 		Self:        hs.Value,
 		NSites:      nTestSites,

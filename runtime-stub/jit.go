@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 )
 
@@ -126,8 +127,19 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		}
 	}
 	sites := unsafe.Slice((*byte)(unsafe.Pointer(d.sites)), int(d.nsites)*int(d.site_size))
+	o.BackEdges = map[uint64]tracevm.BackEdge{}
 	for i := 0; i < int(d.nsites); i++ {
 		s := (*C.struct_rm_site)(unsafe.Pointer(&sites[i*int(d.site_size)]))
+		if s.kind == C.RM_SITE_BACKEDGE {
+			o.BackEdges[bias+uint64(s.trampoline)] = tracevm.BackEdge{
+				GSite:   uint32(d.base) + uint32(i),
+				Handler: bias + uint64(s.resume),
+				IDReg:   gprOfDWARF(int(s.id_reg)),
+				AuxReg:  gprOfDWARF(int(s.aux_reg)),
+				LuaSJ:   s.flags&C.RM_SITE_LUA54_SJ != 0,
+			}
+			continue
+		}
 		if s.kind != C.RM_SITE_API_CALL {
 			continue
 		}
@@ -142,6 +154,16 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		}
 	}
 	return o, nil
+}
+
+// gprOfDWARF turns a DWARF register number into the x86 encoding number,
+// -1 for none or anything but a general register.
+func gprOfDWARF(n int) int {
+	r, err := x86enc.FromDWARF(n)
+	if err != nil {
+		return -1
+	}
+	return int(r)
 }
 
 // rmJITCall passes an annotation call that acts on the JIT to its Go side

@@ -292,36 +292,59 @@ static COLD void rm_invalid_site(void)
 /* ------------------------------------------------------------------------ */
 /* Entry points. */
 
-/* void hit(uint32_t site, uint64_t id, uint64_t aux): one per object, in
- * two variants: objects with RM_SITE_LUA54_SJ sites get the one that reads
- * the site flags, the others skip that load. */
-static inline __attribute__((always_inline)) void
+static inline int rm_record_due(uint64_t c);
+
+/* A hot back-edge: its trace, or a recording that starts at the handler
+ * with the state the trampoline restores. */
+static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
+				uint64_t resume)
+{
+	if (!rm_g.jit)
+		return 0;
+	uint64_t head = tv_trace_lookup(gs, id);
+	if (head)
+		return head;
+	if (rm_record_due(c))
+		return tv_try_record(gs, id, resume, 0);
+	return 0;
+}
+
+/* uint64_t hit(uint32_t site, uint64_t id, uint64_t aux): one per object,
+ * in two variants: objects with RM_SITE_LUA54_SJ sites get the one that
+ * reads the site flags, the others skip that load. Returns where the
+ * trampoline continues: 0 for the handler, or a trace or the recorder. */
+static inline __attribute__((always_inline)) uint64_t
 rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 {
 	const struct rm_obj_rt *o = &rm_g.obj[k];
 	if (unlikely(site >= o->nsites)) {
 		rm_invalid_site();
-		return;
+		return 0;
 	}
 	if (lua && (o->flags[site] & RM_SITE_LUA54_SJ)) {
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. */
 		int64_t sj = (int64_t)((aux >> 7) & 0x1ffffff) - 0xffffff;
 		if (sj >= 0)
-			return;
+			return 0;
 	}
-	rm_count(o->base + site, id, 1);
+	uint32_t gs = o->base + site;
+	uint64_t c = rm_count(gs, id, 1);
+	if (likely(c < rm_g.hot_threshold))
+		return 0;
+	return rm_hit_hot(gs, id, c, o->resume[site]);
 }
 
 #define RM_HIT_FN(k)                                                           \
-	RM_HIDDEN void rm_hit_##k(uint32_t site, uint64_t id, uint64_t aux)    \
-	{                                                                      \
-		rm_hit_obj(k, 0, site, id, aux);                               \
-	}                                                                      \
-	RM_HIDDEN void rm_hit_lua_##k(uint32_t site, uint64_t id,              \
+	RM_HIDDEN uint64_t rm_hit_##k(uint32_t site, uint64_t id,              \
 				      uint64_t aux)                            \
 	{                                                                      \
-		rm_hit_obj(k, 1, site, id, aux);                               \
+		return rm_hit_obj(k, 0, site, id, aux);                        \
+	}                                                                      \
+	RM_HIDDEN uint64_t rm_hit_lua_##k(uint32_t site, uint64_t id,          \
+					  uint64_t aux)                        \
+	{                                                                      \
+		return rm_hit_obj(k, 1, site, id, aux);                        \
 	}
 RM_HIT_FN(0)
 RM_HIT_FN(1)

@@ -298,8 +298,9 @@ static void rm_install(struct rm_scan *sc)
 	for (uint32_t k = 0; k < sc->nfound; k++) {
 		struct rm_found *f = &sc->found[k];
 		uint8_t *flags = calloc(f->info.nsites ? f->info.nsites : 1, 1);
+		uint64_t *resume = calloc(f->info.nsites ? f->info.nsites : 1, 8);
 		f->lua = 0;
-		if (!flags) {
+		if (!flags || !resume) {
 			rm_refuse(f->path, "out of memory");
 			return;
 		}
@@ -308,6 +309,7 @@ static void rm_install(struct rm_scan *sc)
 			memcpy(&s, f->info.sites + (uint64_t)i * f->info.site_size,
 			       sizeof s);
 			flags[i] = (uint8_t)s.flags;
+			resume[i] = f->bias + s.resume;
 			f->lua |= (s.flags & RM_SITE_LUA54_SJ) != 0;
 		}
 		const char *str = f->info.strtab;
@@ -324,6 +326,7 @@ static void rm_install(struct rm_scan *sc)
 		};
 		rm_g.obj[k] = (struct rm_obj_rt){
 			.base = base, .nsites = f->info.nsites, .flags = flags,
+			.resume = resume,
 		};
 		base += f->info.nsites;
 	}

@@ -34,6 +34,7 @@ struct rm_obj_rt {
 	uint32_t base;          /* global index of the object's site 0 */
 	uint32_t nsites;
 	const uint8_t *flags;   /* per site: enum rm_site_flags (copied) */
+	const uint64_t *resume; /* per site: run-time resume address */
 };
 
 struct rm_global {

@@ -84,8 +84,8 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 	}{
 		{"magic", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.Magic[0] = 'X' }},
 			"bad header magic"},
-		{"abi", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.ABIVersion = 2 }},
-			"abi version 2, want 1"},
+		{"abi", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.ABIVersion = 1 }},
+			"abi version 1, want 2"},
 		{"header size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.HeaderSize = 100 }},
 			"bad header size 100"},
 		{"site size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.SiteSize = 32 }},

@@ -115,6 +115,7 @@ func cLayout() map[string]uintptr {
 		"site.id_reg":         unsafe.Offsetof(s.id_reg),
 		"site.aux_reg":        unsafe.Offsetof(s.aux_reg),
 		"site.name":           unsafe.Offsetof(s.name),
+		"site.trampoline":     unsafe.Offsetof(s.trampoline),
 		"site.flags":          unsafe.Offsetof(s.flags),
 		"api_count":           C.RM_API_COUNT,
 	}

@@ -41,7 +41,7 @@ type codeMap struct {
 // generate emits the trace of ops at base. exitBase is the id of its first
 // exit; it returns the code, the offsets of the rel32 fields that lead to
 // each exit, and the exits' original addresses.
-func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64, p *plan, start uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, err error) {
+func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64, p *plan, start uint64, idGuard *regValue) (code []byte, patch []int, origs []uint64, cm []codeMap, err error) {
 	e := newEmitter(base, m.tls)
 	head := e.newLabel()
 	e.bind(head)
@@ -92,9 +92,22 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 		}
 		virtual = kept
 	}
+	if idGuard != nil {
+		// A back-edge trace is keyed by its loop id, which a jump from
+		// another trace has not checked: the head does. The flags are
+		// dead at a handler entry (an indirect jump's target).
+		if v := idGuard.v; int64(v) == int64(int32(v)) {
+			e.cmpRegImm32(idGuard.r, int32(v))
+		} else {
+			e.cmpRegRIP(idGuard.r, lit(v))
+		}
+		e.alignRel32(2)
+		patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
+	}
 	if p != nil {
 		// Head guards: the registers the trace is specialised on. The
-		// head follows an annotation call: the flags are dead.
+		// head follows an annotation call or a dispatch jump: the flags
+		// are dead.
 		for _, r := range p.headRegs {
 			v := p.headVals[r]
 			if int64(v) == int64(int32(v)) {
@@ -243,7 +256,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			}
 			e.jmpLabel(head)
 		case opLink:
-			if iterCtr != 0 {
+			if iterCtr != 0 && o.count {
 				e.incRIPAbs(iterCtr)
 			}
 			e.jmpAbs(o.target)
@@ -330,14 +343,22 @@ var opNames = [...]string{
 // trace through the trace table, a side trace through its parent's guard.
 func (m *Machine) install(r *recording) (*trace, error) {
 	var p *plan
+	meaningful := uint16(calleeSaved)
+	var idGuard *regValue
+	if be := m.backEdgeOfSite(r.key.gsite); be != nil {
+		meaningful = allRegsButRSP
+		if be.IDReg >= 0 && r.side == nil {
+			idGuard = &regValue{x86enc.Reg(be.IDReg), r.key.id}
+		}
+	}
 	if r.side == nil && len(r.ops) > 0 && r.ops[len(r.ops)-1].kind == opClose && !m.cfg.NoOptimize {
-		p = m.optimize(r.ops, r.headRegs, r.closeRegs)
+		p = m.optimize(r.ops, r.headRegs, r.closeRegs, meaningful)
 		if p != nil && !p.ok {
 			p = nil
 		}
 	}
 	// Sizes do not depend on the address: a first pass sizes the code.
-	probe, _, probeExits, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start)
+	probe, _, probeExits, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start, idGuard)
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +381,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.root = r.side.rootTrace()
 	}
 	t.iterCtr = m.data.alloc8()
-	code, patch, origs, cm, err := m.generate(r.ops, base, exitBase, t.iterCtr, p, r.start)
+	code, patch, origs, cm, err := m.generate(r.ops, base, exitBase, t.iterCtr, p, r.start, idGuard)
 	if err != nil {
 		return nil, err
 	}

@@ -65,10 +65,23 @@ type Object struct {
 	// Sites: annotation calls by the run-time address of their call
 	// instruction.
 	Sites map[uint64]Site
+	// BackEdges: patched back-edge handlers by the run-time address of
+	// their trampoline, where the redirected dispatch now lands.
+	BackEdges map[uint64]BackEdge
 	// ReadOnly: memory that never changes once the object is loaded
 	// (segments without write permission, RELRO); loads from it at
 	// constant addresses fold to constants.
 	ReadOnly []Range
+}
+
+// BackEdge is a loop back-edge handler the patcher redirected through a
+// trampoline (an unmodified interpreter's JUMP_BACKWARD, OP_FORLOOP, ...).
+type BackEdge struct {
+	GSite   uint32
+	Handler uint64 // run-time address of the original handler
+	IDReg   int    // register holding the loop id (x86 number), -1 none
+	AuxReg  int    // register holding aux, -1 none
+	LuaSJ   bool   // a back-edge only when aux's Lua 5.4 sJ is negative
 }
 
 // Config is what Start needs.
@@ -126,20 +139,21 @@ type Machine struct {
 	tls   uint64
 	stats Stats
 
-	mu        sync.Mutex
-	cache     *codecache.Cache
-	gen       int
-	genEnd    int // cache bytes usable by this generation
-	data      *dataArea
-	switchOut uint64
-	recStart  uint64
-	recBufs   []uint64
-	traces    []*trace
-	byKey     map[loopKey]*trace
-	loops     map[loopKey]*loopState
-	doNotCall map[uint64]bool // do_not_trace_function targets
-	exitOwner []*trace        // exit index -> trace
-	off       bool
+	mu         sync.Mutex
+	cache      *codecache.Cache
+	gen        int
+	genEnd     int // cache bytes usable by this generation
+	data       *dataArea
+	switchOut  uint64
+	recStart   uint64
+	recBufs    []uint64
+	traces     []*trace
+	byKey      map[loopKey]*trace
+	loops      map[loopKey]*loopState
+	doNotCall  map[uint64]bool // do_not_trace_function targets
+	backBySite map[uint32]*BackEdge
+	exitOwner  []*trace // exit index -> trace
+	off        bool
 }
 
 type loopState struct {
@@ -179,11 +193,18 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	C.tv_setup()
 	m := &Machine{
-		cfg:       cfg,
-		tls:       uint64(C.tv_g.tls_off),
-		byKey:     make(map[loopKey]*trace),
-		loops:     make(map[loopKey]*loopState),
-		doNotCall: make(map[uint64]bool),
+		cfg:        cfg,
+		tls:        uint64(C.tv_g.tls_off),
+		byKey:      make(map[loopKey]*trace),
+		loops:      make(map[loopKey]*loopState),
+		doNotCall:  make(map[uint64]bool),
+		backBySite: make(map[uint32]*BackEdge),
+	}
+	for i := range cfg.Objects {
+		for _, be := range cfg.Objects[i].BackEdges {
+			be := be
+			m.backBySite[be.GSite] = &be
+		}
 	}
 	m.stats.init()
 	// Leave the first GiB above the code to the brk heap that follows it.
@@ -202,12 +223,13 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	m.cache, m.data = c, d
 	m.genEnd = cfg.MaxCode
+	// cache_hi follows the used part (markUsed): tv_in_cache needs no
+	// more, and a fork child copies only that much.
+	C.tv_g.cache_lo = C.uint64_t(c.Base())
 	if err := m.emitStubs(); err != nil {
 		c.Close()
 		return nil, err
 	}
-	C.tv_g.cache_lo = C.uint64_t(c.Base())
-	C.tv_g.cache_hi = C.uint64_t(c.Base() + uint64(c.Size()))
 	C.tv_g.side_threshold = C.uint64_t(cfg.SideThreshold)
 	if !active.CompareAndSwap(nil, m) {
 		c.Close()
@@ -335,6 +357,10 @@ func (m *Machine) textEnd(a uint64) uint64 {
 	}
 	return 0
 }
+
+// backEdgeOfSite returns the back-edge site gsite, or nil for an
+// annotation call site.
+func (m *Machine) backEdgeOfSite(gsite uint32) *BackEdge { return m.backBySite[gsite] }
 
 // readOnly reports whether [a, a+n) lies in an object's read-only memory.
 func (m *Machine) readOnly(a uint64, n int) bool {

@@ -83,10 +83,14 @@ type optimizer struct {
 // ones with a meaning at a trace head reached from one.
 const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.R12 | 1<<x86enc.R13 | 1<<x86enc.R14 | 1<<x86enc.R15
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64) *plan {
+// allRegsButRSP: at a back-edge handler's entry every register is the
+// interpreter's.
+const allRegsButRSP = 0xffff &^ (1 << x86enc.RSP)
+
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) *plan {
 	o := &optimizer{m: m, ops: ops, head: head}
 	for r := 0; r < 16; r++ {
-		if calleeSaved&(1<<r) != 0 && head[r] == close[r] {
+		if meaningful&(1<<r) != 0 && head[r] == close[r] {
 			o.inv |= 1 << r
 		}
 	}

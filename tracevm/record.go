@@ -41,6 +41,9 @@ type op struct {
 	cond   x86enc.Cond
 	target uint64
 	exit   uint64
+	// count: an opLink taken at a loop back-edge (trace_iterations
+	// counts back-edges taken inside compiled code).
+	count bool
 }
 
 // A recording is one thread's recording of one loop iteration (or of the
@@ -308,10 +311,14 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			r.ninsns++
 			r.pc = inst.End()
 		case insn.Jump:
-			if m.textEnd(info.Target) == 0 {
-				return abort("jump-out")
-			}
 			r.ninsns++
+			if r.nativeTarget(info.Target) {
+				// A tail call of native code (a PLT stub, libc).
+				if !r.tailCall(e, &lits, info.Target) {
+					return abort("tail-call-from-root")
+				}
+				continue
+			}
 			r.pc = info.Target
 		case insn.CondJump:
 			if m.textEnd(info.Target) == 0 {
@@ -377,8 +384,20 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			}
 			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &inst, target: target, exit: r.pc})
 			if info.Kind == insn.IndirectJump {
-				if m.textEnd(target) == 0 {
-					return abort("jump-out")
+				if be, ok := m.backEdgeAt(target); ok {
+					// The dispatch reached a patched back-edge
+					// handler: this may close the loop.
+					if next, done, reason, cont := r.backEdge(be, &inst, regs); !cont {
+						return next, done, reason
+					}
+					r.pc = be.Handler
+					continue
+				}
+				if r.nativeTarget(target) {
+					if !r.tailCall(e, &lits, target) {
+						return abort("tail-call-from-root")
+					}
+					continue
 				}
 				r.pc = target
 				continue
@@ -438,6 +457,42 @@ func (r *recording) writeBlock(e *emitter, lits []pendingLit, statePC uint64) (u
 	return r.recbuf, false, ""
 }
 
+// nativeTarget: target is code the recorder does not copy (outside the
+// traced objects, or in their native ranges such as the PLT).
+func (r *recording) nativeTarget(target uint64) bool {
+	o, ok := r.m.objectOf(target)
+	if !ok {
+		return true
+	}
+	for _, n := range o.Native {
+		if n.contains(target) {
+			return true
+		}
+	}
+	return false
+}
+
+// tailCall turns a jump to native code from an inlined function into what
+// it amounts to: that function's return address leaves the stack, the
+// native code is called from the trace (it finds its return address where
+// the jump left it) and recording goes on where the inlined function would
+// have returned. false when no inlined frame is open.
+func (r *recording) tailCall(e *emitter, lits *[]pendingLit, target uint64) bool {
+	n := len(r.stack)
+	if n == 0 {
+		return false
+	}
+	ret := r.stack[n-1]
+	r.stack = r.stack[:n-1]
+	r.ops = append(r.ops, op{kind: opPop, addr: r.pc}, op{kind: opCall, addr: r.pc, target: target})
+	e.leaRSP(8)
+	l := e.newLabel()
+	*lits = append(*lits, pendingLit{l, target})
+	e.callRIP(l)
+	r.pc = ret
+	return true
+}
+
 // native says whether a call to target runs natively rather than being
 // recorded.
 func (r *recording) native(target uint64) bool {
@@ -459,6 +514,16 @@ func (r *recording) native(target uint64) bool {
 	dn := m.doNotCall[target]
 	m.mu.Unlock()
 	return dn
+}
+
+// backEdgeAt returns the back-edge whose trampoline is at a.
+func (m *Machine) backEdgeAt(a uint64) (BackEdge, bool) {
+	o, ok := m.objectOf(a)
+	if !ok {
+		return BackEdge{}, false
+	}
+	be, ok := o.BackEdges[a]
+	return be, ok
 }
 
 func (m *Machine) siteAt(a uint64) (Site, bool) {
@@ -517,18 +582,21 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 				return r.finish(op{kind: opClose, addr: a}, 0)
 			}
 			root := r.side.rootTrace()
-			return r.finish(op{kind: opLink, addr: a, target: root.head}, root.head)
+			return r.finish(op{kind: opLink, addr: a, target: root.head, count: true}, root.head)
 		}
 		m.mu.Lock()
 		other := m.byKey[key]
 		m.mu.Unlock()
 		if other != nil {
-			return r.finish(op{kind: opLink, addr: a, target: other.head}, other.head)
+			return r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
 		}
 		return exitHere("inner-loop")
 	case APIFellthroughBranch:
-		if arg == r.key.id && r.frames == 0 && len(r.stack) == 0 {
-			return exitHere("loop-left")
+		// A root recording that leaves its loop will not close it; a side
+		// trace follows the code after the loop (an outer loop's body)
+		// to the next back-edge and links there.
+		if r.side == nil && arg == r.key.id && r.frames == 0 && len(r.stack) == 0 {
+			return a, true, "loop-left", false
 		}
 		return skip()
 	case APIIsTraced:
@@ -559,6 +627,45 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 	default:
 		return a, true, "api-" + apiNames[site.API], false
 	}
+}
+
+// backEdge handles a dispatch jump, at r.pc with the machine state before
+// it, into the trampoline of back-edge handler be. cont: recording goes on
+// in the handler (not a back-edge this time, as a Lua OP_JMP forwards).
+func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
+	m := r.m
+	a := r.pc
+	var id uint64
+	if be.IDReg >= 0 {
+		id = regs[be.IDReg]
+	}
+	if be.LuaSJ && be.AuxReg >= 0 {
+		if sj := int64((regs[be.AuxReg]>>7)&0x1ffffff) - 0xffffff; sj >= 0 {
+			return 0, false, "", true
+		}
+	}
+	key := loopKey{be.GSite, id}
+	if key == r.key && r.frames == 0 && len(r.stack) == 0 {
+		if r.side == nil {
+			r.closeRegs = *regs
+			return r.finish(op{kind: opClose, addr: a}, 0)
+		}
+		root := r.side.rootTrace()
+		return r.finish(op{kind: opLink, addr: a, target: root.head, count: true}, root.head)
+	}
+	m.mu.Lock()
+	other := m.byKey[key]
+	m.mu.Unlock()
+	if other != nil {
+		return r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
+	}
+	if r.side == nil {
+		return a, true, "inner-loop", false
+	}
+	// Leave at the dispatch jump: the original code goes through the
+	// trampoline, which counts the other loop.
+	r.ops = r.ops[:len(r.ops)-1] // the target guard is the exit's job
+	return r.finish(op{kind: opExit, addr: a, exit: a}, a)
 }
 
 // nativeAPI: annotation calls that act outside traces run as native calls

@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #define RM_MAGIC "RMPATCH"          /* 8 bytes with the NUL */
-#define RM_ABI_VERSION 1
+#define RM_ABI_VERSION 2
 /* In the OS-specific range DT_LOOS..DT_HIOS, which ld.so ignores. */
 #define DT_REDMAGIC 0x6d726d31
 
@@ -64,7 +64,7 @@ struct rm_patch_header {
 	uint32_t header_size;   /* sizeof(struct rm_patch_header) */
 	/*
 	 * Written by the runtime. Back-edge trampolines call
-	 *   void hit(uint32_t site, uint64_t id, uint64_t aux)
+	 *   uint64_t hit(uint32_t site, uint64_t id, uint64_t aux)
 	 * (SysV ABI) with the whole machine state saved around the call; 0 means
 	 * skip the call. site is the index into this object's sites[]. The
 	 * runtime's hit function may clobber what the SysV ABI lets a function
@@ -72,7 +72,11 @@ struct rm_patch_header {
 	 * all vector, mask, x87 and MXCSR state, so trampolines need save only
 	 * the general registers and the flags. It needs a 16-byte aligned
 	 * stack and runs on it (Go included): trampolines step over the red
-	 * zone first.
+	 * zone first. It returns 0 to continue at the site's resume address,
+	 * or an address to continue at instead (a compiled trace, the stub
+	 * that starts recording) with exactly the same machine state: the
+	 * trampoline restores everything and jumps there with %rsp as it was
+	 * at the site.
 	 */
 	uint64_t hit_fn;
 	/*
@@ -118,6 +122,8 @@ struct rm_site {
 	int32_t aux_reg;   /* DWARF number of the register passed as aux, -1 none */
 	uint32_t name;     /* strtab offset: "JUMP_BACKWARD", "OP_FORLOOP", ... */
 	uint32_t flags;    /* enum rm_site_flags */
+	uint64_t trampoline; /* the site's trampoline: where the redirected
+	                        dispatch or call now lands */
 };
 
 #endif

@@ -49,6 +49,12 @@ func DefaultSuite() []Program {
 	for _, vm := range []string{"switchvm", "gotovm", "annotvm"} {
 		ps = append(ps, Program{Name: vm + "/loop_n", Family: vm,
 			Script: "testdata/vms/programs/loop_n.vm", Full: "20000000", Small: "200000"})
+		// Loops without division (loop_n's two mod per iteration take
+		// most of its time): integer adds, nested loops, floating point.
+		for _, name := range []string{"count", "nested", "fsum"} {
+			ps = append(ps, Program{Name: vm + "/" + name, Family: vm,
+				Script: "testdata/bench/vm/" + name + ".vm", Full: "20000000", Small: "200000"})
+		}
 	}
 	for _, c := range classics {
 		ps = append(ps, Program{Name: "lua/" + c.name, Family: "lua5.4",

@@ -6,11 +6,14 @@
  *
  * CODE holds the trampolines, assembled for TEXT-ADDR; the hit slot lives
  * in the page at DATA-ADDR. Each input line is one run, in hex:
- *   trampoline slot shift rflags gpr[16] redzone[16]
+ *   trampoline slot shift rflags cont gpr[16] redzone[16]
  * (gpr in hardware order; gpr[4], rsp, is ignored; shift, 0 or 8, lowers
- * rsp before the jump so that both stack alignments are seen). Each output line is:
- *   gpr[16] rflags redzone[16] entry-rsp calls site id aux rsp%16 hit-rflags
- * as captured at the landing routine and in the hit function.
+ * rsp before the jump so that both stack alignments are seen; cont is what
+ * the hit function returns: 0, or where the trampoline must continue
+ * instead of the site's resume address). Each output line is:
+ *   gpr[16] rflags redzone[16] entry-rsp calls site id aux rsp%16 hit-rflags via-cont
+ * as captured at the landing routine and in the hit function (via-cont: 1
+ * if it was reached through rm_cont).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,6 +40,8 @@ struct hitrec {
 struct machine rm_in, rm_out;
 struct hitrec rm_hit;
 uint64_t rm_shift;
+uint64_t rm_hit_ret;
+uint64_t rm_via_cont;
 
 void rm_enter(uint64_t trampoline);
 
@@ -80,30 +85,31 @@ int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (;;) {
 		uint64_t tramp, hit;
-		int got = scanf("%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
-		                &tramp, &hit, &rm_shift, &rm_in.rflags);
+		int got = scanf("%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
+		                &tramp, &hit, &rm_shift, &rm_in.rflags, &rm_hit_ret);
 		if (got == EOF)
 			break;
-		for (int i = 0; got == 4 && i < 16; i++)
+		for (int i = 0; got == 5 && i < 16; i++)
 			got += scanf("%" SCNx64, &rm_in.gpr[i]) - 1;
-		for (int i = 0; got == 4 && i < 16; i++)
+		for (int i = 0; got == 5 && i < 16; i++)
 			got += scanf("%" SCNx64, &rm_in.redzone[i]) - 1;
-		if (got != 4 || (rm_shift != 0 && rm_shift != 8)) {
+		if (got != 5 || (rm_shift != 0 && rm_shift != 8)) {
 			fprintf(stderr, "malformed case line\n");
 			return 2;
 		}
 		*slot = hit;
 		memset(&rm_out, 0, sizeof rm_out);
 		memset(&rm_hit, 0, sizeof rm_hit);
+		rm_via_cont = 0;
 		rm_enter(tramp);
 		for (int i = 0; i < 16; i++)
 			printf("%" PRIx64 " ", rm_out.gpr[i]);
 		printf("%" PRIx64, rm_out.rflags);
 		for (int i = 0; i < 16; i++)
 			printf(" %" PRIx64, rm_out.redzone[i]);
-		printf(" %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 "\n",
+		printf(" %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 "\n",
 		       rm_in.gpr[4], rm_hit.calls, rm_hit.site, rm_hit.id, rm_hit.aux,
-		       rm_hit.rspmod16, rm_hit.rflags);
+		       rm_hit.rspmod16, rm_hit.rflags, rm_via_cont);
 	}
 	return 0;
 }

@@ -59,6 +59,16 @@ rm_enter:
 	jmp	*rm_target(%rip)
 	.size	rm_enter, .-rm_enter
 
+/* Where a trampoline continues when the hit function returns this address
+   (a trace, in the runtime): notes the way it came, touching neither
+   flags nor registers nor stack, and lands like Resume. */
+	.globl	rm_cont
+	.type	rm_cont, @function
+rm_cont:
+	movq	$1, rm_via_cont(%rip)
+	jmp	rm_landing
+	.size	rm_cont, .-rm_cont
+
 /* The trampoline's Resume: entered by jmp with the interpreter's state. */
 	.globl	rm_landing
 	.type	rm_landing, @function
@@ -99,7 +109,8 @@ rm_landing:
 	ret
 	.size	rm_landing, .-rm_landing
 
-/* void rm_hit_fn(uint32_t site, uint64_t id, uint64_t aux) */
+/* uint64_t rm_hit_fn(uint32_t site, uint64_t id, uint64_t aux): returns
+   rm_hit_ret, where the trampoline must continue (0: the site's resume) */
 	.globl	rm_hit_fn
 	.type	rm_hit_fn, @function
 rm_hit_fn:
@@ -121,7 +132,7 @@ rm_hit_fn:
 	movq	%rax, 16*\i+8(%rsp)
 	.endr
 	addq	$512, %rsp
-	movq	$0xbad0000000000001, %rax
+	movq	rm_hit_ret(%rip), %rax
 	movq	$0xbad0000000000002, %rcx
 	movq	$0xbad0000000000003, %rdx
 	movq	$0xbad0000000000004, %rsi
