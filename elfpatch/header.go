@@ -44,7 +44,9 @@ const (
 	siteSize     = 48
 	siteKindBack = 1
 	siteKindAPI  = 2
-	flagLua54SJ  = 1
+	// siteFlagNoTrace is RM_SITE_NO_TRACE.
+	siteFlagNoTrace = 1 << 1
+	flagLua54SJ     = 1
 )
 
 // Magic starts the header ("RMPATCH" and a NUL).
@@ -94,6 +96,9 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, o
 			if fl == sites.FlagLua54SJ {
 				flags |= flagLua54SJ
 			}
+		}
+		if res.NoTrace && s.Kind == sites.KindBackEdge {
+			flags |= siteFlagNoTrace
 		}
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])

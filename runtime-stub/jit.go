@@ -60,7 +60,12 @@ func startJIT() {
 			fmt.Fprintf(os.Stderr, "redmagic: %v; the JIT stays off\n", err)
 			return
 		}
-		cfg.Objects = append(cfg.Objects, o)
+		if len(o.Sites) > 0 || len(o.BackEdges) > 0 {
+			cfg.Objects = append(cfg.Objects, o)
+		}
+	}
+	if len(cfg.Objects) == 0 {
+		return // nothing to trace from (profiles marked no_trace)
 	}
 	if _, err := tracevm.Start(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "redmagic: %v; the JIT stays off\n", err)
@@ -121,16 +126,21 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		}
 	}
 	var fdes []ehframe.FDE
-	if s := f.Section(".eh_frame"); s != nil {
-		if data, err := s.Data(); err == nil {
-			fdes, _ = ehframe.Parse(data, s.Addr)
+	fdesOnce := func() []ehframe.FDE {
+		if fdes == nil {
+			if s := f.Section(".eh_frame"); s != nil {
+				if data, err := s.Data(); err == nil {
+					fdes, _ = ehframe.Parse(data, s.Addr)
+				}
+			}
 		}
+		return fdes
 	}
 	sites := unsafe.Slice((*byte)(unsafe.Pointer(d.sites)), int(d.nsites)*int(d.site_size))
 	o.BackEdges = map[uint64]tracevm.BackEdge{}
 	for i := 0; i < int(d.nsites); i++ {
 		s := (*C.struct_rm_site)(unsafe.Pointer(&sites[i*int(d.site_size)]))
-		if s.kind == C.RM_SITE_BACKEDGE {
+		if s.kind == C.RM_SITE_BACKEDGE && s.flags&C.RM_SITE_NO_TRACE == 0 {
 			o.BackEdges[bias+uint64(s.trampoline)] = tracevm.BackEdge{
 				GSite:   uint32(d.base) + uint32(i),
 				Handler: bias + uint64(s.resume),
@@ -146,7 +156,7 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		addr := uint64(s.addr)
 		o.Sites[bias+addr] = tracevm.Site{GSite: uint32(d.base) + uint32(i), API: tracevm.API(s.api)}
 		if tracevm.API(s.api) == tracevm.APITempDisable {
-			for _, fde := range fdes {
+			for _, fde := range fdesOnce() {
 				if addr >= fde.Start && addr < fde.End {
 					o.Native = append(o.Native, tracevm.Range{Lo: bias + fde.Start, Hi: bias + fde.End})
 				}

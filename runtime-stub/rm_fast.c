@@ -330,7 +330,7 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 	}
 	uint32_t gs = o->base + site;
 	uint64_t c = rm_count(gs, id, 1);
-	if (likely(c < rm_g.hot_threshold))
+	if (likely(c < rm_g.hot_threshold) || (o->flags[site] & RM_SITE_NO_TRACE))
 		return 0;
 	return rm_hit_hot(gs, id, c, o->resume[site]);
 }

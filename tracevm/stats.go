@@ -69,6 +69,7 @@ func (m *Machine) Snapshot() Snapshot {
 		Flushes:        m.stats.flushes.Load(),
 		RecordSeconds:  float64(m.stats.recordNanos.Load()) / 1e9,
 		Aborts:         map[string]uint64{},
+		Traces:         []TraceStats{},
 	}
 	m.stats.mu.Lock()
 	for k, v := range m.stats.aborts {

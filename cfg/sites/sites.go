@@ -42,6 +42,10 @@ type Profile struct {
 	IDReg  string        `json:"id_reg,omitempty"`  // register holding the loop id at the handler
 	AuxReg string        `json:"aux_reg,omitempty"` // register passed to the runtime as aux
 	Sites  []ProfileSite `json:"sites,omitempty"`
+	// NoTrace: the runtime counts this interpreter's loops but its JIT
+	// does not trace from its back-edge sites (a profile whose traces
+	// are not validated yet).
+	NoTrace bool `json:"no_trace,omitempty"`
 }
 
 // ProfileSite names one back-edge opcode.
@@ -191,6 +195,7 @@ type Skip struct {
 type Result struct {
 	Profile string `json:"profile"`
 	Reason  string `json:"reason"` // why this profile applies
+	NoTrace bool   `json:"no_trace,omitempty"`
 	Sites   []Site `json:"sites"`
 	Skipped []Skip `json:"skipped,omitempty"`
 }
@@ -285,7 +290,7 @@ func readOnlyData(f *elfimage.File) []byte {
 
 // Discover finds the sites p describes in the binary f with graph g.
 func Discover(f *elfimage.File, g *cfg.Graph, p *Profile, reason string) (*Result, error) {
-	r := &Result{Profile: p.Name, Reason: reason}
+	r := &Result{Profile: p.Name, Reason: reason, NoTrace: p.NoTrace}
 	var err error
 	if p.Annotated {
 		err = discoverAPI(f, g, r)

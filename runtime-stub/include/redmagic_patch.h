@@ -111,6 +111,9 @@ enum rm_site_flags {
 	/* aux is a Lua 5.4 instruction word; the site is a back-edge only when
 	 * its sJ operand is negative (OP_JMP serves both directions). */
 	RM_SITE_LUA54_SJ = 1u << 0,
+	/* The runtime counts the site but never enters or records a trace
+	 * from it (its profile's traces are not validated yet). */
+	RM_SITE_NO_TRACE = 1u << 1,
 };
 
 struct rm_site {

@@ -1,0 +1,124 @@
+package tracevm
+
+import (
+	"math/rand"
+	"testing"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// condHolds on the flags arith computes for cmp a, b agrees with the
+// comparisons each condition code stands for.
+func TestCondHoldsAfterCmp(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	vals := []uint64{0, 1, 2, 0x7f, 0x80, 0xff, 0x7fffffff, 0x80000000, 1<<63 - 1, 1 << 63, ^uint64(0)}
+	for i := 0; i < 200; i++ {
+		vals = append(vals, rng.Uint64())
+	}
+	for _, size := range []int{1, 4, 8} {
+		for _, a := range vals {
+			for _, b := range vals[:40] {
+				ua, ub := truncate(a, size), truncate(b, size)
+				sa, sb := int64(signExtend(ua, size)), int64(signExtend(ub, size))
+				f := arith(x86asm.CMP, a, b, size)
+				want := map[x86enc.Cond]bool{
+					x86enc.B: ua < ub, x86enc.AE: ua >= ub, x86enc.E: ua == ub, x86enc.NE: ua != ub,
+					x86enc.BE: ua <= ub, x86enc.A: ua > ub, x86enc.L: sa < sb, x86enc.GE: sa >= sb,
+					x86enc.LE: sa <= sb, x86enc.G: sa > sb,
+					x86enc.S: int64(signExtend(truncate(ua-ub, size), size)) < 0,
+				}
+				for c, w := range want {
+					require.Equal(t, w, condHolds(c, f), "cmp %#x, %#x (size %d): %s", a, b, size, c)
+				}
+			}
+		}
+	}
+}
+
+// valueGuard turns a 64-bit load or compare from memory into
+// cmpq $v, <the same operand>.
+func TestValueGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+	}{
+		{"mov (%r13,%r14,8),%rax", []byte{0x4b, 0x8b, 0x44, 0xf5, 0x00}},
+		{"cmpq $0x1a,(%r13,%r14,8)", []byte{0x4b, 0x83, 0x7c, 0xf5, 0x00, 0x1a}},
+		{"mov 0x8(%r13,%rdx),%rax", []byte{0x49, 0x8b, 0x44, 0x15, 0x08}},
+		{"mov 0x12345678(%rbx),%r9", []byte{0x4c, 0x8b, 0x8b, 0x78, 0x56, 0x34, 0x12}},
+		{"mov %fs:0x10(%rax),%rcx", []byte{0x64, 0x48, 0x8b, 0x48, 0x10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig, err := x86dec.Decode(tc.code, 0x1000)
+			require.NoError(t, err)
+			g, err := valueGuard(tc.code, 0x1234)
+			require.NoError(t, err)
+			inst, err := x86dec.Decode(g, 0x1000)
+			require.NoError(t, err)
+			require.Equal(t, len(g), inst.Len)
+			assert.Equal(t, x86asm.CMP, inst.Op)
+			assert.Equal(t, 64, inst.DataSize)
+			assert.Equal(t, memArg(&orig), inst.Args[0])
+			assert.Equal(t, x86asm.Imm(0x1234), inst.Args[1])
+		})
+	}
+	for _, bad := range [][]byte{
+		{0x8b, 0x04, 0x24},             // 32-bit mov
+		{0x48, 0x8b, 0xc1},             // register operand
+		{0x48, 0x8b, 0x05, 0, 0, 0, 0}, // %rip-relative
+		{0x48, 0x01, 0x03},             // add
+	} {
+		_, err := valueGuard(bad, 1)
+		assert.Error(t, err, "% x", bad)
+	}
+}
+
+// FuzzRIPForm: whatever ripForm makes of an instruction with a memory
+// operand decodes to the same operation with that operand now the given
+// address, %rip-relative, and the same other operands.
+func FuzzRIPForm(f *testing.F) {
+	for _, s := range [][]byte{
+		{0x4b, 0x83, 0x7c, 0xf5, 0x00, 0x1a}, {0x49, 0x8b, 0x44, 0x15, 0x08},
+		{0x48, 0x63, 0x04, 0x87}, {0x66, 0x0f, 0x6f, 0x44, 0x24, 0x10}, {0xf3, 0x0f, 0x10, 0x04, 0xc8},
+		{0x48, 0xc7, 0x44, 0x24, 0x08, 1, 0, 0, 0}, {0x0f, 0xb6, 0x04, 0x01},
+	} {
+		f.Add(s, uint64(0x401000), uint64(0x402000))
+	}
+	f.Fuzz(func(t *testing.T, code []byte, addr, at uint64) {
+		inst, err := x86dec.Decode(code, 0x1000)
+		if err != nil || inst.Special != x86dec.SpecialNone {
+			return
+		}
+		m, ok := memArg(&inst).(x86asm.Mem)
+		if !ok || m.Base == x86asm.RIP || m.Segment != 0 {
+			return
+		}
+		code = code[:inst.Len]
+		out, ok := ripForm(code, addr, at)
+		if !ok {
+			return
+		}
+		got, err := x86dec.Decode(out, at)
+		require.NoError(t, err, "% x -> % x", code, out)
+		require.Equal(t, len(out), got.Len)
+		target, ok := got.MemRIPTarget()
+		require.True(t, ok, "% x -> % x: not %%rip-relative", code, out)
+		require.Equal(t, addr, target)
+		require.Equal(t, inst.Op, got.Op, "% x -> % x", code, out)
+		require.Equal(t, inst.MemBytes, got.MemBytes, "% x -> % x: memory size", code, out)
+		require.Equal(t, inst.DataSize, got.DataSize, "% x -> % x: operand size", code, out)
+		for k, a := range inst.Args {
+			if a == nil {
+				break
+			}
+			if _, isMem := a.(x86asm.Mem); isMem {
+				continue
+			}
+			require.Equal(t, a, got.Args[k], "% x -> % x: operand %d", code, out, k)
+		}
+	})
+}
