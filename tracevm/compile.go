@@ -122,6 +122,27 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 	for i := range ops {
 		o := &ops[i]
 		cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
+		if v, ok := p.specAt(i); ok && o.kind == opInsn && !replacesLoad(p.inst(i)) {
+			// Guard the loaded value, then run (or drop) the
+			// instruction like any other.
+			inst := p.inst(i)
+			g, err := valueGuard(o.code, int32(v))
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			rip := false
+			if a, ok := memKnownIn(inst, &p.known[i]); ok {
+				if rg, ok := ripForm(g, a, e.pc()); ok {
+					g, rip = rg, true
+				}
+			}
+			if !rip {
+				materialize(regBits(memArg(inst)))
+			}
+			e.bytes(g...)
+			e.alignRel32(2)
+			patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+		}
 		if p != nil && p.drop[i] {
 			if o.kind == opInsn {
 				w, _ := writes(p.inst(i))
@@ -135,7 +156,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 		}
 		if p != nil && o.kind == opInsn {
 			inst := p.inst(i)
-			if v, ok := p.spec[i]; ok {
+			if v, ok := p.spec[i]; ok && replacesLoad(inst) {
 				g, err := valueGuard(o.code, int32(v))
 				if err != nil {
 					return nil, nil, nil, nil, err
@@ -415,6 +436,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			return nil, err
 		}
 		ex[r.exitID].state = C.TV_EXIT_LINKED
+		if last := r.ops[len(r.ops)-1]; last.kind == opExit && nexit > 0 {
+			// Its final exit leads where a side trace of it would start
+			// again: never record one there (no chains of such traces).
+			ex[int(exitBase)+nexit-1].state = C.TV_EXIT_DEAD
+		}
 		t.root.nsides++
 		m.stats.sideTraces.Add(1)
 		m.stats.tracesCompiled.Add(1)

@@ -63,6 +63,16 @@ type plan struct {
 
 func (p *plan) inst(i int) *x86dec.Inst { return p.insts[i] }
 
+// specAt returns the value op i's load is speculated to have (nil plan:
+// none).
+func (p *plan) specAt(i int) (uint64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	v, ok := p.spec[i]
+	return v, ok
+}
+
 type optimizer struct {
 	m     *Machine
 	ops   []op
@@ -77,6 +87,11 @@ type optimizer struct {
 	after    [][16]val   // registers known after op i
 	flagsAt  []flagState // flags before op i
 	foldOps  map[int]bool
+	// banned: loads never to speculate (their value now is not the one
+	// the recording saw: memory the iteration itself rewrites).
+	banned map[int]bool
+	// contra: the assumptions a contradiction rested on.
+	contra assume
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -104,10 +119,27 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 			o.insts[i] = &inst
 		}
 	}
-	// Pass 1: assume everything; learn which assumptions pay.
-	folded, ok := o.eval(nil, allSpecs)
-	if !ok {
-		return nil
+	// Pass 1: assume everything; learn which assumptions pay. A guard
+	// that would always fail shows a speculated value that is not the
+	// one the recording saw: ban those loads and try again.
+	o.banned = map[int]bool{}
+	var folded []foldedGuard
+	for try := 0; ; try++ {
+		var ok bool
+		o.specAddr, o.specOp, o.specVal = nil, nil, nil
+		folded, ok = o.eval(nil, allSpecs)
+		if ok {
+			break
+		}
+		specs := o.contra >> 16
+		if specs == 0 || try == 32 {
+			return nil
+		}
+		for k := 0; k < maxSpecs; k++ {
+			if specs&(1<<k) != 0 {
+				o.banned[o.specOp[k]] = true
+			}
+		}
 	}
 	// A speculation costs a guard: keep those that remove at least two
 	// guards, or an indirect-target guard, alone or with others.
@@ -211,6 +243,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
+					o.contra = s.flags.deps
 					return nil, false // contradicts the recording
 				}
 				folded = append(folded, foldedGuard{op: i, deps: s.flags.deps})
@@ -219,6 +252,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		case opGuardTarget:
 			if r, ok := targetReg(op.inst); ok && s.regs[r].known {
 				if s.regs[r].v != op.target {
+					o.contra = s.regs[r].deps
 					return nil, false
 				}
 				folded = append(folded, foldedGuard{op: i, deps: s.regs[r].deps, target: true})
@@ -325,9 +359,12 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if v, ok := s.spec[key]; ok {
 			return v
 		}
-		want := chosen == nil || chosen[i]
+		want := (chosen == nil && !o.banned[i]) || chosen[i]
 		if !want || size != 8 || len(o.specOp) >= maxSpecs || !specForm(o.ops[i].code) || !o.m.readable(ad.v) {
 			return val{}
+		}
+		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps[inst.Op] {
+			return val{} // read and written: a store follows
 		}
 		if !flagsDeadAfter(o.ops, i-1) {
 			return val{} // the value guard's cmp would clobber live flags
@@ -568,55 +605,75 @@ func specForm(code []byte) bool {
 	return err == nil
 }
 
-// valueGuard encodes `cmpq $v, M` where M is the memory operand of code,
-// a 64-bit mov from memory or cmp with memory (REX.W 8B/3B/39, 81/83 /7),
-// with an optional fs/gs prefix and no %rip-relative operand.
+// valueGuard encodes `cmpq $v, M` where M is the memory operand of code:
+// any instruction with a ModRM memory operand and REX.W (a 64-bit access),
+// an optional fs/gs prefix, no VEX/EVEX, no %rip-relative operand.
 func valueGuard(code []byte, v int32) ([]byte, error) {
 	i := 0
 	var out []byte
-	if i < len(code) && (code[i] == 0x64 || code[i] == 0x65) {
-		out = append(out, code[i])
+	for i < len(code) {
+		switch code[i] {
+		case 0x64, 0x65:
+			out = append(out, code[i])
+		case 0xf0, 0xf2, 0xf3, 0x66:
+		default:
+			goto rex
+		}
 		i++
 	}
+rex:
 	if i+2 >= len(code) || code[i]&0xf8 != 0x48 {
 		return nil, errNoGuardForm
 	}
-	rex := code[i]
-	opc := code[i+1]
-	modrm := code[i+2]
-	mod, reg, rm := modrm>>6, (modrm>>3)&7, modrm&7
-	switch {
-	case opc == 0x8b || opc == 0x3b || opc == 0x39:
-	case (opc == 0x81 || opc == 0x83) && reg == 7:
-	default:
+	rexb := code[i]
+	i++
+	switch code[i] {
+	case 0x0f:
+		i++
+		if i < len(code) && (code[i] == 0x38 || code[i] == 0x3a) {
+			i++
+		}
+	case 0xc4, 0xc5, 0x62, 0x8f:
 		return nil, errNoGuardForm
 	}
+	i++
+	if i >= len(code) {
+		return nil, errNoGuardForm
+	}
+	modrm := code[i]
+	i++
+	mod, rm := modrm>>6, modrm&7
 	if mod == 3 || (mod == 0 && rm == 5) {
 		return nil, errNoGuardForm
 	}
-	rest := code[i+3:]
-	n := 0
+	start := i
 	if rm == 4 {
-		if len(rest) < 1 {
+		if i >= len(code) {
 			return nil, errNoGuardForm
 		}
-		n = 1
-		if mod == 0 && rest[0]&7 == 5 {
-			n += 4
+		if mod == 0 && code[i]&7 == 5 {
+			i += 4
 		}
+		i++
 	}
 	switch mod {
 	case 1:
-		n++
+		i++
 	case 2:
-		n += 4
+		i += 4
 	}
-	if len(rest) < n {
+	if i > len(code) {
 		return nil, errNoGuardForm
 	}
-	out = append(out, rex&^4, 0x81, mod<<6|7<<3|rm)
-	out = append(out, rest[:n]...)
+	out = append(out, rexb&^4, 0x81, mod<<6|7<<3|rm)
+	out = append(out, code[start:i]...)
 	return binary.LittleEndian.AppendUint32(out, uint32(v)), nil
+}
+
+// replacesLoad: a speculated load that is a plain mov or cmp becomes the
+// value guard; any other instruction keeps running after its guard.
+func replacesLoad(inst *x86dec.Inst) bool {
+	return inst.Op == x86asm.MOV || inst.Op == x86asm.CMP
 }
 
 var errNoGuardForm = errorString("tracevm: no value guard for this load")
@@ -678,13 +735,19 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			if absMem {
 				memRegs = regBits(memArg(inst))
 			}
-			if _, ok := p.spec[i]; ok {
+			if _, ok := p.spec[i]; ok && replacesLoad(inst) {
 				// cmpq $v, M; jne exit: reads M's registers (none
 				// once M is %rip-relative), sets the flags; the loaded
 				// register becomes virtual.
 				live = live&^w | regBits(memArg(inst))&^memRegs | unknownAt(i)
 				flags = false
 				continue
+			}
+			if _, ok := p.spec[i]; ok {
+				// The guard before it reads M's registers too and its
+				// exit needs the unknown ones; the instruction itself
+				// is then treated as any other (below).
+				live |= unknownAt(i)
 			}
 			// Pure: its only effects are a general register and the
 			// flags (a vector destination is an effect the optimiser

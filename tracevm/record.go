@@ -70,6 +70,14 @@ type recording struct {
 	// headRegs and closeRegs: the registers when the recording began and
 	// when it closed its loop, for the optimiser.
 	headRegs, closeRegs [16]uint64
+	// handoff: the recording ended at another loop's back-edge, which has
+	// no trace: record that loop from here instead (inner loops first).
+	handoff *handoff
+}
+
+type handoff struct {
+	key   loopKey
+	start uint64
 }
 
 const (
@@ -254,10 +262,24 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 		return r.stop(t, r.pc, fmt.Sprintf("bad-event-%d", ev))
 	}
 	next, done, reason := r.block(t)
-	if done {
-		return r.stop(t, next, reason)
+	if !done {
+		return next
 	}
-	return next
+	ho := r.handoff
+	next = r.stop(t, next, reason)
+	if ho == nil {
+		return next
+	}
+	// The state saved in t is the one at the other loop's back-edge,
+	// which is where its recording starts.
+	r2 := r.m.beginRecording(ho.key, ho.start, false, nil, 0)
+	if r2 == nil {
+		return next
+	}
+	t.rec = C.uint64_t(cgo.NewHandle(r2))
+	t.recbuf = C.uint64_t(r2.recbuf)
+	t.start = C.uint64_t(ho.start)
+	return r2.run(t, C.TV_REC_START)
 }
 
 // stop ends the recording (with a trace or not) and returns next.
@@ -590,6 +612,9 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 		if other != nil {
 			return r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
 		}
+		if r.side == nil && r.frames == 0 {
+			r.handoff = &handoff{key, inst.End()}
+		}
 		return exitHere("inner-loop")
 	case APIFellthroughBranch:
 		// A root recording that leaves its loop will not close it; a side
@@ -659,13 +684,11 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 	if other != nil {
 		return r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
 	}
-	if r.side == nil {
-		return a, true, "inner-loop", false
-	}
-	// Leave at the dispatch jump: the original code goes through the
-	// trampoline, which counts the other loop.
-	r.ops = r.ops[:len(r.ops)-1] // the target guard is the exit's job
-	return r.finish(op{kind: opExit, addr: a, exit: a}, a)
+	// Another loop's back-edge, and that loop has no trace: record it
+	// from here (a side recording gives up its exit, which then leads to
+	// the original code and, at this back-edge, to the new trace).
+	r.handoff = &handoff{key, be.Handler}
+	return a, true, "inner-loop", false
 }
 
 // nativeAPI: annotation calls that act outside traces run as native calls
