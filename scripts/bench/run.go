@@ -143,7 +143,10 @@ func CountInstructions(inv Invocation, tmpDir string, timeout time.Duration) ([]
 	f.Close()
 	defer os.Remove(f.Name())
 	vinv := inv
-	vinv.Argv = append([]string{vg, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=" + f.Name()}, inv.Argv...)
+	// --smc-check=all: the JIT writes code through a second mapping and
+	// rewrites its recording buffers, which valgrind would otherwise run
+	// from stale translations.
+	vinv.Argv = append([]string{vg, "--tool=cachegrind", "--cache-sim=no", "--smc-check=all", "--cachegrind-out-file=" + f.Name()}, inv.Argv...)
 	out, _, err := Run(vinv, timeout)
 	if err != nil {
 		return out, 0, err
