@@ -22,6 +22,7 @@ build: runtime
 
 testdata:
 	$(MAKE) -C testdata/vms
+	$(MAKE) -C testdata/stress
 
 demo: build testdata
 	bash scripts/demo-run.sh

@@ -32,8 +32,8 @@ func startJIT() {
 	cfg := tracevm.Config{}
 	if v := os.Getenv("REDMAGIC_MAX_CODE"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 31)
-		if err != nil || n < 1<<16 {
-			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_MAX_CODE=%s is not a size in bytes >= 65536, using the default\n", v)
+		if err != nil || n < 1<<15 {
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_MAX_CODE=%s is not a size in bytes >= 32768, using the default\n", v)
 		} else {
 			cfg.MaxCode = int(n)
 		}

@@ -179,6 +179,18 @@ func TestVMJIT(t *testing.T) {
 				p.Name, p.BackEdges, iters, 100*float64(iters)/float64(p.BackEdges), jit["traces_compiled"], jit["side_exits"], jit["aborts"])
 		}
 	}
+	// A code cache too small for float.vm's traces: it flushes (every
+	// trace dropped, a new generation) and the answers stay the same.
+	for _, p := range progs {
+		if p.Name != "float" {
+			continue
+		}
+		args := append([]string{p.Path}, p.Args...)
+		got := runBin(t, annot, args, append(env, "REDMAGIC_MAX_CODE=32768"), true)
+		assert.Equal(t, result{p.Stdout, p.Stderr, p.Status}, got.result, "float with a 32 KiB code cache")
+		jit := got.stats["jit"].(map[string]any)
+		assert.GreaterOrEqual(t, jit["flushes"].(float64), 1.0, "float with a 32 KiB code cache")
+	}
 	out := annot
 	// REDMAGIC_LOG writes each trace's disassembly beside the original
 	// addresses.
@@ -195,6 +207,42 @@ func TestVMJIT(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `(?m)^redmagic: trace 0 \(root\) site \d+ id 0x[0-9a-f]+: \d+ instructions recorded`, string(log))
 	assert.Regexp(t, `(?m)^  0x[0-9a-f]+: \S.*; insn 0x[0-9a-f]+$`, string(log))
+}
+
+// The annotated stress program (testdata/stress): loops traced while two
+// threads share them, a signal arrives every 200 us, a fork happens in the
+// middle of one, with floating point, vector code and %rip-relative data.
+// The patched copy prints exactly what the original prints, with and
+// without the optimiser, and nearly all iterations run in traces.
+func TestAnnotatedStress(t *testing.T) {
+	requireRuntime(t)
+	root, err := testvms.RepoRoot()
+	require.NoError(t, err)
+	mk := exec.Command("make", "-s", "-C", filepath.Join(root, "testdata", "stress"))
+	msg, err := mk.CombinedOutput()
+	require.NoError(t, err, "make: %s", msg)
+	orig := filepath.Join(root, "testdata", "build", "stress")
+	out := filepath.Join(t.TempDir(), "stress")
+	patch(t, orig, out, "--profile", "annotated")
+	const n = 500000
+	args := []string{fmt.Sprint(n)}
+	want := runBin(t, orig, args, nil, false)
+	require.Equal(t, 0, want.status, want.stderr)
+	for _, env := range [][]string{
+		{"REDMAGIC_THRESHOLD=100", "REDMAGIC_SIDE_THRESHOLD=4"},
+		{"REDMAGIC_THRESHOLD=100", "REDMAGIC_SIDE_THRESHOLD=4", "REDMAGIC_OPT=0"},
+	} {
+		got := runBin(t, out, args, env, true)
+		assert.Equal(t, want.result, got.result, "%v", env)
+		jit, ok := got.stats["jit"].(map[string]any)
+		require.True(t, ok, "no jit section")
+		assert.GreaterOrEqual(t, jit["traces_compiled"].(float64), 4.0, "%v", env)
+		// 14 loops of n iterations in the parent (the forked child's
+		// half is not counted: it writes no statistics).
+		iters := jit["trace_iterations"].(float64)
+		assert.GreaterOrEqual(t, iters, 0.9*14*n, "%v: trace iterations", env)
+		t.Logf("%v: %v traces, %.0f of %d iterations in traces, aborts %v", env, jit["traces_compiled"], iters, 14*n, jit["aborts"])
+	}
 }
 
 func TestPatchPython(t *testing.T) {
