@@ -119,7 +119,7 @@ func TestStatsDocumented(t *testing.T) {
 	require.NoError(t, err)
 	for _, ty := range []reflect.Type{reflect.TypeFor[Stats](), reflect.TypeFor[ObjectStats](),
 		reflect.TypeFor[SiteStats](), reflect.TypeFor[HotLoop](),
-		reflect.TypeFor[tracevm.Snapshot](), reflect.TypeFor[tracevm.TraceStats]()} {
+		reflect.TypeFor[tracevm.Snapshot](), reflect.TypeFor[tracevm.TraceStats](), reflect.TypeFor[tracevm.ExitStats]()} {
 		for i := 0; i < ty.NumField(); i++ {
 			name := strings.Split(ty.Field(i).Tag.Get("json"), ",")[0]
 			assert.Contains(t, string(doc), "`"+name+"`", "%s.%s", ty.Name(), ty.Field(i).Name)

@@ -41,7 +41,7 @@ type codeMap struct {
 // generate emits the trace of ops at base. exitBase is the id of its first
 // exit; it returns the code, the offsets of the rel32 fields that lead to
 // each exit, and the exits' original addresses.
-func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64, p *plan, start uint64, idGuard *regValue) (code []byte, patch []int, origs []uint64, cm []codeMap, err error) {
+func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, err error) {
 	e := newEmitter(base, m.tls)
 	head := e.newLabel()
 	e.bind(head)
@@ -56,11 +56,16 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 	// virtual: registers whose writer the optimiser dropped, with the
 	// value the original code would have put there.
 	var virtual []regValue
+	// stk: the return addresses inlined calls have pushed (a side trace
+	// starts with its parent's), so that a side trace recorded from an
+	// exit knows which returns it may follow.
+	stk := initStack
 	newExit := func(orig uint64) label {
 		l := e.newLabel()
 		exitLabels = append(exitLabels, l)
 		origs = append(origs, orig)
 		exitSets = append(exitSets, append([]regValue(nil), virtual...))
+		stacks = append(stacks, stk)
 		return l
 	}
 	materialize := func(mask uint16) {
@@ -128,7 +133,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			inst := p.inst(i)
 			g, err := valueGuard(o.code, int32(v))
 			if err != nil {
-				return nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, err
 			}
 			rip := false
 			if a, ok := memKnownIn(inst, &p.known[i]); ok {
@@ -159,7 +164,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			if v, ok := p.spec[i]; ok && replacesLoad(inst) {
 				g, err := valueGuard(o.code, int32(v))
 				if err != nil {
-					return nil, nil, nil, nil, err
+					return nil, nil, nil, nil, nil, err
 				}
 				rip := false
 				if a, ok := memKnownIn(inst, &p.known[i]); ok {
@@ -233,7 +238,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 		case opInsn:
 			b, err := x86enc.Relocate(o.code, o.addr, e.pc())
 			if err != nil {
-				return nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, err
 			}
 			e.bytes(b...)
 		case opGuard:
@@ -256,15 +261,19 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 				break
 			}
 			if err := m.guardTarget(e, o, newExit(o.exit), lit, &patch); err != nil {
-				return nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, err
 			}
 		case opPush:
+			stk = append(stk[:len(stk):len(stk)], o.target)
 			if o.target < 1<<31 {
 				e.pushImm32(int32(o.target))
 			} else {
 				e.pushRIP(lit(o.target))
 			}
 		case opPop:
+			if len(stk) > 0 {
+				stk = stk[: len(stk)-1 : len(stk)-1]
+			}
 			e.leaRSP(8)
 		case opCall:
 			e.callRIP(lit(o.target))
@@ -305,7 +314,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 	}
 	flushLits(e, lits)
 	code, err = e.finish()
-	return code, patch, origs, cm, err
+	return code, patch, origs, cm, stacks, err
 }
 
 type regValue struct {
@@ -379,7 +388,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 	}
 	// Sizes do not depend on the address: a first pass sizes the code.
-	probe, _, probeExits, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start, idGuard)
+	probe, _, probeExits, _, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +411,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.root = r.side.rootTrace()
 	}
 	t.iterCtr = m.data.alloc8()
-	code, patch, origs, cm, err := m.generate(r.ops, base, exitBase, t.iterCtr, p, r.start, idGuard)
+	code, patch, origs, cm, stacks, err := m.generate(r.ops, base, exitBase, t.iterCtr, p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
@@ -423,6 +432,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		t.exits = append(t.exits, exitBase+uint32(i))
 		m.exitOwner = append(m.exitOwner, t)
+		m.exitStacks = append(m.exitStacks, stacks[i])
 	}
 	C.tv_g.nexits = C.uint32_t(exitBase + uint32(nexit))
 	m.traces = append(m.traces, t)

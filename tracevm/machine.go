@@ -153,6 +153,9 @@ type Machine struct {
 	doNotCall  map[uint64]bool // do_not_trace_function targets
 	backBySite map[uint32]*BackEdge
 	exitOwner  []*trace // exit index -> trace
+	// exitStacks: exit index -> the return addresses inlined calls had
+	// pushed there (shared, never modified).
+	exitStacks [][]uint64
 	off        bool
 }
 

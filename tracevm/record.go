@@ -70,6 +70,9 @@ type recording struct {
 	// headRegs and closeRegs: the registers when the recording began and
 	// when it closed its loop, for the optimiser.
 	headRegs, closeRegs [16]uint64
+	// initStack: the inlined return addresses already on the stack where
+	// a side recording starts (its parent's at that exit).
+	initStack []uint64
 	// handoff: the recording ended at another loop's back-edge, which has
 	// no trace: record that loop from here instead (inner loops first).
 	handoff *handoff
@@ -201,6 +204,10 @@ func tvSideExit(why C.uint64_t) C.uint64_t {
 		root = root.root
 	}
 	ok := parent != nil && root.nsides < maxSideTraces && m.byKey[root.key] == root
+	var stack []uint64
+	if ok && int(id) < len(m.exitStacks) {
+		stack = m.exitStacks[id]
+	}
 	m.mu.Unlock()
 	if !ok {
 		setExitState(id, C.TV_EXIT_DEAD)
@@ -211,6 +218,8 @@ func tvSideExit(why C.uint64_t) C.uint64_t {
 	if r == nil {
 		return 0
 	}
+	r.initStack = stack
+	r.stack = append([]uint64(nil), stack...)
 	t := C.tv_self()
 	h := cgo.NewHandle(r)
 	t.rec = C.uint64_t(h)

@@ -57,7 +57,19 @@ type TraceStats struct {
 	Bytes      int    `json:"bytes"`
 	Iterations uint64 `json:"iterations"`
 	Exits      uint64 `json:"exits"`
+	// TopExits: the exits taken most, most first (at most 5): where the
+	// original code resumed and how often.
+	TopExits []ExitStats `json:"top_exits,omitempty"`
 }
+
+// ExitStats is one trace exit.
+type ExitStats struct {
+	Addr  uint64 `json:"addr"` // original address the exit resumes at
+	Count uint64 `json:"count"`
+	State string `json:"state"` // open, linked (a side trace), dead
+}
+
+var exitStates = [...]string{"open", "linked", "dead"}
 
 // Snapshot reads every counter.
 func (m *Machine) Snapshot() Snapshot {
@@ -86,7 +98,20 @@ func (m *Machine) Snapshot() Snapshot {
 			ts.Iterations = m.data.load(t.iterCtr)
 		}
 		for _, x := range t.exits {
-			ts.Exits += uint64(exits[x].count)
+			c := uint64(exits[x].count)
+			ts.Exits += c
+			if c == 0 {
+				continue
+			}
+			st := "open"
+			if k := int(exits[x].state); k < len(exitStates) {
+				st = exitStates[k]
+			}
+			ts.TopExits = append(ts.TopExits, ExitStats{Addr: uint64(exits[x].orig), Count: c, State: st})
+		}
+		sort.Slice(ts.TopExits, func(i, j int) bool { return ts.TopExits[i].Count > ts.TopExits[j].Count })
+		if len(ts.TopExits) > 5 {
+			ts.TopExits = ts.TopExits[:5]
 		}
 		s.TraceIterations += ts.Iterations
 		s.SideExits += ts.Exits
