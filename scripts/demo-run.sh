@@ -66,12 +66,32 @@ print(f"   runtime: {d['site_hits']} site hits ({', '.join(busy)})")
 if top:
     print(f"   hottest loop: site {top['site']} id {top['id']:#x}, {top['hits']} hits; "
           f"{d['slow_path_calls']} loop(s) crossed the hot threshold")
+j = d.get("jit")
+if j:
+    print(f"   JIT: {j['traces_compiled']} trace(s), {j['trace_iterations']} back-edges inside traces, "
+          f"{j['side_exits']} exits, {j['code_bytes']} bytes of code, aborts {j['aborts'] or 'none'}")
 PY
+}
+
+# timed NAME CMD...: wall time of one run, output discarded.
+timed() {
+  local name=$1; shift
+  local t0 t1
+  t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
+  printf '   %-28s %d ms\n' "$name" $(( (t1 - t0) / 1000000 ))
 }
 echo "-- gotovm loop_n.vm 100000 (100000 back-edges)"
 hits "$out/patched/gotovm" testdata/vms/programs/loop_n.vm 100000
 echo "-- annotvm fib.vm"
 hits "$out/patched/annotvm.stripped" testdata/vms/programs/fib.vm
+echo "-- the tracing JIT: annotvm count.vm 20000000, original and patched"
+hits "$out/patched/annotvm.stripped" testdata/bench/vm/count.vm 20000000
+timed "original annotvm" testdata/build/annotvm.stripped testdata/bench/vm/count.vm 20000000
+timed "patched, JIT on" "$out/patched/annotvm.stripped" testdata/bench/vm/count.vm 20000000
+timed "patched, REDMAGIC_JIT=0" env REDMAGIC_JIT=0 "$out/patched/annotvm.stripped" testdata/bench/vm/count.vm 20000000
+REDMAGIC_LOG="$out/patched/annotvm-traces.txt" "$out/patched/annotvm.stripped" testdata/bench/vm/count.vm 100000 >/dev/null
+echo "   each trace's disassembly, beside the original addresses: $out/patched/annotvm-traces.txt"
+
 echo "-- python3.11: while i < 10**6"
 hits "$out/patched/python3.11" -c 'i = 0
 while i < 10**6: i += 1
