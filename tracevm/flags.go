@@ -32,6 +32,17 @@ var flagEffects = map[x86asm.Op]flagEffect{
 	x86asm.MOVUPD: flagsNone, x86asm.PXOR: flagsNone, x86asm.XORPS: flagsNone,
 }
 
+// shiftKillsFlags: a shift by a nonzero immediate sets CF, PF, ZF and SF
+// and leaves OF and AF undefined: nothing may read the old flags after it.
+func shiftKillsFlags(inst *x86dec.Inst) bool {
+	switch inst.Op {
+	case x86asm.SHL, x86asm.SHR, x86asm.SAR:
+		n, ok := inst.Args[1].(x86asm.Imm)
+		return ok && n&63 != 0
+	}
+	return false
+}
+
 // flagsDeadAfter reports whether the arithmetic flags are dead after op i
 // on the trace's own path: the ops that follow write them all before
 // anything could read them. Native calls and annotation points kill them
@@ -48,6 +59,9 @@ func flagsDeadAfter(ops []op, i int) bool {
 			inst, err := x86dec.Decode(o.code, o.addr)
 			if err != nil || inst.Special != x86dec.SpecialNone {
 				return false
+			}
+			if shiftKillsFlags(&inst) {
+				return true
 			}
 			switch flagEffects[inst.Op] {
 			case flagsWriteAll:

@@ -360,7 +360,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return v
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
-		if !want || size != 8 || len(o.specOp) >= maxSpecs || !specForm(o.ops[i].code) || !o.m.readable(ad.v) {
+		if !want || (size != 8 && size != 4) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) || !o.m.readable(ad.v) {
 			return val{}
 		}
 		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps[inst.Op] {
@@ -369,9 +369,14 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if !flagsDeadAfter(o.ops, i-1) {
 			return val{} // the value guard's cmp would clobber live flags
 		}
-		v := binary.LittleEndian.Uint64(memAt(ad.v, 8))
-		if int64(v) != int64(int32(v)) {
-			return val{} // cmp takes a 32-bit immediate
+		var v uint64
+		if size == 8 {
+			v = binary.LittleEndian.Uint64(memAt(ad.v, 8))
+			if int64(v) != int64(int32(v)) {
+				return val{} // cmp takes a 32-bit immediate
+			}
+		} else {
+			v = uint64(binary.LittleEndian.Uint32(memAt(ad.v, 4)))
 		}
 		k := len(o.specOp)
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
@@ -605,6 +610,32 @@ func specForm(code []byte) bool {
 	return err == nil
 }
 
+// specFormSize: a value guard can be built for an access of size bytes.
+func specFormSize(code []byte, size int) bool {
+	g, err := valueGuard(code, 0)
+	if err != nil {
+		return false
+	}
+	return guardSize(g) == size
+}
+
+// guardSize is 8 for a cmpq value guard, 4 for a cmpl one.
+func guardSize(g []byte) int {
+	for _, b := range g {
+		switch {
+		case b == 0x64 || b == 0x65:
+			continue
+		case b&0xf0 == 0x40:
+			if b&8 != 0 {
+				return 8
+			}
+			return 4
+		}
+		return 4
+	}
+	return 4
+}
+
 // valueGuard encodes `cmpq $v, M` where M is the memory operand of code:
 // any instruction with a ModRM memory operand and REX.W (a 64-bit access),
 // an optional fs/gs prefix, no VEX/EVEX, no %rip-relative operand.
@@ -622,11 +653,17 @@ func valueGuard(code []byte, v int32) ([]byte, error) {
 		i++
 	}
 rex:
-	if i+2 >= len(code) || code[i]&0xf8 != 0x48 {
+	// A REX.W access is compared with cmpq, one without (a 32-bit access,
+	// or an access without REX at all) with cmpl; 16-bit forms (66) are
+	// refused below by the caller's size check.
+	var rexb byte
+	if i < len(code) && code[i]&0xf0 == 0x40 {
+		rexb = code[i]
+		i++
+	}
+	if i+1 >= len(code) {
 		return nil, errNoGuardForm
 	}
-	rexb := code[i]
-	i++
 	switch code[i] {
 	case 0x0f:
 		i++
@@ -665,7 +702,10 @@ rex:
 	if i > len(code) {
 		return nil, errNoGuardForm
 	}
-	out = append(out, rexb&^4, 0x81, mod<<6|7<<3|rm)
+	if r := rexb &^ 4; r != 0 && r != 0x40 {
+		out = append(out, r)
+	}
+	out = append(out, 0x81, mod<<6|7<<3|rm)
 	out = append(out, code[start:i]...)
 	return binary.LittleEndian.AppendUint32(out, uint32(v)), nil
 }

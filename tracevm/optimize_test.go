@@ -52,6 +52,8 @@ func TestValueGuard(t *testing.T) {
 		{"mov 0x12345678(%rbx),%r9", []byte{0x4c, 0x8b, 0x8b, 0x78, 0x56, 0x34, 0x12}},
 		{"mov %fs:0x10(%rax),%rcx", []byte{0x64, 0x48, 0x8b, 0x48, 0x10}},
 		{"sub 0x8(%r12,%rdx),%rbx", []byte{0x49, 0x2b, 0x5c, 0x14, 0x08}},
+		{"mov (%r13),%r12d", []byte{0x45, 0x8b, 0x65, 0x00}},
+		{"mov (%rsp),%eax", []byte{0x8b, 0x04, 0x24}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig, err := x86dec.Decode(tc.code, 0x1000)
@@ -62,13 +64,12 @@ func TestValueGuard(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, len(g), inst.Len)
 			assert.Equal(t, x86asm.CMP, inst.Op)
-			assert.Equal(t, 64, inst.DataSize)
+			assert.Equal(t, orig.DataSize, inst.DataSize)
 			assert.Equal(t, memArg(&orig), inst.Args[0])
 			assert.Equal(t, x86asm.Imm(0x1234), inst.Args[1])
 		})
 	}
 	for _, bad := range [][]byte{
-		{0x8b, 0x04, 0x24},             // 32-bit mov
 		{0x48, 0x8b, 0xc1},             // register operand
 		{0x48, 0x8b, 0x05, 0, 0, 0, 0}, // %rip-relative
 	} {
