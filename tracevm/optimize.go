@@ -491,20 +491,23 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 		s.spec = map[uint64]val{} // a memory destination: a store
 		return true
 	case x86asm.SHL, x86asm.SHR, x86asm.SAR:
-		if dreg && dsize == 8 {
+		if dreg && (dsize == 8 || dsize == 4) {
 			a := s.regs[dst]
 			n, ok := args[1].(x86asm.Imm)
 			s.flags = flagState{}
 			if ok && a.known {
-				c := uint64(n) & 63
+				bitsz := uint64(8 * dsize)
+				c := uint64(n) & (bitsz - 1)
+				v := truncate(a.v, dsize)
 				switch inst.Op {
 				case x86asm.SHL:
-					a.v <<= c
+					v <<= c
 				case x86asm.SHR:
-					a.v >>= c
+					v >>= c
 				default:
-					a.v = uint64(int64(a.v) >> c)
+					v = uint64(int64(signExtend(v, dsize)) >> c)
 				}
+				a.v = truncate(v, dsize) // a 32-bit result clears the upper half
 				s.regs[dst] = a
 			} else {
 				s.regs[dst] = val{}
