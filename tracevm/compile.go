@@ -131,7 +131,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			// Guard the loaded value, then run (or drop) the
 			// instruction like any other.
 			inst := p.inst(i)
-			g, err := valueGuard(o.code, int32(v))
+			g, err := valueGuard(o.code, int32(v), inst.MemBytes)
 			if err != nil {
 				return nil, nil, nil, nil, nil, err
 			}
@@ -162,7 +162,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 		if p != nil && o.kind == opInsn {
 			inst := p.inst(i)
 			if v, ok := p.spec[i]; ok && replacesLoad(inst) {
-				g, err := valueGuard(o.code, int32(v))
+				g, err := valueGuard(o.code, int32(v), inst.MemBytes)
 				if err != nil {
 					return nil, nil, nil, nil, nil, err
 				}

@@ -360,7 +360,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return v
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
-		if !want || (size != 8 && size != 4) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) || !o.m.readable(ad.v) {
+		if !want || (size != 8 && size != 4 && size != 2) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) || !o.m.readable(ad.v) {
 			return val{}
 		}
 		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps[inst.Op] {
@@ -375,8 +375,10 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			if int64(v) != int64(int32(v)) {
 				return val{} // cmp takes a 32-bit immediate
 			}
-		} else {
+		} else if size == 4 {
 			v = uint64(binary.LittleEndian.Uint32(memAt(ad.v, 4)))
+		} else {
+			v = uint64(binary.LittleEndian.Uint16(memAt(ad.v, 2)))
 		}
 		k := len(o.specOp)
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
@@ -489,6 +491,34 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			return true
 		}
 		s.spec = map[uint64]val{} // a memory destination: a store
+		return true
+	case x86asm.NEG, x86asm.NOT, x86asm.INC, x86asm.DEC:
+		if dreg && (dsize == 8 || dsize == 4) {
+			a := s.regs[dst]
+			s.flags = flagState{}
+			if a.known {
+				switch inst.Op {
+				case x86asm.NEG:
+					a.v = -a.v
+				case x86asm.NOT:
+					a.v = ^a.v
+				case x86asm.INC:
+					a.v++
+				default:
+					a.v--
+				}
+				setReg(s, dst, dsize, a)
+			} else {
+				s.regs[dst] = val{}
+			}
+			return true
+		}
+	case x86asm.CDQE:
+		a := s.regs[x86enc.RAX]
+		if a.known {
+			a.v = signExtend(truncate(a.v, 4), 4)
+		}
+		s.regs[x86enc.RAX] = a
 		return true
 	case x86asm.SHL, x86asm.SHR, x86asm.SAR:
 		if dreg && (dsize == 8 || dsize == 4) {
@@ -606,43 +636,21 @@ func condHolds(c x86enc.Cond, f flagState) bool {
 	return v
 }
 
-// specForm: the load's encoding is one the value guard can be built from
-// (see valueGuard).
-func specForm(code []byte) bool {
-	_, err := valueGuard(code, 0)
+// specFormSize: a value guard can be built for code's memory operand,
+// an access of size bytes.
+func specFormSize(code []byte, size int) bool {
+	_, err := valueGuard(code, 0, size)
 	return err == nil
 }
 
-// specFormSize: a value guard can be built for an access of size bytes.
-func specFormSize(code []byte, size int) bool {
-	g, err := valueGuard(code, 0)
-	if err != nil {
-		return false
+// valueGuard encodes `cmp $v, M` of size bytes (2, 4 or 8: cmpw, cmpl,
+// cmpq with a sign-extended imm32) where M is the memory operand of code:
+// any instruction with a ModRM memory operand, an optional fs/gs prefix,
+// no VEX/EVEX, no %rip-relative operand.
+func valueGuard(code []byte, v int32, size int) ([]byte, error) {
+	if size != 2 && size != 4 && size != 8 {
+		return nil, errNoGuardForm
 	}
-	return guardSize(g) == size
-}
-
-// guardSize is 8 for a cmpq value guard, 4 for a cmpl one.
-func guardSize(g []byte) int {
-	for _, b := range g {
-		switch {
-		case b == 0x64 || b == 0x65:
-			continue
-		case b&0xf0 == 0x40:
-			if b&8 != 0 {
-				return 8
-			}
-			return 4
-		}
-		return 4
-	}
-	return 4
-}
-
-// valueGuard encodes `cmpq $v, M` where M is the memory operand of code:
-// any instruction with a ModRM memory operand and REX.W (a 64-bit access),
-// an optional fs/gs prefix, no VEX/EVEX, no %rip-relative operand.
-func valueGuard(code []byte, v int32) ([]byte, error) {
 	i := 0
 	var out []byte
 	for i < len(code) {
@@ -656,9 +664,6 @@ func valueGuard(code []byte, v int32) ([]byte, error) {
 		i++
 	}
 rex:
-	// A REX.W access is compared with cmpq, one without (a 32-bit access,
-	// or an access without REX at all) with cmpl; 16-bit forms (66) are
-	// refused below by the caller's size check.
 	var rexb byte
 	if i < len(code) && code[i]&0xf0 == 0x40 {
 		rexb = code[i]
@@ -705,11 +710,21 @@ rex:
 	if i > len(code) {
 		return nil, errNoGuardForm
 	}
-	if r := rexb &^ 4; r != 0 && r != 0x40 {
-		out = append(out, r)
+	if size == 2 {
+		out = append(out, 0x66)
+	}
+	rex := 0x40 | rexb&0x03 // keep X and B: they extend the operand
+	if size == 8 {
+		rex |= 0x08
+	}
+	if rex != 0x40 {
+		out = append(out, rex)
 	}
 	out = append(out, 0x81, mod<<6|7<<3|rm)
 	out = append(out, code[start:i]...)
+	if size == 2 {
+		return binary.LittleEndian.AppendUint16(out, uint16(v)), nil
+	}
 	return binary.LittleEndian.AppendUint32(out, uint32(v)), nil
 }
 

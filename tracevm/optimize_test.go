@@ -54,17 +54,18 @@ func TestValueGuard(t *testing.T) {
 		{"sub 0x8(%r12,%rdx),%rbx", []byte{0x49, 0x2b, 0x5c, 0x14, 0x08}},
 		{"mov (%r13),%r12d", []byte{0x45, 0x8b, 0x65, 0x00}},
 		{"mov (%rsp),%eax", []byte{0x8b, 0x04, 0x24}},
+		{"movzwl (%r15),%eax", []byte{0x41, 0x0f, 0xb7, 0x07}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig, err := x86dec.Decode(tc.code, 0x1000)
 			require.NoError(t, err)
-			g, err := valueGuard(tc.code, 0x1234)
+			g, err := valueGuard(tc.code, 0x1234, orig.MemBytes)
 			require.NoError(t, err)
 			inst, err := x86dec.Decode(g, 0x1000)
 			require.NoError(t, err)
 			require.Equal(t, len(g), inst.Len)
 			assert.Equal(t, x86asm.CMP, inst.Op)
-			assert.Equal(t, orig.DataSize, inst.DataSize)
+			assert.Equal(t, 8*orig.MemBytes, inst.DataSize)
 			assert.Equal(t, memArg(&orig), inst.Args[0])
 			assert.Equal(t, x86asm.Imm(0x1234), inst.Args[1])
 		})
@@ -73,7 +74,7 @@ func TestValueGuard(t *testing.T) {
 		{0x48, 0x8b, 0xc1},             // register operand
 		{0x48, 0x8b, 0x05, 0, 0, 0, 0}, // %rip-relative
 	} {
-		_, err := valueGuard(bad, 1)
+		_, err := valueGuard(bad, 1, 8)
 		assert.Error(t, err, "% x", bad)
 	}
 }
