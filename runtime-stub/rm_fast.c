@@ -6,8 +6,9 @@
  * no SSE/AVX/x87 can be emitted) and calls nothing that could touch a vector
  * register before saving the whole vector state with xsave: memory comes
  * from raw mmap system calls, and the only calls into libc or Go happen
- * between rm_xsave and rm_xrstor. The hot path takes no lock and issues no
- * atomic read-modify-write: counters live in a table owned by the thread.
+ * between tv_xsave and tv_xrstor (tracevm/tv_cpu.h). The hot path takes no
+ * lock and issues no atomic read-modify-write: counters live in a table
+ * owned by the thread.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,9 @@
 #pragma GCC target("general-regs-only")
 /* Keep gcc from turning the rehash loop into memset/memcpy calls. */
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
+
+/* After the pragmas: its helpers are compiled for general registers too. */
+#include "tv_cpu.h"
 
 _Static_assert(RM_MAX_OBJECTS == 8 && RM_API_COUNT == 16,
 	       "rm_api_entry.S generates 8 x 16 stubs");
@@ -50,64 +54,9 @@ static struct rm_thread rm_nomem_thread = {
 	.table = &rm_nomem_table.t,
 };
 
-/* ------------------------------------------------------------------------ */
-/* Raw system calls: libc's wrappers are not guaranteed vector-free. */
-
-static inline long rm_syscall6(long n, long a, long b, long c, long d, long e,
-			       long f)
-{
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	long ret;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
-			   "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-#define RM_SYS_MMAP 9
-#define RM_SYS_MUNMAP 11
-
-static void *rm_map(uint64_t len)
-{
-	/* PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS */
-	long r = rm_syscall6(RM_SYS_MMAP, 0, (long)len, 3, 0x22, -1, 0);
-	if ((unsigned long)r > -4096ul)
-		return NULL;
-	return (void *)r;
-}
-
 void rm_unmap(void *p, uint64_t len)
 {
-	rm_syscall6(RM_SYS_MUNMAP, (long)p, (long)len, 0, 0, 0, 0);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Vector state around calls that may use it (libc, Go). */
-
-static inline void rm_xsave(void *buf)
-{
-	uint32_t lo = (uint32_t)rm_g.xsave_mask;
-	uint32_t hi = (uint32_t)(rm_g.xsave_mask >> 32);
-	if (likely(rm_g.use_xsave))
-		__asm__ volatile("xsave64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
-				 : "memory");
-	else
-		__asm__ volatile("fxsave64 (%0)" : : "r"(buf) : "memory");
-}
-
-static inline void rm_xrstor(void *buf)
-{
-	uint32_t lo = (uint32_t)rm_g.xsave_mask;
-	uint32_t hi = (uint32_t)(rm_g.xsave_mask >> 32);
-	if (likely(rm_g.use_xsave))
-		__asm__ volatile("xrstor64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
-				 : "memory");
-	else
-		__asm__ volatile("fxrstor64 (%0)" : : "r"(buf) : "memory");
+	tv_unmap(p, len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -124,7 +73,7 @@ static struct rm_table *rm_table_new(unsigned log2)
 {
 	uint64_t n = 1ull << log2;
 	uint64_t len = sizeof(struct rm_table) + n * sizeof(struct rm_entry);
-	struct rm_table *t = rm_map(len);
+	struct rm_table *t = tv_map(len);
 	if (!t)
 		return NULL;
 	t->mask = n - 1;
@@ -174,9 +123,9 @@ static COLD void rm_hot(struct rm_thread *t, uint32_t gsite, uint64_t id,
 	if (rm_g.forked || !t->xbuf || t->in_slow)
 		return;
 	t->in_slow = 1;
-	rm_xsave(t->xbuf);
+	tv_xsave(t->xbuf);
 	rmHot(gsite, id, count);
-	rm_xrstor(t->xbuf);
+	tv_xrstor(t->xbuf);
 	t->in_slow = 0;
 }
 
@@ -214,8 +163,8 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 {
 	struct rm_thread *t = &rm_nomem_thread;
 	uint64_t head = (sizeof(struct rm_thread) + 63) & ~63ull;
-	uint64_t len = (head + rm_g.xsave_size + 4095) & ~4095ull;
-	struct rm_thread *nt = rm_map(len);
+	uint64_t len = (head + tv_g.xsave_size + 4095) & ~4095ull;
+	struct rm_thread *nt = tv_map(len);
 	struct rm_table *tab = nt ? rm_table_new(RM_TABLE_MIN_LOG2) : NULL;
 	if (tab) {
 		nt->len = len;
@@ -232,9 +181,9 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 	if (t != &rm_nomem_thread) {
 		/* in_slow: a nested hit must not reuse the save area. */
 		t->in_slow = 1;
-		rm_xsave(t->xbuf);
+		tv_xsave(t->xbuf);
 		rm_thread_register(t);
-		rm_xrstor(t->xbuf);
+		tv_xrstor(t->xbuf);
 		t->in_slow = 0;
 	}
 	return rm_count(gsite, id, hot);
@@ -441,9 +390,9 @@ static COLD void rm_jit_call(int what, uint64_t arg)
 	if (rm_g.forked || !t || !t->xbuf || t->in_slow)
 		return;
 	t->in_slow = 1;
-	rm_xsave(t->xbuf);
+	tv_xsave(t->xbuf);
 	rmJITCall(what, arg);
-	rm_xrstor(t->xbuf);
+	tv_xrstor(t->xbuf);
 	t->in_slow = 0;
 }
 

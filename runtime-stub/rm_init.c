@@ -7,7 +7,6 @@
  * runtime finishes starting, and the constructor must keep start-up cheap.
  */
 #define _GNU_SOURCE
-#include <cpuid.h>
 #include <elf.h>
 #include <errno.h>
 #include <limits.h>
@@ -344,29 +343,6 @@ static void rm_install(struct rm_scan *sc)
 }
 
 /* ------------------------------------------------------------------------ */
-/* CPU state saving. */
-
-static void rm_cpu_setup(void)
-{
-	unsigned a, b, c, d;
-	rm_g.xsave_size = 512;
-	rm_g.use_xsave = 0;
-	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
-		return;
-	uint32_t lo, hi;
-	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	uint64_t xcr0 = (uint64_t)hi << 32 | lo;
-	__cpuid_count(0xd, 0, a, b, c, d);
-	if (b < 576)
-		return;
-	/* AMX tile state (bits 17, 18) is left out: it needs a per-process
-	 * permission and nothing on the way to Go uses it. */
-	rm_g.xsave_mask = xcr0 & ~(3ull << 17);
-	rm_g.xsave_size = b;
-	rm_g.use_xsave = 1;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Thread registry. */
 
 static uint64_t rm_fold_hash(uint32_t site1, uint64_t id)
@@ -669,7 +645,7 @@ __attribute__((constructor)) static void rm_ctor(void)
 		return;
 	}
 	rm_g.hot_threshold = rm_env_threshold();
-	rm_cpu_setup();
+	tv_setup(); /* the xsave area both the runtime and the JIT use */
 	rm_s.key_ok = pthread_key_create(&rm_s.key, rm_thread_exit) == 0;
 	pthread_atfork(rm_atfork_prepare, rm_atfork_parent, rm_atfork_child);
 	struct rm_scan sc = { 0 };

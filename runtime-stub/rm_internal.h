@@ -42,9 +42,6 @@ struct rm_global {
 	uint64_t hot_threshold; /* a (site,id) counter equal to this calls Go */
 	uint64_t *overflow;     /* per global site: hits not in a table */
 	uint64_t invalid_site_calls;
-	uint64_t xsave_mask;    /* components saved around Go calls */
-	uint32_t xsave_size;    /* bytes of the save area */
-	uint32_t use_xsave;     /* 0: fxsave64 (no OSXSAVE) */
 	uint32_t nsites_total;
 	volatile uint32_t forked; /* set in a fork child: never enter Go */
 	volatile uint32_t jit;    /* the tracing JIT is running */

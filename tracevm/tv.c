@@ -15,6 +15,9 @@
 #pragma GCC target("general-regs-only")
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
 
+/* After the pragmas: its helpers are compiled for general registers too. */
+#include "tv_cpu.h"
+
 _Static_assert(offsetof(struct tv_tls, gpr) == TV_OFF_GPR, "gpr");
 _Static_assert(offsetof(struct tv_tls, flags) == TV_OFF_FLAGS, "flags");
 _Static_assert(offsetof(struct tv_tls, next) == TV_OFF_NEXT, "next");
@@ -31,29 +34,6 @@ struct tv_global tv_g;
  * code uses as an absolute %fs:disp32 operand. */
 static __thread struct tv_tls tv_tls
 	__attribute__((tls_model("initial-exec"), aligned(64)));
-
-static inline long tv_syscall6(long n, long a, long b, long c, long d, long e,
-			       long f)
-{
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	long ret;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
-			   "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-static void *tv_map(uint64_t len)
-{
-	long r = tv_syscall6(9, 0, (long)len, 3, 0x22, -1, 0);
-	if ((unsigned long)r > -4096ul)
-		return NULL;
-	return (void *)r;
-}
 
 uint64_t tv_fs_base(void)
 {
@@ -90,28 +70,6 @@ void tv_setup(void)
 	tv_g.xsave_mask = xcr0 & ~(3ull << 17);
 	tv_g.xsave_size = b;
 	tv_g.use_xsave = 1;
-}
-
-static inline void tv_xsave(void *buf)
-{
-	uint32_t lo = (uint32_t)tv_g.xsave_mask;
-	uint32_t hi = (uint32_t)(tv_g.xsave_mask >> 32);
-	if (likely(tv_g.use_xsave))
-		__asm__ volatile("xsave64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
-				 : "memory");
-	else
-		__asm__ volatile("fxsave64 (%0)" : : "r"(buf) : "memory");
-}
-
-static inline void tv_xrstor(void *buf)
-{
-	uint32_t lo = (uint32_t)tv_g.xsave_mask;
-	uint32_t hi = (uint32_t)(tv_g.xsave_mask >> 32);
-	if (likely(tv_g.use_xsave))
-		__asm__ volatile("xrstor64 (%0)" : : "r"(buf), "a"(lo), "d"(hi)
-				 : "memory");
-	else
-		__asm__ volatile("fxrstor64 (%0)" : : "r"(buf) : "memory");
 }
 
 /* The thread's xsave area, mapped on first use (zeroed: a valid xsave
@@ -306,8 +264,8 @@ void tv_fork_child(void)
 	tv_copy(tmp, (const uint64_t *)(uintptr_t)lo, len / 8);
 	/* mprotect(tmp, PROT_READ|PROT_EXEC), then mremap over the shared
 	 * view: the replacement is atomic. */
-	tv_syscall6(10, (long)tmp, (long)len, 5, 0, 0, 0);
-	tv_syscall6(25, (long)tmp, (long)len, (long)len, 3, (long)lo, 0);
+	tv_syscall6(TV_SYS_MPROTECT, (long)tmp, (long)len, 5, 0, 0, 0);
+	tv_syscall6(TV_SYS_MREMAP, (long)tmp, (long)len, (long)len, 3, (long)lo, 0);
 }
 
 /* Reached from the generated switch-out stub with the machine state in
