@@ -648,53 +648,96 @@ func specFormSize(code []byte, size int) bool {
 // any instruction with a ModRM memory operand, an optional fs/gs prefix,
 // no VEX/EVEX, no %rip-relative operand.
 func valueGuard(code []byte, v int32, size int) ([]byte, error) {
-	if size != 2 && size != 4 && size != 8 {
+	m, ok := parseMemInsn(code)
+	if !ok || (size != 2 && size != 4 && size != 8) {
 		return nil, errNoGuardForm
 	}
-	i := 0
 	var out []byte
-	for i < len(code) {
-		switch code[i] {
-		case 0x64, 0x65:
-			out = append(out, code[i])
+	if m.seg != 0 {
+		out = append(out, m.seg)
+	}
+	if size == 2 {
+		out = append(out, 0x66)
+	}
+	rex := 0x40 | m.rex&0x03 // keep X and B: they extend the operand
+	if size == 8 {
+		rex |= 0x08
+	}
+	if rex != 0x40 {
+		out = append(out, rex)
+	}
+	out = append(out, 0x81, m.modrm&0xc7|7<<3)
+	out = append(out, m.mem...)
+	if size == 2 {
+		return binary.LittleEndian.AppendUint16(out, uint16(v)), nil
+	}
+	return binary.LittleEndian.AppendUint32(out, uint32(v)), nil
+}
+
+// memInsn is an instruction with a ModRM memory operand, split into the
+// parts the optimiser re-encodes.
+type memInsn struct {
+	prefixes []byte // legacy prefixes other than a segment (f0 f2 f3 66)
+	seg      byte   // fs (64) or gs (65) override, 0 none
+	rex      byte   // 0 none
+	opcode   []byte // 1-3 bytes
+	modrm    byte
+	mem      []byte // SIB and displacement
+	imm      []byte // what follows
+}
+
+// parseMemInsn splits code, one instruction, for the re-encodings of
+// valueGuard and ripForm. ok is false unless it has a ModRM memory operand
+// that is not %rip-relative, no VEX/EVEX/XOP, and no prefix other than
+// f0 f2 f3 66 and an fs/gs override before an optional REX.
+func parseMemInsn(code []byte) (m memInsn, ok bool) {
+	i := 0
+prefixes:
+	for ; i < len(code); i++ {
+		switch b := code[i]; b {
 		case 0xf0, 0xf2, 0xf3, 0x66:
+			m.prefixes = append(m.prefixes, b)
+		case 0x64, 0x65:
+			m.seg = b
 		default:
-			goto rex
+			break prefixes
 		}
-		i++
 	}
-rex:
-	var rexb byte
 	if i < len(code) && code[i]&0xf0 == 0x40 {
-		rexb = code[i]
+		m.rex = code[i]
 		i++
 	}
-	if i+1 >= len(code) {
-		return nil, errNoGuardForm
+	if i >= len(code) {
+		return m, false
 	}
+	op0 := i
 	switch code[i] {
+	case 0xc4, 0xc5, 0x62, 0x8f, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x67, 0xf0, 0xf2, 0xf3, 0x66:
+		return m, false
 	case 0x0f:
 		i++
 		if i < len(code) && (code[i] == 0x38 || code[i] == 0x3a) {
 			i++
 		}
-	case 0xc4, 0xc5, 0x62, 0x8f:
-		return nil, errNoGuardForm
+	}
+	if code[i]&0xf0 == 0x40 && i == op0 {
+		return m, false // a second REX
 	}
 	i++
 	if i >= len(code) {
-		return nil, errNoGuardForm
+		return m, false
 	}
-	modrm := code[i]
+	m.opcode = code[op0:i]
+	m.modrm = code[i]
 	i++
-	mod, rm := modrm>>6, modrm&7
+	mod, rm := m.modrm>>6, m.modrm&7
 	if mod == 3 || (mod == 0 && rm == 5) {
-		return nil, errNoGuardForm
+		return m, false
 	}
 	start := i
 	if rm == 4 {
 		if i >= len(code) {
-			return nil, errNoGuardForm
+			return m, false
 		}
 		if mod == 0 && code[i]&7 == 5 {
 			i += 4
@@ -708,24 +751,10 @@ rex:
 		i += 4
 	}
 	if i > len(code) {
-		return nil, errNoGuardForm
+		return m, false
 	}
-	if size == 2 {
-		out = append(out, 0x66)
-	}
-	rex := 0x40 | rexb&0x03 // keep X and B: they extend the operand
-	if size == 8 {
-		rex |= 0x08
-	}
-	if rex != 0x40 {
-		out = append(out, rex)
-	}
-	out = append(out, 0x81, mod<<6|7<<3|rm)
-	out = append(out, code[start:i]...)
-	if size == 2 {
-		return binary.LittleEndian.AppendUint16(out, uint16(v)), nil
-	}
-	return binary.LittleEndian.AppendUint32(out, uint32(v)), nil
+	m.mem, m.imm = code[start:i], code[i:]
+	return m, true
 }
 
 // replacesLoad: a speculated load that is a plain mov or cmp becomes the
@@ -910,69 +939,19 @@ func memKnownIn(inst *x86dec.Inst, known *[16]val) (uint64, bool) {
 // it does not handle (VEX/EVEX, address-size or segment prefixes) and when
 // addr is out of reach.
 func ripForm(code []byte, addr, at uint64) ([]byte, bool) {
-	i := 0
-	for i < len(code) {
-		switch code[i] {
-		case 0xf0, 0xf2, 0xf3, 0x66:
-			i++
-			continue
-		}
-		break
-	}
-	pfx := code[:i]
-	var rex []byte
-	if i < len(code) && code[i]&0xf0 == 0x40 {
-		rex = []byte{code[i] &^ 0x03}
-		i++
-	}
-	if i >= len(code) {
+	m, ok := parseMemInsn(code)
+	if !ok || m.seg != 0 {
 		return nil, false
 	}
-	op0 := i
-	switch code[i] {
-	case 0xc4, 0xc5, 0x62, 0x8f, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x67:
-		return nil, false
-	case 0x0f:
-		i++
-		if i < len(code) && (code[i] == 0x38 || code[i] == 0x3a) {
-			i++
-		}
+	out := append([]byte{}, m.prefixes...)
+	if m.rex != 0 {
+		out = append(out, m.rex&^0x03) // X and B extended the operand
 	}
-	i++
-	opc := code[op0:i]
-	if i >= len(code) {
-		return nil, false
-	}
-	modrm := code[i]
-	i++
-	mod, rm := modrm>>6, modrm&7
-	if mod == 3 || (mod == 0 && rm == 5) {
-		return nil, false
-	}
-	if rm == 4 {
-		if i >= len(code) {
-			return nil, false
-		}
-		if mod == 0 && code[i]&7 == 5 {
-			i += 4
-		}
-		i++
-	}
-	switch mod {
-	case 1:
-		i++
-	case 2:
-		i += 4
-	}
-	if i > len(code) {
-		return nil, false
-	}
-	imm := code[i:]
-	out := append(append(append([]byte{}, pfx...), rex...), opc...)
-	out = append(out, modrm&0x38|5)
+	out = append(out, m.opcode...)
+	out = append(out, m.modrm&0x38|5)
 	dispAt := len(out)
 	out = append(out, 0, 0, 0, 0)
-	out = append(out, imm...)
+	out = append(out, m.imm...)
 	d := int64(addr - (at + uint64(len(out))))
 	if d != int64(int32(d)) {
 		return nil, false
