@@ -3,6 +3,7 @@ package tracevm
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"math"
 	"os"
 	"os/exec"
@@ -425,16 +426,16 @@ func TestEmitEncodings(t *testing.T) {
 			syms[name] = v
 		}
 	}
-	slots := gnuAssemble(t, encBase, encSlot, texts, syms)
+	slots := gnuref.Assemble(t, encBase, encSlot, texts, syms)
 	for k, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ours := checkCase(t, c)
 			switch {
 			case c.gnu != "":
-				requireSlot(t, slots[k], ours, c.gnu)
+				gnuref.RequireSlot(t, slots[k], ours, c.gnu)
 			default:
 				require.NotEmpty(t, c.disasm, "no GNU oracle")
-				require.Equal(t, c.disasm, gnuDisasm(t, c.base+uint64(c.at), ours))
+				require.Equal(t, c.disasm, gnuref.Disasm(t, c.base+uint64(c.at), ours))
 			}
 		})
 	}
@@ -702,7 +703,7 @@ func TestEmitLiteralAlign(t *testing.T) {
 // padding is the fewest bytes that do it, as one nop, the one GNU as
 // emits for .nops of that size.
 func TestEmitAlignRel32(t *testing.T) {
-	gnuNops := gnuAssemble(t, encBase, encSlot, []string{".nops 1", ".nops 2", ".nops 3"}, nil)
+	gnuNops := gnuref.Assemble(t, encBase, encSlot, []string{".nops 1", ".nops 2", ".nops 3"}, nil)
 	kinds := []struct {
 		name   string
 		prefix int
@@ -751,7 +752,7 @@ func TestEmitAlignRel32(t *testing.T) {
 						require.NoError(t, err)
 						require.Equal(t, x86asm.NOP, inst.Op, "padding % x", code[start:br])
 						require.Equal(t, pad, inst.Len, "padding % x is one instruction", code[start:br])
-						requireSlot(t, gnuNops[pad-1], code[start:br], fmt.Sprintf(".nops %d", pad))
+						gnuref.RequireSlot(t, gnuNops[pad-1], code[start:br], fmt.Sprintf(".nops %d", pad))
 					}
 					inst, err := x86dec.Decode(code[br:], e.base+uint64(br))
 					require.NoError(t, err)
@@ -829,7 +830,7 @@ func TestEmitSwitchOut(t *testing.T) {
 	for k, tt := range tests {
 		texts[k] = switchOutText(tt.tls, tt.handler)
 	}
-	slots := gnuAssemble(t, swBase, swSlot, texts, nil)
+	slots := gnuref.Assemble(t, swBase, swSlot, texts, nil)
 	for k, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			base := uint64(swBase + k*swSlot)
@@ -861,7 +862,7 @@ func TestEmitSwitchOut(t *testing.T) {
 				require.Equal(t, byte(0xcc), code[i], "padding at %d", i)
 			}
 			require.Equal(t, tt.handler, binary.LittleEndian.Uint64(code[litOff:]), "handler literal")
-			requireSlot(t, slots[k], code, texts[k])
+			gnuref.RequireSlot(t, slots[k], code, texts[k])
 		})
 	}
 }
@@ -903,7 +904,7 @@ int main(void)
 	return 0;
 }
 `), 0o644))
-		gnuRun(t, "gcc", "-I", inc, "-o", exe, c)
+		gnuref.Run(t, "gcc", "-I", inc, "-o", exe, c)
 		out, err := exec.Command(exe).Output()
 		require.NoError(t, err)
 		var got [8]int64

@@ -3,6 +3,7 @@ package x86enc
 import (
 	"errors"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"math"
 	"os"
 	"os/exec"
@@ -207,7 +208,7 @@ func TestEncodeForms(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.gnu
 	}
-	gnu := gnuAssemble(t, encBase, gnuSlot, texts, syms)
+	gnu := gnuref.Assemble(t, encBase, gnuSlot, texts, syms)
 	for k, c := range cases {
 		pc := encBase + uint64(k)*gnuSlot
 		a := New(pc)
@@ -215,7 +216,7 @@ func TestEncodeForms(t *testing.T) {
 		code, err := a.Bytes()
 		require.NoError(t, err, c.name)
 		msg := fmt.Sprintf("case %d %q (%s)", k, c.name, c.gnu)
-		requireSlot(t, gnu[k], code, msg)
+		gnuref.RequireSlot(t, gnu[k], code, msg)
 		checkDecode(t, code, pc, c.want, msg)
 	}
 	t.Logf("%d cases, %d forms", len(cases), numOp)
@@ -273,7 +274,7 @@ func TestNop(t *testing.T) {
 	for n := 1; n <= maxN; n++ {
 		texts = append(texts, fmt.Sprintf(".nops %d, 9", n))
 	}
-	gnu := gnuAssemble(t, encBase, gnuSlot, texts, nil)
+	gnu := gnuref.Assemble(t, encBase, gnuSlot, texts, nil)
 	for n := 0; n <= maxN; n++ {
 		a := New(encBase)
 		a.Nop(n)
@@ -281,7 +282,7 @@ func TestNop(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, code, n)
 		if n > 0 {
-			requireSlot(t, gnu[n-1], code, fmt.Sprintf("nop %d", n))
+			gnuref.RequireSlot(t, gnu[n-1], code, fmt.Sprintf("nop %d", n))
 		}
 		for off := 0; off < n; {
 			inst, err := x86dec.Decode(code[off:], encBase)
@@ -343,8 +344,8 @@ mov $0xffffffff,%eax; mov $0xffffffff,%edx; xrstor64 (%rsp)
 mov %rbx,%rsp
 1: pop %rbx; pop %r11; pop %r10; pop %r9; pop %r8; pop %rdi; pop %rsi; pop %rdx; pop %rcx; pop %rax
 popfq; lea 128(%rsp),%rsp; jmp RESUME`
-	gnu := gnuAssemble(t, base, 256, []string{src}, map[string]uint64{"HIT": hitSlot, "RESUME": resume})
-	requireSlot(t, gnu[0], code, "trampoline")
+	gnu := gnuref.Assemble(t, base, 256, []string{src}, map[string]uint64{"HIT": hitSlot, "RESUME": resume})
+	gnuref.RequireSlot(t, gnu[0], code, "trampoline")
 }
 
 func TestRel32Helpers(t *testing.T) {
@@ -459,7 +460,7 @@ func TestFromDWARF(t *testing.T) {
 	dir := t.TempDir()
 	s, o := dir+"/cfi.s", dir+"/cfi.o"
 	require.NoError(t, os.WriteFile(s, []byte(src.String()), 0o644))
-	run(t, "as", "--64", "-o", o, s)
+	gnuref.Run(t, "as", "--64", "-o", o, s)
 	out, err := exec.Command("readelf", "--debug-dump=frames", o).CombinedOutput()
 	require.NoError(t, err, string(out))
 	// "DW_CFA_offset: r7 (rsp) at cfa-48"

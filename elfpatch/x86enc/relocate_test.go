@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"testing"
 	"time"
 
@@ -290,12 +291,12 @@ func TestRelocateForms(t *testing.T) {
 		checkRelocated(t, c.code, from, out, newAddr)
 		results = append(results, result{out, newAddr})
 	}
-	gnu := gnuAssemble(t, newBase, gnuSlot, texts, syms)
+	gnu := gnuref.Assemble(t, newBase, gnuSlot, texts, syms)
 	for k, c := range relocForms {
 		if c.gnu == "" {
 			continue
 		}
-		requireSlot(t, gnu[k], results[k].out, fmt.Sprintf("%s: %s", c.name, texts[k]))
+		gnuref.RequireSlot(t, gnu[k], results[k].out, fmt.Sprintf("%s: %s", c.name, texts[k]))
 	}
 }
 

@@ -3,6 +3,7 @@ package insn
 import (
 	"debug/elf"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"sort"
 	"strings"
 	"testing"
@@ -182,14 +183,14 @@ func TestClassifyGNU(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.text
 	}
-	slots := gnuAssemble(t, testBase, texts, map[string]uint64{"far": testFar})
+	slots := gnuref.Assemble(t, testBase, gnuSlot, texts, map[string]uint64{"far": testFar})
 	seenKinds := map[Kind]bool{}
 	seenReasons := map[string]bool{}
 	for k, c := range cases {
 		addr := uint64(testBase + k*gnuSlot)
 		inst, err := x86dec.Decode(slots[k], addr)
 		require.NoError(t, err, c.text)
-		code := trimSlot(t, slots[k], inst.Len, c.text)
+		code := gnuref.TrimSlot(t, slots[k], inst.Len, c.text)
 		msg := fmt.Sprintf("%s [% x] decoded %q", c.text, code, inst.String())
 		info := Classify(&inst)
 		seenKinds[info.Kind] = true
@@ -260,7 +261,7 @@ func TestClassifyUndecoded(t *testing.T) {
 // Classify must not call it Plain.
 func TestClassifyUndecodable(t *testing.T) {
 	texts := []string{"enclu", "encls", "vmcall", "vmfunc", "vmlaunch", ".byte 0xce" /* into */}
-	slots := gnuAssemble(t, testBase, texts, nil)
+	slots := gnuref.Assemble(t, testBase, gnuSlot, texts, nil)
 	for k, text := range texts {
 		inst, err := x86dec.Decode(slots[k], uint64(testBase+k*gnuSlot))
 		if err != nil {

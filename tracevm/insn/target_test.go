@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"strings"
 	"testing"
 
@@ -82,13 +83,13 @@ func TestLoadTarget(t *testing.T) {
 			movs = append(movs, fmt.Sprintf("{load} mov %s,%%%v", f.operand, dst))
 		}
 	}
-	orig := gnuAssemble(t, testBase, branches, syms)
-	gnu := gnuAssemble(t, testAt, movs, syms)
+	orig := gnuref.Assemble(t, testBase, gnuSlot, branches, syms)
+	gnu := gnuref.Assemble(t, testAt, gnuSlot, movs, syms)
 	for k, f := range loadForms {
 		addr := uint64(testBase + k*gnuSlot)
 		inst, err := x86dec.Decode(orig[k], addr)
 		require.NoError(t, err, f.branch)
-		code := trimSlot(t, orig[k], inst.Len, f.branch)
+		code := gnuref.TrimSlot(t, orig[k], inst.Len, f.branch)
 		kind := Classify(&inst).Kind
 		require.True(t, kind == IndirectJump || kind == IndirectCall, "%s is %v", f.branch, kind)
 		for dst := x86enc.RAX; dst <= x86enc.R15; dst++ {
@@ -118,7 +119,7 @@ func TestLoadTarget(t *testing.T) {
 				require.Equal(t, want, got, msg)
 			}
 
-			require.Equal(t, fmt.Sprintf("% x", trimSlot(t, gnu[n], mov.Len, msg)), fmt.Sprintf("% x", out), "%s: GNU as", msg)
+			require.Equal(t, fmt.Sprintf("% x", gnuref.TrimSlot(t, gnu[n], mov.Len, msg)), fmt.Sprintf("% x", out), "%s: GNU as", msg)
 		}
 	}
 }
@@ -149,7 +150,7 @@ func TestLoadTargetErrors(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.text
 	}
-	slots := gnuAssemble(t, testBase, texts, map[string]uint64{"far": testFar})
+	slots := gnuref.Assemble(t, testBase, gnuSlot, texts, map[string]uint64{"far": testFar})
 	for k, c := range cases {
 		addr := uint64(testBase + k*gnuSlot)
 		inst, err := x86dec.Decode(slots[k], addr)
@@ -235,7 +236,7 @@ func TestIndirectTarget(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.text
 	}
-	slots := gnuAssemble(t, testBase, texts, map[string]uint64{"far": testFar})
+	slots := gnuref.Assemble(t, testBase, gnuSlot, texts, map[string]uint64{"far": testFar})
 	for k, c := range cases {
 		inst, err := x86dec.Decode(slots[k], uint64(testBase+k*gnuSlot))
 		require.NoError(t, err, c.text)
@@ -261,7 +262,7 @@ var errFault = errors.New("fault")
 func TestIndirectTargetErrors(t *testing.T) {
 	r, fs, gs := testRegs()
 	texts := []string{"jmp *(%rax)", "jmp far", "jmp *(%eax)", "jmp *%rax"}
-	slots := gnuAssemble(t, testBase, texts, map[string]uint64{"far": testFar})
+	slots := gnuref.Assemble(t, testBase, gnuSlot, texts, map[string]uint64{"far": testFar})
 	var insts []x86dec.Inst
 	for k := range texts {
 		inst, err := x86dec.Decode(slots[k], uint64(testBase+k*gnuSlot))
@@ -315,7 +316,7 @@ func TestEffectiveAddr(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.text
 	}
-	slots := gnuAssemble(t, testBase, texts, map[string]uint64{"far": testFar})
+	slots := gnuref.Assemble(t, testBase, gnuSlot, texts, map[string]uint64{"far": testFar})
 	for k, c := range cases {
 		inst, err := x86dec.Decode(slots[k], uint64(testBase+k*gnuSlot))
 		require.NoError(t, err, c.text)
