@@ -127,9 +127,10 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 	for i := range ops {
 		o := &ops[i]
 		cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
-		if v, ok := p.specAt(i); ok && o.kind == opInsn && !replacesLoad(p.inst(i)) {
-			// Guard the loaded value, then run (or drop) the
-			// instruction like any other.
+		if v, ok := p.specAt(i); ok && o.kind == opInsn {
+			// Guard the loaded value: a plain load or compare is then
+			// done (below); any other instruction runs, or is dropped,
+			// like any other.
 			inst := p.inst(i)
 			g, err := valueGuard(o.code, int32(v), inst.MemBytes)
 			if err != nil {
@@ -161,23 +162,9 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 		}
 		if p != nil && o.kind == opInsn {
 			inst := p.inst(i)
-			if v, ok := p.spec[i]; ok && replacesLoad(inst) {
-				g, err := valueGuard(o.code, int32(v), inst.MemBytes)
-				if err != nil {
-					return nil, nil, nil, nil, nil, err
-				}
-				rip := false
-				if a, ok := memKnownIn(inst, &p.known[i]); ok {
-					if rg, ok := ripForm(g, a, e.pc()); ok {
-						g, rip = rg, true
-					}
-				}
-				if !rip {
-					materialize(regBits(memArg(inst)))
-				}
-				e.bytes(g...)
-				e.alignRel32(2)
-				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+			if _, ok := p.spec[i]; ok && replacesLoad(inst) {
+				// The guard did the load: its register gets the value
+				// now if something reads it, else at the exits.
 				w, _ := writes(inst)
 				for r := x86enc.Reg(0); r < 16; r++ {
 					if w&(1<<r) == 0 {

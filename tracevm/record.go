@@ -591,7 +591,6 @@ func readMem(a uint64, n int) ([]byte, error) {
 // before it. cont: recording goes on at r.pc (advanced past the call);
 // next == 1 then asks the caller to set %eax = 1 in the block.
 func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
-	m := r.m
 	a := r.pc
 	arg := regs[x86enc.RDI]
 	skip := func() (uint64, bool, string, bool) {
@@ -607,19 +606,8 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 	switch site.API {
 	case APIBackwardsBranch:
 		key := loopKey{site.GSite, arg}
-		if key == r.key && r.frames == 0 && len(r.stack) == 0 {
-			if r.side == nil {
-				r.closeRegs = *regs
-				return r.finish(op{kind: opClose, addr: a}, 0)
-			}
-			root := r.side.rootTrace()
-			return r.finish(op{kind: opLink, addr: a, target: root.head, count: true}, root.head)
-		}
-		m.mu.Lock()
-		other := m.byKey[key]
-		m.mu.Unlock()
-		if other != nil {
-			return r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
+		if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
+			return next, done, reason, cont
 		}
 		if r.side == nil && r.frames == 0 {
 			r.handoff = &handoff{key, inst.End()}
@@ -663,11 +651,36 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 	}
 }
 
+// closeOrLink ends the recording at a back-edge of loop key, at r.pc with
+// the machine state regs before it: it closes the loop being recorded
+// (a side trace rejoins its root), or jumps into key's trace. ok is false
+// when key is another loop without a trace.
+func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done bool, reason string, cont, ok bool) {
+	a := r.pc
+	if key == r.key && r.frames == 0 && len(r.stack) == 0 {
+		if r.side == nil {
+			r.closeRegs = *regs
+			next, done, reason, cont = r.finish(op{kind: opClose, addr: a}, 0)
+			return next, done, reason, cont, true
+		}
+		root := r.side.rootTrace()
+		next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: root.head, count: true}, root.head)
+		return next, done, reason, cont, true
+	}
+	r.m.mu.Lock()
+	other := r.m.byKey[key]
+	r.m.mu.Unlock()
+	if other == nil {
+		return 0, false, "", false, false
+	}
+	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
+	return next, done, reason, cont, true
+}
+
 // backEdge handles a dispatch jump, at r.pc with the machine state before
 // it, into the trampoline of back-edge handler be. cont: recording goes on
 // in the handler (not a back-edge this time, as a Lua OP_JMP forwards).
 func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
-	m := r.m
 	a := r.pc
 	var id uint64
 	if be.IDReg >= 0 {
@@ -679,19 +692,8 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 		}
 	}
 	key := loopKey{be.GSite, id}
-	if key == r.key && r.frames == 0 && len(r.stack) == 0 {
-		if r.side == nil {
-			r.closeRegs = *regs
-			return r.finish(op{kind: opClose, addr: a}, 0)
-		}
-		root := r.side.rootTrace()
-		return r.finish(op{kind: opLink, addr: a, target: root.head, count: true}, root.head)
-	}
-	m.mu.Lock()
-	other := m.byKey[key]
-	m.mu.Unlock()
-	if other != nil {
-		return r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
+	if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
+		return next, done, reason, cont
 	}
 	// Another loop's back-edge, and that loop has no trace: record it
 	// from here (a side recording gives up its exit, which then leads to
