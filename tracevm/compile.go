@@ -124,6 +124,14 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
 		}
 	}
+	// The loop closes past the head guards when the trace itself
+	// re-establishes every guarded value: they are checked once per
+	// entry instead of once per iteration.
+	body := head
+	if p != nil && closesKnown(ops, p, idGuard) {
+		body = e.newLabel()
+		e.bind(body)
+	}
 	for i := range ops {
 		o := &ops[i]
 		cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
@@ -271,7 +279,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			if iterCtr != 0 {
 				e.incRIPAbs(iterCtr)
 			}
-			e.jmpLabel(head)
+			e.jmpLabel(body)
 		case opLink:
 			if iterCtr != 0 && o.count {
 				e.incRIPAbs(iterCtr)
@@ -335,6 +343,25 @@ func (m *Machine) guardTarget(e *emitter, o *op, exit label, lit func(uint64) la
 	e.jmpLabel(exit)
 	e.fsLoad(x86enc.RCX, tlsScratch)
 	return nil
+}
+
+// closesKnown reports whether, where a root trace closes, every register
+// its head guards holds the guarded value by the trace's own computation.
+func closesKnown(ops []op, p *plan, idGuard *regValue) bool {
+	i := len(ops) - 1
+	if i < 0 || ops[i].kind != opClose || i >= len(p.known) {
+		return false
+	}
+	at := &p.known[i]
+	for _, r := range p.headRegs {
+		if !at[r].known || at[r].v != p.headVals[r] {
+			return false
+		}
+	}
+	if idGuard != nil && (!at[idGuard.r].known || at[idGuard.r].v != idGuard.v) {
+		return false
+	}
+	return true
 }
 
 // targetReg returns the register an indirect jmp/call takes its target
