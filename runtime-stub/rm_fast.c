@@ -253,7 +253,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	uint64_t head = tv_trace_lookup(gs, id);
 	if (head)
 		return head;
-	if (rm_record_due(c))
+	if (rm_record_due(c) || tv_retry_due(gs, id))
 		return tv_try_record(gs, id, resume, 0);
 	return 0;
 }
@@ -366,7 +366,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 		uint64_t head = tv_trace_lookup(gs, id);
 		if (head)
 			return head;
-		if (rm_record_due(c))
+		if (rm_record_due(c) || tv_retry_due(gs, id))
 			return tv_try_record(gs, id, ret, 0);
 		return 0;
 	case RM_API_FORCE_BEGIN_TRACE:

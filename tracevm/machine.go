@@ -160,9 +160,11 @@ type Machine struct {
 }
 
 type loopState struct {
-	aborts    int
-	recording bool
-	disabled  bool
+	aborts int
+	// calleeRetries: recordings that ended to make a callee native.
+	calleeRetries int
+	recording     bool
+	disabled      bool
 }
 
 var active atomic.Pointer[Machine]

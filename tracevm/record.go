@@ -61,9 +61,18 @@ type recording struct {
 	ninsns int
 	pc     uint64   // original address the next event resumes at
 	stack  []uint64 // return addresses pushed by inlined calls
-	frames int      // branchable frames entered and not left
-	pend   op       // the conditional branch that ended the block
-	recbuf uint64
+	// callees: the inlined call for each entry of stack (entry 0 for a
+	// side trace's inherited frames); seen: the frame that last ran
+	// each address, to notice a callee's own loop.
+	callees []callee
+	seen    map[uint64]uint32
+	serial  uint32
+	// unmark undoes the last mark in seen when the block ends before the
+	// instruction is recorded (it starts the next block).
+	unmark func()
+	frames  int // branchable frames entered and not left
+	pend    op  // the conditional branch that ended the block
+	recbuf  uint64
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
@@ -78,6 +87,11 @@ type recording struct {
 	handoff *handoff
 }
 
+type callee struct {
+	entry  uint64
+	serial uint32
+}
+
 type handoff struct {
 	key   loopKey
 	start uint64
@@ -85,7 +99,10 @@ type handoff struct {
 
 const (
 	maxInlineDepth = 32
-	maxBlockBytes  = recBufSize - 1024
+	// maxCalleeRetries bounds the recordings of one loop that end to make
+	// a callee native (each makes one more function native).
+	maxCalleeRetries = 64
+	maxBlockBytes    = recBufSize - 1024
 )
 
 var errAbort = errors.New("abort")
@@ -151,8 +168,17 @@ func (r *recording) end(reason string) {
 	if r.side == nil {
 		st := m.loops[r.key]
 		st.recording = false
-		if reason != "" {
+		if reason == abortCalleeLoop && st.calleeRetries < maxCalleeRetries {
+			st.calleeRetries++
+			t := C.tv_self()
+			t.retry_gsite, t.retry_id, t.retry = C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), 1
+		} else if reason != "" {
 			st.aborts++
+		}
+	} else if reason == abortCalleeLoop {
+		// Recorded again after as many exits as the first time.
+		if ex := exitTable(); int(r.exitID) < len(ex) {
+			ex[r.exitID].count = 0
 		}
 	} else if reason != "" {
 		setExitState(r.exitID, C.TV_EXIT_DEAD)
@@ -220,6 +246,7 @@ func tvSideExit(why C.uint64_t) C.uint64_t {
 	}
 	r.initStack = stack
 	r.stack = append([]uint64(nil), stack...)
+	r.callees = make([]callee, len(stack)) // entries unknown: never marked
 	t := C.tv_self()
 	h := cgo.NewHandle(r)
 	t.rec = C.uint64_t(h)
@@ -315,10 +342,14 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 	abort := func(why string) (uint64, bool, string) { return statePC, true, why }
 	lo := m.cache.Base()
 	endNext := func() (uint64, bool, string) {
+		if r.unmark != nil {
+			r.unmark()
+		}
 		emitRecEvent(e, C.TV_REC_NEXT, m.switchOut, lo, r.pc, &lits)
 		return r.writeBlock(e, lits, statePC)
 	}
 	for {
+		r.unmark = nil
 		if r.ninsns >= m.cfg.MaxTraceInsns {
 			return abort("too-long")
 		}
@@ -326,6 +357,9 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			return endNext()
 		}
 		first := len(e.buf) == 0
+		if r.calleeLoops() {
+			return abort(abortCalleeLoop)
+		}
 		inst, code, err := m.decodeAt(r.pc)
 		if err != nil {
 			return abort("decode")
@@ -387,7 +421,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				r.pc = inst.End()
 				continue
 			}
-			r.inlineCall(e, &lits, inst.End())
+			r.inlineCall(e, &lits, inst.End(), info.Target)
 			r.pc = info.Target
 		case insn.IndirectJump, insn.IndirectCall, insn.Return:
 			if !first {
@@ -403,7 +437,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				if got != r.stack[n-1] {
 					return abort("return-mismatch")
 				}
-				r.stack = r.stack[:n-1]
+				r.popFrame()
 				r.ops = append(r.ops, op{kind: opPop, addr: r.pc})
 				e.leaRSP(8)
 				r.pc = got
@@ -441,7 +475,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				r.pc = inst.End()
 				continue
 			}
-			r.inlineCall(e, &lits, inst.End())
+			r.inlineCall(e, &lits, inst.End(), target)
 			r.pc = target
 		default:
 			return abort(info.Reason)
@@ -454,7 +488,7 @@ type pendingLit struct {
 	v uint64
 }
 
-func (r *recording) inlineCall(e *emitter, lits *[]pendingLit, ret uint64) {
+func (r *recording) inlineCall(e *emitter, lits *[]pendingLit, ret, target uint64) {
 	r.ops = append(r.ops, op{kind: opPush, addr: r.pc, target: ret})
 	if ret < 1<<31 {
 		e.pushImm32(int32(ret))
@@ -464,6 +498,57 @@ func (r *recording) inlineCall(e *emitter, lits *[]pendingLit, ret uint64) {
 		e.pushRIP(l)
 	}
 	r.stack = append(r.stack, ret)
+	r.serial++
+	r.callees = append(r.callees, callee{entry: target, serial: r.serial})
+}
+
+// popFrame leaves the innermost inlined call.
+func (r *recording) popFrame() {
+	n := len(r.stack)
+	r.stack = r.stack[:n-1]
+	if len(r.callees) == n {
+		r.callees = r.callees[:n-1]
+	}
+}
+
+// abortCalleeLoop: an inlined function ran one of its own loops. Unrolled
+// into a trace such a loop becomes a guard per iteration that fails
+// whenever the data changes (string formatting, hash probing, the
+// collector), so the function is called natively from then on and the
+// loop is recorded again.
+const abortCalleeLoop = "callee-loop"
+
+// calleeLoops reports whether the instruction at r.pc runs a second time
+// in the same inlined call, and if so marks that function native.
+func (r *recording) calleeLoops() bool {
+	n := len(r.callees)
+	if n == 0 || n != len(r.stack) {
+		return false // the root frame's loops are the interpreter's
+	}
+	c := r.callees[n-1]
+	if c.entry == 0 {
+		return false
+	}
+	if r.seen == nil {
+		r.seen = make(map[uint64]uint32)
+	}
+	pc := r.pc
+	if prev, had := r.seen[pc]; prev != c.serial {
+		r.seen[pc] = c.serial
+		r.unmark = func() {
+			if had {
+				r.seen[pc] = prev
+			} else {
+				delete(r.seen, pc)
+			}
+			r.unmark = nil
+		}
+		return false
+	}
+	r.m.mu.Lock()
+	r.m.doNotCall[c.entry] = true
+	r.m.mu.Unlock()
+	return true
 }
 
 func flushLits(e *emitter, lits []pendingLit) {
@@ -514,7 +599,7 @@ func (r *recording) tailCall(e *emitter, lits *[]pendingLit, target uint64) bool
 		return false
 	}
 	ret := r.stack[n-1]
-	r.stack = r.stack[:n-1]
+	r.popFrame()
 	r.ops = append(r.ops, op{kind: opPop, addr: r.pc}, op{kind: opCall, addr: r.pc, target: target})
 	e.leaRSP(8)
 	l := e.newLabel()

@@ -211,6 +211,17 @@ void tv_abort_stale(void)
  * stub that saves that state and enters the recorder) or 0 to go on
  * natively.
  */
+/* tv_retry_due: the thread's last recording of (gsite, id) asked to be
+ * retried at once. */
+int tv_retry_due(uint32_t gsite, uint64_t id)
+{
+	struct tv_tls *t = tv_ready();
+	if (!t || !t->retry || t->retry_gsite != gsite || t->retry_id != id)
+		return 0;
+	t->retry = 0;
+	return 1;
+}
+
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason)
 {

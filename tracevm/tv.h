@@ -53,6 +53,11 @@ struct tv_tls {
 	 * Go, whether its recording is alive, abandoned or in a fork child. */
 	uint64_t ref;
 	uint64_t start;       /* resume address of TV_REC_START */
+	/* A loop whose recording ended to mark a callee native asks for a
+	 * new recording at its next hit instead of backing off. */
+	uint64_t retry_id;
+	uint32_t retry_gsite;
+	uint32_t retry;
 };
 
 /* One trace exit: where the original code resumes. */
@@ -99,6 +104,7 @@ extern struct tv_global tv_g;
 /* For the embedding runtime (all callable on the interpreter's stack with
  * only the general registers and flags saved). */
 uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id);
+int tv_retry_due(uint32_t gsite, uint64_t id);
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason);
 int tv_thread_recording(void);
