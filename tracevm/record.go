@@ -70,9 +70,9 @@ type recording struct {
 	// unmark undoes the last mark in seen when the block ends before the
 	// instruction is recorded (it starts the next block).
 	unmark func()
-	frames  int // branchable frames entered and not left
-	pend    op  // the conditional branch that ended the block
-	recbuf  uint64
+	frames int // branchable frames entered and not left
+	pend   op  // the conditional branch that ended the block
+	recbuf uint64
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool

@@ -33,6 +33,7 @@ var (
 	Branchy   = Func{"tt_branchy", C.tt_branchy}
 	Nested    = Func{"tt_nested", C.tt_nested}
 	Calls     = Func{"tt_calls", C.tt_calls}
+	CalleeLp  = Func{"tt_callee_loop", C.tt_callee_loop}
 	Recurse   = Func{"tt_recurse", C.tt_recurse}
 	Interp    = Func{"tt_interp", C.tt_interp}
 	FuncPtr   = Func{"tt_fptr", C.tt_fptr}
@@ -50,7 +51,7 @@ var (
 	FPSSE2    = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2    = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512  = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs     = []Func{Sum, Branchy, Nested, Calls, Recurse, Interp, FuncPtr, Globals, IsTraced, Ensure, Merge, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs     = []Func{Sum, Branchy, Nested, Calls, CalleeLp, Recurse, Interp, FuncPtr, Globals, IsTraced, Ensure, Merge, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs   atomic.Uint64
 	idsPerRun = uint64(1 << 12)
 )

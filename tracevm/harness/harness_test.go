@@ -241,6 +241,30 @@ func TestInlinedCalls(t *testing.T) {
 	assert.NotContains(t, log, "; call ")
 }
 
+// TestCalleeLoop: a helper whose own loop runs a data-dependent number of
+// times is called natively (after one recording that finds its loop),
+// while the loop-free helper beside it is still inlined.
+func TestCalleeLoop(t *testing.T) {
+	const n = 100000
+	var want int64
+	for i := int64(0); i < n; i++ {
+		x := uint64(i) * 0x9e3779b9
+		for ; x != 0; x >>= 1 {
+			want += int64(x & 1)
+		}
+		want += (i * 31) ^ 3
+	}
+	r := runJIT(t, CalleeLp, n)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(CalleeLp, n).Ret)
+	r.checkTraced(t, n, 0.99)
+	assert.Equal(t, uint64(1), r.aborts("callee-loop"))
+	log := r.log()
+	assert.Equal(t, 1, strings.Count(log, "; call "), "tt_h_bits runs natively: %s", log)
+	assert.Equal(t, 1, strings.Count(log, "; push-ret "), "tt_h_mix is inlined: %s", log)
+	assert.Zero(t, r.loop.SideTraces, "no guard depends on the bit count")
+}
+
 func refRecurse(depth, n, below int64, act, edges *int64) int64 {
 	var s int64
 	for i := int64(0); i < n; i++ {

@@ -94,6 +94,30 @@ TT int64_t tt_calls(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A helper with a loop of its own whose trip count changes with the
+ * data (the bits of x): unrolled into a trace it would exit whenever the
+ * count differs from the recorded one, so it must be called natively. */
+TT_HELPER int64_t tt_h_bits(uint64_t x)
+{
+	int64_t c = 0;
+	while (x) {
+		c += x & 1;
+		x >>= 1;
+	}
+	return c;
+}
+
+TT int64_t tt_callee_loop(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += tt_h_bits((uint64_t)i * 0x9e3779b9u) + tt_h_mix(i, 3);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
 /* A user-level call made as a C call inside a branchable frame: the
  * function runs its loop again, one level down, as an interpreter runs a
  * called user function. Each level's loop has an id of its own (level d
