@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 )
@@ -125,6 +126,9 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 			o.Native = append(o.Native, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
 		}
 	}
+	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
+		o.NativeEntries = symbolEntries(f, bias, p.Native)
+	}
 	var fdes []ehframe.FDE
 	fdesOnce := func() []ehframe.FDE {
 		if fdes == nil {
@@ -164,6 +168,29 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		}
 	}
 	return o, nil
+}
+
+// symbolEntries returns the run-time entry of each named function found in
+// f's symbol tables (.dynsym, and .symtab when not stripped); names not
+// found are skipped: a profile serves several builds.
+func symbolEntries(f *elf.File, bias uint64, names []string) map[uint64]bool {
+	if len(names) == 0 {
+		return nil
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[uint64]bool{}
+	for _, load := range []func() ([]elf.Symbol, error){f.DynamicSymbols, f.Symbols} {
+		syms, _ := load()
+		for _, s := range syms {
+			if want[s.Name] && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
+				out[bias+s.Value] = true
+			}
+		}
+	}
+	return out
 }
 
 // gprOfDWARF turns a DWARF register number into the x86 encoding number,

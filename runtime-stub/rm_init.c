@@ -461,7 +461,7 @@ int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
 		return -1;
 	struct rm_obj_info *o = &rm_s.obj[k];
 	*out = (struct rm_jit_obj){
-		.path = o->path, .bias = o->bias, .base = rm_g.obj[k].base,
+		.path = o->path, .profile = o->profile, .bias = o->bias, .base = rm_g.obj[k].base,
 		.nsites = rm_g.obj[k].nsites, .sites = o->sites,
 		.site_size = o->site_size,
 	};

@@ -53,6 +53,7 @@ enum { RM_JIT_DO_NOT_TRACE = 1, RM_JIT_DISABLE_BRANCH = 2 };
 /* An object as the JIT's Go side reads it (rm_object_desc). */
 struct rm_jit_obj {
 	const char *path;       /* "" for the main program */
+	const char *profile;    /* the profile it was patched with */
 	uintptr_t bias;
 	uint32_t base;          /* global index of site 0 */
 	uint32_t nsites;

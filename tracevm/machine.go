@@ -62,6 +62,10 @@ type Object struct {
 	// Native: calls to these ranges run natively, never inlined (PLT
 	// stubs, functions that suspend recording with temp_disable, ...).
 	Native []Range
+	// NativeEntries: functions, by entry address, that calls and tail
+	// jumps reach natively (a profile's allocators, collector, error
+	// paths, ...); unlike Native, jumps inside them are still followed.
+	NativeEntries map[uint64]bool
 	// Sites: annotation calls by the run-time address of their call
 	// instruction.
 	Sites map[uint64]Site

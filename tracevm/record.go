@@ -577,7 +577,7 @@ func (r *recording) writeBlock(e *emitter, lits []pendingLit, statePC uint64) (u
 // traced objects, or in their native ranges such as the PLT).
 func (r *recording) nativeTarget(target uint64) bool {
 	o, ok := r.m.objectOf(target)
-	if !ok {
+	if !ok || o.NativeEntries[target] {
 		return true
 	}
 	for _, n := range o.Native {
@@ -618,7 +618,7 @@ func (r *recording) native(target uint64) bool {
 		return true
 	}
 	o, ok := m.objectOf(target)
-	if !ok || len(r.stack) >= maxInlineDepth {
+	if !ok || len(r.stack) >= maxInlineDepth || o.NativeEntries[target] {
 		return true
 	}
 	for _, n := range o.Native {

@@ -46,6 +46,26 @@ type Profile struct {
 	// does not trace from its back-edge sites (a profile whose traces
 	// are not validated yet).
 	NoTrace bool `json:"no_trace,omitempty"`
+	// Native names functions a trace always calls rather than inlines
+	// (allocators, the collector, frame teardown, error paths, the
+	// eval breaker, anything that releases the GIL), by symbol; the
+	// runtime resolves them in the object's symbol tables. Functions
+	// that run loops of their own are found at run time as well.
+	Native []string `json:"native,omitempty"`
+}
+
+// BuiltinNamed returns the built-in profile called name, or nil.
+func BuiltinNamed(name string) *Profile {
+	ps, err := Builtin()
+	if err != nil {
+		return nil
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
 }
 
 // ProfileSite names one back-edge opcode.

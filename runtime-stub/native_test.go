@@ -1,0 +1,48 @@
+package main
+
+import (
+	"debug/elf"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+)
+
+// TestSymbolEntries resolves the built-in profiles' native functions in
+// the installed interpreters: each name the profile lists is exported by
+// the binary it serves, so each must be found, at its symbol's address.
+func TestSymbolEntries(t *testing.T) {
+	for _, tc := range []struct{ profile, path string }{
+		{"cpython3.11", "/usr/bin/python3.11"},
+		{"lua5.4", "/usr/bin/lua5.4"},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			p := sites.BuiltinNamed(tc.profile)
+			require.NotNil(t, p)
+			require.NotEmpty(t, p.Native)
+			f, err := elf.Open(tc.path)
+			require.NoError(t, err)
+			defer f.Close()
+			const bias = 0x10000
+			got := symbolEntries(f, bias, p.Native)
+			syms, err := f.DynamicSymbols()
+			require.NoError(t, err)
+			byName := map[string]uint64{}
+			for _, s := range syms {
+				if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
+					byName[s.Name] = s.Value
+				}
+			}
+			for _, n := range p.Native {
+				v, ok := byName[n]
+				if assert.True(t, ok, "%s does not export %s", tc.path, n) {
+					assert.True(t, got[bias+v], "%s not resolved", n)
+				}
+			}
+			assert.LessOrEqual(t, len(got), len(p.Native))
+		})
+	}
+	assert.Nil(t, sites.BuiltinNamed("no-such-profile"))
+}
