@@ -47,6 +47,14 @@ func startJIT() {
 			cfg.SideThreshold = n
 		}
 	}
+	if v := os.Getenv("REDMAGIC_MAX_TRACE"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 31)
+		if err != nil || n < 16 {
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_MAX_TRACE=%s is not a count of instructions >= 16, using the default\n", v)
+		} else {
+			cfg.MaxTraceInsns = int(n)
+		}
+	}
 	cfg.NoOptimize = os.Getenv("REDMAGIC_OPT") == "0"
 	if w := jitLog(os.Getenv("REDMAGIC_LOG")); w != nil {
 		cfg.Log = w

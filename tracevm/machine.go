@@ -109,7 +109,7 @@ type Config struct {
 
 const (
 	defaultMaxCode       = 32 << 20
-	defaultMaxTraceInsns = 20000
+	defaultMaxTraceInsns = 2000
 	defaultSideThreshold = 16
 	defaultMaxAborts     = 4
 	generations          = 4
@@ -143,20 +143,22 @@ type Machine struct {
 	tls   uint64
 	stats Stats
 
-	mu         sync.Mutex
-	cache      *codecache.Cache
-	gen        int
-	genEnd     int // cache bytes usable by this generation
-	data       *dataArea
-	switchOut  uint64
-	recStart   uint64
-	recBufs    []uint64
-	traces     []*trace
-	byKey      map[loopKey]*trace
-	loops      map[loopKey]*loopState
-	doNotCall  map[uint64]bool // do_not_trace_function targets
-	backBySite map[uint32]*BackEdge
-	exitOwner  []*trace // exit index -> trace
+	mu        sync.Mutex
+	cache     *codecache.Cache
+	gen       int
+	genEnd    int // cache bytes usable by this generation
+	data      *dataArea
+	switchOut uint64
+	recStart  uint64
+	recBufs   []uint64
+	traces    []*trace
+	byKey     map[loopKey]*trace
+	loops     map[loopKey]*loopState
+	doNotCall map[uint64]bool // do_not_trace_function targets
+	// exitRetries: side recordings of an exit that ended to be retried.
+	exitRetries map[uint32]int
+	backBySite  map[uint32]*BackEdge
+	exitOwner   []*trace // exit index -> trace
 	// exitStacks: exit index -> the return addresses inlined calls had
 	// pushed there (shared, never modified).
 	exitStacks [][]uint64
@@ -202,12 +204,13 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	C.tv_setup()
 	m := &Machine{
-		cfg:        cfg,
-		tls:        uint64(C.tv_g.tls_off),
-		byKey:      make(map[loopKey]*trace),
-		loops:      make(map[loopKey]*loopState),
-		doNotCall:  make(map[uint64]bool),
-		backBySite: make(map[uint32]*BackEdge),
+		cfg:         cfg,
+		tls:         uint64(C.tv_g.tls_off),
+		byKey:       make(map[loopKey]*trace),
+		loops:       make(map[loopKey]*loopState),
+		doNotCall:   make(map[uint64]bool),
+		exitRetries: make(map[uint32]int),
+		backBySite:  make(map[uint32]*BackEdge),
 	}
 	for i := range cfg.Objects {
 		for _, be := range cfg.Objects[i].BackEdges {

@@ -102,6 +102,9 @@ const (
 	// maxCalleeRetries bounds the recordings of one loop that end to make
 	// a callee native (each makes one more function native).
 	maxCalleeRetries = 64
+	// maxExitRetries bounds the side recordings of one exit that end
+	// that way.
+	maxExitRetries = 8
 	maxBlockBytes    = recBufSize - 1024
 )
 
@@ -175,8 +178,11 @@ func (r *recording) end(reason string) {
 		} else if reason != "" {
 			st.aborts++
 		}
-	} else if reason == abortCalleeLoop {
-		// Recorded again after as many exits as the first time.
+	} else if (reason == abortCalleeLoop || reason == "inner-loop") && m.exitRetries[r.exitID] < maxExitRetries {
+		// The recording made a callee native, or handed over to a loop
+		// that has no trace yet: the exit is recorded again after as
+		// many exits as the first time, and may then link.
+		m.exitRetries[r.exitID]++
 		if ex := exitTable(); int(r.exitID) < len(ex) {
 			ex[r.exitID].count = 0
 		}
