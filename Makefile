@@ -8,7 +8,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 15s
 
-.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick
+.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick cpython-broad
 
 all: build
 
@@ -51,6 +51,15 @@ bench: build testdata
 # Small sizes, one run each: checks every configuration's answers (never speed).
 bench-quick: build testdata
 	$(GO) run ./scripts/bench --quick --out out/bench-quick $(BENCHFLAGS)
+
+# The broad CPython regression run: about 380 modules of Debian's test
+# suite under the original python3.11 and under a patched copy, one after
+# the other; any module whose status differs fails the target. Logs and
+# per-module results land in out/cpython-broad/.
+cpython-broad: build
+	mkdir -p out/cpython-broad
+	./$(BIN) /usr/bin/python3.11 -o out/cpython-broad/python3.11
+	bash scripts/cpython-broad-tests.sh compare /usr/bin/python3.11 out/cpython-broad/python3.11 out/cpython-broad
 
 clean:
 	rm -rf bin testdata/build runtime-stub/build cmd/redmagic-patch/runtime/libredmagic.so

@@ -105,7 +105,7 @@ const (
 	// maxExitRetries bounds the side recordings of one exit that end
 	// that way.
 	maxExitRetries = 8
-	maxBlockBytes    = recBufSize - 1024
+	maxBlockBytes  = recBufSize - 1024
 )
 
 var errAbort = errors.New("abort")
