@@ -170,7 +170,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 		}
 		if p != nil && o.kind == opInsn {
 			inst := p.inst(i)
-			if _, ok := p.spec[i]; ok && replacesLoad(inst) {
+			if p.replaced[i] {
 				// The guard did the load: its register gets the value
 				// now if something reads it, else at the exits.
 				w, _ := writes(inst)

@@ -54,6 +54,10 @@ type plan struct {
 	headVals  [16]uint64
 	drop      []bool         // op i is not emitted
 	spec      map[int]uint64 // op i becomes a guard on its load's value
+	// replaced: speculated op i is done by its guard (a mov, or a cmp
+	// whose flags nothing reads: the guard's flags are M - v, not the
+	// original comparison's).
+	replaced map[int]bool
 	liveAfter []uint16       // registers read after op i (before being written)
 	known     [][16]val      // registers known before op i
 	after     [][16]val      // registers known after op i
@@ -757,10 +761,11 @@ prefixes:
 	return m, true
 }
 
-// replacesLoad: a speculated load that is a plain mov or cmp becomes the
-// value guard; any other instruction keeps running after its guard.
-func replacesLoad(inst *x86dec.Inst) bool {
-	return inst.Op == x86asm.MOV || inst.Op == x86asm.CMP
+// replacesLoad: a speculated load that is a plain mov, or a cmp whose
+// flags are dead (flagsLive false), becomes the value guard; any other
+// instruction keeps running after its guard.
+func replacesLoad(inst *x86dec.Inst, flagsLive bool) bool {
+	return inst.Op == x86asm.MOV || (inst.Op == x86asm.CMP && !flagsLive)
 }
 
 var errNoGuardForm = errorString("tracevm: no value guard for this load")
@@ -776,6 +781,7 @@ func (e errorString) Error() string { return string(e) }
 func (o *optimizer) liveness(p *plan, need assume) bool {
 	n := len(o.ops)
 	p.drop = make([]bool, n)
+	p.replaced = make(map[int]bool)
 	p.liveAfter = make([]uint16, n)
 	live := uint16(allRegs)
 	flags := false
@@ -822,7 +828,8 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			if absMem {
 				memRegs = regBits(memArg(inst))
 			}
-			if _, ok := p.spec[i]; ok && replacesLoad(inst) {
+			if _, ok := p.spec[i]; ok && replacesLoad(inst, flags) {
+				p.replaced[i] = true
 				// cmpq $v, M; jne exit: reads M's registers (none
 				// once M is %rip-relative), sets the flags; the loaded
 				// register becomes virtual.
