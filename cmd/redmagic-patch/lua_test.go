@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+)
+
+const origLua = "/usr/bin/lua5.4"
+
+// luaPrograms are the programs in testdata/lua. status is the exit
+// status the original gives: it checks the programs themselves, so that
+// one failing early (a typo) cannot make the comparison vacuous.
+var luaPrograms = []struct {
+	name   string
+	status int
+}{
+	{"arith.lua", 0},
+	{"closures.lua", 0},
+	{"compare.lua", 0},
+	{"coroutines.lua", 0},
+	{"errors.lua", 0},
+	{"exit.lua", 108}, // os.exit(s % 200 + 3) from inside a loop
+	{"exit_close.lua", 1},
+	{"exit_coroutine.lua", 86}, // os.exit(s % 100 + 1) inside a coroutine
+	{"gc.lua", 0},
+	{"genfor.lua", 0},
+	{"goto.lua", 0},
+	{"hook.lua", 0},
+	{"metatables.lua", 0},
+	{"midloop.lua", 0},
+	{"nested.lua", 0},
+	{"numfor.lua", 0},
+	{"recursion.lua", 0},
+	{"stack_debug.lua", 0},
+	{"strings.lua", 0},
+	{"toperror.lua", 1},
+	{"toperror_table.lua", 1},
+	{"while_repeat.lua", 0},
+}
+
+// luaConfigs are the environments the patched interpreter runs under.
+// A threshold of 1 records every loop on its second iteration; a side
+// threshold of 1 records a side trace from every exit the first time it
+// is taken, so the recordings run on well past the loops.
+var luaConfigs = []struct {
+	name string
+	env  []string
+}{
+	{"default", nil},
+	{"threshold=1", []string{"REDMAGIC_THRESHOLD=1"}},
+	{"threshold=7,side=1", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_SIDE_THRESHOLD=1"}},
+}
+
+// luaSlots bounds the interpreters running at once, whatever -parallel
+// says: the machines this runs on have two cores.
+var luaSlots = make(chan struct{}, 2)
+
+// runLua runs `bin script` in dir with argv[0] "lua5.4", so that the
+// interpreter's messages ("lua5.4: file:line: ...") do not depend on where
+// the binary is. The environment is this process's without REDMAGIC_
+// variables, plus env. A process killed by a signal gets status 128+signal,
+// as a shell reports it.
+func runLua(t *testing.T, bin, dir, script string, env []string) result {
+	t.Helper()
+	luaSlots <- struct{}{}
+	defer func() { <-luaSlots }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, script)
+	cmd.Args[0] = "lua5.4"
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REDMAGIC_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	require.NoError(t, ctx.Err(), "%s %s %v: timed out", bin, script, env)
+	status := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		status = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			status = 128 + int(ws.Signal())
+		}
+	} else {
+		require.NoError(t, err)
+	}
+	return result{out.String(), errb.String(), status}
+}
+
+// readJIT returns the "jit" section of a statistics file, nil when the
+// JIT never started.
+func readJIT(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var stats map[string]any
+	if err := json.Unmarshal(data, &stats); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	jit, _ := stats["jit"].(map[string]any)
+	return jit, nil
+}
+
+// TestLuaPrograms runs each program of testdata/lua under the original
+// lua5.4 and under a patched copy with the JIT on, in several
+// configurations: standard output, standard error and the exit status must
+// be the same, and the JIT must have compiled traces.
+func TestLuaPrograms(t *testing.T) {
+	requireRuntime(t)
+	root, err := testvms.RepoRoot()
+	require.NoError(t, err)
+	dir := filepath.Join(root, "testdata", "lua")
+
+	// Every program in the directory is in the table, and the reverse.
+	files, err := filepath.Glob(filepath.Join(dir, "*.lua"))
+	require.NoError(t, err)
+	var have, listed []string
+	for _, f := range files {
+		have = append(have, filepath.Base(f))
+	}
+	for _, p := range luaPrograms {
+		listed = append(listed, p.name)
+	}
+	sort.Strings(listed)
+	require.Equal(t, have, listed, "testdata/lua and luaPrograms")
+
+	tmp := t.TempDir()
+	patched := filepath.Join(tmp, "lua5.4")
+	patch(t, origLua, patched)
+
+	for _, p := range luaPrograms {
+		p := p
+		t.Run(strings.TrimSuffix(p.name, ".lua"), func(t *testing.T) {
+			t.Parallel()
+			want := runLua(t, origLua, dir, p.name, nil)
+			// The programs must be deterministic for the comparison to
+			// mean anything (no addresses, times or hash orders printed).
+			again := runLua(t, origLua, dir, p.name, nil)
+			require.Equal(t, want, again, "%s: the original gives different output on two runs", p.name)
+			require.Equal(t, p.status, want.status, "%s under the original: stderr %s", p.name, want.stderr)
+			if p.status == 0 {
+				require.Empty(t, want.stderr, "%s under the original", p.name)
+			}
+			for i, c := range luaConfigs {
+				statsPath := filepath.Join(t.TempDir(), fmt.Sprintf("stats%d.json", i))
+				env := append([]string{"REDMAGIC_STATS=" + statsPath}, c.env...)
+				got := runLua(t, patched, dir, p.name, env)
+				ok := assert.Equal(t, want.stdout, got.stdout, "%s %v: stdout", p.name, c.env)
+				ok = assert.Equal(t, want.stderr, got.stderr, "%s %v: stderr", p.name, c.env) && ok
+				ok = assert.Equal(t, want.status, got.status, "%s %v: exit status", p.name, c.env) && ok
+				if got.status > 128 {
+					// Killed by a signal: no statistics to read.
+					continue
+				}
+				jit, err := readJIT(statsPath)
+				if !assert.NoError(t, err, "%s %v: statistics", p.name, c.env) {
+					continue
+				}
+				// Every program has loops of 5000 or more iterations:
+				// even the default threshold makes them hot.
+				if !assert.NotNil(t, jit, "%s %v: the JIT never started", p.name, c.env) {
+					continue
+				}
+				compiled := jit["traces_compiled"].(float64)
+				assert.Greater(t, compiled, 0.0, "%s %v: traces compiled", p.name, c.env)
+				if ok {
+					t.Logf("%-18s %-18s traces %4.0f (side %4.0f), iterations in traces %8.0f, exits %6.0f, aborts %v",
+						p.name, c.name, compiled, jit["side_traces"], jit["trace_iterations"], jit["side_exits"], jit["aborts"])
+				}
+			}
+		})
+	}
+}
