@@ -50,17 +50,17 @@ type flagState struct {
 
 // plan is the optimiser's decision for one trace.
 type plan struct {
-	headRegs  []x86enc.Reg // registers guarded at the head
-	headVals  [16]uint64
-	drop      []bool         // op i is not emitted
-	spec      map[int]uint64 // op i becomes a guard on its load's value
+	headRegs []x86enc.Reg // registers guarded at the head
+	headVals [16]uint64
+	drop     []bool         // op i is not emitted
+	spec     map[int]uint64 // op i becomes a guard on its load's value
 	// replaced: speculated op i is done by its guard (a mov, or a cmp
 	// whose flags nothing reads: the guard's flags are M - v, not the
 	// original comparison's).
-	replaced map[int]bool
-	liveAfter []uint16       // registers read after op i (before being written)
-	known     [][16]val      // registers known before op i
-	after     [][16]val      // registers known after op i
+	replaced  map[int]bool
+	liveAfter []uint16  // registers read after op i (before being written)
+	known     [][16]val // registers known before op i
+	after     [][16]val // registers known after op i
 	insts     []*x86dec.Inst
 	ok        bool
 }
