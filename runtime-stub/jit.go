@@ -92,7 +92,7 @@ func jitLog(v string) io.Writer {
 	case "1", "stderr":
 		return os.Stderr
 	}
-	f, err := os.OpenFile(v, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := openAppendRaw(v)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_LOG: %v\n", err)
 		return nil
@@ -110,11 +110,10 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	if path == "" {
 		path, name = "/proc/self/exe", "main program"
 	}
-	f, err := elf.Open(path)
+	f, err := openELFRaw(path)
 	if err != nil {
 		return tracevm.Object{}, fmt.Errorf("%s: %w", name, err)
 	}
-	defer f.Close()
 	bias := uint64(d.bias)
 	o := tracevm.Object{Name: name, Sites: map[uint64]tracevm.Site{}}
 	for _, p := range f.Progs {

@@ -13,6 +13,14 @@
 //
 // Per-hit work stays in C (rm_fast.c): an exported Go function costs about
 // 50 ns a call, a counter update about 1-2 ns.
+//
+// The Go runtime must leave no trace in the host process: since Go 1.25 it
+// would keep the cgroup CPU quota files open (two descriptors the
+// interpreter never opened, which CPython's own tests see) and re-read
+// them in the background. GOMAXPROCS is not worth that here.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 /*

@@ -2,6 +2,7 @@ package main
 
 import (
 	"debug/elf"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -45,4 +46,18 @@ func TestSymbolEntries(t *testing.T) {
 		})
 	}
 	assert.Nil(t, sites.BuiltinNamed("no-such-profile"))
+}
+
+// TestReadFileRaw reads a regular file and a /proc file (whose size stat
+// reports as 0) exactly as os.ReadFile does.
+func TestReadFileRaw(t *testing.T) {
+	for _, path := range []string{"/usr/bin/lua5.4", "/proc/self/cmdline"} {
+		want, err := os.ReadFile(path)
+		require.NoError(t, err)
+		got, err := readFileRaw(path)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, path)
+	}
+	_, err := readFileRaw("/no/such/file")
+	assert.ErrorContains(t, err, "/no/such/file")
 }
