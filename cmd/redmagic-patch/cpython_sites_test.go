@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+)
+
+// TestCPythonBackEdgeTraces runs a loop closed by each of CPython 3.11's
+// back-edge opcodes (testdata/python-sites/backedges.py) at threshold 1:
+// every loop opcode must lead into traces that run the loop's iterations.
+// The yield from loop (JUMP_BACKWARD_NO_INTERRUPT) switches generators
+// on every iteration, where a recording must end: it is counted, and
+// correct, but runs in the original code.
+func TestCPythonBackEdgeTraces(t *testing.T) {
+	requireRuntime(t)
+	root, err := testvms.RepoRoot()
+	require.NoError(t, err)
+	prog := filepath.Join(root, "testdata/python-sites/backedges.py")
+	out := filepath.Join(t.TempDir(), "python3-jit")
+	patch(t, "/usr/bin/python3.11", out)
+	want := runBin(t, "/usr/bin/python3.11", []string{prog}, nil, false)
+	statsPath := filepath.Join(t.TempDir(), "stats.json")
+	got := runBin(t, out, []string{prog}, []string{"REDMAGIC_THRESHOLD=1", "REDMAGIC_STATS=" + statsPath}, false)
+	require.Equal(t, want.result, got.result)
+	data, err := os.ReadFile(statsPath)
+	require.NoError(t, err)
+	var st struct {
+		Sites []struct {
+			Index int    `json:"index"`
+			Name  string `json:"name"`
+			Hits  int64  `json:"hits"`
+		} `json:"sites"`
+		JIT struct {
+			Traces []struct {
+				Site       int   `json:"site"`
+				Iterations int64 `json:"iterations"`
+			} `json:"traces"`
+		} `json:"jit"`
+	}
+	require.NoError(t, json.Unmarshal(data, &st))
+	name := map[int]string{}
+	hits := map[string]int64{}
+	for _, s := range st.Sites {
+		name[s.Index] = s.Name
+		hits[s.Name] = s.Hits
+	}
+	traces := map[string]int{}
+	iters := map[string]int64{}
+	for _, tr := range st.JIT.Traces {
+		traces[name[tr.Site]]++
+		iters[name[tr.Site]] += tr.Iterations
+	}
+	t.Logf("traces by site %v, iterations %v, hits outside traces %v", traces, iters, hits)
+	for _, site := range []string{"JUMP_BACKWARD", "JUMP_BACKWARD_QUICK", "POP_JUMP_BACKWARD_IF_TRUE",
+		"POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE"} {
+		assert.Positive(t, traces[site], "%s: no trace", site)
+		assert.Positive(t, iters[site], "%s: no iteration in a trace", site)
+	}
+	// Each loop runs 3,000 times; all but a few iterations of the
+	// while loops run in traces.
+	for _, site := range []string{"POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE",
+		"POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE"} {
+		assert.Greater(t, iters[site], int64(2500), site)
+	}
+	assert.Equal(t, int64(3000), hits["JUMP_BACKWARD_NO_INTERRUPT"])
+}
