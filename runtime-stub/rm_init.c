@@ -439,12 +439,14 @@ void rm_thread_register(struct rm_thread *t)
 
 static void rm_atfork_prepare(void)
 {
+	tv_fork_prepare();
 	pthread_mutex_lock(&rm_s.mu);
 }
 
 static void rm_atfork_parent(void)
 {
 	pthread_mutex_unlock(&rm_s.mu);
+	tv_fork_parent();
 }
 
 static void rm_atfork_child(void)

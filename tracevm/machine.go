@@ -436,3 +436,25 @@ func (m *Machine) Stop() {
 }
 
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
+
+// tvFreezeCache blocks code cache writes while a thread forks (tv.c);
+// 1 when it did.
+//
+//export tvFreezeCache
+func tvFreezeCache() C.int {
+	m := active.Load()
+	if m == nil {
+		return 0
+	}
+	m.cache.Freeze()
+	return 1
+}
+
+// tvThawCache ends tvFreezeCache in the parent.
+//
+//export tvThawCache
+func tvThawCache() {
+	if m := active.Load(); m != nil {
+		m.cache.Thaw()
+	}
+}

@@ -255,12 +255,45 @@ static void tv_copy(uint64_t *dst, const uint64_t *src, uint64_t n)
 }
 
 /*
- * pthread_atfork child handler: the JIT stays off in the child (the Go
- * runtime does not survive fork), but its threads' traces keep running.
- * The code cache is a shared mapping, which the parent goes on writing (new
- * blocks, linked guards): the child gets a private copy at the same
- * address, so nothing it runs changes under it.
+ * Fork. The JIT stays off in the child (the Go runtime does not survive
+ * fork), but its threads' traces keep running. The code cache is a shared
+ * mapping, which the parent goes on writing (new blocks, linked guards):
+ * the child gets a private copy at the same address, so nothing it runs
+ * changes under it. The copy is taken before the fork with every cache
+ * write blocked until the fork is done: copied in the child, it could
+ * catch the parent's next block already written over the one the forking
+ * thread returns into, or a trace published without its code.
  */
+static uint64_t *tv_fork_snap;
+static uint64_t tv_fork_len;
+static int tv_fork_frozen;
+
+void tv_fork_prepare(void)
+{
+	tv_fork_snap = 0;
+	tv_fork_frozen = 0;
+	uint64_t len = tv_g.cache_hi - tv_g.cache_lo;
+	if (!len || tv_g.forked || tv_tls.in_go)
+		return;
+	tv_fork_frozen = tvFreezeCache();
+	uint64_t *tmp = tv_map(len);
+	if (!tmp)
+		return;
+	tv_copy(tmp, (const uint64_t *)(uintptr_t)tv_g.cache_lo, len / 8);
+	tv_fork_snap = tmp;
+	tv_fork_len = len;
+}
+
+void tv_fork_parent(void)
+{
+	if (tv_fork_snap)
+		tv_unmap(tv_fork_snap, tv_fork_len);
+	tv_fork_snap = 0;
+	if (tv_fork_frozen)
+		tvThawCache();
+	tv_fork_frozen = 0;
+}
+
 void tv_fork_child(void)
 {
 	tv_g.forked = 1;
@@ -269,10 +302,16 @@ void tv_fork_child(void)
 	uint64_t lo = tv_g.cache_lo, len = tv_g.cache_hi - tv_g.cache_lo;
 	if (!len)
 		return;
-	uint64_t *tmp = tv_map(len);
-	if (!tmp)
-		return;
-	tv_copy(tmp, (const uint64_t *)(uintptr_t)lo, len / 8);
+	uint64_t *tmp = tv_fork_snap;
+	if (tmp && tv_fork_len == len) {
+		tv_fork_snap = 0;
+	} else {
+		/* No copy from before the fork (out of memory): copy now. */
+		tmp = tv_map(len);
+		if (!tmp)
+			return;
+		tv_copy(tmp, (const uint64_t *)(uintptr_t)lo, len / 8);
+	}
 	/* mprotect(tmp, PROT_READ|PROT_EXEC), then mremap over the shared
 	 * view: the replacement is atomic. */
 	tv_syscall6(TV_SYS_MPROTECT, (long)tmp, (long)len, 5, 0, 0, 0);

@@ -109,6 +109,8 @@ uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason);
 int tv_thread_recording(void);
 void tv_abort_stale(void);
+void tv_fork_prepare(void);
+void tv_fork_parent(void);
 void tv_fork_child(void);
 static inline int tv_in_cache(uint64_t a)
 {

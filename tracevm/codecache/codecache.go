@@ -123,6 +123,13 @@ func (c *Cache) Write(at uint64, b []byte) error {
 	return nil
 }
 
+// Freeze blocks every write to the cache (Write, Patch32) until Thaw: a
+// process about to fork copies the cache for its child meanwhile.
+func (c *Cache) Freeze() { c.mu.Lock() }
+
+// Thaw ends Freeze.
+func (c *Cache) Thaw() { c.mu.Unlock() }
+
 // Patch32 replaces the 4 bytes at RX address at (typically a rel32 or imm32 field) with v
 // in a single store, so a thread executing the code sees either the old or the new value.
 // Aligned fields use an atomic store. x86 also makes an unaligned 4-byte store atomic when
