@@ -24,9 +24,19 @@ func exitTable() []C.struct_tv_exit {
 	return unsafe.Slice(C.tv_g.exits, int(C.tv_g.nexits))
 }
 
-func setExitState(id uint32, st C.uint32_t) {
-	if ex := exitTable(); int(id) < len(ex) {
-		ex[id].state = st
+// killExit gives up on side traces from exit id: its stub then jumps
+// straight to the original code, without switching out (its count stops).
+func (m *Machine) killExit(id uint32) {
+	ex := exitTable()
+	if int(id) >= len(ex) {
+		return
+	}
+	ex[id].state = C.TV_EXIT_DEAD
+	g, orig := int64(ex[id].guard), int64(ex[id].orig)
+	if rel := orig - (g + 4); g != 0 && rel == int64(int32(rel)) {
+		// The stub has set every register the trace left virtual and
+		// the flags are the guard's: what the switch would restore.
+		m.cache.Patch32(uint64(g), uint32(int32(rel)))
 	}
 }
 

@@ -187,10 +187,21 @@ func (r *recording) end(reason string) {
 			ex[r.exitID].count = 0
 		}
 	} else if reason != "" {
-		setExitState(r.exitID, C.TV_EXIT_DEAD)
+		m.killExit(r.exitID)
 	}
 	if reason != "" {
 		m.stats.abort(reason)
+		if m.cfg.Log != nil {
+			what := "root"
+			if r.side != nil {
+				what = fmt.Sprintf("side of %#x exit %#x", r.side.head, r.start)
+			}
+			if r.handoff != nil {
+				reason += fmt.Sprintf(" (site %d id %#x)", r.handoff.key.gsite, r.handoff.key.id)
+			}
+			fmt.Fprintf(m.cfg.Log, "redmagic: recording (%s) site %d id %#x abandoned at %#x after %d instructions: %s\n",
+				what, r.key.gsite, r.key.id, r.pc, r.ninsns, reason)
+		}
 	}
 }
 
@@ -242,7 +253,7 @@ func tvSideExit(why C.uint64_t) C.uint64_t {
 	}
 	m.mu.Unlock()
 	if !ok {
-		setExitState(id, C.TV_EXIT_DEAD)
+		m.killExit(id)
 		return 0
 	}
 	orig := exitTable()[id].orig
