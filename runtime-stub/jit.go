@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -19,6 +20,9 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 )
+
+// jitMemoryLimit: the Go heap size at which the JIT's memory is collected.
+const jitMemoryLimit = 64 << 20
 
 // jitOnce starts the tracing JIT at the first hot loop, not at load:
 // processes that never run a hot loop pay nothing for it.
@@ -30,6 +34,12 @@ func startJIT() {
 	if os.Getenv("REDMAGIC_JIT") == "0" {
 		return
 	}
+	// The collector starts Go's network poller (its scavenger sleeps on a
+	// timer): an epoll and an eventfd descriptor the interpreter would
+	// see, even take as its stdin when fd 0 was closed. The JIT's heap is
+	// small; it is collected only near a limit.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(jitMemoryLimit)
 	cfg := tracevm.Config{}
 	if v := os.Getenv("REDMAGIC_MAX_CODE"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 31)
