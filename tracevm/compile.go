@@ -214,6 +214,12 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 				if _, imp := implicitRegs[inst.Op]; imp {
 					opRegs = rd
 				}
+				if _, wall := writes(inst); wall || rd == allRegs {
+					// Not modelled (a vector instruction): it may read
+					// or clobber any register, so every virtual one is
+					// set first.
+					opRegs = allRegs
+				}
 				mark := len(e.buf)
 				saved := append([]regValue(nil), virtual...)
 				materialize(opRegs)
@@ -408,8 +414,10 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if r.side == nil && len(r.ops) > 0 && r.ops[len(r.ops)-1].kind == opClose && !m.cfg.NoOptimize {
 		p = m.optimize(r.ops, r.headRegs, r.closeRegs, meaningful)
 		if p != nil && !p.ok {
+			p.release()
 			p = nil
 		}
+		defer p.release()
 	}
 	// Sizes do not depend on the address: a first pass sizes the code.
 	probe, _, probeExits, _, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start, idGuard, r.initStack)
