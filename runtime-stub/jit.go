@@ -22,7 +22,7 @@ import (
 )
 
 // jitMemoryLimit: the Go heap size at which the JIT's memory is collected.
-const jitMemoryLimit = 64 << 20
+const jitMemoryLimit = 256 << 20
 
 // jitOnce starts the tracing JIT at the first hot loop, not at load:
 // processes that never run a hot loop pay nothing for it.
@@ -120,10 +120,11 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	if path == "" {
 		path, name = "/proc/self/exe", "main program"
 	}
-	f, err := openELFRaw(path)
+	f, unmap, err := openELFRaw(path)
 	if err != nil {
 		return tracevm.Object{}, fmt.Errorf("%s: %w", name, err)
 	}
+	defer unmap()
 	bias := uint64(d.bias)
 	o := tracevm.Object{Name: name, Sites: map[uint64]tracevm.Site{}}
 	for _, p := range f.Progs {

@@ -48,16 +48,17 @@ func TestSymbolEntries(t *testing.T) {
 	assert.Nil(t, sites.BuiltinNamed("no-such-profile"))
 }
 
-// TestReadFileRaw reads a regular file and a /proc file (whose size stat
-// reports as 0) exactly as os.ReadFile does.
-func TestReadFileRaw(t *testing.T) {
-	for _, path := range []string{"/usr/bin/lua5.4", "/proc/self/cmdline"} {
-		want, err := os.ReadFile(path)
-		require.NoError(t, err)
-		got, err := readFileRaw(path)
-		require.NoError(t, err)
-		assert.Equal(t, want, got, path)
-	}
-	_, err := readFileRaw("/no/such/file")
+// TestMapFileRaw maps a file exactly as os.ReadFile reads it, and names
+// the file when it cannot.
+func TestMapFileRaw(t *testing.T) {
+	want, err := os.ReadFile("/usr/bin/lua5.4")
+	require.NoError(t, err)
+	got, unmap, err := mapFileRaw("/usr/bin/lua5.4")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	unmap()
+	_, _, err = mapFileRaw("/no/such/file")
 	assert.ErrorContains(t, err, "/no/such/file")
+	_, _, err = mapFileRaw("/proc/self/cmdline") // size 0: not mappable
+	assert.ErrorContains(t, err, "/proc/self/cmdline")
 }

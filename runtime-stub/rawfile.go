@@ -12,47 +12,43 @@ import (
 // epoll and eventfd descriptors stay open in the host process, where the
 // interpreter (and CPython's own tests) can see them.
 
-// readFileRaw reads the whole file at path.
-func readFileRaw(path string) ([]byte, error) {
+// mapFileRaw maps the whole file at path read-only; unmap releases it.
+// Mapped rather than read: the runtime's heap is collected only near its
+// limit, and an interpreter's file is several megabytes.
+func mapFileRaw(path string) (data []byte, unmap func(), err error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
+		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	buf := make([]byte, 0, st.Size)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
+	if st.Size <= 0 || st.Size != int64(int(st.Size)) {
+		return nil, nil, fmt.Errorf("%s: cannot map a file of %d bytes", path, st.Size)
 	}
+	data, err = syscall.Mmap(fd, 0, int(st.Size), syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	return data, func() { syscall.Munmap(data) }, nil
 }
 
-// openELFRaw reads an ELF file into memory and parses it.
-func openELFRaw(path string) (*elf.File, error) {
-	data, err := readFileRaw(path)
+// openELFRaw maps an ELF file and parses it; what the parser returns is
+// copied out of the mapping (section data, symbol names), so the caller
+// may unmap once it has done with f.
+func openELFRaw(path string) (f *elf.File, unmap func(), err error) {
+	data, unmap, err := mapFileRaw(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	f, err := elf.NewFile(bytes.NewReader(data))
+	f, err = elf.NewFile(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		unmap()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return f, nil
+	return f, unmap, nil
 }
 
 // rawAppender writes to a file opened for appending.

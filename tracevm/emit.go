@@ -42,6 +42,12 @@ func newEmitter(base uint64, tls uint64) *emitter {
 	return &emitter{base: base, tls: uint32(tls)}
 }
 
+// reset makes e empty at base, keeping its buffers.
+func (e *emitter) reset(base uint64) {
+	e.base, e.err = base, nil
+	e.buf, e.labels, e.fixups, e.refs = e.buf[:0], e.labels[:0], e.fixups[:0], e.refs[:0]
+}
+
 func (e *emitter) pc() uint64 { return e.base + uint64(len(e.buf)) }
 
 func (e *emitter) newLabel() label {

@@ -2,6 +2,7 @@ package tracevm
 
 import (
 	"encoding/binary"
+	"sync"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
@@ -48,6 +49,25 @@ type flagState struct {
 	deps           assume
 }
 
+// scratch holds an optimiser's per-instruction arrays between traces: the
+// runtime's heap is collected only near its limit (runtime-stub/jit.go).
+type scratch struct {
+	known, after [][16]val
+	flagsAt      []flagState
+}
+
+var evalScratch sync.Pool
+
+// release returns p's arrays for the next trace's optimiser; p is not
+// used after.
+func (p *plan) release() {
+	if p == nil || p.known == nil {
+		return
+	}
+	evalScratch.Put(&scratch{known: p.known, after: p.after, flagsAt: p.flagsAt})
+	p.known, p.after, p.flagsAt = nil, nil, nil
+}
+
 // plan is the optimiser's decision for one trace.
 type plan struct {
 	headRegs []x86enc.Reg // registers guarded at the head
@@ -63,6 +83,7 @@ type plan struct {
 	after     [][16]val // registers known after op i
 	insts     []*x86dec.Inst
 	ok        bool
+	flagsAt   []flagState // the optimiser's, kept for release
 }
 
 func (p *plan) inst(i int) *x86dec.Inst { return p.insts[i] }
@@ -108,6 +129,9 @@ const allRegsButRSP = 0xffff &^ (1 << x86enc.RSP)
 
 func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) *plan {
 	o := &optimizer{m: m, ops: ops, head: head}
+	if s, ok := evalScratch.Get().(*scratch); ok {
+		o.known, o.after, o.flagsAt = s.known[:0], s.after[:0], s.flagsAt[:0]
+	}
 	for r := 0; r < 16; r++ {
 		if meaningful&(1<<r) != 0 && head[r] == close[r] {
 			o.inv |= 1 << r
@@ -199,7 +223,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	if !o.liveness(p, need) {
 		return nil
 	}
-	p.known, p.after, p.insts = o.known, o.after, o.insts
+	p.known, p.after, p.insts, p.flagsAt = o.known, o.after, o.insts, o.flagsAt
 	p.ok = true
 	return p
 }
@@ -230,9 +254,16 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		}
 	}
 	s.spec = map[uint64]val{}
-	o.known = make([][16]val, len(o.ops))
-	o.after = make([][16]val, len(o.ops))
-	o.flagsAt = make([]flagState, len(o.ops))
+	// Every pass rewrites each entry before reading it: the arrays of
+	// the previous pass, or of an earlier trace (evalScratch), are reused:
+	// about a megabyte at 2,000 instructions.
+	if n := len(o.ops); cap(o.known) < n {
+		o.known = make([][16]val, n)
+		o.after = make([][16]val, n)
+		o.flagsAt = make([]flagState, n)
+	} else {
+		o.known, o.after, o.flagsAt = o.known[:n], o.after[:n], o.flagsAt[:n]
+	}
 	o.foldOps = make(map[int]bool)
 	var folded []foldedGuard
 	for i := range o.ops {

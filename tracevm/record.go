@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/cgo"
+	"sync"
 	"time"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
@@ -67,6 +68,7 @@ type recording struct {
 	callees []callee
 	seen    map[uint64]uint32
 	serial  uint32
+	emit    *emitter // the block emitter, reused
 	// unmark undoes the last mark in seen when the block ends before the
 	// instruction is recorded (it starts the next block).
 	unmark func()
@@ -143,7 +145,11 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		return nil
 	}
 	m.stats.recordings.Add(1)
-	return &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(), recbuf: buf}
+	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(), recbuf: buf}
+	if s, ok := recScratch.Get().(*recordingScratch); ok {
+		r.ops, r.seen, r.emit = s.ops[:0], s.seen, s.emit
+	}
+	return r
 }
 
 func (m *Machine) recBuffer() (uint64, error) {
@@ -343,6 +349,7 @@ func (r *recording) stop(t *C.struct_tv_tls, next uint64, reason string) uint64 
 	if h != 0 {
 		h.Delete()
 	}
+	r.recycle()
 	return next
 }
 
@@ -352,7 +359,12 @@ func (r *recording) stop(t *C.struct_tv_tls, next uint64, reason string) uint64 
 // or the original code when the recording is abandoned: reason).
 func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason string) {
 	m := r.m
-	e := newEmitter(r.recbuf, m.tls)
+	// One emitter serves all of a recording's blocks.
+	if r.emit == nil {
+		r.emit = newEmitter(r.recbuf, m.tls)
+	}
+	e := r.emit
+	e.reset(r.recbuf)
 	var lits []pendingLit
 	statePC := r.pc // the original address the saved state belongs to
 	regs := regsOf(t)
@@ -464,7 +476,8 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			if err != nil {
 				return abort("indirect-target")
 			}
-			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &inst, target: target, exit: r.pc})
+			held := inst // a copy: inst itself stays on the stack
+			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &held, target: target, exit: r.pc})
 			if info.Kind == insn.IndirectJump {
 				if be, ok := m.backEdgeAt(target); ok {
 					// The dispatch reached a patched back-edge
@@ -517,6 +530,28 @@ func (r *recording) inlineCall(e *emitter, lits *[]pendingLit, ret, target uint6
 	r.stack = append(r.stack, ret)
 	r.serial++
 	r.callees = append(r.callees, callee{entry: target, serial: r.serial})
+}
+
+// recordingScratch is what a finished recording leaves for the next one:
+// its op list and address set, the bulk of what recording allocates (the
+// runtime's heap is collected only near its limit: runtime-stub/jit.go).
+type recordingScratch struct {
+	ops  []op
+	seen map[uint64]uint32
+	emit *emitter
+}
+
+var recScratch sync.Pool
+
+// recycle hands r's buffers to the next recording; r is done with.
+func (r *recording) recycle() {
+	if r.ops == nil && r.seen == nil {
+		return
+	}
+	clear(r.ops) // drop the references they hold
+	clear(r.seen)
+	recScratch.Put(&recordingScratch{ops: r.ops[:0], seen: r.seen, emit: r.emit})
+	r.ops, r.seen, r.emit = nil, nil, nil
 }
 
 // popFrame leaves the innermost inlined call.
