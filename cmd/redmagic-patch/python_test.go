@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+)
+
+const origPython = "/usr/bin/python3.11"
+
+// pythonRun is one run of a program: what it printed, its exit status
+// and, when asked for, the runtime's statistics.
+type pythonRun struct {
+	result
+	pid   int
+	stats map[string]any
+}
+
+// runPython runs prog under python with env added to a cleaned copy of
+// this process's environment. Occurrences of python's path in the output
+// become "PYTHON", so that the original and a patched copy compare equal.
+// A run killed by a signal has status -signal (a timeout kills it), and
+// statistics only if the file was written.
+func runPython(t *testing.T, python, prog string, env []string, statsPath string) pythonRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, prog)
+	cmd.Dir = t.TempDir()
+	// Inherited REDMAGIC_* settings would change what is being compared,
+	// and string hashing is randomised per process without a fixed seed.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REDMAGIC_") && !strings.HasPrefix(kv, "PYTHON") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "PYTHONHASHSEED=0")
+	cmd.Env = append(cmd.Env, env...)
+	if statsPath != "" {
+		cmd.Env = append(cmd.Env, "REDMAGIC_STATS="+statsPath)
+	}
+	r := pythonRun{result: runCmd(t, cmd), pid: cmd.Process.Pid}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		r.status = -int(ws.Signal()) // as Python's subprocess reports it
+	}
+	r.stdout = strings.ReplaceAll(r.stdout, python, "PYTHON")
+	r.stderr = strings.ReplaceAll(r.stderr, python, "PYTHON")
+	if statsPath != "" {
+		// A process that dies of a signal writes none: the caller
+		// reports the missing statistics next to the status.
+		if data, err := os.ReadFile(statsPath); err == nil {
+			require.NoError(t, json.Unmarshal(data, &r.stats), "stats of %s", prog)
+		}
+	}
+	return r
+}
+
+// TestPythonPrograms runs each program of testdata/python under Debian's
+// python3.11 and under a patched copy with several JIT settings: output,
+// error text and exit status must be the same. The programs stress what a
+// trace of the interpreter's own code can get wrong: exceptions and
+// generators inside hot loops, recursion limits, threads switching the GIL
+// every microsecond, fork in the middle of a traced loop, signals, tracing
+// and profiling switched on while a loop runs (with trace functions of
+// several kinds), values that change type under a specialised loop, and
+// the file descriptors a program finds open.
+func TestPythonPrograms(t *testing.T) {
+	requireRuntime(t)
+	root, err := testvms.RepoRoot()
+	require.NoError(t, err)
+	progs, err := filepath.Glob(filepath.Join(root, "testdata", "python", "*.py"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(progs), 10, "testdata/python programs")
+	jit := filepath.Join(t.TempDir(), "python3-jit")
+	patch(t, origPython, jit)
+	configs := []struct {
+		name  string
+		env   []string
+		stats bool // check that the JIT compiled traces
+	}{
+		{"default", nil, false},
+		{"threshold=1", []string{"REDMAGIC_THRESHOLD=1"}, true},
+		{"threshold=7,side=1", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_SIDE_THRESHOLD=1"}, false},
+	}
+	for _, prog := range progs {
+		prog := prog
+		name := strings.TrimSuffix(filepath.Base(prog), ".py")
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			want := runPython(t, origPython, prog, nil, "")
+			for _, c := range configs {
+				statsPath := ""
+				if c.stats {
+					statsPath = filepath.Join(t.TempDir(), "stats.json")
+				}
+				got := runPython(t, jit, prog, c.env, statsPath)
+				assert.Equal(t, want.stdout, got.stdout, "%s %s: stdout", name, c.name)
+				assert.Equal(t, want.stderr, got.stderr, "%s %s: stderr", name, c.name)
+				assert.Equal(t, want.status, got.status, "%s %s: exit status", name, c.name)
+				if !c.stats {
+					continue
+				}
+				if !assert.NotNil(t, got.stats, "%s %s: no statistics (exit status %d)", name, c.name, got.status) {
+					continue
+				}
+				// Forked children write no statistics: the file is the
+				// parent's, whatever its children did.
+				assert.Equal(t, float64(got.pid), got.stats["pid"], "%s %s: stats writer", name, c.name)
+				j, ok := got.stats["jit"].(map[string]any)
+				if !assert.True(t, ok, "%s %s: no jit section in the statistics", name, c.name) {
+					continue
+				}
+				assert.Greater(t, j["traces_compiled"].(float64), 0.0, "%s %s: traces compiled", name, c.name)
+				t.Logf("%s %s: traces %v (side %v), trace iterations %v, site hits %d, exits %v, aborts %v",
+					name, c.name, j["traces_compiled"], j["side_traces"], j["trace_iterations"], siteHits(got.stats),
+					j["side_exits"], j["aborts"])
+			}
+		})
+	}
+}
