@@ -394,7 +394,10 @@ func TestPatchOtherPythonBuild(t *testing.T) {
 	env := []string{"PYTHONHOME=/usr"} // its stdlib is the installed one
 	r := runBin(t, out, []string{"-c", "i = 0\nwhile i < 5000: i += 1\nprint(i)"}, env, true)
 	assert.Equal(t, "5000\n", r.stdout)
-	assert.GreaterOrEqual(t, siteHits(r.stats), int64(5000))
+	jit, _ := r.stats["jit"].(map[string]any)
+	iters, _ := jit["trace_iterations"].(float64)
+	assert.GreaterOrEqual(t, siteHits(r.stats)+int64(iters), int64(5000), "back-edges run, in traces or not")
+	assert.Positive(t, iters, "its loop ran in a trace")
 }
 
 // regrtest runs CPython's regression tests named in

@@ -82,18 +82,27 @@ func cell(rec *Record) string {
 	return fmt.Sprintf("%.2fx (%.2f-%.2f)", s.Median, s.Min, s.Max)
 }
 
-// siteHits pulls site_hits out of a runtime-on record's statistics.
-func siteHits(rec *Record) (int64, bool) {
+// backEdges pulls the loop back-edges out of a runtime-on record's
+// statistics: those the original code ran (site_hits) and those taken
+// inside traces (jit.trace_iterations).
+func backEdges(rec *Record) (int64, bool) {
 	if rec == nil || len(rec.RuntimeStats) == 0 {
 		return 0, false
 	}
 	var st struct {
 		SiteHits *int64 `json:"site_hits"`
+		JIT      *struct {
+			TraceIterations int64 `json:"trace_iterations"`
+		} `json:"jit"`
 	}
 	if json.Unmarshal(rec.RuntimeStats, &st) != nil || st.SiteHits == nil {
 		return 0, false
 	}
-	return *st.SiteHits, true
+	n := *st.SiteHits
+	if st.JIT != nil {
+		n += st.JIT.TraceIterations
+	}
+	return n, true
 }
 
 // WriteMarkdown writes the machine, the speedup table and, if measured,
@@ -138,7 +147,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			b.WriteString(" " + cell(row[c]) + " |")
 		}
 		hits := ""
-		if n, ok := siteHits(row["patched, runtime on"]); ok {
+		if n, ok := backEdges(row["patched, runtime on"]); ok {
 			hits = fmt.Sprintf("%d", n)
 		}
 		b.WriteString(" " + hits + " |\n")
