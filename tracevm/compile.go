@@ -155,10 +155,19 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 				return nil, nil, nil, nil, nil, err
 			}
 			rip := false
-			if a, ok := memKnownIn(inst, &p.known[i]); ok {
+			a, known := memKnownIn(inst, &p.known[i])
+			origRIP, wasRIP := inst.MemRIPTarget()
+			if wasRIP {
+				a, known = origRIP, true
+			}
+			if known {
 				if rg, ok := ripForm(g, a, e.pc()); ok {
 					g, rip = rg, true
 				}
+			}
+			if wasRIP && !rip {
+				// Its displacement was for the original address.
+				return nil, nil, nil, nil, nil, fmt.Errorf("tracevm: value guard at %#x: %%rip operand out of reach", o.addr)
 			}
 			if !rip {
 				materialize(regBits(memArg(inst)))
@@ -271,6 +280,14 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 				patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
 				break
 			}
+			if g, ok := memTargetGuard(o, e.pc()); ok && flagsDeadAfter(ops, i) {
+				// The same for a target read from memory (a type slot,
+				// a GOT entry): cmpq $target, M.
+				e.bytes(g...)
+				e.alignRel32(2)
+				patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
+				break
+			}
 			if err := m.guardTarget(e, o, newExit(o.exit), lit, &patch); err != nil {
 				return nil, nil, nil, nil, nil, err
 			}
@@ -361,6 +378,26 @@ func (m *Machine) guardTarget(e *emitter, o *op, exit label, lit func(uint64) la
 	return nil
 }
 
+// memTargetGuard encodes `cmpq $target, M` for an indirect jump or call
+// through memory operand M, placed at pc: false when the target does not
+// fit a sign-extended imm32 or M cannot be re-encoded there.
+func memTargetGuard(o *op, pc uint64) ([]byte, bool) {
+	if o.inst == nil || int64(o.target) != int64(int32(o.target)) {
+		return nil, false
+	}
+	if _, isMem := o.inst.Args[0].(x86asm.Mem); !isMem {
+		return nil, false
+	}
+	g, err := valueGuard(o.code, int32(o.target), 8)
+	if err != nil {
+		return nil, false
+	}
+	if a, wasRIP := o.inst.MemRIPTarget(); wasRIP {
+		return ripForm(g, a, pc)
+	}
+	return g, true
+}
+
 // closesKnown reports whether, where a root trace closes, every register
 // its head guards holds the guarded value by the trace's own computation.
 func closesKnown(ops []op, p *plan, idGuard *regValue) bool {
@@ -406,7 +443,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	meaningful := uint16(calleeSaved)
 	var idGuard *regValue
 	if be := m.backEdgeOfSite(r.key.gsite); be != nil {
-		meaningful = allRegsButRSP
+		meaningful = allRegs16
 		if be.IDReg >= 0 && r.side == nil {
 			idGuard = &regValue{x86enc.Reg(be.IDReg), r.key.id}
 		}

@@ -123,9 +123,12 @@ type optimizer struct {
 // ones with a meaning at a trace head reached from one.
 const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.R12 | 1<<x86enc.R13 | 1<<x86enc.R14 | 1<<x86enc.R15
 
-// allRegsButRSP: at a back-edge handler's entry every register is the
-// interpreter's.
-const allRegsButRSP = 0xffff &^ (1 << x86enc.RSP)
+// allRegs16: at a back-edge handler's entry every register is the
+// interpreter's, %rsp included: the eval function's frame is where the
+// loop's state lives (CPython's cframe.use_tracing, OR-ed into every
+// opcode it dispatches). A %rsp guarded at the head makes its slots
+// known addresses; %rsp itself is never left virtual (liveness).
+const allRegs16 = 0xffff
 
 func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) *plan {
 	o := &optimizer{m: m, ops: ops, head: head}
@@ -295,7 +298,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 			}
 		case opPush:
 			s.regs[x86enc.RSP] = addConst(s.regs[x86enc.RSP], -8)
-			s.spec = map[uint64]val{}
+			s.forget(s.regs[x86enc.RSP], 8)
 		case opPop:
 			s.regs[x86enc.RSP] = addConst(s.regs[x86enc.RSP], 8)
 		case opCall:
@@ -395,7 +398,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return v
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
-		if !want || (size != 8 && size != 4 && size != 2) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) || !o.m.readable(ad.v) {
+		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) || !o.m.readable(ad.v) {
 			return val{}
 		}
 		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps[inst.Op] {
@@ -412,8 +415,10 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			}
 		} else if size == 4 {
 			v = uint64(binary.LittleEndian.Uint32(memAt(ad.v, 4)))
-		} else {
+		} else if size == 2 {
 			v = uint64(binary.LittleEndian.Uint16(memAt(ad.v, 2)))
+		} else {
+			v = uint64(memAt(ad.v, 1)[0])
 		}
 		k := len(o.specOp)
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
@@ -525,15 +530,21 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			setReg(s, dst, dsize, v)
 			return true
 		}
-		s.spec = map[uint64]val{} // a memory destination: a store
+		o.stored(inst, s) // a memory destination
 		return true
 	case x86asm.NEG, x86asm.NOT, x86asm.INC, x86asm.DEC:
-		if dreg && (dsize == 8 || dsize == 4) {
+		if dreg {
 			a := s.regs[dst]
-			s.flags = flagState{}
+			if inst.Op != x86asm.NOT {
+				s.flags = flagState{}
+			}
 			if a.known {
+				a.v = truncate(a.v, dsize)
 				switch inst.Op {
 				case x86asm.NEG:
+					// The flags of 0 - a: CF when a is not 0.
+					s.flags = arith(x86asm.SUB, 0, a.v, dsize)
+					s.flags.deps = a.deps
 					a.v = -a.v
 				case x86asm.NOT:
 					a.v = ^a.v
@@ -544,8 +555,20 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 				}
 				setReg(s, dst, dsize, a)
 			} else {
-				s.regs[dst] = val{}
+				setReg(s, dst, dsize, val{})
 			}
+			return true
+		}
+	case x86asm.SBB:
+		// sbb %r, %r: 0 - CF, all ones or zero; CF stays, OF clears.
+		if dreg && args[0] == args[1] && s.flags.known {
+			f := s.flags
+			v := val{known: true, deps: f.deps}
+			if f.cf {
+				v.v = ^uint64(0)
+			}
+			setReg(s, dst, dsize, v)
+			s.flags = flagState{known: true, cf: f.cf, zf: !f.cf, sf: f.cf, deps: f.deps}
 			return true
 		}
 	case x86asm.CDQE:
@@ -556,13 +579,17 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 		s.regs[x86enc.RAX] = a
 		return true
 	case x86asm.SHL, x86asm.SHR, x86asm.SAR:
-		if dreg && (dsize == 8 || dsize == 4) {
+		if dreg {
 			a := s.regs[dst]
 			n, ok := args[1].(x86asm.Imm)
 			s.flags = flagState{}
 			if ok && a.known {
-				bitsz := uint64(8 * dsize)
-				c := uint64(n) & (bitsz - 1)
+				// The CPU masks the count to 5 bits (6 for 64-bit
+				// operands), not to the operand's width.
+				c := uint64(n) & 0x1f
+				if dsize == 8 {
+					c = uint64(n) & 0x3f
+				}
 				v := truncate(a.v, dsize)
 				switch inst.Op {
 				case x86asm.SHL:
@@ -572,10 +599,10 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 				default:
 					v = uint64(int64(signExtend(v, dsize)) >> c)
 				}
-				a.v = truncate(v, dsize) // a 32-bit result clears the upper half
-				s.regs[dst] = a
+				a.v = truncate(v, dsize)
+				setReg(s, dst, dsize, a) // 32 bits clear the upper half, fewer merge
 			} else {
-				s.regs[dst] = val{}
+				setReg(s, dst, dsize, val{})
 			}
 			return true
 		}
@@ -587,6 +614,9 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 // clobber makes unknown whatever an instruction the optimiser does not
 // model may change.
 func (o *optimizer) clobber(inst *x86dec.Inst, s *evalState) {
+	if storesMemory(inst) {
+		o.stored(inst, s) // with the registers before it
+	}
 	w, all := writes(inst)
 	if all {
 		s.regs = [16]val{}
@@ -600,8 +630,35 @@ func (o *optimizer) clobber(inst *x86dec.Inst, s *evalState) {
 	if inst.Special != x86dec.SpecialNone || flagEffects[inst.Op] != flagsNone {
 		s.flags = flagState{}
 	}
-	if storesMemory(inst) {
+}
+
+// stored forgets the speculated values inst's store may change: those it
+// overlaps when its address is known, else all of them.
+func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
+	if inst.Op == x86asm.PUSH {
+		// Before the register effects: %rsp is still the old one.
+		s.forget(addConst(s.regs[x86enc.RSP], -8), 8)
+		return
+	}
+	if m, ok := memArg(inst).(x86asm.Mem); ok && m.Segment == 0 && inst.MemBytes > 0 && inst.MemBytes <= 64 {
+		s.forget(o.addr(inst, m, s), inst.MemBytes)
+		return
+	}
+	s.spec = map[uint64]val{}
+}
+
+// forget drops the speculated values overlapping [a, a+size), or all of
+// them when a is not known.
+func (s *evalState) forget(a val, size int) {
+	if !a.known {
 		s.spec = map[uint64]val{}
+		return
+	}
+	for k := range s.spec {
+		at, n := k>>4, k&15
+		if at < a.v+uint64(size) && a.v < at+n {
+			delete(s.spec, k)
+		}
 	}
 }
 
@@ -678,13 +735,13 @@ func specFormSize(code []byte, size int) bool {
 	return err == nil
 }
 
-// valueGuard encodes `cmp $v, M` of size bytes (2, 4 or 8: cmpw, cmpl,
-// cmpq with a sign-extended imm32) where M is the memory operand of code:
+// valueGuard encodes `cmp $v, M` of size bytes (1, 2, 4 or 8: cmpb with
+// an imm8, cmpw, cmpl, cmpq with a sign-extended imm32) where M is the memory operand of code:
 // any instruction with a ModRM memory operand, an optional fs/gs prefix,
 // no VEX/EVEX, no %rip-relative operand.
 func valueGuard(code []byte, v int32, size int) ([]byte, error) {
 	m, ok := parseMemInsn(code)
-	if !ok || (size != 2 && size != 4 && size != 8) {
+	if !ok || (size != 1 && size != 2 && size != 4 && size != 8) {
 		return nil, errNoGuardForm
 	}
 	var out []byte
@@ -700,6 +757,11 @@ func valueGuard(code []byte, v int32, size int) ([]byte, error) {
 	}
 	if rex != 0x40 {
 		out = append(out, rex)
+	}
+	if size == 1 {
+		out = append(out, 0x80, m.modrm&0xc7|7<<3)
+		out = append(out, m.mem...)
+		return append(out, byte(v)), nil
 	}
 	out = append(out, 0x81, m.modrm&0xc7|7<<3)
 	out = append(out, m.mem...)
@@ -719,6 +781,7 @@ type memInsn struct {
 	modrm    byte
 	mem      []byte // SIB and displacement
 	imm      []byte // what follows
+	rip      bool   // mem is a %rip-relative disp32
 }
 
 // parseMemInsn splits code, one instruction, for the re-encodings of
@@ -766,8 +829,18 @@ prefixes:
 	m.modrm = code[i]
 	i++
 	mod, rm := m.modrm>>6, m.modrm&7
-	if mod == 3 || (mod == 0 && rm == 5) {
+	if mod == 3 {
 		return m, false
+	}
+	if mod == 0 && rm == 5 {
+		// %rip-relative: the displacement is only right at the
+		// original address; ripForm re-encodes it for a new one.
+		m.rip = true
+		if i+4 > len(code) {
+			return m, false
+		}
+		m.mem, m.imm = code[i:i+4], code[i+4:]
+		return m, true
 	}
 	start := i
 	if rm == 4 {
@@ -792,11 +865,26 @@ prefixes:
 	return m, true
 }
 
-// replacesLoad: a speculated load that is a plain mov, or a cmp whose
+// resultsKnown: every register in w is known after op i (a narrow load's
+// register is known only if the bits it keeps were).
+func (o *optimizer) resultsKnown(i int, w uint16) bool {
+	for r := 0; r < 16; r++ {
+		if w&(1<<r) != 0 && !o.after[i][r].known {
+			return false
+		}
+	}
+	return true
+}
+
+// replacesLoad: a speculated load that is a plain mov (or movzx/movsx), or a cmp whose
 // flags are dead (flagsLive false), becomes the value guard; any other
 // instruction keeps running after its guard.
 func replacesLoad(inst *x86dec.Inst, flagsLive bool) bool {
-	return inst.Op == x86asm.MOV || (inst.Op == x86asm.CMP && !flagsLive)
+	switch inst.Op {
+	case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD:
+		return true
+	}
+	return inst.Op == x86asm.CMP && !flagsLive
 }
 
 var errNoGuardForm = errorString("tracevm: no value guard for this load")
@@ -826,6 +914,9 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 		return u
 	}
 	for i := n - 1; i >= 0; i-- {
+		// %rsp is never left virtual: a signal handler runs below the
+		// real one and would overwrite what the trace keeps under it.
+		live |= 1 << x86enc.RSP
 		op := &o.ops[i]
 		p.liveAfter[i] = live
 		switch op.kind {
@@ -859,7 +950,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			if absMem {
 				memRegs = regBits(memArg(inst))
 			}
-			if _, ok := p.spec[i]; ok && replacesLoad(inst, flags) {
+			if _, ok := p.spec[i]; ok && replacesLoad(inst, flags) && o.resultsKnown(i, w) {
 				p.replaced[i] = true
 				// cmpq $v, M; jne exit: reads M's registers (none
 				// once M is %rip-relative), sets the flags; the loaded
@@ -886,7 +977,9 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 				}
 			}
 			writesFlags := flagEffects[inst.Op] != flagsNone || inst.Special != x86dec.SpecialNone
-			if pure && known && w&live == 0 && !(writesFlags && flags) && !flagsRead(inst) {
+			// Pure with every result known: its inputs, flags
+			// included (sbb %r,%r), no longer matter.
+			if pure && known && w&live == 0 && !(writesFlags && flags) {
 				p.drop[i] = true
 				continue
 			}

@@ -55,24 +55,45 @@ func TestValueGuard(t *testing.T) {
 		{"mov (%r13),%r12d", []byte{0x45, 0x8b, 0x65, 0x00}},
 		{"mov (%rsp),%eax", []byte{0x8b, 0x04, 0x24}},
 		{"movzwl (%r15),%eax", []byte{0x41, 0x0f, 0xb7, 0x07}},
+		{"or 0xb0(%rsp),%sil", []byte{0x40, 0x0a, 0xb4, 0x24, 0xb0, 0, 0, 0}},
+		{"movzbl 0x8(%rdx),%esi", []byte{0x0f, 0xb6, 0x72, 0x08}},
+		// %rip-relative: the same displacement, right only at the
+		// original address (the compiler re-encodes it with ripForm).
+		{"movzwl 0x1000(%rip),%ecx", []byte{0x0f, 0xb7, 0x0d, 0x00, 0x10, 0, 0}},
+		{"mov 0x10(%rip),%rax", []byte{0x48, 0x8b, 0x05, 0x10, 0, 0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig, err := x86dec.Decode(tc.code, 0x1000)
 			require.NoError(t, err)
-			g, err := valueGuard(tc.code, 0x1234, orig.MemBytes)
+			v := int32(0x1234)
+			if orig.MemBytes == 1 {
+				v = 0x34
+			}
+			g, err := valueGuard(tc.code, v, orig.MemBytes)
 			require.NoError(t, err)
 			inst, err := x86dec.Decode(g, 0x1000)
 			require.NoError(t, err)
 			require.Equal(t, len(g), inst.Len)
 			assert.Equal(t, x86asm.CMP, inst.Op)
-			assert.Equal(t, 8*orig.MemBytes, inst.DataSize)
+			assert.Equal(t, orig.MemBytes, inst.MemBytes)
 			assert.Equal(t, memArg(&orig), inst.Args[0])
-			assert.Equal(t, x86asm.Imm(0x1234), inst.Args[1])
+			assert.Equal(t, x86asm.Imm(v), inst.Args[1])
+			if want, ok := orig.MemRIPTarget(); ok {
+				got, ok := inst.MemRIPTarget()
+				require.True(t, ok)
+				assert.NotEqual(t, want, got, "the guard is longer: its displacement is stale")
+				moved, ok := ripForm(g, want, 0x5000)
+				require.True(t, ok)
+				mi, err := x86dec.Decode(moved, 0x5000)
+				require.NoError(t, err)
+				got, _ = mi.MemRIPTarget()
+				assert.Equal(t, want, got, "ripForm points it back at the operand")
+				assert.Equal(t, x86asm.CMP, mi.Op)
+			}
 		})
 	}
 	for _, bad := range [][]byte{
-		{0x48, 0x8b, 0xc1},             // register operand
-		{0x48, 0x8b, 0x05, 0, 0, 0, 0}, // %rip-relative
+		{0x48, 0x8b, 0xc1}, // register operand
 	} {
 		_, err := valueGuard(bad, 1, 8)
 		assert.Error(t, err, "% x", bad)
