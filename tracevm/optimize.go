@@ -244,6 +244,10 @@ type evalState struct {
 	regs  [16]val
 	flags flagState
 	spec  map[uint64]val // speculated loads since the last store
+	// saved: callee-saved registers pushed by inlined prologues, by
+	// stack address, until popped. Their slots' addresses never escape,
+	// so calls leave them alone.
+	saved map[uint64]val
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -571,6 +575,41 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			s.flags = flagState{known: true, cf: f.cf, zf: !f.cf, sf: f.cf, deps: f.deps}
 			return true
 		}
+	case x86asm.PUSH, x86asm.POP:
+		// push/pop of a general register with %rsp known: %rsp moves,
+		// and a callee-saved register comes back with the value it was
+		// saved with.
+		r, ok := args[0].(x86asm.Reg)
+		if !ok {
+			break
+		}
+		reg, sz, ok := gpr(r)
+		sp := s.regs[x86enc.RSP]
+		if !ok || sz != 8 || !sp.known || reg == x86enc.RSP {
+			break
+		}
+		if s.saved == nil {
+			s.saved = map[uint64]val{}
+		}
+		if inst.Op == x86asm.PUSH {
+			slot := addConst(sp, -8)
+			s.forget(slot, 8)
+			if calleeSaved&(1<<reg) != 0 {
+				s.saved[slot.v] = s.regs[reg]
+			} else {
+				delete(s.saved, slot.v)
+			}
+			s.regs[x86enc.RSP] = slot
+			return true
+		}
+		v, had := s.saved[sp.v]
+		delete(s.saved, sp.v)
+		if !had {
+			v = val{}
+		}
+		s.regs[reg] = v
+		s.regs[x86enc.RSP] = addConst(sp, 8)
+		return true
 	case x86asm.CDQE:
 		a := s.regs[x86enc.RAX]
 		if a.known {
@@ -658,6 +697,11 @@ func (s *evalState) forget(a val, size int) {
 		at, n := k>>4, k&15
 		if at < a.v+uint64(size) && a.v < at+n {
 			delete(s.spec, k)
+		}
+	}
+	for at := range s.saved {
+		if at < a.v+uint64(size) && a.v < at+8 {
+			delete(s.saved, at)
 		}
 	}
 }
