@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +18,10 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // jitMemoryLimit: the Go heap size at which the JIT's memory is collected.
@@ -144,6 +147,7 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 			o.Native = append(o.Native, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
 		}
 	}
+	o.ReturnsTwice = returnsTwice(f, bias)
 	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
 		o.NativeEntries = symbolEntries(f, bias, p.Native)
 	}
@@ -186,6 +190,70 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		}
 	}
 	return o, nil
+}
+
+// returnsTwiceNames: imported functions that return a second time.
+var returnsTwiceNames = map[string]bool{
+	"setjmp": true, "_setjmp": true, "sigsetjmp": true, "__sigsetjmp": true,
+	"savectx": true, "vfork": true, "getcontext": true,
+}
+
+// returnsTwice finds, at run time, the GOT slots the dynamic linker fills
+// with returnsTwiceNames functions (from .rela.plt and .rela.dyn) and the
+// PLT stubs that jump through them.
+func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
+	syms, err := f.DynamicSymbols()
+	if err != nil {
+		return nil
+	}
+	out := map[uint64]bool{}
+	for _, name := range []string{".rela.plt", ".rela.dyn"} {
+		s := f.Section(name)
+		if s == nil {
+			continue
+		}
+		data, err := s.Data()
+		if err != nil {
+			continue
+		}
+		for off := 0; off+24 <= len(data); off += 24 {
+			slot := binary.LittleEndian.Uint64(data[off:])
+			info := binary.LittleEndian.Uint64(data[off+8:])
+			typ, sym := elf.R_X86_64(info&0xffffffff), int(info>>32)
+			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && sym >= 1 && sym <= len(syms) && returnsTwiceNames[syms[sym-1].Name] {
+				out[bias+slot] = true
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	for _, name := range []string{".plt", ".plt.sec", ".plt.got"} {
+		s := f.Section(name)
+		if s == nil {
+			continue
+		}
+		code, err := s.Data()
+		if err != nil {
+			continue
+		}
+		for off := 0; off < len(code); {
+			inst, err := x86dec.Decode(code[off:], s.Addr+uint64(off))
+			if err != nil {
+				off++
+				continue
+			}
+			if slot, ok := inst.MemRIPTarget(); ok && inst.Op == x86asm.JMP && out[bias+slot] {
+				// Callers call the stub's start: its 16-byte entry
+				// (with an endbr64 before the jump in .plt.sec), or the
+				// jump itself in the 8-byte entries of .plt.got.
+				out[bias+inst.Addr] = true
+				out[bias+(inst.Addr&^15)] = true
+			}
+			off += inst.Len
+		}
+	}
+	return out
 }
 
 // symbolEntries returns the run-time entry of each named function found in

@@ -3,6 +3,9 @@ package main
 import (
 	"debug/elf"
 	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,4 +64,30 @@ func TestMapFileRaw(t *testing.T) {
 	assert.ErrorContains(t, err, "/no/such/file")
 	_, _, err = mapFileRaw("/proc/self/cmdline") // size 0: not mappable
 	assert.ErrorContains(t, err, "/proc/self/cmdline")
+}
+
+// TestReturnsTwice finds lua5.4's _setjmp: its GOT slot (from .rela.plt)
+// and the PLT stub that jumps through it, and nothing else.
+func TestReturnsTwice(t *testing.T) {
+	f, err := elf.Open("/usr/bin/lua5.4")
+	require.NoError(t, err)
+	defer f.Close()
+	got := returnsTwice(f, 0)
+	require.NotEmpty(t, got)
+	out, err := exec.Command("objdump", "-d", "-j", ".plt", "/usr/bin/lua5.4").Output()
+	require.NoError(t, err)
+	// "0000000000007110 <_setjmp@plt>:"
+	m := regexp.MustCompile(`(?m)^([0-9a-f]+) <_setjmp@plt>:`).FindStringSubmatch(string(out))
+	require.NotNil(t, m, "objdump names the stub")
+	stub, err := strconv.ParseUint(m[1], 16, 64)
+	require.NoError(t, err)
+	assert.True(t, got[stub], "the _setjmp stub at %#x", stub)
+	rels, err := exec.Command("readelf", "-rW", "/usr/bin/lua5.4").Output()
+	require.NoError(t, err)
+	m = regexp.MustCompile(`(?m)^([0-9a-f]+)\s+\S+\s+R_X86_64_JUMP_SLOT\s+\S+\s+_setjmp@`).FindStringSubmatch(string(rels))
+	require.NotNil(t, m, "readelf names the slot")
+	slot, err := strconv.ParseUint(m[1], 16, 64)
+	require.NoError(t, err)
+	assert.True(t, got[slot], "the _setjmp slot at %#x", slot)
+	assert.LessOrEqual(t, len(got), 3, "the slot and the stub (and its 16-byte start): %v", got)
 }

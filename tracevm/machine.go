@@ -66,6 +66,11 @@ type Object struct {
 	// jumps reach natively (a profile's allocators, collector, error
 	// paths, ...); unlike Native, jumps inside them are still followed.
 	NativeEntries map[uint64]bool
+	// ReturnsTwice: PLT stubs and GOT slots of functions that return a
+	// second time (setjmp and its kind). A recording that would call one
+	// ends: the second return would come back into a block buffer that
+	// has been reused since.
+	ReturnsTwice map[uint64]bool
 	// Sites: annotation calls by the run-time address of their call
 	// instruction.
 	Sites map[uint64]Site

@@ -442,6 +442,9 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				continue
 			}
 			r.ninsns++
+			if r.returnsTwice(info.Target, &inst) {
+				return abort("returns-twice")
+			}
 			if isSite || r.native(info.Target) {
 				l := e.newLabel()
 				lits = append(lits, pendingLit{l, info.Target})
@@ -475,6 +478,9 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			target, err := insn.IndirectTarget(&inst, regs, uint64(t.fs_base), 0, readMem)
 			if err != nil {
 				return abort("indirect-target")
+			}
+			if info.Kind != insn.Return && r.returnsTwice(target, &inst) {
+				return abort("returns-twice")
 			}
 			held := inst // a copy: inst itself stays on the stack
 			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &held, target: target, exit: r.pc})
@@ -623,6 +629,20 @@ func (r *recording) writeBlock(e *emitter, lits []pendingLit, statePC uint64) (u
 		return statePC, true, "block"
 	}
 	return r.recbuf, false, ""
+}
+
+// returnsTwice: inst, at r.pc, calls or jumps to a function that returns
+// a second time, through its PLT stub (target) or its GOT slot.
+func (r *recording) returnsTwice(target uint64, inst *x86dec.Inst) bool {
+	o, ok := r.m.objectOf(r.pc)
+	if !ok || len(o.ReturnsTwice) == 0 {
+		return false
+	}
+	if o.ReturnsTwice[target] {
+		return true
+	}
+	slot, ok := inst.MemRIPTarget()
+	return ok && o.ReturnsTwice[slot]
 }
 
 // nativeTarget: target is code the recorder does not copy (outside the
