@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -85,27 +83,13 @@ func runLua(t *testing.T, bin, dir, script string, env []string) result {
 	cmd := exec.CommandContext(ctx, bin, script)
 	cmd.Args[0] = "lua5.4"
 	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REDMAGIC_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	cmd.Env = append(environWithout("REDMAGIC_"), env...)
+	r := runCmd(t, cmd)
 	require.NoError(t, ctx.Err(), "%s %s %v: timed out", bin, script, env)
-	status := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		status = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			status = 128 + int(ws.Signal())
-		}
-	} else {
-		require.NoError(t, err)
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		r.status = 128 + int(ws.Signal())
 	}
-	return result{out.String(), errb.String(), status}
+	return r
 }
 
 // readJIT returns the "jit" section of a statistics file, nil when the

@@ -63,6 +63,22 @@ func runBin(t *testing.T, bin string, args []string, env []string, withStats boo
 	return r
 }
 
+// environWithout returns this process's environment without the
+// variables whose names start with one of prefixes.
+func environWithout(prefixes ...string) []string {
+	var env []string
+next:
+	for _, kv := range os.Environ() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(kv, p) {
+				continue next
+			}
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
 // siteHits sums the hits of the sites whose name is in names (all if empty).
 func siteHits(stats map[string]any, names ...string) int64 {
 	var n int64

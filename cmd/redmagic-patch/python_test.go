@@ -40,12 +40,7 @@ func runPython(t *testing.T, python, prog string, env []string, statsPath string
 	cmd.Dir = t.TempDir()
 	// Inherited REDMAGIC_* settings would change what is being compared,
 	// and string hashing is randomised per process without a fixed seed.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REDMAGIC_") && !strings.HasPrefix(kv, "PYTHON") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "PYTHONHASHSEED=0")
+	cmd.Env = append(environWithout("REDMAGIC_", "PYTHON"), "PYTHONHASHSEED=0")
 	cmd.Env = append(cmd.Env, env...)
 	if statsPath != "" {
 		cmd.Env = append(cmd.Env, "REDMAGIC_STATS="+statsPath)
