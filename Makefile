@@ -8,14 +8,16 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 15s
 
-.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick cpython-broad
+.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick bench-cold cpython-broad
 
 all: build
 
-# The tool embeds the runtime library it installs beside patched files.
+# The tool embeds the runtime libraries it installs beside patched files:
+# libredmagic.so (C, loaded by the patched file) and libredmagic-jit.so
+# (Go, loaded by the runtime at the first hot loop).
 runtime:
 	$(MAKE) -C runtime-stub
-	cp runtime-stub/build/libredmagic.so cmd/redmagic-patch/runtime/libredmagic.so
+	cp runtime-stub/build/libredmagic.so runtime-stub/build/libredmagic-jit.so cmd/redmagic-patch/runtime/
 
 build: runtime
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/redmagic-patch
@@ -48,6 +50,11 @@ test: vet unit fuzz
 bench: build testdata
 	$(GO) run ./scripts/bench --out out/bench $(BENCHFLAGS)
 
+# Start-up, peak RSS and threads of a process that never runs a hot loop,
+# original against patched: out/bench/cold.{md,json}.
+bench-cold: build
+	$(GO) run ./scripts/bench --cold --out out/bench $(BENCHFLAGS)
+
 # Small sizes, one run each: checks every configuration's answers (never speed).
 bench-quick: build testdata
 	$(GO) run ./scripts/bench --quick --out out/bench-quick $(BENCHFLAGS)
@@ -62,4 +69,4 @@ cpython-broad: build
 	bash scripts/cpython-broad-tests.sh compare /usr/bin/python3.11 out/cpython-broad/python3.11 out/cpython-broad
 
 clean:
-	rm -rf bin testdata/build runtime-stub/build cmd/redmagic-patch/runtime/libredmagic.so
+	rm -rf bin testdata/build runtime-stub/build cmd/redmagic-patch/runtime/libredmagic*.so

@@ -14,6 +14,13 @@ import (
 // found beside it through DT_RUNPATH $ORIGIN.
 const RuntimeName = "libredmagic.so"
 
+// JITName is the JIT library the runtime loads from its own directory when
+// a loop first gets hot (runtime-stub/rm_internal.h, RM_JIT_LIBRARY).
+const JITName = "libredmagic-jit.so"
+
+// RuntimeFiles are the libraries installed beside a patched file.
+var RuntimeFiles = []string{RuntimeName, JITName}
+
 // Options carry what the header records about the patch.
 type Options struct {
 	ToolVersion string

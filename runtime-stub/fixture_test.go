@@ -20,7 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// This file builds what the runtime's tests run: libredmagic.so, and the
+// This file builds what the runtime's tests run: libredmagic.so and
+// libredmagic-jit.so (with the Makefile, as make build does), and the
 // harness (testdata/harness.c) linked against it and then patched the way
 // redmagic-patch patches an interpreter: a header, a site table and a
 // string table written into the file, and a DT_REDMAGIC dynamic entry.
@@ -224,7 +225,8 @@ func patchHarness(t *testing.T, src, dst string, spec patchSpec) {
 // fixture is the built runtime and the unpatched harnesses.
 type fixture struct {
 	dir      string
-	so       string
+	so       string            // libredmagic.so
+	jit      string            // libredmagic-jit.so
 	harness  map[string]string // "pie", "nopie" -> path
 	buildErr error
 }
@@ -244,7 +246,7 @@ func run(dir string, name string, args ...string) error {
 	return nil
 }
 
-// getFixture builds libredmagic.so and the harnesses once per test binary.
+// getFixture builds the libraries and the harnesses once per test binary.
 func getFixture(t *testing.T) *fixture {
 	t.Helper()
 	fixOnce.Do(func() {
@@ -257,7 +259,8 @@ func getFixture(t *testing.T) *fixture {
 		fix.so = filepath.Join(dir, "libredmagic.so")
 		fix.harness = map[string]string{}
 		pkg, _ := os.Getwd()
-		if err := run(pkg, "go", "build", "-buildmode=c-shared", "-o", fix.so, "."); err != nil {
+		fix.jit = filepath.Join(dir, "libredmagic-jit.so")
+		if err := run(pkg, "make", "--no-print-directory", "BUILD="+dir, fix.so, fix.jit); err != nil {
 			fix.buildErr = err
 			return
 		}

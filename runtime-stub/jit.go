@@ -13,7 +13,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
@@ -27,16 +26,44 @@ import (
 // jitMemoryLimit: the Go heap size at which the JIT's memory is collected.
 const jitMemoryLimit = 256 << 20
 
-// jitOnce starts the tracing JIT at the first hot loop, not at load:
-// processes that never run a hot loop pay nothing for it.
-var jitOnce sync.Once
+// rmJITStart starts the tracing JIT; the runtime calls it (through
+// rm_jit_start) once, at the first hot loop, with the vector state saved.
+// It returns 0 when the JIT runs, 1 when there is nothing to trace, and -1
+// with why filled when it cannot start: the runtime then runs on counting.
+//
+//export rmJITStart
+func rmJITStart(why *C.char, n C.size_t) (ret C.int) {
+	defer func() {
+		if r := recover(); r != nil {
+			setWhy(why, n, fmt.Sprint(r))
+			ret = -1
+		}
+	}()
+	started, err := startJIT()
+	switch {
+	case err != nil:
+		setWhy(why, n, err.Error())
+		return -1
+	case !started:
+		return 1
+	}
+	return 0
+}
 
-// startJIT builds the JIT's view of every patched object and starts it.
-// Any failure leaves the JIT off (one line on stderr) and the counters on.
-func startJIT() {
-	if os.Getenv("REDMAGIC_JIT") == "0" {
+// setWhy copies msg into the C buffer why of n bytes, NUL-terminated.
+func setWhy(why *C.char, n C.size_t, msg string) {
+	if why == nil || n == 0 {
 		return
 	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(why)), int(n))
+	k := copy(b[:len(b)-1], msg)
+	b[k] = 0
+}
+
+// startJIT builds the JIT's view of every patched object and starts it.
+// It reports whether the JIT runs; false with no error means that no
+// object has anything to trace.
+func startJIT() (bool, error) {
 	// The collector starts Go's network poller (its scavenger sleeps on a
 	// timer): an epoll and an eventfd descriptor the interpreter would
 	// see, even take as its stdin when fd 0 was closed. The JIT's heap is
@@ -74,26 +101,24 @@ func startJIT() {
 	}
 	for k := uint32(0); ; k++ {
 		var d C.struct_rm_jit_obj
-		if C.rm_object_desc(C.uint32_t(k), &d) != 0 {
+		if C.rm_host_object_desc(C.uint32_t(k), &d) != 0 {
 			break
 		}
 		o, err := jitObject(&d)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "redmagic: %v; the JIT stays off\n", err)
-			return
+			return false, err
 		}
 		if len(o.Sites) > 0 || len(o.BackEdges) > 0 {
 			cfg.Objects = append(cfg.Objects, o)
 		}
 	}
 	if len(cfg.Objects) == 0 {
-		return // nothing to trace from (profiles marked no_trace)
+		return false, nil // nothing to trace from (profiles marked no_trace)
 	}
 	if _, err := tracevm.Start(cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "redmagic: %v; the JIT stays off\n", err)
-		return
+		return false, err
 	}
-	C.rm_set_jit(1)
+	return true, nil
 }
 
 // jitLog opens REDMAGIC_LOG: "1" or "stderr" is standard error, anything

@@ -28,6 +28,72 @@
 #define RM_HOT_DEFAULT 1000
 
 /* ------------------------------------------------------------------------ */
+/* The runtime (libredmagic.so, C) and the JIT (libredmagic-jit.so, Go).
+ *
+ * The runtime is all a patched binary loads: counting costs no Go runtime,
+ * no thread and no heap. At the first hot loop (with the JIT on) it
+ * dlopen()s the JIT library from its own directory and calls its
+ * rm_jit_start; neither library links against the other, so everything
+ * they share passes through the two tables below. */
+
+#define RM_JIT_LIBRARY "libredmagic-jit.so"
+#define RM_JIT_START "rm_jit_start"
+#define RM_JIT_ABI 1
+
+/* The site of redmagic_force_jump_to_trace(id), which names none: every
+ * root trace is also filed under it (tracevm's TV_ANY_SITE). */
+#define RM_ANY_SITE 0xfffffffeu
+
+/* Annotations the JIT acts on (rm_jit_ops.annotate). */
+enum { RM_JIT_DO_NOT_TRACE = 1, RM_JIT_DISABLE_BRANCH = 2 };
+
+/* An object as the JIT reads it (rm_host.object_desc). */
+struct rm_jit_obj {
+	const char *path;       /* the file; "" for the main program */
+	const char *profile;    /* the profile it was patched with */
+	uintptr_t bias;
+	uint32_t base;          /* global index of site 0 */
+	uint32_t nsites;
+	const unsigned char *sites;
+	uint32_t site_size;
+};
+
+/* What the runtime offers the JIT. */
+struct rm_host {
+	uint32_t abi;           /* RM_JIT_ABI */
+	uint32_t pad;
+	/* Fills *out for object k; -1 past the last object. */
+	int (*object_desc)(uint32_t k, struct rm_jit_obj *out);
+};
+
+/* What the JIT gives the runtime. Called on the interpreter's stack with
+ * only the general registers and flags saved, except annotate and report,
+ * which the runtime calls with the vector state saved (they run Go). */
+struct rm_jit_ops {
+	uint64_t (*trace_lookup)(uint32_t gsite, uint64_t id);
+	int (*retry_due)(uint32_t gsite, uint64_t id);
+	uint64_t (*try_record)(uint32_t gsite, uint64_t id, uint64_t resume,
+			       uint64_t reason);
+	void (*annotate)(int what, uint64_t arg);
+	void (*fork_prepare)(void);
+	void (*fork_parent)(void);
+	void (*fork_child)(void);
+	/* The "jit" and "gave_up" JSON texts of the statistics (malloc'd). */
+	void (*report)(char **jit, char **gave_up);
+	/* The code cache's executable range: cache[0] <= a < cache[1]. */
+	const volatile uint64_t *cache;
+};
+
+/* Exported by the JIT library. Returns 0 when the JIT runs; 1 when it has
+ * nothing to trace; -1 with why filled when it could not start. */
+typedef int (*rm_jit_start_fn)(const struct rm_host *host,
+			       struct rm_jit_ops *ops, char *why,
+			       size_t whylen);
+
+/* The JIT library's view of rm_host.object_desc (rm_jit.c). */
+int rm_host_object_desc(uint32_t k, struct rm_jit_obj *out);
+
+/* ------------------------------------------------------------------------ */
 /* State read on the fast path (rm_fast.c), written once by the constructor. */
 
 struct rm_obj_rt {
@@ -44,25 +110,15 @@ struct rm_global {
 	uint64_t invalid_site_calls;
 	uint32_t nsites_total;
 	volatile uint32_t forked; /* set in a fork child: never enter Go */
-	volatile uint32_t jit;    /* the tracing JIT is running */
+	volatile uint32_t jit;    /* the tracing JIT is running: ops is set */
+	uint32_t jit_wanted;      /* REDMAGIC_JIT is not 0: load it when hot */
+	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
+	struct rm_jit_ops ops;
+	/* The vector state the slow paths save (tv_xsave_probe). */
+	uint64_t xsave_mask;
+	uint32_t xsave_size;
+	uint32_t use_xsave;
 };
-
-/* What rm_jit_call passes to Go (rmJITCall). */
-enum { RM_JIT_DO_NOT_TRACE = 1, RM_JIT_DISABLE_BRANCH = 2 };
-
-/* An object as the JIT's Go side reads it (rm_object_desc). */
-struct rm_jit_obj {
-	const char *path;       /* "" for the main program */
-	const char *profile;    /* the profile it was patched with */
-	uintptr_t bias;
-	uint32_t base;          /* global index of site 0 */
-	uint32_t nsites;
-	const unsigned char *sites;
-	uint32_t site_size;
-};
-
-int rm_object_desc(uint32_t k, struct rm_jit_obj *out);
-void rm_set_jit(int on);
 
 extern struct rm_global rm_g RM_HIDDEN;
 
@@ -73,7 +129,7 @@ extern struct rm_global rm_g RM_HIDDEN;
 struct rm_entry {
 	uint64_t id;
 	uint32_t site1;
-	uint32_t pad;
+	uint32_t slow;          /* the counter took the slow path */
 	uint64_t count;
 };
 
@@ -111,8 +167,10 @@ struct rm_thread {
 };
 
 /* Defined in rm_init.c (ordinary C: may use libc and vector registers; the
- * fast path calls it only with the vector state saved). */
+ * fast path calls them only with the vector state saved). */
 RM_HIDDEN void rm_thread_register(struct rm_thread *t);
+/* Loads and starts the JIT once per process; returns rm_g.jit. */
+RM_HIDDEN int rm_jit_load(void);
 
 /* Defined in rm_fast.c. */
 /* rm_hit_fns[k][lua]: object k's hit function; lua = 1 for objects with
@@ -183,11 +241,12 @@ struct rm_snap_row {
 	uint64_t id;
 	uint64_t count;
 	uint32_t site;          /* global site */
-	uint32_t pad;
+	uint32_t slow;          /* this thread's counter took the slow path */
 };
 
 struct rm_snapshot {
-	const char *out;        /* REDMAGIC_STATS */
+	const char *out;        /* REDMAGIC_STATS: a path, or "1" for stderr */
+	int64_t pid;
 	uint32_t disabled;
 	uint32_t forked;
 	uint32_t nobjs;
@@ -199,6 +258,14 @@ struct rm_snapshot {
 	uint64_t threads;
 	uint64_t hot_threshold;
 	uint64_t invalid_site_calls;
+	/* From the JIT when it started, else NULL: JSON texts of the "jit"
+	 * report object and of the "gave_up" object (reason -> count). */
+	const char *jit_json;
+	const char *gave_up_json;
 };
+
+/* Writes the statistics of s as one JSON line to s->out (rm_stats.c).
+ * Returns 0, or -1 with why filled (no trailing newline). */
+int rm_stats_write(const struct rm_snapshot *s, char *why, size_t whylen);
 
 #endif

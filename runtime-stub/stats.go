@@ -6,14 +6,11 @@ package main
 import "C"
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/tracevm"
-	"io"
 	"os"
-	"slices"
-	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/tracevm"
 )
 
 // statsVersion is the "version" field of the statistics; bump it when a
@@ -101,7 +98,8 @@ type HotLoop struct {
 	SlowPathCalls uint64 `json:"slow_path_calls"`
 }
 
-// statsInput is what C hands over at exit, as Go values.
+// statsInput is a statistics snapshot (struct rm_snapshot) as Go values:
+// what the tests hand the C writer.
 type statsInput struct {
 	Out              string
 	PID              int
@@ -133,184 +131,35 @@ type rowIn struct {
 	Site  uint32
 	ID    uint64
 	Count uint64
+	Slow  uint32 // this thread's counter took the slow path
 }
 
-// siteKind names a site's kind as STATS.md lists them.
-func siteKind(kind, api uint32) string {
-	switch {
-	case kind == siteBackedge:
-		return "backedge"
-	case kind == siteAPICall && int(api) < len(apiNames):
-		return "api:" + apiNames[api]
-	}
-	return fmt.Sprintf("unknown(%d)", kind)
-}
-
-// isLoopSite reports whether a site's ids name user-level loops.
-func isLoopSite(s siteIn) bool {
-	return s.Kind == siteBackedge ||
-		(s.Kind == siteAPICall && s.API == apiBackwardsBranch)
-}
-
-// buildStats sums the per-thread rows by key and by site and adds the slow
-// path calls Go saw (calls, keyed by global site and id).
-func buildStats(in statsInput, calls map[hotKey]uint64) Stats {
-	st := Stats{
-		Version:          statsVersion,
-		PID:              in.PID,
-		Objects:          make([]ObjectStats, 0, len(in.Objects)),
-		Sites:            make([]SiteStats, 0, len(in.Sites)),
-		HotLoops:         []HotLoop{},
-		Threads:          in.Threads,
-		ForkedChild:      in.Forked,
-		Disabled:         in.Disabled,
-		GaveUp:           map[string]uint64{},
-		HotThreshold:     in.HotThreshold,
-		InvalidSiteCalls: in.InvalidSiteCalls,
-	}
-	for _, o := range in.Objects {
-		st.Objects = append(st.Objects, ObjectStats(o))
-	}
-	merged := make(map[hotKey]uint64, len(in.Rows))
-	for _, r := range in.Rows {
-		if int(r.Site) >= len(in.Sites) {
-			continue
-		}
-		merged[hotKey{Site: r.Site, ID: r.ID}] += r.Count
-	}
-	hits := make([]uint64, len(in.Sites))
-	distinct := make([]uint64, len(in.Sites))
-	for k, n := range merged {
-		hits[k.Site] += n
-		distinct[k.Site]++
-		if s := in.Sites[k.Site]; isLoopSite(s) {
-			st.HotLoops = append(st.HotLoops, HotLoop{
-				Object: s.Object, Site: s.Index, ID: k.ID, Hits: n,
-				SlowPathCalls: calls[k],
-			})
-		}
-	}
-	for g, s := range in.Sites {
-		h := hits[g] + s.OverflowHits
-		st.SiteHits += h
-		st.TableFullHits += s.OverflowHits
-		st.Sites = append(st.Sites, SiteStats{
-			Object: s.Object, Index: s.Index, Name: s.Name, Addr: s.Addr,
-			Kind: siteKind(s.Kind, s.API), Hits: h,
-			DistinctIDs: distinct[g],
-		})
-	}
-	for _, n := range calls {
-		st.SlowPathCalls += n
-	}
-	slices.SortFunc(st.HotLoops, func(a, b HotLoop) int {
-		return cmp.Or(cmp.Compare(b.Hits, a.Hits),
-			cmp.Compare(a.Object, b.Object), cmp.Compare(a.Site, b.Site),
-			cmp.Compare(a.ID, b.ID))
-	})
-	if len(st.HotLoops) > maxHotLoops {
-		st.HotLoops = st.HotLoops[:maxHotLoops]
-	}
-	return st
-}
-
-// StatsError is a failure to write the statistics.
-type StatsError struct {
-	Path string
-	Err  error
-}
-
-func (e *StatsError) Error() string {
-	return fmt.Sprintf("redmagic: stats: %s: %v", e.Path, e.Err)
-}
-
-func (e *StatsError) Unwrap() error { return e.Err }
-
-// writeStats writes st as one JSON line to out: a file path, or standard
-// error for "1".
-func writeStats(out string, st Stats, stderr io.Writer) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return &StatsError{Path: out, Err: err}
-	}
-	data = append(data, '\n')
-	if out == "1" {
-		_, err = stderr.Write(data)
-	} else {
-		err = os.WriteFile(out, data, 0o644)
-	}
-	if err != nil {
-		return &StatsError{Path: out, Err: err}
-	}
-	return nil
-}
-
-// statsFromC copies the C snapshot into Go values.
-func statsFromC(s *C.struct_rm_snapshot) statsInput {
-	in := statsInput{
-		Out:              C.GoString(s.out),
-		PID:              os.Getpid(),
-		Disabled:         s.disabled != 0,
-		Forked:           s.forked != 0,
-		Threads:          uint64(s.threads),
-		HotThreshold:     uint64(s.hot_threshold),
-		InvalidSiteCalls: uint64(s.invalid_site_calls),
-	}
-	if s.nobjs > 0 {
-		for _, o := range unsafe.Slice(s.objs, s.nobjs) {
-			p := C.GoString(o.path)
-			if p == "" {
-				// The main program: ld.so gives it no name.
-				if exe, err := os.Executable(); err == nil {
-					p = exe
-				}
-			}
-			in.Objects = append(in.Objects, objectIn{
-				Path: p, Profile: C.GoString(o.profile),
-				BuildID:     C.GoString(o.build_id),
-				ToolVersion: C.GoString(o.tool_version),
-			})
-		}
-	}
-	if s.nsites > 0 {
-		for _, x := range unsafe.Slice(s.sites, s.nsites) {
-			in.Sites = append(in.Sites, siteIn{
-				Addr: uint64(x.addr), Name: C.GoString(x.name),
-				OverflowHits: uint64(x.overflow_hits),
-				Object:       uint32(x.object), Index: uint32(x.index),
-				Kind: uint32(x.kind), API: uint32(x.api),
-			})
-		}
-	}
-	if s.nrows > 0 {
-		rows := unsafe.Slice(s.rows, s.nrows)
-		in.Rows = make([]rowIn, len(rows))
-		for i, r := range rows {
-			in.Rows[i] = rowIn{Site: uint32(r.site), ID: uint64(r.id),
-				Count: uint64(r.count)}
-		}
-	}
-	return in
-}
-
-// rmWriteStats is called once at exit (never in a forked child) when
-// REDMAGIC_STATS is set. Any failure is one line on standard error.
+// rmJITReport gives the statistics writer (rm_stats.c, in the runtime) the
+// JIT's part of the report as JSON texts in C memory the caller frees: the
+// "jit" object, and "gave_up" (reason -> recordings given up). Called once,
+// at exit, never in a fork child.
 //
-//export rmWriteStats
-func rmWriteStats(s *C.struct_rm_snapshot) {
+//export rmJITReport
+func rmJITReport(jit, gaveUp **C.char) {
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(os.Stderr, "redmagic: stats: %v\n", r)
 		}
 	}()
-	in := statsFromC(s)
-	st := buildStats(in, hot.snapshot())
-	if m := tracevm.Active(); m != nil {
-		snap := m.Snapshot()
-		st.JIT = &snap
-		st.GaveUp = snap.Aborts
+	m := tracevm.Active()
+	if m == nil {
+		return
 	}
-	if err := writeStats(in.Out, st, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	snap := m.Snapshot()
+	j, err := json.Marshal(snap)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "redmagic: stats: %v\n", err)
+		return
 	}
+	g, err := json.Marshal(snap.Aborts)
+	if err != nil || snap.Aborts == nil {
+		g = []byte("{}")
+	}
+	*jit = C.CString(string(j))
+	*gaveUp = C.CString(string(g))
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,7 +17,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestBuildStats(t *testing.T) {
+// cStats runs the runtime's statistics writer on in and decodes its
+// output strictly.
+func cStats(t *testing.T, in statsInput, jit, gaveUp string) (Stats, []byte) {
+	t.Helper()
+	in.Out = filepath.Join(t.TempDir(), "stats.json")
+	require.NoError(t, writeStatsC(in, jit, gaveUp))
+	raw, err := os.ReadFile(in.Out)
+	require.NoError(t, err)
+	var st Stats
+	require.NoError(t, jsonStrict(raw, &st), "%s", raw)
+	return st, raw
+}
+
+func TestStatsWriter(t *testing.T) {
 	sites := []siteIn{
 		{Addr: 0x10, Name: "JUMP_BACKWARD", Object: 0, Index: 0, Kind: siteBackedge},
 		{Addr: 0x20, Name: "redmagic_backwards_branch", Object: 0, Index: 1, Kind: siteAPICall, API: 1},
@@ -29,13 +41,11 @@ func TestBuildStats(t *testing.T) {
 	tests := []struct {
 		name  string
 		rows  []rowIn
-		calls map[hotKey]uint64
 		check func(t *testing.T, st Stats)
 	}{
 		{
-			name:  "threads of one key add up",
-			rows:  []rowIn{{0, 5, 10}, {0, 5, 20}, {0, 6, 1}, {3, 5, 2}},
-			calls: map[hotKey]uint64{{0, 5}: 2},
+			name: "threads of one key add up",
+			rows: []rowIn{{0, 5, 10, 1}, {0, 5, 20, 1}, {0, 6, 1, 0}, {3, 5, 2, 0}},
 			check: func(t *testing.T, st Stats) {
 				assert.Equal(t, uint64(31), st.Sites[0].Hits)
 				assert.Equal(t, uint64(2), st.Sites[0].DistinctIDs)
@@ -54,7 +64,7 @@ func TestBuildStats(t *testing.T) {
 		},
 		{
 			name: "only loop sites are hot loops",
-			rows: []rowIn{{1, 9, 3}, {2, 9, 100}},
+			rows: []rowIn{{1, 9, 3, 0}, {2, 9, 100, 0}},
 			check: func(t *testing.T, st Stats) {
 				assert.Equal(t, []HotLoop{{Object: 0, Site: 1, ID: 9, Hits: 3}}, st.HotLoops)
 				assert.Equal(t, "api:backwards_branch", st.Sites[1].Kind)
@@ -65,10 +75,11 @@ func TestBuildStats(t *testing.T) {
 		},
 		{
 			name: "rows of unknown sites are dropped",
-			rows: []rowIn{{5, 1, 1000}, {0, 1, 1}},
+			rows: []rowIn{{5, 1, 1000, 1}, {0, 1, 1, 0}},
 			check: func(t *testing.T, st Stats) {
 				assert.Equal(t, uint64(1+4+7), st.SiteHits)
 				assert.Len(t, st.HotLoops, 1)
+				assert.Zero(t, st.SlowPathCalls)
 			},
 		},
 		{
@@ -76,7 +87,7 @@ func TestBuildStats(t *testing.T) {
 			rows: func() []rowIn {
 				var r []rowIn
 				for id := uint64(0); id < 120; id++ {
-					r = append(r, rowIn{0, id, id / 2})
+					r = append(r, rowIn{0, id, id / 2, 0})
 				}
 				return r
 			}(),
@@ -93,7 +104,7 @@ func TestBuildStats(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := statsInput{PID: 42, Sites: sites, Rows: tt.rows, Threads: 3,
 				HotThreshold: 1000, Objects: []objectIn{{Path: "/bin/x", Profile: "p"}}}
-			st := buildStats(in, tt.calls)
+			st, _ := cStats(t, in, "", "")
 			assert.Equal(t, 1, st.Version)
 			assert.Equal(t, 42, st.PID)
 			assert.Equal(t, uint64(3), st.Threads)
@@ -104,13 +115,26 @@ func TestBuildStats(t *testing.T) {
 	}
 }
 
-// An empty process still writes every list as [] and gave_up as {}.
+// An empty process still writes every list as [] and gave_up as {}; the
+// JIT's texts go in as they are.
 func TestStatsJSONShape(t *testing.T) {
-	var buf bytes.Buffer
-	require.NoError(t, writeStats("1", buildStats(statsInput{PID: 1, Disabled: true}, nil), &buf))
+	_, raw := cStats(t, statsInput{PID: 1, Disabled: true}, "", "")
 	assert.Equal(t, `{"version":1,"pid":1,"objects":[],"site_hits":0,"sites":[],"hot_loops":[],`+
 		`"threads":0,"forked_child":false,"disabled":true,"gave_up":{},"hot_threshold":0,`+
-		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0,"jit":null}`+"\n", buf.String())
+		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0,"jit":null}`+"\n", string(raw))
+	_, raw = cStats(t, statsInput{PID: 1}, `{"traces_compiled":2}`, `{"too-long":3}`)
+	assert.Contains(t, string(raw), `"gave_up":{"too-long":3},`)
+	assert.Contains(t, string(raw), `"jit":{"traces_compiled":2}}`)
+}
+
+// Strings are escaped as JSON needs, whatever bytes the files hold.
+func TestStatsEscaping(t *testing.T) {
+	name := "a\"b\\c\nd\x01<&>é\xff"
+	in := statsInput{PID: 1, Objects: []objectIn{{Path: name, Profile: "p"}},
+		Sites: []siteIn{{Name: name, Kind: siteBackedge}}}
+	st, _ := cStats(t, in, "", "")
+	assert.Equal(t, strings.ToValidUTF8(name, "\uFFFD"), st.Objects[0].Path)
+	assert.Equal(t, strings.ToValidUTF8(name, "\uFFFD"), st.Sites[0].Name)
 }
 
 // STATS.md documents every field the JSON has.
@@ -129,31 +153,10 @@ func TestStatsDocumented(t *testing.T) {
 
 func TestWriteStatsErrors(t *testing.T) {
 	dir := t.TempDir()
-	st := buildStats(statsInput{}, nil)
-	err := writeStats(filepath.Join(dir, "no", "such", "dir"), st, nil)
-	var se *StatsError
-	require.ErrorAs(t, err, &se)
-	assert.ErrorIs(t, err, fs.ErrNotExist)
-	assert.Equal(t, filepath.Join(dir, "no", "such", "dir"), se.Path)
-
-	ok := filepath.Join(dir, "s.json")
-	require.NoError(t, writeStats(ok, st, nil))
-	var back Stats
-	data, err := os.ReadFile(ok)
-	require.NoError(t, err)
-	require.NoError(t, jsonStrict(data, &back))
-	assert.Equal(t, st, back)
-}
-
-func TestHotLoopsRecord(t *testing.T) {
-	h := newHotLoops()
-	assert.True(t, h.record(hotKey{1, 2}))
-	assert.False(t, h.record(hotKey{1, 2}))
-	assert.True(t, h.record(hotKey{1, 3}))
-	snap := h.snapshot()
-	assert.Equal(t, map[hotKey]uint64{{1, 2}: 2, {1, 3}: 1}, snap)
-	h.record(hotKey{1, 3})
-	assert.Equal(t, uint64(1), snap[hotKey{1, 3}], "snapshot is a copy")
+	bad := filepath.Join(dir, "no", "such", "dir")
+	err := writeStatsC(statsInput{Out: bad}, "", "")
+	require.Error(t, err)
+	assert.Equal(t, bad+": No such file or directory", err.Error())
 }
 
 // The Go encoder of the tests and the C compiler agree on the contract's
@@ -198,7 +201,7 @@ func TestAPINamesMatchHeaders(t *testing.T) {
 		assert.Regexp(t, `(void|int) redmagic_`+n+`\(`, string(decl))
 	}
 
-	asm, err := os.ReadFile("rm_api_entry.S")
+	asm, err := os.ReadFile("host/rm_api_entry.S")
 	require.NoError(t, err)
 	var fromAsm []string
 	for i, m := range regexp.MustCompile(`\\m (\w+), (\d+), \\k`).FindAllSubmatch(asm, -1) {

@@ -5,6 +5,7 @@ package main
 #include <string.h>
 #include <elf.h>
 #include "rm_internal.h"
+#include "host/rm_validate.c"
 
 static int rm_validate_image(const void *img, uint64_t len, uint64_t vaddr,
 			     uint32_t flags, uint64_t hdr_vaddr,

@@ -7,7 +7,6 @@
  */
 #include <stddef.h>
 #include <stdint.h>
-#include <cpuid.h>
 
 #include "tv.h"
 #include "_cgo_export.h"
@@ -17,6 +16,16 @@
 
 /* After the pragmas: its helpers are compiled for general registers too. */
 #include "tv_cpu.h"
+
+static inline void tv_xsave(void *buf)
+{
+	tv_xsave_as(tv_g.xsave_mask, tv_g.use_xsave, buf);
+}
+
+static inline void tv_xrstor(void *buf)
+{
+	tv_xrstor_as(tv_g.xsave_mask, tv_g.use_xsave, buf);
+}
 
 _Static_assert(offsetof(struct tv_tls, gpr) == TV_OFF_GPR, "gpr");
 _Static_assert(offsetof(struct tv_tls, flags) == TV_OFF_FLAGS, "flags");
@@ -54,22 +63,8 @@ struct tv_tls *tv_self(void)
 
 void tv_setup(void)
 {
-	unsigned a, b, c, d;
 	tv_g.tls_off = tv_tls_offset();
-	tv_g.xsave_size = 512;
-	tv_g.use_xsave = 0;
-	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
-		return;
-	uint32_t lo, hi;
-	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	uint64_t xcr0 = (uint64_t)hi << 32 | lo;
-	__cpuid_count(0xd, 0, a, b, c, d);
-	if (b < 576)
-		return;
-	/* AMX tiles need a per-process permission; nothing uses them. */
-	tv_g.xsave_mask = xcr0 & ~(3ull << 17);
-	tv_g.xsave_size = b;
-	tv_g.use_xsave = 1;
+	tv_xsave_probe(&tv_g.xsave_mask, &tv_g.xsave_size, &tv_g.use_xsave);
 }
 
 /* The thread's xsave area, mapped on first use (zeroed: a valid xsave

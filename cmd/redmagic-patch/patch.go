@@ -3,7 +3,6 @@ package main
 import (
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,19 +18,24 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
-// The runtime shared object the tool installs beside each patched file.
-// `make build` puts it here; a build without it can do everything but
-// write patched files.
+// The runtime libraries the tool installs beside each patched file
+// (elfpatch.RuntimeFiles). `make build` puts them here; a build without
+// them can do everything but write patched files.
 //
 //go:embed runtime
 var runtimeFS embed.FS
 
-func runtimeLibrary() ([]byte, error) {
-	data, err := runtimeFS.ReadFile("runtime/" + elfpatch.RuntimeName)
-	if err != nil {
-		return nil, errors.New("this redmagic-patch was built without its runtime library; build it with `make build`")
+// runtimeLibraries returns the contents of elfpatch.RuntimeFiles, in order.
+func runtimeLibraries() ([][]byte, error) {
+	var out [][]byte
+	for _, name := range elfpatch.RuntimeFiles {
+		data, err := runtimeFS.ReadFile("runtime/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("this redmagic-patch was built without its runtime library %s; build it with `make build`", name)
+		}
+		out = append(out, data)
 	}
-	return data, nil
+	return out, nil
 }
 
 type patchFlags struct {
@@ -115,10 +119,10 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// installPatched writes the runtime library and then the patched file,
+// installPatched writes the runtime libraries and then the patched file,
 // each atomically; the input is never opened for writing.
 func installPatched(in, output string, patched []byte) error {
-	lib, err := runtimeLibrary()
+	libs, err := runtimeLibraries()
 	if err != nil {
 		return err
 	}
@@ -131,9 +135,11 @@ func installPatched(in, output string, patched []byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, causeOf(err))
 	}
-	libPath := filepath.Join(filepath.Dir(output), elfpatch.RuntimeName)
-	if err := elfpatch.WriteFileAtomic(libPath, lib, 0o755); err != nil {
-		return err
+	for i, name := range elfpatch.RuntimeFiles {
+		libPath := filepath.Join(filepath.Dir(output), name)
+		if err := elfpatch.WriteFileAtomic(libPath, libs[i], 0o755); err != nil {
+			return err
+		}
 	}
 	mode := st.Mode().Perm() &^ (fs.ModeSetuid | fs.ModeSetgid)
 	return elfpatch.WriteFileAtomic(output, patched, mode|0o100)

@@ -22,7 +22,7 @@ import (
 // library embedded, which `make build` (and so `make test`) provides.
 func requireRuntime(t *testing.T) {
 	t.Helper()
-	if _, err := runtimeLibrary(); err != nil {
+	if _, err := runtimeLibraries(); err != nil {
 		t.Fatalf("%v (run the tests through `make test`)", err)
 	}
 }
@@ -365,7 +365,7 @@ func TestBatch(t *testing.T) {
 	assert.Contains(t, out, "[3/3]")
 	assert.Regexp(t, `/usr/bin/lua5.4\s+\S+lua5.4\s+lua5.4\s+4\s+\S+\s+ok`, out)
 	assert.Regexp(t, `/bin/ls\s+.*failed`, out)
-	for _, name := range []string{"lua5.4", "python3.11", "libredmagic.so"} {
+	for _, name := range []string{"lua5.4", "python3.11", "libredmagic.so", "libredmagic-jit.so"} {
 		_, err := os.Stat(filepath.Join(dir, name))
 		assert.NoError(t, err)
 	}

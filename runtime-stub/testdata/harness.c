@@ -11,6 +11,7 @@
  * command line (see usage()).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -390,9 +391,45 @@ static void usage(void)
 	      "  vec-control            the vector check catches a clobber\n"
 	      "  bench SITE N           ns per hit_fn call\n"
 	      "  bench-api SITE N       ns per backwards_branch API call\n"
-	      "  bench-empty N          ns per call of an empty function\n",
+	      "  bench-empty N          ns per call of an empty function\n"
+	      "  tasks                  print the number of threads\n"
+	      "  block-usr1             block SIGUSR1 in this thread\n"
+	      "  raise-usr1             send the process SIGUSR1, say whether\n"
+	      "                         it stays pending, then take it\n",
 	      stderr);
 	exit(2);
+}
+
+/* Threads in this process, from /proc/self/task. */
+static int tasks(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		die("opendir /proc/self/task");
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* A process-directed SIGUSR1 while this thread blocks it: it must stay
+ * pending for this thread, not be taken by a thread of the runtime's. */
+static void raise_usr1(void)
+{
+	sigset_t set, pend;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	if (kill(getpid(), SIGUSR1))
+		die("kill");
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	sigpending(&pend);
+	printf("usr1 pending=%d\n", sigismember(&pend, SIGUSR1));
+	int sig;
+	if (sigismember(&pend, SIGUSR1) && sigwait(&set, &sig))
+		die("sigwait");
 }
 
 int main(int argc, char **argv)
@@ -448,6 +485,19 @@ int main(int argc, char **argv)
 			NEED(1);
 			bench_empty(num(argv[i + 1]));
 			i += 2;
+		} else if (!strcmp(op, "tasks")) {
+			printf("threads=%d\n", tasks());
+			i += 1;
+		} else if (!strcmp(op, "block-usr1")) {
+			sigset_t set;
+			sigemptyset(&set);
+			sigaddset(&set, SIGUSR1);
+			if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+				die("pthread_sigmask");
+			i += 1;
+		} else if (!strcmp(op, "raise-usr1")) {
+			raise_usr1();
+			i += 1;
 		} else if (!strcmp(op, "bench-api")) {
 			NEED(2);
 			bench_api(num(argv[i + 1]), num(argv[i + 2]));

@@ -5,6 +5,11 @@
 // results.json, results.md and speedup.svg.
 //
 //	go run ./scripts/bench [--quick] [--runs N] [--warmup N] [--instructions] [--only REGEXP] [--out DIR]
+//	go run ./scripts/bench --cold [--runs N] [--out DIR]
+//
+// --cold measures what a process that never runs a hot loop pays: start-up,
+// peak RSS and threads of the original and the patched interpreters
+// (cold.md, cold.json), instead of running the suite.
 //
 // It exits 1 if any run printed a wrong answer or failed, 2 on bad usage;
 // configurations that are not installed are reported and skipped.
@@ -39,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 5*time.Minute, "limit for one run")
 	render := fs.String("render", "", "redraw results.md and speedup.svg in --out from this results.json, run nothing")
 	bless := fs.Bool("bless", false, "write the expected outputs from the original interpreters (review the diff!) and exit")
+	cold := fs.Bool("cold", false, "measure start-up, RSS and threads before the first hot loop (default 31 runs), run nothing else")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,6 +90,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	if *bless {
 		return blessAll(b, filter, stdout, stderr)
+	}
+	if *cold {
+		n := 31 // start-up differences are fractions of a millisecond
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "runs" {
+				n = *runs
+			}
+		})
+		if err := writeCold(b.MeasureCold(n), n, outDir, stdout); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 2
+		}
+		return 0
 	}
 	mode := "full"
 	if *quick {

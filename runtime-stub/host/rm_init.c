@@ -3,8 +3,9 @@
  * patched objects and fills their slots; the thread registry lets the
  * statistics sum every thread; fork and exit handling.
  *
- * Nothing here calls Go before exit: a Go call costs 1-2 ms while the Go
- * runtime finishes starting, and the constructor must keep start-up cheap.
+ * This library has no Go in it: the JIT (Go) is loaded by rm_load.c at the
+ * first hot loop, so a process that never runs one pays for no runtime,
+ * thread or heap of Go's.
  */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -19,9 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rm_internal.h"
-#include "tv.h"
-#include "_cgo_export.h"
+#include "../rm_internal.h"
+#include "tv_cpu.h"
 
 RM_HIDDEN void rm_thread_forget(void);
 RM_HIDDEN struct rm_thread *rm_thread_nomem(void);
@@ -51,138 +51,6 @@ static struct {
 	struct rm_entry *dead;  /* folded counts of exited threads (hash) */
 	uint64_t dead_mask, dead_used;
 } rm_s = { .mu = PTHREAD_MUTEX_INITIALIZER };
-
-/* ------------------------------------------------------------------------ */
-/* Header validation. */
-
-static int rm_fail(char *why, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, n, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* The segment (not a RELRO range) holding [vaddr, vaddr+len), or NULL. */
-static const struct rm_seg *rm_seg_of(const struct rm_objdesc *d,
-				      uint64_t vaddr, uint64_t len)
-{
-	if (vaddr + len < vaddr)
-		return NULL;
-	for (int i = 0; i < d->nsegs; i++) {
-		const struct rm_seg *s = &d->segs[i];
-		if (s->relro || !(s->flags & PF_R))
-			continue;
-		if (vaddr >= s->vaddr && vaddr + len <= s->vaddr + s->memsz &&
-		    s->vaddr + s->memsz >= s->vaddr)
-			return s;
-	}
-	return NULL;
-}
-
-static int rm_in_relro(const struct rm_objdesc *d, uint64_t vaddr,
-		       uint64_t len)
-{
-	for (int i = 0; i < d->nsegs; i++) {
-		const struct rm_seg *s = &d->segs[i];
-		if (s->relro && vaddr < s->vaddr + s->memsz &&
-		    s->vaddr < vaddr + len)
-			return 1;
-	}
-	return 0;
-}
-
-static int rm_str_ok(uint32_t off, uint32_t size)
-{
-	return off < size;
-}
-
-int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
-		char *why, size_t n)
-{
-	const uint64_t hsz = sizeof(struct rm_patch_header);
-	uint64_t hv = d->hdr_vaddr;
-	if (hv % 8)
-		return rm_fail(why, n, "header at %#lx is not 8-byte aligned",
-			       (unsigned long)hv);
-	const struct rm_seg *hs = rm_seg_of(d, hv, hsz);
-	if (!hs)
-		return rm_fail(why, n,
-			       "header at %#lx is outside the loaded segments",
-			       (unsigned long)hv);
-	if (!(hs->flags & PF_W) || rm_in_relro(d, hv, hsz))
-		return rm_fail(why, n,
-			       "header at %#lx is not in a writable segment",
-			       (unsigned long)hv);
-	struct rm_patch_header *h = (void *)(d->bias + hv);
-	if (memcmp(h->magic, RM_MAGIC, sizeof h->magic) != 0)
-		return rm_fail(why, n, "bad header magic");
-	if (h->abi_version != RM_ABI_VERSION)
-		return rm_fail(why, n, "abi version %u, want %u",
-			       h->abi_version, RM_ABI_VERSION);
-	if (h->header_size < hsz || h->header_size > 65536 ||
-	    rm_seg_of(d, hv, h->header_size) != hs)
-		return rm_fail(why, n, "bad header size %u", h->header_size);
-	if (h->self != hv)
-		return rm_fail(why, n,
-			       "header says it is at %#lx, DT_REDMAGIC says %#lx",
-			       (unsigned long)h->self, (unsigned long)hv);
-	if (h->hit_fn)
-		return rm_fail(why, n, "slots already set by another runtime");
-	for (int i = 0; i < RM_API_COUNT; i++)
-		if (h->api_fn[i])
-			return rm_fail(why, n,
-				       "slots already set by another runtime");
-	if (h->site_size < sizeof(struct rm_site) ||
-	    h->site_size > RM_MAX_SITE_SIZE || h->site_size % 8)
-		return rm_fail(why, n, "bad site size %u", h->site_size);
-	if (h->nsites > RM_MAX_SITES_PER_OBJECT)
-		return rm_fail(why, n, "%u sites, at most %u allowed",
-			       h->nsites, RM_MAX_SITES_PER_OBJECT);
-	uint64_t slen = (uint64_t)h->nsites * h->site_size;
-	if (h->nsites && (h->sites % 8 || !rm_seg_of(d, h->sites, slen)))
-		return rm_fail(why, n,
-			       "site table at %#lx (%lu bytes) is outside the "
-			       "loaded segments",
-			       (unsigned long)h->sites, (unsigned long)slen);
-	if (h->strtab_size == 0 || !rm_seg_of(d, h->strtab, h->strtab_size))
-		return rm_fail(why, n,
-			       "string table at %#lx (%u bytes) is outside the "
-			       "loaded segments",
-			       (unsigned long)h->strtab, h->strtab_size);
-	const char *str = (const char *)(d->bias + h->strtab);
-	if (str[h->strtab_size - 1] != 0)
-		return rm_fail(why, n, "string table is not NUL-terminated");
-	if (!rm_str_ok(h->profile, h->strtab_size) ||
-	    !rm_str_ok(h->tool_version, h->strtab_size) ||
-	    !rm_str_ok(h->build_id, h->strtab_size))
-		return rm_fail(why, n, "header string offset out of range");
-	const unsigned char *sites = (const void *)(d->bias + h->sites);
-	for (uint32_t i = 0; i < h->nsites; i++) {
-		struct rm_site s;
-		memcpy(&s, sites + (uint64_t)i * h->site_size, sizeof s);
-		if (s.kind != RM_SITE_BACKEDGE && s.kind != RM_SITE_API_CALL)
-			return rm_fail(why, n, "site %u: bad kind %u", i,
-				       s.kind);
-		if (s.kind == RM_SITE_API_CALL && s.api >= RM_API_COUNT)
-			return rm_fail(why, n, "site %u: bad api %u", i, s.api);
-		if (s.flags & ~(uint32_t)(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE))
-			return rm_fail(why, n, "site %u: unknown flags %#x", i,
-				       s.flags);
-		if (!rm_str_ok(s.name, h->strtab_size))
-			return rm_fail(why, n,
-				       "site %u: name offset %u out of range",
-				       i, s.name);
-	}
-	out->hdr = h;
-	out->sites = sites;
-	out->strtab = str;
-	out->nsites = h->nsites;
-	out->site_size = h->site_size;
-	out->strtab_size = h->strtab_size;
-	return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Finding the patched objects. */
@@ -353,7 +221,8 @@ static uint64_t rm_fold_hash(uint32_t site1, uint64_t id)
 
 /* Adds a dead thread's counter to rm_s.dead, under rm_s.mu. Returns -1 when
  * out of memory (the caller then counts the hits as overflow). */
-static int rm_dead_add(uint32_t site1, uint64_t id, uint64_t count)
+static int rm_dead_add(uint32_t site1, uint64_t id, uint64_t count,
+		       uint32_t slow)
 {
 	if ((rm_s.dead_used + 1) * 2 > rm_s.dead_mask + 1 || !rm_s.dead) {
 		uint64_t n = rm_s.dead ? (rm_s.dead_mask + 1) * 2 : 1024;
@@ -378,11 +247,12 @@ static int rm_dead_add(uint32_t site1, uint64_t id, uint64_t count)
 		struct rm_entry *e = &rm_s.dead[j];
 		if (e->site1 == site1 && e->id == id) {
 			e->count += count;
+			e->slow += slow;
 			return 0;
 		}
 		if (!e->site1) {
 			*e = (struct rm_entry){ .id = id, .site1 = site1,
-						.count = count };
+						.count = count, .slow = slow };
 			rm_s.dead_used++;
 			return 0;
 		}
@@ -399,7 +269,7 @@ static void rm_thread_exit(void *p)
 	for (uint64_t i = 0; i <= tab->mask; i++)
 		if (tab->e[i].site1 &&
 		    rm_dead_add(tab->e[i].site1, tab->e[i].id,
-				tab->e[i].count) != 0)
+				tab->e[i].count, tab->e[i].slow) != 0)
 			__atomic_fetch_add(&rm_g.overflow[tab->e[i].site1 - 1],
 					   tab->e[i].count, __ATOMIC_RELAXED);
 	if (t->prev)
@@ -435,29 +305,34 @@ void rm_thread_register(struct rm_thread *t)
 
 /* ------------------------------------------------------------------------ */
 /* fork: Go's threads do not exist in the child, and a Go call that
- * allocates would hang there. The child keeps counting in C. */
+ * allocates would hang there. The child keeps counting in C, and never
+ * loads the JIT either (another thread may hold the loader's locks). */
 
 static void rm_atfork_prepare(void)
 {
-	tv_fork_prepare();
+	if (rm_g.jit)
+		rm_g.ops.fork_prepare();
 	pthread_mutex_lock(&rm_s.mu);
 }
 
 static void rm_atfork_parent(void)
 {
 	pthread_mutex_unlock(&rm_s.mu);
-	tv_fork_parent();
+	if (rm_g.jit)
+		rm_g.ops.fork_parent();
 }
 
 static void rm_atfork_child(void)
 {
 	rm_g.forked = 1;
-	rm_g.jit = 0;
-	tv_fork_child();
+	if (rm_g.jit) {
+		rm_g.jit = 0;
+		rm_g.ops.fork_child();
+	}
 	pthread_mutex_init(&rm_s.mu, NULL);
 }
 
-int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
+RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
 {
 	if (k >= rm_s.nobjs)
 		return -1;
@@ -468,11 +343,6 @@ int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
 		.site_size = o->site_size,
 	};
 	return 0;
-}
-
-void rm_set_jit(int on)
-{
-	rm_g.jit = on && !rm_g.forked;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -486,6 +356,7 @@ static void rm_atexit(void)
 		return;
 	struct rm_snapshot snap = {
 		.out = rm_s.stats_path,
+		.pid = getpid(),
 		.disabled = rm_s.disabled,
 		.hot_threshold = rm_g.hot_threshold,
 		.invalid_site_calls = __atomic_load_n(&rm_g.invalid_site_calls,
@@ -519,7 +390,7 @@ static void rm_atexit(void)
 			if (e->site1)
 				rows[r++] = (struct rm_snap_row){
 					.id = e->id, .count = e->count,
-					.site = e->site1 - 1,
+					.site = e->site1 - 1, .slow = e->slow,
 				};
 		}
 		for (uint64_t k = 0; k < nlive; k++) {
@@ -534,7 +405,7 @@ static void rm_atexit(void)
 					.id = e->id,
 					.count = __atomic_load_n(&e->count,
 								 __ATOMIC_RELAXED),
-					.site = s1 - 1,
+					.site = s1 - 1, .slow = e->slow,
 				};
 			}
 		}
@@ -552,8 +423,10 @@ static void rm_atexit(void)
 	}
 	for (uint32_t k = 0; k < rm_s.nobjs; k++) {
 		struct rm_obj_info *o = &rm_s.obj[k];
+		char *path = *o->path ? o->path : rm_object_name(o->path);
 		objs[k] = (struct rm_snap_obj){
-			.path = o->path, .profile = o->profile,
+			.path = path ? path : o->path,
+			.profile = o->profile,
 			.build_id = o->build_id, .tool_version = o->tool_version,
 			.base = rm_g.obj[k].base, .nsites = rm_g.obj[k].nsites,
 		};
@@ -575,7 +448,19 @@ static void rm_atexit(void)
 	snap.nsites = rm_g.nsites_total;
 	snap.sites = sites;
 	snap.rows = rows;
-	rmWriteStats(&snap);
+	char *jit = NULL, *gave_up = NULL;
+	if (rm_g.jit)
+		rm_g.ops.report(&jit, &gave_up);
+	snap.jit_json = jit;
+	snap.gave_up_json = gave_up;
+	char why[512];
+	if (rm_stats_write(&snap, why, sizeof why) != 0)
+		fprintf(stderr, "redmagic: stats: %s\n", why);
+	for (uint32_t k = 0; k < rm_s.nobjs; k++)
+		if (objs[k].path != rm_s.obj[k].path)
+			free((char *)objs[k].path);
+	free(jit);
+	free(gave_up);
 	free(sites);
 	free(rows);
 }
@@ -604,50 +489,33 @@ static uint64_t rm_env_threshold(void)
 	return n;
 }
 
-/*
- * The Go runtime of a c-shared library starts at load, in threads of its
- * own created from its .init_array entry, and those threads inherit the
- * signal mask in force then (Go keeps it: in a library, only synchronous
- * signals are unblocked). With nothing blocked, a process-directed signal
- * that the interpreter has blocked in its own threads (Python's
- * pthread_sigmask, sigpending, sigwait) would be taken by a Go thread
- * instead of staying pending. So every asynchronous signal is blocked by
- * a constructor that runs before Go's entry (a prioritised .init_array
- * entry sorts first) and the mask is restored by rm_ctor, which the link
- * order puts after it; a test checks that order in the built library.
- */
-static sigset_t rm_saved_sigmask;
-static int rm_sigmask_saved;
-
-__attribute__((constructor(101))) static void rm_block_signals_for_go(void)
+/* A boolean variable: "0" or "1"; anything else is reported and ignored
+ * (def is used). */
+static int rm_env_bool(const char *name, int def)
 {
-	sigset_t all;
-	sigfillset(&all);
-	/* Synchronous signals must stay deliverable to the faulting thread. */
-	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
-	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
-		sigdelset(&all, sync_sigs[i]);
-	rm_sigmask_saved = pthread_sigmask(SIG_BLOCK, &all, &rm_saved_sigmask) == 0;
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)
+		return v[0] == '1';
+	fprintf(stderr, "redmagic: %s=%s is not 0 or 1, ignored\n", name, v);
+	return def;
 }
 
 __attribute__((constructor)) static void rm_ctor(void)
 {
-	if (rm_sigmask_saved) {
-		pthread_sigmask(SIG_SETMASK, &rm_saved_sigmask, NULL);
-		rm_sigmask_saved = 0;
-	}
 	const char *stats = getenv("REDMAGIC_STATS");
 	if (stats && *stats) {
 		rm_s.stats_path = strdup(stats);
 		atexit(rm_atexit);
 	}
-	const char *dis = getenv("REDMAGIC_DISABLE");
-	if (dis && strcmp(dis, "1") == 0) {
+	if (rm_env_bool("REDMAGIC_DISABLE", 0)) {
 		rm_s.disabled = 1;
 		return;
 	}
 	rm_g.hot_threshold = rm_env_threshold();
-	tv_setup(); /* the xsave area both the runtime and the JIT use */
+	rm_g.jit_wanted = rm_env_bool("REDMAGIC_JIT", 1);
+	tv_xsave_probe(&rm_g.xsave_mask, &rm_g.xsave_size, &rm_g.use_xsave);
 	rm_s.key_ok = pthread_key_create(&rm_s.key, rm_thread_exit) == 0;
 	pthread_atfork(rm_atfork_prepare, rm_atfork_parent, rm_atfork_child);
 	struct rm_scan sc = { 0 };

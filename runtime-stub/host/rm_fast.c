@@ -5,17 +5,17 @@
  * everything here is compiled for general registers only (the pragma below:
  * no SSE/AVX/x87 can be emitted) and calls nothing that could touch a vector
  * register before saving the whole vector state with xsave: memory comes
- * from raw mmap system calls, and the only calls into libc or Go happen
- * between tv_xsave and tv_xrstor (tracevm/tv_cpu.h). The hot path takes no
+ * from raw mmap system calls, and the only calls into libc or the JIT's Go
+ * happen between rm_xsave and rm_xrstor (tracevm/tv_cpu.h). Calls into the
+ * JIT's C side (trace lookup, recording) go through rm_g.ops, which is set
+ * before rm_g.jit and never cleared. The hot path takes no
  * lock and issues no atomic read-modify-write: counters live in a table
  * owned by the thread.
  */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rm_internal.h"
-#include "tv.h"
-#include "_cgo_export.h"
+#include "../rm_internal.h"
 
 #pragma GCC target("general-regs-only")
 /* Keep gcc from turning the rehash loop into memset/memcpy calls. */
@@ -23,6 +23,16 @@
 
 /* After the pragmas: its helpers are compiled for general registers too. */
 #include "tv_cpu.h"
+
+static inline void rm_xsave(void *buf)
+{
+	tv_xsave_as(rm_g.xsave_mask, rm_g.use_xsave, buf);
+}
+
+static inline void rm_xrstor(void *buf)
+{
+	tv_xrstor_as(rm_g.xsave_mask, rm_g.use_xsave, buf);
+}
 
 _Static_assert(RM_MAX_OBJECTS == 8 && RM_API_COUNT == 16,
 	       "rm_api_entry.S generates 8 x 16 stubs");
@@ -54,7 +64,7 @@ static struct rm_thread rm_nomem_thread = {
 	.table = &rm_nomem_table.t,
 };
 
-void rm_unmap(void *p, uint64_t len)
+RM_HIDDEN void rm_unmap(void *p, uint64_t len)
 {
 	tv_unmap(p, len);
 }
@@ -102,6 +112,7 @@ static COLD int rm_grow(struct rm_thread *t)
 			j = (j + 1) & nt->mask;
 		nt->e[j].id = o->id;
 		nt->e[j].count = o->count;
+		nt->e[j].slow = o->slow;
 		nt->e[j].site1 = o->site1;
 	}
 	nt->older = t->table;
@@ -113,19 +124,22 @@ static COLD int rm_grow(struct rm_thread *t)
 	return 1;
 }
 
-/* The counter of (gsite, id) reached the hot threshold: the hook where the
- * recorder will start. Go runs on this thread's own stack (the trampoline
- * has stepped over the red zone): switching stacks would make every Go
- * callback read /proc/self/maps. */
-static COLD void rm_hot(struct rm_thread *t, uint32_t gsite, uint64_t id,
-			uint64_t count)
+/* The counter e reached the hot threshold on this thread. The first time
+ * in the process (with the JIT wanted) the JIT library is loaded: the Go
+ * runtime starts here, not at program start. Go runs on this thread's own
+ * stack (the trampoline has stepped over the red zone): switching stacks
+ * would make every Go callback read /proc/self/maps. */
+static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
 	if (rm_g.forked || !t->xbuf || t->in_slow)
 		return;
+	e->slow = 1;
+	if (!rm_g.jit_wanted || rm_g.jit_tried)
+		return;
 	t->in_slow = 1;
-	tv_xsave(t->xbuf);
-	rmHot(gsite, id, count);
-	tv_xrstor(t->xbuf);
+	rm_xsave(t->xbuf);
+	rm_jit_load();
+	rm_xrstor(t->xbuf);
 	t->in_slow = 0;
 }
 
@@ -152,7 +166,7 @@ static COLD void rm_insert(struct rm_thread *t, uint32_t gsite, uint64_t id,
 	__atomic_store_n(&e->site1, site1, __ATOMIC_RELEASE);
 	t->used++;
 	if (hot && rm_g.hot_threshold == 1)
-		rm_hot(t, gsite, id, 1);
+		rm_hot(t, e);
 }
 
 static uint64_t rm_count(uint32_t gsite, uint64_t id, int hot);
@@ -163,7 +177,7 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 {
 	struct rm_thread *t = &rm_nomem_thread;
 	uint64_t head = (sizeof(struct rm_thread) + 63) & ~63ull;
-	uint64_t len = (head + tv_g.xsave_size + 4095) & ~4095ull;
+	uint64_t len = (head + rm_g.xsave_size + 4095) & ~4095ull;
 	struct rm_thread *nt = tv_map(len);
 	struct rm_table *tab = nt ? rm_table_new(RM_TABLE_MIN_LOG2) : NULL;
 	if (tab) {
@@ -181,9 +195,9 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 	if (t != &rm_nomem_thread) {
 		/* in_slow: a nested hit must not reuse the save area. */
 		t->in_slow = 1;
-		tv_xsave(t->xbuf);
+		rm_xsave(t->xbuf);
 		rm_thread_register(t);
-		tv_xrstor(t->xbuf);
+		rm_xrstor(t->xbuf);
 		t->in_slow = 0;
 	}
 	return rm_count(gsite, id, hot);
@@ -227,7 +241,7 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 	uint64_t c = __atomic_load_n(&e->count, __ATOMIC_RELAXED) + 1;
 	__atomic_store_n(&e->count, c, __ATOMIC_RELAXED);
 	if (unlikely(hot && c == rm_g.hot_threshold))
-		rm_hot(t, gsite, id, c);
+		rm_hot(t, e);
 	return c;
 }
 
@@ -250,11 +264,11 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 {
 	if (!rm_g.jit)
 		return 0;
-	uint64_t head = tv_trace_lookup(gs, id);
+	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head)
 		return head;
-	if (rm_record_due(c) || tv_retry_due(gs, id))
-		return tv_try_record(gs, id, resume, 0);
+	if (rm_record_due(c) || rm_g.ops.retry_due(gs, id))
+		return rm_g.ops.try_record(gs, id, resume, 0);
 	return 0;
 }
 
@@ -356,23 +370,26 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
 	int back = api == RM_API_BACKWARDS_BRANCH;
 	uint64_t c = rm_count(gs, id, back);
+	if (!rm_g.jit)
+		return 0;
 	/* A native call from a trace or a recording block: count only. */
-	if (unlikely(tv_in_cache(ret)) || !rm_g.jit)
+	if (unlikely(ret - rm_g.ops.cache[0] <
+		     rm_g.ops.cache[1] - rm_g.ops.cache[0]))
 		return 0;
 	switch (api) {
 	case RM_API_BACKWARDS_BRANCH:
 		if (c < rm_g.hot_threshold)
 			return 0;
-		uint64_t head = tv_trace_lookup(gs, id);
+		uint64_t head = rm_g.ops.trace_lookup(gs, id);
 		if (head)
 			return head;
-		if (rm_record_due(c) || tv_retry_due(gs, id))
-			return tv_try_record(gs, id, ret, 0);
+		if (rm_record_due(c) || rm_g.ops.retry_due(gs, id))
+			return rm_g.ops.try_record(gs, id, ret, 0);
 		return 0;
 	case RM_API_FORCE_BEGIN_TRACE:
-		return tv_try_record(gs, id, ret, 1);
+		return rm_g.ops.try_record(gs, id, ret, 1);
 	case RM_API_FORCE_JUMP_TO_TRACE:
-		return tv_trace_lookup(TV_ANY_SITE, id);
+		return rm_g.ops.trace_lookup(RM_ANY_SITE, id);
 	case RM_API_DO_NOT_TRACE_FUNCTION:
 		rm_jit_call(RM_JIT_DO_NOT_TRACE, id);
 		return 0;
@@ -390,9 +407,9 @@ static COLD void rm_jit_call(int what, uint64_t arg)
 	if (rm_g.forked || !t || !t->xbuf || t->in_slow)
 		return;
 	t->in_slow = 1;
-	tv_xsave(t->xbuf);
-	rmJITCall(what, arg);
-	tv_xrstor(t->xbuf);
+	rm_xsave(t->xbuf);
+	rm_g.ops.annotate(what, arg);
+	rm_xrstor(t->xbuf);
 	t->in_slow = 0;
 }
 

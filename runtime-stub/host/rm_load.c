@@ -1,0 +1,189 @@
+/*
+ * rm_load.c: loading the JIT. libredmagic-jit.so (Go, c-shared) is loaded
+ * from this library's own directory the first time a loop gets hot with
+ * the JIT wanted, and never before: a program without hot loops runs with
+ * the original's threads, heap and start-up. Anything that keeps the JIT
+ * from starting (limits, a missing or refused library, a Go start-up
+ * failure the limits below would cause) leaves the counters on, the JIT
+ * off and one line on standard error.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../rm_internal.h"
+
+RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out);
+
+/* Address space the Go runtime reserves as it starts (its heap arena
+ * index and page summaries), with the JIT's code cache and heap on top:
+ * below this much headroom under RLIMIT_AS it would die with "fatal
+ * error: failed to reserve page summary memory" instead of failing. */
+#define RM_JIT_MIN_AS (1ull << 30)
+
+/* Threads the Go runtime starts (sysmon, GC workers, the template thread
+ * and spares) before any is reused. */
+#define RM_JIT_MIN_THREADS 16
+
+static const struct rm_host rm_host = {
+	.abi = RM_JIT_ABI,
+	.object_desc = rm_object_desc,
+};
+
+static int rm_why(char *why, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Address space mapped now, from /proc/self/statm (pages); 0 if unknown. */
+static uint64_t rm_mapped_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	if (!f)
+		return 0;
+	unsigned long long pages = 0;
+	if (fscanf(f, "%llu", &pages) != 1)
+		pages = 0;
+	fclose(f);
+	return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Threads in the process now, from /proc/self/task; 0 if unknown. */
+static uint64_t rm_thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return 0;
+	uint64_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Refuses to start Go where the Go runtime would abort the process. */
+static int rm_jit_preflight(char *why, size_t n)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		uint64_t used = rm_mapped_bytes();
+		if (rl.rlim_cur < used + RM_JIT_MIN_AS)
+			return rm_why(why, n,
+				      "the address-space limit (ulimit -v %llu "
+				      "KiB) leaves less than %llu MiB for it",
+				      (unsigned long long)rl.rlim_cur >> 10,
+				      RM_JIT_MIN_AS >> 20);
+	}
+	if (getrlimit(RLIMIT_NPROC, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && geteuid() != 0) {
+		/* The limit counts the user's threads in every process; this
+		 * process's own are a lower bound of them. */
+		uint64_t used = rm_thread_count();
+		if (rl.rlim_cur < used + RM_JIT_MIN_THREADS)
+			return rm_why(why, n,
+				      "the thread limit (ulimit -u %llu) leaves "
+				      "too few threads for it",
+				      (unsigned long long)rl.rlim_cur);
+	}
+	return 0;
+}
+
+/* The JIT library's path: beside this library, whatever name the dynamic
+ * linker found it by ($ORIGIN of the patched file). */
+static int rm_jit_path(char *out, size_t n, char *why, size_t whylen)
+{
+	Dl_info info;
+	if (!dladdr((void *)&rm_host, &info) || !info.dli_fname)
+		return rm_why(why, whylen, "cannot tell where libredmagic.so is");
+	const char *slash = strrchr(info.dli_fname, '/');
+	int dirlen = slash ? (int)(slash - info.dli_fname) : 1;
+	const char *dir = slash ? info.dli_fname : ".";
+	if (snprintf(out, n, "%.*s/%s", dirlen, dir, RM_JIT_LIBRARY) >= (int)n)
+		return rm_why(why, whylen, "path of %s too long", RM_JIT_LIBRARY);
+	return 0;
+}
+
+static int rm_ops_complete(const struct rm_jit_ops *o)
+{
+	return o->trace_lookup && o->retry_due && o->try_record &&
+	       o->annotate && o->fork_prepare && o->fork_parent &&
+	       o->fork_child && o->report && o->cache;
+}
+
+/* Loads and starts the JIT. Returns 0 when it runs. */
+static int rm_jit_open(char *why, size_t n)
+{
+	if (rm_jit_preflight(why, n) != 0)
+		return -1;
+	char path[PATH_MAX];
+	if (rm_jit_path(path, sizeof path, why, n) != 0)
+		return -1;
+	/*
+	 * The Go runtime starts in threads of its own created while the
+	 * library loads, and they keep the signal mask in force then (Go
+	 * unblocks only synchronous signals in a library). With nothing
+	 * blocked, a process-directed signal the interpreter has blocked in
+	 * its own threads (Python's pthread_sigmask, sigwait) would be taken
+	 * by a Go thread instead of staying pending.
+	 */
+	sigset_t all, saved;
+	sigfillset(&all);
+	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+					 SIGTRAP, SIGSYS };
+	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+		sigdelset(&all, sync_sigs[i]);
+	int masked = pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (masked)
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (!h)
+		return rm_why(why, n, "%s", dlerror());
+	rm_jit_start_fn start = (rm_jit_start_fn)dlsym(h, RM_JIT_START);
+	if (!start)
+		return rm_why(why, n, "%s: no %s", path, RM_JIT_START);
+	struct rm_jit_ops ops;
+	memset(&ops, 0, sizeof ops);
+	why[0] = 0;
+	int r = start(&rm_host, &ops, why, n);
+	if (r > 0)
+		return 1; /* nothing to trace: quietly off */
+	if (r < 0)
+		return -1;
+	if (!rm_ops_complete(&ops))
+		return rm_why(why, n, "%s: incomplete interface", path);
+	rm_g.ops = ops;
+	return 0;
+}
+
+int rm_jit_load(void)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&mu);
+	if (!rm_g.jit_tried && !rm_g.forked) {
+		char why[512];
+		int r = rm_jit_open(why, sizeof why);
+		if (r < 0)
+			fprintf(stderr, "redmagic: the JIT cannot start: %s; "
+				"running on without it\n", why);
+		if (r == 0)
+			__atomic_store_n(&rm_g.jit, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&rm_g.jit_tried, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&mu);
+	return rm_g.jit;
+}

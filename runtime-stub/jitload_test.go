@@ -1,0 +1,85 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Until a loop is hot the process has the original's threads: the JIT
+// library (and with it the Go runtime) is loaded at the first hot loop,
+// and never with the JIT off (TestDisable covers the runtime off).
+func TestNothingBeforeHot(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		hits    int
+		threads string
+		jit     bool
+	}{
+		{"cold", nil, 999, "threads=1", false},
+		{"hot", nil, 1000, "", true},
+		{"jit off", []string{"REDMAGIC_JIT=0"}, 5000, "threads=1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runHarness(t, bin, tc.env, args("tasks", "hit", siteJump, 1, 0, tc.hits, "tasks")...)
+			require.Equal(t, 0, r.exit, r.stderr)
+			assert.Empty(t, r.stderr)
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			require.Len(t, lines, 2)
+			assert.Equal(t, "threads=1", lines[0], "at start")
+			if tc.threads != "" {
+				assert.Equal(t, tc.threads, lines[1], "after the loop")
+			} else {
+				assert.NotEqual(t, "threads=1", lines[1], "the Go runtime's threads after the loop")
+			}
+			assert.Equal(t, tc.jit, r.stats.JIT != nil, "the JIT's report")
+		})
+	}
+}
+
+// The Go runtime's threads keep every asynchronous signal blocked, so a
+// signal the program blocks stays pending for the program's own threads
+// (CPython's test_signal relies on it).
+func TestSignalsStayWithProgramThreads(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	r := runHarness(t, bin, nil, args("block-usr1", "hit", siteJump, 1, 0, 1000, "tasks", "raise-usr1")...)
+	require.Equal(t, 0, r.exit, r.stderr)
+	assert.NotContains(t, r.stdout, "threads=1\n", "the JIT was loaded")
+	assert.Contains(t, r.stdout, "usr1 pending=1\n")
+}
+
+// When the JIT cannot start, the program runs on counting, with one line
+// on standard error and unchanged results.
+func TestJITCannotStart(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	ops := args("hit", siteJump, 1, 0, 3000, "tasks")
+
+	// A runtime without its JIT library beside it.
+	alone := t.TempDir()
+	data, err := os.ReadFile(fx.so)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(alone, "libredmagic.so"), data, 0o755))
+	r := runHarness(t, bin, []string{"LD_LIBRARY_PATH=" + alone}, ops...)
+	require.Equal(t, 0, r.exit, r.stderr)
+	assert.Regexp(t, `^redmagic: the JIT cannot start: .*libredmagic-jit.so.*; running on without it\n$`, r.stderr)
+	assert.Equal(t, "threads=1\n", r.stdout)
+	assert.Equal(t, uint64(3000), r.stats.site(t, siteJump).Hits)
+	assert.Nil(t, r.stats.JIT)
+
+	// An address-space limit under which the Go runtime would abort.
+	sh := "ulimit -v 800000 && exec \"$0\" \"$@\""
+	r = runHarness(t, "/bin/sh", nil, append([]string{"-c", sh, bin}, ops...)...)
+	require.Equal(t, 0, r.exit, r.stderr)
+	assert.Regexp(t, `^redmagic: the JIT cannot start: the address-space limit \(ulimit -v 800000 KiB\).*\n$`, r.stderr)
+	assert.Equal(t, "threads=1\n", r.stdout)
+	assert.Equal(t, uint64(3000), r.stats.site(t, siteJump).Hits)
+}
