@@ -14,7 +14,7 @@ import (
 // runtime-stub/include/redmagic_patch.h; a test compiles the header and
 // checks every offset.
 const (
-	abiVersion   = 2
+	abiVersion   = 3
 	apiCount     = 16
 	hdrMagic     = 0
 	hdrABI       = 8
@@ -41,7 +41,13 @@ const (
 	siteName     = 32
 	siteFlags    = 36
 	siteTramp    = 40
-	siteSize     = 48
+	siteSlot     = 48
+	siteSlotOrig = 56
+	siteSlotKind = 64
+	siteSize     = 72
+	slotNone     = 0
+	slotAddr64   = 1
+	slotOff32    = 2
 	siteKindBack = 1
 	siteKindAPI  = 2
 	// siteFlagNoTrace is RM_SITE_NO_TRACE.
@@ -102,6 +108,16 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, o
 		}
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])
+		switch s.Via {
+		case sites.ViaTableEntry, sites.ViaTableRelative:
+			le.PutUint64(e[siteSlot:], s.Slot)
+			le.PutUint64(e[siteSlotOrig:], s.Resume)
+			le.PutUint32(e[siteSlotKind:], slotAddr64)
+		case sites.ViaPICEntry:
+			le.PutUint64(e[siteSlot:], s.Slot)
+			le.PutUint64(e[siteSlotOrig:], uint64(int64(s.Resume)-int64(s.Base)))
+			le.PutUint32(e[siteSlotKind:], slotOff32)
+		}
 	}
 	h := make([]byte, headerSize)
 	copy(h[hdrMagic:], Magic[:])

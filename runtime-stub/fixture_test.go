@@ -50,15 +50,19 @@ type rmHeader struct {
 }
 
 type rmSite struct {
-	Addr   uint64 `c:"addr"`
-	Resume uint64 `c:"resume"`
-	Kind   uint32 `c:"kind"`
-	API    uint32 `c:"api"`
-	IDReg  int32  `c:"id_reg"`
-	AuxReg int32  `c:"aux_reg"`
-	Name   uint32 `c:"name"`
-	Flags  uint32 `c:"flags"`
-	Tramp  uint64 `c:"trampoline"`
+	Addr     uint64 `c:"addr"`
+	Resume   uint64 `c:"resume"`
+	Kind     uint32 `c:"kind"`
+	API      uint32 `c:"api"`
+	IDReg    int32  `c:"id_reg"`
+	AuxReg   int32  `c:"aux_reg"`
+	Name     uint32 `c:"name"`
+	Flags    uint32 `c:"flags"`
+	Tramp    uint64 `c:"trampoline"`
+	Slot     uint64 `c:"slot"`
+	SlotOrig uint64 `c:"slot_orig"`
+	SlotKind uint32 `c:"slot_kind"`
+	Pad      uint32 `c:"pad"`
 }
 
 func encode(v any) []byte {
@@ -80,6 +84,12 @@ const (
 	nTestSites    = 19
 )
 
+// testTramp and testSlotOrig are made-up trampoline addresses and
+// original dispatch entries of site i (never run: the harness only reads
+// its test entries back).
+func testTramp(i int) uint64    { return 0x7000 + uint64(i) }
+func testSlotOrig(i int) uint64 { return 0x9000 + uint64(i) }
+
 // testSiteAddr is the made-up link-time address recorded for site i.
 func testSiteAddr(i int) uint64 { return 0x1000 + 0x10*uint64(i) }
 
@@ -100,8 +110,12 @@ func testSiteName(i int) string {
 type patchSpec struct {
 	target string // header symbol; rm_test_header by default
 	mutate func(h *rmHeader, sites []rmSite, strtab *[]byte)
-	noDT   bool    // leave .dynamic alone
-	dtPtr  *uint64 // DT_REDMAGIC value other than the header's address
+	noDT   bool // leave .dynamic alone
+	// slots points three sites at the harness's test dispatch entries
+	// (rm_test_ro64, rm_test_rw64, rm_test_pic32), holding their
+	// trampolines as a patcher leaves them (non-PIE only: bias 0).
+	slots bool
+	dtPtr *uint64 // DT_REDMAGIC value other than the header's address
 }
 
 type strtabBuilder struct{ b []byte }
@@ -164,7 +178,7 @@ func patchHarness(t *testing.T, src, dst string, spec patchSpec) {
 	var st strtabBuilder
 	st.add("")
 	h := rmHeader{
-		ABIVersion:  2,
+		ABIVersion:  3,
 		HeaderSize:  uint32(binary.Size(rmHeader{})),
 		Self:        hs.Value,
 		NSites:      nTestSites,
@@ -186,6 +200,21 @@ func patchHarness(t *testing.T, src, dst string, spec patchSpec) {
 	}
 	sites[siteLuaJmp].Flags = 1
 	sites[siteLuaJmp].AuxReg = 12
+	if spec.slots {
+		for _, x := range []struct {
+			site int
+			sym  string
+			kind uint32
+		}{{siteJump, "rm_test_ro64", 1}, {siteJumpQuick, "rm_test_rw64", 1}, {siteAPI0 + 1, "rm_test_pic32", 2}} {
+			s := &sites[x.site]
+			s.Tramp, s.Slot, s.SlotOrig, s.SlotKind = testTramp(x.site), sym[x.sym].Value, testSlotOrig(x.site), x.kind
+			if x.kind == 1 {
+				binary.LittleEndian.PutUint64(data[fileOff(s.Slot, 8):], s.Tramp)
+			} else {
+				binary.LittleEndian.PutUint32(data[fileOff(s.Slot, 4):], uint32(s.SlotOrig+s.Tramp-s.Resume))
+			}
+		}
+	}
 	strtab := st.b
 	h.StrtabSize = uint32(len(strtab))
 	if spec.mutate != nil {

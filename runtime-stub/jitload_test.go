@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,4 +83,47 @@ func TestJITCannotStart(t *testing.T) {
 	assert.Regexp(t, `^redmagic: the JIT cannot start: the address-space limit \(ulimit -v 800000 KiB\).*\n$`, r.stderr)
 	assert.Equal(t, "threads=1\n", r.stdout)
 	assert.Equal(t, uint64(3000), r.stats.site(t, siteJump).Hits)
+}
+
+// Where counting cannot pay, the runtime puts the original dispatch entries
+// back: with the runtime disabled, with the JIT off and no statistics
+// wanted, and when the JIT cannot start (without statistics). Otherwise
+// the entries keep their trampolines.
+func TestDispatchEntriesRestored(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "nopie", patchSpec{slots: true})
+	patched := fmt.Sprintf("ro64=%#x rw64=%#x pic32=%#x\n", testTramp(siteJump), testTramp(siteJumpQuick),
+		uint32(testSlotOrig(siteAPI0+1)+testTramp(siteAPI0+1)-(testSiteAddr(siteAPI0+1)+5)))
+	orig := fmt.Sprintf("ro64=%#x rw64=%#x pic32=%#x\n", testSlotOrig(siteJump), testSlotOrig(siteJumpQuick),
+		uint32(testSlotOrig(siteAPI0+1)))
+	alone := t.TempDir()
+	data, err := os.ReadFile(fx.so)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(alone, "libredmagic.so"), data, 0o755))
+	noStats := "REDMAGIC_STATS="
+	for _, tc := range []struct {
+		name   string
+		env    []string
+		before string // before any hit
+		after  string // after a hot loop
+	}{
+		{"runtime on", nil, patched, patched},
+		{"disabled", []string{"REDMAGIC_DISABLE=1"}, orig, orig},
+		{"jit off, statistics wanted", []string{"REDMAGIC_JIT=0"}, patched, patched},
+		{"jit off, no statistics", []string{"REDMAGIC_JIT=0", noStats}, orig, orig},
+		{"jit cannot start, statistics wanted", []string{"LD_LIBRARY_PATH=" + alone}, patched, patched},
+		{"jit cannot start, no statistics", []string{"LD_LIBRARY_PATH=" + alone, noStats}, patched, orig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops := []string{"tables"}
+			if tc.before == patched {
+				// The hits go through the filled slot, as a
+				// trampoline's would.
+				ops = append(ops, args("hit", siteJump, 1, 0, 1500)...)
+			}
+			r := runHarness(t, bin, tc.env, append(ops, "tables")...)
+			require.Equal(t, 0, r.exit, r.stderr)
+			assert.Equal(t, tc.before+tc.after, r.stdout)
+		})
+	}
 }

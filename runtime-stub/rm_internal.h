@@ -171,6 +171,9 @@ struct rm_thread {
 RM_HIDDEN void rm_thread_register(struct rm_thread *t);
 /* Loads and starts the JIT once per process; returns rm_g.jit. */
 RM_HIDDEN int rm_jit_load(void);
+/* The JIT will not run: puts the original dispatch entries back unless
+ * statistics are wanted (rm_init.c). */
+RM_HIDDEN void rm_step_aside(void);
 
 /* Defined in rm_fast.c. */
 /* rm_hit_fns[k][lua]: object k's hit function; lua = 1 for objects with
@@ -213,8 +216,23 @@ struct rm_objinfo {
 int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 		char *why, size_t whylen);
 
+/* A patched object as rm_restore_dispatch needs it. */
+struct rm_restore_obj {
+	uintptr_t bias;
+	const struct rm_seg *segs; /* its PT_LOAD and PT_GNU_RELRO headers */
+	int nsegs;
+	const unsigned char *sites;
+	uint32_t nsites;
+	uint32_t site_size;
+};
+
+/* Puts back every dispatch-table entry of o that still holds its
+ * trampoline (rm_restore.c); returns how many. Safe while other threads
+ * dispatch through the table: each entry changes in one store. */
+uint32_t rm_restore_dispatch(const struct rm_restore_obj *o);
+
 /* ------------------------------------------------------------------------ */
-/* Statistics snapshot handed to Go at exit. */
+/* Statistics snapshot written at exit. */
 
 struct rm_snap_obj {
 	const char *path;       /* "" for the main program */

@@ -85,7 +85,7 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 		{"magic", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.Magic[0] = 'X' }},
 			"bad header magic"},
 		{"abi", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.ABIVersion = 1 }},
-			"abi version 1, want 2"},
+			"abi version 1, want 3"},
 		{"header size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.HeaderSize = 100 }},
 			"bad header size 100"},
 		{"site size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.SiteSize = 32 }},
@@ -98,6 +98,10 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 			"site table at 0x7fff00000000"},
 		{"strtab outside", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.StrtabSize = 1 << 30 }},
 			"string table at"},
+		{"slot kind", patchSpec{mutate: func(_ *rmHeader, s []rmSite, _ *[]byte) { s[3].SlotKind = 3 }},
+			"site 3: bad slot kind 3"},
+		{"slot wild", patchSpec{mutate: func(_ *rmHeader, s []rmSite, _ *[]byte) { s[3].SlotKind, s[3].Slot = 1, 0x7fff00000000 }},
+			"site 3: slot at 0x7fff00000000 is outside the loaded segments"},
 		{"strtab unterminated", patchSpec{mutate: func(h *rmHeader, _ []rmSite, s *[]byte) {
 			*s = append(*s, 'x')
 			h.StrtabSize++

@@ -118,6 +118,10 @@ func cLayout() map[string]uintptr {
 		"site.name":           unsafe.Offsetof(s.name),
 		"site.trampoline":     unsafe.Offsetof(s.trampoline),
 		"site.flags":          unsafe.Offsetof(s.flags),
+		"site.slot":           unsafe.Offsetof(s.slot),
+		"site.slot_orig":      unsafe.Offsetof(s.slot_orig),
+		"site.slot_kind":      unsafe.Offsetof(s.slot_kind),
+		"site.pad":            unsafe.Offsetof(s.pad),
 		"api_count":           C.RM_API_COUNT,
 	}
 }

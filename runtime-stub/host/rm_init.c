@@ -30,6 +30,7 @@ RM_HIDDEN struct rm_thread *rm_thread_nomem(void);
  * rm_g.obj. */
 struct rm_obj_info {
 	char *path;
+	struct rm_restore_obj restore;
 	uintptr_t bias;
 	const char *profile, *build_id, *tool_version;
 	const unsigned char *sites;
@@ -40,6 +41,7 @@ struct rm_obj_info {
 static struct {
 	int disabled;
 	char *stats_path;
+	uint64_t restored;      /* dispatch-table entries put back */
 	uint32_t nobjs;
 	struct rm_obj_info obj[RM_MAX_OBJECTS];
 
@@ -61,8 +63,19 @@ struct rm_found {
 	struct rm_objinfo info;
 	char *path;
 	uintptr_t bias;
+	struct rm_seg *segs;    /* for rm_restore_dispatch */
+	int nsegs;
 	int lua;        /* has RM_SITE_LUA54_SJ sites */
 };
+
+static struct rm_restore_obj rm_restore_of(const struct rm_found *f)
+{
+	return (struct rm_restore_obj){
+		.bias = f->bias, .segs = f->segs, .nsegs = f->nsegs,
+		.sites = f->info.sites, .nsites = f->info.nsites,
+		.site_size = f->info.site_size,
+	};
+}
 
 struct rm_scan {
 	struct rm_found found[RM_MAX_OBJECTS];
@@ -144,9 +157,15 @@ static int rm_phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		rm_refuse(info->dlpi_name, "too many sites in all objects");
 		return 0;
 	}
-	sc->found[sc->nfound].info = oi;
-	sc->found[sc->nfound].path = strdup(info->dlpi_name ? info->dlpi_name : "");
-	sc->found[sc->nfound].bias = info->dlpi_addr;
+	struct rm_found *f = &sc->found[sc->nfound];
+	f->info = oi;
+	f->path = strdup(info->dlpi_name ? info->dlpi_name : "");
+	f->bias = info->dlpi_addr;
+	f->segs = malloc(nsegs * sizeof *segs);
+	if (f->segs) {
+		memcpy(f->segs, segs, nsegs * sizeof *segs);
+		f->nsegs = nsegs;
+	}
 	sc->nfound++;
 	sc->nsites += oi.nsites;
 	return 0;
@@ -183,6 +202,7 @@ static void rm_install(struct rm_scan *sc)
 		struct rm_patch_header *h = f->info.hdr;
 		rm_s.obj[k] = (struct rm_obj_info){
 			.path = f->path,
+			.restore = rm_restore_of(f),
 			.bias = f->bias,
 			.profile = str + h->profile,
 			.build_id = str + h->build_id,
@@ -330,6 +350,16 @@ static void rm_atfork_child(void)
 		rm_g.ops.fork_child();
 	}
 	pthread_mutex_init(&rm_s.mu, NULL);
+}
+
+/* The JIT will not run: unless statistics were asked for, counting
+ * cannot pay any more, and the original dispatch entries go back. */
+void rm_step_aside(void)
+{
+	if (rm_s.stats_path)
+		return;
+	for (uint32_t k = 0; k < rm_s.nobjs; k++)
+		rm_s.restored += rm_restore_dispatch(&rm_s.obj[k].restore);
 }
 
 RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
@@ -509,12 +539,24 @@ __attribute__((constructor)) static void rm_ctor(void)
 		rm_s.stats_path = strdup(stats);
 		atexit(rm_atexit);
 	}
-	if (rm_env_bool("REDMAGIC_DISABLE", 0)) {
-		rm_s.disabled = 1;
+	rm_s.disabled = rm_env_bool("REDMAGIC_DISABLE", 0);
+	if (!rm_s.disabled) {
+		rm_g.hot_threshold = rm_env_threshold();
+		rm_g.jit_wanted = rm_env_bool("REDMAGIC_JIT", 1);
+	}
+	/* With the runtime disabled, or with no JIT to feed and no one asking
+	 * for statistics, counting cannot pay: the original dispatch entries
+	 * go back and no slot is filled, so the patched program runs the
+	 * original's code. */
+	if (rm_s.disabled || (!rm_g.jit_wanted && !rm_s.stats_path)) {
+		struct rm_scan sc = { 0 };
+		dl_iterate_phdr(rm_phdr_cb, &sc);
+		for (uint32_t k = 0; k < sc.nfound; k++) {
+			struct rm_restore_obj o = rm_restore_of(&sc.found[k]);
+			rm_s.restored += rm_restore_dispatch(&o);
+		}
 		return;
 	}
-	rm_g.hot_threshold = rm_env_threshold();
-	rm_g.jit_wanted = rm_env_bool("REDMAGIC_JIT", 1);
 	tv_xsave_probe(&rm_g.xsave_mask, &rm_g.xsave_size, &rm_g.use_xsave);
 	rm_s.key_ok = pthread_key_create(&rm_s.key, rm_thread_exit) == 0;
 	pthread_atfork(rm_atfork_prepare, rm_atfork_parent, rm_atfork_child);

@@ -182,6 +182,8 @@ int rm_jit_load(void)
 				"running on without it\n", why);
 		if (r == 0)
 			__atomic_store_n(&rm_g.jit, 1, __ATOMIC_RELEASE);
+		else
+			rm_step_aside();
 		__atomic_store_n(&rm_g.jit_tried, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&mu);

@@ -127,6 +127,15 @@ int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 		if (s.flags & ~(uint32_t)(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE))
 			return rm_fail(why, n, "site %u: unknown flags %#x", i,
 				       s.flags);
+		if (s.slot_kind > RM_SLOT_OFF32)
+			return rm_fail(why, n, "site %u: bad slot kind %u", i,
+				       s.slot_kind);
+		if (s.slot_kind != RM_SLOT_NONE &&
+		    !rm_seg_of(d, s.slot, s.slot_kind == RM_SLOT_ADDR64 ? 8 : 4))
+			return rm_fail(why, n,
+				       "site %u: slot at %#lx is outside the "
+				       "loaded segments",
+				       i, (unsigned long)s.slot);
 		if (!rm_str_ok(s.name, h->strtab_size))
 			return rm_fail(why, n,
 				       "site %u: name offset %u out of range",

@@ -21,7 +21,8 @@
  * the file; site_size is a multiple of 8, >= sizeof(struct rm_site) and <=
  * 4096; nsites <= 2^20; sites (8-byte aligned) and strtab lie inside
  * PT_LOAD segments; strtab is non-empty and ends with a NUL; every string
- * offset is < strtab_size; every site has a known kind, api and flags.
+ * offset is < strtab_size; every site has a known kind, api and flags, and
+ * a slot of a known kind inside a PT_LOAD segment.
  * At most 8 objects per process are served.
  *
  * The patcher (Go, package elfpatch/site code) mirrors these layouts; a test
@@ -33,7 +34,7 @@
 #include <stdint.h>
 
 #define RM_MAGIC "RMPATCH"          /* 8 bytes with the NUL */
-#define RM_ABI_VERSION 2
+#define RM_ABI_VERSION 3
 /* In the OS-specific range DT_LOOS..DT_HIOS, which ld.so ignores. */
 #define DT_REDMAGIC 0x6d726d31
 
@@ -127,6 +128,28 @@ struct rm_site {
 	uint32_t flags;    /* enum rm_site_flags */
 	uint64_t trampoline; /* the site's trampoline: where the redirected
 	                        dispatch or call now lands */
+	/*
+	 * The dispatch-table entry the patcher redirected to the trampoline, so
+	 * that the runtime can put the original back where counting the site
+	 * cannot pay (REDMAGIC_DISABLE=1, no JIT to feed): the site then costs
+	 * nothing at all. RM_SLOT_NONE for a call's rel32 (code is never
+	 * written at run time).
+	 */
+	uint64_t slot;      /* link-time address of the entry */
+	uint64_t slot_orig; /* its original value (enum rm_slot_kind) */
+	uint32_t slot_kind; /* enum rm_slot_kind */
+	uint32_t pad;
+};
+
+enum rm_slot_kind {
+	RM_SLOT_NONE = 0,
+	/* 8 bytes: a link-time address; in memory, plus the load bias (the
+	 * entry is absolute in an ET_EXEC, RELATIVE-relocated otherwise). The
+	 * patched entry holds the trampoline's address the same way. */
+	RM_SLOT_ADDR64 = 1,
+	/* 4 bytes: a signed offset from the table base (PIC switch tables);
+	 * the patched entry holds slot_orig + trampoline - resume. */
+	RM_SLOT_OFF32 = 2,
 };
 
 #endif

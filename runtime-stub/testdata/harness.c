@@ -38,6 +38,12 @@ __attribute__((aligned(64), used)) const struct rm_site rm_test_sites[64] = {
 	{ .kind = 0xffffffff },
 };
 __attribute__((aligned(64), used)) const char rm_test_strtab[4096] = "unset";
+/* Dispatch-table entries as a patcher leaves them, for the tests of
+ * rm_restore.c (filled in by the test): 8-byte entries in read-only and in
+ * writable memory, and a 4-byte PIC table offset. */
+__attribute__((aligned(64), used)) const uint64_t rm_test_ro64[2] = { 1, 1 };
+__attribute__((aligned(64), used)) uint64_t rm_test_rw64[2] = { 1, 1 };
+__attribute__((aligned(64), used)) const int32_t rm_test_pic32[2] = { 1, 1 };
 
 typedef void (*hit_fn)(uint32_t, uint64_t, uint64_t);
 
@@ -393,6 +399,7 @@ static void usage(void)
 	      "  bench-api SITE N       ns per backwards_branch API call\n"
 	      "  bench-empty N          ns per call of an empty function\n"
 	      "  tasks                  print the number of threads\n"
+	      "  tables                 print the test's dispatch entries\n"
 	      "  block-usr1             block SIGUSR1 in this thread\n"
 	      "  raise-usr1             send the process SIGUSR1, say whether\n"
 	      "                         it stays pending, then take it\n",
@@ -485,6 +492,12 @@ int main(int argc, char **argv)
 			NEED(1);
 			bench_empty(num(argv[i + 1]));
 			i += 2;
+		} else if (!strcmp(op, "tables")) {
+			printf("ro64=%#" PRIx64 " rw64=%#" PRIx64 " pic32=%#x\n",
+			       *(volatile const uint64_t *)&rm_test_ro64[0],
+			       *(volatile uint64_t *)&rm_test_rw64[0],
+			       (unsigned)*(volatile const int32_t *)&rm_test_pic32[0]);
+			i += 1;
 		} else if (!strcmp(op, "tasks")) {
 			printf("threads=%d\n", tasks());
 			i += 1;
