@@ -124,6 +124,9 @@ func TestDispatchEntriesRestored(t *testing.T) {
 			r := runHarness(t, bin, tc.env, append(ops, "tables")...)
 			require.Equal(t, 0, r.exit, r.stderr)
 			assert.Equal(t, tc.before+tc.after, r.stdout)
+			if r.stats != nil && tc.before == orig {
+				assert.Equal(t, uint64(3), r.stats.DispatchRestored)
+			}
 		})
 	}
 }

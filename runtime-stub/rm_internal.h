@@ -276,6 +276,7 @@ struct rm_snapshot {
 	uint64_t threads;
 	uint64_t hot_threshold;
 	uint64_t invalid_site_calls;
+	uint64_t dispatch_restored; /* entries rm_restore_dispatch put back */
 	/* From the JIT when it started, else NULL: JSON texts of the "jit"
 	 * report object and of the "gave_up" object (reason -> count). */
 	const char *jit_json;

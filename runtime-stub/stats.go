@@ -66,6 +66,7 @@ type Stats struct {
 	SlowPathCalls    uint64            `json:"slow_path_calls"`
 	TableFullHits    uint64            `json:"table_full_hits"`
 	InvalidSiteCalls uint64            `json:"invalid_site_calls"`
+	DispatchRestored uint64            `json:"dispatch_restored"`
 	// JIT is the tracing JIT's report; null when it never started.
 	JIT *tracevm.Snapshot `json:"jit"`
 }
@@ -111,6 +112,7 @@ type statsInput struct {
 	Threads          uint64
 	HotThreshold     uint64
 	InvalidSiteCalls uint64
+	DispatchRestored uint64
 }
 
 type objectIn struct {

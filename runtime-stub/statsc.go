@@ -44,6 +44,7 @@ func writeStatsC(in statsInput, jit, gaveUp string) error {
 	s.threads = C.uint64_t(in.Threads)
 	s.hot_threshold = C.uint64_t(in.HotThreshold)
 	s.invalid_site_calls = C.uint64_t(in.InvalidSiteCalls)
+	s.dispatch_restored = C.uint64_t(in.DispatchRestored)
 	if jit != "" {
 		s.jit_json = cstr(jit)
 	}

@@ -391,6 +391,7 @@ static void rm_atexit(void)
 		.hot_threshold = rm_g.hot_threshold,
 		.invalid_site_calls = __atomic_load_n(&rm_g.invalid_site_calls,
 						      __ATOMIC_RELAXED),
+		.dispatch_restored = rm_s.restored,
 	};
 	struct rm_snap_obj objs[RM_MAX_OBJECTS];
 	struct rm_snap_site *sites = NULL;

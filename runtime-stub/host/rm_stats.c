@@ -3,8 +3,9 @@
  * rm_init.c takes into the one-line JSON object and writes it to the file
  * or to standard error.
  *
- * It writes the same bytes encoding/json wrote for the Go Stats struct it
- * replaces: same field order, same string escaping, [] for empty arrays.
+ * Field order and string escaping are those of encoding/json for the Go
+ * Stats struct (stats.go), which the tests decode it into; [] for empty
+ * arrays.
  * Nothing here touches global state, so it may run on any thread.
  */
 #ifndef _GNU_SOURCE
@@ -438,6 +439,7 @@ static void rm_put_stats(struct rm_buf *b, const struct rm_snapshot *s,
 	rm_field_u(b, ",\"slow_path_calls\":", slow);
 	rm_field_u(b, ",\"table_full_hits\":", overflow);
 	rm_field_u(b, ",\"invalid_site_calls\":", s->invalid_site_calls);
+	rm_field_u(b, ",\"dispatch_restored\":", s->dispatch_restored);
 	rm_puts(b, ",\"jit\":");
 	rm_puts(b, s->jit_json ? s->jit_json : "null");
 	rm_puts(b, "}\n");

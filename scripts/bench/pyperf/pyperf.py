@@ -32,7 +32,6 @@ a failure is an exception and a non-zero exit, like any Python error.
 """
 
 import argparse
-import asyncio
 import numbers
 import sys
 import time
@@ -96,6 +95,10 @@ class Runner:
         self._done(name)
 
     def bench_async_func(self, name, func, *args, inner_loops=None, metadata=None):
+        # Imported here: asyncio costs more start-up than most benchmarks'
+        # small sizes take to run, and no bm_* file here needs it.
+        import asyncio
+
         self._start(name)
         for _ in range(self.runs):
             asyncio.run(func(*args))

@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 2200 120
 -- Class hierarchies over metatables: a class() helper with __index chains up
 -- to four levels (Shape > Polygon > Rectangle > Square), method overriding with
 -- explicit super calls, isinstance checks, and __tostring/__eq/__lt/__le/__add/
@@ -184,7 +184,7 @@ local function random_shape()
   end
 end
 
-local n = tonumber(arg and arg[1]) or 200
+local n = tonumber(arg and arg[1]) or 2200
 local BATCH = 100
 local counts = { Polygon = 0, Rectangle = 0, Ellipse = 0, Shape = 0 }
 local classes = { Polygon = Polygon, Rectangle = Rectangle, Ellipse = Ellipse, Shape = Shape }

@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 800 40
 -- 2D collision detection: an immutable Vec2 class with arithmetic metamethods
 -- (__add, __sub, __mul, __div, __unm, __eq, __tostring), Body objects with
 -- axis-aligned bounding boxes, a uniform spatial hash grid for the broad phase
@@ -122,7 +122,7 @@ local function rand(m)
   return seed % m + 1
 end
 
-local n = tonumber(arg and arg[1]) or 100
+local n = tonumber(arg and arg[1]) or 800
 local WORLD, COUNT = 400, 300
 local bodies = {}
 for i = 1, COUNT do

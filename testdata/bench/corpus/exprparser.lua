@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 4500 250
 -- A tokenizer, recursive-descent parser and tree-walking evaluator for a tiny
 -- expression language: integers, + - * / %, unary minus, parentheses,
 -- comparisons, `let x = e in e`, `if c then a else b` and builtin calls
@@ -270,7 +270,7 @@ local function gen(depth, scope)
   end
 end
 
-local n = tonumber(arg and arg[1]) or 3000
+local n = tonumber(arg and arg[1]) or 4500
 local sum, tokens, shown_len, mismatches = 0, 0, 0, 0
 local global = { k = 7 }
 for _ = 1, n do

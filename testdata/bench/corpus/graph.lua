@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 20000 1500
 -- Graph algorithms over adjacency tables: a Graph class built from a seeded
 -- random generator, breadth-first search (hop distances), recursive and
 -- iterative depth-first search (components, reachability), Dijkstra's
@@ -207,7 +207,7 @@ function Graph:is_topological(order)
 end
 
 ---------------------------------------------------------------- driver
-local n = tonumber(arg and arg[1]) or 5000
+local n = tonumber(arg and arg[1]) or 20000
 
 local roads = Graph.new(n, false)
 for u = 2, n do

@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 12 9
 -- N-queens by backtracking over objects: a Board class tracks occupied
 -- columns and diagonals, Queen objects are placed and removed, and a Solver
 -- class counts all solutions for every board size up to n, keeps the first
@@ -92,7 +92,7 @@ function Solver:solve()
   return self.count
 end
 
-local n = tonumber(arg and arg[1]) or 8
+local n = tonumber(arg and arg[1]) or 12
 local total_nodes, total = 0, 0
 for size = 4, n do
   local s = Solver.new(size)

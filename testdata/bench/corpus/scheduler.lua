@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 60000 3000
 -- Discrete-time task scheduler simulation. A generic binary-heap priority
 -- queue class (custom comparator) holds ready tasks by priority and sleeping
 -- tasks by wake-up time. Tasks are objects with a state machine
@@ -199,7 +199,7 @@ function Scheduler:step()
 end
 
 ---------------------------------------------------------------- driver
-local n = tonumber(arg and arg[1]) or 4000
+local n = tonumber(arg and arg[1]) or 60000
 local sched = Scheduler.new(4)
 local next_id, spawned = 0, 0
 local function spawn_random()
@@ -221,7 +221,7 @@ for _ = 1, 16 do spawn_random() end
 repeat
   -- new arrivals keep coming until n tasks have been spawned
   local quiet = sched.ready:empty() and sched.sleeping:empty()
-  if spawned < n and (quiet or rand(7) == 1) then spawn_random() end
+  if spawned < n and (quiet or rand(8) == 1) then spawn_random() end
 until not sched:step()
 
 local by_kind = {}

@@ -1,4 +1,4 @@
--- sizes: FULL SMALL
+-- sizes: 110 6
 -- Sudoku constraint solver: a Grid class with per-row/column/box candidate
 -- sets, constraint propagation (naked singles) plus backtracking on the cell
 -- with the fewest candidates. Puzzles are derived from a base solution by
@@ -195,7 +195,7 @@ local function verify(grid, givens)
   return true
 end
 
-local n = tonumber(arg and arg[1]) or 40
+local n = tonumber(arg and arg[1]) or 110
 local solved, guesses, forced, checksum = 0, 0, 0, 0
 local hardest, hardest_guesses = nil, -1
 for i = 1, n do
