@@ -26,6 +26,8 @@
 #define RM_MAX_SITE_SIZE 4096u
 
 #define RM_HOT_DEFAULT 1000
+/* A trace must run a loop at 97% of the interpreter's cost or less. */
+#define RM_GOV_KEEP_PCT 97
 
 /* ------------------------------------------------------------------------ */
 /* The runtime (libredmagic.so, C) and the JIT (libredmagic-jit.so, Go).
@@ -71,6 +73,16 @@ struct rm_host {
  * which the runtime calls with the vector state saved (they run Go). */
 struct rm_jit_ops {
 	uint64_t (*trace_lookup)(uint32_t gsite, uint64_t id);
+	/* The loop's iterations in traces: root, side traces (tv.h). */
+	const volatile uint64_t *(*trace_iters)(uint32_t gsite, uint64_t id);
+	/* Cycles the calling thread has spent in the JIT's Go (recording,
+	 * compiling): the governor leaves them out of its windows. */
+	uint64_t (*jit_cycles)(void);
+	/* The governor's verdict: cycles per iteration x16 in the
+	 * interpreter and with the trace; drop unpublishes the trace and
+	 * keeps the loop from being recorded again. */
+	void (*trace_verdict)(uint32_t gsite, uint64_t id, uint32_t interp16,
+			      uint32_t trace16, int drop);
 	int (*retry_due)(uint32_t gsite, uint64_t id);
 	uint64_t (*try_record)(uint32_t gsite, uint64_t id, uint64_t resume,
 			       uint64_t reason);
@@ -112,6 +124,10 @@ struct rm_global {
 	volatile uint32_t forked; /* set in a fork child: never enter Go */
 	volatile uint32_t jit;    /* the tracing JIT is running: ops is set */
 	uint32_t jit_wanted;      /* REDMAGIC_JIT is not 0: load it when hot */
+	uint32_t gov_on;          /* REDMAGIC_GOVERNOR is not 0 */
+	uint32_t gov_keep_pct;    /* a trace is kept at this % of the
+				   * interpreter's cost or less */
+	uint64_t gov_sample_at;   /* count that opens the interpreter sample, 0 none */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
 	struct rm_jit_ops ops;
 	/* The vector state the slow paths save (tv_xsave_probe). */
@@ -131,6 +147,23 @@ struct rm_entry {
 	uint32_t site1;
 	uint32_t slow;          /* the counter took the slow path */
 	uint64_t count;
+	/* The governor's sample of the loop on this thread (rm_fast.c). */
+	uint64_t tsc;           /* time stamp at the open window's start */
+	uint64_t base;          /* hits + trace iterations then */
+	uint64_t jit0;          /* the thread's cycles in the JIT then */
+	uint32_t icost;         /* interpreter cycles per iteration x16 */
+	uint32_t gov;           /* enum rm_gov */
+	uint64_t pad;           /* a cache line */
+};
+
+/* Where a loop's measurement stands. */
+enum rm_gov {
+	RM_GOV_NONE = 0,        /* not sampled (yet) */
+	RM_GOV_INTERP = 1,      /* interpreter window open */
+	RM_GOV_MEASURED = 2,    /* icost known; waits for a trace */
+	RM_GOV_WARM = 3,        /* the trace runs its first window unmeasured */
+	RM_GOV_TRACE = 4,       /* trace window open */
+	RM_GOV_DONE = 5,        /* judged, or cannot be */
 };
 
 /* A table is one mapping: this header, then entries[mask + 1]. Readers

@@ -50,6 +50,9 @@ rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 		return r;
 	*ops = (struct rm_jit_ops){
 		.trace_lookup = tv_trace_lookup,
+		.trace_iters = tv_trace_iters,
+		.jit_cycles = tv_jit_cycles,
+		.trace_verdict = tv_trace_verdict,
 		.retry_due = tv_retry_due,
 		.try_record = tv_try_record,
 		.annotate = rm_jit_annotate,

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -51,7 +52,7 @@ type codeMap struct {
 // generate emits the trace of ops at base. exitBase is the id of its first
 // exit; it returns the code, the offsets of the rel32 fields that lead to
 // each exit, and the exits' original addresses.
-func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, err error) {
+func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtrs []uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, err error) {
 	e := newEmitter(base, m.tls)
 	head := e.newLabel()
 	e.bind(head)
@@ -309,13 +310,15 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtr uint6
 			e.movEAX1()
 		case opClose:
 			// Closing replaces an annotation call: the flags are dead.
-			if iterCtr != 0 {
-				e.incRIPAbs(iterCtr)
+			for _, c := range iterCtrs {
+				e.incRIPAbs(c)
 			}
 			e.jmpLabel(body)
 		case opLink:
-			if iterCtr != 0 && o.count {
-				e.incRIPAbs(iterCtr)
+			if o.count {
+				for _, c := range iterCtrs {
+					e.incRIPAbs(c)
+				}
 			}
 			e.jmpAbs(o.target)
 		case opExit:
@@ -456,8 +459,15 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		defer p.release()
 	}
+	// Back-edges taken in a trace count in its own counter and, for the
+	// runtime's measure of the loop (the governor), in its root's pair:
+	// root iterations, then side-trace iterations.
+	nctr := 1
+	if r.side != nil {
+		nctr = 2
+	}
 	// Sizes do not depend on the address: a first pass sizes the code.
-	probe, _, probeExits, _, _, err := m.generate(r.ops, m.cache.Base(), 0, m.data.base, p, r.start, idGuard, r.initStack)
+	probe, _, probeExits, _, _, err := m.generate(r.ops, m.cache.Base(), 0, slices.Repeat([]uint64{m.data.base}, nctr), p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
@@ -479,8 +489,21 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if r.side != nil {
 		t.root = r.side.rootTrace()
 	}
-	t.iterCtr = m.data.alloc8()
-	code, patch, origs, cm, stacks, err := m.generate(r.ops, base, exitBase, t.iterCtr, p, r.start, idGuard, r.initStack)
+	var ctrs []uint64
+	if r.side == nil {
+		t.iterCtr = m.data.alloc16()
+		ctrs = []uint64{t.iterCtr}
+	} else {
+		t.iterCtr = m.data.alloc8()
+		ctrs = []uint64{t.iterCtr, 0}
+		if t.root != nil && t.root.iterCtr != 0 {
+			ctrs[1] = t.root.iterCtr + 8
+		}
+	}
+	if slices.Contains(ctrs, 0) {
+		return nil, fmt.Errorf("tracevm: counter area full")
+	}
+	code, patch, origs, cm, stacks, err := m.generate(r.ops, base, exitBase, ctrs, p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
@@ -507,7 +530,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	m.traces = append(m.traces, t)
 	if r.side == nil {
 		m.byKey[r.key] = t
-		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base))
+		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base), C.uint64_t(t.iterCtr))
 		m.stats.tracesCompiled.Add(1)
 	} else {
 		g := uint64(ex[r.exitID].guard)

@@ -341,6 +341,16 @@ func (d *dataArea) alloc8() uint64 {
 	return a
 }
 
+// alloc16 allocates two adjacent words (0 when the area is full).
+func (d *dataArea) alloc16() uint64 {
+	if d.used+16 > d.size {
+		return 0
+	}
+	a := d.base + uint64(d.used)
+	d.used += 16
+	return a
+}
+
 func (d *dataArea) load(a uint64) uint64 {
 	return atomic.LoadUint64((*uint64)(addrPtr(a)))
 }

@@ -44,7 +44,10 @@ type Snapshot struct {
 	CodeBytes       uint64            `json:"code_bytes"`
 	Flushes         uint64            `json:"flushes"`
 	RecordSeconds   float64           `json:"record_seconds"`
-	Traces          []TraceStats      `json:"traces"`
+	// TracesDropped: root traces the runtime measured slower than the
+	// interpreter and unpublished (their loops are never recorded again).
+	TracesDropped uint64       `json:"traces_dropped"`
+	Traces        []TraceStats `json:"traces"`
 }
 
 // TraceStats describes one compiled trace.
@@ -57,6 +60,12 @@ type TraceStats struct {
 	Bytes      int    `json:"bytes"`
 	Iterations uint64 `json:"iterations"`
 	Exits      uint64 `json:"exits"`
+	// The runtime's measure of a root trace's loop (sampled cycles per
+	// iteration, exits included) and its verdict: kept, or dropped for
+	// not beating the interpreter. Absent when it was not measured.
+	InterpCycles float64 `json:"interp_cycles,omitempty"`
+	TraceCycles  float64 `json:"trace_cycles,omitempty"`
+	Verdict      string  `json:"verdict,omitempty"`
 	// TopExits: the exits taken most, most first (at most 5): where the
 	// original code resumed and how often.
 	TopExits []ExitStats `json:"top_exits,omitempty"`
@@ -94,6 +103,19 @@ func (m *Machine) Snapshot() Snapshot {
 	exits := exitTable()
 	for _, t := range m.traces {
 		ts := TraceStats{Head: t.head, Site: t.key.gsite, ID: t.key.id, Side: t.side, Insns: t.insns, Bytes: t.size}
+		if !t.side {
+			var i16, t16 C.uint32_t
+			switch C.tv_verdict_of(C.uint32_t(t.key.gsite), C.uint64_t(t.key.id), &i16, &t16) {
+			case 1:
+				ts.Verdict = "kept"
+			case 2:
+				ts.Verdict = "dropped"
+				s.TracesDropped++
+			}
+			if ts.Verdict != "" {
+				ts.InterpCycles, ts.TraceCycles = float64(i16)/16, float64(t16)/16
+			}
+		}
 		if t.iterCtr != 0 {
 			ts.Iterations = m.data.load(t.iterCtr)
 		}

@@ -17,6 +17,13 @@
 /* After the pragmas: its helpers are compiled for general registers too. */
 #include "tv_cpu.h"
 
+static inline uint64_t tv_rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
 static inline void tv_xsave(void *buf)
 {
 	tv_xsave_as(tv_g.xsave_mask, tv_g.use_xsave, buf);
@@ -43,6 +50,11 @@ struct tv_global tv_g;
  * code uses as an absolute %fs:disp32 operand. */
 static __thread struct tv_tls tv_tls
 	__attribute__((tls_model("initial-exec"), aligned(64)));
+
+uint64_t tv_jit_cycles(void)
+{
+	return tv_tls.jit_cycles;
+}
 
 uint64_t tv_fs_base(void)
 {
@@ -89,8 +101,11 @@ static struct tv_tls *tv_ready(void)
 struct tv_slot {
 	uint64_t id;
 	uint32_t site1;
-	uint32_t pad;
+	uint32_t verdict;     /* 0 none, 1 kept, 2 dropped (never again) */
 	uint64_t head;
+	uint64_t iters;       /* the root trace's two iteration counters */
+	uint32_t interp16;    /* cycles per iteration x16, interpreter */
+	uint32_t trace16;     /* ... with the trace */
 };
 static struct tv_slot tv_traces[1u << TV_TRACE_LOG2];
 
@@ -99,7 +114,7 @@ static inline uint64_t tv_hash(uint32_t site1, uint64_t id)
 	return ((id ^ ((uint64_t)site1 << 40)) * 0x9e3779b97f4a7c15ull) >> 40;
 }
 
-uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id)
+static struct tv_slot *tv_slot_of(uint32_t gsite, uint64_t id)
 {
 	uint32_t site1 = gsite + 1;
 	uint64_t mask = (1u << TV_TRACE_LOG2) - 1;
@@ -109,28 +124,79 @@ uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id)
 		uint32_t s1 = __atomic_load_n(&s->site1, __ATOMIC_ACQUIRE);
 		if (s1 == 0)
 			return 0;
-		if (s1 == site1 && s->id == id) {
-			uint64_t h = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
-			if (h)
-				__atomic_fetch_add(&tv_g.trace_entries, 1,
-						   __ATOMIC_RELAXED);
-			return h;
-		}
+		if (s1 == site1 && s->id == id)
+			return s;
 	}
 	return 0;
 }
 
-/* Called from Go under its lock: one writer. */
-static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head);
-
-int tv_publish(uint32_t gsite, uint64_t id, uint64_t head)
+uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id)
 {
-	if (gsite != TV_ANY_SITE)
-		tv_publish1(TV_ANY_SITE, id, head);
-	return tv_publish1(gsite, id, head);
+	struct tv_slot *s = tv_slot_of(gsite, id);
+	if (!s)
+		return 0;
+	uint64_t h = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
+	if (h)
+		__atomic_fetch_add(&tv_g.trace_entries, 1, __ATOMIC_RELAXED);
+	return h;
 }
 
-static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head)
+const volatile uint64_t *tv_trace_iters(uint32_t gsite, uint64_t id)
+{
+	struct tv_slot *s = tv_slot_of(gsite, id);
+	return s ? (const volatile uint64_t *)(uintptr_t)s->iters : 0;
+}
+
+void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
+		      uint32_t trace16, int drop)
+{
+	struct tv_slot *s = tv_slot_of(gsite, id);
+	if (!s || s->verdict == 2)
+		return;
+	s->interp16 = interp16;
+	s->trace16 = trace16;
+	__atomic_store_n(&s->verdict, drop ? 2 : 1, __ATOMIC_RELEASE);
+	if (!drop)
+		return;
+	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
+	/* redmagic_force_jump_to_trace's copy goes too. */
+	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
+	if (any && h)
+		__atomic_compare_exchange_n(&any->head, &h, 0, 0,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+int tv_verdict_of(uint32_t gsite, uint64_t id, uint32_t *interp16,
+		  uint32_t *trace16)
+{
+	struct tv_slot *s = tv_slot_of(gsite, id);
+	if (!s)
+		return 0;
+	*interp16 = s->interp16;
+	*trace16 = s->trace16;
+	return (int)__atomic_load_n(&s->verdict, __ATOMIC_ACQUIRE);
+}
+
+/* A loop whose trace was dropped is not recorded again. */
+static int tv_dropped(uint32_t gsite, uint64_t id)
+{
+	struct tv_slot *s = tv_slot_of(gsite, id);
+	return s && __atomic_load_n(&s->verdict, __ATOMIC_ACQUIRE) == 2;
+}
+
+/* Called from Go under its lock: one writer. */
+static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
+		       uint64_t iters);
+
+int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters)
+{
+	if (gsite != TV_ANY_SITE)
+		tv_publish1(TV_ANY_SITE, id, head, 0);
+	return tv_publish1(gsite, id, head, iters);
+}
+
+static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
+		       uint64_t iters)
 {
 	uint32_t site1 = gsite + 1;
 	uint64_t mask = (1u << TV_TRACE_LOG2) - 1;
@@ -138,11 +204,16 @@ static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head)
 	for (uint64_t n = 0; n <= mask / 2; n++, i = (i + 1) & mask) {
 		struct tv_slot *s = &tv_traces[i];
 		if (s->site1 == site1 && s->id == id) {
+			if (s->verdict == 2)
+				return 0; /* dropped: stays unpublished */
+			s->iters = iters;
+			s->verdict = 0;
 			__atomic_store_n(&s->head, head, __ATOMIC_RELEASE);
 			return 0;
 		}
 		if (s->site1 == 0) {
 			s->id = id;
+			s->iters = iters;
 			__atomic_store_n(&s->head, head, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->site1, site1, __ATOMIC_RELEASE);
 			return 0;
@@ -193,7 +264,9 @@ void tv_abort_stale(void)
 		return;
 	t->in_go = 1;
 	tv_xsave(t->xbuf);
+	uint64_t t0 = tv_rdtsc();
 	tvAbortStale(t->rec);
+	t->jit_cycles += tv_rdtsc() - t0;
 	tv_xrstor(t->xbuf);
 	t->rec = 0;
 	t->in_go = 0;
@@ -213,6 +286,8 @@ int tv_retry_due(uint32_t gsite, uint64_t id)
 	struct tv_tls *t = tv_ready();
 	if (!t || !t->retry || t->retry_gsite != gsite || t->retry_id != id)
 		return 0;
+	if (tv_dropped(gsite, id))
+		return 0;
 	t->retry = 0;
 	return 1;
 }
@@ -220,7 +295,7 @@ int tv_retry_due(uint32_t gsite, uint64_t id)
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason)
 {
-	if (!tv_g.enabled || tv_g.forked)
+	if (!tv_g.enabled || tv_g.forked || tv_dropped(gsite, id))
 		return 0;
 	struct tv_tls *t = tv_ready();
 	if (!t || t->in_go)
@@ -233,7 +308,9 @@ uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 	t->rec = 0;
 	t->in_go = 1;
 	tv_xsave(t->xbuf);
+	uint64_t t0 = tv_rdtsc();
 	uint64_t h = tvBeginRecord(gsite, id, resume, reason, old);
+	t->jit_cycles += tv_rdtsc() - t0;
 	tv_xrstor(t->xbuf);
 	t->in_go = 0;
 	if (!h)
@@ -331,7 +408,9 @@ static void tv_switch(void)
 		    tv_ready()) {
 			t->in_go = 1;
 			tv_xsave(t->xbuf);
+			uint64_t t0 = tv_rdtsc();
 			uint64_t n = tvSideExit(why);
+			t->jit_cycles += tv_rdtsc() - t0;
 			tv_xrstor(t->xbuf);
 			t->in_go = 0;
 			if (n)
@@ -352,7 +431,9 @@ static void tv_switch(void)
 	}
 	t->in_go = 1;
 	tv_xsave(t->xbuf);
+	uint64_t t0 = tv_rdtsc();
 	t->next = tvStep(t->rec, why);
+	t->jit_cycles += tv_rdtsc() - t0;
 	tv_xrstor(t->xbuf);
 	t->in_go = 0;
 }

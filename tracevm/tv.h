@@ -58,6 +58,7 @@ struct tv_tls {
 	uint64_t retry_id;
 	uint32_t retry_gsite;
 	uint32_t retry;
+	uint64_t jit_cycles;  /* time stamp cycles this thread spent in Go */
 };
 
 /* One trace exit: where the original code resumes. */
@@ -104,6 +105,16 @@ extern struct tv_global tv_g;
 /* For the embedding runtime (all callable on the interpreter's stack with
  * only the general registers and flags saved). */
 uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id);
+/* Iterations run in the root trace of (gsite, id) and in its side traces,
+ * as two adjacent counters (root, sides), or NULL. */
+const volatile uint64_t *tv_trace_iters(uint32_t gsite, uint64_t id);
+/* Time stamp cycles the calling thread has spent recording and compiling. */
+uint64_t tv_jit_cycles(void);
+/* The runtime's verdict on the trace of (gsite, id): cycles per loop
+ * iteration (x16) in the interpreter and with the trace. A trace that does
+ * not pay is dropped: unpublished, and its loop never recorded again. */
+void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
+		      uint32_t trace16, int drop);
 int tv_retry_due(uint32_t gsite, uint64_t id);
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason);
@@ -121,7 +132,10 @@ static inline int tv_in_cache(uint64_t a)
 struct tv_tls *tv_self(void);
 uint64_t tv_tls_offset(void);
 void tv_setup(void);
-int tv_publish(uint32_t gsite, uint64_t id, uint64_t head);
+int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters);
+/* What tv_trace_verdict recorded: 0 none, 1 kept, 2 dropped. */
+int tv_verdict_of(uint32_t gsite, uint64_t id, uint32_t *interp16,
+		  uint32_t *trace16);
 void tv_unpublish_all(void);
 uint64_t tv_switch_addr(void);
 uint64_t tv_fs_base(void);

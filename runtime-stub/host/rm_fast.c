@@ -36,7 +36,7 @@ static inline void rm_xrstor(void *buf)
 
 _Static_assert(RM_MAX_OBJECTS == 8 && RM_API_COUNT == 16,
 	       "rm_api_entry.S generates 8 x 16 stubs");
-_Static_assert(sizeof(struct rm_entry) == 24, "entry layout");
+_Static_assert(sizeof(struct rm_entry) == 64, "entry layout: a cache line");
 _Static_assert(sizeof(struct rm_table) == 64, "table header is a cache line");
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -113,6 +113,11 @@ static COLD int rm_grow(struct rm_thread *t)
 		nt->e[j].id = o->id;
 		nt->e[j].count = o->count;
 		nt->e[j].slow = o->slow;
+		nt->e[j].tsc = o->tsc;
+		nt->e[j].base = o->base;
+		nt->e[j].jit0 = o->jit0;
+		nt->e[j].icost = o->icost;
+		nt->e[j].gov = o->gov;
 		nt->e[j].site1 = o->site1;
 	}
 	nt->older = t->table;
@@ -124,6 +129,35 @@ static COLD int rm_grow(struct rm_thread *t)
 	return 1;
 }
 
+/*
+ * The governor: a trace must beat the interpreter or step aside. Each loop
+ * is sampled on the thread that gets it hot: cycles per iteration in the
+ * interpreter between the counts gov_sample_at and hot_threshold; then,
+ * once its trace has run RM_GOV_WINDOW iterations (its side traces are
+ * recorded meanwhile), cycles per iteration over the next RM_GOV_WINDOW
+ * iterations or more: hits of the back-edge plus iterations inside the
+ * trace and its side traces, so exits, re-entries and the interpreter's
+ * share count, and cycles spent recording and compiling do not. A trace
+ * that is not gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) of the
+ * interpreter's cost or better is dropped; its loop runs the original code at counting cost from then on.
+ */
+#define RM_GOV_WINDOW 20000
+
+static inline uint64_t rm_rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static COLD void rm_sample_open(struct rm_entry *e)
+{
+	if (e->gov == RM_GOV_NONE) {
+		e->tsc = rm_rdtsc();
+		e->gov = RM_GOV_INTERP;
+	}
+}
+
 /* The counter e reached the hot threshold on this thread. The first time
  * in the process (with the JIT wanted) the JIT library is loaded: the Go
  * runtime starts here, not at program start. Go runs on this thread's own
@@ -131,6 +165,13 @@ static COLD int rm_grow(struct rm_thread *t)
  * would make every Go callback read /proc/self/maps. */
 static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
+	if (e->gov == RM_GOV_INTERP) {
+		/* The interpreter's sample closes: cycles per iteration. */
+		uint64_t n = rm_g.hot_threshold - rm_g.gov_sample_at;
+		uint64_t c16 = (rm_rdtsc() - e->tsc) * 16 / n;
+		e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
+		e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
+	}
 	if (rm_g.forked || !t->xbuf || t->in_slow)
 		return;
 	e->slow = 1;
@@ -240,12 +281,62 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 	 * tell the compiler that the statistics reader may look. */
 	uint64_t c = __atomic_load_n(&e->count, __ATOMIC_RELAXED) + 1;
 	__atomic_store_n(&e->count, c, __ATOMIC_RELAXED);
+	if (unlikely(hot && c == rm_g.gov_sample_at))
+		rm_sample_open(e);
 	if (unlikely(hot && c == rm_g.hot_threshold))
 		rm_hot(t, e);
 	return c;
 }
 
 static COLD void rm_jit_call(int what, uint64_t arg);
+
+/* The trace of (gs, id) is about to be entered at count c. Returns where
+ * to continue: head, or 0 (the original code) when the trace was dropped. */
+static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
+			       uint64_t c, uint64_t head)
+{
+	const volatile uint64_t *it = rm_g.ops.trace_iters(gs, id);
+	if (!it || e->gov < RM_GOV_MEASURED) {
+		e->gov = RM_GOV_DONE;
+		return head;
+	}
+	uint64_t done = c + it[0] + it[1];
+	if (e->gov == RM_GOV_MEASURED) {
+		e->base = done;
+		e->gov = RM_GOV_WARM;
+		return head;
+	}
+	uint64_t n = done - e->base;
+	if (n < RM_GOV_WINDOW)
+		return head;
+	if (e->gov == RM_GOV_WARM) {
+		e->tsc = rm_rdtsc();
+		e->jit0 = rm_g.ops.jit_cycles();
+		e->base = done;
+		e->gov = RM_GOV_TRACE;
+		return head;
+	}
+	uint64_t cyc = rm_rdtsc() - e->tsc;
+	uint64_t jit = rm_g.ops.jit_cycles() - e->jit0;
+	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / n;
+	uint32_t t16 = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
+	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
+	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
+	e->gov = RM_GOV_DONE;
+	return drop ? 0 : head;
+}
+
+/* Entering the trace head of (gs, id), hit for the c-th time on this
+ * thread: the governor looks first while the loop is being measured. */
+static inline uint64_t rm_enter(uint32_t gs, uint64_t id, uint64_t c,
+				uint64_t head)
+{
+	struct rm_thread *t = rm_self;
+	if (likely(!rm_g.gov_on) || !t || t->last_site1 != gs + 1 ||
+	    t->last_id != id || t->last_e->gov == RM_GOV_DONE)
+		return head;
+	return rm_govern(t->last_e, gs, id, c, head);
+}
 
 static COLD void rm_invalid_site(void)
 {
@@ -266,7 +357,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 		return 0;
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head)
-		return head;
+		return rm_enter(gs, id, c, head);
 	if (rm_record_due(c) || rm_g.ops.retry_due(gs, id))
 		return rm_g.ops.try_record(gs, id, resume, 0);
 	return 0;
@@ -382,7 +473,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 			return 0;
 		uint64_t head = rm_g.ops.trace_lookup(gs, id);
 		if (head)
-			return head;
+			return rm_enter(gs, id, c, head);
 		if (rm_record_due(c) || rm_g.ops.retry_due(gs, id))
 			return rm_g.ops.try_record(gs, id, ret, 0);
 		return 0;

@@ -520,6 +520,24 @@ static uint64_t rm_env_threshold(void)
 	return n;
 }
 
+/* A percentage in [0, 1000]; anything else is reported and def used. */
+static uint32_t rm_env_pct(const char *name, uint32_t def)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(v, &end, 10);
+	if (errno || *end || n > 1000 || v[0] == '-') {
+		fprintf(stderr,
+			"redmagic: %s=%s is not a percentage (0-1000), using %u\n",
+			name, v, def);
+		return def;
+	}
+	return (uint32_t)n;
+}
+
 /* A boolean variable: "0" or "1"; anything else is reported and ignored
  * (def is used). */
 static int rm_env_bool(const char *name, int def)
@@ -544,6 +562,13 @@ __attribute__((constructor)) static void rm_ctor(void)
 	if (!rm_s.disabled) {
 		rm_g.hot_threshold = rm_env_threshold();
 		rm_g.jit_wanted = rm_env_bool("REDMAGIC_JIT", 1);
+		/* The governor samples the interpreter over the second half of
+		 * the counts before a loop is hot: too few below 32. */
+		rm_g.gov_on = rm_env_bool("REDMAGIC_GOVERNOR", 1);
+		rm_g.gov_keep_pct = rm_env_pct("REDMAGIC_GOVERNOR_PCT",
+					       RM_GOV_KEEP_PCT);
+		if (rm_g.gov_on && rm_g.hot_threshold >= 32)
+			rm_g.gov_sample_at = rm_g.hot_threshold / 2;
 	}
 	/* With the runtime disabled, or with no JIT to feed and no one asking
 	 * for statistics, counting cannot pay: the original dispatch entries

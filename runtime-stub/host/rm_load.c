@@ -120,7 +120,9 @@ static int rm_jit_path(char *out, size_t n, char *why, size_t whylen)
 
 static int rm_ops_complete(const struct rm_jit_ops *o)
 {
-	return o->trace_lookup && o->retry_due && o->try_record &&
+	return o->trace_lookup && o->trace_iters && o->trace_verdict &&
+	       o->jit_cycles &&
+	       o->retry_due && o->try_record &&
 	       o->annotate && o->fork_prepare && o->fork_parent &&
 	       o->fork_child && o->report && o->cache;
 }

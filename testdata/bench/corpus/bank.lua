@@ -1,4 +1,4 @@
--- sizes: 1100 60
+-- sizes: 1700 60
 -- Bank simulation built from closures rather than metatables: accounts are
 -- tables of closures sharing private upvalues (balance, history), an event
 -- bus dispatches to subscribed listener closures, a ledger audits every
@@ -167,7 +167,7 @@ local function new_bank(name)
 end
 
 ---------------------------------------------------------------- simulation
-local n = tonumber(arg and arg[1]) or 1100 -- days
+local n = tonumber(arg and arg[1]) or 1700 -- days
 local bank = new_bank("Closure Savings & Loan")
 local FIRST = { "ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo" }
 local LAST = { "lee", "moss", "nash", "orr", "park", "quinn", "ross", "shaw" }

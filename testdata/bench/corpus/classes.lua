@@ -1,4 +1,4 @@
--- sizes: 2200 120
+-- sizes: 2200 80
 -- Class hierarchies over metatables: a class() helper with __index chains up
 -- to four levels (Shape > Polygon > Rectangle > Square), method overriding with
 -- explicit super calls, isinstance checks, and __tostring/__eq/__lt/__le/__add/

@@ -1,4 +1,4 @@
--- sizes: 800 40
+-- sizes: 800 25
 -- 2D collision detection: an immutable Vec2 class with arithmetic metamethods
 -- (__add, __sub, __mul, __div, __unm, __eq, __tostring), Body objects with
 -- axis-aligned bounding boxes, a uniform spatial hash grid for the broad phase

@@ -1,4 +1,4 @@
--- sizes: 160000 10000
+-- sizes: 220000 10000
 -- Coroutine pipelines: generators built with coroutine.wrap/yield chained as
 -- producer -> map -> filter -> batch -> consumer stages; a prime sieve made of
 -- a growing chain of filter coroutines; a line/word tokenizer coroutine
@@ -127,7 +127,7 @@ local function averager()
   end)
 end
 
-local n = tonumber(arg and arg[1]) or 160000
+local n = tonumber(arg and arg[1]) or 220000
 
 local batches, total, longest = numeric_pipeline(n)
 print("collatz batches", batches, "steps", total, "longest", longest)

@@ -1,4 +1,4 @@
--- sizes: 220 50
+-- sizes: 200 15
 -- A small Forth-like stack language: a tokenizer, a compiler that turns
 -- source into flat instruction arrays (with resolved jumps for if/else/then,
 -- begin/until and do/loop, and user-defined words), and an interpreter loop
@@ -163,7 +163,7 @@ local LIB = [[
     i 1 - @ i @ > if i 1 - @ i @ i 1 - ! i ! then loop loop drop ;
 ]]
 
-local n = tonumber(arg and arg[1]) or 220
+local n = tonumber(arg and arg[1]) or 200
 local vm = VM.new()
 vm:run(LIB)
 

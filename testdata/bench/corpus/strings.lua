@@ -1,4 +1,4 @@
--- sizes: 36000 2500
+-- sizes: 45000 2500
 -- String building and pattern matching: synthetic web-server log lines built
 -- with string.format, parsed back with string.match captures, aggregated per
 -- path/status; gsub with patterns, tables and functions (templating, redaction,
@@ -99,7 +99,7 @@ local function hash(s, h)
 end
 
 ---------------------------------------------------------------- driver
-local n = tonumber(arg and arg[1]) or 36000
+local n = tonumber(arg and arg[1]) or 45000
 local by_path, by_status, by_month, words = {}, {}, {}, {}
 local bytes, redacted_hash, parsed = 0, 0, 0
 local csv_rows = { "ip,method,path,status,agent" }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The governor measures each trace's loop against the interpreter and
+// drops a trace that does not pay. REDMAGIC_GOVERNOR_PCT moves the bar:
+// at 0 every measured trace loses, at 1000 every one is kept. Either way
+// the program's output is the original's, and the verdicts are reported.
+func TestGovernorVerdicts(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	py := filepath.Join(dir, "python3.11")
+	patch(t, origPython, py)
+	// A loop in a function called many times: every call enters its trace
+	// at a back-edge hit, where the governor looks.
+	prog := filepath.Join(dir, "calls.py")
+	require.NoError(t, os.WriteFile(prog, []byte(`def f(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+t = 0
+for _ in range(300):
+    t += f(1000)
+print(t)
+`), 0o644))
+	want := runPython(t, origPython, prog, nil, "")
+	require.Equal(t, 0, want.status, want.stderr)
+
+	verdicts := func(st map[string]any) (dropped float64, seen map[string]int) {
+		jit, ok := st["jit"].(map[string]any)
+		require.True(t, ok, "no JIT report: %v", st)
+		seen = map[string]int{}
+		for _, tr := range jit["traces"].([]any) {
+			if v, ok := tr.(map[string]any)["verdict"].(string); ok {
+				seen[v]++
+				assert.Positive(t, tr.(map[string]any)["interp_cycles"], "interpreter measured")
+				assert.Positive(t, tr.(map[string]any)["trace_cycles"], "trace measured")
+			}
+		}
+		return jit["traces_dropped"].(float64), seen
+	}
+	for _, tc := range []struct {
+		pct     string
+		dropped bool
+	}{{"0", true}, {"1000", false}} {
+		statsPath := filepath.Join(dir, "stats-"+tc.pct+".json")
+		got := runPython(t, py, prog, []string{"REDMAGIC_GOVERNOR_PCT=" + tc.pct}, statsPath)
+		assert.Equal(t, want.result, got.result, "GOVERNOR_PCT=%s", tc.pct)
+		dropped, seen := verdicts(got.stats)
+		if tc.dropped {
+			assert.Positive(t, dropped)
+			assert.Positive(t, seen["dropped"])
+			assert.Zero(t, seen["kept"])
+			// Most of the 300,000 iterations ran in the original code.
+			assert.Less(t, got.stats["jit"].(map[string]any)["trace_iterations"].(float64), 150000.0)
+		} else {
+			assert.Zero(t, dropped)
+			assert.Positive(t, seen["kept"])
+			assert.Zero(t, seen["dropped"])
+		}
+	}
+	got := runPython(t, py, prog, []string{"REDMAGIC_GOVERNOR=0"}, filepath.Join(dir, "off.json"))
+	assert.Equal(t, want.result, got.result)
+	_, seen := verdicts(got.stats)
+	assert.Empty(t, seen, "no verdicts with the governor off")
+}
