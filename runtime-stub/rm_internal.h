@@ -164,6 +164,7 @@ enum rm_gov {
 	RM_GOV_WARM = 3,        /* the trace runs its first window unmeasured */
 	RM_GOV_TRACE = 4,       /* trace window open */
 	RM_GOV_DONE = 5,        /* judged, or cannot be */
+	RM_GOV_DROPPED = 6,     /* judged here: its trace was dropped */
 };
 
 /* A table is one mapping: this header, then entries[mask + 1]. Readers

@@ -322,7 +322,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	uint32_t t16 = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
 	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
 	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
-	e->gov = RM_GOV_DONE;
+	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;
 	return drop ? 0 : head;
 }
 
@@ -333,7 +333,7 @@ static inline uint64_t rm_enter(uint32_t gs, uint64_t id, uint64_t c,
 {
 	struct rm_thread *t = rm_self;
 	if (likely(!rm_g.gov_on) || !t || t->last_site1 != gs + 1 ||
-	    t->last_id != id || t->last_e->gov == RM_GOV_DONE)
+	    t->last_id != id || t->last_e->gov >= RM_GOV_DONE)
 		return head;
 	return rm_govern(t->last_e, gs, id, c, head);
 }
@@ -354,6 +354,11 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 				uint64_t resume)
 {
 	if (!rm_g.jit)
+		return 0;
+	/* A loop whose trace this thread dropped: nothing more to look up. */
+	struct rm_thread *t = rm_self;
+	if (t->last_site1 == gs + 1 && t->last_id == id &&
+	    t->last_e->gov == RM_GOV_DROPPED)
 		return 0;
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head)
