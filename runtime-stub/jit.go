@@ -95,6 +95,15 @@ func startJIT() (bool, error) {
 			cfg.MaxTraceInsns = int(n)
 		}
 	}
+	cfg.BudgetPct = 5
+	if v := os.Getenv("REDMAGIC_JIT_BUDGET"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 7)
+		if err != nil || n > 100 {
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_JIT_BUDGET=%s is not a percentage (0-100), using 5\n", v)
+		} else {
+			cfg.BudgetPct = int(n)
+		}
+	}
 	cfg.NoOptimize = os.Getenv("REDMAGIC_OPT") == "0"
 	if w := jitLog(os.Getenv("REDMAGIC_LOG")); w != nil {
 		cfg.Log = w

@@ -103,6 +103,10 @@ type Config struct {
 	MaxTraceInsns int
 	// SideThreshold: exits taken before a side trace is recorded.
 	SideThreshold uint64
+	// BudgetPct bounds recording and compiling to this percentage of the
+	// run time since Start, past a first 200M time-stamp cycles; 0 means
+	// no bound.
+	BudgetPct int
 	// MaxAborts: recordings of one loop that may fail before it is
 	// blacklisted.
 	MaxAborts int
@@ -248,6 +252,7 @@ func Start(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 	C.tv_g.side_threshold = C.uint64_t(cfg.SideThreshold)
+	C.tv_g.budget_pct = C.uint64_t(cfg.BudgetPct)
 	if !active.CompareAndSwap(nil, m) {
 		c.Close()
 		return nil, errors.New("tracevm: a machine is already running")

@@ -97,6 +97,9 @@ func (m *Machine) Snapshot() Snapshot {
 		s.Aborts[k] = v
 	}
 	m.stats.mu.Unlock()
+	if n := uint64(C.tv_g.budget_refusals); n > 0 {
+		s.Aborts["budget"] = n
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s.CodeBytes = uint64(m.cache.Used())

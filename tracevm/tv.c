@@ -73,8 +73,30 @@ struct tv_tls *tv_self(void)
 	return &tv_tls;
 }
 
+/* Adds the cycles since t0 to what the thread and the process spent in
+ * the JIT. */
+static void tv_spent(struct tv_tls *t, uint64_t t0)
+{
+	uint64_t d = tv_rdtsc() - t0;
+	t->jit_cycles += d;
+	__atomic_fetch_add(&tv_g.jit_cycles, d, __ATOMIC_RELAXED);
+}
+
+/* Whether the JIT has spent more than its share of the run time. */
+static int tv_over_budget(void)
+{
+	uint64_t spent = __atomic_load_n(&tv_g.jit_cycles, __ATOMIC_RELAXED);
+	if (!tv_g.budget_pct || spent < TV_BUDGET_FREE)
+		return 0;
+	if (spent * 100 <= (tv_rdtsc() - tv_g.start_tsc) * tv_g.budget_pct)
+		return 0;
+	__atomic_fetch_add(&tv_g.budget_refusals, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
 void tv_setup(void)
 {
+	tv_g.start_tsc = tv_rdtsc();
 	tv_g.tls_off = tv_tls_offset();
 	tv_xsave_probe(&tv_g.xsave_mask, &tv_g.xsave_size, &tv_g.use_xsave);
 }
@@ -266,7 +288,7 @@ void tv_abort_stale(void)
 	tv_xsave(t->xbuf);
 	uint64_t t0 = tv_rdtsc();
 	tvAbortStale(t->rec);
-	t->jit_cycles += tv_rdtsc() - t0;
+	tv_spent(t, t0);
 	tv_xrstor(t->xbuf);
 	t->rec = 0;
 	t->in_go = 0;
@@ -295,7 +317,8 @@ int tv_retry_due(uint32_t gsite, uint64_t id)
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason)
 {
-	if (!tv_g.enabled || tv_g.forked || tv_dropped(gsite, id))
+	if (!tv_g.enabled || tv_g.forked || tv_dropped(gsite, id) ||
+	    tv_over_budget())
 		return 0;
 	struct tv_tls *t = tv_ready();
 	if (!t || t->in_go)
@@ -310,7 +333,7 @@ uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 	tv_xsave(t->xbuf);
 	uint64_t t0 = tv_rdtsc();
 	uint64_t h = tvBeginRecord(gsite, id, resume, reason, old);
-	t->jit_cycles += tv_rdtsc() - t0;
+	tv_spent(t, t0);
 	tv_xrstor(t->xbuf);
 	t->in_go = 0;
 	if (!h)
@@ -405,12 +428,12 @@ static void tv_switch(void)
 		t->next = ex->orig;
 		if (c == tv_g.side_threshold && ex->state == TV_EXIT_OPEN &&
 		    tv_g.enabled && !tv_g.forked && !t->rec && !t->in_go &&
-		    tv_ready()) {
+		    tv_ready() && !tv_over_budget()) {
 			t->in_go = 1;
 			tv_xsave(t->xbuf);
 			uint64_t t0 = tv_rdtsc();
 			uint64_t n = tvSideExit(why);
-			t->jit_cycles += tv_rdtsc() - t0;
+			tv_spent(t, t0);
 			tv_xrstor(t->xbuf);
 			t->in_go = 0;
 			if (n)
@@ -433,7 +456,7 @@ static void tv_switch(void)
 	tv_xsave(t->xbuf);
 	uint64_t t0 = tv_rdtsc();
 	t->next = tvStep(t->rec, why);
-	t->jit_cycles += tv_rdtsc() - t0;
+	tv_spent(t, t0);
 	tv_xrstor(t->xbuf);
 	t->in_go = 0;
 }

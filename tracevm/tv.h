@@ -94,7 +94,17 @@ struct tv_global {
 	uint64_t trace_entries;
 	uint64_t side_exits;
 	uint64_t side_starts;
+	/* The JIT's budget: cycles all threads spent in Go, since start_tsc;
+	 * recordings refused for being over it. */
+	uint64_t jit_cycles;
+	uint64_t start_tsc;
+	uint64_t budget_refusals;
+	uint64_t budget_pct;  /* 0: no budget */
 };
+
+/* Recordings start only while the JIT's cycles stay under budget_pct
+ * percent of the time since it started, past a first TV_BUDGET_FREE. */
+#define TV_BUDGET_FREE (200ull << 20)
 
 extern struct tv_global tv_g;
 
