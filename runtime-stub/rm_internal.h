@@ -28,6 +28,13 @@
 #define RM_HOT_DEFAULT 1000
 /* A trace must run a loop at 97% of the interpreter's cost or less. */
 #define RM_GOV_KEEP_PCT 97
+/* Quiet mode: entered after RM_GOV_QUIET_DROPS traces were dropped and
+ * none kept; the entries are re-armed after RM_GOV_QUIET_NS, then twice
+ * as long each time, and go quiet again after RM_GOV_QUIET_HITS hits of
+ * dropped loops with still no trace kept. */
+#define RM_GOV_QUIET_DROPS 2
+#define RM_GOV_QUIET_NS 1000000000ull
+#define RM_GOV_QUIET_HITS 100000
 
 /* ------------------------------------------------------------------------ */
 /* The runtime (libredmagic.so, C) and the JIT (libredmagic-jit.so, Go).
@@ -127,6 +134,14 @@ struct rm_global {
 	uint32_t gov_on;          /* REDMAGIC_GOVERNOR is not 0 */
 	uint32_t gov_keep_pct;    /* a trace is kept at this % of the
 				   * interpreter's cost or less */
+	/* Process-wide verdicts, and the quiet mode: when traces were
+	 * dropped and none kept, the dispatch entries go back (no cost at
+	 * all) and are re-armed later, ever less often. */
+	uint32_t gov_kept, gov_dropped;
+	volatile uint32_t gov_quiet;  /* the entries are back */
+	uint64_t gov_quiet_hits;      /* dropped-loop hits since re-armed */
+	uint64_t gov_rearm_ns;        /* the next quiet period */
+	uint64_t gov_quiets;          /* quiet periods so far */
 	uint64_t gov_sample_at;   /* count that opens the interpreter sample, 0 none */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
 	struct rm_jit_ops ops;
@@ -208,6 +223,9 @@ RM_HIDDEN int rm_jit_load(void);
 /* The JIT will not run: puts the original dispatch entries back unless
  * statistics are wanted (rm_init.c). */
 RM_HIDDEN void rm_step_aside(void);
+/* The governor's quiet mode (rm_init.c): every object's dispatch entries
+ * back to the original, and re-armed later by a thread of its own. */
+RM_HIDDEN void rm_go_quiet(void);
 
 /* Defined in rm_fast.c. */
 /* rm_hit_fns[k][lua]: object k's hit function; lua = 1 for objects with
@@ -264,6 +282,9 @@ struct rm_restore_obj {
  * trampoline (rm_restore.c); returns how many. Safe while other threads
  * dispatch through the table: each entry changes in one store. */
 uint32_t rm_restore_dispatch(const struct rm_restore_obj *o);
+/* The inverse: every entry of o that holds its original gets its
+ * trampoline back. */
+uint32_t rm_rearm_dispatch(const struct rm_restore_obj *o);
 
 /* ------------------------------------------------------------------------ */
 /* Statistics snapshot written at exit. */

@@ -72,3 +72,47 @@ print(t)
 	_, seen := verdicts(got.stats)
 	assert.Empty(t, seen, "no verdicts with the governor off")
 }
+
+// When traces are dropped and none kept, the governor puts the dispatch
+// entries back (the program then runs the original's dispatch, uncounted)
+// and re-arms them after a quiet period from a thread of its own: no Go
+// timer, so no descriptor appears in the program's table.
+func TestGovernorQuiet(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	py := filepath.Join(dir, "python3.11")
+	patch(t, origPython, py)
+	prog := filepath.Join(dir, "quiet.py")
+	require.NoError(t, os.WriteFile(prog, []byte(`import os, time
+def f(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+def h(n):
+    s = 0
+    for i in range(n):
+        s ^= i
+    return s
+t = 0
+for _ in range(300):
+    t += f(1000) + h(1000)
+print(t, sorted(os.listdir('/proc/self/fd')))
+time.sleep(1.3)
+for _ in range(300):
+    t += f(1000) + h(1000)
+print(t, sorted(os.listdir('/proc/self/fd')))
+`), 0o644))
+	want := runPython(t, origPython, prog, nil, "")
+	require.Equal(t, 0, want.status, want.stderr)
+	got := runPython(t, py, prog, []string{"REDMAGIC_GOVERNOR_PCT=0"}, filepath.Join(dir, "stats.json"))
+	assert.Equal(t, want.result, got.result)
+	require.NotNil(t, got.stats)
+	jit := got.stats["jit"].(map[string]any)
+	assert.GreaterOrEqual(t, jit["traces_dropped"].(float64), 2.0)
+	// Quiet once, re-armed after a second, quiet again.
+	nsites := float64(len(got.stats["sites"].([]any)))
+	assert.GreaterOrEqual(t, got.stats["dispatch_restored"].(float64), 2*nsites, "two quiet periods")
+	hits := float64(siteHits(got.stats))
+	assert.Less(t, hits+jit["trace_iterations"].(float64), 600000.0, "back-edges went uncounted while quiet")
+}

@@ -290,6 +290,28 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 
 static COLD void rm_jit_call(int what, uint64_t arg);
 
+/* Dropped traces and none kept: once RM_GOV_QUIET_HITS hits of dropped
+ * loops have gone by since the entries were last armed, they go back to
+ * the original (rm_go_quiet: libc, with the vector state saved). */
+static COLD void rm_quiet_check(void)
+{
+	if (rm_g.gov_kept || rm_g.gov_dropped < RM_GOV_QUIET_DROPS ||
+	    rm_g.gov_quiet || rm_g.forked)
+		return;
+	if (rm_g.gov_quiets &&
+	    __atomic_add_fetch(&rm_g.gov_quiet_hits, 1, __ATOMIC_RELAXED) <
+		    RM_GOV_QUIET_HITS)
+		return;
+	struct rm_thread *t = rm_self;
+	if (!t || !t->xbuf || t->in_slow)
+		return;
+	t->in_slow = 1;
+	rm_xsave(t->xbuf);
+	rm_go_quiet();
+	rm_xrstor(t->xbuf);
+	t->in_slow = 0;
+}
+
 /* The trace of (gs, id) is about to be entered at count c. Returns where
  * to continue: head, or 0 (the original code) when the trace was dropped. */
 static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
@@ -323,6 +345,10 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
 	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
 	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;
+	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
+			   __ATOMIC_RELAXED);
+	if (drop)
+		rm_quiet_check();
 	return drop ? 0 : head;
 }
 
@@ -358,8 +384,11 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	/* A loop whose trace this thread dropped: nothing more to look up. */
 	struct rm_thread *t = rm_self;
 	if (t->last_site1 == gs + 1 && t->last_id == id &&
-	    t->last_e->gov == RM_GOV_DROPPED)
+	    t->last_e->gov == RM_GOV_DROPPED) {
+		if (unlikely(!rm_g.gov_kept))
+			rm_quiet_check();
 		return 0;
+	}
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head)
 		return rm_enter(gs, id, c, head);

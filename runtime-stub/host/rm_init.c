@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../rm_internal.h"
@@ -360,6 +361,67 @@ void rm_step_aside(void)
 		return;
 	for (uint32_t k = 0; k < rm_s.nobjs; k++)
 		rm_s.restored += rm_restore_dispatch(&rm_s.obj[k].restore);
+}
+
+static void rm_rearm(void)
+{
+	if (!rm_g.gov_quiet || rm_g.forked)
+		return;
+	rm_g.gov_quiet_hits = 0;
+	for (uint32_t k = 0; k < rm_s.nobjs; k++)
+		rm_rearm_dispatch(&rm_s.obj[k].restore);
+	__atomic_store_n(&rm_g.gov_quiet, 0, __ATOMIC_RELEASE);
+}
+
+/* Sleeps through a quiet period, then re-arms. A thread of its own with
+ * every signal blocked: no timer of Go's (its first timer would open an
+ * epoll and an eventfd descriptor in the program's table) and no signal
+ * taken from the program's threads. */
+static void *rm_rearm_thread(void *arg)
+{
+	uint64_t ns = (uint64_t)(uintptr_t)arg;
+	struct timespec ts = { .tv_sec = ns / 1000000000ull,
+			       .tv_nsec = ns % 1000000000ull };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	rm_rearm();
+	return NULL;
+}
+
+/* No trace pays: the dispatch entries go back, so that the program runs
+ * at the original's speed, and come back after a quiet period, twice as
+ * long each time, to see whether the program's later loops pay. */
+void rm_go_quiet(void)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&mu);
+	if (!rm_g.gov_quiet) {
+		uint64_t ns = rm_g.gov_rearm_ns ? rm_g.gov_rearm_ns : RM_GOV_QUIET_NS;
+		sigset_t all, saved;
+		sigfillset(&all);
+		pthread_attr_t attr;
+		pthread_t th;
+		int ok = pthread_attr_init(&attr) == 0;
+		ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+		ok = ok && pthread_attr_setstacksize(&attr, 64 << 10) == 0;
+		ok = ok && pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
+		if (ok) {
+			ok = pthread_create(&th, &attr, rm_rearm_thread,
+					    (void *)(uintptr_t)ns) == 0;
+			pthread_sigmask(SIG_SETMASK, &saved, NULL);
+		}
+		pthread_attr_destroy(&attr);
+		/* Without a thread to re-arm them, the entries stay. */
+		if (ok) {
+			for (uint32_t k = 0; k < rm_s.nobjs; k++)
+				rm_s.restored +=
+					rm_restore_dispatch(&rm_s.obj[k].restore);
+			rm_g.gov_quiet = 1;
+			rm_g.gov_quiets++;
+			rm_g.gov_rearm_ns = ns * 2;
+		}
+	}
+	pthread_mutex_unlock(&mu);
 }
 
 RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out)

@@ -6,7 +6,9 @@
  * the original entry makes the site cost exactly what it cost before
  * patching. Code is never written: call sites redirected through their
  * rel32 (annotated interpreters) keep their trampolines, whose empty-slot
- * path is a jump to the original function.
+ * path is a jump to the original function. The governor also re-arms
+ * entries it put back (rm_rearm_dispatch), to see whether the program's
+ * new loops pay.
  */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -68,7 +70,9 @@ static int rm_swap_entry(void *p, unsigned width, uint64_t want, uint64_t v)
 	return 1;
 }
 
-uint32_t rm_restore_dispatch(const struct rm_restore_obj *o)
+/* Moves every entry of o from its trampoline to its original (to_orig) or
+ * back; returns how many moved. */
+static uint32_t rm_swap_dispatch(const struct rm_restore_obj *o, int to_orig)
 {
 	uint32_t restored = 0;
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
@@ -95,9 +99,20 @@ uint32_t rm_restore_dispatch(const struct rm_restore_obj *o)
 		if (!(prot & PROT_WRITE) &&
 		    mprotect((void *)lo, hi - lo, prot | PROT_WRITE) != 0)
 			continue;
-		restored += rm_swap_entry(p, width, want, orig);
+		restored += to_orig ? rm_swap_entry(p, width, want, orig) :
+				      rm_swap_entry(p, width, orig, want);
 		if (!(prot & PROT_WRITE))
 			mprotect((void *)lo, hi - lo, prot);
 	}
 	return restored;
+}
+
+uint32_t rm_restore_dispatch(const struct rm_restore_obj *o)
+{
+	return rm_swap_dispatch(o, 1);
+}
+
+uint32_t rm_rearm_dispatch(const struct rm_restore_obj *o)
+{
+	return rm_swap_dispatch(o, 0);
 }
