@@ -27,6 +27,7 @@ func TestNothingBeforeHot(t *testing.T) {
 		{"cold", nil, 999, "threads=1", false},
 		{"hot", nil, 1000, "", true},
 		{"jit off", []string{"REDMAGIC_JIT=0"}, 5000, "threads=1", false},
+		{"too early", []string{"REDMAGIC_JIT_DELAY=100000"}, 5000, "threads=1", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runHarness(t, bin, tc.env, args("tasks", "hit", siteJump, 1, 0, tc.hits, "tasks")...)
@@ -43,6 +44,25 @@ func TestNothingBeforeHot(t *testing.T) {
 			assert.Equal(t, tc.jit, r.stats.JIT != nil, "the JIT's report")
 		})
 	}
+}
+
+// A program that has not run REDMAGIC_JIT_DELAY yet counts without the
+// JIT; its hot loops load it later, at the counts where a recording would
+// be due (2, 4, 8... times the threshold).
+func TestJITDelay(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	r := runHarness(t, bin, []string{"REDMAGIC_JIT_DELAY=300"},
+		args("hit", siteJump, 1, 0, 1500, "tasks", "sleep", 400, "hit", siteJump, 1, 0, 3000, "tasks")...)
+	require.Equal(t, 0, r.exit, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 2)
+	assert.Equal(t, "threads=1", lines[0], "hot, but too early")
+	assert.NotEqual(t, "threads=1", lines[1], "loaded once the delay passed")
+	assert.NotNil(t, r.stats.JIT)
+
+	r = runHarness(t, bin, []string{"REDMAGIC_JIT_DELAY=x"}, "slots")
+	assert.Equal(t, "redmagic: REDMAGIC_JIT_DELAY=x is not a count of milliseconds, using 200\n", r.stderr)
 }
 
 // The Go runtime's threads keep every asynchronous signal blocked, so a

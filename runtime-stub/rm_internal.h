@@ -26,6 +26,10 @@
 #define RM_MAX_SITE_SIZE 4096u
 
 #define RM_HOT_DEFAULT 1000
+/* The JIT (its Go runtime and first reading of the program: 10-20 ms) is
+ * loaded only in a process that has run this long, so that a short
+ * program never pays for it: REDMAGIC_JIT_DELAY, in milliseconds. */
+#define RM_JIT_DELAY_MS 200
 /* A trace must run a loop at 97% of the interpreter's cost or less. */
 #define RM_GOV_KEEP_PCT 97
 /* Quiet mode: entered after RM_GOV_QUIET_DROPS traces were dropped and
@@ -131,6 +135,8 @@ struct rm_global {
 	volatile uint32_t forked; /* set in a fork child: never enter Go */
 	volatile uint32_t jit;    /* the tracing JIT is running: ops is set */
 	uint32_t jit_wanted;      /* REDMAGIC_JIT is not 0: load it when hot */
+	uint64_t start_ns;        /* CLOCK_MONOTONIC at the constructor */
+	uint64_t jit_delay_ns;    /* the JIT loads no earlier than this */
 	uint32_t gov_on;          /* REDMAGIC_GOVERNOR is not 0 */
 	uint32_t gov_keep_pct;    /* a trace is kept at this % of the
 				   * interpreter's cost or less */
@@ -220,6 +226,9 @@ struct rm_thread {
 RM_HIDDEN void rm_thread_register(struct rm_thread *t);
 /* Loads and starts the JIT once per process; returns rm_g.jit. */
 RM_HIDDEN int rm_jit_load(void);
+/* Whether the process has run long enough for the JIT to pay for its
+ * start (REDMAGIC_JIT_DELAY; rm_load.c). */
+RM_HIDDEN int rm_jit_due(void);
 /* The JIT will not run: puts the original dispatch entries back unless
  * statistics are wanted (rm_init.c). */
 RM_HIDDEN void rm_step_aside(void);

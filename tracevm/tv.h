@@ -104,7 +104,7 @@ struct tv_global {
 
 /* Recordings start only while the JIT's cycles stay under budget_pct
  * percent of the time since it started, past a first TV_BUDGET_FREE. */
-#define TV_BUDGET_FREE (200ull << 20)
+#define TV_BUDGET_FREE (20ull << 20)
 
 extern struct tv_global tv_g;
 

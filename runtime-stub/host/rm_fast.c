@@ -163,6 +163,9 @@ static COLD void rm_sample_open(struct rm_entry *e)
  * runtime starts here, not at program start. Go runs on this thread's own
  * stack (the trampoline has stepped over the red zone): switching stacks
  * would make every Go callback read /proc/self/maps. */
+static COLD void rm_jit_try(struct rm_thread *t);
+static inline int rm_record_due(uint64_t c);
+
 static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
 	if (e->gov == RM_GOV_INTERP) {
@@ -175,13 +178,32 @@ static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 	if (rm_g.forked || !t->xbuf || t->in_slow)
 		return;
 	e->slow = 1;
-	if (!rm_g.jit_wanted || rm_g.jit_tried)
+	rm_jit_try(t);
+}
+
+/* Loads the JIT if it is wanted and its time has come (rm_jit_due: the
+ * process has run REDMAGIC_JIT_DELAY), with the vector state saved. */
+static COLD void rm_jit_try(struct rm_thread *t)
+{
+	if (!rm_g.jit_wanted || rm_g.jit_tried || rm_g.forked || !t->xbuf ||
+	    t->in_slow)
 		return;
 	t->in_slow = 1;
 	rm_xsave(t->xbuf);
-	rm_jit_load();
+	if (rm_jit_due())
+		rm_jit_load();
 	rm_xrstor(t->xbuf);
 	t->in_slow = 0;
+}
+
+/* A hot loop before the JIT runs: at the counts where a recording would
+ * be due, the JIT may load now if it was too early before. */
+static inline uint64_t rm_jit_later(uint64_t c)
+{
+	if (rm_g.jit_wanted && !rm_g.jit_tried && c > rm_g.hot_threshold &&
+	    rm_record_due(c))
+		rm_jit_try(rm_self);
+	return rm_g.jit;
 }
 
 static COLD void rm_count_overflow(uint32_t gsite)
@@ -379,7 +401,7 @@ static inline int rm_record_due(uint64_t c);
 static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 				uint64_t resume)
 {
-	if (!rm_g.jit)
+	if (!rm_g.jit && !rm_jit_later(c))
 		return 0;
 	/* A loop whose trace this thread dropped: nothing more to look up. */
 	struct rm_thread *t = rm_self;
@@ -495,7 +517,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
 	int back = api == RM_API_BACKWARDS_BRANCH;
 	uint64_t c = rm_count(gs, id, back);
-	if (!rm_g.jit)
+	if (!rm_g.jit && !(back && rm_jit_later(c)))
 		return 0;
 	/* A native call from a trace or a recording block: count only. */
 	if (unlikely(ret - rm_g.ops.cache[0] <

@@ -582,6 +582,24 @@ static uint64_t rm_env_threshold(void)
 	return n;
 }
 
+/* Milliseconds, at most a day; anything else is reported and def used. */
+static uint64_t rm_env_ms(const char *name, uint64_t def)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || n > 86400000ull || v[0] == '-') {
+		fprintf(stderr,
+			"redmagic: %s=%s is not a count of milliseconds, using %lu\n",
+			name, v, (unsigned long)def);
+		return def;
+	}
+	return n;
+}
+
 /* A percentage in [0, 1000]; anything else is reported and def used. */
 static uint32_t rm_env_pct(const char *name, uint32_t def)
 {
@@ -626,6 +644,12 @@ __attribute__((constructor)) static void rm_ctor(void)
 		rm_g.jit_wanted = rm_env_bool("REDMAGIC_JIT", 1);
 		/* The governor samples the interpreter over the second half of
 		 * the counts before a loop is hot: too few below 32. */
+		rm_g.jit_delay_ns = rm_env_ms("REDMAGIC_JIT_DELAY",
+					      RM_JIT_DELAY_MS) * 1000000ull;
+		struct timespec ts;
+		if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+			rm_g.start_ns = (uint64_t)ts.tv_sec * 1000000000ull +
+					ts.tv_nsec;
 		rm_g.gov_on = rm_env_bool("REDMAGIC_GOVERNOR", 1);
 		rm_g.gov_keep_pct = rm_env_pct("REDMAGIC_GOVERNOR_PCT",
 					       RM_GOV_KEEP_PCT);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../rm_internal.h"
@@ -170,6 +171,15 @@ static int rm_jit_open(char *why, size_t n)
 		return rm_why(why, n, "%s: incomplete interface", path);
 	rm_g.ops = ops;
 	return 0;
+}
+
+int rm_jit_due(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 1;
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	return now - rm_g.start_ns >= rm_g.jit_delay_ns;
 }
 
 int rm_jit_load(void)

@@ -399,6 +399,7 @@ static void usage(void)
 	      "  bench-api SITE N       ns per backwards_branch API call\n"
 	      "  bench-empty N          ns per call of an empty function\n"
 	      "  tasks                  print the number of threads\n"
+	      "  sleep MS               sleep MS milliseconds\n"
 	      "  tables                 print the test's dispatch entries\n"
 	      "  block-usr1             block SIGUSR1 in this thread\n"
 	      "  raise-usr1             send the process SIGUSR1, say whether\n"
@@ -498,6 +499,12 @@ int main(int argc, char **argv)
 			       *(volatile uint64_t *)&rm_test_rw64[0],
 			       (unsigned)*(volatile const int32_t *)&rm_test_pic32[0]);
 			i += 1;
+		} else if (!strcmp(op, "sleep")) {
+			NEED(1);
+			uint64_t ms = num(argv[i + 1]);
+			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+			nanosleep(&ts, NULL);
+			i += 2;
 		} else if (!strcmp(op, "tasks")) {
 			printf("threads=%d\n", tasks());
 			i += 1;
