@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -115,4 +117,31 @@ print(t, sorted(os.listdir('/proc/self/fd')))
 	assert.GreaterOrEqual(t, got.stats["dispatch_restored"].(float64), 2*nsites, "two quiet periods")
 	hits := float64(siteHits(got.stats))
 	assert.Less(t, hits+jit["trace_iterations"].(float64), 600000.0, "back-edges went uncounted while quiet")
+}
+
+// The JIT's budget: with 1% of the run time allowed, a program with many
+// hot loops gets some of them refused (aborts.budget), and its output is
+// the original's.
+func TestJITBudget(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	py := filepath.Join(dir, "python3.11")
+	patch(t, origPython, py)
+	prog := filepath.Join(dir, "loops.py")
+	var src strings.Builder
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&src, "def f%d(n):\n    s = 0\n    for i in range(n):\n        s += i * %d\n    return s\n", i, i+1)
+	}
+	src.WriteString("print(sum(f(5000) for f in [")
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&src, "f%d, ", i)
+	}
+	src.WriteString("]))\n")
+	require.NoError(t, os.WriteFile(prog, []byte(src.String()), 0o644))
+	want := runPython(t, origPython, prog, nil, "")
+	require.Equal(t, 0, want.status, want.stderr)
+	got := runPython(t, py, prog, []string{"REDMAGIC_JIT_BUDGET=1"}, filepath.Join(dir, "stats.json"))
+	assert.Equal(t, want.result, got.result)
+	aborts := got.stats["jit"].(map[string]any)["aborts"].(map[string]any)
+	assert.Positive(t, aborts["budget"], "aborts %v", aborts)
 }

@@ -83,7 +83,7 @@ func runLua(t *testing.T, bin, dir, script string, env []string) result {
 	cmd := exec.CommandContext(ctx, bin, script)
 	cmd.Args[0] = "lua5.4"
 	cmd.Dir = dir
-	cmd.Env = append(environWithout("REDMAGIC_"), jitNow)
+	cmd.Env = append(environWithout("REDMAGIC_"), jitNow...)
 	cmd.Env = append(cmd.Env, env...)
 	r := runCmd(t, cmd)
 	require.NoError(t, ctx.Err(), "%s %s %v: timed out", bin, script, env)

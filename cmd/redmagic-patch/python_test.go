@@ -40,7 +40,7 @@ func runPython(t *testing.T, python, prog string, env []string, statsPath string
 	cmd.Dir = t.TempDir()
 	// Inherited REDMAGIC_* settings would change what is being compared,
 	// and string hashing is randomised per process without a fixed seed.
-	cmd.Env = append(environWithout("REDMAGIC_", "PYTHON"), "PYTHONHASHSEED=0", jitNow)
+	cmd.Env = append(append(environWithout("REDMAGIC_", "PYTHON"), "PYTHONHASHSEED=0"), jitNow...)
 	cmd.Env = append(cmd.Env, env...)
 	if statsPath != "" {
 		cmd.Env = append(cmd.Env, "REDMAGIC_STATS="+statsPath)
