@@ -151,6 +151,19 @@ func (b *Bench) Size(p Program) string {
 	return p.Full
 }
 
+// MissingScript says why an external program cannot run here ("" if it
+// can). A missing script of the repository's own is not excused: it fails
+// like any other broken run.
+func (b *Bench) MissingScript(p Program) string {
+	if !p.External {
+		return ""
+	}
+	if _, err := os.Stat(p.ScriptPath(b.Opts.Root)); err != nil {
+		return fmt.Sprintf("third-party script not on this machine: %v", err)
+	}
+	return ""
+}
+
 // RunProgram measures one program under every configuration of its family,
 // interleaved: each round runs every live configuration once, in order.
 // A configuration that fails stops being run; the others continue.
@@ -165,11 +178,16 @@ func (b *Bench) RunProgram(p Program) []*Record {
 	var want []byte
 	expPath := p.ExpectedPath(b.Opts.Root, size)
 	want, expErr := os.ReadFile(expPath)
+	missing := b.MissingScript(p)
 	for i, c := range cs {
 		recs[i] = &Record{Program: p.Name, Interpreter: p.Family, Config: c.Name, Kind: c.Kind, Size: size, Status: StatusOK}
 		switch {
 		case c.Unavailable != "":
 			recs[i].Status, recs[i].Error = StatusUnavailable, c.Unavailable
+		case missing != "":
+			recs[i].Status, recs[i].Error = StatusUnavailable, missing
+		case c.Kind == KindPeer && p.NoPeers != "":
+			recs[i].Status, recs[i].Error = StatusUnavailable, p.NoPeers
 		case expErr != nil:
 			recs[i].Status, recs[i].Error = StatusError, fmt.Sprintf("no expected output: %v", expErr)
 		default:
@@ -265,8 +283,8 @@ func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 		r := recs[i]
 		r.InstructionsSize = p.Small
 		switch {
-		case c.Unavailable != "":
-			r.InstructionsError = c.Unavailable
+		case r.Status == StatusUnavailable:
+			r.InstructionsError = r.Error
 			continue
 		case r.Failed():
 			r.InstructionsError = "skipped: timed runs failed"

@@ -116,7 +116,9 @@ func TestExpectedOutputsAgreeAcrossLanguages(t *testing.T) {
 // Every program has an expected output for each size the suite uses, and
 // the VM loop's expected output matches the formula in loop_n.vm's header.
 func TestExpectedOutputsExist(t *testing.T) {
-	for _, p := range DefaultSuite() {
+	suite, err := DefaultSuite(repoRoot)
+	require.NoError(t, err)
+	for _, p := range suite {
 		for _, size := range []string{p.Small, p.Full} {
 			data, err := os.ReadFile(p.ExpectedPath(repoRoot, size))
 			require.NoError(t, err, p.Name)
@@ -138,7 +140,9 @@ func TestExpectedOutputsExist(t *testing.T) {
 }
 
 func suiteProgram(t *testing.T, name string) Program {
-	for _, p := range DefaultSuite() {
+	suite, err := DefaultSuite(repoRoot)
+	require.NoError(t, err)
+	for _, p := range suite {
 		if p.Name == name {
 			return p
 		}

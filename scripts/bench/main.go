@@ -1,8 +1,12 @@
-// Command bench is the benchmark harness of redmagic-patch: it runs a suite
-// of programs (testdata/bench and the test VMs' loop program) under each
-// original interpreter, its patched copy with the runtime off and on, and
-// peer interpreters, interleaved; checks every run's output; and writes
-// results.json, results.md and speedup.svg.
+// Command bench is the benchmark harness of redmagic-patch: it runs three
+// suites (bench: testdata/bench and the test VMs' programs; pyperf:
+// pyperformance's pure-Python benchmarks from ../shared/third_party, with
+// the pyperf stand-in of scripts/bench/pyperf; luacorpus:
+// testdata/bench/corpus/*.lua) under each original interpreter, its
+// patched copy with the runtime off and on, and peer interpreters,
+// interleaved; checks every run's output; and writes results.json,
+// results.md and speedup.svg. Unless --quick, it ends with the programs'
+// verdicts against the speed bars (verdict.go), per suite.
 //
 //	go run ./scripts/bench [--quick] [--runs N] [--warmup N] [--instructions] [--only REGEXP] [--out DIR]
 //	go run ./scripts/bench --cold [--runs N] [--out DIR]
@@ -88,9 +92,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Quick: *quick, Warmup: *warmup, Runs: *runs, Instructions: *instr, Timeout: *timeout, Log: stderr,
 	}, Families())
 
-	if *bless {
-		return blessAll(b, filter, stdout, stderr)
-	}
 	if *cold {
 		n := 31 // start-up differences are fractions of a millisecond
 		fs.Visit(func(f *flag.Flag) {
@@ -104,20 +105,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	// Only now: --cold needs no suite, so a bad corpus file cannot stop it.
+	suite, err := DefaultSuite(absRoot)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 2
+	}
+	if *bless {
+		return blessAll(b, suite, filter, stdout, stderr)
+	}
 	mode := "full"
 	if *quick {
 		mode = "quick"
 	}
 	rep := &Report{Date: time.Now().Format("2006-01-02"), Machine: DescribeMachine(), Mode: mode, Warmup: *warmup, Runs: *runs}
 	start := time.Now()
-	for _, p := range DefaultSuite() {
+	for _, p := range suite {
 		if filter != nil && !filter.MatchString(p.Name) {
 			continue
 		}
 		t0 := time.Now()
 		recs := b.RunProgram(p)
 		rep.Records = append(rep.Records, recs...)
-		fmt.Fprintf(stdout, "%-22s %s\n", p.Name, summaryLine(recs, time.Since(t0)))
+		fmt.Fprintf(stdout, "%-24s %s\n", p.Name, summaryLine(recs, time.Since(t0)))
 	}
 	rep.Duration = time.Since(start).Seconds()
 	if err := writeReports(rep, outDir); err != nil {
@@ -126,6 +136,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "bench: %d records in %.0f s; reports in %s/{results.json,results.md,speedup.svg}\n",
 		len(rep.Records), rep.Duration, outDir)
+	// The verdicts inform; they never change the exit status, which is
+	// about answers (timings on a shared machine are too noisy to gate on).
+	if rep.Judged() {
+		if err := WriteVerdicts(stdout, Summarize(rep.Verdicts())); err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 2
+		}
+	}
 	if fails := rep.Failures(); len(fails) > 0 {
 		fmt.Fprintf(stderr, "bench: FAILED: %d program/configuration pairs gave a wrong answer or failed:\n", len(fails))
 		for _, f := range fails {
@@ -187,10 +205,15 @@ func writeReports(rep *Report, dir string) error {
 // blessAll records the original interpreter's output at both sizes of each
 // program as its expected output. The Lua and Python classics must then
 // agree with each other, which the tests check.
-func blessAll(b *Bench, filter *regexp.Regexp, stdout, stderr io.Writer) int {
+func blessAll(b *Bench, suite []Program, filter *regexp.Regexp, stdout, stderr io.Writer) int {
 	status := 0
-	for _, p := range DefaultSuite() {
+	for _, p := range suite {
 		if filter != nil && !filter.MatchString(p.Name) {
+			continue
+		}
+		if why := b.MissingScript(p); why != "" {
+			fmt.Fprintf(stderr, "bless %s: %s\n", p.Name, why)
+			status = 1
 			continue
 		}
 		cs, err := b.Configs(p.Family)

@@ -30,6 +30,10 @@ func (r *Report) Failures() []*Record {
 	return out
 }
 
+// Judged reports whether the session can give verdicts: a quick session's
+// single run at small sizes proves answers, not speed.
+func (r *Report) Judged() bool { return r.Mode != "quick" }
+
 // WriteJSON writes the report, indented.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
@@ -115,14 +119,30 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- Mode: %s; %d warm-up and %d counted runs per configuration, interleaved; took %s\n",
 		r.Mode, r.Warmup, r.Runs, (time.Duration(r.Duration) * time.Second).String())
 	b.WriteString("- Cells: speedup = original time / configuration time (median of runs; above 1 is faster), " +
-		"with the min-max of per-round ratios. `n/a`: not installed.\n\n")
+		"with the min-max of per-round ratios. `n/a`: not installed.\n")
+	// One quick run proves answers, never speed: no verdicts then.
+	judged := r.Judged()
+	verdicts := map[string]Verdict{}
+	if judged {
+		fmt.Fprintf(&b, "- Verdict: runtime on >= %.2fx and runtime off >= %.2fx of the original, "+
+			"each from >= %d interleaved runs; a failed run is below the bar.\n", BarOn, BarOff, VerdictMinRounds)
+		for _, v := range r.Verdicts() {
+			verdicts[v.Program] = v
+		}
+	}
+	b.WriteString("\n")
 	cols := r.columns()
 	b.WriteString("| program | size | original (s) |")
 	for _, c := range cols {
 		b.WriteString(" " + c + " |")
 	}
-	b.WriteString(" back-edges counted (runtime on) |\n|---|---|---|")
-	b.WriteString(strings.Repeat("---|", len(cols)+1) + "\n")
+	b.WriteString(" back-edges counted (runtime on) |")
+	extra := 1
+	if judged {
+		b.WriteString(" verdict |")
+		extra++
+	}
+	b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(cols)+extra) + "\n")
 	names, recs := r.byProgram()
 	for _, name := range names {
 		row := recs[name]
@@ -150,7 +170,18 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		if n, ok := backEdges(row["patched, runtime on"]); ok {
 			hits = fmt.Sprintf("%d", n)
 		}
-		b.WriteString(" " + hits + " |\n")
+		b.WriteString(" " + hits + " |")
+		if judged {
+			b.WriteString(" " + verdicts[name].Cell() + " |")
+		}
+		b.WriteString("\n")
+	}
+	if judged {
+		b.WriteString("\n## Verdicts\n\n```\n")
+		if err := WriteVerdicts(&b, Summarize(r.Verdicts())); err != nil {
+			return err
+		}
+		b.WriteString("```\n")
 	}
 	if fails := r.Failures(); len(fails) > 0 {
 		b.WriteString("\n## Failures\n\n")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -74,11 +73,17 @@ type Invocation struct {
 	Dir  string
 }
 
-// Command builds the invocation of program p at size under configuration c.
+// Command builds the invocation of program p at size under configuration
+// c: the program's environment first, then the configuration's.
 func Command(root string, c Config, p Program, size string) Invocation {
 	argv := append([]string{c.Path}, c.Args...)
-	argv = append(argv, filepath.Join(root, p.Script), size)
-	return Invocation{Argv: argv, Env: c.Env, Dir: root}
+	argv = append(argv, p.ScriptPath(root), size)
+	var env []string
+	for _, kv := range p.Env {
+		env = append(env, strings.ReplaceAll(kv, RootVar, root))
+	}
+	env = append(env, c.Env...)
+	return Invocation{Argv: argv, Env: env, Dir: root}
 }
 
 // cleanEnv drops variables that would change what is measured: the

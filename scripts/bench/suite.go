@@ -15,9 +15,51 @@ import (
 type Program struct {
 	Name   string // e.g. "lua/fib"
 	Family string // key into the family table
-	Script string // relative to the repository root
+	Script string // absolute, or relative to the repository root (may lie outside it)
 	Full   string // size for `make bench` (0.5-5 s on the original)
 	Small  string // size for --quick and --instructions (valgrind is ~50x slower)
+	// Env is added to every configuration's environment for this program
+	// only; RootVar in a value stands for the repository root.
+	Env []string
+	// External marks a script that is data beside the repository, not in
+	// it (pyperformance): where it is missing the program is unavailable,
+	// not failed, so the harness still runs on a bare checkout.
+	External bool
+	// NoPeers says why the family's peers cannot run this program (the
+	// Lua corpus is Lua 5.4; LuaJIT is Lua 5.1): they are reported n/a
+	// rather than failed. Empty: the peers run it.
+	NoPeers string
+}
+
+// RootVar in a Program's Env is replaced by the absolute repository root.
+const RootVar = "${ROOT}"
+
+// ScriptPath is the program's script on this machine.
+func (p Program) ScriptPath(root string) string {
+	if filepath.IsAbs(p.Script) {
+		return p.Script
+	}
+	return filepath.Join(root, p.Script)
+}
+
+// Suite names: pyperformance and the Lua corpus are reported apart from
+// the harness's own programs, which make up the "bench" suite.
+const (
+	SuiteBench     = "bench"
+	SuitePyperf    = "pyperf"
+	SuiteLuaCorpus = "luacorpus"
+)
+
+// Suites in report order.
+var Suites = []string{SuiteBench, SuitePyperf, SuiteLuaCorpus}
+
+// SuiteOf names the suite of a program from its name alone, so that the
+// reports of an old results.json (--render) group the same way.
+func SuiteOf(program string) string {
+	if prefix, _, ok := strings.Cut(program, "/"); ok && (prefix == SuitePyperf || prefix == SuiteLuaCorpus) {
+		return prefix
+	}
+	return SuiteBench
 }
 
 // Key is the program's name as used in expected-output file names.
@@ -43,8 +85,20 @@ var classics = []struct{ name, luaFull, pyFull, small string }{
 	{"closures", "5000000", "3000000", "30000"},
 }
 
-// DefaultSuite is the whole suite in a fixed order: test VMs, Lua, Python.
-func DefaultSuite() []Program {
+// DefaultSuite is every program in a fixed order: the harness's own (test
+// VMs, Lua, Python), pyperformance, then the Lua corpus found under root.
+// The error names each corpus file that cannot be registered.
+func DefaultSuite(root string) ([]Program, error) {
+	corpus, err := CorpusSuite(root)
+	if err != nil {
+		return nil, err
+	}
+	ps := append(BenchSuite(), PyperfSuite()...)
+	return append(ps, corpus...), nil
+}
+
+// BenchSuite is the harness's own programs: test VMs, Lua, Python.
+func BenchSuite() []Program {
 	var ps []Program
 	for _, vm := range []string{"switchvm", "gotovm", "annotvm"} {
 		ps = append(ps, Program{Name: vm + "/loop_n", Family: vm,

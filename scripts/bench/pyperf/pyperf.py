@@ -7,6 +7,10 @@ keeps no timings. The harness measures the whole process from outside and
 checks its standard output, so this module only has to run each benchmark
 a known number of times and say so, deterministically.
 
+The harness puts this directory on PYTHONPATH (with
+PYTHONDONTWRITEBYTECODE=1, so no __pycache__ lands in the repository) for
+its pyperf/* programs only.
+
 Run count. The harness runs `python3.11 run_benchmark.py SIZE`. A Runner
 takes a trailing integer argument off the command line (SIZE, at least 1)
 before argparse sees it; the benchmarks' own positional arguments (such as
