@@ -47,13 +47,13 @@ func TestNothingBeforeHot(t *testing.T) {
 }
 
 // A program that has not run REDMAGIC_JIT_DELAY yet counts without the
-// JIT; its hot loops load it later, at the counts where a recording would
-// be due (2, 4, 8... times the threshold).
+// JIT; its hot loops load it later (their counts look at the clock every
+// 65,536 hits).
 func TestJITDelay(t *testing.T) {
 	fx := getFixture(t)
 	bin := fx.patched(t, "pie", patchSpec{})
 	r := runHarness(t, bin, []string{"REDMAGIC_JIT_DELAY=300"},
-		args("hit", siteJump, 1, 0, 1500, "tasks", "sleep", 400, "hit", siteJump, 1, 0, 3000, "tasks")...)
+		args("hit", siteJump, 1, 0, 1500, "tasks", "sleep", 400, "hit", siteJump, 1, 0, 70000, "tasks")...)
 	require.Equal(t, 0, r.exit, r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 2)

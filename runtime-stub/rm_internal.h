@@ -174,7 +174,8 @@ struct rm_entry {
 	uint64_t jit0;          /* the thread's cycles in the JIT then */
 	uint32_t icost;         /* interpreter cycles per iteration x16 */
 	uint32_t gov;           /* enum rm_gov */
-	uint64_t pad;           /* a cache line */
+	uint32_t asked;         /* a recording was asked for on this thread */
+	uint32_t pad;           /* a cache line */
 };
 
 /* Where a loop's measurement stands. */

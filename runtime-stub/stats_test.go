@@ -179,9 +179,9 @@ func TestLayout(t *testing.T) {
 	assert.Equal(t, uintptr(len(apiNames)), c["api_count"])
 }
 
-// apiNames, the enum in redmagic_patch.h, the declarations in redmagic.h
-// and the stubs of rm_api_entry.S list the same functions in the same
-// order.
+// apiNames, the enum in redmagic_patch.h, the declarations in redmagic.h,
+// the statistics writer's names and the stubs of rm_api_entry.S list the
+// same functions in the same order.
 func TestAPINamesMatchHeaders(t *testing.T) {
 	patch, err := os.ReadFile("include/redmagic_patch.h")
 	require.NoError(t, err)
@@ -200,6 +200,16 @@ func TestAPINamesMatchHeaders(t *testing.T) {
 	for _, n := range apiNames {
 		assert.Regexp(t, `(void|int) redmagic_`+n+`\(`, string(decl))
 	}
+
+	stats, err := os.ReadFile("host/rm_stats.c")
+	require.NoError(t, err)
+	list := regexp.MustCompile(`(?s)rm_api_names\[\] = \{(.*?)\}`).FindSubmatch(stats)
+	require.NotNil(t, list)
+	var fromStats []string
+	for _, m := range regexp.MustCompile(`"(\w+)"`).FindAllSubmatch(list[1], -1) {
+		fromStats = append(fromStats, string(m[1]))
+	}
+	assert.Equal(t, apiNames[:], fromStats, "host/rm_stats.c")
 
 	asm, err := os.ReadFile("host/rm_api_entry.S")
 	require.NoError(t, err)

@@ -116,6 +116,7 @@ static COLD int rm_grow(struct rm_thread *t)
 		nt->e[j].tsc = o->tsc;
 		nt->e[j].base = o->base;
 		nt->e[j].jit0 = o->jit0;
+		nt->e[j].asked = o->asked;
 		nt->e[j].icost = o->icost;
 		nt->e[j].gov = o->gov;
 		nt->e[j].site1 = o->site1;
@@ -196,12 +197,16 @@ static COLD void rm_jit_try(struct rm_thread *t)
 	t->in_slow = 0;
 }
 
-/* A hot loop before the JIT runs: at the counts where a recording would
- * be due, the JIT may load now if it was too early before. */
+/* A hot loop before the JIT runs: every RM_JIT_RECHECK counts, the JIT
+ * may load now if it was too early before. (Not at the counts where a
+ * recording is due: they double, and a loop hot at once would load it
+ * many times the delay late.) */
+#define RM_JIT_RECHECK 65536
+
 static inline uint64_t rm_jit_later(uint64_t c)
 {
 	if (rm_g.jit_wanted && !rm_g.jit_tried && c > rm_g.hot_threshold &&
-	    rm_record_due(c))
+	    (c & (RM_JIT_RECHECK - 1)) == 0)
 		rm_jit_try(rm_self);
 	return rm_g.jit;
 }
@@ -403,10 +408,11 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 {
 	if (!rm_g.jit && !rm_jit_later(c))
 		return 0;
-	/* A loop whose trace this thread dropped: nothing more to look up. */
 	struct rm_thread *t = rm_self;
-	if (t->last_site1 == gs + 1 && t->last_id == id &&
-	    t->last_e->gov == RM_GOV_DROPPED) {
+	struct rm_entry *e = t->last_site1 == gs + 1 && t->last_id == id ?
+				     t->last_e : NULL;
+	/* A loop whose trace this thread dropped: nothing more to look up. */
+	if (e && e->gov == RM_GOV_DROPPED) {
 		if (unlikely(!rm_g.gov_kept))
 			rm_quiet_check();
 		return 0;
@@ -414,7 +420,12 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head)
 		return rm_enter(gs, id, c, head);
-	if (rm_record_due(c) || rm_g.ops.retry_due(gs, id))
+	/* A loop hot before the JIT was loaded asks at once, not at its next
+	 * doubling (which backs off failed recordings). */
+	int first = e && !e->asked;
+	if (e)
+		e->asked = 1;
+	if (first || rm_record_due(c) || rm_g.ops.retry_due(gs, id))
 		return rm_g.ops.try_record(gs, id, resume, 0);
 	return 0;
 }
@@ -525,14 +536,10 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 		return 0;
 	switch (api) {
 	case RM_API_BACKWARDS_BRANCH:
+		/* A loop like a back-edge's, whose state continues at ret. */
 		if (c < rm_g.hot_threshold)
 			return 0;
-		uint64_t head = rm_g.ops.trace_lookup(gs, id);
-		if (head)
-			return rm_enter(gs, id, c, head);
-		if (rm_record_due(c) || rm_g.ops.retry_due(gs, id))
-			return rm_g.ops.try_record(gs, id, ret, 0);
-		return 0;
+		return rm_hit_hot(gs, id, c, ret);
 	case RM_API_FORCE_BEGIN_TRACE:
 		return rm_g.ops.try_record(gs, id, ret, 1);
 	case RM_API_FORCE_JUMP_TO_TRACE:
