@@ -363,14 +363,19 @@ void rm_step_aside(void)
 		rm_s.restored += rm_restore_dispatch(&rm_s.obj[k].restore);
 }
 
+/* Serialises going quiet and re-arming. */
+static pthread_mutex_t rm_quiet_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void rm_rearm(void)
 {
-	if (!rm_g.gov_quiet || rm_g.forked)
-		return;
-	rm_g.gov_quiet_hits = 0;
-	for (uint32_t k = 0; k < rm_s.nobjs; k++)
-		rm_rearm_dispatch(&rm_s.obj[k].restore);
-	__atomic_store_n(&rm_g.gov_quiet, 0, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&rm_quiet_mu);
+	if (rm_g.gov_quiet && !rm_g.forked) {
+		rm_g.gov_quiet_hits = 0;
+		for (uint32_t k = 0; k < rm_s.nobjs; k++)
+			rm_rearm_dispatch(&rm_s.obj[k].restore);
+		__atomic_store_n(&rm_g.gov_quiet, 0, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&rm_quiet_mu);
 }
 
 /* Sleeps through a quiet period, then re-arms. A thread of its own with
@@ -393,8 +398,7 @@ static void *rm_rearm_thread(void *arg)
  * long each time, to see whether the program's later loops pay. */
 void rm_go_quiet(void)
 {
-	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-	pthread_mutex_lock(&mu);
+	pthread_mutex_lock(&rm_quiet_mu);
 	if (!rm_g.gov_quiet) {
 		uint64_t ns = rm_g.gov_rearm_ns ? rm_g.gov_rearm_ns : RM_GOV_QUIET_NS;
 		sigset_t all, saved;
@@ -421,7 +425,7 @@ void rm_go_quiet(void)
 			rm_g.gov_rearm_ns = ns * 2;
 		}
 	}
-	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(&rm_quiet_mu);
 }
 
 RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out)
