@@ -230,6 +230,8 @@ RM_HIDDEN int rm_jit_load(void);
 /* Whether the process has run long enough for the JIT to pay for its
  * start (REDMAGIC_JIT_DELAY; rm_load.c). */
 RM_HIDDEN int rm_jit_due(void);
+/* CLOCK_MONOTONIC in nanoseconds, 0 if it cannot be read (rm_load.c). */
+RM_HIDDEN uint64_t rm_now_ns(void);
 /* The JIT will not run: puts the original dispatch entries back unless
  * statistics are wanted (rm_init.c). */
 RM_HIDDEN void rm_step_aside(void);

@@ -23,16 +23,6 @@ int rm_host_object_desc(uint32_t k, struct rm_jit_obj *out)
 	return rm_host_p ? rm_host_p->object_desc(k, out) : -1;
 }
 
-static void rm_jit_annotate(int what, uint64_t arg)
-{
-	rmJITCall(what, arg);
-}
-
-static void rm_jit_report(char **jit, char **gave_up)
-{
-	rmJITReport(jit, gave_up);
-}
-
 __attribute__((visibility("default"))) int
 rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 	     size_t whylen)
@@ -55,11 +45,11 @@ rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 		.trace_verdict = tv_trace_verdict,
 		.retry_due = tv_retry_due,
 		.try_record = tv_try_record,
-		.annotate = rm_jit_annotate,
+		.annotate = rmJITCall,
 		.fork_prepare = tv_fork_prepare,
 		.fork_parent = tv_fork_parent,
 		.fork_child = tv_fork_child,
-		.report = rm_jit_report,
+		.report = rmJITReport,
 		.cache = (const volatile uint64_t *)&tv_g.cache_lo,
 	};
 	return 0;

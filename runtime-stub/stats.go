@@ -13,11 +13,7 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 )
 
-// statsVersion is the "version" field of the statistics; bump it when a
-// field changes meaning (adding fields keeps it).
-const statsVersion = 1
-
-// maxHotLoops bounds the hot_loops list.
+// maxHotLoops bounds the hot_loops list (RM_STATS_MAX_HOT in rm_stats.c).
 const maxHotLoops = 50
 
 // Site kinds, as in enum rm_site_kind.
@@ -25,9 +21,6 @@ const (
 	siteBackedge = 1
 	siteAPICall  = 2
 )
-
-// apiBackwardsBranch is RM_API_BACKWARDS_BRANCH.
-const apiBackwardsBranch = 1
 
 // apiNames are the redmagic API functions without their "redmagic_"
 // prefix, in the order of enum rm_api (a test checks it against the header).

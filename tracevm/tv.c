@@ -17,13 +17,6 @@
 /* After the pragmas: its helpers are compiled for general registers too. */
 #include "tv_cpu.h"
 
-static inline uint64_t tv_rdtsc(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-}
-
 static inline void tv_xsave(void *buf)
 {
 	tv_xsave_as(tv_g.xsave_mask, tv_g.use_xsave, buf);

@@ -33,6 +33,14 @@ static inline long tv_syscall6(long n, long a, long b, long c, long d,
 #define TV_SYS_MUNMAP 11
 #define TV_SYS_MREMAP 25
 
+/* The time-stamp counter: the JIT's and the governor's clock. */
+static inline uint64_t tv_rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
 /* len bytes of zeroed read-write memory, or NULL. */
 static inline void *tv_map(uint64_t len)
 {

@@ -11,19 +11,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// patchedPythonWith patches python3.11 into a temporary directory and
+// writes prog there as name: the patched interpreter, the program and
+// the directory.
+func patchedPythonWith(t *testing.T, name, prog string) (py, path, dir string) {
+	t.Helper()
+	requireRuntime(t)
+	dir = t.TempDir()
+	py = filepath.Join(dir, "python3.11")
+	patch(t, origPython, py)
+	path = filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, []byte(prog), 0o644))
+	return py, path, dir
+}
+
 // The governor measures each trace's loop against the interpreter and
 // drops a trace that does not pay. REDMAGIC_GOVERNOR_PCT moves the bar:
 // at 0 every measured trace loses, at 1000 every one is kept. Either way
 // the program's output is the original's, and the verdicts are reported.
 func TestGovernorVerdicts(t *testing.T) {
-	requireRuntime(t)
-	dir := t.TempDir()
-	py := filepath.Join(dir, "python3.11")
-	patch(t, origPython, py)
 	// A loop in a function called many times: every call enters its trace
 	// at a back-edge hit, where the governor looks.
-	prog := filepath.Join(dir, "calls.py")
-	require.NoError(t, os.WriteFile(prog, []byte(`def f(n):
+	py, prog, dir := patchedPythonWith(t, "calls.py", `def f(n):
     s = 0
     for i in range(n):
         s += i
@@ -32,7 +41,7 @@ t = 0
 for _ in range(300):
     t += f(1000)
 print(t)
-`), 0o644))
+`)
 	want := runPython(t, origPython, prog, nil, "")
 	require.Equal(t, 0, want.status, want.stderr)
 
@@ -80,12 +89,7 @@ print(t)
 // and re-arms them after a quiet period from a thread of its own: no Go
 // timer, so no descriptor appears in the program's table.
 func TestGovernorQuiet(t *testing.T) {
-	requireRuntime(t)
-	dir := t.TempDir()
-	py := filepath.Join(dir, "python3.11")
-	patch(t, origPython, py)
-	prog := filepath.Join(dir, "quiet.py")
-	require.NoError(t, os.WriteFile(prog, []byte(`import os, time
+	py, prog, dir := patchedPythonWith(t, "quiet.py", `import os, time
 def f(n):
     s = 0
     for i in range(n):
@@ -104,7 +108,7 @@ time.sleep(1.3)
 for _ in range(300):
     t += f(1000) + h(1000)
 print(t, sorted(os.listdir('/proc/self/fd')))
-`), 0o644))
+`)
 	want := runPython(t, origPython, prog, nil, "")
 	require.Equal(t, 0, want.status, want.stderr)
 	got := runPython(t, py, prog, []string{"REDMAGIC_GOVERNOR_PCT=0"}, filepath.Join(dir, "stats.json"))
@@ -123,11 +127,6 @@ print(t, sorted(os.listdir('/proc/self/fd')))
 // hot loops gets some of them refused (aborts.budget), and its output is
 // the original's.
 func TestJITBudget(t *testing.T) {
-	requireRuntime(t)
-	dir := t.TempDir()
-	py := filepath.Join(dir, "python3.11")
-	patch(t, origPython, py)
-	prog := filepath.Join(dir, "loops.py")
 	var src strings.Builder
 	for i := 0; i < 60; i++ {
 		fmt.Fprintf(&src, "def f%d(n):\n    s = 0\n    for i in range(n):\n        s += i * %d\n    return s\n", i, i+1)
@@ -137,7 +136,7 @@ func TestJITBudget(t *testing.T) {
 		fmt.Fprintf(&src, "f%d, ", i)
 	}
 	src.WriteString("]))\n")
-	require.NoError(t, os.WriteFile(prog, []byte(src.String()), 0o644))
+	py, prog, dir := patchedPythonWith(t, "loops.py", src.String())
 	want := runPython(t, origPython, prog, nil, "")
 	require.Equal(t, 0, want.status, want.stderr)
 	got := runPython(t, py, prog, []string{"REDMAGIC_JIT_BUDGET=1"}, filepath.Join(dir, "stats.json"))

@@ -34,6 +34,29 @@ static inline void rm_xrstor(void *buf)
 	tv_xrstor_as(rm_g.xsave_mask, rm_g.use_xsave, buf);
 }
 
+/* Brackets a call into code that may touch the vector registers (libc,
+ * the JIT's Go): the whole vector state saved in t's area, t marked so
+ * that a nested hit (a signal handler) does not reuse the area. Returns 0
+ * when t has no area or is already inside such a call. Always inlined:
+ * the save must stand in the function that makes the call (a test checks
+ * the code). */
+static inline __attribute__((always_inline)) int
+rm_slow_begin(struct rm_thread *t)
+{
+	if (!t || !t->xbuf || t->in_slow)
+		return 0;
+	t->in_slow = 1;
+	rm_xsave(t->xbuf);
+	return 1;
+}
+
+static inline __attribute__((always_inline)) void
+rm_slow_end(struct rm_thread *t)
+{
+	rm_xrstor(t->xbuf);
+	t->in_slow = 0;
+}
+
 _Static_assert(RM_MAX_OBJECTS == 8 && RM_API_COUNT == 16,
 	       "rm_api_entry.S generates 8 x 16 stubs");
 _Static_assert(sizeof(struct rm_entry) == 64, "entry layout: a cache line");
@@ -110,16 +133,8 @@ static COLD int rm_grow(struct rm_thread *t)
 		uint64_t j = rm_hash(o->site1, o->id) & nt->mask;
 		while (nt->e[j].site1)
 			j = (j + 1) & nt->mask;
-		nt->e[j].id = o->id;
-		nt->e[j].count = o->count;
-		nt->e[j].slow = o->slow;
-		nt->e[j].tsc = o->tsc;
-		nt->e[j].base = o->base;
-		nt->e[j].jit0 = o->jit0;
-		nt->e[j].asked = o->asked;
-		nt->e[j].icost = o->icost;
-		nt->e[j].gov = o->gov;
-		nt->e[j].site1 = o->site1;
+		/* nt is not published yet: no order to keep. */
+		nt->e[j] = *o;
 	}
 	nt->older = t->table;
 	t->last_site1 = 0; /* last_e points into the old table */
@@ -140,39 +155,32 @@ static COLD int rm_grow(struct rm_thread *t)
  * trace and its side traces, so exits, re-entries and the interpreter's
  * share count, and cycles spent recording and compiling do not. A trace
  * that is not gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) of the
- * interpreter's cost or better is dropped; its loop runs the original code at counting cost from then on.
+ * interpreter's cost or better is dropped; its loop runs the original
+ * code at counting cost from then on.
  */
 #define RM_GOV_WINDOW 20000
-
-static inline uint64_t rm_rdtsc(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-}
 
 static COLD void rm_sample_open(struct rm_entry *e)
 {
 	if (e->gov == RM_GOV_NONE) {
-		e->tsc = rm_rdtsc();
+		e->tsc = tv_rdtsc();
 		e->gov = RM_GOV_INTERP;
 	}
 }
+
+static COLD void rm_jit_try(struct rm_thread *t);
 
 /* The counter e reached the hot threshold on this thread. The first time
  * in the process (with the JIT wanted) the JIT library is loaded: the Go
  * runtime starts here, not at program start. Go runs on this thread's own
  * stack (the trampoline has stepped over the red zone): switching stacks
  * would make every Go callback read /proc/self/maps. */
-static COLD void rm_jit_try(struct rm_thread *t);
-static inline int rm_record_due(uint64_t c);
-
 static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
 	if (e->gov == RM_GOV_INTERP) {
 		/* The interpreter's sample closes: cycles per iteration. */
 		uint64_t n = rm_g.hot_threshold - rm_g.gov_sample_at;
-		uint64_t c16 = (rm_rdtsc() - e->tsc) * 16 / n;
+		uint64_t c16 = (tv_rdtsc() - e->tsc) * 16 / n;
 		e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
 		e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
 	}
@@ -186,15 +194,12 @@ static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
  * process has run REDMAGIC_JIT_DELAY), with the vector state saved. */
 static COLD void rm_jit_try(struct rm_thread *t)
 {
-	if (!rm_g.jit_wanted || rm_g.jit_tried || rm_g.forked || !t->xbuf ||
-	    t->in_slow)
+	if (!rm_g.jit_wanted || rm_g.jit_tried || rm_g.forked ||
+	    !rm_slow_begin(t))
 		return;
-	t->in_slow = 1;
-	rm_xsave(t->xbuf);
 	if (rm_jit_due())
 		rm_jit_load();
-	rm_xrstor(t->xbuf);
-	t->in_slow = 0;
+	rm_slow_end(t);
 }
 
 /* A hot loop before the JIT runs: every RM_JIT_RECHECK counts, the JIT
@@ -260,13 +265,9 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 		rm_unmap(nt, len);
 	}
 	rm_self = t;
-	if (t != &rm_nomem_thread) {
-		/* in_slow: a nested hit must not reuse the save area. */
-		t->in_slow = 1;
-		rm_xsave(t->xbuf);
+	if (rm_slow_begin(t)) {
 		rm_thread_register(t);
-		rm_xrstor(t->xbuf);
-		t->in_slow = 0;
+		rm_slow_end(t);
 	}
 	return rm_count(gsite, id, hot);
 }
@@ -330,13 +331,10 @@ static COLD void rm_quiet_check(void)
 		    RM_GOV_QUIET_HITS)
 		return;
 	struct rm_thread *t = rm_self;
-	if (!t || !t->xbuf || t->in_slow)
+	if (!rm_slow_begin(t))
 		return;
-	t->in_slow = 1;
-	rm_xsave(t->xbuf);
 	rm_go_quiet();
-	rm_xrstor(t->xbuf);
-	t->in_slow = 0;
+	rm_slow_end(t);
 }
 
 /* The trace of (gs, id) is about to be entered at count c. Returns where
@@ -359,13 +357,13 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	if (n < RM_GOV_WINDOW)
 		return head;
 	if (e->gov == RM_GOV_WARM) {
-		e->tsc = rm_rdtsc();
+		e->tsc = tv_rdtsc();
 		e->jit0 = rm_g.ops.jit_cycles();
 		e->base = done;
 		e->gov = RM_GOV_TRACE;
 		return head;
 	}
-	uint64_t cyc = rm_rdtsc() - e->tsc;
+	uint64_t cyc = tv_rdtsc() - e->tsc;
 	uint64_t jit = rm_g.ops.jit_cycles() - e->jit0;
 	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / n;
 	uint32_t t16 = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
@@ -380,15 +378,14 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 }
 
 /* Entering the trace head of (gs, id), hit for the c-th time on this
- * thread: the governor looks first while the loop is being measured. */
-static inline uint64_t rm_enter(uint32_t gs, uint64_t id, uint64_t c,
-				uint64_t head)
+ * thread (e: its counter, NULL if not at hand): the governor looks first
+ * while the loop is being measured. */
+static inline uint64_t rm_enter(struct rm_entry *e, uint32_t gs, uint64_t id,
+				uint64_t c, uint64_t head)
 {
-	struct rm_thread *t = rm_self;
-	if (likely(!rm_g.gov_on) || !t || t->last_site1 != gs + 1 ||
-	    t->last_id != id || t->last_e->gov >= RM_GOV_DONE)
+	if (likely(!rm_g.gov_on) || !e || e->gov >= RM_GOV_DONE)
 		return head;
-	return rm_govern(t->last_e, gs, id, c, head);
+	return rm_govern(e, gs, id, c, head);
 }
 
 static COLD void rm_invalid_site(void)
@@ -399,7 +396,16 @@ static COLD void rm_invalid_site(void)
 /* ------------------------------------------------------------------------ */
 /* Entry points. */
 
-static inline int rm_record_due(uint64_t c);
+/* A hot loop without a trace asks for a recording at threshold * 2^k
+ * hits (k = 0, 1, ...): a loop whose recordings fail backs off. */
+static inline int rm_record_due(uint64_t c)
+{
+	uint64_t h = rm_g.hot_threshold;
+	if (c < h || c % h)
+		return 0;
+	uint64_t q = c / h;
+	return (q & (q - 1)) == 0;
+}
 
 /* A hot back-edge: its trace, or a recording that starts at the handler
  * with the state the trampoline restores. */
@@ -419,7 +425,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	}
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head)
-		return rm_enter(gs, id, c, head);
+		return rm_enter(e, gs, id, c, head);
 	/* A loop hot before the JIT was loaded asks at once, not at its next
 	 * doubling (which backs off failed recordings). */
 	int first = e && !e->asked;
@@ -495,17 +501,6 @@ static const uint8_t rm_api_keyed[RM_API_COUNT] = {
 	[RM_API_DISABLE_BRANCH] = 1,
 };
 
-/* A hot loop without a trace asks for a recording at threshold * 2^k
- * hits (k = 0, 1, ...): a loop whose recordings fail backs off. */
-static inline int rm_record_due(uint64_t c)
-{
-	uint64_t h = rm_g.hot_threshold;
-	if (c < h || c % h)
-		return 0;
-	uint64_t q = c / h;
-	return (q & (q - 1)) == 0;
-}
-
 /*
  * Reached from rm_api_<name>_entry_<k> (rm_api_entry.S): arg is the API
  * function's first argument (garbage for those without one), site the
@@ -558,13 +553,10 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 static COLD void rm_jit_call(int what, uint64_t arg)
 {
 	struct rm_thread *t = rm_self;
-	if (rm_g.forked || !t || !t->xbuf || t->in_slow)
+	if (rm_g.forked || !rm_slow_begin(t))
 		return;
-	t->in_slow = 1;
-	rm_xsave(t->xbuf);
 	rm_g.ops.annotate(what, arg);
-	rm_xrstor(t->xbuf);
-	t->in_slow = 0;
+	rm_slow_end(t);
 }
 
 /* ------------------------------------------------------------------------ */

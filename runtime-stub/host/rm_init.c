@@ -353,14 +353,24 @@ static void rm_atfork_child(void)
 	pthread_mutex_init(&rm_s.mu, NULL);
 }
 
+/* Every served object's dispatch entries to their originals (to_orig),
+ * counted in the statistics, or back to their trampolines. */
+static void rm_dispatch_all(int to_orig)
+{
+	for (uint32_t k = 0; k < rm_s.nobjs; k++) {
+		if (to_orig)
+			rm_s.restored += rm_restore_dispatch(&rm_s.obj[k].restore);
+		else
+			rm_rearm_dispatch(&rm_s.obj[k].restore);
+	}
+}
+
 /* The JIT will not run: unless statistics were asked for, counting
  * cannot pay any more, and the original dispatch entries go back. */
 void rm_step_aside(void)
 {
-	if (rm_s.stats_path)
-		return;
-	for (uint32_t k = 0; k < rm_s.nobjs; k++)
-		rm_s.restored += rm_restore_dispatch(&rm_s.obj[k].restore);
+	if (!rm_s.stats_path)
+		rm_dispatch_all(1);
 }
 
 /* Serialises going quiet and re-arming. */
@@ -371,8 +381,7 @@ static void rm_rearm(void)
 	pthread_mutex_lock(&rm_quiet_mu);
 	if (rm_g.gov_quiet && !rm_g.forked) {
 		rm_g.gov_quiet_hits = 0;
-		for (uint32_t k = 0; k < rm_s.nobjs; k++)
-			rm_rearm_dispatch(&rm_s.obj[k].restore);
+		rm_dispatch_all(0);
 		__atomic_store_n(&rm_g.gov_quiet, 0, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&rm_quiet_mu);
@@ -417,9 +426,7 @@ void rm_go_quiet(void)
 		pthread_attr_destroy(&attr);
 		/* Without a thread to re-arm them, the entries stay. */
 		if (ok) {
-			for (uint32_t k = 0; k < rm_s.nobjs; k++)
-				rm_s.restored +=
-					rm_restore_dispatch(&rm_s.obj[k].restore);
+			rm_dispatch_all(1);
 			rm_g.gov_quiet = 1;
 			rm_g.gov_quiets++;
 			rm_g.gov_rearm_ns = ns * 2;
@@ -564,62 +571,33 @@ static void rm_atexit(void)
 
 /* ------------------------------------------------------------------------ */
 
+/* An unsigned variable in [lo, hi]; unset or empty gives def, anything
+ * else is reported as not `what` and def used. */
+static uint64_t rm_env_uint(const char *name, uint64_t def, uint64_t lo,
+			    uint64_t hi, const char *what)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || v[0] == '-' || n < lo || n > hi) {
+		fprintf(stderr, "redmagic: %s=%s is not %s, using %llu\n", name,
+			v, what, (unsigned long long)def);
+		return def;
+	}
+	return n;
+}
+
 static uint64_t rm_env_threshold(void)
 {
 	const char *name = "REDMAGIC_THRESHOLD";
 	const char *v = getenv(name);
-	if (!v || !*v) {
+	if (!v || !*v)
 		name = "REDMAGIC_HOT"; /* its name before the JIT */
-		v = getenv(name);
-	}
-	if (!v || !*v)
-		return RM_HOT_DEFAULT;
-	char *end;
-	errno = 0;
-	unsigned long long n = strtoull(v, &end, 10);
-	if (errno || *end || n == 0 || v[0] == '-') {
-		fprintf(stderr,
-			"redmagic: %s=%s is not a positive integer, using %d\n",
-			name, v, RM_HOT_DEFAULT);
-		return RM_HOT_DEFAULT;
-	}
-	return n;
-}
-
-/* Milliseconds, at most a day; anything else is reported and def used. */
-static uint64_t rm_env_ms(const char *name, uint64_t def)
-{
-	const char *v = getenv(name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	errno = 0;
-	unsigned long long n = strtoull(v, &end, 10);
-	if (errno || *end || n > 86400000ull || v[0] == '-') {
-		fprintf(stderr,
-			"redmagic: %s=%s is not a count of milliseconds, using %lu\n",
-			name, v, (unsigned long)def);
-		return def;
-	}
-	return n;
-}
-
-/* A percentage in [0, 1000]; anything else is reported and def used. */
-static uint32_t rm_env_pct(const char *name, uint32_t def)
-{
-	const char *v = getenv(name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	errno = 0;
-	unsigned long n = strtoul(v, &end, 10);
-	if (errno || *end || n > 1000 || v[0] == '-') {
-		fprintf(stderr,
-			"redmagic: %s=%s is not a percentage (0-1000), using %u\n",
-			name, v, def);
-		return def;
-	}
-	return (uint32_t)n;
+	return rm_env_uint(name, RM_HOT_DEFAULT, 1, UINT64_MAX,
+			   "a positive integer");
 }
 
 /* A boolean variable: "0" or "1"; anything else is reported and ignored
@@ -646,17 +624,17 @@ __attribute__((constructor)) static void rm_ctor(void)
 	if (!rm_s.disabled) {
 		rm_g.hot_threshold = rm_env_threshold();
 		rm_g.jit_wanted = rm_env_bool("REDMAGIC_JIT", 1);
+		rm_g.jit_delay_ns = rm_env_uint("REDMAGIC_JIT_DELAY",
+						RM_JIT_DELAY_MS, 0, 86400000,
+						"a count of milliseconds") *
+				    1000000ull;
+		rm_g.start_ns = rm_now_ns();
+		rm_g.gov_on = rm_env_bool("REDMAGIC_GOVERNOR", 1);
+		rm_g.gov_keep_pct = (uint32_t)rm_env_uint(
+			"REDMAGIC_GOVERNOR_PCT", RM_GOV_KEEP_PCT, 0, 1000,
+			"a percentage (0-1000)");
 		/* The governor samples the interpreter over the second half of
 		 * the counts before a loop is hot: too few below 32. */
-		rm_g.jit_delay_ns = rm_env_ms("REDMAGIC_JIT_DELAY",
-					      RM_JIT_DELAY_MS) * 1000000ull;
-		struct timespec ts;
-		if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-			rm_g.start_ns = (uint64_t)ts.tv_sec * 1000000000ull +
-					ts.tv_nsec;
-		rm_g.gov_on = rm_env_bool("REDMAGIC_GOVERNOR", 1);
-		rm_g.gov_keep_pct = rm_env_pct("REDMAGIC_GOVERNOR_PCT",
-					       RM_GOV_KEEP_PCT);
 		if (rm_g.gov_on && rm_g.hot_threshold >= 32)
 			rm_g.gov_sample_at = rm_g.hot_threshold / 2;
 	}

@@ -173,13 +173,18 @@ static int rm_jit_open(char *why, size_t n)
 	return 0;
 }
 
-int rm_jit_due(void)
+uint64_t rm_now_ns(void)
 {
 	struct timespec ts;
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 1;
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-	return now - rm_g.start_ns >= rm_g.jit_delay_ns;
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int rm_jit_due(void)
+{
+	uint64_t now = rm_now_ns();
+	return !now || now - rm_g.start_ns >= rm_g.jit_delay_ns;
 }
 
 int rm_jit_load(void)
