@@ -7,9 +7,11 @@ package tracevm
 import "C"
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -406,18 +408,28 @@ func (m *Machine) readOnly(a uint64, n int) bool {
 	return false
 }
 
-// readable reports whether the 8 bytes at a are mapped (mincore fails
-// with ENOMEM on an unmapped page).
-func (m *Machine) readable(a uint64) bool {
-	var vec [2]byte
-	page := a &^ 4095
-	n := uintptr(4096)
-	if (a+7)&^4095 != page {
-		n = 8192
+// peek reads n <= 8 bytes of this process's memory at a, zero-extended,
+// without risking a fault: the kernel copies them (process_vm_readv on
+// our own pid) and reports a page that is unmapped or not readable
+// (a guard page, PROT_NONE) as an error instead of a SIGSEGV. mincore
+// is not enough: it succeeds on mapped PROT_NONE pages.
+func peek(a uint64, n int) (uint64, bool) {
+	if n <= 0 || n > 8 || a+uint64(n) < a {
+		return 0, false
 	}
-	_, _, errno := syscall.Syscall(syscall.SYS_MINCORE, uintptr(page), n, uintptr(unsafe.Pointer(&vec[0])))
-	return errno == 0
+	var buf [8]byte
+	local := syscall.Iovec{Base: &buf[0], Len: uint64(n)}
+	remote := syscall.Iovec{Base: (*byte)(addrPtr(a)), Len: uint64(n)}
+	got, _, errno := syscall.Syscall6(sysProcessVMReadv, uintptr(os.Getpid()),
+		uintptr(unsafe.Pointer(&local)), 1, uintptr(unsafe.Pointer(&remote)), 1, 0)
+	if errno != 0 || int(got) != n {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(buf[:]), true
 }
+
+// sysProcessVMReadv is process_vm_readv's number on x86-64.
+const sysProcessVMReadv = 310
 
 // DoNotTrace makes calls to fn run natively from now on.
 func (m *Machine) DoNotTrace(fn uint64) {

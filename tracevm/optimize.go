@@ -392,17 +392,17 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{}
 		}
 		if o.m.readOnly(ad.v, size) {
-			b := memAt(ad.v, size)
-			var buf [8]byte
-			copy(buf[:], b)
-			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
+			if v, ok := peek(ad.v, size); ok {
+				return val{known: true, v: v, deps: ad.deps}
+			}
+			return val{}
 		}
 		key := ad.v<<4 | uint64(size)
 		if v, ok := s.spec[key]; ok {
 			return v
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
-		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) || !o.m.readable(ad.v) {
+		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
 			return val{}
 		}
 		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps[inst.Op] {
@@ -411,18 +411,12 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if !flagsDeadAfter(o.ops, i-1) {
 			return val{} // the value guard's cmp would clobber live flags
 		}
-		var v uint64
-		if size == 8 {
-			v = binary.LittleEndian.Uint64(memAt(ad.v, 8))
-			if int64(v) != int64(int32(v)) {
-				return val{} // cmp takes a 32-bit immediate
-			}
-		} else if size == 4 {
-			v = uint64(binary.LittleEndian.Uint32(memAt(ad.v, 4)))
-		} else if size == 2 {
-			v = uint64(binary.LittleEndian.Uint16(memAt(ad.v, 2)))
-		} else {
-			v = uint64(memAt(ad.v, 1)[0])
+		v, ok := peek(ad.v, size)
+		if !ok {
+			return val{} // not readable here: the trace reads it, or faults, as the interpreter would
+		}
+		if size == 8 && int64(v) != int64(int32(v)) {
+			return val{} // cmp takes a 32-bit immediate
 		}
 		k := len(o.specOp)
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)

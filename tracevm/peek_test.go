@@ -1,0 +1,48 @@
+package tracevm
+
+import (
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPeek checks that the optimiser's memory reads never fault: a
+// guard page (mapped, PROT_NONE) and an unmapped page are reported as
+// unreadable, a readable word is read whole and zero-extended.
+func TestPeek(t *testing.T) {
+	page, err := syscall.Mmap(-1, 0, 2*4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	require.NoError(t, err)
+	defer syscall.Munmap(page)
+	require.NoError(t, syscall.Mprotect(page[4096:], syscall.PROT_NONE))
+	base := uint64(uintptr(unsafe.Pointer(&page[0])))
+	copy(page[8:], []byte{1, 2, 3, 4, 5, 6, 7, 0x88})
+
+	tests := []struct {
+		name string
+		addr uint64
+		size int
+		want uint64
+		ok   bool
+	}{
+		{"word", base + 8, 8, 0x8807060504030201, true},
+		{"dword", base + 8, 4, 0x04030201, true},
+		{"byte", base + 15, 1, 0x88, true},
+		{"guard page", base + 4096, 8, 0, false},
+		{"straddles the guard page", base + 4092, 8, 0, false},
+		{"last bytes before the guard page", base + 4088, 8, 0, true},
+		{"null page", 0, 8, 0, false},
+		{"non-canonical", 1 << 63, 4, 0, false},
+		{"wraps", ^uint64(0) - 2, 8, 0, false},
+		{"too wide", base, 16, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, ok := peek(tt.addr, tt.size)
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.want, v)
+		})
+	}
+}
