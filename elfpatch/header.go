@@ -14,44 +14,47 @@ import (
 // runtime-stub/include/redmagic_patch.h; a test compiles the header and
 // checks every offset.
 const (
-	abiVersion   = 3
-	apiCount     = 16
-	hdrMagic     = 0
-	hdrABI       = 8
-	hdrSize      = 12
-	hdrHitFn     = 16
-	hdrAPIFn     = 24
-	hdrSelf      = hdrAPIFn + 8*apiCount // 152
-	hdrNSites    = 160
-	hdrSiteSize  = 164
-	hdrSites     = 168
-	hdrStrtab    = 176
-	hdrStrtabSz  = 184
-	hdrProfile   = 188
-	hdrToolVer   = 192
-	hdrBuildID   = 196
-	hdrReserved  = 200
-	headerSize   = hdrReserved + 4*8 // 232
-	siteAddr     = 0
-	siteResume   = 8
-	siteKind     = 16
-	siteAPI      = 20
-	siteIDReg    = 24
-	siteAuxReg   = 28
-	siteName     = 32
-	siteFlags    = 36
-	siteTramp    = 40
-	siteSlot     = 48
-	siteSlotOrig = 56
-	siteSlotKind = 64
-	siteSize     = 72
-	slotNone     = 0
-	slotAddr64   = 1
-	slotOff32    = 2
-	siteKindBack = 1
-	siteKindAPI  = 2
+	abiVersion    = 4
+	apiCount      = 16
+	hdrMagic      = 0
+	hdrABI        = 8
+	hdrSize       = 12
+	hdrHitFn      = 16
+	hdrAPIFn      = 24
+	hdrSelf       = hdrAPIFn + 8*apiCount // 152
+	hdrNSites     = 160
+	hdrSiteSize   = 164
+	hdrSites      = 168
+	hdrStrtab     = 176
+	hdrStrtabSz   = 184
+	hdrProfile    = 188
+	hdrToolVer    = 192
+	hdrBuildID    = 196
+	hdrReserved   = 200
+	headerSize    = hdrReserved + 4*8 // 232
+	siteAddr      = 0
+	siteResume    = 8
+	siteKind      = 16
+	siteAPI       = 20
+	siteIDReg     = 24
+	siteAuxReg    = 28
+	siteName      = 32
+	siteFlags     = 36
+	siteTramp     = 40
+	siteSlot      = 48
+	siteSlotOrig  = 56
+	siteSlotKind  = 64
+	siteCountdown = 72
+	siteSize      = 80
+	slotNone      = 0
+	slotAddr64    = 1
+	slotOff32     = 2
+	siteKindBack  = 1
+	siteKindAPI   = 2
 	// siteFlagNoTrace is RM_SITE_NO_TRACE.
 	siteFlagNoTrace = 1 << 1
+	// siteFlagSampled is RM_SITE_SAMPLED.
+	siteFlagSampled = 1 << 2
 	flagLua54SJ     = 1
 )
 
@@ -60,7 +63,7 @@ var Magic = [8]byte{'R', 'M', 'P', 'A', 'T', 'C', 'H', 0}
 
 // header builds the data segment: the patch header, the site table and
 // the string table, at link-time address base.
-func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, opts Options) ([]byte, error) {
+func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, sampled []bool, opts Options) ([]byte, error) {
 	var strs bytes.Buffer
 	str := func(s string) uint32 {
 		off := uint32(strs.Len())
@@ -105,6 +108,9 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, o
 		}
 		if res.NoTrace && s.Kind == sites.KindBackEdge {
 			flags |= siteFlagNoTrace
+		}
+		if sampled[i] {
+			flags |= siteFlagSampled
 		}
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])
@@ -154,6 +160,20 @@ type SiteInfo struct {
 	IDReg  int32  `json:"id_reg"`
 	AuxReg int32  `json:"aux_reg"`
 	Flags  uint32 `json:"flags,omitempty"`
+}
+
+// FlagNames names the site's flags (RM_SITE_*), for people.
+func (s SiteInfo) FlagNames() []string {
+	var names []string
+	for _, f := range []struct {
+		bit  uint32
+		name string
+	}{{flagLua54SJ, "lua-sj"}, {siteFlagNoTrace, "no-trace"}, {siteFlagSampled, "sampled"}} {
+		if s.Flags&f.bit != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return names
 }
 
 // ErrNotPatched is returned by Inspect for a file without a patch header.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 )
 
@@ -54,16 +55,17 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 	}
 	// Trampoline sizes do not depend on addresses (every branch is rel32),
 	// so one pass with a provisional data address sizes the text.
-	text, _, err := trampolines(f.Name, l.TextAddr, l.TextAddr+maxNewSize, res.Sites)
+	sampled := sampledSites(f, res.Sites)
+	text, _, err := trampolines(f.Name, l.TextAddr, l.TextAddr+maxNewSize, res.Sites, sampled)
 	if err != nil {
 		return nil, nil, err
 	}
 	dataAddr := l.PlaceData(uint64(len(text)))
-	text, tramps, err := trampolines(f.Name, l.TextAddr, dataAddr, res.Sites)
+	text, tramps, err := trampolines(f.Name, l.TextAddr, dataAddr, res.Sites, sampled)
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := header(dataAddr, f, res, tramps, opts)
+	data, err := header(dataAddr, f, res, tramps, sampled, opts)
 	if err != nil {
 		return nil, nil, newErr(f.Name, ErrPlan, "%v", err)
 	}
@@ -128,9 +130,32 @@ var (
 // touches no vector register, and its slow path saves them itself.
 var savedRegs = []x86enc.Reg{x86enc.RCX, x86enc.RAX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11}
 
+// sampledSites says which back-edge sites get a sampling trampoline: those
+// whose handler does not read the arithmetic flags it is entered with, since
+// the countdown's sub changes them. (Dispatch targets practically never
+// do: a compiler keeps no flags live across an indirect jump.) The others
+// call the runtime on every hit.
+func sampledSites(f *elfimage.File, ss []sites.Site) []bool {
+	sampled := make([]bool, len(ss))
+	for i, s := range ss {
+		sampled[i] = s.Kind == sites.KindBackEdge && x86dec.FlagsDeadAt(f.Read, s.Resume, flagScanLimit)
+	}
+	return sampled
+}
+
+// flagScanLimit bounds the liveness scan at a handler entry.
+const flagScanLimit = 32
+
+// siteFieldAddr is the link-time address of field off of site i's entry
+// in the header's site table at dataAddr.
+func siteFieldAddr(dataAddr uint64, i int, off uint64) uint64 {
+	return dataAddr + headerSize + uint64(i)*siteSize + off
+}
+
 // trampolines generates one trampoline per site at text, 16-byte aligned,
-// with the header's slots at header offsets from dataAddr.
-func trampolines(file string, text, dataAddr uint64, ss []sites.Site) ([]byte, []uint64, error) {
+// with the header's slots at header offsets from dataAddr. sampled[i]:
+// site i's trampoline counts down before it calls the runtime.
+func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []bool) ([]byte, []uint64, error) {
 	a := x86enc.New(text)
 	addrs := make([]uint64, len(ss))
 	hitSlot := dataAddr + hdrHitFn
@@ -141,6 +166,9 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site) ([]byte, [
 		addrs[i] = a.PC()
 		switch s.Kind {
 		case sites.KindBackEdge:
+			if sampled != nil && sampled[i] {
+				sampleCountdown(a, siteFieldAddr(dataAddr, i, siteCountdown), s.Resume)
+			}
 			if err := backEdgeTrampoline(a, uint32(i), s, hitSlot); err != nil {
 				return nil, nil, addrErr(file, ErrPlan, s.Addr, "site %s: %v", s.Name, err)
 			}
@@ -163,6 +191,21 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site) ([]byte, [
 		return nil, nil, newErr(file, ErrPlan, "trampolines: %v", err)
 	}
 	return code, addrs, nil
+}
+
+// sampleCountdown emits the sampling prefix of a back-edge trampoline: the
+// site's countdown loses one and the hit goes straight on to the handler
+// unless it fell below 0; the runtime then counts the hit for all those
+// the countdown skipped and sets it again (rm_fast.c). Three instructions
+// instead of the full save and call: a hit the runtime does not need
+// costs next to nothing. Threads may race on the countdown; a lost update
+// only moves the next sample.
+func sampleCountdown(a *x86enc.Asm, countdown, resume uint64) {
+	slow := a.NewLabel()
+	a.SubRIPImm8(countdown, 1)
+	a.JccLabel(x86enc.L, slow)
+	a.Jmp(resume)
+	a.Bind(slow)
 }
 
 // backEdgeTrampoline saves the machine state the C fast path could change

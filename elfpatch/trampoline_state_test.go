@@ -84,8 +84,19 @@ type stRun struct {
 	slot  uint64 // the hit-function slot: the harness's hit function or 0
 	shift uint64 // 0 or 8: lowers %rsp so both alignments are entered
 	cont  uint64 // what hit returns: 0 or the harness's rm_cont
-	in    stMachine
+	// A sampled site's countdown: its address (0: the site is not
+	// sampled) and its value before the run.
+	countdown uint64
+	cd        int64
+	in        stMachine
 }
+
+// sampled: the run enters a sampling trampoline.
+func (r *stRun) sampled() bool { return r.countdown != 0 }
+
+// calls: the run must reach hit (a sampling trampoline's countdown falls
+// below 0).
+func (r *stRun) calls() bool { return r.slot != 0 && (!r.sampled() || r.cd <= 0) }
 
 // stResult is what the harness captured for one run.
 type stResult struct {
@@ -98,9 +109,10 @@ type stResult struct {
 	rspMod16 uint64
 	hitFlags uint64
 	viaCont  uint64 // 1: the trampoline continued at the address hit returned
+	cdAfter  int64  // the countdown after the run
 }
 
-const stResultFields = 16 + 1 + 16 + 8
+const stResultFields = 16 + 1 + 16 + 9
 
 // stMix gives the distinct, all-bits-busy register and red-zone values.
 func stMix(x uint64) uint64 {
@@ -146,7 +158,13 @@ func (r *stRun) mismatches(res stResult) []string {
 			bad = append(bad, fmt.Sprintf("%%%s = %#x, want %#x", stRegs[i], got, want))
 		}
 	}
-	const kept = stArith | stDF
+	kept := uint64(stArith | stDF)
+	if r.sampled() {
+		kept = stDF // the countdown's sub changes the arithmetic flags
+		if want := r.cd - 1; res.cdAfter != want {
+			bad = append(bad, fmt.Sprintf("countdown %d after the run, want %d", res.cdAfter, want))
+		}
+	}
 	if diff := (res.out.RFlags ^ r.in.RFlags) & kept; diff != 0 {
 		bad = append(bad, fmt.Sprintf("flags %s differ: got %s, want %s", stFlagString(diff), stFlagString(res.out.RFlags&kept), stFlagString(r.in.RFlags&kept)))
 	}
@@ -155,12 +173,12 @@ func (r *stRun) mismatches(res stResult) []string {
 			bad = append(bad, fmt.Sprintf("red zone %d(%%rsp) = %#x, want %#x", -128+8*i, got, want))
 		}
 	}
-	if want := r.slot != 0 && r.cont != 0; (res.viaCont == 1) != want {
+	if want := r.calls() && r.cont != 0; (res.viaCont == 1) != want {
 		bad = append(bad, fmt.Sprintf("continued through rm_cont: %v, want %v", res.viaCont == 1, want))
 	}
-	if r.slot == 0 {
+	if !r.calls() {
 		if res.calls != 0 {
-			bad = append(bad, fmt.Sprintf("hit called %d times with an empty slot", res.calls))
+			bad = append(bad, fmt.Sprintf("hit called %d times with an empty slot or a countdown of %d", res.calls, r.cd))
 		}
 		return bad
 	}
@@ -241,7 +259,7 @@ func (h stHarness) run(t *testing.T, code []byte, runs []stRun) []stResult {
 	require.NoError(t, os.WriteFile(codeFile, code, 0o644))
 	var in strings.Builder
 	for _, r := range runs {
-		fmt.Fprintf(&in, "%x %x %x %x %x", r.tramp, r.slot, r.shift, r.in.RFlags, r.cont)
+		fmt.Fprintf(&in, "%x %x %x %x %x %x %x", r.tramp, r.slot, r.shift, r.in.RFlags, r.cont, r.countdown, uint64(r.cd))
 		for _, v := range r.in.GPR {
 			fmt.Fprintf(&in, " %x", v)
 		}
@@ -286,6 +304,7 @@ func (h stHarness) run(t *testing.T, code []byte, runs []stRun) []stResult {
 		r.out.RFlags = v[16]
 		copy(r.out.RedZone[:], v[17:33])
 		r.entryRSP, r.calls, r.site, r.id, r.aux, r.rspMod16, r.hitFlags, r.viaCont = v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40]
+		r.cdAfter = int64(v[41])
 	}
 	return results
 }
@@ -340,25 +359,39 @@ func stOrNone(r string) string {
 }
 
 // stRuns enters every trampoline with every flag pattern, slot state and
-// stack alignment, each run with its own register and red-zone values.
-func stRuns(h stHarness, ss []sites.Site, addrs []uint64) []stRun {
+// stack alignment, each run with its own register and red-zone values;
+// sampled[i] trampolines with countdowns that call (0, and a negative one
+// left by racing threads) and one that does not.
+func stRuns(h stHarness, ss []sites.Site, addrs []uint64, sampled []bool) []stRun {
 	var runs []stRun
 	for i, s := range ss {
+		cds := []int64{0}
+		var cdAddr uint64
+		if sampled != nil && sampled[i] {
+			cds = []int64{0, -3, 5}
+			cdAddr = siteFieldAddr(stData, i, siteCountdown)
+		}
 		for _, fl := range stFlags {
 			for _, slot := range []uint64{h.hit, 0} {
 				for _, shift := range []uint64{0, 8} {
 					for _, cont := range []uint64{0, h.cont} {
-						slotName := "hit"
-						if slot == 0 {
-							slotName = "empty"
-						} else if cont != 0 {
-							slotName = "hit-cont"
+						for _, cd := range cds {
+							slotName := "hit"
+							if slot == 0 {
+								slotName = "empty"
+							} else if cont != 0 {
+								slotName = "hit-cont"
+							}
+							if cdAddr != 0 {
+								slotName += fmt.Sprintf("/countdown%d", cd)
+							}
+							runs = append(runs, stRun{
+								name:  fmt.Sprintf("%s/%s/%s/shift%d", s.Name, fl.name, slotName, shift),
+								index: i, site: s, tramp: addrs[i], slot: slot, shift: shift, cont: cont,
+								countdown: cdAddr, cd: cd,
+								in: stNewMachine(uint64(len(runs)+1), fl.flags),
+							})
 						}
-						runs = append(runs, stRun{
-							name:  fmt.Sprintf("%s/%s/%s/shift%d", s.Name, fl.name, slotName, shift),
-							index: i, site: s, tramp: addrs[i], slot: slot, shift: shift, cont: cont,
-							in: stNewMachine(uint64(len(runs)+1), fl.flags),
-						})
 					}
 				}
 			}
@@ -367,16 +400,30 @@ func stRuns(h stHarness, ss []sites.Site, addrs []uint64) []stRun {
 	return runs
 }
 
+// stSampledSiteList is stSiteList twice, the second copy sampled.
+func stSampledSiteList(resume uint64) ([]sites.Site, []bool) {
+	ss := stSiteList(resume)
+	n := len(ss)
+	sampled := make([]bool, 2*n)
+	for i := 0; i < n; i++ {
+		s := ss[i]
+		s.Name = "sampled/" + s.Name
+		ss = append(ss, s)
+		sampled[n+i] = true
+	}
+	return ss, sampled
+}
+
 // TestBackEdgeTrampolineState executes generated back-edge trampolines and
 // checks that they preserve every register, the arithmetic flags and the
 // red zone, and call hit(site, id, aux) on an aligned stack exactly when
 // the slot is filled, against a hit function that clobbers all it may.
 func TestBackEdgeTrampolineState(t *testing.T) {
 	h := stBuildHarness(t)
-	ss := stSiteList(h.landing)
-	code, addrs, err := trampolines("harness", stText, stData, ss)
+	ss, sampled := stSampledSiteList(h.landing)
+	code, addrs, err := trampolines("harness", stText, stData, ss, sampled)
 	require.NoError(t, err)
-	runs := stRuns(h, ss, addrs)
+	runs := stRuns(h, ss, addrs, sampled)
 	for _, r := range runs {
 		for i, a := range r.in.GPR {
 			for _, b := range r.in.GPR[i+1:] {
@@ -466,7 +513,7 @@ func TestBackEdgeTrampolineMutants(t *testing.T) {
 			ss[i].Name = stMutants[i-1].name
 		}
 	}
-	code, addrs, err := trampolines("harness", stText, stData, ss)
+	code, addrs, err := trampolines("harness", stText, stData, ss, nil)
 	require.NoError(t, err)
 	for k, m := range stMutants {
 		end := uint64(stText + len(code))
@@ -476,7 +523,7 @@ func TestBackEdgeTrampolineMutants(t *testing.T) {
 		// Every pattern matches at least once (the red-zone step is undone
 		// on both the disabled and the enabled path).
 		require.GreaterOrEqual(t, m.mutate(t, code, addrs[k+1], end), len(m.match), "%s: instructions to remove", m.name)
-		err := stCheckStackWrites(code, addrs[k+1], end, site.Resume)
+		err := stCheckStackWrites(code, addrs[k+1], end, site.Resume, 0)
 		if m.static {
 			assert.Error(t, err, "%s: stack walk", m.name)
 		} else {
@@ -487,7 +534,7 @@ func TestBackEdgeTrampolineMutants(t *testing.T) {
 	// broken layout would make the continuation's ret $n crash the
 	// harness instead of reporting, so they run the Resume exit only.
 	var runs []stRun
-	for _, r := range stRuns(h, ss, addrs) {
+	for _, r := range stRuns(h, ss, addrs, nil) {
 		if r.cont == 0 {
 			runs = append(runs, r)
 		}
@@ -522,8 +569,8 @@ type stStack struct {
 // address) must land below the 128-byte red zone, nothing else may write
 // memory, and %rsp must be back at its entry value at the jump to Resume.
 func TestBackEdgeTrampolineStackWrites(t *testing.T) {
-	ss := stSiteList(0x401000)
-	code, addrs, err := trampolines("harness", stText, stData, ss)
+	ss, sampled := stSampledSiteList(0x401000)
+	code, addrs, err := trampolines("harness", stText, stData, ss, sampled)
 	require.NoError(t, err)
 	for i, s := range ss {
 		t.Run(s.Name, func(t *testing.T) {
@@ -531,12 +578,18 @@ func TestBackEdgeTrampolineStackWrites(t *testing.T) {
 			if i+1 < len(addrs) {
 				end = addrs[i+1]
 			}
-			require.NoError(t, stCheckStackWrites(code, addrs[i], end, s.Resume))
+			var countdown uint64
+			if sampled[i] {
+				countdown = siteFieldAddr(stData, i, siteCountdown)
+			}
+			require.NoError(t, stCheckStackWrites(code, addrs[i], end, s.Resume, countdown))
 		})
 	}
 }
 
-func stCheckStackWrites(code []byte, start, end, resume uint64) error {
+// stCheckStackWrites walks one trampoline; countdown, if not 0, is the
+// one address outside the stack it may write (subq $1).
+func stCheckStackWrites(code []byte, start, end, resume, countdown uint64) error {
 	rsp := stStack{known: true}
 	var rbp stStack
 	pending := map[uint64]stStack{} // state at forward branch targets
@@ -640,6 +693,10 @@ func stCheckStackWrites(code []byte, start, end, resume uint64) error {
 			rsp, rbp = st, stStack{}
 			pc = next
 			continue
+		case inst.Op == x86asm.SUB && countdown != 0:
+			if tgt, ok := inst.MemRIPTarget(); !ok || tgt != countdown || inst.Args[1] != x86asm.Imm(1) {
+				return fmt.Errorf("%#x %v: writes memory other than the countdown %#x", pc, &inst, countdown)
+			}
 		case inst.Op != x86asm.CMP && inst.Op != x86asm.NOP && inst.Op != x86asm.TEST:
 			if m, ok := a0.(x86asm.Mem); ok {
 				// Only the trampoline's own slots, past the red zone.

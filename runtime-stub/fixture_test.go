@@ -50,19 +50,20 @@ type rmHeader struct {
 }
 
 type rmSite struct {
-	Addr     uint64 `c:"addr"`
-	Resume   uint64 `c:"resume"`
-	Kind     uint32 `c:"kind"`
-	API      uint32 `c:"api"`
-	IDReg    int32  `c:"id_reg"`
-	AuxReg   int32  `c:"aux_reg"`
-	Name     uint32 `c:"name"`
-	Flags    uint32 `c:"flags"`
-	Tramp    uint64 `c:"trampoline"`
-	Slot     uint64 `c:"slot"`
-	SlotOrig uint64 `c:"slot_orig"`
-	SlotKind uint32 `c:"slot_kind"`
-	Pad      uint32 `c:"pad"`
+	Addr      uint64 `c:"addr"`
+	Resume    uint64 `c:"resume"`
+	Kind      uint32 `c:"kind"`
+	API       uint32 `c:"api"`
+	IDReg     int32  `c:"id_reg"`
+	AuxReg    int32  `c:"aux_reg"`
+	Name      uint32 `c:"name"`
+	Flags     uint32 `c:"flags"`
+	Tramp     uint64 `c:"trampoline"`
+	Slot      uint64 `c:"slot"`
+	SlotOrig  uint64 `c:"slot_orig"`
+	SlotKind  uint32 `c:"slot_kind"`
+	Pad       uint32 `c:"pad"`
+	Countdown int64  `c:"countdown"`
 }
 
 func encode(v any) []byte {
@@ -75,13 +76,14 @@ func encode(v any) []byte {
 
 // The harness's sites, fixed by these tests: index 0 and 18 are plain
 // back-edges, 1 is a Lua 5.4 OP_JMP back-edge, 2+api is a call of API
-// function api.
+// function api, 19 a sampled back-edge.
 const (
 	siteJump      = 0
 	siteLuaJmp    = 1
 	siteAPI0      = 2
 	siteJumpQuick = 2 + 16
-	nTestSites    = 19
+	siteSampled   = 19
+	nTestSites    = 20
 )
 
 // testTramp and testSlotOrig are made-up trampoline addresses and
@@ -101,6 +103,8 @@ func testSiteName(i int) string {
 		return "OP_JMP"
 	case i == siteJumpQuick:
 		return "JUMP_BACKWARD_QUICK"
+	case i == siteSampled:
+		return "JUMP_BACKWARD_SAMPLED"
 	}
 	return "redmagic_" + apiNames[i-siteAPI0]
 }
@@ -178,7 +182,7 @@ func patchHarness(t *testing.T, src, dst string, spec patchSpec) {
 	var st strtabBuilder
 	st.add("")
 	h := rmHeader{
-		ABIVersion:  3,
+		ABIVersion:  abiVersion,
 		HeaderSize:  uint32(binary.Size(rmHeader{})),
 		Self:        hs.Value,
 		NSites:      nTestSites,
@@ -200,6 +204,7 @@ func patchHarness(t *testing.T, src, dst string, spec patchSpec) {
 	}
 	sites[siteLuaJmp].Flags = 1
 	sites[siteLuaJmp].AuxReg = 12
+	sites[siteSampled].Flags = 4 // RM_SITE_SAMPLED
 	if spec.slots {
 		for _, x := range []struct {
 			site int

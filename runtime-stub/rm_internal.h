@@ -26,6 +26,13 @@
 #define RM_MAX_SITE_SIZE 4096u
 
 #define RM_HOT_DEFAULT 1000
+/* Sampled back-edges call the runtime once in about threshold/16 hits, at
+ * most once in RM_SAMPLE_MAX (jittered, so that a loop nest's periodic
+ * pattern of hits cannot alias with it), and at every hit while a trace
+ * of the site is being entered; RM_FULL_MISSES full-rate hits that
+ * enter no trace put the site back to sampling. */
+#define RM_SAMPLE_MAX 64
+#define RM_FULL_MISSES 4096
 /* The JIT (its Go runtime and first reading of the program: 10-20 ms) is
  * loaded only in a process that has run this long, so that a short
  * program never pays for it: REDMAGIC_JIT_DELAY, in milliseconds. */
@@ -119,16 +126,29 @@ int rm_host_object_desc(uint32_t k, struct rm_jit_obj *out);
 /* ------------------------------------------------------------------------ */
 /* State read on the fast path (rm_fast.c), written once by the constructor. */
 
+/* A sampled back-edge site's state (rm_fast.c). Threads update it
+ * without locks: a lost update only moves the next sample. */
+struct rm_site_rt {
+	uint32_t weight;        /* hits the running countdown stands for */
+	uint32_t misses;        /* full-rate hits since a trace was entered */
+	uint32_t full;          /* every hit calls: a trace may be entered */
+	uint32_t pad;
+};
+
 struct rm_obj_rt {
 	uint32_t base;          /* global index of the object's site 0 */
 	uint32_t nsites;
 	const uint8_t *flags;   /* per site: enum rm_site_flags (copied) */
 	const uint64_t *resume; /* per site: run-time resume address */
+	unsigned char *sites;   /* the site table in memory (countdowns) */
+	uint32_t site_size;
+	struct rm_site_rt *srt; /* per site */
 };
 
 struct rm_global {
 	struct rm_obj_rt obj[RM_MAX_OBJECTS];
 	uint64_t hot_threshold; /* a (site,id) counter equal to this calls Go */
+	uint32_t sample_period; /* mean hits per sample of a sampled site */
 	uint64_t *overflow;     /* per global site: hits not in a table */
 	uint64_t invalid_site_calls;
 	uint32_t nsites_total;

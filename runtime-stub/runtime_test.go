@@ -85,7 +85,7 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 		{"magic", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.Magic[0] = 'X' }},
 			"bad header magic"},
 		{"abi", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.ABIVersion = 1 }},
-			"abi version 1, want 3"},
+			fmt.Sprintf("abi version 1, want %d", abiVersion)},
 		{"header size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.HeaderSize = 100 }},
 			"bad header size 100"},
 		{"site size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.SiteSize = 32 }},
@@ -114,8 +114,10 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 			"site 5: bad kind 7"},
 		{"site api", patchSpec{mutate: func(h *rmHeader, s []rmSite, _ *[]byte) { s[4].API = 16 }},
 			"site 4: bad api 16"},
-		{"site flags", patchSpec{mutate: func(h *rmHeader, s []rmSite, _ *[]byte) { s[0].Flags = 6 }},
-			"site 0: unknown flags 0x6"},
+		{"site flags", patchSpec{mutate: func(h *rmHeader, s []rmSite, _ *[]byte) { s[0].Flags = 8 }},
+			"site 0: unknown flags 0x8"},
+		{"sampled API call", patchSpec{mutate: func(h *rmHeader, s []rmSite, _ *[]byte) { s[siteAPI0].Flags = 4 }},
+			fmt.Sprintf("site %d: a sampled site that is not a back-edge", siteAPI0)},
 		{"self", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.Self += 64 }},
 			"header says it is at"},
 		{"slots set", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.APIFn[3] = 1 }},
@@ -229,6 +231,58 @@ func TestCounts(t *testing.T) {
 func luaJmp(sj int64) uint64 {
 	const opJmp = 56
 	return 0xdead_0000_0000_0000 | uint64(sj+0xffffff)<<7 | opJmp
+}
+
+// TestSampledCounts drives a sampled site as its trampoline would: the
+// runtime sees about one hit in threshold/16 and counts each for those the
+// countdown skipped, so that loop counts come out right on average,
+// however the loops' hits interleave; at threshold 1 it sees them all.
+func TestSampledCounts(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	calls := func(r result) []int {
+		var n []int
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			var c int
+			_, err := fmt.Sscanf(line, "calls=%d", &c)
+			require.NoError(t, err, line)
+			n = append(n, c)
+		}
+		return n
+	}
+	// One loop, then 31 loops in turn (a period that a fixed sampling
+	// interval of 62 would alias with: one loop would get every sample).
+	r := runHarness(t, bin, []string{"REDMAGIC_JIT=0"},
+		"sampled", fmt.Sprint(siteSampled), "7", "1", "100000",
+		"sampled", fmt.Sprint(siteSampled), "1000", "31", "4000")
+	require.Equal(t, 0, r.exit, r.stderr)
+	n := calls(r)
+	require.Len(t, n, 2)
+	assert.InDelta(t, 100000/62, n[0], 400, "runtime calls for 100,000 hits")
+	assert.InDelta(t, 31*4000/62, n[1], 600, "runtime calls for 124,000 hits")
+	l, ok := r.stats.loop(siteSampled, 7)
+	require.True(t, ok)
+	assert.InEpsilon(t, 100000, l.Hits, 0.05, "estimated hits of one loop")
+	var total uint64
+	for id := uint64(1000); id < 1031; id++ {
+		l, ok := r.stats.loop(siteSampled, id)
+		if assert.True(t, ok, "loop %d never sampled", id) {
+			assert.InDelta(t, 4000, l.Hits, 2000, "estimated hits of loop %d", id)
+			total += l.Hits
+		}
+	}
+	assert.InEpsilon(t, 31*4000, total, 0.05, "estimated hits of 31 loops")
+
+	// Threshold 1: every hit calls and counts.
+	r = runHarness(t, bin, []string{"REDMAGIC_JIT=0", "REDMAGIC_HOT=1"},
+		"sampled", fmt.Sprint(siteSampled), "5", "3", "100")
+	require.Equal(t, 0, r.exit, r.stderr)
+	assert.Equal(t, []int{300}, calls(r))
+	for id := uint64(5); id < 8; id++ {
+		l, ok := r.stats.loop(siteSampled, id)
+		require.True(t, ok)
+		assert.Equal(t, uint64(100), l.Hits)
+	}
 }
 
 func TestLua54BackwardJumpsOnly(t *testing.T) {

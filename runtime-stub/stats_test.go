@@ -225,7 +225,7 @@ func TestAPINamesMatchHeaders(t *testing.T) {
 func validImage(vaddr uint64) []byte {
 	var st strtabBuilder
 	st.add("")
-	h := rmHeader{ABIVersion: 3, HeaderSize: 232, Self: vaddr, SiteSize: 72, NSites: 2,
+	h := rmHeader{ABIVersion: abiVersion, HeaderSize: 232, Self: vaddr, SiteSize: uint32(binary.Size(rmSite{})), NSites: 2,
 		Sites: vaddr + 256, Strtab: vaddr + 512, Profile: st.add("p"), ToolVersion: st.add("v"),
 		BuildID: st.add("ab")}
 	copy(h.Magic[:], "RMPATCH")
@@ -243,7 +243,7 @@ func TestValidateImage(t *testing.T) {
 	img := validImage(va)
 	v, err := validateImage(img, va, pfR|pfW, va)
 	require.NoError(t, err)
-	assert.Equal(t, validatedImage{HeaderOff: 0, SitesOff: 256, NSites: 2, SiteSize: 72,
+	assert.Equal(t, validatedImage{HeaderOff: 0, SitesOff: 256, NSites: 2, SiteSize: uint32(binary.Size(rmSite{})),
 		StrtabOff: 512, StrtabSize: uint32(len(img) - 512)}, v)
 
 	_, err = validateImage(img, va, pfR, va)

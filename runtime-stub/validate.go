@@ -47,6 +47,10 @@ type validatedImage struct {
 	StrtabSize uint32
 }
 
+// abiVersion is the contract's version (RM_ABI_VERSION), for the tests'
+// images.
+const abiVersion = C.RM_ABI_VERSION
+
 // Segment flags, as in the ELF program header.
 const (
 	pfX = 1
@@ -122,6 +126,7 @@ func cLayout() map[string]uintptr {
 		"site.slot_orig":      unsafe.Offsetof(s.slot_orig),
 		"site.slot_kind":      unsafe.Offsetof(s.slot_kind),
 		"site.pad":            unsafe.Offsetof(s.pad),
+		"site.countdown":      unsafe.Offsetof(s.countdown),
 		"api_count":           C.RM_API_COUNT,
 	}
 }

@@ -171,8 +171,8 @@ func flagsRead(inst *x86dec.Inst) bool {
 	if inst.Special != x86dec.SpecialNone {
 		return true
 	}
-	switch flagEffects[inst.Op] {
-	case flagsNone, flagsWriteAll:
+	switch x86dec.OpFlags(inst.Op) {
+	case x86dec.FlagsNone, x86dec.FlagsWriteAll:
 		return false
 	}
 	switch inst.Op {
@@ -190,5 +190,5 @@ func flagsRead(inst *x86dec.Inst) bool {
 
 // flagsKill: inst sets all six arithmetic flags whatever they were.
 func flagsKill(inst *x86dec.Inst) bool {
-	return inst.Special == x86dec.SpecialNone && flagEffects[inst.Op] == flagsWriteAll
+	return inst.Special == x86dec.SpecialNone && x86dec.OpFlags(inst.Op) == x86dec.FlagsWriteAll
 }

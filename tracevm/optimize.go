@@ -660,7 +660,7 @@ func (o *optimizer) clobber(inst *x86dec.Inst, s *evalState) {
 			}
 		}
 	}
-	if inst.Special != x86dec.SpecialNone || flagEffects[inst.Op] != flagsNone {
+	if inst.Special != x86dec.SpecialNone || x86dec.OpFlags(inst.Op) != x86dec.FlagsNone {
 		s.flags = flagState{}
 	}
 }
@@ -1014,7 +1014,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 					known = false
 				}
 			}
-			writesFlags := flagEffects[inst.Op] != flagsNone || inst.Special != x86dec.SpecialNone
+			writesFlags := x86dec.OpFlags(inst.Op) != x86dec.FlagsNone || inst.Special != x86dec.SpecialNone
 			// Pure with every result known: its inputs, flags
 			// included (sbb %r,%r), no longer matter.
 			if pure && known && w&live == 0 && !(writesFlags && flags) {

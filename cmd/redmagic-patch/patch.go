@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -227,7 +228,11 @@ func newInspectCmd() *cobra.Command {
 			fmt.Fprintf(w, "%s: patched by redmagic-patch %s, profile %s, original build-id %s, header at %#x\n",
 				args[0], info.ToolVersion, info.Profile, info.BuildID, info.Header)
 			for i, s := range info.Sites {
-				fmt.Fprintf(w, "  %d %-30s %s %#x -> %#x\n", i, s.Name, s.Kind, s.Addr, s.Resume)
+				fmt.Fprintf(w, "  %d %-30s %s %#x -> %#x", i, s.Name, s.Kind, s.Addr, s.Resume)
+				if names := s.FlagNames(); len(names) > 0 {
+					fmt.Fprintf(w, " [%s]", strings.Join(names, ","))
+				}
+				fmt.Fprintln(w)
 			}
 			return nil
 		},

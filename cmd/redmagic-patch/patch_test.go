@@ -133,7 +133,7 @@ func TestPatchTestVMs(t *testing.T) {
 				want := runBin(t, vm.Stripped, args, nil, false)
 				// Counting alone: with the JIT, iterations inside traces
 				// are not counted (TestAnnotVMJIT checks those).
-				got := runBin(t, out, args, []string{"REDMAGIC_JIT=0"}, true)
+				got := runBin(t, out, args, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
 				assert.Equal(t, want.result, got.result, "%s %s", vm.Name, p.Name)
 				hits := siteHits(got.stats, backEdgeSites...)
 				if vm.Name == "annotvm" {
@@ -283,7 +283,7 @@ func TestPatchPython(t *testing.T) {
 	loop := func(n int) int64 {
 		src := fmt.Sprintf("i = 0\nwhile i < %d:\n    i += 1\nfor j in range(%d):\n    pass\nprint(i, j)\n", n, n)
 		// Counting only: a loop that runs in a trace is not counted.
-		r := runBin(t, out, []string{"-c", src}, []string{"REDMAGIC_JIT=0"}, true)
+		r := runBin(t, out, []string{"-c", src}, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
 		require.Equal(t, fmt.Sprintf("%d %d\n", n, n-1), r.stdout)
 		return siteHits(r.stats)
 	}
@@ -325,7 +325,7 @@ func TestPatchLua(t *testing.T) {
 	} {
 		want := runBin(t, "/usr/bin/lua5.4", []string{"-e", c.src}, nil, false)
 		// Counting only: a loop that runs in a trace is not counted.
-		got := runBin(t, out, []string{"-e", c.src}, []string{"REDMAGIC_JIT=0"}, true)
+		got := runBin(t, out, []string{"-e", c.src}, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
 		assert.Equal(t, want.result, got.result, c.src)
 		assert.Equal(t, c.hits, siteHits(got.stats), c.src)
 	}
@@ -392,7 +392,7 @@ func TestSelfContained(t *testing.T) {
 	patch(t, "/usr/bin/lua5.4", filepath.Join(a, "lua"))
 	b := filepath.Join(t.TempDir(), "moved")
 	require.NoError(t, os.Rename(a, b))
-	r := runBin(t, filepath.Join(b, "lua"), []string{"-e", "local s=0 for i=1,10 do s=s+i end print(s)"}, nil, true)
+	r := runBin(t, filepath.Join(b, "lua"), []string{"-e", "local s=0 for i=1,10 do s=s+i end print(s)"}, []string{"REDMAGIC_SAMPLE=1"}, true)
 	assert.Equal(t, "55\n", r.stdout)
 	assert.Equal(t, int64(10), siteHits(r.stats))
 }

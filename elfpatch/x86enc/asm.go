@@ -24,6 +24,8 @@ const (
 	opAndImm8
 	opTest
 	opCmpRIPImm8
+	opSubRIPImm8
+	opStoreRIP
 	opCall
 	opCallRIP
 	opCallReg
@@ -85,6 +87,8 @@ var forms = [numOp]form{
 	opAndImm8:    {name: "and", rexW: true, opcode: []byte{0x83}, modrm: mrReg, digit: 4, imm: 1},
 	opTest:       {name: "test", rexW: true, opcode: []byte{0x85}, modrm: mrReg, digit: regOp},
 	opCmpRIPImm8: {name: "cmpq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 7, imm: 1},
+	opSubRIPImm8: {name: "subq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 5, imm: 1},
+	opStoreRIP:   {name: "mov", rexW: true, opcode: []byte{0x89}, modrm: mrRIP, digit: regOp},
 	opCall:       {name: "call", opcode: []byte{0xE8}, rel: true},
 	opCallRIP:    {name: "call", opcode: []byte{0xFF}, modrm: mrRIP, digit: 2},
 	opCallReg:    {name: "call", opcode: []byte{0xFF}, modrm: mrReg, digit: 2},
@@ -341,6 +345,14 @@ func (a *Asm) Test(x, y Reg) { a.emit(opTest, operands{reg: y, rm: x}) }
 func (a *Asm) CmpRIPImm8(addr uint64, v int8) {
 	a.emit(opCmpRIPImm8, operands{target: addr, imm: int64(v)})
 }
+
+// SubRIPImm8 emits subq $v,addr(%rip).
+func (a *Asm) SubRIPImm8(addr uint64, v int8) {
+	a.emit(opSubRIPImm8, operands{target: addr, imm: int64(v)})
+}
+
+// StoreRIP emits mov %src,addr(%rip).
+func (a *Asm) StoreRIP(addr uint64, src Reg) { a.emit(opStoreRIP, operands{reg: src, target: addr}) }
 
 // Call emits call rel32 to target.
 func (a *Asm) Call(target uint64) { a.emit(opCall, operands{target: target}) }

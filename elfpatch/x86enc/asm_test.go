@@ -135,6 +135,8 @@ func encCases() (cases []encCase, syms map[string]uint64) {
 				wantInst{op: x86asm.LEA, args: []x86asm.Arg{r64(r), ripMem}, target: t})
 			add("load rip "+r.String(), fmt.Sprintf("mov %s(%%rip),%%%s", names[k], r), func(a *Asm) { a.LoadRIP(r, t) },
 				wantInst{op: x86asm.MOV, args: []x86asm.Arg{r64(r), ripMem}, target: t})
+			add("store rip "+r.String(), fmt.Sprintf("mov %%%s,%s(%%rip)", r, names[k]), func(a *Asm) { a.StoreRIP(t, r) },
+				wantInst{op: x86asm.MOV, args: []x86asm.Arg{ripMem, r64(r)}, target: t})
 		}
 	}
 
@@ -148,6 +150,8 @@ func encCases() (cases []encCase, syms map[string]uint64) {
 		for _, v := range []int8{0, 1, -1, 127, -128} {
 			add("cmpq rip", fmt.Sprintf("cmpq $%d,%s(%%rip)", v, n), func(a *Asm) { a.CmpRIPImm8(t, v) },
 				wantInst{op: x86asm.CMP, args: []x86asm.Arg{ripMem, x86asm.Imm(v)}, target: t})
+			add("subq rip", fmt.Sprintf("subq $%d,%s(%%rip)", v, n), func(a *Asm) { a.SubRIPImm8(t, v) },
+				wantInst{op: x86asm.SUB, args: []x86asm.Arg{ripMem, x86asm.Imm(v)}, target: t})
 		}
 		for c := O; c < numCond; c++ {
 			add("j"+c.String(), fmt.Sprintf("{disp32} j%s %s", c, n), func(a *Asm) { a.Jcc(c, t) },

@@ -160,12 +160,20 @@ static COLD int rm_grow(struct rm_thread *t)
  */
 #define RM_GOV_WINDOW 20000
 
-static COLD void rm_sample_open(struct rm_entry *e)
+static COLD void rm_sample_open(struct rm_entry *e, uint64_t c)
 {
 	if (e->gov == RM_GOV_NONE) {
 		e->tsc = tv_rdtsc();
+		e->base = c;
 		e->gov = RM_GOV_INTERP;
 	}
+}
+
+/* Whether a count that went from old to c passed x (sampled sites count
+ * in steps: see rm_hit_obj). */
+static inline int rm_crossed(uint64_t old, uint64_t c, uint64_t x)
+{
+	return old < x && c >= x;
 }
 
 static COLD void rm_jit_try(struct rm_thread *t);
@@ -179,8 +187,8 @@ static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
 	if (e->gov == RM_GOV_INTERP) {
 		/* The interpreter's sample closes: cycles per iteration. */
-		uint64_t n = rm_g.hot_threshold - rm_g.gov_sample_at;
-		uint64_t c16 = (tv_rdtsc() - e->tsc) * 16 / n;
+		uint64_t n = e->count - e->base;
+		uint64_t c16 = (tv_rdtsc() - e->tsc) * 16 / (n ? n : 1);
 		e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
 		e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
 	}
@@ -206,26 +214,27 @@ static COLD void rm_jit_try(struct rm_thread *t)
  * may load now if it was too early before. (Not at the counts where a
  * recording is due: they double, and a loop hot at once would load it
  * many times the delay late.) */
-#define RM_JIT_RECHECK 65536
+#define RM_JIT_RECHECK_LOG2 16
 
-static inline uint64_t rm_jit_later(uint64_t c)
+/* c: the count after this hit, w: what the hit added. */
+static inline uint64_t rm_jit_later(uint64_t c, uint64_t w)
 {
 	if (rm_g.jit_wanted && !rm_g.jit_tried && c > rm_g.hot_threshold &&
-	    (c & (RM_JIT_RECHECK - 1)) == 0)
+	    (c >> RM_JIT_RECHECK_LOG2) != ((c - w) >> RM_JIT_RECHECK_LOG2))
 		rm_jit_try(rm_self);
 	return rm_g.jit;
 }
 
-static COLD void rm_count_overflow(uint32_t gsite)
+static COLD void rm_count_overflow(uint32_t gsite, uint64_t w)
 {
-	__atomic_fetch_add(&rm_g.overflow[gsite], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&rm_g.overflow[gsite], w, __ATOMIC_RELAXED);
 }
 
 static COLD void rm_insert(struct rm_thread *t, uint32_t gsite, uint64_t id,
-			   int hot)
+			   int hot, uint64_t w)
 {
 	if (t->used >= t->limit && !rm_grow(t)) {
-		rm_count_overflow(gsite);
+		rm_count_overflow(gsite, w);
 		return;
 	}
 	uint32_t site1 = gsite + 1;
@@ -234,19 +243,20 @@ static COLD void rm_insert(struct rm_thread *t, uint32_t gsite, uint64_t id,
 		i = (i + 1) & t->mask;
 	struct rm_entry *e = &t->e[i];
 	e->id = id;
-	e->count = 1;
+	e->count = w;
 	/* Readers test site1 first: publish it last. */
 	__atomic_store_n(&e->site1, site1, __ATOMIC_RELEASE);
 	t->used++;
-	if (hot && rm_g.hot_threshold == 1)
+	if (hot && w >= rm_g.hot_threshold)
 		rm_hot(t, e);
 }
 
-static uint64_t rm_count(uint32_t gsite, uint64_t id, int hot);
+static uint64_t rm_count(uint32_t gsite, uint64_t id, int hot, uint64_t w);
 
 /* First hit on this thread: map its state, then register it (libc: mutex,
  * pthread key) with the vector state saved. */
-static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
+static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot,
+			      uint64_t w)
 {
 	struct rm_thread *t = &rm_nomem_thread;
 	uint64_t head = (sizeof(struct rm_thread) + 63) & ~63ull;
@@ -269,17 +279,18 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot)
 		rm_thread_register(t);
 		rm_slow_end(t);
 	}
-	return rm_count(gsite, id, hot);
+	return rm_count(gsite, id, hot, w);
 }
 
-/* Counts a hit and returns the (site, id) count of this thread, 1 for a
- * new key and 0 when the key has no counter (table full). */
+/* Counts w hits (a sample standing for w) and returns the (site, id) count
+ * of this thread: w for a new key, 0 when the key has no counter (table
+ * full). */
 static inline __attribute__((always_inline)) uint64_t
-rm_count(uint32_t gsite, uint64_t id, int hot)
+rm_count(uint32_t gsite, uint64_t id, int hot, uint64_t w)
 {
 	struct rm_thread *t = rm_self;
 	if (unlikely(!t))
-		return rm_first(gsite, id, hot);
+		return rm_first(gsite, id, hot, w);
 	uint32_t site1 = gsite + 1;
 	struct rm_entry *e;
 	/* A loop repeats its own back-edge: most hits are the thread's last
@@ -296,8 +307,8 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 			if (likely(s == site1 && e->id == id))
 				break;
 			if (s == 0) {
-				rm_insert(t, gsite, id, hot);
-				return 1;
+				rm_insert(t, gsite, id, hot, w);
+				return w;
 			}
 			i = (i + 1) & mask;
 		}
@@ -307,11 +318,12 @@ rm_count(uint32_t gsite, uint64_t id, int hot)
 	}
 	/* Relaxed atomics compile to plain moves (no lock prefix); they only
 	 * tell the compiler that the statistics reader may look. */
-	uint64_t c = __atomic_load_n(&e->count, __ATOMIC_RELAXED) + 1;
+	uint64_t old = __atomic_load_n(&e->count, __ATOMIC_RELAXED);
+	uint64_t c = old + w;
 	__atomic_store_n(&e->count, c, __ATOMIC_RELAXED);
-	if (unlikely(hot && c == rm_g.gov_sample_at))
-		rm_sample_open(e);
-	if (unlikely(hot && c == rm_g.hot_threshold))
+	if (unlikely(hot && rm_crossed(old, c, rm_g.gov_sample_at)))
+		rm_sample_open(e, c);
+	if (unlikely(hot && rm_crossed(old, c, rm_g.hot_threshold)))
 		rm_hot(t, e);
 	return c;
 }
@@ -320,14 +332,15 @@ static COLD void rm_jit_call(int what, uint64_t arg);
 
 /* Dropped traces and none kept: once RM_GOV_QUIET_HITS hits of dropped
  * loops have gone by since the entries were last armed, they go back to
- * the original (rm_go_quiet: libc, with the vector state saved). */
-static COLD void rm_quiet_check(void)
+ * the original (rm_go_quiet: libc, with the vector state saved). w: the
+ * hits this call stands for. */
+static COLD void rm_quiet_check(uint64_t w)
 {
 	if (rm_g.gov_kept || rm_g.gov_dropped < RM_GOV_QUIET_DROPS ||
 	    rm_g.gov_quiet || rm_g.forked)
 		return;
 	if (rm_g.gov_quiets &&
-	    __atomic_add_fetch(&rm_g.gov_quiet_hits, 1, __ATOMIC_RELAXED) <
+	    __atomic_add_fetch(&rm_g.gov_quiet_hits, w, __ATOMIC_RELAXED) <
 		    RM_GOV_QUIET_HITS)
 		return;
 	struct rm_thread *t = rm_self;
@@ -373,7 +386,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
 			   __ATOMIC_RELAXED);
 	if (drop)
-		rm_quiet_check();
+		rm_quiet_check(1);
 	return drop ? 0 : head;
 }
 
@@ -396,23 +409,25 @@ static COLD void rm_invalid_site(void)
 /* ------------------------------------------------------------------------ */
 /* Entry points. */
 
-/* A hot loop without a trace asks for a recording at threshold * 2^k
- * hits (k = 0, 1, ...): a loop whose recordings fail backs off. */
-static inline int rm_record_due(uint64_t c)
+/* A hot loop without a trace asks for a recording when its count passes
+ * threshold * 2^k (k = 0, 1, ...): a loop whose recordings fail backs
+ * off. The count went from c - w to c. */
+static inline int rm_record_due(uint64_t c, uint64_t w)
 {
 	uint64_t h = rm_g.hot_threshold;
-	if (c < h || c % h)
+	if (c < h)
 		return 0;
 	uint64_t q = c / h;
-	return (q & (q - 1)) == 0;
+	uint64_t p = 1ull << (63 - __builtin_clzll(q)); /* 2^k <= q */
+	return c - w < p * h;
 }
 
 /* A hot back-edge: its trace, or a recording that starts at the handler
  * with the state the trampoline restores. */
 static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
-				uint64_t resume)
+				uint64_t w, uint64_t resume)
 {
-	if (!rm_g.jit && !rm_jit_later(c))
+	if (!rm_g.jit && !rm_jit_later(c, w))
 		return 0;
 	struct rm_thread *t = rm_self;
 	struct rm_entry *e = t->last_site1 == gs + 1 && t->last_id == id ?
@@ -420,7 +435,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	/* A loop whose trace this thread dropped: nothing more to look up. */
 	if (e && e->gov == RM_GOV_DROPPED) {
 		if (unlikely(!rm_g.gov_kept))
-			rm_quiet_check();
+			rm_quiet_check(w);
 		return 0;
 	}
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
@@ -431,9 +446,58 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	int first = e && !e->asked;
 	if (e)
 		e->asked = 1;
-	if (first || rm_record_due(c) || rm_g.ops.retry_due(gs, id))
+	if (first || rm_record_due(c, w) || rm_g.ops.retry_due(gs, id))
 		return rm_g.ops.try_record(gs, id, resume, 0);
 	return 0;
+}
+
+/*
+ * Sampling. A sampled site's trampoline calls hit once its countdown
+ * falls below 0; the hit then stands for the hits the countdown skipped
+ * (weight), and sets the next countdown: at random (sampling jitter)
+ * around sample_period, or 0 while the site is in full mode because a
+ * trace of it is being entered, which must happen at the first hit after
+ * the trace's loop is back in the interpreter.
+ */
+static uint32_t rm_rng = 0x9e3779b9u; /* racy on purpose: jitter only */
+
+static inline uint32_t rm_rand(void)
+{
+	uint32_t x = rm_rng;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	rm_rng = x;
+	return x;
+}
+
+static inline int64_t *rm_countdown(const struct rm_obj_rt *o, uint32_t site)
+{
+	return (int64_t *)(o->sites + (uint64_t)site * o->site_size +
+			   offsetof(struct rm_site, countdown));
+}
+
+/* Returns the weight of this hit and sets the site's next countdown. */
+static inline uint64_t rm_resample(const struct rm_obj_rt *o, uint32_t site,
+				   struct rm_site_rt *sr)
+{
+	uint64_t w = sr->weight ? sr->weight : 1;
+	uint32_t next = 1, p = rm_g.sample_period;
+	if (!sr->full && p > 1)
+		next = p / 2 + rm_rand() % p;
+	sr->weight = next;
+	__atomic_store_n(rm_countdown(o, site), (int64_t)next - 1,
+			 __ATOMIC_RELAXED);
+	return w;
+}
+
+/* A full-rate hit that entered no trace. */
+static inline void rm_miss(struct rm_site_rt *sr)
+{
+	if (++sr->misses >= RM_FULL_MISSES) {
+		sr->full = 0;
+		sr->misses = 0;
+	}
 }
 
 /* uint64_t hit(uint32_t site, uint64_t id, uint64_t aux): one per object,
@@ -448,7 +512,14 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 		rm_invalid_site();
 		return 0;
 	}
-	if (lua && (o->flags[site] & RM_SITE_LUA54_SJ)) {
+	uint8_t fl = o->flags[site];
+	struct rm_site_rt *sr = NULL;
+	uint64_t w = 1;
+	if (fl & RM_SITE_SAMPLED) {
+		sr = &o->srt[site];
+		w = rm_resample(o, site, sr);
+	}
+	if (lua && (fl & RM_SITE_LUA54_SJ)) {
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. */
 		int64_t sj = (int64_t)((aux >> 7) & 0x1ffffff) - 0xffffff;
@@ -456,10 +527,19 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 			return 0;
 	}
 	uint32_t gs = o->base + site;
-	uint64_t c = rm_count(gs, id, 1);
-	if (likely(c < rm_g.hot_threshold) || (o->flags[site] & RM_SITE_NO_TRACE))
-		return 0;
-	return rm_hit_hot(gs, id, c, o->resume[site]);
+	uint64_t c = rm_count(gs, id, 1, w);
+	uint64_t next = 0;
+	if (unlikely(c >= rm_g.hot_threshold) && !(fl & RM_SITE_NO_TRACE))
+		next = rm_hit_hot(gs, id, c, w, o->resume[site]);
+	if (sr) {
+		if (next) {
+			sr->full = 1;
+			sr->misses = 0;
+		} else if (sr->full) {
+			rm_miss(sr);
+		}
+	}
+	return next;
 }
 
 #define RM_HIT_FN(k)                                                           \
@@ -522,8 +602,8 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	uint32_t gs = rm_g.obj[k].base + site;
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
 	int back = api == RM_API_BACKWARDS_BRANCH;
-	uint64_t c = rm_count(gs, id, back);
-	if (!rm_g.jit && !(back && rm_jit_later(c)))
+	uint64_t c = rm_count(gs, id, back, 1);
+	if (!rm_g.jit && !(back && rm_jit_later(c, 1)))
 		return 0;
 	/* A native call from a trace or a recording block: count only. */
 	if (unlikely(ret - rm_g.ops.cache[0] <
@@ -534,7 +614,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 		/* A loop like a back-edge's, whose state continues at ret. */
 		if (c < rm_g.hot_threshold)
 			return 0;
-		return rm_hit_hot(gs, id, c, ret);
+		return rm_hit_hot(gs, id, c, 1, ret);
 	case RM_API_FORCE_BEGIN_TRACE:
 		return rm_g.ops.try_record(gs, id, ret, 1);
 	case RM_API_FORCE_JUMP_TO_TRACE:

@@ -186,8 +186,10 @@ static void rm_install(struct rm_scan *sc)
 		struct rm_found *f = &sc->found[k];
 		uint8_t *flags = calloc(f->info.nsites ? f->info.nsites : 1, 1);
 		uint64_t *resume = calloc(f->info.nsites ? f->info.nsites : 1, 8);
+		struct rm_site_rt *srt = calloc(f->info.nsites ? f->info.nsites : 1,
+						sizeof *srt);
 		f->lua = 0;
-		if (!flags || !resume) {
+		if (!flags || !resume || !srt) {
 			rm_refuse(f->path, "out of memory");
 			return;
 		}
@@ -214,7 +216,8 @@ static void rm_install(struct rm_scan *sc)
 		};
 		rm_g.obj[k] = (struct rm_obj_rt){
 			.base = base, .nsites = f->info.nsites, .flags = flags,
-			.resume = resume,
+			.resume = resume, .sites = (unsigned char *)f->info.sites,
+			.site_size = f->info.site_size, .srt = srt,
 		};
 		base += f->info.nsites;
 	}
@@ -637,6 +640,12 @@ __attribute__((constructor)) static void rm_ctor(void)
 		 * the counts before a loop is hot: too few below 32. */
 		if (rm_g.gov_on && rm_g.hot_threshold >= 32)
 			rm_g.gov_sample_at = rm_g.hot_threshold / 2;
+		uint64_t p = rm_g.hot_threshold / 16;
+		p = p < 1 ? 1 : p > RM_SAMPLE_MAX ? RM_SAMPLE_MAX : p;
+		/* 1 counts every hit exactly (a profile of the loops). */
+		rm_g.sample_period = (uint32_t)rm_env_uint(
+			"REDMAGIC_SAMPLE", p, 1, 65536,
+			"a count of hits per sample (1-65536)");
 	}
 	/* With the runtime disabled, or with no JIT to feed and no one asking
 	 * for statistics, counting cannot pay: the original dispatch entries

@@ -124,9 +124,21 @@ int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 				       s.kind);
 		if (s.kind == RM_SITE_API_CALL && s.api >= RM_API_COUNT)
 			return rm_fail(why, n, "site %u: bad api %u", i, s.api);
-		if (s.flags & ~(uint32_t)(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE))
+		if (s.flags & ~(uint32_t)(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE |
+					  RM_SITE_SAMPLED))
 			return rm_fail(why, n, "site %u: unknown flags %#x", i,
 				       s.flags);
+		if ((s.flags & RM_SITE_SAMPLED) && s.kind != RM_SITE_BACKEDGE)
+			return rm_fail(why, n,
+				       "site %u: a sampled site that is not a "
+				       "back-edge", i);
+		/* The runtime writes a sampled site's countdown. */
+		if ((s.flags & RM_SITE_SAMPLED) &&
+		    (!(rm_seg_of(d, h->sites, slen)->flags & PF_W) ||
+		     rm_in_relro(d, h->sites, slen)))
+			return rm_fail(why, n,
+				       "site %u: sampled, but the site table is "
+				       "not writable", i);
 		if (s.slot_kind > RM_SLOT_OFF32)
 			return rm_fail(why, n, "site %u: bad slot kind %u", i,
 				       s.slot_kind);

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #define RM_MAGIC "RMPATCH"          /* 8 bytes with the NUL */
-#define RM_ABI_VERSION 3
+#define RM_ABI_VERSION 4
 /* In the OS-specific range DT_LOOS..DT_HIOS, which ld.so ignores. */
 #define DT_REDMAGIC 0x6d726d31
 
@@ -115,6 +115,10 @@ enum rm_site_flags {
 	/* The runtime counts the site but never enters or records a trace
 	 * from it (its profile's traces are not validated yet). */
 	RM_SITE_NO_TRACE = 1u << 1,
+	/* A back-edge whose trampoline samples: see rm_site.countdown. The
+	 * patcher sets it where the handler does not read the flags it is
+	 * entered with (the countdown's sub changes them). */
+	RM_SITE_SAMPLED = 1u << 2,
 };
 
 struct rm_site {
@@ -139,6 +143,13 @@ struct rm_site {
 	uint64_t slot_orig; /* its original value (enum rm_slot_kind) */
 	uint32_t slot_kind; /* enum rm_slot_kind */
 	uint32_t pad;
+	/*
+	 * RM_SITE_SAMPLED back-edges: the trampoline subtracts 1 and calls
+	 * hit_fn only when the result is below 0, so the runtime sees one hit
+	 * in countdown + 1 and sets the next countdown itself. 0 in the file
+	 * (the first hit calls).
+	 */
+	int64_t countdown;
 };
 
 enum rm_slot_kind {

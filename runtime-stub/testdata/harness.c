@@ -34,7 +34,9 @@ __attribute__((aligned(64), used)) const struct rm_patch_header
 	rm_test_header_ro = { .magic = "unset" };
 __attribute__((aligned(64), used, section(".data.rel.ro.rmtest")))
 struct rm_patch_header rm_test_header_relro = { .magic = "unset" };
-__attribute__((aligned(64), used)) const struct rm_site rm_test_sites[64] = {
+/* Writable, as in a patched file: the runtime sets sampled sites'
+ * countdowns. */
+__attribute__((aligned(64), used)) struct rm_site rm_test_sites[64] = {
 	{ .kind = 0xffffffff },
 };
 __attribute__((aligned(64), used)) const char rm_test_strtab[4096] = "unset";
@@ -93,6 +95,25 @@ static void hit(uint32_t site, uint64_t id, uint64_t aux, uint64_t n)
 		die("hit_fn is 0");
 	for (uint64_t i = 0; i < n; i++)
 		f(site, id, aux);
+}
+
+/* What a sampling trampoline does (elfpatch/patch.go, sampleCountdown):
+ * only a hit that takes the site's countdown below 0 calls hit_fn. Prints
+ * how many did. */
+static void sampled(uint32_t site, uint64_t first, uint64_t count, uint64_t n)
+{
+	hit_fn f = (hit_fn)slot_hit();
+	if (!f)
+		die("hit_fn is 0");
+	volatile int64_t *cd = &rm_test_sites[site % 64].countdown;
+	uint64_t calls = 0;
+	for (uint64_t r = 0; r < n; r++)
+		for (uint64_t i = 0; i < count; i++)
+			if (--*cd < 0) {
+				f(site, first + i, 0);
+				calls++;
+			}
+	printf("calls=%" PRIu64 "\n", calls);
 }
 
 /* Hits ids first..first+count-1, n times each, round-robin. */
@@ -387,6 +408,9 @@ static void usage(void)
 	      "  hit SITE ID AUX N      call hit_fn(SITE, ID, AUX) N times\n"
 	      "  ids SITE FIRST COUNT N hit ids FIRST.. (COUNT of them) N\n"
 	      "                         times each, round-robin\n"
+	      "  sampled SITE FIRST COUNT N\n"
+	      "                         the same through the site's countdown\n"
+	      "                         as a sampling trampoline does\n"
 	      "  api API SITE ARG N     call api_fn[API](ARG), %r11d = SITE\n"
 	      "  threads T SITE N       T threads hit (SITE, 1000+i) and\n"
 	      "                         (SITE, 1) N times each; joined\n"
@@ -461,6 +485,11 @@ int main(int argc, char **argv)
 			NEED(4);
 			ids(num(argv[i + 1]), num(argv[i + 2]),
 			    num(argv[i + 3]), num(argv[i + 4]));
+			i += 5;
+		} else if (!strcmp(op, "sampled")) {
+			NEED(4);
+			sampled(num(argv[i + 1]), num(argv[i + 2]),
+				num(argv[i + 3]), num(argv[i + 4]));
 			i += 5;
 		} else if (!strcmp(op, "api")) {
 			NEED(4);

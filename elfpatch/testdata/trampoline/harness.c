@@ -6,14 +6,16 @@
  *
  * CODE holds the trampolines, assembled for TEXT-ADDR; the hit slot lives
  * in the page at DATA-ADDR. Each input line is one run, in hex:
- *   trampoline slot shift rflags cont gpr[16] redzone[16]
+ *   trampoline slot shift rflags cont cdaddr cd gpr[16] redzone[16]
  * (gpr in hardware order; gpr[4], rsp, is ignored; shift, 0 or 8, lowers
  * rsp before the jump so that both stack alignments are seen; cont is what
  * the hit function returns: 0, or where the trampoline must continue
- * instead of the site's resume address). Each output line is:
- *   gpr[16] rflags redzone[16] entry-rsp calls site id aux rsp%16 hit-rflags via-cont
+ * instead of the site's resume address; cdaddr, if not 0, is the address
+ * in the data page of a sampled site's countdown, set to cd before the
+ * run). Each output line is:
+ *   gpr[16] rflags redzone[16] entry-rsp calls site id aux rsp%16 hit-rflags via-cont cd-after
  * as captured at the landing routine and in the hit function (via-cont: 1
- * if it was reached through rm_cont).
+ * if it was reached through rm_cont; cd-after: the countdown after the run).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,7 +66,8 @@ int main(int argc, char **argv) {
 	size_t size = strtoull(argv[3], NULL, 0);
 	uint64_t data = strtoull(argv[4], NULL, 0);
 	unsigned char *code = mapAt(text, size);
-	uint64_t *slot = (uint64_t *)((unsigned char *)mapAt(data, 4096) + 16);
+	unsigned char *page = mapAt(data, 4096);
+	uint64_t *slot = (uint64_t *)(page + 16);
 	FILE *f = fopen(argv[1], "rb");
 	if (f == NULL) {
 		perror(argv[1]);
@@ -84,19 +87,23 @@ int main(int argc, char **argv) {
 	/* Line by line, so that a crash still names the run that caused it. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (;;) {
-		uint64_t tramp, hit;
-		int got = scanf("%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
-		                &tramp, &hit, &rm_shift, &rm_in.rflags, &rm_hit_ret);
+		uint64_t tramp, hit, cdaddr, cd;
+		int got = scanf("%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
+		                &tramp, &hit, &rm_shift, &rm_in.rflags, &rm_hit_ret, &cdaddr, &cd);
 		if (got == EOF)
 			break;
-		for (int i = 0; got == 5 && i < 16; i++)
+		for (int i = 0; got == 7 && i < 16; i++)
 			got += scanf("%" SCNx64, &rm_in.gpr[i]) - 1;
-		for (int i = 0; got == 5 && i < 16; i++)
+		for (int i = 0; got == 7 && i < 16; i++)
 			got += scanf("%" SCNx64, &rm_in.redzone[i]) - 1;
-		if (got != 5 || (rm_shift != 0 && rm_shift != 8)) {
+		if (got != 7 || (rm_shift != 0 && rm_shift != 8) ||
+		    (cdaddr && (cdaddr < data + 24 || cdaddr > data + 4096 - 8 || cdaddr % 8))) {
 			fprintf(stderr, "malformed case line\n");
 			return 2;
 		}
+		int64_t *countdown = cdaddr ? (int64_t *)(page + (cdaddr - data)) : NULL;
+		if (countdown)
+			*countdown = (int64_t)cd;
 		*slot = hit;
 		memset(&rm_out, 0, sizeof rm_out);
 		memset(&rm_hit, 0, sizeof rm_hit);
@@ -107,9 +114,10 @@ int main(int argc, char **argv) {
 		printf("%" PRIx64, rm_out.rflags);
 		for (int i = 0; i < 16; i++)
 			printf(" %" PRIx64, rm_out.redzone[i]);
-		printf(" %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 "\n",
+		printf(" %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 " %" PRIx64 "\n",
 		       rm_in.gpr[4], rm_hit.calls, rm_hit.site, rm_hit.id, rm_hit.aux,
-		       rm_hit.rspmod16, rm_hit.rflags, rm_via_cont);
+		       rm_hit.rspmod16, rm_hit.rflags, rm_via_cont,
+		       countdown ? (uint64_t)*countdown : 0);
 	}
 	return 0;
 }
