@@ -10,6 +10,9 @@ bash scripts/install-deps.sh
 go mod download
 bash scripts/fetch-test-builds.sh
 export REDMAGIC_TEST_OTHER_PYTHON="$PWD/testdata/build/python3.11-other/usr/bin/python3.11"
+# The annotated CPython 2.7 from ../shared/seed (built once, cached).
+REDMAGIC_TEST_CPYTHON27=$(bash scripts/cpython27.sh)
+export REDMAGIC_TEST_CPYTHON27
 # The benchmark suite at small sizes first, so that the test runners'
 # own summaries close the output.
 make bench-quick
