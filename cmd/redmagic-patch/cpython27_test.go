@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
@@ -49,11 +48,7 @@ func TestCPython27Programs(t *testing.T) {
 	require.GreaterOrEqual(t, len(progs), 8, "testdata/cpython27 programs")
 	jit := filepath.Join(t.TempDir(), "python2.7-jit")
 	patch(t, orig, jit, "--profile", "annotated")
-	configs := []struct {
-		name  string
-		env   []string
-		stats bool // check that the JIT compiled traces
-	}{
+	configs := []jitConfig{
 		{"default", nil, false},
 		{"threshold=1", []string{"REDMAGIC_THRESHOLD=1"}, true},
 		{"disabled", []string{"REDMAGIC_DISABLE=1"}, false},
@@ -68,25 +63,7 @@ func TestCPython27Programs(t *testing.T) {
 			require.Equal(t, string(known), want.stdout, "%s: unpatched", name)
 			require.Empty(t, want.stderr, "%s: unpatched", name)
 			for _, c := range configs {
-				statsPath := ""
-				if c.stats {
-					statsPath = filepath.Join(t.TempDir(), "stats.json")
-				}
-				got := runPython(t, jit, prog, c.env, statsPath)
-				assert.Equal(t, want.stdout, got.stdout, "%s %s: stdout", name, c.name)
-				assert.Equal(t, want.stderr, got.stderr, "%s %s: stderr", name, c.name)
-				assert.Equal(t, want.status, got.status, "%s %s: exit status", name, c.name)
-				if !c.stats || !assert.NotNil(t, got.stats, "%s %s: no statistics (exit status %d)", name, c.name, got.status) {
-					continue
-				}
-				j, ok := got.stats["jit"].(map[string]any)
-				if !assert.True(t, ok, "%s %s: no jit section in the statistics", name, c.name) {
-					continue
-				}
-				assert.Greater(t, j["traces_compiled"].(float64), 0.0, "%s %s: traces compiled", name, c.name)
-				t.Logf("%s %s: traces %v (side %v), trace iterations %v, site hits %d, exits %v, aborts %v",
-					name, c.name, j["traces_compiled"], j["side_traces"], j["trace_iterations"], siteHits(got.stats),
-					j["side_exits"], j["aborts"])
+				comparePython(t, jit, prog, c, want)
 			}
 		})
 	}
