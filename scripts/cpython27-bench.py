@@ -23,11 +23,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAMS = os.path.join(HERE, '..', 'testdata', 'cpython27')
-# Sizes for about half a second to a second unpatched.
+# Sizes for one to three seconds unpatched: the JIT loads only after
+# 200 ms (REDMAGIC_JIT_DELAY).
 SIZES = {
-    'while_loop': 8000000, 'for_range': 6000000, 'nested': 150000,
-    'methods': 600000, 'strings': 800000, 'generators': 2000000,
-    'exceptions': 600000, 'busywait': 3000000,
+    'while_loop': 8000000, 'for_range': 10000000, 'nested': 100000,
+    'methods': 1000000, 'strings': 1500000, 'generators': 2500000,
+    'exceptions': 1000000, 'busywait': 7500000,
 }
 
 

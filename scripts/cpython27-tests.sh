@@ -43,7 +43,8 @@ export -f one
 
 run() {
   [ $# -ge 3 ] || usage
-  local py=$1 out=$2 label=$3
+  local py out=$2 label=$3
+  py=$(readlink -f "$1") # each module runs in a directory of its own
   shift 3
   mkdir -p "$out/$label"
   # The REDMAGIC_ settings of this run only.
