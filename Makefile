@@ -8,7 +8,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 15s
 
-.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick bench-cold cpython-broad
+.PHONY: all build runtime testdata demo test unit vet fuzz clean bench bench-quick bench-cold cpython-broad cpython27 cpython27-tests cpython27-bench
 
 all: build
 
@@ -67,6 +67,26 @@ cpython-broad: build
 	mkdir -p out/cpython-broad
 	./$(BIN) /usr/bin/python3.11 -o out/cpython-broad/python3.11
 	bash scripts/cpython-broad-tests.sh compare /usr/bin/python3.11 out/cpython-broad/python3.11 out/cpython-broad
+
+# The original redmagic's own client: the annotated CPython 2.7 of
+# ../shared/seed, built once into a cache outside the repository
+# (scripts/cpython27.sh prints its prefix). cpython27-tests runs its
+# regression modules under it and under a patched copy (default threshold,
+# threshold 1, disabled): logs and per-module results in out/cpython27/.
+# cpython27-bench times testdata/cpython27 unpatched, JIT off and JIT on.
+CPY27 = $$(bash scripts/cpython27.sh)/bin/python2.7
+cpython27:
+	bash scripts/cpython27.sh
+
+out/cpython27/python2.7: build cpython27
+	mkdir -p out/cpython27
+	./$(BIN) $(CPY27) -o out/cpython27/python2.7 --profile annotated
+
+cpython27-tests: out/cpython27/python2.7
+	bash scripts/cpython27-tests.sh compare $(CPY27) out/cpython27/python2.7 out/cpython27
+
+cpython27-bench: out/cpython27/python2.7
+	python3 scripts/cpython27-bench.py $(CPY27) out/cpython27/python2.7 $(BENCHFLAGS)
 
 clean:
 	rm -rf bin testdata/build runtime-stub/build cmd/redmagic-patch/runtime/libredmagic*.so

@@ -94,6 +94,12 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 				return nil, nil, addrErr(f.Name, ErrUnsupported, s.Slot, "trampoline %#x out of reach of the table at %#x", t, s.Base)
 			}
 			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
+		case sites.ViaElide:
+			b, err := elided(s)
+			if err != nil {
+				return nil, nil, addrErr(f.Name, ErrPlan, s.Addr, "site %s: %v", s.Name, err)
+			}
+			plan.Writes = append(plan.Writes, ByteEdit{s.Addr, b})
 		case sites.ViaRel32:
 			off := int64(t) - int64(s.Slot+4)
 			if off != int64(int32(off)) {
@@ -160,6 +166,9 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 	addrs := make([]uint64, len(ss))
 	hitSlot := dataAddr + hdrHitFn
 	for i, s := range ss {
+		if s.Via == sites.ViaElide {
+			continue // no trampoline: address 0
+		}
 		if pad := int((16 - a.PC()%16) % 16); pad > 0 {
 			a.Nop(pad)
 		}
@@ -206,6 +215,21 @@ func sampleCountdown(a *x86enc.Asm, countdown, resume uint64) {
 	a.JccLabel(x86enc.L, slow)
 	a.Jmp(resume)
 	a.Bind(slow)
+}
+
+// elided returns what replaces the 5-byte call of an API site elided in
+// place (sites.ViaElide): an instruction with the default's effect. The
+// call's clobbers and the flags are dead after a call, so
+// redmagic_is_traced becomes mov $0, %eax (B8 id) and the others a 5-byte
+// nop (0F 1F 44 00 00).
+func elided(s sites.Site) ([]byte, error) {
+	if !sites.RecordingOnly(s.API) {
+		return nil, fmt.Errorf("%s cannot be elided", s.API)
+	}
+	if s.API == "redmagic_is_traced" {
+		return []byte{0xb8, 0, 0, 0, 0}, nil
+	}
+	return []byte{0x0f, 0x1f, 0x44, 0x00, 0x00}, nil
 }
 
 // backEdgeTrampoline saves the machine state the C fast path could change

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"unsafe"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
@@ -148,9 +147,8 @@ func jitLog(v string) io.Writer {
 }
 
 // jitObject reads what the recorder needs from the object's file: its
-// executable segments, its PLT (calls there run natively), its annotation
-// call sites, and the functions that suspend recording with
-// redmagic_temp_disable (called natively as a whole).
+// executable segments, its PLT (calls there run natively) and its
+// annotation call sites (those elided in place have no trampoline).
 func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	path := C.GoString(d.path)
 	name := path
@@ -185,17 +183,6 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
 		o.NativeEntries = symbolEntries(f, bias, p.Native)
 	}
-	var fdes []ehframe.FDE
-	fdesOnce := func() []ehframe.FDE {
-		if fdes == nil {
-			if s := f.Section(".eh_frame"); s != nil {
-				if data, err := s.Data(); err == nil {
-					fdes, _ = ehframe.Parse(data, s.Addr)
-				}
-			}
-		}
-		return fdes
-	}
 	sites := unsafe.Slice((*byte)(unsafe.Pointer(d.sites)), int(d.nsites)*int(d.site_size))
 	o.BackEdges = map[uint64]tracevm.BackEdge{}
 	for i := 0; i < int(d.nsites); i++ {
@@ -213,15 +200,7 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		if s.kind != C.RM_SITE_API_CALL {
 			continue
 		}
-		addr := uint64(s.addr)
-		o.Sites[bias+addr] = tracevm.Site{GSite: uint32(d.base) + uint32(i), API: tracevm.API(s.api)}
-		if tracevm.API(s.api) == tracevm.APITempDisable {
-			for _, fde := range fdesOnce() {
-				if addr >= fde.Start && addr < fde.End {
-					o.Native = append(o.Native, tracevm.Range{Lo: bias + fde.Start, Hi: bias + fde.End})
-				}
-			}
-		}
+		o.Sites[bias+uint64(s.addr)] = tracevm.Site{GSite: uint32(d.base) + uint32(i), API: tracevm.API(s.api), Elided: s.trampoline == 0}
 	}
 	return o, nil
 }

@@ -247,6 +247,8 @@ struct rm_thread {
 RM_HIDDEN void rm_thread_register(struct rm_thread *t);
 /* Loads and starts the JIT once per process; returns rm_g.jit. */
 RM_HIDDEN int rm_jit_load(void);
+/* Passes on the annotations made before the JIT was loaded (rm_fast.c). */
+RM_HIDDEN void rm_jit_replay(void);
 /* Whether the process has run long enough for the JIT to pay for its
  * start (REDMAGIC_JIT_DELAY; rm_load.c). */
 RM_HIDDEN int rm_jit_due(void);

@@ -252,7 +252,7 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtrs []ui
 			materialize(regBits(o.inst.Args[0]))
 		case opPush, opPop:
 			materialize(1 << x86enc.RSP)
-		case opSetEAX1:
+		case opIsTraced:
 			clearVirtual(1)
 		}
 		switch o.kind {
@@ -306,8 +306,8 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtrs []ui
 			e.leaRSP(8)
 		case opCall:
 			e.callRIP(lit(o.target))
-		case opSetEAX1:
-			e.movEAX1()
+		case opIsTraced:
+			e.movEAX0()
 		case opClose:
 			// Closing replaces an annotation call: the flags are dead.
 			for _, c := range iterCtrs {
@@ -435,7 +435,7 @@ func targetReg(inst *x86dec.Inst) (x86enc.Reg, bool) {
 
 var opNames = [...]string{
 	opInsn: "insn", opGuard: "guard", opGuardTarget: "guard-target", opPush: "push-ret",
-	opPop: "pop-ret", opCall: "call", opSetEAX1: "is-traced", opClose: "close",
+	opPop: "pop-ret", opCall: "call", opIsTraced: "is-traced", opClose: "close",
 	opLink: "link", opExit: "exit",
 }
 

@@ -158,7 +158,7 @@ func (e *emitter) leaRSP(d int32) {
 
 func (e *emitter) andRSP16() { e.bytes(0x48, 0x83, 0xe4, 0xf0) }
 
-func (e *emitter) movEAX1() { e.bytes(0xb8, 1, 0, 0, 0) }
+func (e *emitter) movEAX0() { e.bytes(0xb8, 0, 0, 0, 0) }
 
 // saveFlags: lahf; seto %al (needs %rax free).
 func (e *emitter) saveFlags() { e.bytes(0x9f, 0x0f, 0x90, 0xc0) }

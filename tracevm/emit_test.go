@@ -325,10 +325,10 @@ func encodingCases() []emitCase {
 		gnu:   "and $-16, %rsp",
 	})
 	s.add(emitCase{
-		name:  "movEAX1",
-		emit:  func(e *emitter) { e.movEAX1() },
-		insts: []wantInst{{op: x86asm.MOV, n: 5, size: 32, args: args(x86asm.EAX, x86asm.Imm(1))}},
-		gnu:   "mov $1, %eax",
+		name:  "movEAX0",
+		emit:  func(e *emitter) { e.movEAX0() },
+		insts: []wantInst{{op: x86asm.MOV, n: 5, size: 32, args: args(x86asm.EAX, x86asm.Imm(0))}},
+		gnu:   "mov $0, %eax",
 	})
 	s.add(emitCase{
 		name: "saveFlags",
@@ -604,8 +604,8 @@ func TestEmitFinishReach(t *testing.T) {
 		{"jmp max+1", func(e *emitter) { e.jmpAbs(base + 5 + math.MaxInt32 + 1) }, 0, 0, "out of rel32 reach"},
 		{"jmp min", func(e *emitter) { e.jmpAbs(base + 5 - 1<<31) }, 0, base + 5 - 1<<31, ""},
 		{"jmp min-1", func(e *emitter) { e.jmpAbs(base + 5 - 1<<31 - 1) }, 0, 0, "out of rel32 reach"},
-		{"jmp after code", func(e *emitter) { e.movEAX1(); e.jmpAbs(base + 10 + math.MaxInt32) }, 5, base + 10 + math.MaxInt32, ""},
-		{"jmp after code max+1", func(e *emitter) { e.movEAX1(); e.jmpAbs(base + 10 + 1<<31) }, 0, 0, "out of rel32 reach"},
+		{"jmp after code", func(e *emitter) { e.movEAX0(); e.jmpAbs(base + 10 + math.MaxInt32) }, 5, base + 10 + math.MaxInt32, ""},
+		{"jmp after code max+1", func(e *emitter) { e.movEAX0(); e.jmpAbs(base + 10 + 1<<31) }, 0, 0, "out of rel32 reach"},
 		{"incq +4GiB", func(e *emitter) { e.incRIPAbs(base + 7 + gib4) }, 0, 0, "out of rel32 reach"},
 		{"incq -4GiB", func(e *emitter) { e.incRIPAbs(base + 7 - gib4) }, 0, 0, "out of rel32 reach"},
 		{"incq max", func(e *emitter) { e.incRIPAbs(base + 7 + math.MaxInt32) }, 0, base + 7 + math.MaxInt32, ""},
@@ -1063,7 +1063,7 @@ var fzOps = []struct {
 		}
 	}},
 	{"andRSP16", func(m *fzModel, r *fzReader) { m.e.andRSP16(); m.inst(4, x86asm.AND) }},
-	{"movEAX1", func(m *fzModel, r *fzReader) { m.e.movEAX1(); m.inst(5, x86asm.MOV) }},
+	{"movEAX0", func(m *fzModel, r *fzReader) { m.e.movEAX0(); m.inst(5, x86asm.MOV) }},
 	{"saveFlags", func(m *fzModel, r *fzReader) { m.e.saveFlags(); m.inst(1, x86asm.LAHF); m.inst(3, x86asm.SETO) }},
 	{"restoreFlags", func(m *fzModel, r *fzReader) { m.e.restoreFlags(); m.inst(2, x86asm.ADD); m.inst(1, x86asm.SAHF) }},
 	{"leaRCXDisp", func(m *fzModel, r *fzReader) { m.e.leaRCXDisp(int32(r.u32())); m.inst(7, x86asm.LEA) }},

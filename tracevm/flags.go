@@ -12,7 +12,7 @@ func flagsDeadAfter(ops []op, i int) bool {
 	for j := i + 1; j < len(ops) && j < i+64; j++ {
 		o := &ops[j]
 		switch o.kind {
-		case opPush, opPop, opSetEAX1:
+		case opPush, opPop, opIsTraced:
 			continue
 		case opCall, opClose, opLink:
 			return true

@@ -55,6 +55,10 @@ func (r Range) contains(a uint64) bool { return a >= r.Lo && a < r.Hi }
 type Site struct {
 	GSite uint32 // the embedding's global site number
 	API   API
+	// Elided: the patcher replaced the call in place by a 5-byte
+	// instruction with the default's effect (a nop; mov $0, %eax for
+	// is_traced); the recorder sees the site only through this table.
+	Elided bool
 }
 
 // Object is code the recorder may copy into traces: a patched object.
@@ -62,7 +66,7 @@ type Object struct {
 	Name string
 	Text []Range // executable, run-time addresses
 	// Native: calls to these ranges run natively, never inlined (PLT
-	// stubs, functions that suspend recording with temp_disable, ...).
+	// stubs, ...).
 	Native []Range
 	// NativeEntries: functions, by entry address, that calls and tail
 	// jumps reach natively (a profile's allocators, collector, error

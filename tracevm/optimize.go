@@ -311,8 +311,8 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 			}
 			s.flags = flagState{}
 			s.spec = map[uint64]val{}
-		case opSetEAX1:
-			s.regs[x86enc.RAX] = val{known: true, v: 1}
+		case opIsTraced:
+			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
 		o.after[i] = s.regs
 	}
@@ -964,7 +964,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			live, flags = unknownAt(i), false
 		case opPush, opPop:
 			live |= 1 << 4
-		case opSetEAX1:
+		case opIsTraced:
 			live &^= 1
 		case opGuard:
 			if o.foldOps[i] {

@@ -28,7 +28,7 @@ const (
 	opPush                      // push the original return address target
 	opPop                       // drop the return address an inlined ret pops
 	opCall                      // call target natively
-	opSetEAX1                   // redmagic_is_traced() returns 1 inside a trace
+	opIsTraced                  // redmagic_is_traced() returns 0 inside a trace too
 	opClose                     // back to the head: one more iteration
 	opLink                      // continue in the trace at target
 	opExit                      // leave to exit
@@ -78,6 +78,9 @@ type recording struct {
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
+	// suspended counts redmagic_temp_disable calls not yet matched by
+	// redmagic_temp_enable: in between, every call runs natively.
+	suspended int
 	// headRegs and closeRegs: the registers when the recording began and
 	// when it closed its loop, for the optimiser.
 	headRegs, closeRegs [16]uint64
@@ -389,6 +392,19 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 		if r.calleeLoops() {
 			return abort(abortCalleeLoop)
 		}
+		if site, ok := m.siteAt(r.pc); ok && site.Elided && site.API != APIIsTraced {
+			// A call the patcher elided: a 5-byte nop that stands
+			// for the annotation (is_traced's mov $0, %eax is
+			// copied as it is).
+			if site.API == APIFellthroughBranch && !first {
+				return endNext() // its argument is read from the state
+			}
+			next, done, reason, cont := r.api(site, r.pc+elidedLen, regs)
+			if !cont {
+				return next, done, reason
+			}
+			continue
+		}
 		inst, code, err := m.decodeAt(r.pc)
 		if err != nil {
 			return abort("decode")
@@ -432,12 +448,12 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				if !first {
 					return endNext()
 				}
-				next, done, reason, cont := r.api(site, &inst, regs)
+				next, done, reason, cont := r.api(site, inst.End(), regs)
 				if !cont {
 					return next, done, reason
 				}
-				if next == 1 { // redmagic_is_traced: %eax = 1 in the block too
-					e.movEAX1()
+				if next == 1 { // redmagic_is_traced: %eax = 0 in the block too
+					e.movEAX0()
 				}
 				continue
 			}
@@ -689,6 +705,9 @@ func (r *recording) native(target uint64) bool {
 		r.nativeCall = false
 		return true
 	}
+	if r.suspended > 0 {
+		return true
+	}
 	o, ok := m.objectOf(target)
 	if !ok || len(r.stack) >= maxInlineDepth || o.NativeEntries[target] {
 		return true
@@ -744,14 +763,19 @@ func readMem(a uint64, n int) ([]byte, error) {
 	return append([]byte(nil), memAt(a, n)...), nil
 }
 
-// api handles an annotation call at r.pc with the machine state exactly
-// before it. cont: recording goes on at r.pc (advanced past the call);
-// next == 1 then asks the caller to set %eax = 1 in the block.
-func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
+// elidedLen is the length of an elided call (the call rel32 it replaces).
+const elidedLen = 5
+
+// api handles an annotation call at r.pc, which ends at end, with the
+// machine state exactly before it when the call is the block's first
+// instruction (only the annotations whose argument matters need that).
+// cont: recording goes on at r.pc (advanced past the call); next == 1
+// then asks the caller to set %eax = 0 in the block.
+func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
 	a := r.pc
 	arg := regs[x86enc.RDI]
 	skip := func() (uint64, bool, string, bool) {
-		r.pc = inst.End()
+		r.pc = end
 		return 0, false, "", true
 	}
 	exitHere := func(why string) (uint64, bool, string, bool) {
@@ -767,7 +791,7 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 			return next, done, reason, cont
 		}
 		if r.side == nil && r.frames == 0 {
-			r.handoff = &handoff{key, inst.End()}
+			r.handoff = &handoff{key, end}
 		}
 		return exitHere("inner-loop")
 	case APIFellthroughBranch:
@@ -779,10 +803,25 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 		}
 		return skip()
 	case APIIsTraced:
-		r.ops = append(r.ops, op{kind: opSetEAX1, addr: a})
-		r.pc = inst.End()
+		// 0, as outside traces: code that skips periodic work (a
+		// GIL hand-off, signal checks) while it returns nonzero
+		// would never do that work inside a trace, which runs on as
+		// long as its guards hold.
+		r.ops = append(r.ops, op{kind: opIsTraced, addr: a})
+		r.pc = end
 		return 1, false, "", true
-	case APIBeginMergeBlock, APIEndMergeBlock, APITempEnable:
+	case APIBeginMergeBlock, APIEndMergeBlock:
+		return skip()
+	case APITempDisable:
+		// Recording is suspended until the matching temp_enable: the
+		// calls in between run natively (the code of this function
+		// around them is recorded, its branches guarded).
+		r.suspended++
+		return skip()
+	case APITempEnable:
+		if r.suspended > 0 {
+			r.suspended--
+		}
 		return skip()
 	case APIBeginBranchableFrame:
 		// The interpreter is about to run a nested instance of its loop
@@ -797,8 +836,6 @@ func (r *recording) api(site Site, inst *x86dec.Inst, regs *insn.Regs) (next uin
 		}
 		r.frames--
 		return skip()
-	case APITempDisable:
-		return exitHere("temp-disable")
 	case APIEnsureNotTraced:
 		return a, true, "ensure-not-traced", false
 	case APIForceEndTrace:

@@ -181,7 +181,29 @@ const (
 	ViaTableRelative Via = "table-relative"  // the addend of the entry's R_X86_64_RELATIVE relocation
 	ViaPICEntry      Via = "pic-table-entry" // a 4-byte offset from the table base
 	ViaRel32         Via = "rel32"           // the rel32 field of a call, jmp or jcc
+	// ViaElide: a call of an API function that acts only while a trace is
+	// recorded (RecordingOnly) is replaced in place by an instruction of
+	// the same length with the default's effect (nothing; %eax = 0 for
+	// redmagic_is_traced), so it costs nothing at run time. It has no
+	// trampoline; the recorder finds it in the site table by address.
+	ViaElide Via = "elide"
 )
+
+// RecordingOnly reports whether a call of the API function name means
+// something only to the recorder: outside a recording the runtime would
+// do nothing with it (merge blocks, temp_disable/temp_enable, branchable
+// frames, fellthrough_branch, ensure_not_traced, force_end_trace), or
+// return what the default returns (redmagic_is_traced: 0, inside traces
+// too, so that a trace does the periodic work the original code does
+// when it returns 0). Such calls are elided (ViaElide).
+func RecordingOnly(name string) bool {
+	switch name {
+	case "redmagic_start", "redmagic_backwards_branch", "redmagic_force_begin_trace",
+		"redmagic_force_jump_to_trace", "redmagic_do_not_trace_function", "redmagic_disable_branch":
+		return false
+	}
+	return APIIndex(name) >= 0
+}
 
 // Site is one place the patched binary enters the runtime.
 type Site struct {
@@ -515,9 +537,15 @@ func apiSite(f *elfimage.File, addr, target uint64, name, how string) (Site, str
 		return Site{}, fmt.Sprintf("a %d-byte displacement cannot reach a trampoline", in.PCRel)
 	}
 	kind := map[x86dec.Flow]string{x86dec.FlowCall: "call", x86dec.FlowJump: "tail jump", x86dec.FlowCondJump: "conditional tail jump"}[in.Flow()]
-	return Site{
+	s := Site{
 		Name: name, Kind: KindAPI, API: name, Addr: addr, Resume: target,
 		Via: ViaRel32, Slot: addr + uint64(in.PCRelOff),
 		Found: fmt.Sprintf("%s of %s, found through %s", kind, name, how),
-	}, ""
+	}
+	// A tail jump also returns: only a plain call becomes an instruction
+	// that does what the default would.
+	if in.Flow() == x86dec.FlowCall && in.Len == 5 && RecordingOnly(name) {
+		s.Via, s.Slot = ViaElide, addr
+	}
+	return s, ""
 }

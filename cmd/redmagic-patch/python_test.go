@@ -79,11 +79,7 @@ func TestPythonPrograms(t *testing.T) {
 	require.GreaterOrEqual(t, len(progs), 10, "testdata/python programs")
 	jit := filepath.Join(t.TempDir(), "python3-jit")
 	patch(t, origPython, jit)
-	configs := []struct {
-		name  string
-		env   []string
-		stats bool // check that the JIT compiled traces
-	}{
+	configs := []jitConfig{
 		{"default", nil, false},
 		{"threshold=1", []string{"REDMAGIC_THRESHOLD=1"}, true},
 		{"threshold=7,side=1", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_SIDE_THRESHOLD=1"}, false},
@@ -95,32 +91,46 @@ func TestPythonPrograms(t *testing.T) {
 			t.Parallel()
 			want := runPython(t, origPython, prog, nil, "")
 			for _, c := range configs {
-				statsPath := ""
-				if c.stats {
-					statsPath = filepath.Join(t.TempDir(), "stats.json")
-				}
-				got := runPython(t, jit, prog, c.env, statsPath)
-				assert.Equal(t, want.stdout, got.stdout, "%s %s: stdout", name, c.name)
-				assert.Equal(t, want.stderr, got.stderr, "%s %s: stderr", name, c.name)
-				assert.Equal(t, want.status, got.status, "%s %s: exit status", name, c.name)
-				if !c.stats {
-					continue
-				}
-				if !assert.NotNil(t, got.stats, "%s %s: no statistics (exit status %d)", name, c.name, got.status) {
-					continue
-				}
-				// Forked children write no statistics: the file is the
-				// parent's, whatever its children did.
-				assert.Equal(t, float64(got.pid), got.stats["pid"], "%s %s: stats writer", name, c.name)
-				j, ok := got.stats["jit"].(map[string]any)
-				if !assert.True(t, ok, "%s %s: no jit section in the statistics", name, c.name) {
-					continue
-				}
-				assert.Greater(t, j["traces_compiled"].(float64), 0.0, "%s %s: traces compiled", name, c.name)
-				t.Logf("%s %s: traces %v (side %v), trace iterations %v, site hits %d, exits %v, aborts %v",
-					name, c.name, j["traces_compiled"], j["side_traces"], j["trace_iterations"], siteHits(got.stats),
-					j["side_exits"], j["aborts"])
+				comparePython(t, jit, prog, c, want)
 			}
 		})
 	}
+}
+
+// jitConfig is one setting a patched interpreter runs the test programs
+// with.
+type jitConfig struct {
+	name  string
+	env   []string
+	stats bool // check that the JIT compiled traces
+}
+
+// comparePython runs prog under the patched python with c and checks its
+// output, error text and exit status against the original's (want) and,
+// when c asks, that the JIT compiled traces.
+func comparePython(t *testing.T, python, prog string, c jitConfig, want pythonRun) {
+	t.Helper()
+	name := strings.TrimSuffix(filepath.Base(prog), ".py")
+	statsPath := ""
+	if c.stats {
+		statsPath = filepath.Join(t.TempDir(), "stats.json")
+	}
+	got := runPython(t, python, prog, c.env, statsPath)
+	assert.Equal(t, want.stdout, got.stdout, "%s %s: stdout", name, c.name)
+	assert.Equal(t, want.stderr, got.stderr, "%s %s: stderr", name, c.name)
+	assert.Equal(t, want.status, got.status, "%s %s: exit status", name, c.name)
+	if !c.stats || !assert.NotNil(t, got.stats, "%s %s: no statistics (exit status %d)", name, c.name, got.status) {
+		return
+	}
+	// Forked children write no statistics: the file is the parent's,
+	// whatever its children did.
+	assert.Equal(t, float64(got.pid), got.stats["pid"], "%s %s: stats writer", name, c.name)
+	j, ok := got.stats["jit"].(map[string]any)
+	if !assert.True(t, ok, "%s %s: no jit section in the statistics", name, c.name) {
+		return
+	}
+	assert.Greater(t, j["traces_compiled"].(float64), 0.0, "%s %s: traces compiled", name, c.name)
+	t.Logf("%s %s: traces %v (side %v), trace iterations %v, site hits %d, exits %v, aborts %v",
+		name, c.name, j["traces_compiled"], j["side_traces"], j["trace_iterations"], siteHits(got.stats),
+		j["side_exits"], j["aborts"])
 }

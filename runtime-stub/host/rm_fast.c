@@ -581,6 +581,34 @@ static const uint8_t rm_api_keyed[RM_API_COUNT] = {
 	[RM_API_DISABLE_BRANCH] = 1,
 };
 
+/* Annotations that act on the JIT (do_not_trace_function, disable_branch)
+ * made before it was loaded: an interpreter names its native functions at
+ * start-up, long before a loop is hot. Kept here, passed on when the JIT
+ * starts; beyond RM_PENDING_MAX they are dropped. */
+#define RM_PENDING_MAX 1024
+static struct rm_pending {
+	int what;
+	uint64_t arg;
+} rm_pending[RM_PENDING_MAX];
+static uint32_t rm_npending;
+
+static COLD void rm_pend(int what, uint64_t arg)
+{
+	if (!rm_g.jit_wanted || rm_g.jit_tried)
+		return;
+	uint32_t i = __atomic_fetch_add(&rm_npending, 1, __ATOMIC_RELAXED);
+	if (i < RM_PENDING_MAX)
+		rm_pending[i] = (struct rm_pending){ what, arg };
+}
+
+/* Called once the JIT runs, with the vector state saved. */
+RM_HIDDEN void rm_jit_replay(void)
+{
+	uint32_t n = __atomic_load_n(&rm_npending, __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < n && i < RM_PENDING_MAX; i++)
+		rm_g.ops.annotate(rm_pending[i].what, rm_pending[i].arg);
+}
+
 /*
  * Reached from rm_api_<name>_entry_<k> (rm_api_entry.S): arg is the API
  * function's first argument (garbage for those without one), site the
@@ -603,6 +631,13 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
 	int back = api == RM_API_BACKWARDS_BRANCH;
 	uint64_t c = rm_count(gs, id, back, 1);
+	if (unlikely(!rm_g.jit) && (api == RM_API_DO_NOT_TRACE_FUNCTION ||
+				    api == RM_API_DISABLE_BRANCH)) {
+		rm_pend(api == RM_API_DISABLE_BRANCH ? RM_JIT_DISABLE_BRANCH :
+						       RM_JIT_DO_NOT_TRACE,
+			id);
+		return 0;
+	}
 	if (!rm_g.jit && !(back && rm_jit_later(c, 1)))
 		return 0;
 	/* A native call from a trace or a recording block: count only. */

@@ -197,8 +197,10 @@ int rm_jit_load(void)
 		if (r < 0)
 			fprintf(stderr, "redmagic: the JIT cannot start: %s; "
 				"running on without it\n", why);
-		if (r == 0)
+		if (r == 0) {
 			__atomic_store_n(&rm_g.jit, 1, __ATOMIC_RELEASE);
+			rm_jit_replay();
+		}
 		else
 			rm_step_aside();
 		__atomic_store_n(&rm_g.jit_tried, 1, __ATOMIC_RELEASE);

@@ -29,18 +29,31 @@
  *   redmagic_ensure_not_traced()        the code that follows must run natively
  *                                       (e.g. error paths): abort any recording.
  *   redmagic_temp_disable()             suspend recording until the matching
- *   redmagic_temp_enable()              enable; calls in between run natively
- *                                       (e.g. I/O).
+ *   redmagic_temp_enable()              enable: calls in between run natively
+ *                                       (e.g. I/O), never inlined into a
+ *                                       trace; the code around them is
+ *                                       still recorded.
  *   redmagic_do_not_trace_function(fp)  calls to function fp are never inlined
  *                                       into a trace; they run natively.
  *   redmagic_disable_branch(id)         never trace loop id.
- *   redmagic_is_traced()                nonzero while running inside a trace
- *                                       or while recording; 0 by default.
+ *   redmagic_is_traced()                0, inside traces too: a trace runs
+ *                                       what the original code runs when
+ *                                       it returns 0, so periodic work that
+ *                                       a caller skips while it returns
+ *                                       nonzero (a GIL hand-off, signal
+ *                                       checks) is never skipped and no
+ *                                       thread can wait forever on it.
  *   redmagic_begin_merge_block()        the branches between begin and end do
  *   redmagic_end_merge_block()          not change user-level control flow
  *                                       (housekeeping such as reference counts):
  *                                       the trace may merge their paths instead
  *                                       of guarding each one.
+ *
+ * Calls that act only while a trace is recorded (merge blocks, temp
+ * disable/enable, branchable frames, fellthrough_branch, ensure_not_traced,
+ * force_end_trace, is_traced) cost nothing at run time: the patcher
+ * replaces each direct call by an instruction with the default's effect
+ * and the recorder finds them by address.
  *
  * Default implementations: exactly one translation unit of the interpreter
  * defines REDMAGIC_DEFAULTS before including this header. It then gets weak,

@@ -131,7 +131,11 @@ struct rm_site {
 	uint32_t name;     /* strtab offset: "JUMP_BACKWARD", "OP_FORLOOP", ... */
 	uint32_t flags;    /* enum rm_site_flags */
 	uint64_t trampoline; /* the site's trampoline: where the redirected
-	                        dispatch or call now lands */
+	                        dispatch or call now lands; 0 for an API call
+	                        the patcher elided in place (a call that acts
+	                        only while recording, replaced by a 5-byte
+	                        instruction with the default's effect): the
+	                        JIT's recorder alone sees it */
 	/*
 	 * The dispatch-table entry the patcher redirected to the trampoline, so
 	 * that the runtime can put the original back where counting the site

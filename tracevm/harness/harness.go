@@ -99,13 +99,6 @@ func setup(threshold int) error {
 	obj.Sites = make(map[uint64]tracevm.Site, len(st.sites))
 	for _, s := range st.sites {
 		obj.Sites[s.Addr] = tracevm.Site{GSite: s.GSite, API: s.API}
-		if s.API == tracevm.APITempDisable {
-			// As runtime-stub does: a function that suspends
-			// recording runs natively as a whole.
-			if r, ok := fdeOf(s.Addr); ok {
-				obj.Native = append(obj.Native, r)
-			}
-		}
 	}
 	for i := 0; ; i++ {
 		p := uint64(uintptr(C.th_native_fn(C.int(i))))

@@ -477,10 +477,13 @@ func TestIsTraced(t *testing.T) {
 	require.Equal(t, int64(n*(n-1)/2), r.res.Ret)
 	nat := r.native(IsTraced, n)
 	require.Equal(t, int64(n*(n-1)/2), nat.Ret)
-	require.Zero(t, nat.Out[0], "is_traced outside traces")
+	require.Zero(t, nat.Out[0], "probe outside traces")
+	require.Zero(t, nat.Out[1], "is_traced outside traces")
 	r.checkTraced(t, n, 0.99)
-	// 1 in every iteration inside a trace and in each recorded one.
+	// The probe sees every iteration inside a trace and each recorded
+	// one; is_traced is 0 there too.
 	assert.Equal(t, r.loop.Iterations+r.recorded(), uint64(r.res.Out[0]))
+	assert.Zero(t, r.res.Out[1], "is_traced inside traces")
 	assert.Zero(t, r.api.FromCache, "is_traced called from a trace")
 	assert.Equal(t, n-uint64(r.res.Out[0]), r.api.Calls[tracevm.APIIsTraced], "native is_traced calls")
 }

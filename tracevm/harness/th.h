@@ -113,6 +113,7 @@ TT_DECL(tt_fp_avx512)
 void th_globals_extra(int64_t *ticks, int64_t *last);
 /* Native helpers: a trace calls them, never inlines them. */
 TH_HIDDEN void tn_fork_at(int64_t i, int64_t at, int64_t *pid);
+TH_HIDDEN int tn_in_trace(void);
 
 enum { TH_CPU_SSE2, TH_CPU_AVX2_FMA, TH_CPU_AVX512F };
 int th_cpu_has(int feature);

@@ -174,6 +174,13 @@ static inline int th_record_due(uint64_t c)
 	return (q & (q - 1)) == 0;
 }
 
+/* A native helper, the tests' probe: 1 when called from a trace or a
+ * recording block (redmagic_is_traced() is 0 there too). */
+TH_HIDDEN __attribute__((noinline)) int tn_in_trace(void)
+{
+	return tv_in_cache((uint64_t)__builtin_return_address(0));
+}
+
 uint64_t th_api(uint64_t arg, uint64_t unused, uint32_t api, uint64_t ret)
 {
 	(void)unused;

@@ -288,16 +288,20 @@ void th_globals_extra(int64_t *ticks, int64_t *last)
 }
 
 /* redmagic_is_traced() inside the loop: out[0] counts the iterations
- * that saw 1. */
+ * that ran in a trace (tn_in_trace), out[1] those where it returned
+ * nonzero. */
 TT int64_t tt_is_traced(const int64_t *in, int64_t *out)
 {
-	int64_t n = in[1], s = 0, traced = 0;
+	int64_t n = in[1], s = 0, traced = 0, said = 0;
 	for (int64_t i = 0; i < n; i++) {
 		s += i;
 		if (th_is_traced())
+			said++;
+		if (tn_in_trace())
 			traced++;
 		th_backwards_branch(ID(0));
 	}
+	out[1] = said;
 	out[0] = traced;
 	return s;
 }
@@ -410,7 +414,7 @@ TT int64_t tt_fork(const int64_t *in, int64_t *out)
 	for (int64_t i = 0; i < n; i++) {
 		s += 3 * i + 1;
 		tn_fork_at(i, at, &pid);
-		if (th_is_traced())
+		if (tn_in_trace())
 			after += i > at;
 		th_backwards_branch(ID(0));
 	}
