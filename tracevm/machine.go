@@ -178,6 +178,8 @@ type Machine struct {
 	// pushed there (shared, never modified).
 	exitStacks [][]uint64
 	off        bool
+	// decoded: the traced text's instructions, decoded once.
+	decoded decodeCache
 }
 
 type loopState struct {

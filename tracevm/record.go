@@ -172,6 +172,7 @@ func (m *Machine) recBuffer() (uint64, error) {
 func (r *recording) end(reason string) {
 	m := r.m
 	m.stats.recordNanos.Add(int64(time.Since(r.begun)))
+	m.stats.recordedInsns.Add(uint64(r.ninsns))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r.recbuf != 0 {
@@ -405,18 +406,16 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			}
 			continue
 		}
-		inst, code, err := m.decodeAt(r.pc)
+		d, err := m.decode(r.pc)
 		if err != nil {
 			return abort("decode")
 		}
-		info := insn.Classify(&inst)
+		inst, code, info := &d.inst, d.code, d.info
 		switch info.Kind {
 		case insn.Plain:
-			b, err := x86enc.Relocate(code, r.pc, e.pc())
-			if err != nil {
+			if err := d.emitPlain(e); err != nil {
 				return abort("relocate")
 			}
-			e.bytes(b...)
 			r.ops = append(r.ops, op{kind: opInsn, addr: r.pc, code: code})
 			r.ninsns++
 			r.pc = inst.End()
@@ -458,7 +457,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				continue
 			}
 			r.ninsns++
-			if r.returnsTwice(info.Target, &inst) {
+			if r.returnsTwice(info.Target, inst) {
 				return abort("returns-twice")
 			}
 			if isSite || r.native(info.Target) {
@@ -491,20 +490,20 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				r.pc = got
 				continue
 			}
-			target, err := insn.IndirectTarget(&inst, regs, uint64(t.fs_base), 0, readMem)
+			target, err := insn.IndirectTarget(inst, regs, uint64(t.fs_base), 0, readMem)
 			if err != nil {
 				return abort("indirect-target")
 			}
-			if info.Kind != insn.Return && r.returnsTwice(target, &inst) {
+			if info.Kind != insn.Return && r.returnsTwice(target, inst) {
 				return abort("returns-twice")
 			}
-			held := inst // a copy: inst itself stays on the stack
+			held := *inst // a copy: the cached instruction is shared
 			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &held, target: target, exit: r.pc})
 			if info.Kind == insn.IndirectJump {
 				if be, ok := m.backEdgeAt(target); ok {
 					// The dispatch reached a patched back-edge
 					// handler: this may close the loop.
-					if next, done, reason, cont := r.backEdge(be, &inst, regs); !cont {
+					if next, done, reason, cont := r.backEdge(be, inst, regs); !cont {
 						return next, done, reason
 					}
 					r.pc = be.Handler
@@ -740,21 +739,6 @@ func (m *Machine) siteAt(a uint64) (Site, bool) {
 	}
 	s, ok := o.Sites[a]
 	return s, ok
-}
-
-// decodeAt decodes the instruction at a, which must lie in traced text.
-func (m *Machine) decodeAt(a uint64) (x86dec.Inst, []byte, error) {
-	end := m.textEnd(a)
-	if end == 0 {
-		return x86dec.Inst{}, nil, fmt.Errorf("tracevm: %#x is not in traced text", a)
-	}
-	n := min(uint64(x86dec.MaxLen), end-a)
-	code := memAt(a, int(n))
-	inst, err := x86dec.Decode(code, a)
-	if err != nil {
-		return inst, nil, err
-	}
-	return inst, append([]byte(nil), code[:inst.Len]...), nil
 }
 
 func readMem(a uint64, n int) ([]byte, error) {

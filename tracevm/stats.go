@@ -19,6 +19,7 @@ type Stats struct {
 	recordings     atomic.Uint64
 	flushes        atomic.Uint64
 	recordNanos    atomic.Int64
+	recordedInsns  atomic.Uint64
 
 	mu     sync.Mutex
 	aborts map[string]uint64
@@ -44,6 +45,9 @@ type Snapshot struct {
 	CodeBytes       uint64            `json:"code_bytes"`
 	Flushes         uint64            `json:"flushes"`
 	RecordSeconds   float64           `json:"record_seconds"`
+	// RecordedInsns: instructions all recordings copied (abandoned ones
+	// too): record_seconds over it is the recorder's speed.
+	RecordedInsns uint64 `json:"recorded_insns"`
 	// TracesDropped: root traces the runtime measured slower than the
 	// interpreter and unpublished (their loops are never recorded again).
 	TracesDropped uint64       `json:"traces_dropped"`
@@ -89,6 +93,7 @@ func (m *Machine) Snapshot() Snapshot {
 		TraceEntries:   uint64(C.tv_g.trace_entries),
 		Flushes:        m.stats.flushes.Load(),
 		RecordSeconds:  float64(m.stats.recordNanos.Load()) / 1e9,
+		RecordedInsns:  m.stats.recordedInsns.Load(),
 		Aborts:         map[string]uint64{},
 		Traces:         []TraceStats{},
 	}

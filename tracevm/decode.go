@@ -1,0 +1,103 @@
+package tracevm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/tracevm/insn"
+)
+
+// decoded is an instruction of the traced text as the recorder uses it,
+// decoded and classified once per address: the text of a patched object
+// never changes while it is loaded, and a recording passes the same
+// instructions again and again (every iteration, every side trace), so
+// decoding dominated the recorder's time.
+type decoded struct {
+	inst x86dec.Inst
+	code []byte // the instruction's bytes (shared: never modified)
+	info insn.Info
+	// ripDisp: for a Plain instruction with a %rip-relative disp32, its
+	// offset in code (its copy needs a new displacement); 0 when the
+	// bytes are copied unchanged; -1 when only x86enc.Relocate can move
+	// it.
+	ripDisp int
+	target  uint64 // what the %rip-relative operand addresses
+}
+
+// decodeCache maps addresses of traced text to their *decoded.
+type decodeCache struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+// maxDecoded bounds the cache (about 200 bytes an entry); past it the
+// recorder decodes without caching.
+const maxDecoded = 1 << 18
+
+// decode returns the instruction at a, which must lie in traced text.
+func (m *Machine) decode(a uint64) (*decoded, error) {
+	if d, ok := m.decoded.m.Load(a); ok {
+		return d.(*decoded), nil
+	}
+	end := m.textEnd(a)
+	if end == 0 {
+		return nil, fmt.Errorf("tracevm: %#x is not in traced text", a)
+	}
+	d, err := newDecoded(memAt(a, int(min(uint64(x86dec.MaxLen), end-a))), a)
+	if err != nil {
+		return nil, err
+	}
+	if m.decoded.n.Load() < maxDecoded {
+		if old, loaded := m.decoded.m.LoadOrStore(a, d); loaded {
+			return old.(*decoded), nil
+		}
+		m.decoded.n.Add(1)
+	}
+	return d, nil
+}
+
+// newDecoded decodes and classifies the instruction at the start of code,
+// which lies at a.
+func newDecoded(code []byte, a uint64) (*decoded, error) {
+	inst, err := x86dec.Decode(code, a)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoded{inst: inst, code: append([]byte(nil), code[:inst.Len]...)}
+	d.info = insn.Classify(&d.inst)
+	if d.info.Kind == insn.Plain && d.info.RIPRelative {
+		d.ripDisp = -1
+		if t, ok := d.inst.MemRIPTarget(); ok && d.inst.Special == x86dec.SpecialNone &&
+			d.inst.PCRel == 4 && d.inst.PCRelOff > 0 && d.inst.PCRelOff+4 <= d.inst.Len {
+			d.ripDisp, d.target = d.inst.PCRelOff, t
+		}
+	}
+	return d, nil
+}
+
+// emitPlain appends d, a Plain instruction, to e at e's current address.
+func (d *decoded) emitPlain(e *emitter) error {
+	switch {
+	case d.ripDisp == 0:
+		e.bytes(d.code...)
+		return nil
+	case d.ripDisp > 0:
+		disp := int64(d.target) - int64(e.pc()+uint64(len(d.code)))
+		if disp == int64(int32(disp)) {
+			at := len(e.buf) + d.ripDisp
+			e.bytes(d.code...)
+			binary.LittleEndian.PutUint32(e.buf[at:], uint32(int32(disp)))
+			return nil
+		}
+	}
+	b, err := x86enc.Relocate(d.code, d.inst.Addr, e.pc())
+	if err != nil {
+		return err
+	}
+	e.bytes(b...)
+	return nil
+}
