@@ -1,8 +1,9 @@
 package elfpatch
 
 import (
+	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -19,7 +20,7 @@ import (
 func CheckPatchable(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("elfpatch: %w", err)
+		return fmt.Errorf("%s: %w", path, causeOf(err))
 	}
 	switch m := st.Mode(); {
 	case !m.IsRegular():
@@ -82,28 +83,32 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	return nil
 }
 
-// maxFileSize bounds what Open reads, as elfimage.Open does.
-const maxFileSize = 1 << 30
+// causeOf strips the operation and the (temporary) path from an
+// *fs.PathError or *os.LinkError: errors name the file the caller gave.
+func causeOf(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
 
-// Open checks path with CheckPatchable, reads it and validates it with
-// elfimage. It returns the image and the bytes it was built from, ready for
-// NewLayout. elfimage's errors (not ELF, not x86-64, malformed) are
-// returned unchanged; they name the file.
+// Open checks path with CheckPatchable, reads it with elfimage.ReadFile
+// (which refuses a non-regular or oversized file before reading it) and
+// validates it with elfimage. It returns the image and the bytes it was
+// built from, ready for NewLayout. elfimage's errors (not ELF, not x86-64,
+// malformed) are returned unchanged; they name the file.
 func Open(path string) (*elfimage.File, []byte, error) {
 	if err := CheckPatchable(path); err != nil {
 		return nil, nil, err
 	}
-	fd, err := os.Open(path)
+	raw, err := elfimage.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("elfpatch: %w", err)
-	}
-	defer fd.Close()
-	raw, err := io.ReadAll(io.LimitReader(fd, maxFileSize+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("elfpatch: read %s: %w", path, err)
-	}
-	if len(raw) > maxFileSize {
-		return nil, nil, newErr(path, ErrUnsupported, "file larger than 1 GiB")
+		return nil, nil, err
 	}
 	f, err := elfimage.NewFile(raw, path)
 	if err != nil {

@@ -183,3 +183,13 @@ func TestWriteFileAtomic(t *testing.T) {
 	err = WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("data"), 0o644)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
 }
+
+// TestCheckPatchableErrors: a missing input is named with the cause only.
+func TestCheckPatchableErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	err := CheckPatchable(missing)
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.Equal(t, missing+": no such file or directory", err.Error())
+	_, _, err = Open(missing)
+	assert.Equal(t, missing+": no such file or directory", err.Error())
+}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -754,6 +755,18 @@ func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	_, err = Open(dir)
 	assert.ErrorContains(t, err, dir+": not a regular file")
+
+	// A FIFO is refused without waiting for a writer, a file over the
+	// limit by its size, without reading it.
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	_, err = Open(fifo)
+	assert.ErrorContains(t, err, fifo+": not a regular file")
+	huge := filepath.Join(dir, "huge")
+	require.NoError(t, os.WriteFile(huge, nil, 0o644))
+	require.NoError(t, os.Truncate(huge, 3<<30))
+	_, err = ReadFile(huge)
+	assert.EqualError(t, err, huge+": file larger than 1 GiB (0xc0000000)")
 
 	unreadable := filepath.Join(dir, "unreadable")
 	require.NoError(t, os.WriteFile(unreadable, []byte("x"), 0o000))

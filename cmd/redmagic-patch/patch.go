@@ -71,14 +71,7 @@ func runPatch(cmd *cobra.Command, in string, pf *patchFlags) error {
 
 // planPatch reads, analyses and patches in memory.
 func planPatch(in, profile, toolVersion string) (*elfpatch.Summary, []byte, error) {
-	if err := elfpatch.CheckPatchable(in); err != nil {
-		return nil, nil, err
-	}
-	raw, err := os.ReadFile(in)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", in, causeOf(err))
-	}
-	f, err := elfimage.NewFile(raw, in)
+	f, raw, err := elfpatch.Open(in)
 	if err != nil {
 		return nil, nil, err
 	}
