@@ -7,53 +7,40 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
 // writeOutput writes what write produces to the file path, or to stdout
-// when path is "". A file is written under a temporary name in the same
-// directory and renamed into place once complete, so that a failure
-// leaves no output file and never a partial one.
+// when path is "". A regular file is written under a temporary name in the
+// same directory and renamed into place once complete (elfpatch.AtomicFile),
+// so that a failure leaves no output file and never a partial one; new
+// files get perm less the umask.
 func writeOutput(stdout io.Writer, path string, perm fs.FileMode, write func(io.Writer) error) error {
 	if path == "" {
-		bw := bufio.NewWriterSize(stdout, 64<<10)
-		if err := write(bw); err != nil {
-			return fmt.Errorf("writing standard output: %w", err)
-		}
-		if err := bw.Flush(); err != nil {
+		if err := writeBuffered(stdout, write); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	a, err := elfpatch.CreateAtomic(path, perm)
 	if err != nil {
-		return fmt.Errorf("%s: cannot create: %w", path, causeOf(err))
+		return err
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, causeOf(err))
+	if err := writeBuffered(a, write); err != nil {
+		a.Abort()
+		return err // a's errors name path
 	}
-	bw := bufio.NewWriterSize(f, 64<<10)
+	return a.Commit()
+}
+
+// writeBuffered runs write on a buffer in front of w and flushes it.
+func writeBuffered(w io.Writer, write func(io.Writer) error) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
 	if err := write(bw); err != nil {
-		return fail(err)
+		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, causeOf(err))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, causeOf(err))
-	}
-	return nil
+	return bw.Flush()
 }
 
 // causeOf strips the operation and temporary path from an *fs.PathError:
