@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,6 +14,172 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
+
+// dirState is what a directory holds: each entry's name, type and
+// contents' hash, so that a test can tell that nothing changed.
+func dirState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	st := map[string]string{}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(p)
+		require.NoError(t, err)
+		desc := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			data, err := os.ReadFile(p)
+			require.NoError(t, err)
+			desc += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			require.NoError(t, err)
+			desc += " -> " + target
+		}
+		st[e.Name()] = desc
+	}
+	return st
+}
+
+// copyLua copies lua5.4 to path.
+func copyLua(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(lua)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o755))
+}
+
+// TestOutputRefusals: outputs that would replace the input, the runtime
+// library or a node that is not a regular file are refused before the
+// analysis, with one line naming the file and the cause, and nothing in
+// the directory changes.
+func TestOutputRefusals(t *testing.T) {
+	requireRuntime(t)
+	libs, err := runtimeLibraries()
+	require.NoError(t, err)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) (in, out string)
+		want  []string
+	}{
+		{"input is a symbolic link to the output", func(t *testing.T, dir string) (string, string) {
+			copyLua(t, filepath.Join(dir, "orig"))
+			require.NoError(t, os.Symlink("orig", filepath.Join(dir, "link")))
+			return filepath.Join(dir, "link"), filepath.Join(dir, "orig")
+		}, []string{"/orig: is the input", "the same file"}},
+		{"output is a hard link to the input", func(t *testing.T, dir string) (string, string) {
+			copyLua(t, filepath.Join(dir, "orig"))
+			require.NoError(t, os.Link(filepath.Join(dir, "orig"), filepath.Join(dir, "hard")))
+			return filepath.Join(dir, "orig"), filepath.Join(dir, "hard")
+		}, []string{"/hard: is the input", "the same file"}},
+		{"output named as the runtime library", func(t *testing.T, dir string) (string, string) {
+			return lua, filepath.Join(dir, elfpatch.RuntimeName)
+		}, []string{"/libredmagic.so: libredmagic.so is the name of a runtime library"}},
+		{"output named as the JIT library", func(t *testing.T, dir string) (string, string) {
+			return lua, filepath.Join(dir, elfpatch.JITName)
+		}, []string{"/libredmagic-jit.so: libredmagic-jit.so is the name of a runtime library"}},
+		{"input is the runtime library's destination", func(t *testing.T, dir string) (string, string) {
+			copyLua(t, filepath.Join(dir, elfpatch.RuntimeName))
+			return filepath.Join(dir, elfpatch.RuntimeName), filepath.Join(dir, "lua")
+		}, []string{"/libredmagic.so: the runtime library", "would replace the input"}},
+		{"output is a link to the runtime library", func(t *testing.T, dir string) (string, string) {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, elfpatch.RuntimeName), libs[0], 0o755))
+			require.NoError(t, os.Symlink(elfpatch.RuntimeName, filepath.Join(dir, "lua")))
+			return lua, filepath.Join(dir, "lua")
+		}, []string{"/lua: is the runtime library"}},
+		{"output is a directory", func(t *testing.T, dir string) (string, string) {
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "out"), 0o755))
+			return lua, filepath.Join(dir, "out")
+		}, []string{"/out: not a regular file"}},
+		{"output is a FIFO", func(t *testing.T, dir string) (string, string) {
+			require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+			return lua, filepath.Join(dir, "fifo")
+		}, []string{"/fifo: not a regular file"}},
+		{"output is a device node", func(t *testing.T, dir string) (string, string) {
+			return lua, devNull(t, dir)
+		}, []string{"/null: not a regular file"}},
+		{"missing output directory", func(t *testing.T, dir string) (string, string) {
+			return lua, filepath.Join(dir, "nodir", "lua")
+		}, []string{"/nodir/lua: directory ", "/nodir: no such file or directory"}},
+		{"output directory is a file", func(t *testing.T, dir string) (string, string) {
+			copyLua(t, filepath.Join(dir, "file"))
+			return lua, filepath.Join(dir, "file", "lua")
+		}, []string{"/file/lua: ", "/file is not a directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in, out := tt.setup(t, dir)
+			before := dirState(t, dir)
+			assertOneLineError(t, binary(t, in, "-o", out), tt.want...)
+			assert.Equal(t, before, dirState(t, dir), "nothing in the directory changed")
+		})
+	}
+}
+
+// devNull makes a character device like /dev/null in dir (root only).
+func devNull(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "null")
+	if err := syscall.Mknod(path, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		t.Skipf("mknod: %v (needs root)", err)
+	}
+	return path
+}
+
+// TestCfgOutputDevice: cfg -o writes into a device (as a shell redirection
+// or objcopy would) and never replaces the node with a regular file.
+func TestCfgOutputDevice(t *testing.T) {
+	dir := t.TempDir()
+	null := devNull(t, dir)
+	r := binary(t, "cfg", lua, "-o", null, "--stats")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stdout, `"functions":`)
+	st, err := os.Lstat(null)
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeDevice|os.ModeCharDevice, st.Mode().Type(), "still a character device")
+	assertOnlyFiles(t, dir, "null") // no temporary file left
+}
+
+// TestFailedWriteLeavesNothing: when a file cannot be written in full (a
+// file size limit stands in for a full disk), the patch fails with one
+// line naming that file, never a temporary one, and leaves nothing in the
+// output directory: neither the patched file nor a runtime library.
+func TestFailedWriteLeavesNothing(t *testing.T) {
+	requireRuntime(t)
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("no prlimit")
+	}
+	libs, err := runtimeLibraries()
+	require.NoError(t, err)
+	size := func(path string) int64 {
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		return st.Size()
+	}
+	runtimeSize, jitSize := int64(len(libs[0])), int64(len(libs[1]))
+	tests := []struct {
+		name, in, fails string
+		limit, stopped  int64 // the file size limit, the size it stops
+	}{
+		// Both libraries fit, the patched python3.11 does not.
+		{"the patched file", "/usr/bin/python3.11", "/python3.11", max(runtimeSize, jitSize) + 64<<10, size("/usr/bin/python3.11")},
+		// The patched lua5.4 and libredmagic.so fit, the JIT does not.
+		{"the JIT library", lua, "/" + elfpatch.JITName, max(2*size(lua), runtimeSize) + 64<<10, jitSize},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Less(t, tt.limit, tt.stopped, "the limit must stop %s", tt.fails)
+			dir := t.TempDir()
+			out := filepath.Join(dir, filepath.Base(tt.in))
+			r := runCmd(t, exec.Command("prlimit", fmt.Sprintf("--fsize=%d", tt.limit), testBinary, tt.in, "-o", out))
+			assertOneLineError(t, r, tt.fails+": file too large")
+			assert.NotContains(t, r.stderr, ".tmp")
+			assertOnlyFiles(t, dir) // nothing new in the output directory
+		})
+	}
+}
 
 // TestOutputModes: new files get their modes less the umask, as any new
 // file does.

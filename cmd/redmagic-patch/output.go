@@ -15,11 +15,30 @@ import (
 // when path is "". A regular file is written under a temporary name in the
 // same directory and renamed into place once complete (elfpatch.AtomicFile),
 // so that a failure leaves no output file and never a partial one; new
-// files get perm less the umask.
+// files get perm less the umask. An existing device or FIFO (/dev/null) is
+// written into, as a shell redirection or objcopy does, and never replaced.
 func writeOutput(stdout io.Writer, path string, perm fs.FileMode, write func(io.Writer) error) error {
 	if path == "" {
 		if err := writeBuffered(stdout, write); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
+		}
+		return nil
+	}
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return fmt.Errorf("%s: is a directory", path)
+	case err == nil && !st.Mode().IsRegular():
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, causeOf(err))
+		}
+		err = writeBuffered(f, write)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, causeOf(err))
 		}
 		return nil
 	}
