@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"testing"
 
@@ -200,4 +202,63 @@ func TestOutputModes(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, mode, st.Mode().Perm(), name)
 	}
+}
+
+// TestBatchOutputNames: inputs whose base names collide get distinct
+// outputs, none of which is lost.
+func TestBatchOutputNames(t *testing.T) {
+	tests := []struct {
+		inputs, want []string
+	}{
+		{[]string{"x/lua", "y/lua", "z/lua.1"}, []string{"lua", "lua.2", "lua.1"}},
+		{[]string{"z/lua.1", "x/lua", "y/lua"}, []string{"lua.1", "lua", "lua.2"}},
+		{[]string{"a/p", "a/p", "b/p.1", "c/p.2"}, []string{"p", "p.3", "p.1", "p.2"}},
+		{[]string{"p", "q"}, []string{"p", "q"}},
+	}
+	for _, tt := range tests {
+		var want []string
+		for _, w := range tt.want {
+			want = append(want, filepath.Join("out", w))
+		}
+		assert.Equal(t, want, outputNames("out", tt.inputs), "%v", tt.inputs)
+	}
+}
+
+// TestBatchCollisions patches inputs whose names collide: every one gets
+// a file of its own that runs; an input named as a runtime library is
+// refused and the runtime is the tool's own.
+func TestBatchCollisions(t *testing.T) {
+	requireRuntime(t)
+	src := t.TempDir()
+	var inputs []string
+	for _, p := range []string{"x/lua", "y/lua", "z/lua.1", "w/" + elfpatch.RuntimeName} {
+		path := filepath.Join(src, p)
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		copyLua(t, path)
+		inputs = append(inputs, path)
+	}
+	dir := t.TempDir()
+	r := binary(t, append([]string{"batch", "--out-dir", dir, "-j", "2"}, inputs...)...)
+	assert.Equal(t, statusError, r.status)
+	assert.Contains(t, r.stderr, "1 of 4 inputs failed")
+	assert.Contains(t, r.stdout, "libredmagic.so is the name of a runtime library")
+	assert.Len(t, regexp.MustCompile(`(?m)\s+ok$`).FindAllString(r.stdout, -1), 3, r.stdout)
+	for _, name := range []string{"lua", "lua.1", "lua.2"} {
+		got := runBin(t, filepath.Join(dir, name), []string{"-e", "print(6*7)"}, nil, false)
+		assert.Equal(t, "42\n", got.stdout, name)
+	}
+	libs, err := runtimeLibraries()
+	require.NoError(t, err)
+	for i, name := range elfpatch.RuntimeFiles {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(data, libs[i]), "%s is the runtime", name)
+	}
+	assertOnlyFiles(t, dir, "lua", "lua.1", "lua.2", elfpatch.RuntimeName, elfpatch.JITName)
+
+	// When every input fails, the runtime is not left behind.
+	empty := t.TempDir()
+	r = binary(t, "batch", "--out-dir", empty, "/bin/ls")
+	assert.Equal(t, statusError, r.status)
+	assertOnlyFiles(t, empty)
 }
