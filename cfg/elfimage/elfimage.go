@@ -610,6 +610,9 @@ func (f *File) SectionData(s *Section) ([]byte, error) {
 	return f.data[s.Offset : s.Offset+s.Size : s.Offset+s.Size], nil
 }
 
+// Data returns the file's bytes. The slice is shared: do not modify it.
+func (f *File) Data() []byte { return f.data }
+
 // Read returns the n file-backed bytes at virtual address addr, which must
 // lie within one PT_LOAD's file size. The slice aliases the image: do not
 // modify it.

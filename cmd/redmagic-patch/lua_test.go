@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	bin "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,7 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
 const origLua = "/usr/bin/lua5.4"
@@ -233,4 +236,36 @@ func TestStatsOfChildren(t *testing.T) {
 			assert.Len(t, ents, 2, "two reports, nothing else")
 		})
 	}
+}
+
+// TestInspect: inspect reports what a patched file holds, and refuses a
+// header the runtime would refuse, for the runtime's reason.
+func TestInspect(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lua")
+	patch(t, origLua, out)
+	r := inProcess("inspect", out, "--json")
+	require.Equal(t, 0, r.status, r.stderr)
+	var info elfpatch.Info
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+	assert.Equal(t, "lua5.4", info.Profile)
+	assert.Len(t, info.Sites, 4)
+
+	// header_size (offset 12 of struct rm_patch_header) of 0xffffffff.
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	f, err := elfimage.NewFile(data, out)
+	require.NoError(t, err)
+	seg := f.SegmentAt(info.Header)
+	require.NotNil(t, seg)
+	bin.LittleEndian.PutUint32(data[seg.Offset+info.Header-seg.Vaddr+12:], 0xffffffff)
+	bad := filepath.Join(dir, "lua-bad")
+	require.NoError(t, os.WriteFile(bad, data, 0o755))
+	assertOneLineError(t, inProcess("inspect", bad), bad+": the runtime would refuse its patch header: bad header size 4294967295")
+	run := runBin(t, bad, []string{"-e", "print(1)"}, nil, false)
+	assert.Equal(t, "1\n", run.stdout)
+	assert.Equal(t, "redmagic: "+bad+": bad header size 4294967295, running without the runtime\n", run.stderr)
+
+	assertOneLineError(t, inProcess("inspect", origLua), origLua+": not patched by redmagic-patch")
 }
