@@ -22,7 +22,7 @@ import (
 func CheckPatchable(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, causeOf(err))
+		return fmt.Errorf("%s: %w", path, elfimage.Cause(err))
 	}
 	switch m := st.Mode(); {
 	case !m.IsRegular():
@@ -90,11 +90,11 @@ func dirError(path, dir string, err error) error {
 	st, serr := os.Stat(dir)
 	switch {
 	case serr != nil:
-		return fmt.Errorf("%s: directory %s: %w", path, dir, causeOf(serr))
+		return fmt.Errorf("%s: directory %s: %w", path, dir, elfimage.Cause(serr))
 	case !st.IsDir():
 		return fmt.Errorf("%s: %s is not a directory", path, dir)
 	}
-	return fmt.Errorf("%s: cannot create a file in %s: %w", path, dir, causeOf(err))
+	return fmt.Errorf("%s: cannot create a file in %s: %w", path, dir, elfimage.Cause(err))
 }
 
 // Path is the destination.
@@ -104,7 +104,7 @@ func (a *AtomicFile) Path() string { return a.path }
 func (a *AtomicFile) Write(p []byte) (int, error) {
 	n, err := a.f.Write(p)
 	if err != nil {
-		return n, fmt.Errorf("%s: %w", a.path, causeOf(err))
+		return n, fmt.Errorf("%s: %w", a.path, elfimage.Cause(err))
 	}
 	return n, nil
 }
@@ -123,7 +123,7 @@ func (a *AtomicFile) Commit() error {
 	}
 	if err != nil {
 		os.Remove(a.tmp)
-		return fmt.Errorf("%s: %w", a.path, causeOf(err))
+		return fmt.Errorf("%s: %w", a.path, elfimage.Cause(err))
 	}
 	if d, err := os.Open(filepath.Dir(a.path)); err == nil {
 		d.Sync()
@@ -136,20 +136,6 @@ func (a *AtomicFile) Commit() error {
 func (a *AtomicFile) Abort() {
 	a.f.Close()
 	os.Remove(a.tmp)
-}
-
-// causeOf strips the operation and the (temporary) path from an
-// *fs.PathError or *os.LinkError: errors name the file the caller gave.
-func causeOf(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }
 
 // Open checks path with CheckPatchable, reads it with elfimage.ReadFile

@@ -177,7 +177,7 @@ func ReadFile(path string) ([]byte, error) {
 	}
 	data := make([]byte, st.Size())
 	if _, err := io.ReadFull(fd, data); err != nil {
-		return nil, &FormatError{File: path, Off: -1, Msg: "read failed", Err: causeOf(err)}
+		return nil, &FormatError{File: path, Off: -1, Msg: "read failed", Err: Cause(err)}
 	}
 	return data, nil
 }
@@ -191,12 +191,12 @@ func ReadFile(path string) ([]byte, error) {
 func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
 	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, causeOf(err))
+		return nil, nil, fmt.Errorf("%s: %w", path, Cause(err))
 	}
 	st, err := fd.Stat()
 	if err != nil {
 		fd.Close()
-		return nil, nil, fmt.Errorf("%s: %w", path, causeOf(err))
+		return nil, nil, fmt.Errorf("%s: %w", path, Cause(err))
 	}
 	if !st.Mode().IsRegular() {
 		fd.Close()
@@ -205,12 +205,17 @@ func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
 	return fd, st, nil
 }
 
-// causeOf strips the operation and the path from an *fs.PathError: the
-// callers name the file themselves.
-func causeOf(err error) error {
+// Cause strips the operation and the path from an *fs.PathError or an
+// *os.LinkError, so that a message can name the file the user gave (not a
+// temporary one) once, with the cause: "FILE: no such file or directory".
+func Cause(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
 	}
 	return err
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 )
 
 // batchResult is the outcome of patching one input.
@@ -46,7 +48,7 @@ name). It keeps going past failures, ends with a summary table and exits
 				return usageErrorf("batch: -j must be at least 1")
 			}
 			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return fmt.Errorf("%s: %w", outDir, causeOf(err))
+				return fmt.Errorf("%s: %w", outDir, elfimage.Cause(err))
 			}
 			return runBatch(cmd.OutOrStdout(), outDir, profile, jobs, args)
 		},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
@@ -31,7 +32,7 @@ import (
 func checkOutput(in, out string) error {
 	dir := filepath.Dir(out)
 	if st, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("%s: directory %s: %w", out, dir, causeOf(err))
+		return fmt.Errorf("%s: directory %s: %w", out, dir, elfimage.Cause(err))
 	} else if !st.IsDir() {
 		return fmt.Errorf("%s: %s is not a directory", out, dir)
 	}
@@ -40,14 +41,14 @@ func checkOutput(in, out string) error {
 	}
 	inSt, err := os.Stat(in)
 	if err != nil {
-		return fmt.Errorf("%s: %w", in, causeOf(err))
+		return fmt.Errorf("%s: %w", in, elfimage.Cause(err))
 	}
 	outSt, err := os.Stat(out)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		outSt = nil
 	case err != nil:
-		return fmt.Errorf("%s: %w", out, causeOf(err))
+		return fmt.Errorf("%s: %w", out, elfimage.Cause(err))
 	case !outSt.Mode().IsRegular():
 		return fmt.Errorf("%s: not a regular file (%v): a patched file is written only as a regular file, with its runtime libraries beside it (--dry-run writes nothing)", out, outSt.Mode().Type())
 	case os.SameFile(inSt, outSt):
@@ -101,7 +102,7 @@ func createPatched(in, out string, patched []byte) (*elfpatch.AtomicFile, error)
 	}
 	st, err := os.Stat(in)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", in, causeOf(err))
+		return nil, fmt.Errorf("%s: %w", in, elfimage.Cause(err))
 	}
 	a, err := elfpatch.CreateAtomic(out, st.Mode().Perm()|0o100)
 	if err != nil {

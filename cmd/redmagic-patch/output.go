@@ -2,12 +2,12 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
@@ -31,14 +31,14 @@ func writeOutput(stdout io.Writer, path string, perm fs.FileMode, write func(io.
 	case err == nil && !st.Mode().IsRegular():
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, causeOf(err))
+			return fmt.Errorf("%s: %w", path, elfimage.Cause(err))
 		}
 		err = writeBuffered(f, write)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, causeOf(err))
+			return fmt.Errorf("%s: %w", path, elfimage.Cause(err))
 		}
 		return nil
 	}
@@ -60,18 +60,4 @@ func writeBuffered(w io.Writer, write func(io.Writer) error) error {
 		return err
 	}
 	return bw.Flush()
-}
-
-// causeOf strips the operation and temporary path from an *fs.PathError:
-// messages name the file the user gave, not our temporary one.
-func causeOf(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }
