@@ -19,13 +19,13 @@ import (
 //   - out's directory must exist (the message names it);
 //   - out must not be named as a runtime library (elfpatch.RuntimeFiles),
 //     which is installed beside it under that name;
-//   - out, if it exists, must be a regular file: a patched file is an
-//     executable with its runtime libraries beside it, which a device, a
-//     FIFO or a directory cannot be (`--dry-run` checks a patch without
-//     writing anything);
-//   - neither out nor a runtime library beside it may be the input, or
-//     the runtime library itself, compared by device and inode, so that a
-//     symbolic or hard link cannot hide the clash.
+//   - out and the runtime libraries' destinations, where they exist, must
+//     be regular files: a patched file is an executable with its runtime
+//     libraries beside it, which a device, a FIFO or a directory cannot be
+//     (`--dry-run` checks a patch without writing anything);
+//   - out and the libraries' destinations must not be the input, and out
+//     must not be one of those libraries: files are compared by device and
+//     inode, so that a symbolic or hard link cannot hide the clash.
 //
 // It runs before the analysis, so that a doomed output costs nothing, and
 // again just before anything is written.
@@ -57,13 +57,14 @@ func checkOutput(in, out string) error {
 	for _, name := range elfpatch.RuntimeFiles {
 		lib := filepath.Join(dir, name)
 		libSt, err := os.Stat(lib)
-		if err != nil {
+		switch {
+		case err != nil:
 			continue // written as a new file, or the write reports why not
-		}
-		if os.SameFile(inSt, libSt) {
+		case !libSt.Mode().IsRegular():
+			return fmt.Errorf("%s: not a regular file (%v): the runtime library is installed under that name", lib, libSt.Mode().Type())
+		case os.SameFile(inSt, libSt):
 			return fmt.Errorf("%s: the runtime library %s would replace the input (the same file)", in, lib)
-		}
-		if outSt != nil && os.SameFile(outSt, libSt) {
+		case outSt != nil && os.SameFile(outSt, libSt):
 			return fmt.Errorf("%s: is the runtime library %s (the same file): the patched file would replace it", out, lib)
 		}
 	}
@@ -93,7 +94,7 @@ func installPatched(in, out string, patched []byte) error {
 	return nil
 }
 
-// createPatched checks out (checkOutput) and writes the patched file under
+// createPatched checks the output (checkOutput) and writes the patched file under
 // a temporary name, for the caller to commit. It gets the input's
 // permission bits and u+x (setuid and setgid are dropped), less the umask.
 func createPatched(in, out string, patched []byte) (*elfpatch.AtomicFile, error) {

@@ -101,6 +101,10 @@ func TestOutputRefusals(t *testing.T) {
 		{"output is a device node", func(t *testing.T, dir string) (string, string) {
 			return lua, devNull(t, dir)
 		}, []string{"/null: not a regular file"}},
+		{"a runtime library's destination is a directory", func(t *testing.T, dir string) (string, string) {
+			require.NoError(t, os.Mkdir(filepath.Join(dir, elfpatch.JITName), 0o755))
+			return lua, filepath.Join(dir, "lua")
+		}, []string{"/libredmagic-jit.so: not a regular file", "the runtime library is installed under that name"}},
 		{"missing output directory", func(t *testing.T, dir string) (string, string) {
 			return lua, filepath.Join(dir, "nodir", "lua")
 		}, []string{"/nodir/lua: directory ", "/nodir: no such file or directory"}},
