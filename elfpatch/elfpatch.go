@@ -18,7 +18,7 @@
 //
 //	[original file][zero padding]
 //	[text segment: program header table, Plan.Text at TextAddr]
-//	[data segment: Plan.Data at DataAddr, zero tail to DataMemSize, .dynamic, .dynstr]
+//	[data segment: Plan.Data at DataAddr, zero tail to DataMemSize, (.dynamic,) .dynstr]
 //	[.shstrtab][section header table]
 //
 // as two new PT_LOADs above every existing one, text (R+X) first, then data
@@ -43,13 +43,18 @@
 // (Layout.Linear false): correct for shared objects and for executables on
 // Linux 5.18 and later.
 //
-// The new .dynamic is a copy of the old one with the added entries (it must
-// be writable: ld.so stores DT_DEBUG there and relocates d_ptr values in
-// place); the new .dynstr is the old bytes with the new strings appended, so
-// every existing string offset (.dynsym, .gnu.version_r, ...) stays valid.
-// PT_DYNAMIC, DT_STRTAB/DT_STRSZ and the .dynamic/.dynstr section headers
-// point at the copies. The old copies stay where they were, unused; code
-// that reads _DYNAMIC directly sees the old table without DT_DEBUG.
+// The new .dynstr is the old bytes with the new strings appended, so every
+// existing string offset (.dynsym, .gnu.version_r, ...) stays valid;
+// DT_STRTAB/DT_STRSZ and the .dynstr section header point at it, and the
+// old one stays where it was, unused. The dynamic entries, with the added
+// ones, are written over the old table when they fit there: the GNU linker
+// leaves spare DT_NULL entries after the first one. The table then keeps
+// its place in PT_GNU_RELRO, read-only once ld.so has relocated it (ld.so
+// stores DT_DEBUG there and relocates d_ptr values before that), as in the
+// original. Otherwise (no spare entries, as other linkers write it) the
+// table is copied after Plan.Data, PT_DYNAMIC and the .dynamic section
+// header point at the copy, and it stays writable: glibc honours only one
+// PT_GNU_RELRO, and the input's cannot reach the new segment.
 //
 // Section headers are rewritten at the end of the file with the added
 // sections appended after the existing ones, so every section index (in

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,14 @@ func checkOutput(t *testing.T, in string, raw []byte, l *Layout, p *Plan, out []
 			}
 		}
 	}
+	// The dynamic entries are rewritten where they are when they fit.
+	dyn0, dyn := progOf(t, raw, elf.PT_DYNAMIC), progOf(t, out, elf.PT_DYNAMIC)
+	inPlace := dyn0 != nil && dyn != nil && *dyn0 == *dyn
+	if inPlace {
+		for i := dyn0.Off; i < dyn0.Off+dyn0.Filesz; i++ {
+			changed[i] = true
+		}
+	}
 	ndiff := 0
 	for i := range raw {
 		if raw[i] != out[i] && !changed[i] {
@@ -254,9 +263,25 @@ func checkOutput(t *testing.T, in string, raw []byte, l *Layout, p *Plan, out []
 			assert.Equal(t, phoff, ph.Off)
 			assert.Equal(t, l.SegAddr, ph.Vaddr, "PT_PHDR maps its table")
 		case elf.PT_DYNAMIC:
-			assert.True(t, ph.Off >= data.Off && ph.Off+ph.Filesz <= data.Off+data.Filesz, "PT_DYNAMIC in the new data")
-			assert.Equal(t, ph.Off-data.Off+data.Vaddr, ph.Vaddr)
+			if !inPlace {
+				assert.True(t, ph.Off >= data.Off && ph.Off+ph.Filesz <= data.Off+data.Filesz, "PT_DYNAMIC moved into the new data")
+				assert.Equal(t, ph.Off-data.Off+data.Vaddr, ph.Vaddr)
+			}
 		}
+	}
+	// The dynamic entries stay where they were when they fit there
+	// (after the first DT_NULL the input holds only spare ones), so that
+	// a dynamic section that was read-only after relocation still is.
+	r0, err := parseRaw(raw, in)
+	require.NoError(t, err)
+	r1, err := parseRaw(out, path)
+	require.NoError(t, err)
+	spare := !slices.ContainsFunc(r0.dynTail, func(d elf.Dyn64) bool { return d.Tag != 0 })
+	if fits := spare && uint64(len(r1.dyn)+1)*dynSize <= dyn0.Filesz; fits {
+		assert.True(t, inPlace, "the dynamic entries rewritten in place")
+		assert.Equal(t, progOf(t, raw, elf.PT_GNU_RELRO), progOf(t, out, elf.PT_GNU_RELRO))
+	} else {
+		assert.False(t, inPlace, "the dynamic entries moved: they do not fit")
 	}
 	if l.Linear {
 		first := loads[0]
@@ -282,7 +307,8 @@ func checkOutput(t *testing.T, in string, raw []byte, l *Layout, p *Plan, out []
 	}
 	ds := ef.Section(".dynamic")
 	require.NotNil(t, ds)
-	assert.Equal(t, ds.Addr-data.Vaddr+data.Off, ds.Offset)
+	assert.Equal(t, dyn.Vaddr, ds.Addr, ".dynamic is PT_DYNAMIC")
+	assert.Equal(t, dyn.Off, ds.Offset, ".dynamic is PT_DYNAMIC")
 
 	// Sections: the old ones keep their index and name; ours follow.
 	require.Len(t, ef.Sections, len(in0.Sections)+len(p.Sections))
@@ -325,6 +351,46 @@ func checkOutput(t *testing.T, in string, raw []byte, l *Layout, p *Plan, out []
 	}
 }
 
+// progOf returns the first program header of type typ in the ELF file
+// data, or nil.
+func progOf(t *testing.T, data []byte, typ elf.ProgType) *elf.ProgHeader {
+	t.Helper()
+	ef, err := elf.NewFile(bytes.NewReader(data))
+	require.NoError(t, err)
+	for _, p := range ef.Progs {
+		if p.Type == typ {
+			h := p.ProgHeader
+			return &h
+		}
+	}
+	return nil
+}
+
+// noSpareDynamic copies the binary at path into dir with its dynamic
+// table (PT_DYNAMIC and the .dynamic section) cut after its first DT_NULL,
+// as a linker that leaves no spare entries writes it.
+func noSpareDynamic(t *testing.T, path, dir string) string {
+	t.Helper()
+	needFile(t, path)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	r, err := parseRaw(data, path)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, r.dynIdx, 0)
+	size := uint64(len(r.dyn)+1) * dynSize
+	ph := le.Uint64(data[offPhoff:]) + uint64(r.dynIdx)*phdrSize
+	le.PutUint64(data[ph+32:], size) // p_filesz
+	le.PutUint64(data[ph+40:], size) // p_memsz
+	for i, sh := range r.sects {
+		if elf.SectionType(sh.Type) == elf.SHT_DYNAMIC {
+			le.PutUint64(data[le.Uint64(data[offShoff:])+uint64(i)*shdrSize+32:], size) // sh_size
+		}
+	}
+	out := filepath.Join(dir, "nospare-"+filepath.Base(path))
+	require.NoError(t, os.WriteFile(out, data, 0o755))
+	return out
+}
+
 // runCase is one input of test 1: patch, check, run, move, run again.
 type runCase struct {
 	name    string
@@ -352,6 +418,11 @@ int main(int argc, char **argv) {
 }`, "-O2", "-ldl")
 
 	cases := []runCase{
+		// Linkers other than GNU ld leave no spare dynamic entries: the
+		// table moves to the new data segment.
+		{"lua5.4 PIE, no spare dynamic entries", noSpareDynamic(t, lua, soDir), "lua5.4", func(dir string) (string, string, error) {
+			return run(nil, filepath.Join(dir, "lua5.4"), "-e", "print(6*7)")
+		}, "42\n"},
 		{"python3.11 ET_EXEC", python, "python3.11", func(dir string) (string, string, error) {
 			return run(nil, filepath.Join(dir, "python3.11"), "-c", "print(6*7)")
 		}, "42\n"},

@@ -179,18 +179,3 @@ func (r *rawFile) dynVal(t elf.DynTag) (uint64, bool) {
 	}
 	return 0, false
 }
-
-// sectionName returns the name of section s from .shstrtab, or "".
-func (r *rawFile) sectionName(s elf.Section64) string {
-	t := r.sects[r.shstrndx]
-	if uint64(s.Name) >= t.Size {
-		return ""
-	}
-	b := r.data[t.Off+uint64(s.Name) : t.Off+t.Size]
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
-	}
-	return string(b)
-}

@@ -179,13 +179,13 @@ func (s SiteInfo) FlagNames() []string {
 // ErrNotPatched is returned by Inspect for a file without a patch header.
 var ErrNotPatched = errors.New("not patched by redmagic-patch")
 
-// Inspect reads the patch header of a patched file.
+// Inspect reads the patch header of a patched file, found and checked as
+// the runtime does (ValidateHeader).
 func Inspect(f *elfimage.File) (*Info, error) {
-	sec := f.Section(SectionPrefix + "data")
-	if sec == nil {
-		return nil, fmt.Errorf("%s: %w (no %sdata section)", f.Name, ErrNotPatched, SectionPrefix)
+	base, err := ValidateHeader(f)
+	if err != nil {
+		return nil, err
 	}
-	base := sec.Addr
 	h, err := f.Read(base, headerSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: patch header: %w", f.Name, err)

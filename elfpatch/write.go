@@ -66,7 +66,8 @@ type writer struct {
 	dynstr     []byte
 	oldStrtab  uint64 // link-time address of the old .dynstr
 	edits      []span // validated byte edits, by file offset
-	dynAddr    uint64 // the new .dynamic
+	dynInPlace bool   // the new dynamic entries replace the old ones where they are
+	dynAddr    uint64 // the moved .dynamic, unless dynInPlace
 	dynOff     uint64
 	dynSize    uint64
 	dataSize   uint64 // of the data segment
@@ -112,9 +113,17 @@ func (w *writer) write() ([]byte, error) {
 	// The table must start a PT_LOAD for BFD (strip, objcopy) to keep it.
 	nph := len(w.r.progs) + 2
 	phdrs := w.appendProgs(nil, nph)
-	// The data segment: the caller's part, then .dynamic and .dynstr.
+	// The data segment: the caller's part, then .dynamic unless it stays
+	// in place, and .dynstr.
+	var err error
+	if w.dynInPlace, err = w.dynamicFits(); err != nil {
+		return nil, err
+	}
 	dynRel := align8(w.dataMem)
-	strRel := dynRel + uint64(len(w.dyn))*dynSize
+	strRel := dynRel
+	if !w.dynInPlace {
+		strRel += uint64(len(w.dyn)) * dynSize
+	}
 	segSize := strRel + uint64(len(w.dynstr))
 	if l.DataAddr+segSize > addrLimit+maxNewSize {
 		return nil, w.planErr("data segment of %d bytes at %#x out of the address space", segSize, l.DataAddr)
@@ -125,17 +134,26 @@ func (w *writer) write() ([]byte, error) {
 	for _, i := range w.strszIdx {
 		w.dyn[i].Val = uint64(len(w.dynstr))
 	}
-	w.dynAddr, w.dynOff, w.dynSize = l.DataAddr+dynRel, l.DataOff+dynRel, uint64(len(w.dyn))*dynSize
-	w.dataSize = segSize
-	phdrs = w.appendProgs(phdrs[:0], nph) // now with PT_DYNAMIC's place known
-
 	seg := make([]byte, 0, segSize)
 	seg = append(seg, p.Data...)
 	seg = append(seg, make([]byte, dynRel-uint64(len(p.Data)))...)
-	for _, d := range w.dyn {
-		seg = appendDyn(seg, d)
+	if w.dynInPlace {
+		ph := w.r.progs[w.r.dynIdx]
+		b := make([]byte, 0, ph.Filesz)
+		for _, d := range w.dyn[:len(w.dyn)-len(w.r.dynTail)] {
+			b = appendDyn(b, d)
+		}
+		w.edits = append(w.edits, span{off: ph.Off, end: ph.Off + ph.Filesz, addr: ph.Vaddr,
+			what: "the dynamic section", bytes: append(b, make([]byte, ph.Filesz-uint64(len(b)))...)})
+	} else {
+		w.dynAddr, w.dynOff, w.dynSize = l.DataAddr+dynRel, l.DataOff+dynRel, uint64(len(w.dyn))*dynSize
+		for _, d := range w.dyn {
+			seg = appendDyn(seg, d)
+		}
 	}
 	seg = append(seg, w.dynstr...)
+	w.dataSize = segSize
+	phdrs = w.appendProgs(phdrs[:0], nph) // now with PT_DYNAMIC's place known
 
 	// Non-allocated tail: .shstrtab, then the section header table.
 	oldShstr := w.r.sects[w.r.shstrndx]
@@ -182,6 +200,33 @@ func (w *writer) write() ([]byte, error) {
 
 func align8(v uint64) uint64 { return (v + 7) &^ 7 }
 
+// dynamicFits reports whether the new dynamic entries can replace the old
+// ones where they are: the entries up to and with DT_NULL fit in
+// PT_DYNAMIC, which holds nothing but spare DT_NULLs after its first one
+// (the GNU linker leaves some) and is file-backed. The table then stays
+// in the input's PT_GNU_RELRO, read-only once ld.so has relocated it, as
+// in the original. Otherwise it moves to the new data segment, which stays
+// writable (only one PT_GNU_RELRO is honoured by glibc, and the new
+// segment is not next to the input's).
+func (w *writer) dynamicFits() (bool, error) {
+	ph := w.r.progs[w.r.dynIdx]
+	for _, d := range w.r.dynTail {
+		if d.Tag != int64(elf.DT_NULL) {
+			return false, nil
+		}
+	}
+	n := uint64(len(w.dyn)-len(w.r.dynTail)) * dynSize
+	if off, ok := w.l.fileOffset(ph.Vaddr, ph.Filesz); !ok || off != ph.Off || n > ph.Filesz {
+		return false, nil
+	}
+	for _, e := range w.edits {
+		if e.off < ph.Off+ph.Filesz && ph.Off < e.end {
+			return false, addrErr(w.name, ErrPlan, e.addr, "%s overlaps the dynamic section", e.what)
+		}
+	}
+	return true, nil
+}
+
 // appendProgs appends the new program header table: the old entries with
 // PT_PHDR and PT_DYNAMIC moved, and the new PT_LOADs after the last old one
 // so that PT_LOADs stay in ascending address order.
@@ -199,7 +244,7 @@ func (w *writer) appendProgs(b []byte, nph int) []byte {
 		case elf.ProgType(ph.Type) == elf.PT_PHDR:
 			ph.Off, ph.Vaddr, ph.Paddr = l.SegOff, l.SegAddr, l.SegAddr
 			ph.Filesz, ph.Memsz, ph.Align = tableSize, tableSize, 8
-		case i == w.r.dynIdx:
+		case i == w.r.dynIdx && !w.dynInPlace:
 			ph.Off, ph.Vaddr, ph.Paddr = w.dynOff, w.dynAddr, w.dynAddr
 			ph.Filesz, ph.Memsz, ph.Align = w.dynSize, w.dynSize, 8
 		}
@@ -227,7 +272,7 @@ func (w *writer) sections(strAddr, strOff, shstrOff, shstrSz uint64) []elf.Secti
 	for i := range sects {
 		s := &sects[i]
 		switch {
-		case elf.SectionType(s.Type) == elf.SHT_DYNAMIC:
+		case elf.SectionType(s.Type) == elf.SHT_DYNAMIC && !w.dynInPlace:
 			s.Addr, s.Off, s.Size = w.dynAddr, w.dynOff, w.dynSize
 		case elf.SectionType(s.Type) == elf.SHT_STRTAB && elf.SectionFlag(s.Flags)&elf.SHF_ALLOC != 0 && s.Addr == w.oldStrtab:
 			s.Addr, s.Off, s.Size = strAddr, strOff, uint64(len(w.dynstr))

@@ -183,3 +183,67 @@ func TestWriteFileAtomic(t *testing.T) {
 	err = WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("data"), 0o644)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
 }
+
+// TestCreateAtomicErrors: errors name the destination, and the directory
+// when that is what is wrong; never a temporary file.
+func TestCreateAtomicErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	tests := []struct {
+		name, path string
+		want       []string
+	}{
+		{"missing directory", filepath.Join(dir, "nodir", "out"), []string{"/nodir/out: directory ", "/nodir: no such file or directory"}},
+		{"directory is a file", filepath.Join(file, "out"), []string{"/file/out: ", "/file is not a directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := CreateAtomic(tt.path, 0o644)
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), tt.path+": "), err.Error())
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.NotContains(t, err.Error(), ".tmp")
+			assert.NotContains(t, err.Error(), "elfpatch")
+		})
+	}
+	// A failed rename names the destination.
+	target := filepath.Join(dir, "target")
+	require.NoError(t, os.MkdirAll(filepath.Join(target, "x"), 0o755))
+	err := WriteFileAtomic(target, []byte("data"), 0o644)
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), target+": "), err.Error())
+	assert.NotContains(t, err.Error(), ".tmp")
+}
+
+// TestCreateAtomicAbort: an aborted file leaves the destination as it was
+// and no temporary file.
+func TestCreateAtomicAbort(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out")
+	require.NoError(t, os.WriteFile(path, []byte("old"), 0o644))
+	a, err := CreateAtomic(path, 0o755)
+	require.NoError(t, err)
+	assert.Equal(t, path, a.Path())
+	_, err = a.Write([]byte("new"))
+	require.NoError(t, err)
+	a.Abort()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(b))
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, es, 1)
+}
+
+// TestCheckPatchableErrors: a missing input is named with the cause only.
+func TestCheckPatchableErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	err := CheckPatchable(missing)
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.Equal(t, missing+": no such file or directory", err.Error())
+	_, _, err = Open(missing)
+	assert.Equal(t, missing+": no such file or directory", err.Error())
+}

@@ -130,7 +130,7 @@ func startJIT() (bool, error) {
 }
 
 // jitLog opens REDMAGIC_LOG: "1" or "stderr" is standard error, anything
-// else a file (appended to).
+// else a file, appended to and never held open (logFile).
 func jitLog(v string) io.Writer {
 	switch v {
 	case "":
@@ -138,7 +138,7 @@ func jitLog(v string) io.Writer {
 	case "1", "stderr":
 		return os.Stderr
 	}
-	f, err := openAppendRaw(v)
+	f, err := openLog(v)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_LOG: %v\n", err)
 		return nil

@@ -1,16 +1,24 @@
-// Command runtime-stub builds the run time of a patched binary: two
-// libraries, installed beside it by redmagic-patch.
+// Command runtime-stub is libredmagic-jit.so, one of the two libraries
+// that make up the run time of a patched binary; redmagic-patch installs
+// both beside it.
 //
 //   - libredmagic.so, the runtime, in C (host/, built by the Makefile): the
 //     patched binary loads it through DT_NEEDED. Its constructor finds each
-//     patched object's header (DT_REDMAGIC) and fills its slots; site hits
-//     are counted per thread and (site, id); statistics are written as JSON
-//     at exit (STATS.md). It has no Go in it, so a process that never runs
-//     a hot loop starts and runs as the original does.
-//   - libredmagic-jit.so, this package (go build -buildmode=c-shared): the
-//     tracing JIT (tracevm). The runtime loads it from its own directory at
-//     the first hot loop and calls rm_jit_start (rm_jit.c); from then on
-//     the runtime reaches the JIT's C side through a table of entry points.
+//     patched object's header (DT_REDMAGIC), validates it and fills its
+//     slots, or puts the original dispatch entries back where counting
+//     cannot pay. It counts site hits per thread and (site, id), measures
+//     the interpreter for the governor, goes quiet when no trace pays,
+//     loads the JIT at the first hot loop and writes the statistics at exit
+//     (STATS.md). It has no Go in it, so a process that never runs a hot
+//     loop starts and runs as the original does.
+//   - libredmagic-jit.so, this package (go build -buildmode=c-shared): when
+//     the runtime calls rm_jit_start (rm_jit.c), it reads what the tracing
+//     JIT (tracevm) needs of each patched object's file and starts it
+//     (jit.go); at exit it hands the runtime's statistics writer the JIT's
+//     part of the report (stats.go). It reads and writes files with plain
+//     system calls and keeps none open (rawfile.go). validate.go and
+//     statsc.go compile the runtime's header validator and statistics
+//     writer into the package, for its tests and fuzz target.
 //
 // The contract with patched binaries is include/redmagic_patch.h; the one
 // between the two libraries is rm_internal.h. Per-hit work stays in C: an

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
+	"path/filepath"
 	"syscall"
 )
 
@@ -51,21 +52,45 @@ func openELFRaw(path string) (f *elf.File, unmap func(), err error) {
 	return f, unmap, nil
 }
 
-// rawAppender writes to a file opened for appending.
-type rawAppender int
+// logFile appends each Write to the file at its path, opened for that
+// write alone (O_APPEND|O_CLOEXEC) and closed after it. The runtime must
+// hold no descriptor the program can see or reuse: a program that closes
+// every descriptor it did not open and then opens a file of its own would
+// get the log's number, and the log written into its file. Each trace's
+// log is one Write, so the file is opened once a trace. (A descriptor kept
+// at a high number and checked with fstat before each write would still
+// show in /proc/self/fd, where CPython's tests look, and a program's
+// close_range or dup2 onto that number would take it away.)
+type logFile string
 
-func openAppendRaw(path string) (rawAppender, error) {
-	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_APPEND|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return -1, fmt.Errorf("open %s: %w", path, err)
+// openLog makes sure the file at path can be opened for appending
+// (creating it) and returns its writer. A relative path is taken from the
+// working directory now, so that a later chdir of the program does not
+// move the log.
+func openLog(path string) (logFile, error) {
+	if !filepath.IsAbs(path) {
+		wd, err := syscall.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		path = filepath.Join(wd, path)
 	}
-	return rawAppender(fd), nil
+	w := logFile(path)
+	if _, err := w.Write(nil); err != nil {
+		return "", err
+	}
+	return w, nil
 }
 
-func (w rawAppender) Write(p []byte) (int, error) {
+func (w logFile) Write(p []byte) (int, error) {
+	fd, err := syscall.Open(string(w), syscall.O_WRONLY|syscall.O_CREAT|syscall.O_APPEND|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", string(w), err)
+	}
+	defer syscall.Close(fd)
 	done := 0
 	for done < len(p) {
-		n, err := syscall.Write(int(w), p[done:])
+		n, err := syscall.Write(fd, p[done:])
 		if err == syscall.EINTR {
 			continue
 		}

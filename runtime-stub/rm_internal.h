@@ -376,4 +376,14 @@ struct rm_snapshot {
  * Returns 0, or -1 with why filled (no trailing newline). */
 int rm_stats_write(const struct rm_snapshot *s, char *why, size_t whylen);
 
+/* The file process pid writes its statistics to, for REDMAGIC_STATS=
+ * pattern, into out (n bytes; rm_stats.c). "%p" in pattern is the process
+ * id, "%%" a '%'; a relative path is taken from cwd. Without "%p" the file
+ * is shared by every process that inherits the variable (*shared is set)
+ * and belongs to the process owner: any other one, started below it,
+ * writes to "<file>.<pid>" instead, never over its parent's report.
+ * Returns 0, or -1 when the path does not fit. */
+int rm_stats_target(const char *pattern, const char *cwd, int64_t pid,
+		    int64_t owner, char *out, size_t n, int *shared);
+
 #endif

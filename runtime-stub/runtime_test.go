@@ -11,6 +11,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
 // The tests in this file run the harness, patched like an interpreter,
@@ -73,6 +76,21 @@ func TestDisable(t *testing.T) {
 	assert.Equal(t, "hit=1 api=16\n", r.stdout)
 }
 
+// A boolean variable is 0 or 1: anything else is reported on one line
+// and its default is used (here: the runtime runs and fills its slots).
+func TestEnvBooleans(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	for _, env := range []string{"REDMAGIC_DISABLE=yes", "REDMAGIC_JIT=garbage", "REDMAGIC_GOVERNOR=on", "REDMAGIC_DISABLE=true"} {
+		t.Run(env, func(t *testing.T) {
+			r := runHarness(t, bin, []string{env}, "slots")
+			require.Equal(t, 0, r.exit, r.stderr)
+			assert.Equal(t, "hit=1 api=16\n", r.stdout)
+			assert.Equal(t, "redmagic: "+env+" is not 0 or 1, ignored\n", r.stderr)
+		})
+	}
+}
+
 // A header the runtime must refuse: one line on stderr, slots left 0.
 func TestConstructorRefusesBadHeaders(t *testing.T) {
 	fx := getFixture(t)
@@ -88,6 +106,8 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 			fmt.Sprintf("abi version 1, want %d", abiVersion)},
 		{"header size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.HeaderSize = 100 }},
 			"bad header size 100"},
+		{"header size wraps", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.HeaderSize = 0xffffffff }},
+			"bad header size 4294967295"},
 		{"site size", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.SiteSize = 32 }},
 			"bad site size 32"},
 		{"nsites", patchSpec{mutate: func(h *rmHeader, _ []rmSite, _ *[]byte) { h.NSites = 1<<20 + 1 }},
@@ -144,6 +164,7 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 			assert.Contains(t, lines[0], tt.why)
 			require.NotNil(t, r.stats)
 			assert.Empty(t, r.stats.Objects)
+			assertInspectRefuses(t, bin, lines[0])
 		})
 	}
 	// RELRO is read-only once relocated: the PIE harness has some.
@@ -152,6 +173,7 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 		r := runHarness(t, bin, nil, "slots")
 		assert.Contains(t, r.stderr, "is not in a writable segment, running without the runtime")
 		assert.Equal(t, "hit=0 api=0\n", r.stdout)
+		assertInspectRefuses(t, bin, strings.TrimSuffix(r.stderr, "\n"))
 	})
 	// Without DT_REDMAGIC the runtime sees nothing and says nothing.
 	t.Run("no entry", func(t *testing.T) {
@@ -159,7 +181,33 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 		r := runHarness(t, bin, nil, "slots")
 		assert.Empty(t, r.stderr)
 		assert.Equal(t, "hit=0 api=0\n", r.stdout)
+		f, err := elfimage.Open(bin)
+		require.NoError(t, err)
+		_, err = elfpatch.ValidateHeader(f)
+		assert.ErrorIs(t, err, elfpatch.ErrNotPatched)
 	})
+	// What the runtime accepts, inspect accepts.
+	t.Run("valid", func(t *testing.T) {
+		bin := fx.patched(t, "pie", patchSpec{})
+		f, err := elfimage.Open(bin)
+		require.NoError(t, err)
+		_, err = elfpatch.ValidateHeader(f)
+		assert.NoError(t, err)
+	})
+}
+
+// assertInspectRefuses checks that inspect's validation
+// (elfpatch.ValidateHeader) refuses bin for the reason the runtime gave
+// on its line "redmagic: BIN: REASON, running without the runtime".
+func assertInspectRefuses(t *testing.T, bin, line string) {
+	t.Helper()
+	reason := strings.TrimSuffix(strings.TrimPrefix(line, "redmagic: "+bin+": "), ", running without the runtime")
+	f, err := elfimage.Open(bin)
+	require.NoError(t, err)
+	_, err = elfpatch.ValidateHeader(f)
+	var he *elfpatch.HeaderError
+	require.ErrorAs(t, err, &he)
+	assert.Equal(t, reason, he.Reason)
 }
 
 func TestCounts(t *testing.T) {

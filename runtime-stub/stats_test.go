@@ -161,6 +161,41 @@ func TestWriteStatsErrors(t *testing.T) {
 
 // The Go encoder of the tests and the C compiler agree on the contract's
 // layout, field by field.
+// TestStatsTarget: where REDMAGIC_STATS sends a process's report. "%p" is
+// the process id; without it the file belongs to the owner (the first
+// process that read the variable) and any other process, one started
+// below it, writes beside it under its own pid.
+func TestStatsTarget(t *testing.T) {
+	tests := []struct {
+		name, pattern, cwd string
+		pid, owner         int64
+		want               string
+		shared             bool
+	}{
+		{"owner", "/r/stats.json", "/w", 42, 42, "/r/stats.json", true},
+		{"child of the owner", "/r/stats.json", "/w", 43, 42, "/r/stats.json.43", true},
+		{"relative", "stats.json", "/w", 42, 42, "/w/stats.json", true},
+		{"relative in /", "stats.json", "/", 42, 42, "/stats.json", true},
+		{"no working directory", "stats.json", "", 42, 42, "stats.json", true},
+		{"process id", "/r/stats.%p.json", "/w", 43, 42, "/r/stats.43.json", false},
+		{"twice", "/r/%p/%p", "/w", 7, 7, "/r/7/7", false},
+		{"escaped", "/r/100%%p", "/w", 7, 7, "/r/100%p", true},
+		{"lone percent", "/r/50%-%x%", "/w", 7, 7, "/r/50%-%x%", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, shared, err := statsTarget(tt.pattern, tt.cwd, tt.pid, tt.owner)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.shared, shared)
+		})
+	}
+	_, _, err := statsTarget("/"+strings.Repeat("x", 300), "/w", 1, 2)
+	assert.Error(t, err, "a path that does not fit is refused, not cut")
+	_, _, err = statsTarget("/r/"+strings.Repeat("%p", 40), "/w", 1234567, 1234567)
+	assert.Error(t, err)
+}
+
 func TestLayout(t *testing.T) {
 	c := cLayout()
 	check := func(prefix string, v any) {

@@ -77,6 +77,21 @@ func writeStatsC(in statsInput, jit, gaveUp string) error {
 	return nil
 }
 
+// statsTarget runs rm_stats_target: the file process pid writes its
+// statistics to for REDMAGIC_STATS=pattern, and whether that file is shared
+// by the processes that inherit the variable.
+func statsTarget(pattern, cwd string, pid, owner int64) (path string, shared bool, err error) {
+	cp, cc := C.CString(pattern), C.CString(cwd)
+	defer C.free(unsafe.Pointer(cp))
+	defer C.free(unsafe.Pointer(cc))
+	var out [256]C.char
+	var sh C.int
+	if C.rm_stats_target(cp, cc, C.int64_t(pid), C.int64_t(owner), &out[0], C.size_t(len(out)), &sh) != 0 {
+		return "", false, errors.New("path too long")
+	}
+	return C.GoString(&out[0]), sh != 0, nil
+}
+
 func b2u(b bool) uint32 {
 	if b {
 		return 1

@@ -1,16 +1,25 @@
-// Package tracevm is the tracing JIT's machine: it records the
-// interpreter's own machine instructions for one iteration of a hot loop,
-// compiles the recording into a native trace whose every assumption is a
-// guard, and runs it; any guard failure resumes the original code at the
-// matching address with the machine state the original code would have.
+// Package tracevm is the tracing JIT that libredmagic-jit.so (runtime-stub)
+// starts in a patched interpreter at its first hot loop: it records the
+// interpreter's own machine instructions for one iteration of the loop,
+// optimises the recording, compiles it into a native trace whose every
+// assumption is a guard, and runs it; any guard failure resumes the
+// original code at the matching address with the machine state the
+// original code would have.
 //
-// The parts, as in DynamoRIO: the code cache (package codecache), the
-// instruction classes the recorder needs (package insn), the recorder
-// (record.go), the trace compiler (compile.go), and the switch between the
-// interpreter's state and the runtime's (tv.c and the generated
-// switch-out stub, emit.go). The embedding runtime (runtime-stub) feeds it
-// loop hits and annotation calls; tests drive it through harness.go.
+// The package owns, as separate parts in the manner of DynamoRIO: the
+// recorder (record.go), the optimiser (optimize.go, with the register and
+// flag effects of instructions in effects.go and flags.go), the trace
+// compiler and its instruction emitter (compile.go, emit.go), the code
+// cache and its generations (package codecache, with data areas near it in
+// data.go), the switch between the interpreter's state and the machine's,
+// the exit stubs, the recording budget and the governor's per-trace
+// verdicts (tv.c), and the JIT's statistics (stats.go). The instruction
+// classes the recorder needs are package insn; tests drive the machine
+// without patching anything through package harness.
 //
-// A machine serves one process: C entry points (tv.c) reach it through
+// Counting back-edges, deciding that a loop is hot and measuring the
+// interpreter's cost for the governor belong to the C runtime
+// (runtime-stub/host), which calls the machine through its C entry points.
+// A machine serves one process: those entry points (tv.c) reach it through
 // the package's active machine, set once by Start.
 package tracevm

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/tracevm/codecache"
@@ -472,8 +471,6 @@ func (m *Machine) Stop() {
 	C.tv_g.enabled = 0
 	C.tv_unpublish_all()
 }
-
-func since(t time.Time) float64 { return time.Since(t).Seconds() }
 
 // tvFreezeCache blocks code cache writes while a thread forks (tv.c);
 // 1 when it did.

@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"runtime/cgo"
 	"sync"
@@ -112,8 +111,6 @@ const (
 	maxExitRetries = 8
 	maxBlockBytes  = recBufSize - 1024
 )
-
-var errAbort = errors.New("abort")
 
 // beginRecording sets up a recording; the caller holds no lock.
 func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *trace, exitID uint32) *recording {

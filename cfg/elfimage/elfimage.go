@@ -20,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
 )
@@ -152,29 +154,70 @@ func (e *AddrError) Error() string {
 	return fmt.Sprintf("%s: %s: %d bytes at %#x", e.File, e.Msg, e.Len, e.Addr)
 }
 
-// Open reads the file at path into memory and calls NewFile. Files larger
-// than 1 GiB are refused.
+// Open reads the file at path with ReadFile and calls NewFile.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("elfimage: %w", err)
+		return nil, err
+	}
+	return NewFile(data, path)
+}
+
+// ReadFile reads the file at path whole. It refuses, before reading a
+// byte, anything OpenRegular refuses and files larger than 1 GiB (their
+// size is what fstat says, so a sparse file costs nothing to refuse).
+func ReadFile(path string) ([]byte, error) {
+	fd, st, err := OpenRegular(path)
+	if err != nil {
+		return nil, err
 	}
 	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("elfimage: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, &FormatError{File: path, Off: -1, Msg: "not a regular file", Val: st.Mode().String()}
-	}
 	if st.Size() > maxFileSize {
 		return nil, &FormatError{File: path, Off: -1, Msg: "file larger than 1 GiB", Val: st.Size()}
 	}
 	data := make([]byte, st.Size())
 	if _, err := io.ReadFull(fd, data); err != nil {
-		return nil, fmt.Errorf("elfimage: read %s: %w", path, err)
+		return nil, &FormatError{File: path, Off: -1, Msg: "read failed", Err: Cause(err)}
 	}
-	return NewFile(data, path)
+	return data, nil
+}
+
+// OpenRegular opens path for reading and refuses anything but a regular
+// file (a FIFO, a device, a directory) with a *FormatError. The file is
+// opened with O_NONBLOCK and checked with fstat before anything is read:
+// opening a FIFO would otherwise wait for a writer, and reading a device
+// might never end. (O_NONBLOCK does not change reads of a regular file.)
+// Errors name path and the cause, never the operation.
+func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
+	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, Cause(err))
+	}
+	st, err := fd.Stat()
+	if err != nil {
+		fd.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, Cause(err))
+	}
+	if !st.Mode().IsRegular() {
+		fd.Close()
+		return nil, nil, &FormatError{File: path, Off: -1, Msg: "not a regular file", Val: st.Mode().String()}
+	}
+	return fd, st, nil
+}
+
+// Cause strips the operation and the path from an *fs.PathError or an
+// *os.LinkError, so that a message can name the file the user gave (not a
+// temporary one) once, with the cause: "FILE: no such file or directory".
+func Cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
 }
 
 // NewFile validates data as an x86-64 ELF executable or shared object and
@@ -571,6 +614,9 @@ func (f *File) SectionData(s *Section) ([]byte, error) {
 	}
 	return f.data[s.Offset : s.Offset+s.Size : s.Offset+s.Size], nil
 }
+
+// Data returns the file's bytes. The slice is shared: do not modify it.
+func (f *File) Data() []byte { return f.data }
 
 // Read returns the n file-backed bytes at virtual address addr, which must
 // lie within one PT_LOAD's file size. The slice aliases the image: do not

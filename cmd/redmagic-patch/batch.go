@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 )
 
 // batchResult is the outcome of patching one input.
@@ -28,8 +30,10 @@ func newBatchCmd() *cobra.Command {
 		Use:   "batch --out-dir DIR INPUT...",
 		Short: "Patch several interpreters in parallel into one directory",
 		Long: `batch patches each INPUT into DIR/<basename of INPUT>, in parallel, and
-writes the runtime library into DIR once. It keeps going past failures,
-ends with a summary table and exits 2 if any input failed.`,
+writes the runtime libraries into DIR once. An input whose base name an
+earlier one has taken gets NAME.1, NAME.2, ... (never another input's
+name). It keeps going past failures, ends with a summary table and exits
+2 if any input failed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageErrorf("batch: no inputs (usage: %s)", cmd.UseLine())
@@ -44,7 +48,7 @@ ends with a summary table and exits 2 if any input failed.`,
 				return usageErrorf("batch: -j must be at least 1")
 			}
 			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return fmt.Errorf("%s: %w", outDir, causeOf(err))
+				return fmt.Errorf("%s: %w", outDir, elfimage.Cause(err))
 			}
 			return runBatch(cmd.OutOrStdout(), outDir, profile, jobs, args)
 		},
@@ -57,14 +61,21 @@ ends with a summary table and exits 2 if any input failed.`,
 
 func runBatch(w io.Writer, outDir, profile string, jobs int, inputs []string) error {
 	results := make([]batchResult, len(inputs))
-	names := map[string]int{}
-	for i, in := range inputs {
-		base := filepath.Base(in)
-		if n := names[base]; n > 0 {
-			base = fmt.Sprintf("%s.%d", base, n) // two inputs with one name
+	anyOK := false
+	for i, out := range outputNames(outDir, inputs) {
+		err := checkOutput(inputs[i], out)
+		results[i] = batchResult{input: inputs[i], output: out, err: err}
+		anyOK = anyOK || err == nil
+	}
+	// The runtime goes in once, after every output has been checked (an
+	// input may be a runtime library's destination) and before any
+	// patched file; it is taken out again if no patched file is written.
+	var rt *runtimeInstall
+	if anyOK {
+		var err error
+		if rt, err = installRuntime(outDir); err != nil {
+			return err
 		}
-		names[filepath.Base(in)]++
-		results[i] = batchResult{input: in, output: filepath.Join(outDir, base)}
 	}
 	tty := isTerminal(w)
 	var mu sync.Mutex
@@ -91,13 +102,11 @@ func runBatch(w io.Writer, outDir, profile string, jobs int, inputs []string) er
 			defer wg.Done()
 			for i := range work {
 				r := &results[i]
-				start := time.Now()
-				sum, out, err := planPatch(r.input, profile, version)
-				if err == nil {
-					err = installPatched(r.input, r.output, out)
-					r.profile, r.sites = sum.Profile, len(sum.Sites)
+				if r.err == nil {
+					start := time.Now()
+					r.profile, r.sites, r.err = patchOne(r.input, r.output, profile)
+					r.took = time.Since(start)
 				}
-				r.err, r.took = err, time.Since(start)
 				report(r)
 			}
 		}()
@@ -120,10 +129,51 @@ func runBatch(w io.Writer, outDir, profile string, jobs int, inputs []string) er
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f\t%s\n", r.input, r.output, r.profile, r.sites, r.took.Seconds(), result)
 	}
 	tw.Flush()
+	if failed == len(inputs) && rt != nil {
+		rt.undo()
+	}
 	if failed > 0 {
 		return &exitError{status: statusError, err: fmt.Errorf("batch: %d of %d inputs failed", failed, len(inputs))}
 	}
 	return nil
+}
+
+// patchOne patches in into out, whose directory holds the runtime.
+func patchOne(in, out, profile string) (string, int, error) {
+	sum, patched, err := planPatch(in, profile, version)
+	if err != nil {
+		return "", 0, err
+	}
+	a, err := createPatched(in, out, patched)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := a.Commit(); err != nil {
+		return "", 0, err
+	}
+	return sum.Profile, len(sum.Sites), nil
+}
+
+// outputNames gives each input a file of its own in dir: its base name,
+// or, when an earlier input took that, the first of base.1, base.2, ...
+// that no input has taken or has as its own base name.
+func outputNames(dir string, inputs []string) []string {
+	own := map[string]bool{}
+	for _, in := range inputs {
+		own[filepath.Base(in)] = true
+	}
+	taken := map[string]bool{}
+	out := make([]string, len(inputs))
+	for i, in := range inputs {
+		base := filepath.Base(in)
+		name := base
+		for k := 1; taken[name] || name != base && own[name]; k++ {
+			name = fmt.Sprintf("%s.%d", base, k)
+		}
+		taken[name] = true
+		out[i] = filepath.Join(dir, name)
+	}
+	return out
 }
 
 // isTerminal reports whether w is a character device (progress can then

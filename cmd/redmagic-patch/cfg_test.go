@@ -106,7 +106,6 @@ func TestCfgStats(t *testing.T) {
 	var st cfg.Stats
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
 	assert.Greater(t, st.Seconds, 0.0)
-	assert.Less(t, st.Seconds, 60.0)
 	st.Seconds = 0
 	assert.Equal(t, ref, st)
 

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
 	"github.com/redmagic-patch/redmagic-patch/cfg/cfgio"
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/spf13/cobra"
 )
 
@@ -91,9 +91,9 @@ func runCfgDiff(stdout io.Writer, pathA, pathB string, fl *cfgDiffFlags) error {
 // apart by content: a dump is a JSON object, and no ELF file starts with
 // '{' (its first byte is 0x7f).
 func loadGraph(path string) (*cfg.Graph, error) {
-	f, err := os.Open(path)
+	f, _, err := elfimage.OpenRegular(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, causeOf(err))
+		return nil, err
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)

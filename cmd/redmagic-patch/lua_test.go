@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	bin "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,7 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
 const origLua = "/usr/bin/lua5.4"
@@ -177,4 +180,92 @@ func TestLuaPrograms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStatsOfChildren: a patched lua5.4 starts another through io.popen
+// and exits first (os.exit skips closing the pipe, so the child's
+// io.read returns only once the parent is gone): the child inherits
+// REDMAGIC_STATS and writes its report last. It never overwrites its
+// parent's: without "%p" the parent's report is at the path and the
+// child's beside it (PATH.<pid>); with "%p" each has its own file.
+func TestStatsOfChildren(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lua")
+	patch(t, origLua, out)
+	pid := `local pid = io.open("/proc/self/stat"):read("n")`
+	child := fmt.Sprintf(`exec %s -e '%s io.read() print("child", pid)'`, out, pid)
+	parent := fmt.Sprintf(`%s print("parent", pid) local s = 0 for i = 1, 3000 do s = s + i end io.popen(%q, "w") os.exit(0)`, pid, child)
+	tests := []struct {
+		name, pattern         string
+		parentFile, childFile func(stats string, parent, child int) string
+	}{
+		{"one path", "stats.json",
+			func(s string, p, c int) string { return s },
+			func(s string, p, c int) string { return fmt.Sprintf("%s.%d", s, c) }},
+		{"process id", "stats.%p.json",
+			func(s string, p, c int) string { return strings.ReplaceAll(s, "%p", fmt.Sprint(p)) },
+			func(s string, p, c int) string { return strings.ReplaceAll(s, "%p", fmt.Sprint(c)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := t.TempDir()
+			stats := filepath.Join(sub, tt.pattern)
+			r := runBin(t, out, []string{"-e", parent}, []string{"REDMAGIC_JIT=0", "REDMAGIC_STATS=" + stats}, false)
+			require.Equal(t, 0, r.status, r.stderr)
+			var p, c int
+			_, err := fmt.Sscanf(r.stdout, "parent\t%d\nchild\t%d\n", &p, &c)
+			require.NoError(t, err, "stdout %q", r.stdout)
+			for _, f := range []struct {
+				path string
+				pid  int
+				hits int64
+			}{
+				{tt.parentFile(stats, p, c), p, 3000},
+				{tt.childFile(stats, p, c), c, 0},
+			} {
+				data, err := os.ReadFile(f.path)
+				require.NoError(t, err)
+				var st map[string]any
+				require.NoError(t, json.Unmarshal(data, &st))
+				assert.Equal(t, float64(f.pid), st["pid"], f.path)
+				assert.Equal(t, f.hits, siteHits(st), f.path)
+			}
+			ents, err := os.ReadDir(sub)
+			require.NoError(t, err)
+			assert.Len(t, ents, 2, "two reports, nothing else")
+		})
+	}
+}
+
+// TestInspect: inspect reports what a patched file holds, and refuses a
+// header the runtime would refuse, for the runtime's reason.
+func TestInspect(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lua")
+	patch(t, origLua, out)
+	r := inProcess("inspect", out, "--json")
+	require.Equal(t, 0, r.status, r.stderr)
+	var info elfpatch.Info
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+	assert.Equal(t, "lua5.4", info.Profile)
+	assert.Len(t, info.Sites, 4)
+
+	// header_size (offset 12 of struct rm_patch_header) of 0xffffffff.
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	f, err := elfimage.NewFile(data, out)
+	require.NoError(t, err)
+	seg := f.SegmentAt(info.Header)
+	require.NotNil(t, seg)
+	bin.LittleEndian.PutUint32(data[seg.Offset+info.Header-seg.Vaddr+12:], 0xffffffff)
+	bad := filepath.Join(dir, "lua-bad")
+	require.NoError(t, os.WriteFile(bad, data, 0o755))
+	assertOneLineError(t, inProcess("inspect", bad), bad+": the runtime would refuse its patch header: bad header size 4294967295")
+	run := runBin(t, bad, []string{"-e", "print(1)"}, nil, false)
+	assert.Equal(t, "1\n", run.stdout)
+	assert.Equal(t, "redmagic: "+bad+": bad header size 4294967295, running without the runtime\n", run.stderr)
+
+	assertOneLineError(t, inProcess("inspect", origLua), origLua+": not patched by redmagic-patch")
 }

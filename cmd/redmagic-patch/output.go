@@ -2,70 +2,62 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
 // writeOutput writes what write produces to the file path, or to stdout
-// when path is "". A file is written under a temporary name in the same
-// directory and renamed into place once complete, so that a failure
-// leaves no output file and never a partial one.
+// when path is "". A regular file is written under a temporary name in the
+// same directory and renamed into place once complete (elfpatch.AtomicFile),
+// so that a failure leaves no output file and never a partial one; new
+// files get perm less the umask. An existing device or FIFO (/dev/null) is
+// written into, as a shell redirection or objcopy does, and never replaced.
 func writeOutput(stdout io.Writer, path string, perm fs.FileMode, write func(io.Writer) error) error {
 	if path == "" {
-		bw := bufio.NewWriterSize(stdout, 64<<10)
-		if err := write(bw); err != nil {
-			return fmt.Errorf("writing standard output: %w", err)
-		}
-		if err := bw.Flush(); err != nil {
+		if err := writeBuffered(stdout, write); err != nil {
 			return fmt.Errorf("writing standard output: %w", err)
 		}
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return fmt.Errorf("%s: is a directory", path)
+	case err == nil && !st.Mode().IsRegular():
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, elfimage.Cause(err))
+		}
+		err = writeBuffered(f, write)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, elfimage.Cause(err))
+		}
+		return nil
+	}
+	a, err := elfpatch.CreateAtomic(path, perm)
 	if err != nil {
-		return fmt.Errorf("%s: cannot create: %w", path, causeOf(err))
+		return err
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, causeOf(err))
+	if err := writeBuffered(a, write); err != nil {
+		a.Abort()
+		return err // a's errors name path
 	}
-	bw := bufio.NewWriterSize(f, 64<<10)
-	if err := write(bw); err != nil {
-		return fail(err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, causeOf(err))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, causeOf(err))
-	}
-	return nil
+	return a.Commit()
 }
 
-// causeOf strips the operation and temporary path from an *fs.PathError:
-// messages name the file the user gave, not our temporary one.
-func causeOf(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// writeBuffered runs write on a buffer in front of w and flushes it.
+func writeBuffered(w io.Writer, write func(io.Writer) error) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := write(bw); err != nil {
+		return err
 	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
+	return bw.Flush()
 }

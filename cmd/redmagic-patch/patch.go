@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -58,6 +55,11 @@ func runPatch(cmd *cobra.Command, in string, pf *patchFlags) error {
 	if pf.output == "" && !pf.dryRun {
 		return usageErrorf("no output file: redmagic-patch INPUT -o OUTPUT (or --dry-run)")
 	}
+	if !pf.dryRun {
+		if err := checkOutput(in, pf.output); err != nil {
+			return err
+		}
+	}
 	sum, out, err := planPatch(in, pf.profile, version)
 	if err != nil {
 		return err
@@ -72,14 +74,7 @@ func runPatch(cmd *cobra.Command, in string, pf *patchFlags) error {
 
 // planPatch reads, analyses and patches in memory.
 func planPatch(in, profile, toolVersion string) (*elfpatch.Summary, []byte, error) {
-	if err := elfpatch.CheckPatchable(in); err != nil {
-		return nil, nil, err
-	}
-	raw, err := os.ReadFile(in)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", in, causeOf(err))
-	}
-	f, err := elfimage.NewFile(raw, in)
+	f, raw, err := elfpatch.Open(in)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -118,32 +113,6 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// installPatched writes the runtime libraries and then the patched file,
-// each atomically; the input is never opened for writing.
-func installPatched(in, output string, patched []byte) error {
-	libs, err := runtimeLibraries()
-	if err != nil {
-		return err
-	}
-	ai, err1 := filepath.Abs(in)
-	ao, err2 := filepath.Abs(output)
-	if err1 == nil && err2 == nil && ai == ao {
-		return fmt.Errorf("%s: the output must not be the input", output)
-	}
-	st, err := os.Stat(in)
-	if err != nil {
-		return fmt.Errorf("%s: %w", in, causeOf(err))
-	}
-	for i, name := range elfpatch.RuntimeFiles {
-		libPath := filepath.Join(filepath.Dir(output), name)
-		if err := elfpatch.WriteFileAtomic(libPath, libs[i], 0o755); err != nil {
-			return err
-		}
-	}
-	mode := st.Mode().Perm() &^ (fs.ModeSetuid | fs.ModeSetgid)
-	return elfpatch.WriteFileAtomic(output, patched, mode|0o100)
 }
 
 func printSummary(w io.Writer, in string, pf *patchFlags, sum *elfpatch.Summary) error {

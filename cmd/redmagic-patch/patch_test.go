@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -600,4 +602,94 @@ func TestPatchSharedObject(t *testing.T) {
 	require.Len(t, objects, 1, "the patched library was loaded")
 	assert.Contains(t, objects[0].(map[string]any)["path"], dir)
 	assert.GreaterOrEqual(t, siteHits(got.stats), int64(30000))
+}
+
+// TestDynamicReadOnly: the dynamic section ld.so reads (PT_DYNAMIC) lies in
+// PT_GNU_RELRO, as in the original, and is read-only in the running
+// process once relocated.
+func TestDynamicReadOnly(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		in   string
+		args []string // says "ready", then waits for the end of its input
+	}{
+		{"/usr/bin/python3.11", []string{"-c", "import sys; print('ready', flush=True); sys.stdin.read()"}},
+		{"/usr/bin/lua5.4", []string{"-e", "io.write('ready\\n') io.flush() io.read('a')"}},
+	} {
+		t.Run(filepath.Base(c.in), func(t *testing.T) {
+			out := filepath.Join(dir, filepath.Base(c.in))
+			patch(t, c.in, out)
+			ef, err := elf.Open(out)
+			require.NoError(t, err)
+			defer ef.Close()
+			var dyn, relro *elf.Prog
+			for _, p := range ef.Progs {
+				switch p.Type {
+				case elf.PT_DYNAMIC:
+					dyn = p
+				case elf.PT_GNU_RELRO:
+					relro = p
+				}
+			}
+			require.NotNil(t, dyn)
+			require.NotNil(t, relro)
+			assert.True(t, dyn.Vaddr >= relro.Vaddr && dyn.Vaddr+dyn.Memsz <= relro.Vaddr+relro.Memsz,
+				"PT_DYNAMIC [%#x, +%#x) in PT_GNU_RELRO [%#x, +%#x)", dyn.Vaddr, dyn.Memsz, relro.Vaddr, relro.Memsz)
+
+			cmd := exec.Command(out, c.args...)
+			cmd.Env = append(os.Environ(), jitNow...)
+			stdin, err := cmd.StdinPipe()
+			require.NoError(t, err)
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			defer func() {
+				stdin.Close()
+				assert.NoError(t, cmd.Wait())
+			}()
+			// Once the program runs, ld.so has relocated it and applied
+			// RELRO.
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			require.NoError(t, err)
+			require.Equal(t, "ready\n", line)
+			maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", cmd.Process.Pid))
+			require.NoError(t, err)
+			assert.Equal(t, "r--p", mappingPerms(t, string(maps), out, ef.Type == elf.ET_DYN, dyn.Vaddr), "the page of the dynamic section")
+		})
+	}
+}
+
+// mappingPerms returns the permissions of the mapping of /proc/PID/maps
+// that holds the link-time address vaddr of the file path (pie: loaded at
+// the start of its mapping at offset 0).
+func mappingPerms(t *testing.T, maps, path string, pie bool, vaddr uint64) string {
+	t.Helper()
+	type mapping struct {
+		lo, hi, off uint64
+		perms, path string
+	}
+	var ms []mapping
+	var bias uint64
+	for _, line := range strings.Split(strings.TrimSpace(maps), "\n") {
+		f := strings.Fields(line)
+		var m mapping
+		_, err := fmt.Sscanf(f[0]+" "+f[2], "%x-%x %x", &m.lo, &m.hi, &m.off)
+		require.NoError(t, err, line)
+		m.perms = f[1]
+		if len(f) >= 6 {
+			m.path = f[5]
+		}
+		if pie && m.path == path && m.off == 0 && bias == 0 {
+			bias = m.lo
+		}
+		ms = append(ms, m)
+	}
+	for _, m := range ms {
+		if bias+vaddr >= m.lo && bias+vaddr < m.hi {
+			return m.perms
+		}
+	}
+	t.Fatalf("%#x (bias %#x) is not mapped", vaddr, bias)
+	return ""
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,4 +134,43 @@ func comparePython(t *testing.T, python, prog string, c jitConfig, want pythonRu
 	t.Logf("%s %s: traces %v (side %v), trace iterations %v, site hits %d, exits %v, aborts %v",
 		name, c.name, j["traces_compiled"], j["side_traces"], j["trace_iterations"], siteHits(got.stats),
 		j["side_exits"], j["aborts"])
+}
+
+// TestJITLogHoldsNoDescriptor: the trace log (REDMAGIC_LOG=FILE) is never
+// held open in the program's descriptor table. A program that lists its
+// descriptors sees what the original sees; one that closes them and opens
+// a file of its own never gets the log written into that file.
+func TestJITLogHoldsNoDescriptor(t *testing.T) {
+	requireRuntime(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "python3-jit")
+	patch(t, origPython, out)
+	logPath, mine := filepath.Join(dir, "jit.log"), filepath.Join(dir, "mine.txt")
+	src := fmt.Sprintf(`import os
+def loop(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+loop(5000)  # the JIT starts and logs a trace
+print(sorted(os.listdir('/proc/self/fd')))
+os.closerange(3, 4096)
+fd = os.open(%q, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def other(n):
+    t = 0
+    while t < n:
+        t += 1
+    return t
+print(other(5000), fd)  # another trace, logged while fd is open
+os.close(fd)
+`, mine)
+	want := runBin(t, origPython, []string{"-c", src}, nil, false)
+	got := runBin(t, out, []string{"-c", src}, []string{"REDMAGIC_THRESHOLD=100", "REDMAGIC_LOG=" + logPath}, false)
+	assert.Equal(t, want.result, got.result)
+	data, err := os.ReadFile(mine)
+	require.NoError(t, err)
+	assert.Empty(t, string(data), "the program's own file holds what it wrote: nothing")
+	log, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, strings.Count(string(log), "redmagic: trace "), 2, "both loops were traced and logged:\n%s", log)
 }

@@ -616,12 +616,41 @@ static int rm_env_bool(const char *name, int def)
 	return def;
 }
 
+/* Where this process writes its statistics (REDMAGIC_STATS; "1" is
+ * standard error): see rm_stats_target. A file without "%p" is owned by
+ * the first process that reads the variable, which names itself in
+ * REDMAGIC_STATS_OWNER for the processes it starts; one that exec()s keeps
+ * its pid, and so its file. NULL when the path does not fit. */
+static char *rm_stats_claim(const char *v)
+{
+	if (strcmp(v, "1") == 0)
+		return strdup(v);
+	int64_t pid = getpid();
+	const char *o = getenv("REDMAGIC_STATS_OWNER");
+	int64_t owner = o && *o ? strtoll(o, NULL, 10) : pid;
+	char cwd[PATH_MAX], path[PATH_MAX + 32];
+	if (!getcwd(cwd, sizeof cwd))
+		cwd[0] = 0;
+	int shared;
+	if (rm_stats_target(v, cwd, pid, owner, path, sizeof path, &shared)) {
+		fprintf(stderr, "redmagic: REDMAGIC_STATS=%s: path too long, no statistics\n", v);
+		return NULL;
+	}
+	if (shared && owner == pid) {
+		char num[24];
+		snprintf(num, sizeof num, "%lld", (long long)pid);
+		setenv("REDMAGIC_STATS_OWNER", num, 1);
+	}
+	return strdup(path);
+}
+
 __attribute__((constructor)) static void rm_ctor(void)
 {
 	const char *stats = getenv("REDMAGIC_STATS");
 	if (stats && *stats) {
-		rm_s.stats_path = strdup(stats);
-		atexit(rm_atexit);
+		rm_s.stats_path = rm_stats_claim(stats);
+		if (rm_s.stats_path)
+			atexit(rm_atexit);
 	}
 	rm_s.disabled = rm_env_bool("REDMAGIC_DISABLE", 0);
 	if (!rm_s.disabled) {

@@ -446,6 +446,67 @@ static void rm_put_stats(struct rm_buf *b, const struct rm_snapshot *s,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Where the report goes. */
+
+/* Appends to out (n bytes, k used) the expansion of pattern for process
+ * pid: "%p" is the process id and "%%" a '%'; any other character, a lone
+ * '%' included, stands for itself. *has_pid tells whether "%p" occurred.
+ * Returns the new length, or -1 when the result does not fit. */
+static long rm_stats_expand(const char *pattern, int64_t pid, char *out,
+			    size_t n, size_t k, int *has_pid)
+{
+	char num[24];
+	*has_pid = 0;
+	for (const char *p = pattern; *p; p++) {
+		const char *piece = p;
+		size_t len = 1;
+		if (p[0] == '%' && p[1] == 'p') {
+			len = (size_t)snprintf(num, sizeof num, "%" PRId64, pid);
+			piece = num;
+			*has_pid = 1;
+			p++;
+		} else if (p[0] == '%' && p[1] == '%') {
+			p++;
+		}
+		if (k + len >= n)
+			return -1;
+		memcpy(out + k, piece, len);
+		k += len;
+	}
+	if (k >= n)
+		return -1;
+	out[k] = 0;
+	return (long)k;
+}
+
+int rm_stats_target(const char *pattern, const char *cwd, int64_t pid,
+		    int64_t owner, char *out, size_t n, int *shared)
+{
+	size_t k = 0;
+	if (pattern[0] != '/' && cwd && *cwd) {
+		size_t c = strlen(cwd);
+		int slash = cwd[c - 1] != '/';
+		if (c + slash >= n)
+			return -1;
+		memcpy(out, cwd, c);
+		if (slash)
+			out[c] = '/';
+		k = c + slash;
+	}
+	int has_pid;
+	long len = rm_stats_expand(pattern, pid, out, n, k, &has_pid);
+	if (len < 0)
+		return -1;
+	*shared = !has_pid;
+	if (*shared && owner != pid) {
+		int r = snprintf(out + len, n - (size_t)len, ".%" PRId64, pid);
+		if (r < 0 || (size_t)r >= n - (size_t)len)
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Writing. */
 
 static int rm_write_all(int fd, const char *p, size_t n)

@@ -1,5 +1,0 @@
-//go:build !race
-
-package cfgio
-
-const raceEnabled = false
