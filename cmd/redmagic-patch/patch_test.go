@@ -417,7 +417,8 @@ func TestPatchOtherPythonBuild(t *testing.T) {
 	require.Len(t, sum.Sites, 7)
 	mine := patch(t, "/usr/bin/python3.11", filepath.Join(t.TempDir(), "python3-jit"), "--json")
 	assert.NotEqual(t, mine, summary, "the two builds have different addresses")
-	env := []string{"PYTHONHOME=/usr"} // its stdlib is the installed one
+	// Its stdlib is the installed one; exact counts for the bound below.
+	env := []string{"PYTHONHOME=/usr", "REDMAGIC_SAMPLE=1"}
 	r := runBin(t, out, []string{"-c", "i = 0\nwhile i < 5000: i += 1\nprint(i)"}, env, true)
 	assert.Equal(t, "5000\n", r.stdout)
 	jit, _ := r.stats["jit"].(map[string]any)
@@ -594,7 +595,7 @@ func TestPatchSharedObject(t *testing.T) {
 	dir := t.TempDir()
 	patch(t, lib, filepath.Join(dir, "libpython3.11.so.1.0"))
 	src := "i = 0\nwhile i < 30000:\n    i += 1\nprint(i)"
-	env := []string{"LD_LIBRARY_PATH=" + dir}
+	env := []string{"LD_LIBRARY_PATH=" + dir, "REDMAGIC_SAMPLE=1"} // exact counts for the bound below
 	want := runBin(t, python, []string{"-c", src}, nil, false)
 	got := runBin(t, python, []string{"-c", src}, env, true)
 	assert.Equal(t, want.result, got.result)
