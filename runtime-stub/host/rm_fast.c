@@ -523,8 +523,14 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. */
 		int64_t sj = (int64_t)((aux >> 7) & 0x1ffffff) - 0xffffff;
-		if (sj >= 0)
+		if (sj >= 0) {
+			/* A forward jump enters no trace either: at full
+			 * rate it must count towards going back to
+			 * sampling. */
+			if (sr && sr->full)
+				rm_miss(sr);
 			return 0;
+		}
 	}
 	uint32_t gs = o->base + site;
 	uint64_t c = rm_count(gs, id, 1, w);
