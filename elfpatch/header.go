@@ -8,6 +8,7 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 )
 
 // The layout of struct rm_patch_header and struct rm_site in
@@ -15,7 +16,7 @@ import (
 // checks every offset.
 const (
 	abiVersion    = 4
-	apiCount      = 16
+	apiCount      = abi.NumAPI
 	hdrMagic      = 0
 	hdrABI        = 8
 	hdrSize       = 12

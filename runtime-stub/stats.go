@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 )
 
@@ -24,24 +25,7 @@ const (
 
 // apiNames are the redmagic API functions without their "redmagic_"
 // prefix, in the order of enum rm_api (a test checks it against the header).
-var apiNames = [...]string{
-	"start",
-	"backwards_branch",
-	"fellthrough_branch",
-	"begin_branchable_frame",
-	"end_branchable_frame",
-	"force_begin_trace",
-	"force_end_trace",
-	"force_jump_to_trace",
-	"ensure_not_traced",
-	"temp_disable",
-	"temp_enable",
-	"do_not_trace_function",
-	"disable_branch",
-	"is_traced",
-	"begin_merge_block",
-	"end_merge_block",
-}
+var apiNames = abi.APINames
 
 // Stats is the JSON object written at exit (STATS.md).
 type Stats struct {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 	"github.com/redmagic-patch/redmagic-patch/tracevm/codecache"
 )
 
@@ -44,6 +45,9 @@ const (
 	APIEndMergeBlock
 	NumAPI
 )
+
+// The constants above follow enum rm_api, as abi.APINames does.
+var _ = [1]struct{}{}[NumAPI-abi.NumAPI]
 
 // Range is a half-open range of run-time addresses.
 type Range struct{ Lo, Hi uint64 }

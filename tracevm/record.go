@@ -14,6 +14,7 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 	"github.com/redmagic-patch/redmagic-patch/tracevm/insn"
 )
 
@@ -884,12 +885,7 @@ var nativeAPI = [NumAPI]bool{
 	APIDoNotTraceFunction: true, APIDisableBranch: true,
 }
 
-var apiNames = [NumAPI]string{
-	"start", "backwards_branch", "fellthrough_branch", "begin_branchable_frame",
-	"end_branchable_frame", "force_begin_trace", "force_end_trace", "force_jump_to_trace",
-	"ensure_not_traced", "temp_disable", "temp_enable", "do_not_trace_function",
-	"disable_branch", "is_traced", "begin_merge_block", "end_merge_block",
-}
+var apiNames = abi.APINames
 
 // finish compiles the recording ended by last and installs it. next is
 // where execution continues: the new trace's head when 0.

@@ -19,6 +19,7 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/cfg"
 	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 )
 
 // Profile describes one interpreter family.
@@ -456,15 +457,14 @@ func discoverDispatch(f *elfimage.File, g *cfg.Graph, p *Profile, r *Result) err
 }
 
 // APINames are the redmagic API functions in the order of enum rm_api
-// (runtime-stub/include/redmagic_patch.h).
-var APINames = []string{
-	"redmagic_start", "redmagic_backwards_branch", "redmagic_fellthrough_branch",
-	"redmagic_begin_branchable_frame", "redmagic_end_branchable_frame",
-	"redmagic_force_begin_trace", "redmagic_force_end_trace", "redmagic_force_jump_to_trace",
-	"redmagic_ensure_not_traced", "redmagic_temp_disable", "redmagic_temp_enable",
-	"redmagic_do_not_trace_function", "redmagic_disable_branch", "redmagic_is_traced",
-	"redmagic_begin_merge_block", "redmagic_end_merge_block",
-}
+// (runtime-stub/include/redmagic_patch.h), with their C names.
+var APINames = func() []string {
+	names := make([]string, abi.NumAPI)
+	for i, n := range abi.APINames {
+		names[i] = abi.Prefix + n
+	}
+	return names
+}()
 
 // APIIndex returns the enum rm_api index of a redmagic function name.
 func APIIndex(name string) int {

@@ -26,7 +26,8 @@
  * At most 8 objects per process are served.
  *
  * The patcher (Go, package elfpatch/site code) mirrors these layouts; a test
- * checks the offsets on both sides.
+ * checks the offsets on both sides. The Go side's one copy of enum rm_api
+ * is package runtime-stub/abi.
  */
 #ifndef REDMAGIC_PATCH_H
 #define REDMAGIC_PATCH_H
