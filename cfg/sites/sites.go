@@ -79,10 +79,28 @@ type ProfileSite struct {
 //go:embed profiles/*.json
 var builtinFS embed.FS
 
+// builtinProfileNames lists the embedded profiles/*.json by name,
+// annotated first (an interpreter that carries the API is patched
+// through it), the others in name order.
+func builtinProfileNames() []string {
+	ents, err := builtinFS.ReadDir("profiles")
+	if err != nil {
+		return nil // cannot happen: the directory is embedded
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && n != "annotated" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return append([]string{"annotated"}, names...)
+}
+
 // Builtin returns the built-in profiles, annotated first: an interpreter
 // that carries the API is patched through it.
 func Builtin() ([]*Profile, error) {
-	names := []string{"annotated", "cpython3.11", "lua5.4"}
+	names := builtinProfileNames()
 	out := make([]*Profile, 0, len(names))
 	for _, n := range names {
 		data, err := builtinFS.ReadFile("profiles/" + n + ".json")
@@ -99,7 +117,7 @@ func Builtin() ([]*Profile, error) {
 }
 
 // BuiltinNames lists the names --profile accepts besides a file.
-func BuiltinNames() []string { return []string{"auto", "annotated", "cpython3.11", "lua5.4"} }
+func BuiltinNames() []string { return append([]string{"auto"}, builtinProfileNames()...) }
 
 // LoadProfile reads a profile file.
 func LoadProfile(path string) (*Profile, error) {

@@ -75,3 +75,19 @@ func TestUnrecognised(t *testing.T) {
 	require.ErrorIs(t, err, sites.ErrNoProfile)
 	assert.Contains(t, err.Error(), "cpython3.11")
 }
+
+// TestBuiltinNames: the names --profile accepts are the embedded
+// profiles', annotated first, and each one loads.
+func TestBuiltinNames(t *testing.T) {
+	names := sites.BuiltinNames()
+	assert.Equal(t, []string{"auto", "annotated", "cpython3.11", "lua5.4"}, names)
+	ps, err := sites.Builtin()
+	require.NoError(t, err)
+	require.Len(t, ps, len(names)-1)
+	for i, p := range ps {
+		assert.Equal(t, names[i+1], p.Name)
+		if q := sites.BuiltinNamed(p.Name); assert.NotNil(t, q, p.Name) {
+			assert.Equal(t, p.Name, q.Name)
+		}
+	}
+}
