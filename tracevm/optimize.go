@@ -392,10 +392,11 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{}
 		}
 		if o.m.readOnly(ad.v, size) {
-			if v, ok := peek(ad.v, size); ok {
-				return val{known: true, v: v, deps: ad.deps}
-			}
-			return val{}
+			// Inside a loaded object's read-only segments: mapped
+			// and readable, so no syscall (peek) is needed.
+			var buf [8]byte
+			copy(buf[:], memAt(ad.v, size))
+			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
 		}
 		key := ad.v<<4 | uint64(size)
 		if v, ok := s.spec[key]; ok {

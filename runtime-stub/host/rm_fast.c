@@ -210,7 +210,7 @@ static COLD void rm_jit_try(struct rm_thread *t)
 	rm_slow_end(t);
 }
 
-/* A hot loop before the JIT runs: every RM_JIT_RECHECK counts, the JIT
+/* A hot loop before the JIT runs: every 2^RM_JIT_RECHECK_LOG2 counts, the JIT
  * may load now if it was too early before. (Not at the counts where a
  * recording is due: they double, and a loop hot at once would load it
  * many times the delay late.) */
