@@ -52,8 +52,12 @@ type codeMap struct {
 // generate emits the trace of ops at base. exitBase is the id of its first
 // exit; it returns the code, the offsets of the rel32 fields that lead to
 // each exit, and the exits' original addresses.
-func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtrs []uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, err error) {
-	e := newEmitter(base, m.tls)
+//
+// e is reset to base and holds the code afterwards: callers reuse
+// emitters, since on a cold heap every fresh buffer costs page faults.
+func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, err error) {
+	e.reset(base)
+	logging := m.cfg.Log != nil
 	head := e.newLabel()
 	e.bind(head)
 	var lits []pendingLit
@@ -145,7 +149,9 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtrs []ui
 	}
 	for i := range ops {
 		o := &ops[i]
-		cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
+		if logging {
+			cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
+		}
 		if v, ok := p.specAt(i); ok && o.kind == opInsn {
 			// Guard the loaded value: a plain load or compare is then
 			// done (below); any other instruction runs, or is dropped,
@@ -257,11 +263,9 @@ func (m *Machine) generate(ops []op, base uint64, exitBase uint32, iterCtrs []ui
 		}
 		switch o.kind {
 		case opInsn:
-			b, err := x86enc.Relocate(o.code, o.addr, e.pc())
-			if err != nil {
+			if err := m.emitInsn(e, o); err != nil {
 				return nil, nil, nil, nil, nil, err
 			}
-			e.bytes(b...)
 		case opGuard:
 			e.alignRel32(2)
 			at := e.jcc(o.cond, newExit(o.exit))
@@ -467,17 +471,19 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		nctr = 2
 	}
 	// Sizes do not depend on the address: a first pass sizes the code.
-	probe, _, probeExits, _, _, err := m.generate(r.ops, m.cache.Base(), 0, slices.Repeat([]uint64{m.data.base}, nctr), p, r.start, idGuard, r.initStack)
+	e := m.emitters.Get().(*emitter)
+	defer m.emitters.Put(e)
+	probe, _, probeExits, _, _, err := m.generate(e, r.ops, m.cache.Base(), 0, slices.Repeat([]uint64{m.data.base}, nctr), p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
-	nexit := len(probeExits)
+	nexit, probeLen := len(probeExits), len(probe)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.off {
 		return nil, fmt.Errorf("tracevm: off")
 	}
-	base, err := m.alloc(len(probe))
+	base, err := m.alloc(probeLen)
 	if err != nil {
 		return nil, err
 	}
@@ -503,12 +509,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if slices.Contains(ctrs, 0) {
 		return nil, fmt.Errorf("tracevm: counter area full")
 	}
-	code, patch, origs, cm, stacks, err := m.generate(r.ops, base, exitBase, ctrs, p, r.start, idGuard, r.initStack)
+	code, patch, origs, cm, stacks, err := m.generate(e, r.ops, base, exitBase, ctrs, p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
-	if len(code) != len(probe) {
-		return nil, fmt.Errorf("tracevm: trace size changed with its address (%d, %d)", len(probe), len(code))
+	if len(code) != probeLen {
+		return nil, fmt.Errorf("tracevm: trace size changed with its address (%d, %d)", probeLen, len(code))
 	}
 	if err := m.cache.Write(base, code); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package tracevm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -95,6 +96,22 @@ func (d *decoded) emitPlain(e *emitter) error {
 		}
 	}
 	b, err := x86enc.Relocate(d.code, d.inst.Addr, e.pc())
+	if err != nil {
+		return err
+	}
+	e.bytes(b...)
+	return nil
+}
+
+// emitInsn appends o, an opInsn, to e: from the decode cache when o is the
+// traced text's own instruction (no second decoding), else relocated.
+func (m *Machine) emitInsn(e *emitter, o *op) error {
+	if d, ok := m.decoded.m.Load(o.addr); ok {
+		if d := d.(*decoded); bytes.Equal(d.code, o.code) {
+			return d.emitPlain(e)
+		}
+	}
+	b, err := x86enc.Relocate(o.code, o.addr, e.pc())
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,11 @@ func flagsDeadAfter(ops []op, i int) bool {
 		case opCall, opClose, opLink:
 			return true
 		case opInsn:
-			inst, err := x86dec.Decode(o.code, o.addr)
+			inst, err := o.decoded()
 			if err != nil || inst.Special != x86dec.SpecialNone {
 				return false
 			}
-			switch x86dec.Flags(&inst) {
+			switch x86dec.Flags(inst) {
 			case x86dec.FlagsWriteAll:
 				return true
 			case x86dec.FlagsNone:
@@ -33,4 +33,17 @@ func flagsDeadAfter(ops []op, i int) bool {
 		}
 	}
 	return false
+}
+
+// decoded returns the op's instruction: the recorder's shared decoding
+// when it kept one (never modified), else a fresh one.
+func (o *op) decoded() (*x86dec.Inst, error) {
+	if o.inst != nil {
+		return o.inst, nil
+	}
+	inst, err := x86dec.Decode(o.code, o.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &inst, nil
 }

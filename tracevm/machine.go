@@ -160,6 +160,8 @@ type Machine struct {
 	cfg   Config
 	tls   uint64
 	stats Stats
+	// emitters: the compiler's reusable code buffers.
+	emitters sync.Pool
 
 	mu        sync.Mutex
 	cache     *codecache.Cache
@@ -232,6 +234,7 @@ func Start(cfg Config) (*Machine, error) {
 		exitRetries: make(map[uint32]int),
 		backBySite:  make(map[uint32]*BackEdge),
 	}
+	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	for i := range cfg.Objects {
 		for _, be := range cfg.Objects[i].BackEdges {
 			be := be

@@ -143,11 +143,11 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	o.insts = make([]*x86dec.Inst, len(ops))
 	for i := range ops {
 		if ops[i].kind == opInsn {
-			inst, err := x86dec.Decode(ops[i].code, ops[i].addr)
+			inst, err := ops[i].decoded()
 			if err != nil {
 				return nil
 			}
-			o.insts[i] = &inst
+			o.insts[i] = inst
 		}
 	}
 	// Pass 1: assume everything; learn which assumptions pay. A guard

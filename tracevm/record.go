@@ -414,7 +414,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			if err := d.emitPlain(e); err != nil {
 				return abort("relocate")
 			}
-			r.ops = append(r.ops, op{kind: opInsn, addr: r.pc, code: code})
+			r.ops = append(r.ops, op{kind: opInsn, addr: r.pc, code: code, inst: inst})
 			r.ninsns++
 			r.pc = inst.End()
 		case insn.Jump:
