@@ -15,7 +15,7 @@ import (
 // runtime-stub/include/redmagic_patch.h; a test compiles the header and
 // checks every offset.
 const (
-	abiVersion    = 4
+	abiVersion    = 5
 	apiCount      = abi.NumAPI
 	hdrMagic      = 0
 	hdrABI        = 8
@@ -46,7 +46,11 @@ const (
 	siteSlotOrig  = 56
 	siteSlotKind  = 64
 	siteCountdown = 72
-	siteSize      = 80
+	siteICID      = 80 // ic_id[icWays]
+	siteICHead    = siteICID + 8*icWays
+	siteSize      = siteICHead + 8*icWays // 112
+	icWays        = 2
+	icEmpty       = 1 << 63
 	slotNone      = 0
 	slotAddr64    = 1
 	slotOff32     = 2
@@ -56,7 +60,9 @@ const (
 	siteFlagNoTrace = 1 << 1
 	// siteFlagSampled is RM_SITE_SAMPLED.
 	siteFlagSampled = 1 << 2
-	flagLua54SJ     = 1
+	// siteFlagIC is RM_SITE_IC.
+	siteFlagIC  = 1 << 3
+	flagLua54SJ = 1
 )
 
 // Magic starts the header ("RMPATCH" and a NUL).
@@ -112,6 +118,13 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		}
 		if sampled[i] {
 			flags |= siteFlagSampled
+			if _, ok := icReg(s); ok {
+				flags |= siteFlagIC
+			}
+		}
+		for k := range icWays {
+			le.PutUint64(e[siteICID+8*k:], icEmpty)
+			le.PutUint64(e[siteICHead+8*k:], s.Resume)
 		}
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])
@@ -169,7 +182,7 @@ func (s SiteInfo) FlagNames() []string {
 	for _, f := range []struct {
 		bit  uint32
 		name string
-	}{{flagLua54SJ, "lua-sj"}, {siteFlagNoTrace, "no-trace"}, {siteFlagSampled, "sampled"}} {
+	}{{flagLua54SJ, "lua-sj"}, {siteFlagNoTrace, "no-trace"}, {siteFlagSampled, "sampled"}, {siteFlagIC, "inline-cache"}} {
 		if s.Flags&f.bit != 0 {
 			names = append(names, f.name)
 		}

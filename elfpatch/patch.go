@@ -176,7 +176,7 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 		switch s.Kind {
 		case sites.KindBackEdge:
 			if sampled != nil && sampled[i] {
-				sampleCountdown(a, siteFieldAddr(dataAddr, i, siteCountdown), s.Resume)
+				sampledPrefix(a, s, dataAddr, i)
 			}
 			if err := backEdgeTrampoline(a, uint32(i), s, hitSlot); err != nil {
 				return nil, nil, addrErr(file, ErrPlan, s.Addr, "site %s: %v", s.Name, err)
@@ -202,18 +202,55 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 	return code, addrs, nil
 }
 
-// sampleCountdown emits the sampling prefix of a back-edge trampoline: the
-// site's countdown loses one and the hit goes straight on to the handler
-// unless it fell below 0; the runtime then counts the hit for all those
-// the countdown skipped and sets it again (rm_fast.c). Three instructions
-// instead of the full save and call: a hit the runtime does not need
-// costs next to nothing. Threads may race on the countdown; a lost update
-// only moves the next sample.
-func sampleCountdown(a *x86enc.Asm, countdown, resume uint64) {
+// icReg returns the register a sampled back-edge's inline cache compares
+// (its loop id), if the site has one: RM_SITE_IC.
+func icReg(s sites.Site) (x86enc.Reg, bool) {
+	d, err := sites.DWARFReg(s.IDReg)
+	if err != nil || d < 0 {
+		return 0, false
+	}
+	r, err := x86enc.FromDWARF(d)
+	if err != nil || r == x86enc.RSP {
+		return 0, false
+	}
+	return r, true
+}
+
+// sampledPrefix emits what a sampled back-edge trampoline (site i) does
+// before it saves anything: the site's countdown loses one and the hit goes
+// straight on to the handler unless it fell below 0; the runtime then
+// counts the hit for all those the countdown skipped and sets it again
+// (rm_fast.c). Three instructions instead of the full save and call: a hit
+// the runtime does not need costs next to nothing. Threads may race on the
+// countdown; a lost update only moves the next sample.
+//
+// With an inline cache (RM_SITE_IC), the loop id is first compared with
+// the site's icWays cached ids; a match jumps to the cached trace head
+// with the site's own machine state, so that a trace is entered for two
+// instructions instead of a call into the runtime. The flags are dead at a
+// sampled site. The runtime writes a head before its id and empties an
+// entry by its id, so a racing reader finds either the head of its id or
+// a head whose first guard sends any other id to the handler.
+func sampledPrefix(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int) {
+	r, ic := icReg(s)
+	var hits [icWays]x86enc.Label
+	if ic {
+		for k := range icWays {
+			hits[k] = a.NewLabel()
+			a.CmpRegRIP(r, siteFieldAddr(dataAddr, i, siteICID+8*uint64(k)))
+			a.JccLabel(x86enc.E, hits[k])
+		}
+	}
 	slow := a.NewLabel()
-	a.SubRIPImm8(countdown, 1)
+	a.SubRIPImm8(siteFieldAddr(dataAddr, i, siteCountdown), 1)
 	a.JccLabel(x86enc.L, slow)
-	a.Jmp(resume)
+	a.Jmp(s.Resume)
+	if ic {
+		for k := range icWays {
+			a.Bind(hits[k])
+			a.JmpRIP(siteFieldAddr(dataAddr, i, siteICHead+8*uint64(k)))
+		}
+	}
 	a.Bind(slow)
 }
 

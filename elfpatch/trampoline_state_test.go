@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,15 +89,24 @@ type stRun struct {
 	// sampled) and its value before the run.
 	countdown uint64
 	cd        int64
-	in        stMachine
+	// A site's inline cache (RM_SITE_IC): the address of its ic_id (0:
+	// none), and which entry holds the run's loop id (0: none).
+	ic    uint64
+	icWay int
+	in    stMachine
 }
+
+// icHit: the run must go straight to the cached head (rm_cont).
+func (r *stRun) icHit() bool { return r.ic != 0 && r.icWay > 0 }
 
 // sampled: the run enters a sampling trampoline.
 func (r *stRun) sampled() bool { return r.countdown != 0 }
 
 // calls: the run must reach hit (a sampling trampoline's countdown falls
 // below 0).
-func (r *stRun) calls() bool { return r.slot != 0 && (!r.sampled() || r.cd <= 0) }
+func (r *stRun) calls() bool {
+	return r.slot != 0 && !r.icHit() && (!r.sampled() || r.cd <= 0)
+}
 
 // stResult is what the harness captured for one run.
 type stResult struct {
@@ -161,7 +171,11 @@ func (r *stRun) mismatches(res stResult) []string {
 	kept := uint64(stArith | stDF)
 	if r.sampled() {
 		kept = stDF // the countdown's sub changes the arithmetic flags
-		if want := r.cd - 1; res.cdAfter != want {
+		want := r.cd - 1
+		if r.icHit() {
+			want = r.cd // the cache hit comes first
+		}
+		if res.cdAfter != want {
 			bad = append(bad, fmt.Sprintf("countdown %d after the run, want %d", res.cdAfter, want))
 		}
 	}
@@ -173,7 +187,7 @@ func (r *stRun) mismatches(res stResult) []string {
 			bad = append(bad, fmt.Sprintf("red zone %d(%%rsp) = %#x, want %#x", -128+8*i, got, want))
 		}
 	}
-	if want := r.calls() && r.cont != 0; (res.viaCont == 1) != want {
+	if want := r.icHit() || r.calls() && r.cont != 0; (res.viaCont == 1) != want {
 		bad = append(bad, fmt.Sprintf("continued through rm_cont: %v, want %v", res.viaCont == 1, want))
 	}
 	if !r.calls() {
@@ -259,7 +273,11 @@ func (h stHarness) run(t *testing.T, code []byte, runs []stRun) []stResult {
 	require.NoError(t, os.WriteFile(codeFile, code, 0o644))
 	var in strings.Builder
 	for _, r := range runs {
-		fmt.Fprintf(&in, "%x %x %x %x %x %x %x", r.tramp, r.slot, r.shift, r.in.RFlags, r.cont, r.countdown, uint64(r.cd))
+		var icID uint64
+		if r.icHit() {
+			icID, _ = stRegValue(&r.in, r.site.IDReg)
+		}
+		fmt.Fprintf(&in, "%x %x %x %x %x %x %x %x %x %x", r.tramp, r.slot, r.shift, r.in.RFlags, r.cont, r.countdown, uint64(r.cd), r.ic, r.icWay, icID)
 		for _, v := range r.in.GPR {
 			fmt.Fprintf(&in, " %x", v)
 		}
@@ -366,31 +384,41 @@ func stRuns(h stHarness, ss []sites.Site, addrs []uint64, sampled []bool) []stRu
 	var runs []stRun
 	for i, s := range ss {
 		cds := []int64{0}
-		var cdAddr uint64
+		var cdAddr, icAddr uint64
+		icWays := []int{0}
 		if sampled != nil && sampled[i] {
 			cds = []int64{0, -3, 5}
 			cdAddr = siteFieldAddr(stData, i, siteCountdown)
+			if _, ok := icReg(s); ok {
+				icAddr = siteFieldAddr(stData, i, siteICID)
+				icWays = []int{0, 1, 2}
+			}
 		}
 		for _, fl := range stFlags {
 			for _, slot := range []uint64{h.hit, 0} {
 				for _, shift := range []uint64{0, 8} {
 					for _, cont := range []uint64{0, h.cont} {
 						for _, cd := range cds {
-							slotName := "hit"
-							if slot == 0 {
-								slotName = "empty"
-							} else if cont != 0 {
-								slotName = "hit-cont"
+							for _, way := range icWays {
+								slotName := "hit"
+								if slot == 0 {
+									slotName = "empty"
+								} else if cont != 0 {
+									slotName = "hit-cont"
+								}
+								if cdAddr != 0 {
+									slotName += fmt.Sprintf("/countdown%d", cd)
+								}
+								if icAddr != 0 {
+									slotName += fmt.Sprintf("/ic%d", way)
+								}
+								runs = append(runs, stRun{
+									name:  fmt.Sprintf("%s/%s/%s/shift%d", s.Name, fl.name, slotName, shift),
+									index: i, site: s, tramp: addrs[i], slot: slot, shift: shift, cont: cont,
+									countdown: cdAddr, cd: cd, ic: icAddr, icWay: way,
+									in: stNewMachine(uint64(len(runs)+1), fl.flags),
+								})
 							}
-							if cdAddr != 0 {
-								slotName += fmt.Sprintf("/countdown%d", cd)
-							}
-							runs = append(runs, stRun{
-								name:  fmt.Sprintf("%s/%s/%s/shift%d", s.Name, fl.name, slotName, shift),
-								index: i, site: s, tramp: addrs[i], slot: slot, shift: shift, cont: cont,
-								countdown: cdAddr, cd: cd,
-								in: stNewMachine(uint64(len(runs)+1), fl.flags),
-							})
 						}
 					}
 				}
@@ -579,17 +607,24 @@ func TestBackEdgeTrampolineStackWrites(t *testing.T) {
 				end = addrs[i+1]
 			}
 			var countdown uint64
+			var icHeads []uint64
 			if sampled[i] {
 				countdown = siteFieldAddr(stData, i, siteCountdown)
+				if _, ok := icReg(s); ok {
+					for k := range icWays {
+						icHeads = append(icHeads, siteFieldAddr(stData, i, siteICHead+8*uint64(k)))
+					}
+				}
 			}
-			require.NoError(t, stCheckStackWrites(code, addrs[i], end, s.Resume, countdown))
+			require.NoError(t, stCheckStackWrites(code, addrs[i], end, s.Resume, countdown, icHeads...))
 		})
 	}
 }
 
 // stCheckStackWrites walks one trampoline; countdown, if not 0, is the
-// one address outside the stack it may write (subq $1).
-func stCheckStackWrites(code []byte, start, end, resume, countdown uint64) error {
+// one address outside the stack it may write (subq $1); icHeads are the
+// inline-cache slots it may jump through, with %rsp at its entry value.
+func stCheckStackWrites(code []byte, start, end, resume, countdown uint64, icHeads ...uint64) error {
 	rsp := stStack{known: true}
 	var rbp stStack
 	pending := map[uint64]stStack{} // state at forward branch targets
@@ -631,7 +666,13 @@ func stCheckStackWrites(code []byte, start, end, resume, countdown uint64) error
 			rsp.off += 8
 		case inst.Op == x86asm.JMP:
 			tgt, ok := inst.Target()
+			slot, viaMem := inst.MemRIPTarget()
 			switch {
+			case viaMem && slices.Contains(icHeads, slot):
+				// A cached trace head is entered with the site's state.
+				if rsp != (stStack{known: true}) {
+					return fmt.Errorf("%#x: enters a cached trace with %%rsp state %+v", pc, rsp)
+				}
 			case ok && tgt > pc && tgt < end:
 				// A forward jump inside the trampoline (to its enabled path).
 				pending[tgt] = rsp

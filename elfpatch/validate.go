@@ -188,13 +188,16 @@ func (m *memImage) validate(hv uint64) error {
 		s := m.read(ss, sitesAt+uint64(i)*uint64(ssize), siteSize)
 		kind, api, flags := le.Uint32(s[siteKind:]), le.Uint32(s[siteAPI:]), le.Uint32(s[siteFlags:])
 		slotKind, slot := le.Uint32(s[siteSlotKind:]), le.Uint64(s[siteSlot:])
+		idReg := int32(le.Uint32(s[siteIDReg:]))
 		switch {
 		case kind != siteKindBack && kind != siteKindAPI:
 			return fail("site %d: bad kind %d", i, kind)
 		case kind == siteKindAPI && api >= apiCount:
 			return fail("site %d: bad api %d", i, api)
-		case flags&^uint32(flagLua54SJ|siteFlagNoTrace|siteFlagSampled) != 0:
+		case flags&^uint32(flagLua54SJ|siteFlagNoTrace|siteFlagSampled|siteFlagIC) != 0:
 			return fail("site %d: unknown flags %#x", i, flags)
+		case flags&siteFlagIC != 0 && (flags&siteFlagSampled == 0 || idReg < 0 || idReg > 16):
+			return fail("site %d: an inline cache without sampling or an id register", i)
 		case flags&siteFlagSampled != 0 && kind != siteKindBack:
 			return fail("site %d: a sampled site that is not a back-edge", i)
 		case flags&siteFlagSampled != 0 && (ss.flags&pfW == 0 || m.inRelro(sitesAt, slen)):

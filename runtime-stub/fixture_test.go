@@ -50,20 +50,22 @@ type rmHeader struct {
 }
 
 type rmSite struct {
-	Addr      uint64 `c:"addr"`
-	Resume    uint64 `c:"resume"`
-	Kind      uint32 `c:"kind"`
-	API       uint32 `c:"api"`
-	IDReg     int32  `c:"id_reg"`
-	AuxReg    int32  `c:"aux_reg"`
-	Name      uint32 `c:"name"`
-	Flags     uint32 `c:"flags"`
-	Tramp     uint64 `c:"trampoline"`
-	Slot      uint64 `c:"slot"`
-	SlotOrig  uint64 `c:"slot_orig"`
-	SlotKind  uint32 `c:"slot_kind"`
-	Pad       uint32 `c:"pad"`
-	Countdown int64  `c:"countdown"`
+	Addr      uint64    `c:"addr"`
+	Resume    uint64    `c:"resume"`
+	Kind      uint32    `c:"kind"`
+	API       uint32    `c:"api"`
+	IDReg     int32     `c:"id_reg"`
+	AuxReg    int32     `c:"aux_reg"`
+	Name      uint32    `c:"name"`
+	Flags     uint32    `c:"flags"`
+	Tramp     uint64    `c:"trampoline"`
+	Slot      uint64    `c:"slot"`
+	SlotOrig  uint64    `c:"slot_orig"`
+	SlotKind  uint32    `c:"slot_kind"`
+	Pad       uint32    `c:"pad"`
+	Countdown int64     `c:"countdown"`
+	ICID      [2]uint64 `c:"ic_id"`
+	ICHead    [2]uint64 `c:"ic_head"`
 }
 
 func encode(v any) []byte {

@@ -58,7 +58,7 @@
 
 #define RM_JIT_LIBRARY "libredmagic-jit.so"
 #define RM_JIT_START "rm_jit_start"
-#define RM_JIT_ABI 1
+#define RM_JIT_ABI 2
 
 /* The site of redmagic_force_jump_to_trace(id), which names none: every
  * root trace is also filed under it (tracevm's TV_ANY_SITE). */
@@ -84,6 +84,9 @@ struct rm_host {
 	uint32_t pad;
 	/* Fills *out for object k; -1 past the last object. */
 	int (*object_desc)(uint32_t k, struct rm_jit_obj *out);
+	/* Empties every trampoline inline cache (RM_SITE_IC): the JIT calls
+	 * it when it unpublishes its traces (a flush). */
+	void (*ic_clear)(void);
 };
 
 /* What the JIT gives the runtime. Called on the interpreter's stack with
@@ -132,7 +135,7 @@ struct rm_site_rt {
 	uint32_t weight;        /* hits the running countdown stands for */
 	uint32_t misses;        /* full-rate hits since a trace was entered */
 	uint32_t full;          /* every hit calls: a trace may be entered */
-	uint32_t pad;
+	uint32_t ic_next;       /* the inline-cache entry to fill next */
 };
 
 struct rm_obj_rt {
@@ -164,6 +167,7 @@ struct rm_global {
 	 * dropped and none kept, the dispatch entries go back (no cost at
 	 * all) and are re-armed later, ever less often. */
 	uint32_t gov_kept, gov_dropped;
+	uint64_t ic_fills;       /* inline-cache entries written */
 	volatile uint32_t gov_quiet;  /* the entries are back */
 	uint64_t gov_quiet_hits;      /* dropped-loop hits since re-armed */
 	uint64_t gov_rearm_ns;        /* the next quiet period */
@@ -240,6 +244,7 @@ struct rm_thread {
 	uint32_t registered;
 	uint64_t len;           /* bytes mapped for this struct + xbuf */
 	struct rm_thread *prev, *next; /* registry, under its mutex */
+	uint64_t load_cycles;   /* time stamp cycles spent loading the JIT */
 };
 
 /* Defined in rm_init.c (ordinary C: may use libc and vector registers; the
@@ -260,6 +265,8 @@ RM_HIDDEN void rm_step_aside(void);
 /* The governor's quiet mode (rm_init.c): every object's dispatch entries
  * back to the original, and re-armed later by a thread of its own. */
 RM_HIDDEN void rm_go_quiet(void);
+/* Empties every inline cache of every object (rm_fast.c). */
+RM_HIDDEN void rm_ic_clear(void);
 
 /* Defined in rm_fast.c. */
 /* rm_hit_fns[k][lua]: object k's hit function; lua = 1 for objects with
@@ -366,6 +373,7 @@ struct rm_snapshot {
 	uint64_t hot_threshold;
 	uint64_t invalid_site_calls;
 	uint64_t dispatch_restored; /* entries rm_restore_dispatch put back */
+	uint64_t inline_cache_fills;
 	/* From the JIT when it started, else NULL: JSON texts of the "jit"
 	 * report object and of the "gave_up" object (reason -> count). */
 	const char *jit_json;

@@ -35,6 +35,7 @@ rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 	if (rm_host_p)
 		return -1; /* started once per process */
 	rm_host_p = host;
+	tv_g.unpublish_hook = host->ic_clear;
 	int r = rmJITStart(why, whylen);
 	if (r != 0)
 		return r;

@@ -44,6 +44,7 @@ type Stats struct {
 	TableFullHits    uint64            `json:"table_full_hits"`
 	InvalidSiteCalls uint64            `json:"invalid_site_calls"`
 	DispatchRestored uint64            `json:"dispatch_restored"`
+	InlineCacheFills uint64            `json:"inline_cache_fills"`
 	// JIT is the tracing JIT's report; null when it never started.
 	JIT *tracevm.Snapshot `json:"jit"`
 }
@@ -90,6 +91,7 @@ type statsInput struct {
 	HotThreshold     uint64
 	InvalidSiteCalls uint64
 	DispatchRestored uint64
+	InlineCacheFills uint64
 }
 
 type objectIn struct {

@@ -45,6 +45,7 @@ func writeStatsC(in statsInput, jit, gaveUp string) error {
 	s.hot_threshold = C.uint64_t(in.HotThreshold)
 	s.invalid_site_calls = C.uint64_t(in.InvalidSiteCalls)
 	s.dispatch_restored = C.uint64_t(in.DispatchRestored)
+	s.inline_cache_fills = C.uint64_t(in.InlineCacheFills)
 	if jit != "" {
 		s.jit_json = cstr(jit)
 	}

@@ -127,6 +127,8 @@ func cLayout() map[string]uintptr {
 		"site.slot_kind":      unsafe.Offsetof(s.slot_kind),
 		"site.pad":            unsafe.Offsetof(s.pad),
 		"site.countdown":      unsafe.Offsetof(s.countdown),
+		"site.ic_id":          unsafe.Offsetof(s.ic_id),
+		"site.ic_head":        unsafe.Offsetof(s.ic_head),
 		"api_count":           C.RM_API_COUNT,
 	}
 }

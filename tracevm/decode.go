@@ -29,20 +29,31 @@ type decoded struct {
 	target  uint64 // what the %rip-relative operand addresses
 }
 
-// decodeCache maps addresses of traced text to their *decoded.
+// decodeCache maps addresses of traced text to their *decoded: a
+// direct-mapped table of atomic pointers, allocated on first use. A lookup
+// is a load and a compare (a sync.Map's interface hashing cost more than
+// the recorder's own work per instruction); a collision only decodes
+// again. Entries are immutable once published.
 type decodeCache struct {
-	m sync.Map
-	n atomic.Int64
+	once  sync.Once
+	slots []atomic.Pointer[decoded]
 }
 
-// maxDecoded bounds the cache (about 200 bytes an entry); past it the
-// recorder decodes without caching.
-const maxDecoded = 1 << 18
+// decodeSlotsLog2 sizes the cache: 64K entries (512 KiB of pointers) hold
+// the hot paths of an interpreter's dispatch loop many times over.
+const decodeSlotsLog2 = 16
+
+func (c *decodeCache) slot(a uint64) *atomic.Pointer[decoded] {
+	c.once.Do(func() { c.slots = make([]atomic.Pointer[decoded], 1<<decodeSlotsLog2) })
+	h := (a * 0x9e3779b97f4a7c15) >> (64 - decodeSlotsLog2)
+	return &c.slots[h]
+}
 
 // decode returns the instruction at a, which must lie in traced text.
 func (m *Machine) decode(a uint64) (*decoded, error) {
-	if d, ok := m.decoded.m.Load(a); ok {
-		return d.(*decoded), nil
+	s := m.decoded.slot(a)
+	if d := s.Load(); d != nil && d.inst.Addr == a {
+		return d, nil
 	}
 	end := m.textEnd(a)
 	if end == 0 {
@@ -52,12 +63,7 @@ func (m *Machine) decode(a uint64) (*decoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.decoded.n.Load() < maxDecoded {
-		if old, loaded := m.decoded.m.LoadOrStore(a, d); loaded {
-			return old.(*decoded), nil
-		}
-		m.decoded.n.Add(1)
-	}
+	s.Store(d)
 	return d, nil
 }
 
@@ -103,13 +109,11 @@ func (d *decoded) emitPlain(e *emitter) error {
 	return nil
 }
 
-// emitInsn appends o, an opInsn, to e: from the decode cache when o is the
-// traced text's own instruction (no second decoding), else relocated.
+// emitInsn appends o, an opInsn, to e: from the recorder's decoding when o
+// still is the traced text's own instruction, else relocated.
 func (m *Machine) emitInsn(e *emitter, o *op) error {
-	if d, ok := m.decoded.m.Load(o.addr); ok {
-		if d := d.(*decoded); bytes.Equal(d.code, o.code) {
-			return d.emitPlain(e)
-		}
+	if d := o.dec; d != nil && bytes.Equal(d.code, o.code) {
+		return d.emitPlain(e)
 	}
 	b, err := x86enc.Relocate(o.code, o.addr, e.pc())
 	if err != nil {

@@ -39,6 +39,7 @@ type op struct {
 	addr   uint64 // original address the op comes from
 	code   []byte // opInsn, opGuardTarget: the original instruction
 	inst   *x86dec.Inst
+	dec    *decoded // opInsn: the recorder's decoding (shared, read-only)
 	cond   x86enc.Cond
 	target uint64
 	exit   uint64
@@ -414,7 +415,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			if err := d.emitPlain(e); err != nil {
 				return abort("relocate")
 			}
-			r.ops = append(r.ops, op{kind: opInsn, addr: r.pc, code: code, inst: inst})
+			r.ops = append(r.ops, op{kind: opInsn, addr: r.pc, code: code, inst: inst, dec: d})
 			r.ninsns++
 			r.pc = inst.End()
 		case insn.Jump:

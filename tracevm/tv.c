@@ -241,6 +241,8 @@ void tv_unpublish_all(void)
 {
 	for (uint64_t i = 0; i < (1u << TV_TRACE_LOG2); i++)
 		__atomic_store_n(&tv_traces[i].head, 0, __ATOMIC_RELEASE);
+	if (tv_g.unpublish_hook)
+		tv_g.unpublish_hook();
 }
 
 /* The exit table grows by copying into a new mapping; the old one stays

@@ -100,6 +100,10 @@ struct tv_global {
 	uint64_t start_tsc;
 	uint64_t budget_refusals;
 	uint64_t budget_pct;  /* 0: no budget */
+	/* Called by tv_unpublish_all (a flush), so that the embedding runtime
+	 * forgets the trace heads it keeps outside the trace table (its
+	 * trampolines' inline caches). */
+	void (*unpublish_hook)(void);
 };
 
 /* Recordings start only while the JIT's cycles stay under budget_pct

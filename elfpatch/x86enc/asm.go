@@ -24,6 +24,7 @@ const (
 	opAndImm8
 	opTest
 	opCmpRIPImm8
+	opCmpRegRIP
 	opSubRIPImm8
 	opStoreRIP
 	opCall
@@ -87,6 +88,7 @@ var forms = [numOp]form{
 	opAndImm8:    {name: "and", rexW: true, opcode: []byte{0x83}, modrm: mrReg, digit: 4, imm: 1},
 	opTest:       {name: "test", rexW: true, opcode: []byte{0x85}, modrm: mrReg, digit: regOp},
 	opCmpRIPImm8: {name: "cmpq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 7, imm: 1},
+	opCmpRegRIP:  {name: "cmp", rexW: true, opcode: []byte{0x3B}, modrm: mrRIP, digit: regOp},
 	opSubRIPImm8: {name: "subq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 5, imm: 1},
 	opStoreRIP:   {name: "mov", rexW: true, opcode: []byte{0x89}, modrm: mrRIP, digit: regOp},
 	opCall:       {name: "call", opcode: []byte{0xE8}, rel: true},
@@ -345,6 +347,9 @@ func (a *Asm) Test(x, y Reg) { a.emit(opTest, operands{reg: y, rm: x}) }
 func (a *Asm) CmpRIPImm8(addr uint64, v int8) {
 	a.emit(opCmpRIPImm8, operands{target: addr, imm: int64(v)})
 }
+
+// CmpRegRIP emits cmp addr(%rip),%r (64-bit): the flags of %r - [addr].
+func (a *Asm) CmpRegRIP(r Reg, addr uint64) { a.emit(opCmpRegRIP, operands{reg: r, target: addr}) }
 
 // SubRIPImm8 emits subq $v,addr(%rip).
 func (a *Asm) SubRIPImm8(addr uint64, v int8) {

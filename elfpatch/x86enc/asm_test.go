@@ -135,6 +135,8 @@ func encCases() (cases []encCase, syms map[string]uint64) {
 				wantInst{op: x86asm.LEA, args: []x86asm.Arg{r64(r), ripMem}, target: t})
 			add("load rip "+r.String(), fmt.Sprintf("mov %s(%%rip),%%%s", names[k], r), func(a *Asm) { a.LoadRIP(r, t) },
 				wantInst{op: x86asm.MOV, args: []x86asm.Arg{r64(r), ripMem}, target: t})
+			add("cmp rip "+r.String(), fmt.Sprintf("cmp %s(%%rip),%%%s", names[k], r), func(a *Asm) { a.CmpRegRIP(r, t) },
+				wantInst{op: x86asm.CMP, args: []x86asm.Arg{r64(r), ripMem}, target: t})
 			add("store rip "+r.String(), fmt.Sprintf("mov %%%s,%s(%%rip)", r, names[k]), func(a *Asm) { a.StoreRIP(t, r) },
 				wantInst{op: x86asm.MOV, args: []x86asm.Arg{ripMem, r64(r)}, target: t})
 		}

@@ -160,10 +160,20 @@ static COLD int rm_grow(struct rm_thread *t)
  */
 #define RM_GOV_WINDOW 20000
 
+/* Cycles the thread t has spent on the JIT rather than the program: in
+ * its Go (recording, compiling) and loading it. Windows leave them out: a
+ * loop sampled in the interpreter while other loops were being recorded
+ * would otherwise look slower than it is, and keep traces that lose. */
+static inline uint64_t rm_spent(const struct rm_thread *t)
+{
+	return (rm_g.jit ? rm_g.ops.jit_cycles() : 0) + t->load_cycles;
+}
+
 static COLD void rm_sample_open(struct rm_entry *e, uint64_t c)
 {
 	if (e->gov == RM_GOV_NONE) {
 		e->tsc = tv_rdtsc();
+		e->jit0 = rm_spent(rm_self);
 		e->base = c;
 		e->gov = RM_GOV_INTERP;
 	}
@@ -188,7 +198,8 @@ static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 	if (e->gov == RM_GOV_INTERP) {
 		/* The interpreter's sample closes: cycles per iteration. */
 		uint64_t n = e->count - e->base;
-		uint64_t c16 = (tv_rdtsc() - e->tsc) * 16 / (n ? n : 1);
+		uint64_t cyc = tv_rdtsc() - e->tsc, jit = rm_spent(t) - e->jit0;
+		uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / (n ? n : 1);
 		e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
 		e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
 	}
@@ -205,8 +216,11 @@ static COLD void rm_jit_try(struct rm_thread *t)
 	if (!rm_g.jit_wanted || rm_g.jit_tried || rm_g.forked ||
 	    !rm_slow_begin(t))
 		return;
-	if (rm_jit_due())
+	if (rm_jit_due()) {
+		uint64_t t0 = tv_rdtsc();
 		rm_jit_load();
+		t->load_cycles += tv_rdtsc() - t0;
+	}
 	rm_slow_end(t);
 }
 
@@ -350,6 +364,64 @@ static COLD void rm_quiet_check(uint64_t w)
 	rm_slow_end(t);
 }
 
+/*
+ * Inline caches (RM_SITE_IC). A sampled site's trampoline compares the loop
+ * id with the site's cached ids before its countdown and jumps straight to
+ * the cached head on a match: a trace the governor kept is entered for two
+ * instructions instead of a runtime call. Entries are written here only:
+ * the head first, then its id; an entry is emptied by its id alone, so its
+ * head always stays a safe place to enter (a trace whose first guard
+ * checks the id, or the handler).
+ */
+static inline struct rm_site *rm_site_at(const struct rm_obj_rt *o,
+					 uint32_t site)
+{
+	return (struct rm_site *)(o->sites + (uint64_t)site * o->site_size);
+}
+
+static COLD void rm_ic_put(const struct rm_obj_rt *o, uint32_t site,
+			   uint64_t id, uint64_t head)
+{
+	struct rm_site *s = rm_site_at(o, site);
+	int w;
+	for (w = 0; w < RM_IC_WAYS; w++)
+		if (__atomic_load_n(&s->ic_id[w], __ATOMIC_RELAXED) == id)
+			break;
+	if (w == RM_IC_WAYS)
+		w = (int)(o->srt[site].ic_next++ % RM_IC_WAYS);
+	else if (__atomic_load_n(&s->ic_head[w], __ATOMIC_RELAXED) == head)
+		return;
+	__atomic_store_n(&s->ic_id[w], RM_IC_EMPTY, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->ic_head[w], head, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->ic_id[w], id, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&rm_g.ic_fills, 1, __ATOMIC_RELAXED);
+}
+
+/* Empties the entries of id at global site gs (any id: ~0). */
+static void rm_ic_forget(uint32_t gs, uint64_t id, int any)
+{
+	for (unsigned k = 0; k < RM_MAX_OBJECTS; k++) {
+		const struct rm_obj_rt *o = &rm_g.obj[k];
+		for (uint32_t i = 0; i < o->nsites; i++) {
+			if (!(o->flags[i] & RM_SITE_IC) ||
+			    (!any && o->base + i != gs))
+				continue;
+			struct rm_site *s = rm_site_at(o, i);
+			for (int w = 0; w < RM_IC_WAYS; w++)
+				if (any || __atomic_load_n(&s->ic_id[w],
+							   __ATOMIC_RELAXED) == id)
+					__atomic_store_n(&s->ic_id[w],
+							 RM_IC_EMPTY,
+							 __ATOMIC_RELEASE);
+		}
+	}
+}
+
+RM_HIDDEN void rm_ic_clear(void)
+{
+	rm_ic_forget(0, 0, 1);
+}
+
 /* The trace of (gs, id) is about to be entered at count c. Returns where
  * to continue: head, or 0 (the original code) when the trace was dropped. */
 static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
@@ -371,13 +443,13 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		return head;
 	if (e->gov == RM_GOV_WARM) {
 		e->tsc = tv_rdtsc();
-		e->jit0 = rm_g.ops.jit_cycles();
+		e->jit0 = rm_spent(rm_self);
 		e->base = done;
 		e->gov = RM_GOV_TRACE;
 		return head;
 	}
 	uint64_t cyc = tv_rdtsc() - e->tsc;
-	uint64_t jit = rm_g.ops.jit_cycles() - e->jit0;
+	uint64_t jit = rm_spent(rm_self) - e->jit0;
 	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / n;
 	uint32_t t16 = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
 	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
@@ -385,8 +457,10 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;
 	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
 			   __ATOMIC_RELAXED);
-	if (drop)
+	if (drop) {
+		rm_ic_forget(gs, id, 0);
 		rm_quiet_check(1);
+	}
 	return drop ? 0 : head;
 }
 
@@ -423,9 +497,13 @@ static inline int rm_record_due(uint64_t c, uint64_t w)
 }
 
 /* A hot back-edge: its trace, or a recording that starts at the handler
- * with the state the trampoline restores. */
+ * with the state the trampoline restores. o, site: the back-edge site, for
+ * its inline cache (o NULL: an API call); *cached is set when the trace
+ * entered went into it. */
 static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
-				uint64_t w, uint64_t resume)
+				uint64_t w, uint64_t resume,
+				const struct rm_obj_rt *o, uint32_t site,
+				int *cached)
 {
 	if (!rm_g.jit && !rm_jit_later(c, w))
 		return 0;
@@ -439,8 +517,17 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 		return 0;
 	}
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
-	if (head)
-		return rm_enter(e, gs, id, c, head);
+	if (head) {
+		uint64_t to = rm_enter(e, gs, id, c, head);
+		/* Once the governor has kept the trace (or does not look):
+		 * while it measures, every entry must come through here. */
+		if (to && o && (o->flags[site] & RM_SITE_IC) &&
+		    (!rm_g.gov_on || (e && e->gov == RM_GOV_DONE))) {
+			rm_ic_put(o, site, id, to);
+			*cached = 1;
+		}
+		return to;
+	}
 	/* A loop hot before the JIT was loaded asks at once, not at its next
 	 * doubling (which backs off failed recordings). */
 	int first = e && !e->asked;
@@ -535,10 +622,14 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 	uint32_t gs = o->base + site;
 	uint64_t c = rm_count(gs, id, 1, w);
 	uint64_t next = 0;
+	int cached = 0;
 	if (unlikely(c >= rm_g.hot_threshold) && !(fl & RM_SITE_NO_TRACE))
-		next = rm_hit_hot(gs, id, c, w, o->resume[site]);
+		next = rm_hit_hot(gs, id, c, w, o->resume[site], o, site,
+				  &cached);
 	if (sr) {
-		if (next) {
+		/* A trace in the inline cache is entered without a call: no
+		 * need to call on every hit for it. */
+		if (next && !cached) {
 			sr->full = 1;
 			sr->misses = 0;
 		} else if (sr->full) {
@@ -655,7 +746,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 		/* A loop like a back-edge's, whose state continues at ret. */
 		if (c < rm_g.hot_threshold)
 			return 0;
-		return rm_hit_hot(gs, id, c, 1, ret);
+		return rm_hit_hot(gs, id, c, 1, ret, NULL, 0, NULL);
 	case RM_API_FORCE_BEGIN_TRACE:
 		return rm_g.ops.try_record(gs, id, ret, 1);
 	case RM_API_FORCE_JUMP_TO_TRACE:

@@ -199,6 +199,19 @@ static void rm_install(struct rm_scan *sc)
 			       sizeof s);
 			flags[i] = (uint8_t)s.flags;
 			resume[i] = f->bias + s.resume;
+			/* The patcher wrote link-time resume addresses. */
+			if (s.flags & RM_SITE_IC) {
+				struct rm_site *m = (struct rm_site *)(uintptr_t)(
+					f->info.sites +
+					(uint64_t)i * f->info.site_size);
+				for (int w = 0; w < RM_IC_WAYS; w++) {
+					__atomic_store_n(&m->ic_id[w], RM_IC_EMPTY,
+							 __ATOMIC_RELAXED);
+					__atomic_store_n(&m->ic_head[w],
+							 resume[i],
+							 __ATOMIC_RELEASE);
+				}
+			}
 			f->lua |= (s.flags & RM_SITE_LUA54_SJ) != 0;
 		}
 		const char *str = f->info.strtab;
@@ -468,6 +481,8 @@ static void rm_atexit(void)
 		.invalid_site_calls = __atomic_load_n(&rm_g.invalid_site_calls,
 						      __ATOMIC_RELAXED),
 		.dispatch_restored = rm_s.restored,
+		.inline_cache_fills = __atomic_load_n(&rm_g.ic_fills,
+						      __ATOMIC_RELAXED),
 	};
 	struct rm_snap_obj objs[RM_MAX_OBJECTS];
 	struct rm_snap_site *sites = NULL;

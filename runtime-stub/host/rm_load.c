@@ -39,6 +39,7 @@ RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out);
 static const struct rm_host rm_host = {
 	.abi = RM_JIT_ABI,
 	.object_desc = rm_object_desc,
+	.ic_clear = rm_ic_clear,
 };
 
 static int rm_why(char *why, size_t n, const char *fmt, ...)

@@ -125,13 +125,19 @@ int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 		if (s.kind == RM_SITE_API_CALL && s.api >= RM_API_COUNT)
 			return rm_fail(why, n, "site %u: bad api %u", i, s.api);
 		if (s.flags & ~(uint32_t)(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE |
-					  RM_SITE_SAMPLED))
+					  RM_SITE_SAMPLED | RM_SITE_IC))
 			return rm_fail(why, n, "site %u: unknown flags %#x", i,
 				       s.flags);
 		if ((s.flags & RM_SITE_SAMPLED) && s.kind != RM_SITE_BACKEDGE)
 			return rm_fail(why, n,
 				       "site %u: a sampled site that is not a "
 				       "back-edge", i);
+		if ((s.flags & RM_SITE_IC) &&
+		    (!(s.flags & RM_SITE_SAMPLED) || s.id_reg < 0 ||
+		     s.id_reg > 16))
+			return rm_fail(why, n,
+				       "site %u: an inline cache without sampling "
+				       "or an id register", i);
 		/* The runtime writes a sampled site's countdown. */
 		if ((s.flags & RM_SITE_SAMPLED) &&
 		    (!(rm_seg_of(d, h->sites, slen)->flags & PF_W) ||

@@ -35,7 +35,7 @@
 #include <stdint.h>
 
 #define RM_MAGIC "RMPATCH"          /* 8 bytes with the NUL */
-#define RM_ABI_VERSION 4
+#define RM_ABI_VERSION 5
 /* In the OS-specific range DT_LOOS..DT_HIOS, which ld.so ignores. */
 #define DT_REDMAGIC 0x6d726d31
 
@@ -120,7 +120,15 @@ enum rm_site_flags {
 	 * patcher sets it where the handler does not read the flags it is
 	 * entered with (the countdown's sub changes them). */
 	RM_SITE_SAMPLED = 1u << 2,
+	/* A sampled back-edge whose trampoline first looks its loop id up in
+	 * the site's inline cache (ic_id, ic_head) and enters the trace found
+	 * there directly. Needs RM_SITE_SAMPLED and an id register. */
+	RM_SITE_IC = 1u << 3,
 };
+
+/* Entries of a site's inline cache of traces (RM_SITE_IC). */
+#define RM_IC_WAYS 2
+#define RM_IC_EMPTY 0x8000000000000000ull
 
 struct rm_site {
 	uint64_t addr;     /* the site: handler entry or call instruction */
@@ -155,6 +163,19 @@ struct rm_site {
 	 * (the first hit calls).
 	 */
 	int64_t countdown;
+	/*
+	 * RM_SITE_IC back-edges: before the countdown, the trampoline
+	 * compares the id register with ic_id[0], then ic_id[1], and on a
+	 * match jumps to ic_head[k] with the machine state of the site (the
+	 * arithmetic flags excepted: dead there). The runtime fills an entry
+	 * with a trace that has passed the governor; RM_IC_EMPTY (not a
+	 * canonical address, never an id) marks an empty one, and ic_head
+	 * always holds an address that is safe to enter with any id: the
+	 * site's resume address, or a trace head, whose first guard checks
+	 * the id and leaves for the handler on a mismatch.
+	 */
+	uint64_t ic_id[RM_IC_WAYS];
+	uint64_t ic_head[RM_IC_WAYS];
 };
 
 enum rm_slot_kind {

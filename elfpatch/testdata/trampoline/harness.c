@@ -6,13 +6,16 @@
  *
  * CODE holds the trampolines, assembled for TEXT-ADDR; the hit slot lives
  * in the page at DATA-ADDR. Each input line is one run, in hex:
- *   trampoline slot shift rflags cont cdaddr cd gpr[16] redzone[16]
+ *   trampoline slot shift rflags cont cdaddr cd icaddr icway icid gpr[16] redzone[16]
  * (gpr in hardware order; gpr[4], rsp, is ignored; shift, 0 or 8, lowers
  * rsp before the jump so that both stack alignments are seen; cont is what
  * the hit function returns: 0, or where the trampoline must continue
  * instead of the site's resume address; cdaddr, if not 0, is the address
  * in the data page of a sampled site's countdown, set to cd before the
- * run). Each output line is:
+ * run; icaddr, if not 0, is the address of the site's inline cache,
+ * ic_id[2] then ic_head[2], whose ids are set empty and heads to
+ * rm_landing, except that when icway is 1 or 2, entry icway-1 holds icid
+ * and rm_cont). Each output line is:
  *   gpr[16] rflags redzone[16] entry-rsp calls site id aux rsp%16 hit-rflags via-cont cd-after
  * as captured at the landing routine and in the hit function (via-cont: 1
  * if it was reached through rm_cont; cd-after: the countdown after the run).
@@ -46,6 +49,11 @@ uint64_t rm_hit_ret;
 uint64_t rm_via_cont;
 
 void rm_enter(uint64_t trampoline);
+void rm_landing(void);
+void rm_cont(void);
+
+#define IC_WAYS 2
+#define IC_EMPTY 0x8000000000000000ull
 
 static void *mapAt(uint64_t addr, size_t size) {
 	void *p = mmap((void *)addr, size, PROT_READ | PROT_WRITE,
@@ -87,23 +95,38 @@ int main(int argc, char **argv) {
 	/* Line by line, so that a crash still names the run that caused it. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (;;) {
-		uint64_t tramp, hit, cdaddr, cd;
-		int got = scanf("%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64,
-		                &tramp, &hit, &rm_shift, &rm_in.rflags, &rm_hit_ret, &cdaddr, &cd);
+		uint64_t tramp, hit, cdaddr, cd, icaddr, icway, icid;
+		int got = scanf("%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64
+		                " %" SCNx64 " %" SCNx64 " %" SCNx64,
+		                &tramp, &hit, &rm_shift, &rm_in.rflags, &rm_hit_ret, &cdaddr, &cd,
+		                &icaddr, &icway, &icid);
 		if (got == EOF)
 			break;
-		for (int i = 0; got == 7 && i < 16; i++)
+		for (int i = 0; got == 10 && i < 16; i++)
 			got += scanf("%" SCNx64, &rm_in.gpr[i]) - 1;
-		for (int i = 0; got == 7 && i < 16; i++)
+		for (int i = 0; got == 10 && i < 16; i++)
 			got += scanf("%" SCNx64, &rm_in.redzone[i]) - 1;
-		if (got != 7 || (rm_shift != 0 && rm_shift != 8) ||
-		    (cdaddr && (cdaddr < data + 24 || cdaddr > data + 4096 - 8 || cdaddr % 8))) {
+		if (got != 10 || (rm_shift != 0 && rm_shift != 8) ||
+		    (cdaddr && (cdaddr < data + 24 || cdaddr > data + 4096 - 8 || cdaddr % 8)) ||
+		    (icaddr && (icaddr < data + 24 || icaddr > data + 4096 - 32 || icaddr % 8)) ||
+		    icway > IC_WAYS) {
 			fprintf(stderr, "malformed case line\n");
 			return 2;
 		}
 		int64_t *countdown = cdaddr ? (int64_t *)(page + (cdaddr - data)) : NULL;
 		if (countdown)
 			*countdown = (int64_t)cd;
+		if (icaddr) {
+			uint64_t *ids = (uint64_t *)(page + (icaddr - data));
+			for (int w = 0; w < IC_WAYS; w++) {
+				ids[w] = IC_EMPTY;
+				ids[IC_WAYS + w] = (uint64_t)rm_landing;
+			}
+			if (icway) {
+				ids[icway - 1] = icid;
+				ids[IC_WAYS + icway - 1] = (uint64_t)rm_cont;
+			}
+		}
 		*slot = hit;
 		memset(&rm_out, 0, sizeof rm_out);
 		memset(&rm_hit, 0, sizeof rm_hit);
