@@ -55,7 +55,13 @@ type codeMap struct {
 //
 // e is reset to base and holds the code afterwards: callers reuse
 // emitters, since on a cold heap every fresh buffer costs page faults.
-func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, err error) {
+//
+// tick, if not 0, is the loop's period counter: every periodTicks-th
+// iteration leaves through the original dispatch, before it is counted,
+// so that the runtime sees a loop that never leaves its traces (and its
+// governor can judge it). periodic lists those exits by index; they never
+// get side traces.
+func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
 	e.reset(base)
 	logging := m.cfg.Log != nil
 	head := e.newLabel()
@@ -159,7 +165,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			inst := p.inst(i)
 			g, err := valueGuard(o.code, int32(v), inst.MemBytes)
 			if err != nil {
-				return nil, nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, nil, err
 			}
 			rip := false
 			a, known := memKnownIn(inst, &p.known[i])
@@ -174,7 +180,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			}
 			if wasRIP && !rip {
 				// Its displacement was for the original address.
-				return nil, nil, nil, nil, nil, fmt.Errorf("tracevm: value guard at %#x: %%rip operand out of reach", o.addr)
+				return nil, nil, nil, nil, nil, nil, fmt.Errorf("tracevm: value guard at %#x: %%rip operand out of reach", o.addr)
 			}
 			if !rip {
 				materialize(regBits(memArg(inst)))
@@ -264,7 +270,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		switch o.kind {
 		case opInsn:
 			if err := m.emitInsn(e, o); err != nil {
-				return nil, nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, nil, err
 			}
 		case opGuard:
 			e.alignRel32(2)
@@ -294,7 +300,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				break
 			}
 			if err := m.guardTarget(e, o, newExit(o.exit), lit, &patch); err != nil {
-				return nil, nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, nil, err
 			}
 		case opPush:
 			stk = append(stk[:len(stk):len(stk)], o.target)
@@ -314,12 +320,20 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			e.movEAX0()
 		case opClose:
 			// Closing replaces an annotation call: the flags are dead.
+			if tick != 0 {
+				periodic = append(periodic, len(exitLabels))
+				patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
+			}
 			for _, c := range iterCtrs {
 				e.incRIPAbs(c)
 			}
 			e.jmpLabel(body)
 		case opLink:
 			if o.count {
+				if tick != 0 {
+					periodic = append(periodic, len(exitLabels))
+					patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
+				}
 				for _, c := range iterCtrs {
 					e.incRIPAbs(c)
 				}
@@ -349,7 +363,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	}
 	flushLits(e, lits)
 	code, err = e.finish()
-	return code, patch, origs, cm, stacks, err
+	return code, patch, origs, cm, stacks, periodic, err
 }
 
 type regValue struct {
@@ -473,7 +487,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	// Sizes do not depend on the address: a first pass sizes the code.
 	e := m.emitters.Get().(*emitter)
 	defer m.emitters.Put(e)
-	probe, _, probeExits, _, _, err := m.generate(e, r.ops, m.cache.Base(), 0, slices.Repeat([]uint64{m.data.base}, nctr), p, r.start, idGuard, r.initStack)
+	probe, _, probeExits, _, _, _, err := m.generate(e, r.ops, m.cache.Base(), 0, slices.Repeat([]uint64{m.data.base}, nctr), m.data.base, p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
@@ -498,18 +512,20 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	var ctrs []uint64
 	if r.side == nil {
 		t.iterCtr = m.data.alloc16()
+		t.tick = m.data.alloc8()
 		ctrs = []uint64{t.iterCtr}
 	} else {
 		t.iterCtr = m.data.alloc8()
 		ctrs = []uint64{t.iterCtr, 0}
 		if t.root != nil && t.root.iterCtr != 0 {
 			ctrs[1] = t.root.iterCtr + 8
+			t.tick = t.root.tick
 		}
 	}
-	if slices.Contains(ctrs, 0) {
+	if slices.Contains(ctrs, 0) || t.tick == 0 {
 		return nil, fmt.Errorf("tracevm: counter area full")
 	}
-	code, patch, origs, cm, stacks, err := m.generate(e, r.ops, base, exitBase, ctrs, p, r.start, idGuard, r.initStack)
+	code, patch, origs, cm, stacks, periodic, err := m.generate(e, r.ops, base, exitBase, ctrs, t.tick, p, r.start, idGuard, r.initStack)
 	if err != nil {
 		return nil, err
 	}
@@ -531,6 +547,10 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.exits = append(t.exits, exitBase+uint32(i))
 		m.exitOwner = append(m.exitOwner, t)
 		m.exitStacks = append(m.exitStacks, stacks[i])
+	}
+	for _, i := range periodic {
+		ex[int(exitBase)+i].state = C.TV_EXIT_DEAD
+		t.periodic = append(t.periodic, exitBase+uint32(i))
 	}
 	C.tv_g.nexits = C.uint32_t(exitBase + uint32(nexit))
 	m.traces = append(m.traces, t)

@@ -212,6 +212,24 @@ func (e *emitter) jrcxz8(n int) { e.bytes(0xe3, byte(int8(n))) }
 // incRIPAbs: incq addr(%rip) (clobbers the flags).
 func (e *emitter) incRIPAbs(a uint64) { e.bytes(0x48, 0xff, 0x05); e.rel32To(-1, a, 0) }
 
+// periodicExit: addw $periodStep, tick(%rip); jz exit, aligned like any
+// guard (the flags are dead). The 16-bit tick wraps to 0 once every
+// periodTicks times. Returns the offset of the jump's rel32.
+func (e *emitter) periodicExit(tick uint64, exit label) int {
+	e.bytes(0x66, 0x83, 0x05)
+	e.rel32To(-1, tick, 1)
+	e.bytes(periodStep)
+	e.alignRel32(2)
+	return e.jcc(x86enc.E, exit)
+}
+
+// A loop's traces leave through the original dispatch once every
+// periodTicks iterations: a few nanoseconds in 4096 iterations.
+const (
+	periodStep  = 16
+	periodTicks = 1 << 16 / periodStep
+)
+
 // literal binds a new label to an 8-byte value (call after the code).
 func (e *emitter) literal(v uint64) label {
 	for len(e.buf)%8 != 0 {

@@ -151,7 +151,11 @@ type trace struct {
 	root    *trace // for side traces
 	nsides  int
 	iterCtr uint64 // address of its iteration counter (0 none)
+	tick    uint64 // its loop's period counter (generate), shared with its root
 	exits   []uint32
+	// periodic: the exits that leave every periodTicks iterations (not
+	// guard failures: they are reported apart).
+	periodic []uint32
 	insns   int
 }
 

@@ -6,6 +6,7 @@ package tracevm
 import "C"
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,9 @@ type TraceStats struct {
 	Bytes      int    `json:"bytes"`
 	Iterations uint64 `json:"iterations"`
 	Exits      uint64 `json:"exits"`
+	// PeriodicExits: times the loop left this trace through the original
+	// dispatch for its periodic look by the runtime (not in Exits).
+	PeriodicExits uint64 `json:"periodic_exits,omitempty"`
 	// The runtime's measure of a root trace's loop (sampled cycles per
 	// iteration, exits included) and its verdict: kept, or dropped for
 	// not beating the interpreter. Absent when it was not measured.
@@ -127,7 +131,13 @@ func (m *Machine) Snapshot() Snapshot {
 		if t.iterCtr != 0 {
 			ts.Iterations = m.data.load(t.iterCtr)
 		}
+		for _, x := range t.periodic {
+			ts.PeriodicExits += uint64(exits[x].count)
+		}
 		for _, x := range t.exits {
+			if slices.Contains(t.periodic, x) {
+				continue
+			}
 			c := uint64(exits[x].count)
 			ts.Exits += c
 			if c == 0 {

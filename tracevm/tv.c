@@ -408,6 +408,19 @@ void tv_fork_child(void)
 	tv_syscall6(TV_SYS_MREMAP, (long)tmp, (long)len, (long)len, 3, (long)lo, 0);
 }
 
+/* Whether an exit taken for the c-th time asks for a side recording: at
+ * side_threshold, then at 2x, 4x, ... of it, so that an exit whose chance
+ * came while it could not be taken (the JIT over budget, another recording
+ * on the thread) is tried again, less and less often. */
+static inline int tv_side_due(uint64_t c)
+{
+	uint64_t h = tv_g.side_threshold;
+	if (c < h || c % h)
+		return 0;
+	uint64_t q = c / h;
+	return (q & (q - 1)) == 0;
+}
+
 /* Reached from the generated switch-out stub with the machine state in
  * tv_tls; sets tv_tls.next. */
 static void tv_switch(void)
@@ -421,7 +434,7 @@ static void tv_switch(void)
 		ex->count = c;
 		t->exits_taken++;
 		t->next = ex->orig;
-		if (c == tv_g.side_threshold && ex->state == TV_EXIT_OPEN &&
+		if (tv_side_due(c) && ex->state == TV_EXIT_OPEN &&
 		    tv_g.enabled && !tv_g.forked && !t->rec && !t->in_go &&
 		    tv_ready() && !tv_over_budget()) {
 			t->in_go = 1;

@@ -195,6 +195,15 @@ static COLD void rm_jit_try(struct rm_thread *t);
  * would make every Go callback read /proc/self/maps. */
 static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
+	if (e->gov == RM_GOV_INTERP && rm_g.jit) {
+		/* A loop whose iterations ran in traces meanwhile (entered
+		 * from another loop's trace, which links to its own) spent
+		 * the window mostly there: no sample of the interpreter. */
+		const volatile uint64_t *it = rm_g.ops.trace_iters(
+			e->site1 - 1, e->id);
+		if (it && it[0] + it[1])
+			e->gov = RM_GOV_DONE;
+	}
 	if (e->gov == RM_GOV_INTERP) {
 		/* The interpreter's sample closes: cycles per iteration. */
 		uint64_t n = e->count - e->base;

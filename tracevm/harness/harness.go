@@ -363,6 +363,7 @@ type Loop struct {
 	SideTraces int
 	Iterations uint64 // back-edges taken inside these traces
 	Exits      uint64 // exits taken from them
+	Periodic   uint64 // periodic exits (tracevm.TraceStats.PeriodicExits)
 	Heads      []uint64
 }
 
@@ -381,6 +382,7 @@ func LoopFigures(s tracevm.Snapshot, lo, hi uint64) Loop {
 		}
 		l.Iterations += t.Iterations
 		l.Exits += t.Exits
+		l.Periodic += t.PeriodicExits
 		l.Heads = append(l.Heads, t.Head)
 	}
 	return l

@@ -480,9 +480,11 @@ func TestIsTraced(t *testing.T) {
 	require.Zero(t, nat.Out[0], "probe outside traces")
 	require.Zero(t, nat.Out[1], "is_traced outside traces")
 	r.checkTraced(t, n, 0.99)
-	// The probe sees every iteration inside a trace and each recorded
-	// one; is_traced is 0 there too.
-	assert.Equal(t, r.loop.Iterations+r.recorded(), uint64(r.res.Out[0]))
+	// The probe sees every iteration inside a trace, each recorded one,
+	// and each one after a periodic exit (its back-edge then ran natively
+	// before the trace was entered again); is_traced is 0 there too.
+	assert.Equal(t, r.loop.Iterations+r.recorded()+r.loop.Periodic, uint64(r.res.Out[0]))
+	assert.NotZero(t, r.loop.Periodic, "periodic exits of a loop that never leaves its trace")
 	assert.Zero(t, r.res.Out[1], "is_traced inside traces")
 	assert.Zero(t, r.api.FromCache, "is_traced called from a trace")
 	assert.Equal(t, n-uint64(r.res.Out[0]), r.api.Calls[tracevm.APIIsTraced], "native is_traced calls")
@@ -752,9 +754,10 @@ func TestNativeAnnotationFromTrace(t *testing.T) {
 	require.Equal(t, want, r.native(NativeAPI, n).Ret)
 	r.checkTraced(t, n, 0.99)
 	assert.Contains(t, r.log(), "; call ")
-	// One native call per iteration inside the trace, and one from the
-	// recording's block.
-	assert.Equal(t, r.loop.Iterations+r.recorded(), r.api.FromCache)
+	// One native call per iteration inside the trace, one from the
+	// recording's block, and one per iteration begun after a periodic
+	// exit.
+	assert.Equal(t, r.loop.Iterations+r.recorded()+r.loop.Periodic, r.api.FromCache)
 	assert.Equal(t, uint64(n), r.api.Calls[tracevm.APIDisableBranch])
 }
 
