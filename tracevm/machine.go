@@ -156,7 +156,7 @@ type trace struct {
 	// periodic: the exits that leave every periodTicks iterations (not
 	// guard failures: they are reported apart).
 	periodic []uint32
-	insns   int
+	insns    int
 }
 
 // Machine is the process's JIT.
