@@ -229,11 +229,11 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					if arg == nil {
 						break
 					}
-					if _, isMem := arg.(x86asm.Mem); !isMem && (k > 0 || !destOnly[inst.Op]) {
+					if _, isMem := arg.(x86asm.Mem); !isMem && (k > 0 || !destOnly.has(inst.Op)) {
 						opRegs |= regBits(arg)
 					}
 				}
-				if _, imp := implicitRegs[inst.Op]; imp {
+				if _, imp := implicitRegs.get(inst.Op); imp {
 					opRegs = rd
 				}
 				if _, wall := writes(inst); wall || rd == allRegs {

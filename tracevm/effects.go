@@ -12,18 +12,18 @@ import (
 
 // destOnly: the first operand is written and not read (when it is a
 // 32- or 64-bit register), the others are read.
-var destOnly = map[x86asm.Op]bool{
+var destOnly = opSetOf(map[x86asm.Op]bool{
 	x86asm.MOV: true, x86asm.MOVZX: true, x86asm.MOVSX: true, x86asm.MOVSXD: true,
 	x86asm.LEA: true, x86asm.MOVQ: true, x86asm.MOVD: true, x86asm.CVTTSD2SI: true,
 	x86asm.CVTSD2SI: true, x86asm.CVTTSS2SI: true, x86asm.POPCNT: true,
 	x86asm.MOVDQU: true, x86asm.MOVUPS: true, x86asm.MOVAPS: true, x86asm.MOVDQA: true,
 	x86asm.MOVSD_XMM: true, x86asm.MOVSS: true, x86asm.MOVAPD: true, x86asm.MOVUPD: true,
 	x86asm.CVTSI2SD: true, x86asm.CVTSI2SS: true,
-}
+})
 
 // readWrite: the first operand is read and written, the others read; no
 // implicit registers.
-var readWrite = map[x86asm.Op]bool{
+var readWrite = opSetOf(map[x86asm.Op]bool{
 	x86asm.ADD: true, x86asm.SUB: true, x86asm.AND: true, x86asm.OR: true, x86asm.XOR: true,
 	x86asm.SHL: true, x86asm.SHR: true, x86asm.SAR: true, x86asm.ROL: true, x86asm.ROR: true,
 	x86asm.NEG: true, x86asm.NOT: true, x86asm.INC: true, x86asm.DEC: true, x86asm.ADC: true,
@@ -38,15 +38,59 @@ var readWrite = map[x86asm.Op]bool{
 	x86asm.ADDSS: true, x86asm.SUBSS: true, x86asm.MULSS: true, x86asm.DIVSS: true,
 	x86asm.PXOR: true, x86asm.XORPS: true, x86asm.XORPD: true, x86asm.ANDPD: true,
 	x86asm.ANDPS: true, x86asm.ORPS: true, x86asm.PADDQ: true, x86asm.PADDD: true,
-}
+})
 
 // readOnlyOps read every operand and write none (flags aside).
-var readOnlyOps = map[x86asm.Op]bool{
+var readOnlyOps = opSetOf(map[x86asm.Op]bool{
 	x86asm.CMP: true, x86asm.TEST: true, x86asm.BT: true, x86asm.UCOMISD: true,
 	x86asm.UCOMISS: true, x86asm.COMISD: true, x86asm.COMISS: true, x86asm.NOP: true,
-}
+})
 
 const allRegs = 0xffff
+
+// opSet and opRegs are the tables above as slices indexed by opcode: the
+// recorder and the optimiser ask them for every instruction, and a map
+// lookup cost more than the rest of the question.
+type opSet []bool
+
+func opSetOf(m map[x86asm.Op]bool) opSet {
+	n := 0
+	for op := range m {
+		n = max(n, int(op)+1)
+	}
+	s := make(opSet, n)
+	for op, v := range m {
+		s[op] = v
+	}
+	return s
+}
+
+func (s opSet) has(op x86asm.Op) bool { return int(op) < len(s) && s[op] }
+
+type opRegs struct {
+	regs []uint16
+	set  opSet
+}
+
+func opRegsOf(m map[x86asm.Op]uint16) opRegs {
+	set := map[x86asm.Op]bool{}
+	for op := range m {
+		set[op] = true
+	}
+	t := opRegs{set: opSetOf(set)}
+	t.regs = make([]uint16, len(t.set))
+	for op, r := range m {
+		t.regs[op] = r
+	}
+	return t
+}
+
+func (t opRegs) get(op x86asm.Op) (uint16, bool) {
+	if !t.set.has(op) {
+		return 0, false
+	}
+	return t.regs[op], true
+}
 
 func regBits(a x86asm.Arg) uint16 {
 	switch a := a.(type) {
@@ -82,11 +126,11 @@ func fullWrite(a x86asm.Arg) bool {
 
 // implicitRegs: registers some listed instructions use besides their
 // operands (read and written).
-var implicitRegs = map[x86asm.Op]uint16{
+var implicitRegs = opRegsOf(map[x86asm.Op]uint16{
 	x86asm.CQO: 1<<0 | 1<<2, x86asm.CDQ: 1<<0 | 1<<2, x86asm.CDQE: 1 << 0,
 	x86asm.IDIV: 1<<0 | 1<<2, x86asm.DIV: 1<<0 | 1<<2, x86asm.MUL: 1<<0 | 1<<2,
 	x86asm.PUSH: 1 << 4, x86asm.POP: 1 << 4,
-}
+})
 
 // writes returns the general registers inst may write; all when unknown.
 func writes(inst *x86dec.Inst) (uint16, bool) {
@@ -95,17 +139,17 @@ func writes(inst *x86dec.Inst) (uint16, bool) {
 	}
 	op := inst.Op
 	switch {
-	case destOnly[op], readWrite[op]:
+	case destOnly.has(op), readWrite.has(op):
 		if _, ok := inst.Args[0].(x86asm.Reg); ok {
 			return regBits(inst.Args[0]), false
 		}
 		return 0, false
-	case readOnlyOps[op]:
+	case readOnlyOps.has(op):
 		return 0, false
 	case op == x86asm.IMUL && inst.Args[1] != nil:
 		return regBits(inst.Args[0]), false
 	}
-	if m, ok := implicitRegs[op]; ok {
+	if m, ok := implicitRegs.get(op); ok {
 		w := m
 		if op == x86asm.POP {
 			w |= regBits(inst.Args[0])
@@ -122,8 +166,8 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 	}
 	op := inst.Op
 	var r uint16
-	known := destOnly[op] || readWrite[op] || readOnlyOps[op] || (op == x86asm.IMUL && inst.Args[1] != nil)
-	m, implicit := implicitRegs[op]
+	known := destOnly.has(op) || readWrite.has(op) || readOnlyOps.has(op) || (op == x86asm.IMUL && inst.Args[1] != nil)
+	m, implicit := implicitRegs.get(op)
 	if !known && !implicit {
 		return allRegs, true
 	}
@@ -139,7 +183,7 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 				r |= regBits(a)
 				continue
 			}
-			if destOnly[op] && fullWrite(a) {
+			if destOnly.has(op) && fullWrite(a) {
 				continue
 			}
 			if op == x86asm.POP {
@@ -156,10 +200,10 @@ func storesMemory(inst *x86dec.Inst) bool {
 	if inst.Special != x86dec.SpecialNone {
 		return inst.Special != x86dec.SpecialEndbr64
 	}
-	if readOnlyOps[inst.Op] {
+	if readOnlyOps.has(inst.Op) {
 		return false
 	}
-	if destOnly[inst.Op] || readWrite[inst.Op] || inst.Op == x86asm.IMUL {
+	if destOnly.has(inst.Op) || readWrite.has(inst.Op) || inst.Op == x86asm.IMUL {
 		_, isMem := inst.Args[0].(x86asm.Mem)
 		return isMem
 	}

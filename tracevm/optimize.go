@@ -406,7 +406,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
 			return val{}
 		}
-		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps[inst.Op] {
+		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps.has(inst.Op) {
 			return val{} // read and written: a store follows
 		}
 		if !flagsDeadAfter(o.ops, i-1) {
@@ -1007,8 +1007,8 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			// Pure: its only effects are a general register and the
 			// flags (a vector destination is an effect the optimiser
 			// does not track).
-			pure := !wall && !storesMemory(inst) && (readOnlyOps[inst.Op] ||
-				((destOnly[inst.Op] || readWrite[inst.Op]) && isGPRArg(inst.Args[0])))
+			pure := !wall && !storesMemory(inst) && (readOnlyOps.has(inst.Op) ||
+				((destOnly.has(inst.Op) || readWrite.has(inst.Op)) && isGPRArg(inst.Args[0])))
 			known := true
 			for rr := 0; rr < 16; rr++ {
 				if w&(1<<rr) != 0 && !o.after[i][rr].known {
@@ -1033,7 +1033,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 					if a == nil {
 						break
 					}
-					if _, isMem := a.(x86asm.Mem); !isMem && (k > 0 || !destOnly[inst.Op]) {
+					if _, isMem := a.(x86asm.Mem); !isMem && (k > 0 || !destOnly.has(inst.Op)) {
 						r |= regBits(a)
 					}
 				}

@@ -70,9 +70,15 @@ type recording struct {
 	seen    map[uint64]uint32
 	serial  uint32
 	emit    *emitter // the block emitter, reused
-	// unmark undoes the last mark in seen when the block ends before the
-	// instruction is recorded (it starts the next block).
-	unmark func()
+	// unmark: the last mark in seen, undone when the block ends before
+	// the instruction is recorded (it starts the next block): its address,
+	// and the frame it had before, if any (a plain record, not a closure:
+	// this runs for every instruction of an inlined callee).
+	unmark struct {
+		set, had bool
+		pc       uint64
+		prev     uint32
+	}
 	frames int // branchable frames entered and not left
 	pend   op  // the conditional branch that ended the block
 	recbuf uint64
@@ -374,14 +380,12 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 	abort := func(why string) (uint64, bool, string) { return statePC, true, why }
 	lo := m.cache.Base()
 	endNext := func() (uint64, bool, string) {
-		if r.unmark != nil {
-			r.unmark()
-		}
+		r.undoMark()
 		emitRecEvent(e, C.TV_REC_NEXT, m.switchOut, lo, r.pc, &lits)
 		return r.writeBlock(e, lits, statePC)
 	}
 	for {
-		r.unmark = nil
+		r.unmark.set = false
 		if r.ninsns >= m.cfg.MaxTraceInsns {
 			return abort("too-long")
 		}
@@ -607,20 +611,27 @@ func (r *recording) calleeLoops() bool {
 	pc := r.pc
 	if prev, had := r.seen[pc]; prev != c.serial {
 		r.seen[pc] = c.serial
-		r.unmark = func() {
-			if had {
-				r.seen[pc] = prev
-			} else {
-				delete(r.seen, pc)
-			}
-			r.unmark = nil
-		}
+		r.unmark.set, r.unmark.had, r.unmark.pc, r.unmark.prev = true, had, pc, prev
 		return false
 	}
 	r.m.mu.Lock()
 	r.m.doNotCall[c.entry] = true
 	r.m.mu.Unlock()
 	return true
+}
+
+// undoMark undoes calleeLoops' last mark, if any.
+func (r *recording) undoMark() {
+	u := &r.unmark
+	if !u.set {
+		return
+	}
+	if u.had {
+		r.seen[u.pc] = u.prev
+	} else {
+		delete(r.seen, u.pc)
+	}
+	u.set = false
 }
 
 func flushLits(e *emitter, lits []pendingLit) {
