@@ -172,7 +172,7 @@ struct rm_global {
 	uint64_t gov_quiet_hits;      /* dropped-loop hits since re-armed */
 	uint64_t gov_rearm_ns;        /* the next quiet period */
 	uint64_t gov_quiets;          /* quiet periods so far */
-	uint64_t gov_sample_at;   /* count that opens the interpreter sample, 0 none */
+	uint64_t gov_sample_at;   /* not 0: the governor samples loops */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
 	struct rm_jit_ops ops;
 	/* The vector state the slow paths save (tv_xsave_probe). */
@@ -199,7 +199,8 @@ struct rm_entry {
 	uint32_t icost;         /* interpreter cycles per iteration x16 */
 	uint32_t gov;           /* enum rm_gov */
 	uint32_t asked;         /* a recording was asked for on this thread */
-	uint32_t pad;           /* a cache line */
+	uint32_t it0;           /* low bits of the trace iterations when the
+				   interpreter's window opened */
 };
 
 /* Where a loop's measurement stands. */

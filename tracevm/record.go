@@ -907,15 +907,18 @@ func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
 		return r.pc, true, "empty-side-trace", false
 	}
 	r.ops = append(r.ops, last)
-	t, err := r.m.install(r)
-	if err != nil {
+	if _, err := r.m.install(r); err != nil {
 		if r.m.cfg.Log != nil {
 			fmt.Fprintf(r.m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", r.key.gsite, r.key.id, r.start, err)
 		}
 		return r.pc, true, "compile", false
 	}
 	if next == 0 {
-		next = t.head
+		// A new root trace: the loop goes on in the original code, and
+		// the runtime enters the trace at its next back-edge, once its
+		// governor has sampled the interpreter (which the loop running
+		// on in the trace from here would spoil).
+		next = r.pc
 	}
 	return next, true, "", false
 }

@@ -147,8 +147,10 @@ static COLD int rm_grow(struct rm_thread *t)
 
 /*
  * The governor: a trace must beat the interpreter or step aside. Each loop
- * is sampled on the thread that gets it hot: cycles per iteration in the
- * interpreter between the counts gov_sample_at and hot_threshold; then,
+ * is sampled on each thread that enters its trace: once the trace exists,
+ * cycles per iteration in the interpreter over RM_GOV_WINDOW iterations
+ * (the trace is entered only after that, so that recording, compiling and
+ * loading the JIT are over and the program is in the same phase); then,
  * once its trace has run RM_GOV_WINDOW iterations (its side traces are
  * recorded meanwhile), cycles per iteration over the next RM_GOV_WINDOW
  * iterations or more: hits of the back-edge plus iterations inside the
@@ -169,14 +171,16 @@ static inline uint64_t rm_spent(const struct rm_thread *t)
 	return (rm_g.jit ? rm_g.ops.jit_cycles() : 0) + t->load_cycles;
 }
 
-static COLD void rm_sample_open(struct rm_entry *e, uint64_t c)
+/* Opens e's interpreter window at count c; it: the loop's trace
+ * iteration counters. */
+static COLD void rm_sample_open(struct rm_entry *e, uint64_t c,
+				const volatile uint64_t *it)
 {
-	if (e->gov == RM_GOV_NONE) {
-		e->tsc = tv_rdtsc();
-		e->jit0 = rm_spent(rm_self);
-		e->base = c;
-		e->gov = RM_GOV_INTERP;
-	}
+	e->tsc = tv_rdtsc();
+	e->jit0 = rm_spent(rm_self);
+	e->base = c;
+	e->it0 = (uint32_t)(it[0] + it[1]);
+	e->gov = RM_GOV_INTERP;
 }
 
 /* Whether a count that went from old to c passed x (sampled sites count
@@ -195,23 +199,6 @@ static COLD void rm_jit_try(struct rm_thread *t);
  * would make every Go callback read /proc/self/maps. */
 static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 {
-	if (e->gov == RM_GOV_INTERP && rm_g.jit) {
-		/* A loop whose iterations ran in traces meanwhile (entered
-		 * from another loop's trace, which links to its own) spent
-		 * the window mostly there: no sample of the interpreter. */
-		const volatile uint64_t *it = rm_g.ops.trace_iters(
-			e->site1 - 1, e->id);
-		if (it && it[0] + it[1])
-			e->gov = RM_GOV_DONE;
-	}
-	if (e->gov == RM_GOV_INTERP) {
-		/* The interpreter's sample closes: cycles per iteration. */
-		uint64_t n = e->count - e->base;
-		uint64_t cyc = tv_rdtsc() - e->tsc, jit = rm_spent(t) - e->jit0;
-		uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / (n ? n : 1);
-		e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
-		e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
-	}
 	if (rm_g.forked || !t->xbuf || t->in_slow)
 		return;
 	e->slow = 1;
@@ -344,8 +331,6 @@ rm_count(uint32_t gsite, uint64_t id, int hot, uint64_t w)
 	uint64_t old = __atomic_load_n(&e->count, __ATOMIC_RELAXED);
 	uint64_t c = old + w;
 	__atomic_store_n(&e->count, c, __ATOMIC_RELAXED);
-	if (unlikely(hot && rm_crossed(old, c, rm_g.gov_sample_at)))
-		rm_sample_open(e, c);
 	if (unlikely(hot && rm_crossed(old, c, rm_g.hot_threshold)))
 		rm_hot(t, e);
 	return c;
@@ -431,12 +416,46 @@ RM_HIDDEN void rm_ic_clear(void)
 	rm_ic_forget(0, 0, 1);
 }
 
+/* Closes e's interpreter window at count c (cycles per iteration), unless
+ * the loop ran in traces during it (entered from another loop's trace,
+ * which links to its own): its cycles per hit were then those of the
+ * whole program between rare hits, and the loop goes unjudged. */
+static COLD void rm_interp_close(struct rm_entry *e, uint64_t c,
+				 const volatile uint64_t *it)
+{
+	if ((uint32_t)(it[0] + it[1]) != e->it0) {
+		e->gov = RM_GOV_DONE;
+		return;
+	}
+	uint64_t n = c - e->base;
+	uint64_t cyc = tv_rdtsc() - e->tsc, jit = rm_spent(rm_self) - e->jit0;
+	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / (n ? n : 1);
+	e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
+	e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
+}
+
 /* The trace of (gs, id) is about to be entered at count c. Returns where
  * to continue: head, or 0 (the original code) when the trace was dropped. */
 static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 			       uint64_t c, uint64_t head)
 {
 	const volatile uint64_t *it = rm_g.ops.trace_iters(gs, id);
+	if (it && e->gov == RM_GOV_NONE && rm_g.gov_sample_at) {
+		/* The trace waits while the interpreter is sampled, now that
+		 * recording and compiling are over. */
+		rm_sample_open(e, c, it);
+		return 0;
+	}
+	if (it && e->gov == RM_GOV_INTERP) {
+		/* The interpreter's window runs RM_GOV_WINDOW iterations too
+		 * (500 were a few microseconds: one interrupt made a trace
+		 * look 30% faster or slower). */
+		if (c - e->base < RM_GOV_WINDOW)
+			return 0;
+		rm_interp_close(e, c, it);
+		if (e->gov != RM_GOV_MEASURED)
+			return head;
+	}
 	if (!it || e->gov < RM_GOV_MEASURED) {
 		e->gov = RM_GOV_DONE;
 		return head;
@@ -507,8 +526,9 @@ static inline int rm_record_due(uint64_t c, uint64_t w)
 
 /* A hot back-edge: its trace, or a recording that starts at the handler
  * with the state the trampoline restores. o, site: the back-edge site, for
- * its inline cache (o NULL: an API call); *cached is set when the trace
- * entered went into it. */
+ * its inline cache (o NULL: an API call); *cached is set to 1 when the
+ * trace entered went into it, to -1 when its trace waits for the
+ * interpreter's sample. */
 static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 				uint64_t w, uint64_t resume,
 				const struct rm_obj_rt *o, uint32_t site,
@@ -528,6 +548,13 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head) {
 		uint64_t to = rm_enter(e, gs, id, c, head);
+		if (!to && o && e && e->gov == RM_GOV_INTERP) {
+			/* The trace waits for the interpreter's sample: the
+			 * site samples meanwhile (a call per hit would be in
+			 * the sample). */
+			*cached = -1;
+			return 0;
+		}
 		/* Once the governor has kept the trace (or does not look):
 		 * while it measures, every entry must come through here. */
 		if (to && o && (o->flags[site] & RM_SITE_IC) &&
@@ -638,7 +665,10 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 	if (sr) {
 		/* A trace in the inline cache is entered without a call: no
 		 * need to call on every hit for it. */
-		if (next && !cached) {
+		if (cached < 0) {
+			sr->full = 0;
+			sr->misses = 0;
+		} else if (next && !cached) {
 			sr->full = 1;
 			sr->misses = 0;
 		} else if (sr->full) {

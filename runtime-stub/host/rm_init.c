@@ -680,8 +680,7 @@ __attribute__((constructor)) static void rm_ctor(void)
 		rm_g.gov_keep_pct = (uint32_t)rm_env_uint(
 			"REDMAGIC_GOVERNOR_PCT", RM_GOV_KEEP_PCT, 0, 1000,
 			"a percentage (0-1000)");
-		/* The governor samples the interpreter over the second half of
-		 * the counts before a loop is hot: too few below 32. */
+		/* Not below 32: a test threshold, too low for windows. */
 		if (rm_g.gov_on && rm_g.hot_threshold >= 32)
 			rm_g.gov_sample_at = rm_g.hot_threshold / 2;
 		uint64_t p = rm_g.hot_threshold / 16;
