@@ -25,6 +25,11 @@ import (
 // jitMemoryLimit: the Go heap size at which the JIT's memory is collected.
 const jitMemoryLimit = 256 << 20
 
+// defaultBudgetPct is REDMAGIC_JIT_BUDGET's default: the share of the run
+// time the JIT may spend recording and compiling before its traces have
+// earned more (tracevm's tv_over_budget).
+const defaultBudgetPct = 2
+
 // rmJITStart starts the tracing JIT; the runtime calls it (through
 // rm_jit_start) once, at the first hot loop, with the vector state saved.
 // It returns 0 when the JIT runs, 1 when there is nothing to trace, and -1
@@ -94,11 +99,11 @@ func startJIT() (bool, error) {
 			cfg.MaxTraceInsns = int(n)
 		}
 	}
-	cfg.BudgetPct = 5
+	cfg.BudgetPct = defaultBudgetPct
 	if v := os.Getenv("REDMAGIC_JIT_BUDGET"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 7)
 		if err != nil || n > 100 {
-			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_JIT_BUDGET=%s is not a percentage (0-100), using 5\n", v)
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_JIT_BUDGET=%s is not a percentage (0-100), using %d\n", v, defaultBudgetPct)
 		} else {
 			cfg.BudgetPct = int(n)
 		}

@@ -113,8 +113,9 @@ type Config struct {
 	// SideThreshold: exits taken before a side trace is recorded.
 	SideThreshold uint64
 	// BudgetPct bounds recording and compiling to this percentage of the
-	// run time since Start, past a first TV_BUDGET_FREE time-stamp cycles;
-	// 0 means no bound.
+	// run time since Start, past a first TV_BUDGET_FREE time-stamp cycles,
+	// plus what the traces the runtime's governor kept have saved; 0
+	// means no bound.
 	BudgetPct int
 	// MaxAborts: recordings of one loop that may fail before it is
 	// blacklisted.

@@ -75,13 +75,21 @@ static void tv_spent(struct tv_tls *t, uint64_t t0)
 	__atomic_fetch_add(&tv_g.jit_cycles, d, __ATOMIC_RELAXED);
 }
 
-/* Whether the JIT has spent more than its share of the run time. */
+static uint64_t tv_earned(void);
+
+/* Whether the JIT has spent more than its share of the run time: a base
+ * of budget_pct percent of it, plus what the kept traces have earned (the
+ * cycles the governor measured them to save per iteration, times their
+ * iterations), so that the JIT spends freely where it pays and little
+ * where it does not. */
 static int tv_over_budget(void)
 {
 	uint64_t spent = __atomic_load_n(&tv_g.jit_cycles, __ATOMIC_RELAXED);
 	if (!tv_g.budget_pct || spent < TV_BUDGET_FREE)
 		return 0;
 	if (spent * 100 <= (tv_rdtsc() - tv_g.start_tsc) * tv_g.budget_pct)
+		return 0;
+	if (spent <= tv_earned())
 		return 0;
 	__atomic_fetch_add(&tv_g.budget_refusals, 1, __ATOMIC_RELAXED);
 	return 1;
@@ -121,8 +129,30 @@ struct tv_slot {
 	uint64_t iters;       /* the root trace's two iteration counters */
 	uint32_t interp16;    /* cycles per iteration x16, interpreter */
 	uint32_t trace16;     /* ... with the trace */
+	uint32_t listed;      /* in tv_kept */
 };
 static struct tv_slot tv_traces[1u << TV_TRACE_LOG2];
+
+/* The slots of the traces the governor kept, for tv_earned. */
+#define TV_KEPT_MAX 4096
+static struct tv_slot *tv_kept[TV_KEPT_MAX];
+static uint32_t tv_nkept;
+
+/* Cycles the kept traces have saved so far, by the governor's measure. */
+static uint64_t tv_earned(void)
+{
+	uint64_t sum = 0;
+	uint32_t n = __atomic_load_n(&tv_nkept, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n && i < TV_KEPT_MAX; i++) {
+		struct tv_slot *s = tv_kept[i];
+		if (!s || s->trace16 >= s->interp16 || !s->iters)
+			continue;
+		const volatile uint64_t *it =
+			(const volatile uint64_t *)(uintptr_t)s->iters;
+		sum += (it[0] + it[1]) * (s->interp16 - s->trace16) / 16;
+	}
+	return sum;
+}
 
 static inline uint64_t tv_hash(uint32_t site1, uint64_t id)
 {
@@ -171,8 +201,14 @@ void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
 	s->interp16 = interp16;
 	s->trace16 = trace16;
 	__atomic_store_n(&s->verdict, drop ? 2 : 1, __ATOMIC_RELEASE);
-	if (!drop)
+	if (!drop) {
+		if (__atomic_exchange_n(&s->listed, 1, __ATOMIC_ACQ_REL))
+			return;
+		uint32_t i = __atomic_fetch_add(&tv_nkept, 1, __ATOMIC_RELAXED);
+		if (i < TV_KEPT_MAX)
+			__atomic_store_n(&tv_kept[i], s, __ATOMIC_RELEASE);
 		return;
+	}
 	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
 	/* redmagic_force_jump_to_trace's copy goes too. */
 	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
