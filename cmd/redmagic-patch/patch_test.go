@@ -417,8 +417,10 @@ func TestPatchOtherPythonBuild(t *testing.T) {
 	require.Len(t, sum.Sites, 7)
 	mine := patch(t, "/usr/bin/python3.11", filepath.Join(t.TempDir(), "python3-jit"), "--json")
 	assert.NotEqual(t, mine, summary, "the two builds have different addresses")
-	// Its stdlib is the installed one; exact counts for the bound below.
-	env := []string{"PYTHONHOME=/usr", "REDMAGIC_SAMPLE=1"}
+	// Its stdlib is the installed one; exact counts for the bound below;
+	// no governor, whose interpreter sample (20,000 iterations) would
+	// outlast the loop.
+	env := []string{"PYTHONHOME=/usr", "REDMAGIC_SAMPLE=1", "REDMAGIC_GOVERNOR=0"}
 	r := runBin(t, out, []string{"-c", "i = 0\nwhile i < 5000: i += 1\nprint(i)"}, env, true)
 	assert.Equal(t, "5000\n", r.stdout)
 	jit, _ := r.stats["jit"].(map[string]any)
