@@ -419,12 +419,22 @@ RM_HIDDEN void rm_ic_clear(void)
 /* Closes e's interpreter window at count c (cycles per iteration), unless
  * the loop ran in traces during it (entered from another loop's trace,
  * which links to its own): its cycles per hit were then those of the
- * whole program between rare hits, and the loop goes unjudged. */
+ * whole program between rare hits. The window is then opened again, up to
+ * RM_GOV_RETRIES times (that other trace may be dropped meanwhile), and
+ * after that the loop goes unjudged. icost counts the tries until the
+ * window closes. */
+#define RM_GOV_RETRIES 8
+
 static COLD void rm_interp_close(struct rm_entry *e, uint64_t c,
 				 const volatile uint64_t *it)
 {
 	if ((uint32_t)(it[0] + it[1]) != e->it0) {
-		e->gov = RM_GOV_DONE;
+		if (++e->icost < RM_GOV_RETRIES) {
+			e->gov = RM_GOV_NONE;
+		} else {
+			e->icost = 0;
+			e->gov = RM_GOV_DONE;
+		}
 		return;
 	}
 	uint64_t n = c - e->base;
@@ -453,6 +463,8 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		if (c - e->base < RM_GOV_WINDOW)
 			return 0;
 		rm_interp_close(e, c, it);
+		if (e->gov == RM_GOV_NONE)
+			return 0; /* sampled again from the next back-edge */
 		if (e->gov != RM_GOV_MEASURED)
 			return head;
 	}
@@ -548,7 +560,8 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head) {
 		uint64_t to = rm_enter(e, gs, id, c, head);
-		if (!to && o && e && e->gov == RM_GOV_INTERP) {
+		if (!to && o && e &&
+		    (e->gov == RM_GOV_INTERP || e->gov == RM_GOV_NONE)) {
 			/* The trace waits for the interpreter's sample: the
 			 * site samples meanwhile (a call per hit would be in
 			 * the sample). */
