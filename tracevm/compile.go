@@ -72,8 +72,13 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		lits = append(lits, pendingLit{l, v})
 		return l
 	}
-	var exitLabels []label
-	var exitSets [][]regValue
+	// The exits' labels and the virtual registers each must set live in
+	// the emitter's scratch (one slab for all sets), reused from trace to
+	// trace.
+	exitLabels := e.exitLabels[:0]
+	exitSlab := e.exitSlab[:0]
+	exitSpans := e.exitSpans[:0]
+	defer func() { e.exitLabels, e.exitSlab, e.exitSpans = exitLabels, exitSlab, exitSpans }()
 	// virtual: registers whose writer the optimiser dropped, with the
 	// value the original code would have put there.
 	var virtual []regValue
@@ -85,7 +90,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		l := e.newLabel()
 		exitLabels = append(exitLabels, l)
 		origs = append(origs, orig)
-		exitSets = append(exitSets, append([]regValue(nil), virtual...))
+		lo := len(exitSlab)
+		exitSlab = append(exitSlab, virtual...)
+		exitSpans = append(exitSpans, [2]int32{int32(lo), int32(len(exitSlab))})
 		stacks = append(stacks, stk)
 		return l
 	}
@@ -347,13 +354,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	}
 	for i, l := range exitLabels {
 		e.bind(l)
-		if len(exitSets[i]) == 0 {
+		set := exitSlab[exitSpans[i][0]:exitSpans[i][1]]
+		if len(set) == 0 {
 			emitEvent(e, int32(C.TV_EXIT_BASE+exitBase+uint32(i)), m.switchOut)
 			continue
 		}
 		// Registers the trace left virtual get their original values;
 		// a side trace is then linked at the stub's jump, after them.
-		for _, rv := range exitSets[i] {
+		for _, rv := range set {
 			e.movImm(rv.r, rv.v)
 		}
 		e.fsStoreImm(tlsExit, int32(C.TV_EXIT_BASE+exitBase+uint32(i)))

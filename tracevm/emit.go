@@ -20,6 +20,10 @@ type emitter struct {
 	tls    uint32 // %fs offset of struct tv_tls
 	refs   []refFixup
 	err    error
+	// Scratch of Machine.generate, kept with the emitter for reuse.
+	exitLabels []label
+	exitSlab   []regValue
+	exitSpans  [][2]int32
 }
 
 // refFixup: an imm32 that holds a label's offset from cacheLo.
