@@ -87,9 +87,8 @@ static int tv_over_budget(void)
 	uint64_t spent = __atomic_load_n(&tv_g.jit_cycles, __ATOMIC_RELAXED);
 	if (!tv_g.budget_pct || spent < TV_BUDGET_FREE)
 		return 0;
-	if (spent * 100 <= (tv_rdtsc() - tv_g.start_tsc) * tv_g.budget_pct)
-		return 0;
-	if (spent <= tv_earned())
+	uint64_t base = (tv_rdtsc() - tv_g.start_tsc) * tv_g.budget_pct / 100;
+	if (spent <= base || spent - base <= tv_earned())
 		return 0;
 	__atomic_fetch_add(&tv_g.budget_refusals, 1, __ATOMIC_RELAXED);
 	return 1;
