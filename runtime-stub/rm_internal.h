@@ -172,7 +172,7 @@ struct rm_global {
 	uint64_t gov_quiet_hits;      /* dropped-loop hits since re-armed */
 	uint64_t gov_rearm_ns;        /* the next quiet period */
 	uint64_t gov_quiets;          /* quiet periods so far */
-	uint64_t gov_sample_at;   /* not 0: the governor samples loops */
+	uint32_t gov_measure;     /* the governor measures loops */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
 	struct rm_jit_ops ops;
 	/* The vector state the slow paths save (tv_xsave_probe). */

@@ -171,6 +171,15 @@ static inline uint64_t rm_spent(const struct rm_thread *t)
 	return (rm_g.jit ? rm_g.ops.jit_cycles() : 0) + t->load_cycles;
 }
 
+/* Cycles per iteration x16 of e's open window (time stamp e->tsc, JIT
+ * cycles e->jit0) over n iterations, the JIT's cycles left out. */
+static uint32_t rm_window_c16(const struct rm_entry *e, uint64_t n)
+{
+	uint64_t cyc = tv_rdtsc() - e->tsc, jit = rm_spent(rm_self) - e->jit0;
+	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / (n ? n : 1);
+	return c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
+}
+
 /* Opens e's interpreter window at count c; it: the loop's trace
  * iteration counters. */
 static COLD void rm_sample_open(struct rm_entry *e, uint64_t c,
@@ -391,7 +400,8 @@ static COLD void rm_ic_put(const struct rm_obj_rt *o, uint32_t site,
 	__atomic_fetch_add(&rm_g.ic_fills, 1, __ATOMIC_RELAXED);
 }
 
-/* Empties the entries of id at global site gs (any id: ~0). */
+/* Empties the entries of id at global site gs; any: every entry of every
+ * site. */
 static void rm_ic_forget(uint32_t gs, uint64_t id, int any)
 {
 	for (unsigned k = 0; k < RM_MAX_OBJECTS; k++) {
@@ -437,10 +447,7 @@ static COLD void rm_interp_close(struct rm_entry *e, uint64_t c,
 		}
 		return;
 	}
-	uint64_t n = c - e->base;
-	uint64_t cyc = tv_rdtsc() - e->tsc, jit = rm_spent(rm_self) - e->jit0;
-	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / (n ? n : 1);
-	e->icost = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
+	e->icost = rm_window_c16(e, c - e->base);
 	e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
 }
 
@@ -450,7 +457,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 			       uint64_t c, uint64_t head)
 {
 	const volatile uint64_t *it = rm_g.ops.trace_iters(gs, id);
-	if (it && e->gov == RM_GOV_NONE && rm_g.gov_sample_at) {
+	if (it && e->gov == RM_GOV_NONE && rm_g.gov_measure) {
 		/* The trace waits while the interpreter is sampled, now that
 		 * recording and compiling are over. */
 		rm_sample_open(e, c, it);
@@ -488,10 +495,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		e->gov = RM_GOV_TRACE;
 		return head;
 	}
-	uint64_t cyc = tv_rdtsc() - e->tsc;
-	uint64_t jit = rm_spent(rm_self) - e->jit0;
-	uint64_t c16 = (cyc > jit ? cyc - jit : 0) * 16 / n;
-	uint32_t t16 = c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
+	uint32_t t16 = rm_window_c16(e, n);
 	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
 	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
 	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;

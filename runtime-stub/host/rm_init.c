@@ -681,8 +681,7 @@ __attribute__((constructor)) static void rm_ctor(void)
 			"REDMAGIC_GOVERNOR_PCT", RM_GOV_KEEP_PCT, 0, 1000,
 			"a percentage (0-1000)");
 		/* Not below 32: a test threshold, too low for windows. */
-		if (rm_g.gov_on && rm_g.hot_threshold >= 32)
-			rm_g.gov_sample_at = rm_g.hot_threshold / 2;
+		rm_g.gov_measure = rm_g.gov_on && rm_g.hot_threshold >= 32;
 		uint64_t p = rm_g.hot_threshold / 16;
 		p = p < 1 ? 1 : p > RM_SAMPLE_MAX ? RM_SAMPLE_MAX : p;
 		/* 1 counts every hit exactly (a profile of the loops). */
