@@ -96,6 +96,13 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		stacks = append(stacks, stk)
 		return l
 	}
+	// periodicExit leaves the loop every periodTicks iterations (see tick).
+	periodicExit := func(o *op) {
+		if tick != 0 {
+			periodic = append(periodic, len(exitLabels))
+			patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
+		}
+	}
 	materialize := func(mask uint16) {
 		kept := virtual[:0]
 		for _, rv := range virtual {
@@ -327,20 +334,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			e.movEAX0()
 		case opClose:
 			// Closing replaces an annotation call: the flags are dead.
-			if tick != 0 {
-				periodic = append(periodic, len(exitLabels))
-				patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
-			}
+			periodicExit(o)
 			for _, c := range iterCtrs {
 				e.incRIPAbs(c)
 			}
 			e.jmpLabel(body)
 		case opLink:
 			if o.count {
-				if tick != 0 {
-					periodic = append(periodic, len(exitLabels))
-					patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
-				}
+				periodicExit(o)
 				for _, c := range iterCtrs {
 					e.incRIPAbs(c)
 				}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
@@ -30,12 +29,11 @@ type decoded struct {
 }
 
 // decodeCache maps addresses of traced text to their *decoded: a
-// direct-mapped table of atomic pointers, allocated on first use. A lookup
-// is a load and a compare (a sync.Map's interface hashing cost more than
-// the recorder's own work per instruction); a collision only decodes
-// again. Entries are immutable once published.
+// direct-mapped table of atomic pointers (newDecodeCache). A lookup is a
+// load and a compare (a sync.Map's interface hashing cost more than the
+// recorder's own work per instruction); a collision only decodes again.
+// Entries are immutable once published.
 type decodeCache struct {
-	once  sync.Once
 	slots []atomic.Pointer[decoded]
 }
 
@@ -43,8 +41,11 @@ type decodeCache struct {
 // the hot paths of an interpreter's dispatch loop many times over.
 const decodeSlotsLog2 = 16
 
+func newDecodeCache() decodeCache {
+	return decodeCache{slots: make([]atomic.Pointer[decoded], 1<<decodeSlotsLog2)}
+}
+
 func (c *decodeCache) slot(a uint64) *atomic.Pointer[decoded] {
-	c.once.Do(func() { c.slots = make([]atomic.Pointer[decoded], 1<<decodeSlotsLog2) })
 	h := (a * 0x9e3779b97f4a7c15) >> (64 - decodeSlotsLog2)
 	return &c.slots[h]
 }

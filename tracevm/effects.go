@@ -67,29 +67,27 @@ func opSetOf(m map[x86asm.Op]bool) opSet {
 
 func (s opSet) has(op x86asm.Op) bool { return int(op) < len(s) && s[op] }
 
-type opRegs struct {
-	regs []uint16
-	set  opSet
-}
+// opRegs holds a non-empty register set per listed opcode: an empty one
+// means not listed.
+type opRegs []uint16
 
 func opRegsOf(m map[x86asm.Op]uint16) opRegs {
-	set := map[x86asm.Op]bool{}
+	n := 0
 	for op := range m {
-		set[op] = true
+		n = max(n, int(op)+1)
 	}
-	t := opRegs{set: opSetOf(set)}
-	t.regs = make([]uint16, len(t.set))
+	t := make(opRegs, n)
 	for op, r := range m {
-		t.regs[op] = r
+		t[op] = r
 	}
 	return t
 }
 
 func (t opRegs) get(op x86asm.Op) (uint16, bool) {
-	if !t.set.has(op) {
+	if int(op) >= len(t) || t[op] == 0 {
 		return 0, false
 	}
-	return t.regs[op], true
+	return t[op], true
 }
 
 func regBits(a x86asm.Arg) uint16 {

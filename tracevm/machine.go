@@ -240,6 +240,7 @@ func Start(cfg Config) (*Machine, error) {
 		backBySite:  make(map[uint32]*BackEdge),
 	}
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
+	m.decoded = newDecodeCache()
 	for i := range cfg.Objects {
 		for _, be := range cfg.Objects[i].BackEdges {
 			be := be
