@@ -214,21 +214,20 @@ func TestLayout(t *testing.T) {
 	assert.Equal(t, uintptr(len(apiNames)), c["api_count"])
 }
 
-// apiNames, the enum in redmagic_patch.h, the declarations in redmagic.h,
-// the statistics writer's names and the stubs of rm_api_entry.S list the
-// same functions in the same order.
+// apiNames, RM_API_LIST in redmagic_patch.h (which makes enum rm_api and
+// the statistics writer's names), the declarations in redmagic.h and the
+// stubs of rm_api_entry.S list the same functions in the same order.
 func TestAPINamesMatchHeaders(t *testing.T) {
 	patch, err := os.ReadFile("include/redmagic_patch.h")
 	require.NoError(t, err)
-	enum := regexp.MustCompile(`(?s)enum rm_api \{(.*?)\}`).FindSubmatch(patch)
-	require.NotNil(t, enum)
-	var fromEnum []string
-	for _, m := range regexp.MustCompile(`RM_API_([A-Z_]+)`).FindAllSubmatch(enum[1], -1) {
-		if name := strings.ToLower(string(m[1])); name != "count" {
-			fromEnum = append(fromEnum, name)
-		}
+	list := regexp.MustCompile(`(?s)#define RM_API_LIST\(X\)(.*?)\n\n`).FindSubmatch(patch)
+	require.NotNil(t, list)
+	var fromList []string
+	for _, m := range regexp.MustCompile(`X\([A-Z_]+, ([a-z_]+)\)`).FindAllSubmatch(list[1], -1) {
+		fromList = append(fromList, string(m[1]))
 	}
-	assert.Equal(t, apiNames[:], fromEnum)
+	assert.Equal(t, apiNames[:], fromList)
+	assert.Contains(t, string(patch), "RM_API_LIST(RM_API_ENUM)", "enum rm_api comes from the list")
 
 	decl, err := os.ReadFile("include/redmagic.h")
 	require.NoError(t, err)
@@ -238,13 +237,8 @@ func TestAPINamesMatchHeaders(t *testing.T) {
 
 	stats, err := os.ReadFile("host/rm_stats.c")
 	require.NoError(t, err)
-	list := regexp.MustCompile(`(?s)rm_api_names\[\] = \{(.*?)\}`).FindSubmatch(stats)
-	require.NotNil(t, list)
-	var fromStats []string
-	for _, m := range regexp.MustCompile(`"(\w+)"`).FindAllSubmatch(list[1], -1) {
-		fromStats = append(fromStats, string(m[1]))
-	}
-	assert.Equal(t, apiNames[:], fromStats, "host/rm_stats.c")
+	assert.Regexp(t, `(?s)rm_api_names\[\] = \{\s*#define RM_API_NAME\(NAME, name\) #name,\s*RM_API_LIST\(RM_API_NAME\)`, string(stats),
+		"host/rm_stats.c takes its names from the list")
 
 	asm, err := os.ReadFile("host/rm_api_entry.S")
 	require.NoError(t, err)

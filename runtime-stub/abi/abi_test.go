@@ -10,19 +10,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestAPINamesFollowTheHeader reads enum rm_api from the C header: one
-// RM_API_<NAME> per line, in order, then RM_API_COUNT.
+// TestAPINamesFollowTheHeader reads RM_API_LIST, which makes enum rm_api,
+// from the C header: one X(NAME, name) per function, in order.
 func TestAPINamesFollowTheHeader(t *testing.T) {
 	h, err := os.ReadFile("../include/redmagic_patch.h")
 	require.NoError(t, err)
-	body := regexp.MustCompile(`(?s)enum rm_api \{(.*?)\};`).FindSubmatch(h)
-	require.NotNil(t, body, "enum rm_api")
+	body := regexp.MustCompile(`(?s)#define RM_API_LIST\(X\)(.*?)\n\n`).FindSubmatch(h)
+	require.NotNil(t, body, "RM_API_LIST")
 	var names []string
-	for _, m := range regexp.MustCompile(`RM_API_([A-Z_]+)`).FindAllSubmatch(body[1], -1) {
-		names = append(names, strings.ToLower(string(m[1])))
+	for _, m := range regexp.MustCompile(`X\(([A-Z_]+), ([a-z_]+)\)`).FindAllSubmatch(body[1], -1) {
+		assert.Equal(t, strings.ToLower(string(m[1])), string(m[2]), "the two spellings of one function")
+		names = append(names, string(m[2]))
 	}
-	require.NotEmpty(t, names)
-	assert.Equal(t, "count", names[len(names)-1])
-	assert.Equal(t, APINames[:], names[:len(names)-1])
-	assert.Len(t, names[:len(names)-1], NumAPI)
+	assert.Equal(t, APINames[:], names)
+	assert.Len(t, names, NumAPI)
 }

@@ -26,28 +26,12 @@
 #define RM_STATS_API_CALL 2
 #define RM_STATS_MAX_HOT 50
 
-/* The API functions without "redmagic_", in the order of enum rm_api. */
+/* The API functions without "redmagic_", indexed by enum rm_api. */
 static const char *const rm_api_names[] = {
-	"start",
-	"backwards_branch",
-	"fellthrough_branch",
-	"begin_branchable_frame",
-	"end_branchable_frame",
-	"force_begin_trace",
-	"force_end_trace",
-	"force_jump_to_trace",
-	"ensure_not_traced",
-	"temp_disable",
-	"temp_enable",
-	"do_not_trace_function",
-	"disable_branch",
-	"is_traced",
-	"begin_merge_block",
-	"end_merge_block",
+#define RM_API_NAME(NAME, name) #name,
+	RM_API_LIST(RM_API_NAME)
+#undef RM_API_NAME
 };
-
-_Static_assert(sizeof rm_api_names / sizeof rm_api_names[0] == RM_API_COUNT,
-	       "rm_api_names must follow enum rm_api");
 
 /* ------------------------------------------------------------------------ */
 /* Output buffer. An allocation failure sticks, so callers check once. */

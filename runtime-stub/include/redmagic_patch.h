@@ -39,24 +39,33 @@
 /* In the OS-specific range DT_LOOS..DT_HIOS, which ld.so ignores. */
 #define DT_REDMAGIC 0x6d726d31
 
-/* The redmagic API, in the order of redmagic.h: index into api_fn[]. */
+/*
+ * The redmagic API, in the order of redmagic.h: index into api_fn[]. One
+ * X(NAME, name) per function, name without "redmagic_": the list makes
+ * both enum rm_api and the runtime's table of names.
+ */
+#define RM_API_LIST(X)                                                         \
+	X(START, start)                                                        \
+	X(BACKWARDS_BRANCH, backwards_branch)                                  \
+	X(FELLTHROUGH_BRANCH, fellthrough_branch)                              \
+	X(BEGIN_BRANCHABLE_FRAME, begin_branchable_frame)                      \
+	X(END_BRANCHABLE_FRAME, end_branchable_frame)                          \
+	X(FORCE_BEGIN_TRACE, force_begin_trace)                                \
+	X(FORCE_END_TRACE, force_end_trace)                                    \
+	X(FORCE_JUMP_TO_TRACE, force_jump_to_trace)                            \
+	X(ENSURE_NOT_TRACED, ensure_not_traced)                                \
+	X(TEMP_DISABLE, temp_disable)                                          \
+	X(TEMP_ENABLE, temp_enable)                                            \
+	X(DO_NOT_TRACE_FUNCTION, do_not_trace_function)                        \
+	X(DISABLE_BRANCH, disable_branch)                                      \
+	X(IS_TRACED, is_traced)                                                \
+	X(BEGIN_MERGE_BLOCK, begin_merge_block)                                \
+	X(END_MERGE_BLOCK, end_merge_block)
+
 enum rm_api {
-	RM_API_START = 0,
-	RM_API_BACKWARDS_BRANCH,
-	RM_API_FELLTHROUGH_BRANCH,
-	RM_API_BEGIN_BRANCHABLE_FRAME,
-	RM_API_END_BRANCHABLE_FRAME,
-	RM_API_FORCE_BEGIN_TRACE,
-	RM_API_FORCE_END_TRACE,
-	RM_API_FORCE_JUMP_TO_TRACE,
-	RM_API_ENSURE_NOT_TRACED,
-	RM_API_TEMP_DISABLE,
-	RM_API_TEMP_ENABLE,
-	RM_API_DO_NOT_TRACE_FUNCTION,
-	RM_API_DISABLE_BRANCH,
-	RM_API_IS_TRACED,
-	RM_API_BEGIN_MERGE_BLOCK,
-	RM_API_END_MERGE_BLOCK,
+#define RM_API_ENUM(NAME, name) RM_API_##NAME,
+	RM_API_LIST(RM_API_ENUM)
+#undef RM_API_ENUM
 	RM_API_COUNT
 };
 
