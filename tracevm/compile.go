@@ -53,8 +53,9 @@ type codeMap struct {
 // exit; it returns the code, the offsets of the rel32 fields that lead to
 // each exit, and the exits' original addresses.
 //
-// e is reset to base and holds the code afterwards: callers reuse
-// emitters, since on a cold heap every fresh buffer costs page faults.
+// e is reset to base and holds the code and the other results afterwards:
+// callers reuse emitters, since on a cold heap every fresh buffer costs
+// page faults.
 //
 // tick, if not 0, is the loop's period counter: every periodTicks-th
 // iteration leaves through the original dispatch, before it is counted,
@@ -79,6 +80,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	exitSlab := e.exitSlab[:0]
 	exitSpans := e.exitSpans[:0]
 	defer func() { e.exitLabels, e.exitSlab, e.exitSpans = exitLabels, exitSlab, exitSpans }()
+	// So do its results (callers copy what they keep).
+	patch, periodic, origs, stacks = e.patch[:0], e.periodic[:0], e.origs[:0], e.stacks[:0]
+	defer func() { e.patch, e.periodic, e.origs, e.stacks = patch, periodic, origs, stacks }()
 	// virtual: registers whose writer the optimiser dropped, with the
 	// value the original code would have put there.
 	var virtual []regValue
@@ -208,7 +212,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				w, _ := writes(p.inst(i))
 				for r := x86enc.Reg(0); r < 16; r++ {
 					if w&(1<<r) != 0 {
-						setVirtual(r, p.after[i][r].v)
+						setVirtual(r, p.known[i+1][r].v)
 					}
 				}
 			}
@@ -226,9 +230,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					}
 					if p.liveAfter[i]&(1<<r) != 0 {
 						clearVirtual(1 << r)
-						e.movImm(r, p.after[i][r].v)
+						e.movImm(r, p.known[i+1][r].v)
 					} else {
-						setVirtual(r, p.after[i][r].v)
+						setVirtual(r, p.known[i+1][r].v)
 					}
 				}
 				continue
@@ -514,7 +518,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if C.tv_grow_exits(C.uint32_t(exitBase+uint32(nexit))) != 0 {
 		return nil, fmt.Errorf("tracevm: exit table")
 	}
-	t := &trace{key: r.key, index: uint32(len(m.traces)), head: base, side: r.side != nil, insns: r.ninsns}
+	t := &trace{key: r.key, index: uint32(len(m.traces)), head: base, side: r.side != nil, insns: r.ninsns, exitBase: exitBase, nexits: uint32(nexit)}
 	if r.side != nil {
 		t.root = r.side.rootTrace()
 	}
@@ -553,10 +557,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			guard: C.uint64_t(base + uint64(patch[i])),
 			trace: C.uint32_t(t.index),
 		}
-		t.exits = append(t.exits, exitBase+uint32(i))
-		m.exitOwner = append(m.exitOwner, t)
-		m.exitStacks = append(m.exitStacks, stacks[i])
 	}
+	// Exits share their stacks: a trace keeps its list, exactly sized.
+	t.stacks = slices.Clone(stacks)
 	for _, i := range periodic {
 		ex[int(exitBase)+i].state = C.TV_EXIT_DEAD
 		t.periodic = append(t.periodic, exitBase+uint32(i))

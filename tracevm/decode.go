@@ -45,9 +45,12 @@ func newDecodeCache() decodeCache {
 	return decodeCache{slots: make([]atomic.Pointer[decoded], 1<<decodeSlotsLog2)}
 }
 
+// slot indexes by the address's low bits: a block's instructions share
+// cache lines and pages of the table (a hash scattered them: a cache and
+// TLB miss per instruction, most of the lookup's cost); code 64 KiB apart
+// collides, which only decodes again.
 func (c *decodeCache) slot(a uint64) *atomic.Pointer[decoded] {
-	h := (a * 0x9e3779b97f4a7c15) >> (64 - decodeSlotsLog2)
-	return &c.slots[h]
+	return &c.slots[a&(1<<decodeSlotsLog2-1)]
 }
 
 // decode returns the instruction at a, which must lie in traced text.

@@ -24,6 +24,12 @@ type emitter struct {
 	exitLabels []label
 	exitSlab   []regValue
 	exitSpans  [][2]int32
+	// Its results, valid until the next generate with this emitter.
+	patch, periodic []int
+	origs           []uint64
+	stacks          [][]uint64
+	// blockLits: the recorder's literals of one block.
+	blockLits []pendingLit
 }
 
 // refFixup: an imm32 that holds a label's offset from cacheLo.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -153,7 +154,11 @@ type trace struct {
 	nsides  int
 	iterCtr uint64 // address of its iteration counter (0 none)
 	tick    uint64 // its loop's period counter (generate), shared with its root
-	exits   []uint32
+	// exitBase, nexits: its exits' ids, contiguous; stacks[i]: the
+	// return addresses inlined calls had pushed at exit exitBase+i
+	// (shared, never modified).
+	exitBase, nexits uint32
+	stacks           [][]uint64
 	// periodic: the exits that leave every periodTicks iterations (not
 	// guard failures: they are reported apart).
 	periodic []uint32
@@ -183,11 +188,8 @@ type Machine struct {
 	// exitRetries: side recordings of an exit that ended to be retried.
 	exitRetries map[uint32]int
 	backBySite  map[uint32]*BackEdge
-	exitOwner   []*trace // exit index -> trace
-	// exitStacks: exit index -> the return addresses inlined calls had
-	// pushed there (shared, never modified).
-	exitStacks [][]uint64
-	off        bool
+	pid         int // for peek
+	off         bool
 	// decoded: the traced text's instructions, decoded once.
 	decoded decodeCache
 }
@@ -238,6 +240,7 @@ func Start(cfg Config) (*Machine, error) {
 		doNotCall:   make(map[uint64]bool),
 		exitRetries: make(map[uint32]int),
 		backBySite:  make(map[uint32]*BackEdge),
+		pid:         os.Getpid(),
 	}
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	m.decoded = newDecodeCache()
@@ -412,6 +415,21 @@ func (m *Machine) textEnd(a uint64) uint64 {
 
 // backEdgeOfSite returns the back-edge site gsite, or nil for an
 // annotation call site.
+// exitTrace returns the trace exit id belongs to, nil if none: traces
+// take their exits in order (m.mu held).
+func (m *Machine) exitTrace(id uint32) *trace {
+	i, _ := slices.BinarySearchFunc(m.traces, id, func(t *trace, id uint32) int {
+		if t.exitBase+t.nexits <= id {
+			return -1
+		}
+		return 1
+	})
+	if i < len(m.traces) && m.traces[i].exitBase <= id {
+		return m.traces[i]
+	}
+	return nil
+}
+
 func (m *Machine) backEdgeOfSite(gsite uint32) *BackEdge { return m.backBySite[gsite] }
 
 // readOnly reports whether [a, a+n) lies in an object's read-only memory.
@@ -431,14 +449,16 @@ func (m *Machine) readOnly(a uint64, n int) bool {
 // our own pid) and reports a page that is unmapped or not readable
 // (a guard page, PROT_NONE) as an error instead of a SIGSEGV. mincore
 // is not enough: it succeeds on mapped PROT_NONE pages.
-func peek(a uint64, n int) (uint64, bool) {
+// pid is this process's (the machine's, cached: a getpid per read cost
+// as much as the read; a fork child never runs the machine).
+func peek(pid int, a uint64, n int) (uint64, bool) {
 	if n <= 0 || n > 8 || a+uint64(n) < a {
 		return 0, false
 	}
 	var buf [8]byte
 	local := syscall.Iovec{Base: &buf[0], Len: uint64(n)}
 	remote := syscall.Iovec{Base: (*byte)(addrPtr(a)), Len: uint64(n)}
-	got, _, errno := syscall.Syscall6(sysProcessVMReadv, uintptr(os.Getpid()),
+	got, _, errno := syscall.Syscall6(sysProcessVMReadv, uintptr(pid),
 		uintptr(unsafe.Pointer(&local)), 1, uintptr(unsafe.Pointer(&remote)), 1, 0)
 	if errno != 0 || int(got) != n {
 		return 0, false

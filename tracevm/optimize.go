@@ -52,8 +52,8 @@ type flagState struct {
 // scratch holds an optimiser's per-instruction arrays between traces: the
 // runtime's heap is collected only near its limit (runtime-stub/jit.go).
 type scratch struct {
-	known, after [][16]val
-	flagsAt      []flagState
+	known   [][16]val
+	flagsAt []flagState
 }
 
 var evalScratch sync.Pool
@@ -64,8 +64,8 @@ func (p *plan) release() {
 	if p == nil || p.known == nil {
 		return
 	}
-	evalScratch.Put(&scratch{known: p.known, after: p.after, flagsAt: p.flagsAt})
-	p.known, p.after, p.flagsAt = nil, nil, nil
+	evalScratch.Put(&scratch{known: p.known, flagsAt: p.flagsAt})
+	p.known, p.flagsAt = nil, nil
 }
 
 // plan is the optimiser's decision for one trace.
@@ -78,12 +78,13 @@ type plan struct {
 	// whose flags nothing reads: the guard's flags are M - v, not the
 	// original comparison's).
 	replaced  map[int]bool
-	liveAfter []uint16  // registers read after op i (before being written)
-	known     [][16]val // registers known before op i
-	after     [][16]val // registers known after op i
-	insts     []*x86dec.Inst
-	ok        bool
-	flagsAt   []flagState // the optimiser's, kept for release
+	liveAfter []uint16 // registers read after op i (before being written)
+	// known[i]: registers known before op i, so also after op i-1;
+	// known[len(ops)] is after the last op.
+	known   [][16]val
+	insts   []*x86dec.Inst
+	ok      bool
+	flagsAt []flagState // the optimiser's, kept for release
 }
 
 func (p *plan) inst(i int) *x86dec.Inst { return p.insts[i] }
@@ -108,8 +109,7 @@ type optimizer struct {
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
 	specVal  []uint64
-	known    [][16]val   // registers known before op i
-	after    [][16]val   // registers known after op i
+	known    [][16]val   // registers known before op i (after op i-1)
 	flagsAt  []flagState // flags before op i
 	foldOps  map[int]bool
 	// banned: loads never to speculate (their value now is not the one
@@ -117,6 +117,14 @@ type optimizer struct {
 	banned map[int]bool
 	// contra: the assumptions a contradiction rested on.
 	contra assume
+	// peeked: memory read by earlier passes (addr<<4 | size): a read is
+	// a system call.
+	peeked map[uint64]peekResult
+}
+
+type peekResult struct {
+	v  uint64
+	ok bool
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -131,9 +139,9 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.R12 | 1<<x86enc.R1
 const allRegs16 = 0xffff
 
 func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) *plan {
-	o := &optimizer{m: m, ops: ops, head: head}
+	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}}
 	if s, ok := evalScratch.Get().(*scratch); ok {
-		o.known, o.after, o.flagsAt = s.known[:0], s.after[:0], s.flagsAt[:0]
+		o.known, o.flagsAt = s.known[:0], s.flagsAt[:0]
 	}
 	for r := 0; r < 16; r++ {
 		if meaningful&(1<<r) != 0 && head[r] == close[r] {
@@ -226,7 +234,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	if !o.liveness(p, need) {
 		return nil
 	}
-	p.known, p.after, p.insts, p.flagsAt = o.known, o.after, o.insts, o.flagsAt
+	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
 	p.ok = true
 	return p
 }
@@ -262,14 +270,16 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	}
 	s.spec = map[uint64]val{}
 	// Every pass rewrites each entry before reading it: the arrays of
-	// the previous pass, or of an earlier trace (evalScratch), are reused:
-	// about a megabyte at 2,000 instructions.
-	if n := len(o.ops); cap(o.known) < n {
-		o.known = make([][16]val, n)
-		o.after = make([][16]val, n)
-		o.flagsAt = make([]flagState, n)
+	// the previous pass, or of an earlier trace (evalScratch), are reused
+	// (384 bytes an op; new memory costs a page fault per 4 KB): they
+	// grow by doubling.
+	n := len(o.ops)
+	if cap(o.known) < n+1 {
+		c := max(n+1, 2*cap(o.known))
+		o.known = make([][16]val, n+1, c)
+		o.flagsAt = make([]flagState, n, c)
 	} else {
-		o.known, o.after, o.flagsAt = o.known[:n], o.after[:n], o.flagsAt[:n]
+		o.known, o.flagsAt = o.known[:n+1], o.flagsAt[:n]
 	}
 	o.foldOps = make(map[int]bool)
 	var folded []foldedGuard
@@ -314,8 +324,8 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
-		o.after[i] = s.regs
 	}
+	o.known[n] = s.regs
 	return folded, true
 }
 
@@ -412,7 +422,12 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if !flagsDeadAfter(o.ops, i-1) {
 			return val{} // the value guard's cmp would clobber live flags
 		}
-		v, ok := peek(ad.v, size)
+		pr, seen := o.peeked[key]
+		if !seen {
+			pr.v, pr.ok = peek(o.m.pid, ad.v, size)
+			o.peeked[key] = pr
+		}
+		v, ok := pr.v, pr.ok
 		if !ok {
 			return val{} // not readable here: the trace reads it, or faults, as the interpreter would
 		}
@@ -908,7 +923,7 @@ prefixes:
 // register is known only if the bits it keeps were).
 func (o *optimizer) resultsKnown(i int, w uint16) bool {
 	for r := 0; r < 16; r++ {
-		if w&(1<<r) != 0 && !o.after[i][r].known {
+		if w&(1<<r) != 0 && !o.known[i+1][r].known {
 			return false
 		}
 	}
@@ -1011,7 +1026,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 				((destOnly.has(inst.Op) || readWrite.has(inst.Op)) && isGPRArg(inst.Args[0])))
 			known := true
 			for rr := 0; rr < 16; rr++ {
-				if w&(1<<rr) != 0 && !o.after[i][rr].known {
+				if w&(1<<rr) != 0 && !o.known[i+1][rr].known {
 					known = false
 				}
 			}

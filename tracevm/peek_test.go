@@ -1,6 +1,7 @@
 package tracevm
 
 import (
+	"os"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -40,7 +41,7 @@ func TestPeek(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, ok := peek(tt.addr, tt.size)
+			v, ok := peek(os.Getpid(), tt.addr, tt.size)
 			assert.Equal(t, tt.ok, ok)
 			assert.Equal(t, tt.want, v)
 		})

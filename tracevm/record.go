@@ -253,18 +253,15 @@ func tvSideExit(why C.uint64_t) C.uint64_t {
 	}
 	id := uint32(why) - C.TV_EXIT_BASE
 	m.mu.Lock()
-	var parent *trace
-	if int(id) < len(m.exitOwner) {
-		parent = m.exitOwner[id]
-	}
+	parent := m.exitTrace(id)
 	root := parent
 	if root != nil && root.root != nil {
 		root = root.root
 	}
 	ok := parent != nil && root.nsides < maxSideTraces && m.byKey[root.key] == root
 	var stack []uint64
-	if ok && int(id) < len(m.exitStacks) {
-		stack = m.exitStacks[id]
+	if ok {
+		stack = parent.stacks[id-parent.exitBase]
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -374,7 +371,8 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 	}
 	e := r.emit
 	e.reset(r.recbuf)
-	var lits []pendingLit
+	lits := e.blockLits[:0] // reused: fresh memory costs page faults
+	defer func() { e.blockLits = lits[:0] }()
 	statePC := r.pc // the original address the saved state belongs to
 	regs := regsOf(t)
 	abort := func(why string) (uint64, bool, string) { return statePC, true, why }
@@ -500,8 +498,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			if info.Kind != insn.Return && r.returnsTwice(target, inst) {
 				return abort("returns-twice")
 			}
-			held := *inst // a copy: the cached instruction is shared
-			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: &held, target: target, exit: r.pc})
+			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: inst, dec: d, target: target, exit: r.pc})
 			if info.Kind == insn.IndirectJump {
 				if be, ok := m.backEdgeAt(target); ok {
 					// The dispatch reached a patched back-edge

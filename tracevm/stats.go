@@ -134,7 +134,7 @@ func (m *Machine) Snapshot() Snapshot {
 		for _, x := range t.periodic {
 			ts.PeriodicExits += uint64(exits[x].count)
 		}
-		for _, x := range t.exits {
+		for x := t.exitBase; x < t.exitBase+t.nexits; x++ {
 			if slices.Contains(t.periodic, x) {
 				continue
 			}
