@@ -490,38 +490,21 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		defer p.release()
 	}
-	// Back-edges taken in a trace count in its own counter and, for the
-	// runtime's measure of the loop (the governor), in its root's pair:
-	// root iterations, then side-trace iterations.
-	nctr := 1
-	if r.side != nil {
-		nctr = 2
-	}
-	// Sizes do not depend on the address: a first pass sizes the code.
 	e := m.emitters.Get().(*emitter)
 	defer m.emitters.Put(e)
-	probe, _, probeExits, _, _, _, err := m.generate(e, r.ops, m.cache.Base(), 0, slices.Repeat([]uint64{m.data.base}, nctr), m.data.base, p, r.start, idGuard, r.initStack)
-	if err != nil {
-		return nil, err
-	}
-	nexit, probeLen := len(probeExits), len(probe)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.off {
 		return nil, fmt.Errorf("tracevm: off")
 	}
-	base, err := m.alloc(probeLen)
-	if err != nil {
-		return nil, err
-	}
 	exitBase := uint32(C.tv_g.nexits)
-	if C.tv_grow_exits(C.uint32_t(exitBase+uint32(nexit))) != 0 {
-		return nil, fmt.Errorf("tracevm: exit table")
-	}
-	t := &trace{key: r.key, index: uint32(len(m.traces)), head: base, side: r.side != nil, insns: r.ninsns, exitBase: exitBase, nexits: uint32(nexit)}
+	t := &trace{key: r.key, index: uint32(len(m.traces)), side: r.side != nil, insns: r.ninsns, exitBase: exitBase}
 	if r.side != nil {
 		t.root = r.side.rootTrace()
 	}
+	// Back-edges taken in a trace count in its own counter and, for the
+	// runtime's measure of the loop (the governor), in its root's pair:
+	// root iterations, then side-trace iterations.
 	var ctrs []uint64
 	if r.side == nil {
 		t.iterCtr = m.data.alloc16()
@@ -538,12 +521,41 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if slices.Contains(ctrs, 0) || t.tick == 0 {
 		return nil, fmt.Errorf("tracevm: counter area full")
 	}
-	code, patch, origs, cm, stacks, periodic, err := m.generate(e, r.ops, base, exitBase, ctrs, t.tick, p, r.start, idGuard, r.initStack)
-	if err != nil {
-		return nil, err
+	// The code is generated where the cache's next allocation will be
+	// (one pass); when it does not fit the generation, the cache is
+	// flushed and it is generated again at the next generation's start.
+	var (
+		base            uint64
+		code            []byte
+		patch, periodic []int
+		origs           []uint64
+		cm              []codeMap
+		stacks          [][]uint64
+		err             error
+	)
+	for try := 0; ; try++ {
+		base = m.cache.Next(64)
+		code, patch, origs, cm, stacks, periodic, err = m.generate(e, r.ops, base, exitBase, ctrs, t.tick, p, r.start, idGuard, r.initStack)
+		if err != nil {
+			return nil, err
+		}
+		if m.cache.Used()+len(code)+64 <= m.genEnd || try > 0 {
+			break
+		}
+		if err := m.flush(); err != nil {
+			return nil, err
+		}
 	}
-	if len(code) != probeLen {
-		return nil, fmt.Errorf("tracevm: trace size changed with its address (%d, %d)", probeLen, len(code))
+	if a, err := m.alloc(len(code)); err != nil {
+		return nil, err
+	} else if a != base {
+		return nil, fmt.Errorf("tracevm: trace generated at %#x allocated at %#x", base, a)
+	}
+	t.head = base
+	nexit := len(origs)
+	t.nexits = uint32(nexit)
+	if C.tv_grow_exits(C.uint32_t(exitBase+uint32(nexit))) != 0 {
+		return nil, fmt.Errorf("tracevm: exit table")
 	}
 	if err := m.cache.Write(base, code); err != nil {
 		return nil, err

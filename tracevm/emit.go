@@ -219,6 +219,45 @@ func (e *emitter) cmpRegImm32(r x86enc.Reg, v int32) {
 // jrcxz8: jrcxz over n bytes.
 func (e *emitter) jrcxz8(n int) { e.bytes(0xe3, byte(int8(n))) }
 
+// jmpNext: jmp +0 (a rel32 to the next instruction, to be linked later);
+// returns the jump's offset.
+func (e *emitter) jmpNext() int {
+	at := len(e.buf)
+	e.bytes(0xe9, 0, 0, 0, 0)
+	return at
+}
+
+// movRCXFromAbs: mov a(%rip), %rcx; movRCXToAbs: mov %rcx, a(%rip).
+func (e *emitter) movRCXFromAbs(a uint64) { e.bytes(0x48, 0x8b, 0x0d); e.rel32To(-1, a, 0) }
+func (e *emitter) movRCXToAbs(a uint64)   { e.bytes(0x48, 0x89, 0x0d); e.rel32To(-1, a, 0) }
+
+// movlImmAtRCX: movl $v, (%rcx).
+func (e *emitter) movlImmAtRCX(v uint32) { e.bytes(0xc7, 0x01); e.u32(v) }
+
+// chainStub generates a recorder chain stub: if the log whose cursor and
+// room are at hdr, hdr+8 has room, it appends edge to it and jumps to
+// next; otherwise it jumps to back (the event the edge had). Neither the
+// flags nor the stack are touched: %rcx is spilled to the thread's
+// scratch slot, jrcxz tests the room.
+func (e *emitter) chainStub(edge uint32, hdr, next, back uint64) {
+	e.fsStore(x86enc.RCX, tlsScratch)
+	e.movRCXFromAbs(hdr + 8)
+	full := len(e.buf)
+	e.jrcxz8(0)
+	body := len(e.buf)
+	e.leaRCXDisp(-1)
+	e.movRCXToAbs(hdr + 8)
+	e.movRCXFromAbs(hdr)
+	e.movlImmAtRCX(edge)
+	e.leaRCXDisp(4)
+	e.movRCXToAbs(hdr)
+	e.fsLoad(x86enc.RCX, tlsScratch)
+	e.jmpAbs(next)
+	e.buf[full+1] = byte(len(e.buf) - body)
+	e.fsLoad(x86enc.RCX, tlsScratch)
+	e.jmpAbs(back)
+}
+
 // incRIPAbs: incq addr(%rip) (clobbers the flags).
 func (e *emitter) incRIPAbs(a uint64) { e.bytes(0x48, 0xff, 0x05); e.rel32To(-1, a, 0) }
 

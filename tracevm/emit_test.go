@@ -258,6 +258,29 @@ func encodingCases() []emitCase {
 		s.absolute(fmt.Sprintf("incRIPAbs/%d", d), d, func(e *emitter, a uint64) { e.incRIPAbs(a) },
 			wantInst{op: x86asm.INC, n: 7, size: 64, args: args(ripMem(d))}, "incq %s(%%rip)")
 	}
+	for _, d := range absDists(7) {
+		s.absolute(fmt.Sprintf("movRCXFromAbs/%d", d), d, func(e *emitter, a uint64) { e.movRCXFromAbs(a) },
+			wantInst{op: x86asm.MOV, n: 7, size: 64, args: args(x86asm.RCX, ripMem(d))}, "mov %s(%%rip), %%rcx")
+		s.absolute(fmt.Sprintf("movRCXToAbs/%d", d), d, func(e *emitter, a uint64) { e.movRCXToAbs(a) },
+			wantInst{op: x86asm.MOV, n: 7, size: 64, args: args(ripMem(d), x86asm.RCX)}, "mov %%rcx, %s(%%rip)")
+	}
+	{
+		a := s.next()
+		s.add(emitCase{
+			name:  "jmpNext",
+			emit:  func(e *emitter) { e.jmpNext() },
+			insts: []wantInst{{op: x86asm.JMP, n: 5, args: args(x86asm.Rel(0)), target: a + 5, hasTarget: true}},
+			gnu:   "jmp.d32 .+5",
+		})
+	}
+	for _, v := range []uint32{0, 1, 0x7fffffff, 0xffffffff} {
+		s.add(emitCase{
+			name:  fmt.Sprintf("movlImmAtRCX/%#x", v),
+			emit:  func(e *emitter) { e.movlImmAtRCX(v) },
+			insts: []wantInst{{op: x86asm.MOV, n: 6, size: 32, args: args(x86asm.Mem{Base: x86asm.RCX}, x86asm.Imm(int64(int32(v))))}},
+			gnu:   fmt.Sprintf("movl $%#x, (%%rcx)", v),
+		})
+	}
 
 	for _, v := range imm32s {
 		sym := s.sym()

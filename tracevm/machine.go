@@ -133,7 +133,7 @@ const (
 	defaultSideThreshold = 16
 	defaultMaxAborts     = 4
 	generations          = 4
-	recBufSize           = 16 << 10
+	recBufSize           = 256 << 10
 	maxSideTraces        = 64
 )
 
@@ -180,7 +180,7 @@ type Machine struct {
 	data      *dataArea
 	switchOut uint64
 	recStart  uint64
-	recBufs   []uint64
+	recBufs   []*recBuf
 	traces    []*trace
 	byKey     map[loopKey]*trace
 	loops     map[loopKey]*loopState
@@ -336,6 +336,9 @@ func (m *Machine) flush() error {
 	C.tv_unpublish_all()
 	m.stats.flushes.Add(1)
 	m.byKey = make(map[loopKey]*trace)
+	for _, b := range m.recBufs {
+		b.free()
+	}
 	m.recBufs = nil
 	if m.gen+1 >= generations {
 		m.off = true

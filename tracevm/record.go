@@ -79,9 +79,15 @@ type recording struct {
 		pc       uint64
 		prev     uint32
 	}
-	frames int // branchable frames entered and not left
-	pend   op  // the conditional branch that ended the block
-	recbuf uint64
+	frames int     // branchable frames entered and not left
+	pend   op      // the conditional branch that ended the block
+	recbuf uint64  // buf's code area; 0 once the buffer is given up
+	buf    *recBuf // the block buffer and cache
+	// pendBlock: the kept block whose branch is pend, -1 none; linkFrom
+	// and linkSide: the kept block and side that led to the block about
+	// to be built, -1 none (block links the two when both are kept).
+	pendBlock, linkFrom int32
+	linkSide            int
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
@@ -117,7 +123,7 @@ const (
 	// maxExitRetries bounds the side recordings of one exit that end
 	// that way.
 	maxExitRetries = 8
-	maxBlockBytes  = recBufSize - 1024
+	maxBlockBytes  = blockRoom - 1024
 )
 
 // beginRecording sets up a recording; the caller holds no lock.
@@ -153,24 +159,21 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		return nil
 	}
 	m.stats.recordings.Add(1)
-	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(), recbuf: buf}
+	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(),
+		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1}
 	if s, ok := recScratch.Get().(*recordingScratch); ok {
 		r.ops, r.seen, r.emit = s.ops[:0], s.seen, s.emit
 	}
 	return r
 }
 
-func (m *Machine) recBuffer() (uint64, error) {
+func (m *Machine) recBuffer() (*recBuf, error) {
 	if n := len(m.recBufs); n > 0 {
 		b := m.recBufs[n-1]
 		m.recBufs = m.recBufs[:n-1]
 		return b, nil
 	}
-	b, err := m.alloc(recBufSize)
-	if err == nil {
-		m.markUsed()
-	}
-	return b, err
+	return m.newRecBuf()
 }
 
 // end releases the recording; ok says whether it produced a trace.
@@ -181,7 +184,8 @@ func (r *recording) end(reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r.recbuf != 0 {
-		m.recBufs = append(m.recBufs, r.recbuf)
+		r.buf.closeLog()
+		m.recBufs = append(m.recBufs, r.buf)
 	}
 	if r.side == nil {
 		st := m.loops[r.key]
@@ -300,6 +304,7 @@ func tvAbortStale(h C.uint64_t) {
 		// Its blocks may still run (a native call not yet returned):
 		// the buffer is never reused.
 		r.recbuf = 0
+		r.buf.closeLog()
 		r.end("stale")
 		cgo.Handle(h).Delete()
 	}
@@ -308,6 +313,15 @@ func tvAbortStale(h C.uint64_t) {
 // run handles one recorder event of thread t and returns where it
 // continues: the next block, a trace, or the original code.
 func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
+	r.linkFrom = -1
+	r.m.stats.recorderEvents.Add(1)
+	if ev == C.TV_REC_START {
+		r.buf.openLog()
+		r.pendBlock = -1
+	} else if reason := r.replay(); reason != "" {
+		// Where the event resumes is where the state belongs.
+		return r.stop(t, binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8)), reason)
+	}
 	switch ev {
 	case C.TV_REC_START:
 		r.pc = r.start
@@ -315,17 +329,18 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	case C.TV_REC_NEXT:
 		r.pc = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
 	case C.TV_REC_TAKEN, C.TV_REC_NOT_TAKEN:
-		p := r.pend
-		g := op{kind: opGuard, addr: p.addr}
-		if ev == C.TV_REC_TAKEN {
-			g.cond, g.exit, r.pc = p.cond.Invert(), p.exit, p.target
-		} else {
-			g.cond, g.exit, r.pc = p.cond, p.target, p.exit
+		taken := ev == C.TV_REC_TAKEN
+		r.resolve(taken)
+		if r.pendBlock >= 0 {
+			r.linkFrom, r.linkSide = r.pendBlock, 0
+			if taken {
+				r.linkSide = 1
+			}
 		}
-		r.ops = append(r.ops, g)
 	default:
 		return r.stop(t, r.pc, fmt.Sprintf("bad-event-%d", ev))
 	}
+	r.pendBlock = -1
 	next, done, reason := r.block(t)
 	if !done {
 		return next
@@ -370,7 +385,27 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 		r.emit = newEmitter(r.recbuf, m.tls)
 	}
 	e := r.emit
-	e.reset(r.recbuf)
+	b := r.buf
+	if b.used+blockRoom > recBufSize {
+		b.reset()
+		r.linkFrom = -1
+	}
+	// keep: the block may be kept in the cache (see recBuf); it is
+	// cleared by anything that depends on more than the address.
+	// (At the inlining depth limit every call is native: not kept.)
+	keep := !r.nativeCall && r.suspended == 0 && len(r.stack) < maxInlineDepth
+	if keep {
+		if i, ok := b.byPC[r.pc]; ok && r.ninsns+int(b.blocks[i].ninsns) < m.cfg.MaxTraceInsns {
+			if r.calleeLoops() {
+				return r.pc, true, abortCalleeLoop
+			}
+			r.enter(i)
+			r.link(i)
+			return b.blocks[i].addr, false, ""
+		}
+	}
+	opStart, insStart := len(r.ops), r.ninsns
+	e.reset(b.cursor())
 	lits := e.blockLits[:0] // reused: fresh memory costs page faults
 	defer func() { e.blockLits = lits[:0] }()
 	statePC := r.pc // the original address the saved state belongs to
@@ -401,6 +436,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			if site.API == APIFellthroughBranch && !first {
 				return endNext() // its argument is read from the state
 			}
+			keep = false
 			next, done, reason, cont := r.api(site, r.pc+elidedLen, regs)
 			if !cont {
 				return next, done, reason
@@ -424,6 +460,7 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			r.ninsns++
 			if r.nativeTarget(info.Target) {
 				// A tail call of native code (a PLT stub, libc).
+				keep = false
 				if !r.tailCall(e, &lits, info.Target) {
 					return abort("tail-call-from-root")
 				}
@@ -436,18 +473,30 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 			}
 			taken := e.newLabel()
 			e.jcc(info.Cond, taken)
+			var stubs [2]int // kept: each side's event starts with a jump to link
+			if keep {
+				stubs[0] = e.jmpNext()
+			}
 			emitRecEvent(e, C.TV_REC_NOT_TAKEN, m.switchOut, lo, inst.End(), &lits)
 			e.bind(taken)
+			if keep {
+				stubs[1] = e.jmpNext()
+			}
 			emitRecEvent(e, C.TV_REC_TAKEN, m.switchOut, lo, info.Target, &lits)
 			r.pend = op{addr: r.pc, cond: info.Cond, target: info.Target, exit: inst.End()}
 			r.ninsns++
-			return r.writeBlock(e, lits, statePC)
+			next, done, reason := r.writeBlock(e, lits, statePC)
+			if !done && keep {
+				r.keep(statePC, len(e.buf), opStart, insStart, stubs)
+			}
+			return next, done, reason
 		case insn.Call:
 			site, isSite := m.siteAt(r.pc)
 			if isSite && !nativeAPI[site.API] {
 				if !first {
 					return endNext()
 				}
+				keep = false
 				next, done, reason, cont := r.api(site, inst.End(), regs)
 				if !cont {
 					return next, done, reason
@@ -469,12 +518,14 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				r.pc = inst.End()
 				continue
 			}
+			keep = false
 			r.inlineCall(e, &lits, inst.End(), info.Target)
 			r.pc = info.Target
 		case insn.IndirectJump, insn.IndirectCall, insn.Return:
 			if !first {
 				return endNext()
 			}
+			keep = false
 			r.ninsns++
 			if info.Kind == insn.Return {
 				n := len(r.stack)
@@ -641,16 +692,21 @@ func flushLits(e *emitter, lits []pendingLit) {
 	}
 }
 
+var errBlockRoom = errorString("tracevm: block larger than its room")
+
 func (r *recording) writeBlock(e *emitter, lits []pendingLit, statePC uint64) (uint64, bool, string) {
 	flushLits(e, lits)
 	code, err := e.finish()
+	if err == nil && len(code) > blockRoom {
+		err = errBlockRoom // would spill out of the buffer (literals)
+	}
 	if err == nil {
-		err = r.m.cache.Write(r.recbuf, code)
+		err = r.m.cache.Write(e.base, code)
 	}
 	if err != nil {
 		return statePC, true, "block"
 	}
-	return r.recbuf, false, ""
+	return e.base, false, ""
 }
 
 // returnsTwice: inst, at r.pc, calls or jumps to a function that returns

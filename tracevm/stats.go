@@ -21,6 +21,8 @@ type Stats struct {
 	flushes        atomic.Uint64
 	recordNanos    atomic.Int64
 	recordedInsns  atomic.Uint64
+	chainedBlocks  atomic.Uint64
+	recorderEvents atomic.Uint64
 
 	mu     sync.Mutex
 	aborts map[string]uint64
@@ -49,6 +51,11 @@ type Snapshot struct {
 	// RecordedInsns: instructions all recordings copied (abandoned ones
 	// too): record_seconds over it is the recorder's speed.
 	RecordedInsns uint64 `json:"recorded_insns"`
+	// ChainedBlocks: recorded blocks that ran from the block cache
+	// chained to the one before, without a switch to the recorder.
+	ChainedBlocks uint64 `json:"chained_blocks"`
+	// RecorderEvents: switches from recorded code to the recorder.
+	RecorderEvents uint64 `json:"recorder_events"`
 	// TracesDropped: root traces the runtime measured slower than the
 	// interpreter and unpublished (their loops are never recorded again).
 	TracesDropped uint64       `json:"traces_dropped"`
@@ -98,6 +105,8 @@ func (m *Machine) Snapshot() Snapshot {
 		Flushes:        m.stats.flushes.Load(),
 		RecordSeconds:  float64(m.stats.recordNanos.Load()) / 1e9,
 		RecordedInsns:  m.stats.recordedInsns.Load(),
+		ChainedBlocks:  m.stats.chainedBlocks.Load(),
+		RecorderEvents: m.stats.recorderEvents.Load(),
 		Aborts:         map[string]uint64{},
 		Traces:         []TraceStats{},
 	}

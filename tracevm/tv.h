@@ -23,7 +23,7 @@
 #define TV_OFF_EXIT 144
 #define TV_OFF_SCRATCH 152
 #define TV_OFF_REF 224
-#define TV_RECBUF_SIZE (16u << 10)
+#define TV_RECBUF_SIZE (256u << 10)
 
 /* Values of tls->exit below TV_EXIT_BASE are recorder events. */
 enum {

@@ -96,6 +96,15 @@ func (c *Cache) Alloc(n, align int) (uint64, error) {
 	return addr, nil
 }
 
+// Next returns the address the next Alloc aligned align would return
+// (align a power of two).
+func (c *Cache) Next(align int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := uint64(align)
+	return (c.base + uint64(c.used) + a - 1) &^ (a - 1)
+}
+
 // rwRange returns the write-view slice for the RX range [at, at+n) after checking that
 // it lies in allocated space. c.mu must be held.
 func (c *Cache) rwRange(at uint64, n int) ([]byte, error) {

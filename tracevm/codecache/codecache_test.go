@@ -268,8 +268,10 @@ func TestAlloc(t *testing.T) {
 	for _, tt := range []struct{ n, align int }{
 		{1, 1}, {3, 2}, {5, 16}, {1, 64}, {100, 4096}, {7, 8}, {1, 1}, {4096, 4096},
 	} {
+		next := c.Next(tt.align)
 		at, err := c.Alloc(tt.n, tt.align)
 		require.NoError(t, err)
+		assert.Equal(t, next, at, "Next(%d) is where Alloc allocates", tt.align)
 		assert.Zero(t, at%uint64(tt.align), "align %d", tt.align)
 		assert.GreaterOrEqual(t, at, prevEnd, "overlaps previous allocation")
 		assert.Less(t, at-prevEnd, uint64(tt.align), "needless padding")

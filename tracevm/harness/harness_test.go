@@ -203,6 +203,39 @@ func TestDataDependentBranch(t *testing.T) {
 	assert.Contains(t, r.log(), "side of")
 }
 
+// TestBlockCache records the same loop body twice (fresh loop ids): the
+// second recording runs the body's blocks from the recorder's cache,
+// chained without a switch to the recorder, and its trace computes what
+// the first's did.
+func TestBlockCache(t *testing.T) {
+	const n = 100000
+	for _, k := range []int64{0x15, 0x0a} {
+		first := runJIT(t, Chain, n, k)
+		want := first.native(Chain, n, k)
+		require.Equal(t, want, first.res)
+		first.checkTraced(t, n, 0.95)
+		second := runJIT(t, Chain, n, k)
+		require.Equal(t, want, second.res)
+		second.checkTraced(t, n, 0.95)
+		chained := second.after.ChainedBlocks - second.before.ChainedBlocks
+		assert.GreaterOrEqual(t, chained, uint64(4), "k %#x: the second recording's blocks ran chained", k)
+		t.Logf("k %#x: %d blocks chained", k, chained)
+	}
+}
+
+// TestBlockCacheLogFull: chained blocks that loop fill the chain log; the
+// recording then hears of them, too late for its instruction limit, and
+// the original code goes on from where the chain stopped.
+func TestBlockCacheLogFull(t *testing.T) {
+	const n, m, k = 3000, 20000, 5
+	r := runJIT(t, ChainLong, n, m, k)
+	require.Equal(t, r.native(ChainLong, n, m, k), r.res)
+	assert.Greater(t, r.aborts("too-long"), uint64(0))
+	chained := r.after.ChainedBlocks - r.before.ChainedBlocks
+	assert.GreaterOrEqual(t, chained, uint64(4096), "a full log of chained blocks (tracevm.chainLogCap)")
+	t.Logf("%d blocks chained, %d recordings too long", chained, r.aborts("too-long"))
+}
+
 func TestNestedLoops(t *testing.T) {
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)

@@ -89,6 +89,8 @@ TH_HIDDEN int64_t th_fork_finish(int64_t pid, int fd[2], int64_t s,
 #define TT_DECL(name) TH_HIDDEN int64_t name(const int64_t *in, int64_t *out);
 TT_DECL(tt_sum)
 TT_DECL(tt_branchy)
+TT_DECL(tt_chain)
+TT_DECL(tt_chain_long)
 TT_DECL(tt_nested)
 TT_DECL(tt_calls)
 TT_DECL(tt_callee_loop)

@@ -54,6 +54,50 @@ TT int64_t tt_branchy(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A chain of conditional branches, each taken the same way every
+ * iteration (the empty asm keeps them branches, not cmovs): recorded a
+ * second time (fresh ids), the body runs from the recorder's block cache,
+ * its blocks chained. */
+#define TT_STEP(bit, a, b) \
+	do { \
+		if (k & (bit)) { \
+			a; \
+			__asm__ volatile(""); \
+		} else { \
+			b; \
+		} \
+	} while (0)
+TT int64_t tt_chain(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], k = in[2], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		TT_STEP(1, s += i, s -= i);
+		TT_STEP(2, s ^= i << 3, s += 7);
+		TT_STEP(4, s += i * 5, s ^= 11);
+		TT_STEP(8, s -= i >> 2, s += 13);
+		TT_STEP(16, s ^= i, s -= 3);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* An inner loop the annotations do not mark, in the marked loop's own
+ * frame: recordings unroll it until their instruction limit. Once its
+ * blocks are kept, a recording runs them chained until the chain log is
+ * full, and only then learns that it is too long. */
+TT int64_t tt_chain_long(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], m = in[2], k = in[3], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		for (int64_t j = 0; j < m; j++)
+			TT_STEP(1, s += j ^ k, s -= j);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
 /* Nested loops: the inner loop (id 1) gets hot first and gets its own
  * trace; the outer loop's (id 0) trace links into it. */
 TT int64_t tt_nested(const int64_t *in, int64_t *out)

@@ -1,0 +1,249 @@
+package tracevm
+
+/*
+#include <stdlib.h>
+#include "tv.h"
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"unsafe"
+)
+
+// A recBuf is a recording's area of the code cache: an arena of the blocks
+// it keeps for later recordings (a block cache, as DynamoRIO keeps basic
+// blocks: loops are recorded again and again, side traces retrace their
+// root's paths), with the block being run at its cursor when it is not
+// kept. One recording uses a buffer at a time; buffers go back to the
+// machine's pool when it ends.
+//
+// A block is kept when its code depends on its address alone: it ends
+// with a conditional branch and has no annotation, inlined call, return or
+// indirect branch in it, and no call in it was made native by the state
+// of the recording (a forced native call, temp_disable, the inlining
+// depth limit). In an inlined function, a kept block's start is checked
+// for the function's own loops (calleeLoops) when it is entered or
+// replayed: a loop repeats block starts. Each side of a kept block's branch
+// starts with a jump to the next instruction; once the successor on that
+// side is kept too, the jump is linked to a chain stub that logs the edge
+// and goes on to the successor without leaving the recorded code. Such
+// runs last until a block that is not kept or a full log; Go then replays
+// the log: the guards and the ops of the blocks that ran.
+//
+// The log's cursor and room are in the data area (%rip-relative from the
+// stubs, one pair a buffer): a chain stub of a buffer whose recording
+// ended (a block still running after a longjmp, a fork child) finds no
+// room and takes its event, which resumes the original code.
+type recBuf struct {
+	addr   uint64
+	used   int // bytes of kept blocks and chain stubs, from addr
+	blocks []keptBlock
+	byPC   map[uint64]int32
+	ops    []op   // the kept blocks' ops, one slab
+	log    uint64 // C memory: chainLogCap entries of blockIndex<<1 | taken
+	hdr    uint64 // data area: log cursor, then room left (0: no chaining)
+}
+
+// keptBlock is a block of the cache.
+type keptBlock struct {
+	pc         uint64 // original address it starts at
+	addr       uint64
+	opLo, opHi int32 // its ops in recBuf.ops
+	ninsns     int32
+	pend       op // its conditional branch
+	// stub[s]: address of the rel32 of the jump that starts the event
+	// stub of side s (0 not taken, 1 taken); linked once it is chained.
+	stub   [2]uint64
+	linked [2]bool
+}
+
+const (
+	// blockRoom is what a block may take at the cursor: maxBlockBytes
+	// of code, then its events and literals.
+	blockRoom    = 16 << 10
+	chainStubMax = 96
+	chainLogCap  = 4096
+)
+
+// newRecBuf allocates a buffer's code area, log and log header.
+func (m *Machine) newRecBuf() (*recBuf, error) {
+	a, err := m.alloc(recBufSize)
+	if err != nil {
+		return nil, err
+	}
+	m.markUsed()
+	b := &recBuf{addr: a, byPC: make(map[uint64]int32)}
+	// Without a log or a header the buffer still serves, unchained.
+	if hdr := m.data.alloc16(); hdr != 0 {
+		if p := C.malloc(C.size_t(chainLogCap * 4)); p != nil {
+			b.hdr, b.log = hdr, uint64(uintptr(p))
+		}
+	}
+	return b, nil
+}
+
+// free releases the buffer's log; the buffer is not used after (a flush).
+func (b *recBuf) free() {
+	if b.log != 0 {
+		b.setLog(0, 0)
+		C.free(addrPtr(b.log))
+		b.log, b.hdr = 0, 0
+	}
+}
+
+// setLog sets the log's cursor and room left (stores the stubs of this
+// thread read next).
+func (b *recBuf) setLog(cursor uint64, room uint64) {
+	if b.hdr == 0 {
+		return
+	}
+	binary.LittleEndian.PutUint64(memAt(b.hdr, 8), cursor)
+	binary.LittleEndian.PutUint64(memAt(b.hdr+8, 8), room)
+}
+
+// openLog empties the log for the recording about to run; closeLog makes
+// every chain stub take its event (the recording ended).
+func (b *recBuf) openLog()  { b.setLog(b.log, chainLogCap) }
+func (b *recBuf) closeLog() { b.setLog(b.log, 0) }
+
+// logged returns the edges chain stubs logged since openLog.
+func (b *recBuf) logged() ([]uint32, bool) {
+	if b.hdr == 0 {
+		return nil, true
+	}
+	cur := binary.LittleEndian.Uint64(memAt(b.hdr, 8))
+	if cur < b.log || cur > b.log+chainLogCap*4 || (cur-b.log)%4 != 0 {
+		return nil, false
+	}
+	n := int(cur-b.log) / 4
+	if n == 0 {
+		return nil, true
+	}
+	return unsafe.Slice((*uint32)(addrPtr(b.log)), n), true
+}
+
+// reset forgets every kept block: the arena is full.
+func (b *recBuf) reset() {
+	b.used = 0
+	b.blocks = b.blocks[:0]
+	clear(b.ops) // drop the references they hold
+	b.ops = b.ops[:0]
+	clear(b.byPC)
+}
+
+// cursor is where the next block is written.
+func (b *recBuf) cursor() uint64 { return b.addr + uint64(b.used) }
+
+func align16(n int) int { return (n + 15) &^ 15 }
+
+// enter records kept block i as the block about to run: its ops, and its
+// branch as the one the next event resolves.
+func (r *recording) enter(i int32) {
+	kb := &r.buf.blocks[i]
+	r.ops = append(r.ops, r.buf.ops[kb.opLo:kb.opHi]...)
+	r.ninsns += int(kb.ninsns)
+	r.pend = kb.pend
+	r.pendBlock = i
+}
+
+// resolve appends the guard of the pending branch, taken or not, and
+// moves r.pc to where it went.
+func (r *recording) resolve(taken bool) {
+	p := r.pend
+	g := op{kind: opGuard, addr: p.addr}
+	if taken {
+		g.cond, g.exit, r.pc = p.cond.Invert(), p.exit, p.target
+	} else {
+		g.cond, g.exit, r.pc = p.cond, p.target, p.exit
+	}
+	r.ops = append(r.ops, g)
+}
+
+// replay accounts for the kept blocks chain stubs ran since the last
+// event, then empties the log. It returns why the recording ends, if it
+// must: a log that is not this recording's, or a callee's loop.
+func (r *recording) replay() string {
+	b := r.buf
+	edges, ok := b.logged()
+	if !ok {
+		return "chain-log"
+	}
+	if len(edges) > 0 {
+		r.m.stats.chainedBlocks.Add(uint64(len(edges)))
+	}
+	for _, ed := range edges {
+		i := int32(ed >> 1)
+		if i != r.pendBlock {
+			return "chain-log"
+		}
+		r.resolve(ed&1 != 0)
+		next, ok := b.byPC[r.pc]
+		if !ok {
+			return "chain-log"
+		}
+		if r.calleeLoops() {
+			return abortCalleeLoop
+		}
+		r.enter(next)
+		if r.ninsns >= r.m.cfg.MaxTraceInsns {
+			return "too-long" // (the chain ran on: the limit is checked here)
+		}
+	}
+	b.openLog()
+	return ""
+}
+
+// keep adds the block just written at the cursor (code bytes, ops from
+// opStart, instructions from insStart, event jumps at offsets stubs) to
+// the cache, and links the edge that led to it.
+func (r *recording) keep(pc uint64, size, opStart, insStart int, stubs [2]int) {
+	b := r.buf
+	i := int32(len(b.blocks))
+	lo := len(b.ops)
+	b.ops = append(b.ops, r.ops[opStart:]...)
+	at := b.cursor()
+	b.blocks = append(b.blocks, keptBlock{
+		pc: pc, addr: at, opLo: int32(lo), opHi: int32(len(b.ops)),
+		ninsns: int32(r.ninsns - insStart), pend: r.pend,
+		stub: [2]uint64{at + uint64(stubs[0]) + 1, at + uint64(stubs[1]) + 1},
+	})
+	b.byPC[pc] = i
+	b.used += align16(size)
+	r.pendBlock = i
+	r.link(i)
+}
+
+// link chains the edge that led to kept block to (r.linkFrom's side
+// r.linkSide), if any and not yet linked.
+func (r *recording) link(to int32) {
+	from, side := r.linkFrom, r.linkSide
+	r.linkFrom = -1
+	b := r.buf
+	if from < 0 || b.hdr == 0 || int(from) >= len(b.blocks) || b.used+chainStubMax > recBufSize {
+		return
+	}
+	kb := &b.blocks[from]
+	if kb.linked[side] {
+		return
+	}
+	at := b.cursor()
+	e := r.emit
+	e.reset(at)
+	back := kb.stub[side] + 4 // the event, after the jump
+	e.chainStub(uint32(from)<<1|uint32(side), b.hdr, b.blocks[to].addr, back)
+	code, err := e.finish()
+	if err != nil || len(code) > chainStubMax {
+		return
+	}
+	if r.m.cache.Write(at, code) != nil {
+		return
+	}
+	var rel [4]byte
+	binary.LittleEndian.PutUint32(rel[:], uint32(int32(int64(at)-int64(back))))
+	if r.m.cache.Write(kb.stub[side], rel[:]) != nil {
+		return
+	}
+	b.used += align16(len(code))
+	kb.linked[side] = true
+}
