@@ -960,7 +960,10 @@ func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
 		return r.pc, true, "empty-side-trace", false
 	}
 	r.ops = append(r.ops, last)
-	if _, err := r.m.install(r); err != nil {
+	t0 := time.Now()
+	_, err := r.m.install(r)
+	r.m.stats.compileNanos.Add(int64(time.Since(t0)))
+	if err != nil {
 		if r.m.cfg.Log != nil {
 			fmt.Fprintf(r.m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", r.key.gsite, r.key.id, r.start, err)
 		}

@@ -20,6 +20,7 @@ type Stats struct {
 	recordings     atomic.Uint64
 	flushes        atomic.Uint64
 	recordNanos    atomic.Int64
+	compileNanos   atomic.Int64
 	recordedInsns  atomic.Uint64
 	chainedBlocks  atomic.Uint64
 	recorderEvents atomic.Uint64
@@ -48,6 +49,9 @@ type Snapshot struct {
 	CodeBytes       uint64            `json:"code_bytes"`
 	Flushes         uint64            `json:"flushes"`
 	RecordSeconds   float64           `json:"record_seconds"`
+	// CompileSeconds: the part of RecordSeconds spent optimising and
+	// compiling recordings into traces.
+	CompileSeconds float64 `json:"compile_seconds"`
 	// RecordedInsns: instructions all recordings copied (abandoned ones
 	// too): record_seconds over it is the recorder's speed.
 	RecordedInsns uint64 `json:"recorded_insns"`
@@ -104,6 +108,7 @@ func (m *Machine) Snapshot() Snapshot {
 		TraceEntries:   uint64(C.tv_g.trace_entries),
 		Flushes:        m.stats.flushes.Load(),
 		RecordSeconds:  float64(m.stats.recordNanos.Load()) / 1e9,
+		CompileSeconds: float64(m.stats.compileNanos.Load()) / 1e9,
 		RecordedInsns:  m.stats.recordedInsns.Load(),
 		ChainedBlocks:  m.stats.chainedBlocks.Load(),
 		RecorderEvents: m.stats.recorderEvents.Load(),
