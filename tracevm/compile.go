@@ -186,7 +186,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				return nil, nil, nil, nil, nil, nil, err
 			}
 			rip := false
-			a, known := memKnownIn(inst, &p.known[i])
+			st := p.known.at(i)
+			a, known := memKnownIn(inst, &st)
 			origRIP, wasRIP := inst.MemRIPTarget()
 			if wasRIP {
 				a, known = origRIP, true
@@ -212,7 +213,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				w, _ := writes(p.inst(i))
 				for r := x86enc.Reg(0); r < 16; r++ {
 					if w&(1<<r) != 0 {
-						setVirtual(r, p.known[i+1][r].v)
+						setVirtual(r, p.known.get(i+1, int(r)).v)
 					}
 				}
 			}
@@ -230,15 +231,16 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					}
 					if p.liveAfter[i]&(1<<r) != 0 {
 						clearVirtual(1 << r)
-						e.movImm(r, p.known[i+1][r].v)
+						e.movImm(r, p.known.get(i+1, int(r)).v)
 					} else {
-						setVirtual(r, p.known[i+1][r].v)
+						setVirtual(r, p.known.get(i+1, int(r)).v)
 					}
 				}
 				continue
 			}
 			rd, _ := reads(inst)
-			if a, ok := memKnownIn(inst, &p.known[i]); ok {
+			st := p.known.at(i)
+			if a, ok := memKnownIn(inst, &st); ok {
 				// Set the registers the instruction still reads as
 				// operands (not for the address) first: the %rip
 				// displacement depends on where it lands.
@@ -436,10 +438,10 @@ func memTargetGuard(o *op, pc uint64) ([]byte, bool) {
 // its head guards holds the guarded value by the trace's own computation.
 func closesKnown(ops []op, p *plan, idGuard *regValue) bool {
 	i := len(ops) - 1
-	if i < 0 || ops[i].kind != opClose || i >= len(p.known) {
+	if i < 0 || ops[i].kind != opClose || i >= p.known.len() {
 		return false
 	}
-	at := &p.known[i]
+	at := p.known.at(i)
 	for _, r := range p.headRegs {
 		if !at[r].known || at[r].v != p.headVals[r] {
 			return false

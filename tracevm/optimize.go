@@ -52,7 +52,7 @@ type flagState struct {
 // scratch holds an optimiser's per-instruction arrays between traces: the
 // runtime's heap is collected only near its limit (runtime-stub/jit.go).
 type scratch struct {
-	known   [][16]val
+	known   *knownStates
 	flagsAt []flagState
 }
 
@@ -81,7 +81,7 @@ type plan struct {
 	liveAfter []uint16 // registers read after op i (before being written)
 	// known[i]: registers known before op i, so also after op i-1;
 	// known[len(ops)] is after the last op.
-	known   [][16]val
+	known   *knownStates
 	insts   []*x86dec.Inst
 	ok      bool
 	flagsAt []flagState // the optimiser's, kept for release
@@ -109,8 +109,8 @@ type optimizer struct {
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
 	specVal  []uint64
-	known    [][16]val   // registers known before op i (after op i-1)
-	flagsAt  []flagState // flags before op i
+	known    *knownStates // registers known before op i (after op i-1)
+	flagsAt  []flagState  // flags before op i
 	foldOps  map[int]bool
 	// banned: loads never to speculate (their value now is not the one
 	// the recording saw: memory the iteration itself rewrites).
@@ -138,11 +138,19 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.R12 | 1<<x86enc.R1
 // known addresses; %rsp itself is never left virtual (liveness).
 const allRegs16 = 0xffff
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) *plan {
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) (p *plan) {
+	kept := false // the scratch goes with the plan (release)
 	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}}
 	if s, ok := evalScratch.Get().(*scratch); ok {
-		o.known, o.flagsAt = s.known[:0], s.flagsAt[:0]
+		o.known, o.flagsAt = s.known, s.flagsAt[:0]
+	} else {
+		o.known = new(knownStates)
 	}
+	defer func() {
+		if !kept {
+			evalScratch.Put(&scratch{known: o.known, flagsAt: o.flagsAt})
+		}
+	}()
 	for r := 0; r < 16; r++ {
 		if meaningful&(1<<r) != 0 && head[r] == close[r] {
 			o.inv |= 1 << r
@@ -208,7 +216,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	if need == 0 {
 		return nil
 	}
-	p := &plan{spec: map[int]uint64{}}
+	p = &plan{spec: map[int]uint64{}}
 	chosen := make(map[int]bool)
 	for k := range o.specOp {
 		if need&(1<<(16+k)) != 0 {
@@ -235,7 +243,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 		return nil
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
-	p.ok = true
+	p.ok, kept = true, true
 	return p
 }
 
@@ -269,23 +277,21 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		}
 	}
 	s.spec = map[uint64]val{}
-	// Every pass rewrites each entry before reading it: the arrays of
-	// the previous pass, or of an earlier trace (evalScratch), are reused
-	// (384 bytes an op; new memory costs a page fault per 4 KB): they
-	// grow by doubling.
+	// Every pass rewrites the states and flags: the memory of the
+	// previous pass, or of an earlier trace (evalScratch), is reused (new
+	// memory costs a page fault per 4 KB); the flags grow by doubling.
 	n := len(o.ops)
-	if cap(o.known) < n+1 {
-		c := max(n+1, 2*cap(o.known))
-		o.known = make([][16]val, n+1, c)
-		o.flagsAt = make([]flagState, n, c)
+	o.known.reset()
+	if cap(o.flagsAt) < n {
+		o.flagsAt = make([]flagState, n, max(n, 2*cap(o.flagsAt)))
 	} else {
-		o.known, o.flagsAt = o.known[:n+1], o.flagsAt[:n]
+		o.flagsAt = o.flagsAt[:n]
 	}
 	o.foldOps = make(map[int]bool)
 	var folded []foldedGuard
 	for i := range o.ops {
 		op := &o.ops[i]
-		o.known[i] = s.regs
+		o.known.add(&s.regs)
 		o.flagsAt[i] = s.flags
 		switch op.kind {
 		case opInsn:
@@ -325,7 +331,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
 	}
-	o.known[n] = s.regs
+	o.known.add(&s.regs)
 	return folded, true
 }
 
@@ -923,7 +929,7 @@ prefixes:
 // register is known only if the bits it keeps were).
 func (o *optimizer) resultsKnown(i int, w uint16) bool {
 	for r := 0; r < 16; r++ {
-		if w&(1<<r) != 0 && !o.known[i+1][r].known {
+		if w&(1<<r) != 0 && !o.known.get(i+1, r).known {
 			return false
 		}
 	}
@@ -960,8 +966,9 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 	flags := false
 	unknownAt := func(i int) uint16 {
 		var u uint16
+		st := o.known.at(i)
 		for r := 0; r < 16; r++ {
-			if !o.known[i][r].known {
+			if !st[r].known {
 				u |= 1 << r
 			}
 		}
@@ -1026,7 +1033,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 				((destOnly.has(inst.Op) || readWrite.has(inst.Op)) && isGPRArg(inst.Args[0])))
 			known := true
 			for rr := 0; rr < 16; rr++ {
-				if w&(1<<rr) != 0 && !o.known[i+1][rr].known {
+				if w&(1<<rr) != 0 && !o.known.get(i+1, rr).known {
 					known = false
 				}
 			}
@@ -1090,7 +1097,8 @@ func isGPRArg(a x86asm.Arg) bool {
 // its registers known), so that it can be re-encoded %rip-relative and no
 // longer reads them.
 func (o *optimizer) memKnown(i int) (uint64, bool) {
-	return memKnownIn(o.insts[i], &o.known[i])
+	st := o.known.at(i)
+	return memKnownIn(o.insts[i], &st)
 }
 
 func memKnownIn(inst *x86dec.Inst, known *[16]val) (uint64, bool) {

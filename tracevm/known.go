@@ -1,0 +1,89 @@
+package tracevm
+
+// knownStates records, for each op of a trace, the registers the
+// optimiser knows before it (state i; the last state is after the last
+// op). About seven registers are known at an op and one op in two changes
+// one, so a state is kept whole every knownEvery states and, in between,
+// as the registers that changed: about 30 bytes an op instead of 384 (new
+// memory costs a page fault per 4 KiB, and the optimiser writes a state
+// per op on every pass).
+type knownStates struct {
+	n      int
+	last   [16]val
+	checks [][16]val // state k*knownEvery, whole
+	// deltaAt[i]: state i's changes start at deltas[deltaAt[i]] and end
+	// where state i+1's start (or at len(deltas)).
+	deltaAt []int32
+	deltas  []regDelta
+}
+
+type regDelta struct {
+	r uint8
+	v val
+}
+
+const knownEvery = 32
+
+// reset empties k, keeping its memory.
+func (k *knownStates) reset() {
+	k.n = 0
+	k.checks, k.deltaAt, k.deltas = k.checks[:0], k.deltaAt[:0], k.deltas[:0]
+}
+
+// add appends the next state.
+func (k *knownStates) add(s *[16]val) {
+	k.deltaAt = append(k.deltaAt, int32(len(k.deltas)))
+	if k.n%knownEvery == 0 {
+		k.checks = append(k.checks, *s)
+	} else {
+		for r := range s {
+			if s[r] != k.last[r] {
+				k.deltas = append(k.deltas, regDelta{uint8(r), s[r]})
+			}
+		}
+	}
+	k.last = *s
+	k.n++
+}
+
+// len is the number of states.
+func (k *knownStates) len() int {
+	if k == nil {
+		return 0
+	}
+	return k.n
+}
+
+func (k *knownStates) changes(j int) []regDelta {
+	end := len(k.deltas)
+	if j+1 < k.n {
+		end = int(k.deltaAt[j+1])
+	}
+	return k.deltas[k.deltaAt[j]:end]
+}
+
+// get returns register r in state i.
+func (k *knownStates) get(i, r int) val {
+	c := i / knownEvery
+	v := k.checks[c][r]
+	for j := c*knownEvery + 1; j <= i; j++ {
+		for _, d := range k.changes(j) {
+			if int(d.r) == r {
+				v = d.v
+			}
+		}
+	}
+	return v
+}
+
+// at returns state i whole.
+func (k *knownStates) at(i int) [16]val {
+	c := i / knownEvery
+	s := k.checks[c]
+	for j := c*knownEvery + 1; j <= i; j++ {
+		for _, d := range k.changes(j) {
+			s[d.r] = d.v
+		}
+	}
+	return s
+}

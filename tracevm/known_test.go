@@ -1,0 +1,42 @@
+package tracevm
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestKnownStates checks the compact states against every state kept
+// whole, over runs of changes like the optimiser's (few registers change
+// from one op to the next), across checkpoints and after a reset.
+func TestKnownStates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var k knownStates
+	for _, n := range []int{1, knownEvery - 1, knownEvery, knownEvery + 1, 5*knownEvery + 7, 1000} {
+		k.reset()
+		var cur [16]val
+		want := make([][16]val, 0, n)
+		for i := 0; i < n; i++ {
+			for c := rng.IntN(3); c > 0; c-- {
+				r := rng.IntN(16)
+				if rng.IntN(4) == 0 {
+					cur[r] = val{}
+				} else {
+					cur[r] = val{known: true, v: rng.Uint64(), deps: assume(rng.Uint64())}
+				}
+			}
+			want = append(want, cur)
+			k.add(&cur)
+		}
+		require.Equal(t, n, k.len())
+		for i := range want {
+			require.Equal(t, want[i], k.at(i), "state %d of %d", i, n)
+			for r := 0; r < 16; r++ {
+				require.Equal(t, want[i][r], k.get(i, r), "state %d register %d", i, r)
+			}
+		}
+	}
+	var none *knownStates
+	require.Zero(t, none.len())
+}
