@@ -132,6 +132,14 @@ func (b *recBuf) reset() {
 	clear(b.byPC)
 }
 
+// succ is where side s of the block's branch goes.
+func (kb *keptBlock) succ(s int) uint64 {
+	if s == 1 {
+		return kb.pend.target
+	}
+	return kb.pend.exit
+}
+
 // cursor is where the next block is written.
 func (b *recBuf) cursor() uint64 { return b.addr + uint64(b.used) }
 
@@ -224,7 +232,9 @@ func (r *recording) link(to int32) {
 		return
 	}
 	kb := &b.blocks[from]
-	if kb.linked[side] {
+	// Only the block that starts where that side goes: not one after a
+	// return or an indirect jump handled in between.
+	if kb.linked[side] || b.blocks[to].pc != kb.succ(side) {
 		return
 	}
 	at := b.cursor()

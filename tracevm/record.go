@@ -88,6 +88,7 @@ type recording struct {
 	// to be built, -1 none (block links the two when both are kept).
 	pendBlock, linkFrom int32
 	linkSide            int
+	again               bool // buildBlock: build the next block at r.pc
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
@@ -379,6 +380,20 @@ func (r *recording) stop(t *C.struct_tv_tls, next uint64, reason string) uint64 
 // block's address, or done with the address to continue at (a new trace,
 // or the original code when the recording is abandoned: reason).
 func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason string) {
+	for {
+		next, done, reason = r.buildBlock(t)
+		if !r.again {
+			return next, done, reason
+		}
+		r.again = false
+	}
+}
+
+// buildBlock builds one block (see block); r.again asks for another from
+// the new r.pc instead, the saved state being the one there: after a
+// return or an indirect jump at a block's start, handled here, the code
+// that follows starts a block of its own, which the cache may keep.
+func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reason string) {
 	m := r.m
 	// One emitter serves all of a recording's blocks.
 	if r.emit == nil {
@@ -538,9 +553,12 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 				}
 				r.popFrame()
 				r.ops = append(r.ops, op{kind: opPop, addr: r.pc})
-				e.leaRSP(8)
+				// The return's pop, done on the saved state (lea
+				// 8(%rsp), %rsp: no flags).
+				t.gpr[x86enc.RSP] += 8
 				r.pc = got
-				continue
+				r.again = true
+				return 0, false, ""
 			}
 			target, err := insn.IndirectTarget(inst, regs, uint64(t.fs_base), 0, readMem)
 			if err != nil {
@@ -567,7 +585,8 @@ func (r *recording) block(t *C.struct_tv_tls) (next uint64, done bool, reason st
 					continue
 				}
 				r.pc = target
-				continue
+				r.again = true
+				return 0, false, ""
 			}
 			if r.native(target) {
 				l := e.newLabel()

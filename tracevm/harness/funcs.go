@@ -33,6 +33,7 @@ var (
 	Branchy   = Func{"tt_branchy", C.tt_branchy}
 	Chain     = Func{"tt_chain", C.tt_chain}
 	ChainLong = Func{"tt_chain_long", C.tt_chain_long}
+	ChainRet  = Func{"tt_chain_ret", C.tt_chain_ret}
 	Nested    = Func{"tt_nested", C.tt_nested}
 	Calls     = Func{"tt_calls", C.tt_calls}
 	CalleeLp  = Func{"tt_callee_loop", C.tt_callee_loop}
@@ -53,7 +54,7 @@ var (
 	FPSSE2    = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2    = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512  = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs     = []Func{Sum, Branchy, Chain, ChainLong, Nested, Calls, CalleeLp, Recurse, Interp, FuncPtr, Globals, IsTraced, Ensure, Merge, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs     = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, Recurse, Interp, FuncPtr, Globals, IsTraced, Ensure, Merge, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs   atomic.Uint64
 	idsPerRun = uint64(1 << 12)
 )

@@ -223,6 +223,20 @@ func TestBlockCache(t *testing.T) {
 	}
 }
 
+// TestBlockCacheReturn: a kept block's branch that leads to a return is
+// never chained past the return (recorded twice, the second recording
+// would run on with the return address still on the stack).
+func TestBlockCacheReturn(t *testing.T) {
+	const n = 50000
+	for _, k := range []int64{7, 5, 6} {
+		for run := 0; run < 2; run++ {
+			r := runJIT(t, ChainRet, n, k)
+			require.Equal(t, r.native(ChainRet, n, k), r.res, "k %d run %d", k, run)
+			r.checkTraced(t, n, 0.9)
+		}
+	}
+}
+
 // TestBlockCacheLogFull: chained blocks that loop fill the chain log; the
 // recording then hears of them, too late for its instruction limit, and
 // the original code goes on from where the chain stopped.

@@ -98,6 +98,30 @@ TT int64_t tt_chain_long(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A helper whose second branch leads straight to its return: the block
+ * before the return is kept, the return is handled by the recorder, and
+ * the caller's block after it is kept too; the branch must not be chained
+ * to the caller's block (that would skip the return). */
+TT_HELPER int64_t tt_h_early(int64_t x, int64_t k)
+{
+	TT_STEP(2, x += 3, x -= 5);
+	if (k & 1)
+		return x;
+	return (x * 7) ^ k;
+}
+
+TT int64_t tt_chain_ret(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], k = in[2], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += tt_h_early(i, k);
+		TT_STEP(4, s ^= i, s += 9);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
 /* Nested loops: the inner loop (id 1) gets hot first and gets its own
  * trace; the outer loop's (id 0) trace links into it. */
 TT int64_t tt_nested(const int64_t *in, int64_t *out)
