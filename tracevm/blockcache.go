@@ -19,10 +19,13 @@ import (
 // machine's pool when it ends.
 //
 // A block is kept when its code depends on its address alone: it ends
-// with a conditional branch and has no annotation, inlined call, return or
-// indirect branch in it, and no call in it was made native by the state
-// of the recording (a forced native call, temp_disable, the inlining
-// depth limit). In an inlined function, a kept block's start is checked
+// with a conditional branch or a call the recording inlines, and has no
+// annotation, other inlined call, return or indirect branch in it, and no
+// call in it was made native by the state of the recording (a forced
+// native call, temp_disable, the inlining depth limit). A kept call's
+// frame is pushed when the block is entered; its callee may become native
+// later (redmagic_do_not_trace_function, a callee's loop), so the cache
+// holds for one generation of the machine's native functions. In an inlined function, a kept block's start is checked
 // for the function's own loops (calleeLoops) when it is entered or
 // replayed: a loop repeats block starts. Each side of a kept block's branch
 // starts with a jump to the next instruction; once the successor on that
@@ -43,6 +46,7 @@ type recBuf struct {
 	ops    []op   // the kept blocks' ops, one slab
 	log    uint64 // C memory: chainLogCap entries of blockIndex<<1 | taken
 	hdr    uint64 // data area: log cursor, then room left (0: no chaining)
+	gen    uint64 // the machine's nativeGen the blocks were kept in
 }
 
 // keptBlock is a block of the cache.
@@ -56,6 +60,10 @@ type keptBlock struct {
 	// stub of side s (0 not taken, 1 taken); linked once it is chained.
 	stub   [2]uint64
 	linked [2]bool
+	// call: it ends with an inlined call of callee, which returns to
+	// ret (side 0 only).
+	call        bool
+	ret, callee uint64
 }
 
 const (
@@ -134,6 +142,9 @@ func (b *recBuf) reset() {
 
 // succ is where side s of the block's branch goes.
 func (kb *keptBlock) succ(s int) uint64 {
+	if kb.call {
+		return kb.callee
+	}
 	if s == 1 {
 		return kb.pend.target
 	}
@@ -153,6 +164,9 @@ func (r *recording) enter(i int32) {
 	r.ninsns += int(kb.ninsns)
 	r.pend = kb.pend
 	r.pendBlock = i
+	if kb.call {
+		r.pushFrame(kb.ret, kb.callee)
+	}
 }
 
 // resolve appends the guard of the pending branch, taken or not, and
@@ -185,7 +199,11 @@ func (r *recording) replay() string {
 		if i != r.pendBlock {
 			return "chain-log"
 		}
-		r.resolve(ed&1 != 0)
+		if b.blocks[i].call {
+			r.pc = b.blocks[i].callee
+		} else {
+			r.resolve(ed&1 != 0)
+		}
 		next, ok := b.byPC[r.pc]
 		if !ok {
 			return "chain-log"
@@ -220,6 +238,16 @@ func (r *recording) keep(pc uint64, size, opStart, insStart int, stubs [2]int) {
 	b.used += align16(size)
 	r.pendBlock = i
 	r.link(i)
+}
+
+// keepCall keeps the block just written that ends with a call inlined
+// (return address ret, callee), its jump to link at offset stub.
+func (r *recording) keepCall(pc uint64, size, opStart, insStart, stub int, ret, callee uint64) {
+	b := r.buf
+	r.keep(pc, size, opStart, insStart, [2]int{stub, stub})
+	kb := &b.blocks[len(b.blocks)-1]
+	kb.call, kb.ret, kb.callee = true, ret, callee
+	kb.linked[1] = true // no second side
 }
 
 // link chains the edge that led to kept block to (r.linkFrom's side

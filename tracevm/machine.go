@@ -188,8 +188,11 @@ type Machine struct {
 	// exitRetries: side recordings of an exit that ended to be retried.
 	exitRetries map[uint32]int
 	backBySite  map[uint32]*BackEdge
-	pid         int // for peek
-	off         bool
+	// nativeGen counts the functions made native: the recorder's kept
+	// blocks that inline calls hold for one generation (recBuf.gen).
+	nativeGen atomic.Uint64
+	pid       int // for peek
+	off       bool
 	// decoded: the traced text's instructions, decoded once.
 	decoded decodeCache
 }
@@ -476,6 +479,7 @@ const sysProcessVMReadv = 310
 func (m *Machine) DoNotTrace(fn uint64) {
 	m.mu.Lock()
 	m.doNotCall[fn] = true
+	m.nativeGen.Add(1)
 	m.mu.Unlock()
 }
 

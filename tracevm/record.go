@@ -329,6 +329,9 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 		r.headRegs = *regsOf(t)
 	case C.TV_REC_NEXT:
 		r.pc = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
+		if r.pendBlock >= 0 && r.buf.blocks[r.pendBlock].call {
+			r.linkFrom, r.linkSide = r.pendBlock, 0
+		}
 	case C.TV_REC_TAKEN, C.TV_REC_NOT_TAKEN:
 		taken := ev == C.TV_REC_TAKEN
 		r.resolve(taken)
@@ -401,8 +404,10 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 	}
 	e := r.emit
 	b := r.buf
-	if b.used+blockRoom > recBufSize {
+	if gen := m.nativeGen.Load(); b.used+blockRoom > recBufSize || b.gen != gen {
+		// Full, or kept blocks may inline a call now native.
 		b.reset()
+		b.gen = gen
 		r.linkFrom = -1
 	}
 	// keep: the block may be kept in the cache (see recBuf); it is
@@ -533,9 +538,19 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 				r.pc = inst.End()
 				continue
 			}
-			keep = false
 			r.inlineCall(e, &lits, inst.End(), info.Target)
 			r.pc = info.Target
+			if keep {
+				// The block ends with the call, kept: the callee's
+				// code starts a block of its own (chained to it).
+				stub := e.jmpNext()
+				emitRecEvent(e, C.TV_REC_NEXT, m.switchOut, lo, info.Target, &lits)
+				next, done, reason := r.writeBlock(e, lits, statePC)
+				if !done {
+					r.keepCall(statePC, len(e.buf), opStart, insStart, stub, inst.End(), info.Target)
+				}
+				return next, done, reason
+			}
 		case insn.IndirectJump, insn.IndirectCall, insn.Return:
 			if !first {
 				return endNext()
@@ -618,6 +633,11 @@ func (r *recording) inlineCall(e *emitter, lits *[]pendingLit, ret, target uint6
 		*lits = append(*lits, pendingLit{l, ret})
 		e.pushRIP(l)
 	}
+	r.pushFrame(ret, target)
+}
+
+// pushFrame enters the inlined call of target that returns to ret.
+func (r *recording) pushFrame(ret, target uint64) {
 	r.stack = append(r.stack, ret)
 	r.serial++
 	r.callees = append(r.callees, callee{entry: target, serial: r.serial})
@@ -683,6 +703,7 @@ func (r *recording) calleeLoops() bool {
 	}
 	r.m.mu.Lock()
 	r.m.doNotCall[c.entry] = true
+	r.m.nativeGen.Add(1)
 	r.m.mu.Unlock()
 	return true
 }

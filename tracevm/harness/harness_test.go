@@ -225,7 +225,8 @@ func TestBlockCache(t *testing.T) {
 
 // TestBlockCacheReturn: a kept block's branch that leads to a return is
 // never chained past the return (recorded twice, the second recording
-// would run on with the return address still on the stack).
+// would run on with the return address still on the stack); a kept block
+// that ends with an inlined call is chained into the callee.
 func TestBlockCacheReturn(t *testing.T) {
 	const n = 50000
 	for _, k := range []int64{7, 5, 6} {
@@ -233,6 +234,11 @@ func TestBlockCacheReturn(t *testing.T) {
 			r := runJIT(t, ChainRet, n, k)
 			require.Equal(t, r.native(ChainRet, n, k), r.res, "k %d run %d", k, run)
 			r.checkTraced(t, n, 0.9)
+			if run == 1 {
+				// The call ends a kept block chained into the
+				// helper's first block, and so on.
+				assert.GreaterOrEqual(t, r.after.ChainedBlocks-r.before.ChainedBlocks, uint64(2), "k %d", k)
+			}
 		}
 	}
 }
