@@ -44,7 +44,7 @@ type recBuf struct {
 	blocks []keptBlock
 	byPC   map[uint64]int32
 	ops    []op   // the kept blocks' ops, one slab
-	log    uint64 // C memory: chainLogCap entries of blockIndex<<1 | taken
+	log    uint64 // C memory: chainLogCap edges (edgeInd)
 	hdr    uint64 // data area: log cursor, then room left (0: no chaining)
 	gen    uint64 // the machine's nativeGen the blocks were kept in
 }
@@ -64,7 +64,22 @@ type keptBlock struct {
 	// ret (side 0 only).
 	call        bool
 	ret, callee uint64
+	// ind: it ends before an indirect jump (jmp, its guard op) whose
+	// event stub starts with the jump at stub[0]; cands: the targets
+	// linked, each tested in turn from head (the newest first).
+	ind   bool
+	jmp   op
+	cands []uint64
+	head  uint64
 }
+
+// Edges in the log are blockIndex<<3 | edgeCode: the side of a branch
+// (0 not taken, 1 taken; 0 for a call), or edgeInd+k for an indirect
+// jump's k-th target.
+const (
+	edgeInd  = 2
+	maxCands = 4
+)
 
 const (
 	// blockRoom is what a block may take at the cursor: maxBlockBytes
@@ -195,14 +210,25 @@ func (r *recording) replay() string {
 		r.m.stats.chainedBlocks.Add(uint64(len(edges)))
 	}
 	for _, ed := range edges {
-		i := int32(ed >> 1)
+		i, code := int32(ed>>3), int(ed&7)
 		if i != r.pendBlock {
 			return "chain-log"
 		}
-		if b.blocks[i].call {
-			r.pc = b.blocks[i].callee
-		} else {
-			r.resolve(ed&1 != 0)
+		switch kb := &b.blocks[i]; {
+		case kb.call:
+			r.pc = kb.callee
+		case kb.ind:
+			k := code - edgeInd
+			if k < 0 || k >= len(kb.cands) {
+				return "chain-log"
+			}
+			g := kb.jmp
+			g.target = kb.cands[k]
+			r.ops = append(r.ops, g)
+			r.ninsns++
+			r.pc = g.target
+		default:
+			r.resolve(code == 1)
 		}
 		next, ok := b.byPC[r.pc]
 		if !ok {
@@ -250,6 +276,46 @@ func (r *recording) keepCall(pc uint64, size, opStart, insStart, stub int, ret, 
 	kb.linked[1] = true // no second side
 }
 
+// keepInd keeps the block just written that ends before the indirect
+// jump jmp (its guard op), its event's jump at offset stub.
+func (r *recording) keepInd(pc uint64, size, opStart, insStart, stub int, jmp op) {
+	b := r.buf
+	r.keep(pc, size, opStart, insStart, [2]int{stub, stub})
+	kb := &b.blocks[len(b.blocks)-1]
+	kb.ind, kb.jmp = true, jmp
+	kb.head = kb.stub[0] + 4 // the event
+	kb.linked = [2]bool{true, true}
+}
+
+// linkInd adds target, whose kept block is to, to the targets the
+// indirect jump ending kept block from tests.
+func (r *recording) linkInd(from, to int32, target uint64) {
+	b := r.buf
+	kb := &b.blocks[from]
+	if !kb.ind || len(kb.cands) >= maxCands || b.blocks[to].pc != target {
+		return
+	}
+	at := b.cursor()
+	e := r.emit
+	e.reset(at)
+	edge := uint32(from)<<3 | uint32(edgeInd+len(kb.cands))
+	if !e.indirectCandidate(kb.jmp.code, kb.jmp.addr, target, edge, b.hdr, b.blocks[to].addr, kb.stub[0]+4, kb.head) {
+		return
+	}
+	code, err := e.finish()
+	if err != nil || len(code) > chainStubMax || r.m.cache.Write(at, code) != nil {
+		return
+	}
+	var rel [4]byte
+	binary.LittleEndian.PutUint32(rel[:], uint32(int32(int64(at)-int64(kb.stub[0]+4))))
+	if r.m.cache.Write(kb.stub[0], rel[:]) != nil {
+		return
+	}
+	b.used += align16(len(code))
+	kb.cands = append(kb.cands, target)
+	kb.head = at
+}
+
 // link chains the edge that led to kept block to (r.linkFrom's side
 // r.linkSide), if any and not yet linked.
 func (r *recording) link(to int32) {
@@ -257,6 +323,10 @@ func (r *recording) link(to int32) {
 	r.linkFrom = -1
 	b := r.buf
 	if from < 0 || b.hdr == 0 || int(from) >= len(b.blocks) || b.used+chainStubMax > recBufSize {
+		return
+	}
+	if side == edgeInd {
+		r.linkInd(from, to, r.linkTarget)
 		return
 	}
 	kb := &b.blocks[from]
@@ -269,7 +339,7 @@ func (r *recording) link(to int32) {
 	e := r.emit
 	e.reset(at)
 	back := kb.stub[side] + 4 // the event, after the jump
-	e.chainStub(uint32(from)<<1|uint32(side), b.hdr, b.blocks[to].addr, back)
+	e.chainStub(uint32(from)<<3|uint32(side), b.hdr, b.blocks[to].addr, back)
 	code, err := e.finish()
 	if err != nil || len(code) > chainStubMax {
 		return

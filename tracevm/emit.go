@@ -182,6 +182,9 @@ func (e *emitter) leaRCXDisp(d int32) { e.bytes(0x48, 0x8d, 0x89); e.u32(uint32(
 // loadR11RIP: mov lit(%rip), %r11.
 func (e *emitter) loadR11RIP(lit label) { e.bytes(0x4c, 0x8b, 0x1d); e.rel32To(lit, 0, 0) }
 
+// leaRCXplusRAX: lea (%rcx,%rax), %rcx.
+func (e *emitter) leaRCXplusRAX() { e.bytes(0x48, 0x8d, 0x0c, 0x01) }
+
 // leaRCXplusR11: lea (%rcx,%r11), %rcx.
 func (e *emitter) leaRCXplusR11() { e.bytes(0x4a, 0x8d, 0x0c, 0x19) }
 
@@ -218,6 +221,34 @@ func (e *emitter) cmpRegImm32(r x86enc.Reg, v int32) {
 
 // jrcxz8: jrcxz over n bytes.
 func (e *emitter) jrcxz8(n int) { e.bytes(0xe3, byte(int8(n))) }
+
+// indirectCandidate generates the test of one target of an indirect
+// jump: load is the jump's operand loaded into %rcx (loadJumpTarget) for
+// the address it gets; if the jump would go to target, it runs a chain
+// stub (edge, hdr, next, back: chainStub), else it jumps to miss. The
+// flags are untouched: %rcx and %rax are spilled to the thread's scratch
+// slots, the target subtracted with lea, tested with jrcxz. false: the
+// operand cannot be loaded from here.
+func (e *emitter) indirectCandidate(code []byte, from, target uint64, edge uint32, hdr, next, back, miss uint64) bool {
+	e.fsStore(x86enc.RCX, tlsScratch)
+	e.fsStore(x86enc.RAX, tlsScratch+8)
+	load, ok := loadJumpTarget(code, from, e.pc())
+	if !ok {
+		return false
+	}
+	e.bytes(load...)
+	e.movImm(x86enc.RAX, -target)
+	e.leaRCXplusRAX()
+	e.fsLoad(x86enc.RAX, tlsScratch+8)
+	hit := len(e.buf)
+	e.jrcxz8(0)
+	e.fsLoad(x86enc.RCX, tlsScratch)
+	e.jmpAbs(miss)
+	e.buf[hit+1] = byte(len(e.buf) - (hit + 2))
+	e.fsLoad(x86enc.RCX, tlsScratch)
+	e.chainStub(edge, hdr, next, back)
+	return true
+}
 
 // jmpNext: jmp +0 (a rel32 to the next instruction, to be linked later);
 // returns the jump's offset.
@@ -379,4 +410,41 @@ func emitRecEvent(e *emitter, ev int32, switchOut, cacheLo, resume uint64, lits 
 	e.refs = append(e.refs, refFixup{at: len(e.buf) + 9, label: l, cacheLo: cacheLo})
 	e.fsStoreImm(tlsRef, 0)
 	e.jmpAbs(switchOut)
+}
+
+// loadJumpTarget returns `mov OPERAND, %rcx` for the indirect jump code
+// (jmp *OPERAND, ff /4, at address from), to run at address at: what the
+// jump would jump to, in %rcx. false for forms it does not take: prefixes
+// other than notrack and bnd (which it drops), an operand that is not 64
+// bits wide, a %rip-relative one out of reach from at.
+func loadJumpTarget(code []byte, from, at uint64) ([]byte, bool) {
+	i := 0
+	for i < len(code) && (code[i] == 0x3e || code[i] == 0xf2) {
+		i++
+	}
+	var rex byte
+	if i < len(code) && code[i]&0xf0 == 0x40 {
+		rex = code[i]
+		i++
+	}
+	if rex&0x08 != 0 || i+2 > len(code) || code[i] != 0xff || code[i+1]>>3&7 != 4 {
+		return nil, false
+	}
+	modrm := code[i+1]
+	out := make([]byte, 0, len(code)+2)
+	out = append(out, 0x48|rex&0x03, 0x8b, modrm&^0x38|1<<3)
+	out = append(out, code[i+2:]...)
+	if modrm>>6 == 0 && modrm&7 == 5 {
+		// %rip-relative: the displacement, the last 4 bytes, is
+		// relative to the instruction's end.
+		n := len(out)
+		disp := int64(int32(binary.LittleEndian.Uint32(out[n-4:])))
+		abs := int64(from) + int64(len(code)) + disp
+		rel := abs - (int64(at) + int64(n))
+		if rel != int64(int32(rel)) {
+			return nil, false
+		}
+		binary.LittleEndian.PutUint32(out[n-4:], uint32(int32(rel)))
+	}
+	return out, true
 }

@@ -372,6 +372,12 @@ func encodingCases() []emitCase {
 		gnu: "add $0x7f, %al; sahf",
 	})
 	s.add(emitCase{
+		name:  "leaRCXplusRAX",
+		emit:  func(e *emitter) { e.leaRCXplusRAX() },
+		insts: []wantInst{{op: x86asm.LEA, n: 4, size: 64, args: args(x86asm.RCX, x86asm.Mem{Base: x86asm.RCX, Index: x86asm.RAX, Scale: 1})}},
+		gnu:   "lea (%rcx,%rax), %rcx",
+	})
+	s.add(emitCase{
 		name:  "leaRCXplusR11",
 		emit:  func(e *emitter) { e.leaRCXplusR11() },
 		insts: []wantInst{{op: x86asm.LEA, n: 4, size: 64, args: args(x86asm.RCX, x86asm.Mem{Base: x86asm.RCX, Index: x86asm.R11, Scale: 1})}},
@@ -1260,4 +1266,61 @@ func FuzzEmitter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLoadJumpTarget checks, against the decoder, that the load made from
+// an indirect jump reads the jump's own operand into %rcx (a %rip-relative
+// one moved to the load's address), and that the forms it cannot take are
+// refused.
+func TestLoadJumpTarget(t *testing.T) {
+	const from, at = 0x401000, 0x7f0000
+	tests := []struct {
+		name string
+		code []byte
+		ok   bool
+	}{
+		{"jmp *%rax", []byte{0xff, 0xe0}, true},
+		{"jmp *%r11", []byte{0x41, 0xff, 0xe3}, true},
+		{"jmp *(%rdx,%rax,8)", []byte{0xff, 0x24, 0xc2}, true},
+		{"jmp *0x10(%r12,%r13,8)", []byte{0x43, 0xff, 0x64, 0xec, 0x10}, true},
+		{"jmp *0x12345678(,%rcx,8)", []byte{0xff, 0x24, 0xcd, 0x78, 0x56, 0x34, 0x12}, true},
+		{"jmp *(%rsp)", []byte{0xff, 0x24, 0x24}, true},
+		{"notrack jmp *%rax", []byte{0x3e, 0xff, 0xe0}, true},
+		{"bnd jmp *(%rax)", []byte{0xf2, 0xff, 0x20}, true},
+		{"jmp *0x100(%rip)", []byte{0xff, 0x25, 0x00, 0x01, 0x00, 0x00}, true},
+		{"jmp *%fs:(%rax)", []byte{0x64, 0xff, 0x20}, false},
+		{"jmp *%ax", []byte{0x66, 0xff, 0xe0}, false},
+		{"call *%rax", []byte{0xff, 0xd0}, false},
+		{"truncated", []byte{0xff}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := loadJumpTarget(tt.code, from, at)
+			require.Equal(t, tt.ok, ok)
+			if !ok {
+				return
+			}
+			jmp, err := x86asm.Decode(tt.code, 64)
+			require.NoError(t, err)
+			require.Equal(t, x86asm.JMP, jmp.Op)
+			mov, err := x86asm.Decode(got, 64)
+			require.NoError(t, err)
+			require.Equal(t, len(got), mov.Len, "one instruction")
+			require.Equal(t, x86asm.MOV, mov.Op)
+			require.Equal(t, x86asm.RCX, mov.Args[0])
+			want, have := jmp.Args[0], mov.Args[1]
+			if m, isMem := want.(x86asm.Mem); isMem && m.Base == x86asm.RIP {
+				// The same absolute address from the new place.
+				hm := have.(x86asm.Mem)
+				require.Equal(t, x86asm.RIP, hm.Base)
+				require.Equal(t, int64(from)+int64(len(tt.code))+int64(int32(m.Disp)), int64(at)+int64(len(got))+int64(int32(hm.Disp)))
+				return
+			}
+			if m, isMem := have.(x86asm.Mem); isMem {
+				m.Segment = 0
+				have = m
+			}
+			require.Equal(t, want, have)
+		})
+	}
 }

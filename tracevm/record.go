@@ -88,7 +88,11 @@ type recording struct {
 	// to be built, -1 none (block links the two when both are kept).
 	pendBlock, linkFrom int32
 	linkSide            int
-	again               bool // buildBlock: build the next block at r.pc
+	linkTarget          uint64 // linkSide edgeInd: the jump's target
+	// indFrom: the kept block that ended before the indirect jump the
+	// next block starts with, -1 none.
+	indFrom int32
+	again   bool // buildBlock: build the next block at r.pc
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
@@ -314,7 +318,7 @@ func tvAbortStale(h C.uint64_t) {
 // run handles one recorder event of thread t and returns where it
 // continues: the next block, a trace, or the original code.
 func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
-	r.linkFrom = -1
+	r.linkFrom, r.indFrom = -1, -1
 	r.m.stats.recorderEvents.Add(1)
 	if ev == C.TV_REC_START {
 		r.buf.openLog()
@@ -329,8 +333,13 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 		r.headRegs = *regsOf(t)
 	case C.TV_REC_NEXT:
 		r.pc = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
-		if r.pendBlock >= 0 && r.buf.blocks[r.pendBlock].call {
-			r.linkFrom, r.linkSide = r.pendBlock, 0
+		if r.pendBlock >= 0 {
+			switch kb := &r.buf.blocks[r.pendBlock]; {
+			case kb.call:
+				r.linkFrom, r.linkSide = r.pendBlock, 0
+			case kb.ind:
+				r.indFrom = r.pendBlock
+			}
 		}
 	case C.TV_REC_TAKEN, C.TV_REC_NOT_TAKEN:
 		taken := ev == C.TV_REC_TAKEN
@@ -552,6 +561,21 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 				return next, done, reason
 			}
 		case insn.IndirectJump, insn.IndirectCall, insn.Return:
+			if !first && keep && info.Kind == insn.IndirectJump {
+				if _, ok := loadJumpTarget(code, r.pc, r.pc); ok {
+					// Kept, ending before the jump: its event may
+					// be linked to the targets seen (keptBlock.ind).
+					r.undoMark()
+					stub := e.jmpNext()
+					emitRecEvent(e, C.TV_REC_NEXT, m.switchOut, lo, r.pc, &lits)
+					next, done, reason := r.writeBlock(e, lits, statePC)
+					if !done {
+						r.keepInd(statePC, len(e.buf), opStart, insStart, stub,
+							op{kind: opGuardTarget, addr: r.pc, code: code, inst: inst, dec: d, exit: r.pc})
+					}
+					return next, done, reason
+				}
+			}
 			if !first {
 				return endNext()
 			}
@@ -598,6 +622,9 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 						return abort("tail-call-from-root")
 					}
 					continue
+				}
+				if f := r.indFrom; f >= 0 && r.buf.blocks[f].jmp.addr == statePC {
+					r.linkFrom, r.linkSide, r.linkTarget = f, edgeInd, target
 				}
 				r.pc = target
 				r.again = true

@@ -243,6 +243,26 @@ func TestBlockCacheReturn(t *testing.T) {
 	}
 }
 
+// TestBlockCacheIndirect: a switch interpreter's dispatch (an indirect
+// jump through a jump table) recorded a second time runs from the cache,
+// the jump's targets tested in the chain stubs, and the traces compute
+// the same.
+func TestBlockCacheIndirect(t *testing.T) {
+	const n, k = 20000, 0x5a5
+	want, steps := refInterp(n, k)
+	var chained [2]uint64
+	for run := range chained {
+		r := runJIT(t, Interp, n, k)
+		require.Equal(t, want, r.res.Ret, "run %d", run)
+		require.Equal(t, steps, r.res.Out[0], "run %d", run)
+		chained[run] = r.after.ChainedBlocks - r.before.ChainedBlocks
+		r.checkTraced(t, n-1, 0.95)
+	}
+	// The second recording chains through the dispatch, which the first
+	// linked as it went.
+	assert.Greater(t, chained[1], chained[0]+5, "chained blocks, first and second run: %v", chained)
+}
+
 // TestBlockCacheLogFull: chained blocks that loop fill the chain log; the
 // recording then hears of them, too late for its instruction limit, and
 // the original code goes on from where the chain stopped.
