@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime/cgo"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -93,6 +94,9 @@ type recording struct {
 	// next block starts with, -1 none.
 	indFrom int32
 	again   bool // buildBlock: build the next block at r.pc
+	// statePC: the original address the saved state belongs to, where
+	// the original code resumes if the recorder fails (recoverRecording).
+	statePC uint64
 	// nativeCall: the next call runs natively (it enters a branchable
 	// frame).
 	nativeCall bool
@@ -255,7 +259,7 @@ func tvBeginRecord(gsite C.uint32_t, id C.uint64_t, resume C.uint64_t, reason C.
 }
 
 //export tvSideExit
-func tvSideExit(why C.uint64_t) C.uint64_t {
+func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 	m := active.Load()
 	if m == nil {
 		return 0
@@ -290,17 +294,47 @@ func tvSideExit(why C.uint64_t) C.uint64_t {
 	t.rec = C.uint64_t(h)
 	t.recbuf = C.uint64_t(r.recbuf)
 	r.pc = uint64(orig)
-	next := r.run(t, C.TV_REC_START)
-	return C.uint64_t(next)
+	defer func() {
+		if p := recover(); p != nil {
+			next = recoverRecording(t, r, p)
+		}
+	}()
+	return C.uint64_t(r.run(t, C.TV_REC_START))
 }
 
 //export tvStep
-func tvStep(h C.uint64_t, ev C.uint64_t) C.uint64_t {
+func tvStep(h C.uint64_t, ev C.uint64_t) (next C.uint64_t) {
 	r, ok := cgo.Handle(h).Value().(*recording)
 	if !ok {
 		return C.tv_self().start
 	}
-	return C.uint64_t(r.run(C.tv_self(), int(ev)))
+	t := C.tv_self()
+	defer func() {
+		if p := recover(); p != nil {
+			next = recoverRecording(t, r, p)
+		}
+	}()
+	return C.uint64_t(r.run(t, int(ev)))
+}
+
+// recoverRecording ends the thread's recording after a panic in the
+// recorder (a bug of ours): it is counted (internal-error) and logged,
+// and the original code resumes where the saved state belongs. The
+// program never sees it.
+func recoverRecording(t *C.struct_tv_tls, r *recording, p any) C.uint64_t {
+	if t.rec != 0 {
+		if c, ok := cgo.Handle(t.rec).Value().(*recording); ok {
+			r = c // a handoff began another
+		}
+	}
+	if log := r.m.cfg.Log; log != nil {
+		fmt.Fprintf(log, "redmagic: internal error in the recorder at %#x: %v\n%s", r.statePC, p, debug.Stack())
+	}
+	pc := r.statePC
+	if t.rec != 0 {
+		pc = r.stop(t, pc, "internal-error")
+	}
+	return C.uint64_t(pc)
 }
 
 //export tvAbortStale
@@ -320,6 +354,11 @@ func tvAbortStale(h C.uint64_t) {
 func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	r.linkFrom, r.indFrom = -1, -1
 	r.m.stats.recorderEvents.Add(1)
+	if ev == C.TV_REC_START {
+		r.statePC = r.start
+	} else {
+		r.statePC = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
+	}
 	if ev == C.TV_REC_START {
 		r.buf.openLog()
 		r.pendBlock = -1
@@ -417,7 +456,7 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 		// Full, or kept blocks may inline a call now native.
 		b.reset()
 		b.gen = gen
-		r.linkFrom = -1
+		r.linkFrom, r.indFrom = -1, -1
 	}
 	// keep: the block may be kept in the cache (see recBuf); it is
 	// cleared by anything that depends on more than the address.
@@ -438,6 +477,7 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 	lits := e.blockLits[:0] // reused: fresh memory costs page faults
 	defer func() { e.blockLits = lits[:0] }()
 	statePC := r.pc // the original address the saved state belongs to
+	r.statePC = statePC
 	regs := regsOf(t)
 	abort := func(why string) (uint64, bool, string) { return statePC, true, why }
 	lo := m.cache.Base()

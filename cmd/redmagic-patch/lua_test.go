@@ -173,6 +173,7 @@ func TestLuaPrograms(t *testing.T) {
 				}
 				compiled := jit["traces_compiled"].(float64)
 				assert.Greater(t, compiled, 0.0, "%s %v: traces compiled", p.name, c.env)
+				assertNoInternalError(t, jit, p.name+" "+c.name)
 				if ok {
 					t.Logf("%-18s %-18s traces %4.0f (side %4.0f), iterations in traces %8.0f, exits %6.0f, aborts %v",
 						p.name, c.name, compiled, jit["side_traces"], jit["trace_iterations"], jit["side_exits"], jit["aborts"])

@@ -190,6 +190,7 @@ func TestVMJIT(t *testing.T) {
 			require.True(t, ok, "%s %s: no jit section in the statistics", vm.Name, p.Name)
 			iters := int64(jit["trace_iterations"].(float64))
 			assert.Greater(t, jit["traces_compiled"].(float64), 0.0, "%s %s", vm.Name, p.Name)
+			assertNoInternalError(t, jit, vm.Name+" "+p.Name)
 			if vm.Name == "annotvm" {
 				// Each back-edge is counted in the original code, or
 				// is taken in a trace, or closes a recording: never two.

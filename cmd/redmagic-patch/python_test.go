@@ -131,9 +131,19 @@ func comparePython(t *testing.T, python, prog string, c jitConfig, want pythonRu
 		return
 	}
 	assert.Greater(t, j["traces_compiled"].(float64), 0.0, "%s %s: traces compiled", name, c.name)
+	assertNoInternalError(t, j, name+" "+c.name)
 	t.Logf("%s %s: traces %v (side %v), trace iterations %v, site hits %d, exits %v, aborts %v",
 		name, c.name, j["traces_compiled"], j["side_traces"], j["trace_iterations"], siteHits(got.stats),
 		j["side_exits"], j["aborts"])
+}
+
+// assertNoInternalError fails the test when the JIT's statistics (the
+// "jit" object) count a recording ended by a panic of the recorder, which
+// the program never sees.
+func assertNoInternalError(t *testing.T, jit map[string]any, what string) {
+	t.Helper()
+	aborts, _ := jit["aborts"].(map[string]any)
+	assert.Nil(t, aborts["internal-error"], "%s: recordings ended by an internal error of the recorder", what)
 }
 
 // TestJITLogHoldsNoDescriptor: the trace log (REDMAGIC_LOG=FILE) is never
