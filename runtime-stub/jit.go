@@ -6,6 +6,7 @@ package main
 import "C"
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
@@ -220,8 +221,18 @@ var returnsTwiceNames = map[string]bool{
 // with returnsTwiceNames functions (from .rela.plt and .rela.dyn) and the
 // PLT stubs that jump through them.
 func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
-	syms, err := f.DynamicSymbols()
-	if err != nil {
+	// Symbol indexes whose name returns twice (no names kept: the
+	// program's dynamic symbols, thousands, are read at the JIT's start).
+	var twice []bool
+	scanSymbols(f, elf.SHT_DYNSYM, func(i int, name []byte, _ elf.Symbol) {
+		if returnsTwiceNames[string(name)] {
+			for len(twice) <= i {
+				twice = append(twice, false)
+			}
+			twice[i] = true
+		}
+	})
+	if twice == nil {
 		return nil
 	}
 	out := map[uint64]bool{}
@@ -238,7 +249,7 @@ func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
 			slot := binary.LittleEndian.Uint64(data[off:])
 			info := binary.LittleEndian.Uint64(data[off+8:])
 			typ, sym := elf.R_X86_64(info&0xffffffff), int(info>>32)
-			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && sym >= 1 && sym <= len(syms) && returnsTwiceNames[syms[sym-1].Name] {
+			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && sym < len(twice) && twice[sym] {
 				out[bias+slot] = true
 			}
 		}
@@ -286,15 +297,48 @@ func symbolEntries(f *elf.File, bias uint64, names []string) map[uint64]bool {
 		want[n] = true
 	}
 	out := map[uint64]bool{}
-	for _, load := range []func() ([]elf.Symbol, error){f.DynamicSymbols, f.Symbols} {
-		syms, _ := load()
-		for _, s := range syms {
-			if want[s.Name] && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
+	for _, typ := range []elf.SectionType{elf.SHT_DYNSYM, elf.SHT_SYMTAB} {
+		scanSymbols(f, typ, func(_ int, name []byte, s elf.Symbol) {
+			if want[string(name)] && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
 				out[bias+s.Value] = true
 			}
-		}
+		})
 	}
 	return out
+}
+
+// scanSymbols calls fn with each symbol of f's table of type typ
+// (SHT_DYNSYM or SHT_SYMTAB), by index (0 is the null symbol), with its
+// name's bytes (valid during the call) and Info, Section and Value set:
+// debug/elf's Symbols would allocate a name for each of thousands. A
+// table that is missing or malformed is skipped (or cut short).
+func scanSymbols(f *elf.File, typ elf.SectionType, fn func(i int, name []byte, s elf.Symbol)) {
+	for _, sec := range f.Sections {
+		if sec.Type != typ || sec.Entsize != 24 || int(sec.Link) >= len(f.Sections) {
+			continue
+		}
+		syms, err := sec.Data()
+		if err != nil {
+			return
+		}
+		strs, err := f.Sections[sec.Link].Data()
+		if err != nil {
+			return
+		}
+		for i := 0; (i+1)*24 <= len(syms); i++ {
+			e := syms[i*24 : (i+1)*24]
+			off := binary.LittleEndian.Uint32(e)
+			if int(off) >= len(strs) {
+				continue
+			}
+			name := strs[off:]
+			if n := bytes.IndexByte(name, 0); n >= 0 {
+				name = name[:n]
+			}
+			fn(i, name, elf.Symbol{Info: e[4], Section: elf.SectionIndex(binary.LittleEndian.Uint16(e[6:])), Value: binary.LittleEndian.Uint64(e[8:])})
+		}
+		return
+	}
 }
 
 // gprOfDWARF turns a DWARF register number into the x86 encoding number,

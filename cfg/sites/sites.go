@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -57,16 +58,20 @@ type Profile struct {
 
 // BuiltinNamed returns the built-in profile called name, or nil.
 func BuiltinNamed(name string) *Profile {
-	ps, err := Builtin()
+	// Only its file is parsed (profiles/NAME.json): the JIT asks at its
+	// start, and the profiles' lists are long.
+	if !slices.Contains(builtinProfileNames(), name) {
+		return nil
+	}
+	data, err := builtinFS.ReadFile("profiles/" + name + ".json")
 	if err != nil {
 		return nil
 	}
-	for _, p := range ps {
-		if p.Name == name {
-			return p
-		}
+	p, err := parseProfile(data, name)
+	if err != nil || p.Name != name {
+		return nil
 	}
-	return nil
+	return p
 }
 
 // ProfileSite names one back-edge opcode.
