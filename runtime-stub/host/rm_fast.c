@@ -561,6 +561,14 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 			rm_quiet_check(w);
 		return 0;
 	}
+	/* A loop whose interpreter sample is under way: nothing to look up
+	 * before it ends (the lookups would be in the sample, and an API
+	 * call comes here at every iteration). */
+	if (e && e->gov == RM_GOV_INTERP && c - e->base < RM_GOV_WINDOW) {
+		if (o)
+			*cached = -1;
+		return 0;
+	}
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head) {
 		uint64_t to = rm_enter(e, gs, id, c, head);
