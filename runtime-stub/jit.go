@@ -223,16 +223,13 @@ var returnsTwiceNames = map[string]bool{
 func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
 	// Symbol indexes whose name returns twice (no names kept: the
 	// program's dynamic symbols, thousands, are read at the JIT's start).
-	var twice []bool
+	twice := map[int]bool{}
 	scanSymbols(f, elf.SHT_DYNSYM, func(i int, name []byte, _ elf.Symbol) {
 		if returnsTwiceNames[string(name)] {
-			for len(twice) <= i {
-				twice = append(twice, false)
-			}
 			twice[i] = true
 		}
 	})
-	if twice == nil {
+	if len(twice) == 0 {
 		return nil
 	}
 	out := map[uint64]bool{}
@@ -249,7 +246,7 @@ func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
 			slot := binary.LittleEndian.Uint64(data[off:])
 			info := binary.LittleEndian.Uint64(data[off+8:])
 			typ, sym := elf.R_X86_64(info&0xffffffff), int(info>>32)
-			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && sym < len(twice) && twice[sym] {
+			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && twice[sym] {
 				out[bias+slot] = true
 			}
 		}

@@ -25,14 +25,15 @@ import (
 // native call, temp_disable, the inlining depth limit). A kept call's
 // frame is pushed when the block is entered; its callee may become native
 // later (redmagic_do_not_trace_function, a callee's loop), so the cache
-// holds for one generation of the machine's native functions. In an inlined function, a kept block's start is checked
-// for the function's own loops (calleeLoops) when it is entered or
-// replayed: a loop repeats block starts. Each side of a kept block's branch
-// starts with a jump to the next instruction; once the successor on that
-// side is kept too, the jump is linked to a chain stub that logs the edge
-// and goes on to the successor without leaving the recorded code. Such
-// runs last until a block that is not kept or a full log; Go then replays
-// the log: the guards and the ops of the blocks that ran.
+// holds for one generation of the machine's native functions. In an
+// inlined function, a kept block's start is checked for the function's own
+// loops (calleeLoops) when it is entered or replayed: a loop repeats block
+// starts. Each side of a kept block's branch starts with a jump to the
+// next instruction; once the successor on that side is kept too, the jump
+// is linked to a chain stub that logs the edge and goes on to the
+// successor without leaving the recorded code. Such runs last until a
+// block that is not kept or a full log; Go then replays the log: the
+// guards and the ops of the blocks that ran.
 //
 // The log's cursor and room are in the data area (%rip-relative from the
 // stubs, one pair a buffer): a chain stub of a buffer whose recording
@@ -146,7 +147,8 @@ func (b *recBuf) logged() ([]uint32, bool) {
 	return unsafe.Slice((*uint32)(addrPtr(b.log)), n), true
 }
 
-// reset forgets every kept block: the arena is full.
+// reset forgets every kept block: the arena is full, or a function its
+// blocks may inline was made native.
 func (b *recBuf) reset() {
 	b.used = 0
 	b.blocks = b.blocks[:0]
@@ -302,18 +304,27 @@ func (r *recording) linkInd(from, to int32, target uint64) {
 	if !e.indirectCandidate(kb.jmp.code, kb.jmp.addr, target, edge, b.hdr, b.blocks[to].addr, kb.stub[0]+4, kb.head) {
 		return
 	}
+	if r.placeStub(e, kb.stub[0]) {
+		kb.cands = append(kb.cands, target)
+		kb.head = at
+	}
+}
+
+// placeStub writes the stub emitted in e at the cursor and points the
+// rel32 field at jump (a jmp's, which ends 4 bytes after it) to it.
+func (r *recording) placeStub(e *emitter, jump uint64) bool {
+	b := r.buf
 	code, err := e.finish()
-	if err != nil || len(code) > chainStubMax || r.m.cache.Write(at, code) != nil {
-		return
+	if err != nil || len(code) > chainStubMax || r.m.cache.Write(e.base, code) != nil {
+		return false
 	}
 	var rel [4]byte
-	binary.LittleEndian.PutUint32(rel[:], uint32(int32(int64(at)-int64(kb.stub[0]+4))))
-	if r.m.cache.Write(kb.stub[0], rel[:]) != nil {
-		return
+	binary.LittleEndian.PutUint32(rel[:], uint32(int32(int64(e.base)-int64(jump+4))))
+	if r.m.cache.Write(jump, rel[:]) != nil {
+		return false
 	}
 	b.used += align16(len(code))
-	kb.cands = append(kb.cands, target)
-	kb.head = at
+	return true
 }
 
 // link chains the edge that led to kept block to (r.linkFrom's side
@@ -335,23 +346,9 @@ func (r *recording) link(to int32) {
 	if kb.linked[side] || b.blocks[to].pc != kb.succ(side) {
 		return
 	}
-	at := b.cursor()
 	e := r.emit
-	e.reset(at)
+	e.reset(b.cursor())
 	back := kb.stub[side] + 4 // the event, after the jump
 	e.chainStub(uint32(from)<<3|uint32(side), b.hdr, b.blocks[to].addr, back)
-	code, err := e.finish()
-	if err != nil || len(code) > chainStubMax {
-		return
-	}
-	if r.m.cache.Write(at, code) != nil {
-		return
-	}
-	var rel [4]byte
-	binary.LittleEndian.PutUint32(rel[:], uint32(int32(int64(at)-int64(back))))
-	if r.m.cache.Write(kb.stub[side], rel[:]) != nil {
-		return
-	}
-	b.used += align16(len(code))
-	kb.linked[side] = true
+	kb.linked[side] = r.placeStub(e, kb.stub[side])
 }

@@ -541,7 +541,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		if err != nil {
 			return nil, err
 		}
-		if m.cache.Used()+len(code)+64 <= m.genEnd || try > 0 {
+		if m.fits(len(code)) || try > 0 {
 			break
 		}
 		if err := m.flush(); err != nil {

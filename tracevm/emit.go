@@ -412,22 +412,31 @@ func emitRecEvent(e *emitter, ev int32, switchOut, cacheLo, resume uint64, lits 
 	e.jmpAbs(switchOut)
 }
 
+// jumpOperand parses the indirect jump code (jmp *OPERAND, ff /4) for
+// loadJumpTarget: its REX prefix (0 none) and the offset of its ff
+// opcode; ok false for the forms loadJumpTarget does not take.
+func jumpOperand(code []byte) (rex byte, at int, ok bool) {
+	for at < len(code) && (code[at] == 0x3e || code[at] == 0xf2) {
+		at++
+	}
+	if at < len(code) && code[at]&0xf0 == 0x40 {
+		rex = code[at]
+		at++
+	}
+	if rex&0x08 != 0 || at+2 > len(code) || code[at] != 0xff || code[at+1]>>3&7 != 4 {
+		return 0, 0, false
+	}
+	return rex, at, true
+}
+
 // loadJumpTarget returns `mov OPERAND, %rcx` for the indirect jump code
 // (jmp *OPERAND, ff /4, at address from), to run at address at: what the
 // jump would jump to, in %rcx. false for forms it does not take: prefixes
 // other than notrack and bnd (which it drops), an operand that is not 64
 // bits wide, a %rip-relative one out of reach from at.
 func loadJumpTarget(code []byte, from, at uint64) ([]byte, bool) {
-	i := 0
-	for i < len(code) && (code[i] == 0x3e || code[i] == 0xf2) {
-		i++
-	}
-	var rex byte
-	if i < len(code) && code[i]&0xf0 == 0x40 {
-		rex = code[i]
-		i++
-	}
-	if rex&0x08 != 0 || i+2 > len(code) || code[i] != 0xff || code[i+1]>>3&7 != 4 {
+	rex, i, ok := jumpOperand(code)
+	if !ok {
 		return nil, false
 	}
 	modrm := code[i+1]

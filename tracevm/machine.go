@@ -323,7 +323,7 @@ func (m *Machine) markUsed() {
 // alloc reserves code space in the current generation, flushing to the
 // next one when it is full.
 func (m *Machine) alloc(n int) (uint64, error) {
-	if m.cache.Used()+n+64 > m.genEnd {
+	if !m.fits(n) {
 		if err := m.flush(); err != nil {
 			return 0, err
 		}
@@ -331,6 +331,10 @@ func (m *Machine) alloc(n int) (uint64, error) {
 	// 64: code is laid out (alignRel32) relative to cache lines.
 	return m.cache.Alloc(n, 64)
 }
+
+// fits reports whether n bytes of code fit the current generation (64:
+// the alignment alloc may add).
+func (m *Machine) fits(n int) bool { return m.cache.Used()+n+64 <= m.genEnd }
 
 // flush unlinks every trace and starts a new cache generation. Old code
 // stays mapped: a thread may still be running it (inside a native call

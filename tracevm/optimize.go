@@ -1031,12 +1031,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			// does not track).
 			pure := !wall && !storesMemory(inst) && (readOnlyOps.has(inst.Op) ||
 				((destOnly.has(inst.Op) || readWrite.has(inst.Op)) && isGPRArg(inst.Args[0])))
-			known := true
-			for rr := 0; rr < 16; rr++ {
-				if w&(1<<rr) != 0 && !o.known.get(i+1, rr).known {
-					known = false
-				}
-			}
+			known := o.resultsKnown(i, w)
 			writesFlags := x86dec.OpFlags(inst.Op) != x86dec.FlagsNone || inst.Special != x86dec.SpecialNone
 			// Pure with every result known: its inputs, flags
 			// included (sbb %r,%r), no longer matter.

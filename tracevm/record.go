@@ -356,22 +356,21 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	r.m.stats.recorderEvents.Add(1)
 	if ev == C.TV_REC_START {
 		r.statePC = r.start
-	} else {
-		r.statePC = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
-	}
-	if ev == C.TV_REC_START {
 		r.buf.openLog()
 		r.pendBlock = -1
-	} else if reason := r.replay(); reason != "" {
-		// Where the event resumes is where the state belongs.
-		return r.stop(t, binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8)), reason)
+	} else {
+		// The event's literal: where its state belongs.
+		r.statePC = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
+		if reason := r.replay(); reason != "" {
+			return r.stop(t, r.statePC, reason)
+		}
 	}
 	switch ev {
 	case C.TV_REC_START:
 		r.pc = r.start
 		r.headRegs = *regsOf(t)
 	case C.TV_REC_NEXT:
-		r.pc = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
+		r.pc = r.statePC
 		if r.pendBlock >= 0 {
 			switch kb := &r.buf.blocks[r.pendBlock]; {
 			case kb.call:
@@ -602,7 +601,7 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 			}
 		case insn.IndirectJump, insn.IndirectCall, insn.Return:
 			if !first && keep && info.Kind == insn.IndirectJump {
-				if _, ok := loadJumpTarget(code, r.pc, r.pc); ok {
+				if _, _, ok := jumpOperand(code); ok {
 					// Kept, ending before the jump: its event may
 					// be linked to the targets seen (keptBlock.ind).
 					r.undoMark()
