@@ -464,11 +464,8 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		return 0;
 	}
 	if (it && e->gov == RM_GOV_INTERP) {
-		/* The interpreter's window runs RM_GOV_WINDOW iterations too
-		 * (500 were a few microseconds: one interrupt made a trace
-		 * look 30% faster or slower). */
-		if (c - e->base < RM_GOV_WINDOW)
-			return 0;
+		/* Its window is over (rm_hit_hot returns before coming here
+		 * while it runs). */
 		rm_interp_close(e, c, it);
 		if (e->gov == RM_GOV_NONE)
 			return 0; /* sampled again from the next back-edge */
@@ -563,7 +560,9 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	}
 	/* A loop whose interpreter sample is under way: nothing to look up
 	 * before it ends (the lookups would be in the sample, and an API
-	 * call comes here at every iteration). */
+	 * call comes here at every iteration). The window runs RM_GOV_WINDOW
+	 * iterations too (500 were a few microseconds: one interrupt made a
+	 * trace look 30% faster or slower). */
 	if (e && e->gov == RM_GOV_INTERP && c - e->base < RM_GOV_WINDOW) {
 		if (o)
 			*cached = -1;
