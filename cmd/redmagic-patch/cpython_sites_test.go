@@ -27,7 +27,7 @@ func TestCPythonBackEdgeTraces(t *testing.T) {
 	patch(t, "/usr/bin/python3.11", out)
 	want := runBin(t, "/usr/bin/python3.11", []string{prog}, nil, false)
 	statsPath := filepath.Join(t.TempDir(), "stats.json")
-	got := runBin(t, out, []string{prog}, []string{"REDMAGIC_THRESHOLD=1", "REDMAGIC_STATS=" + statsPath}, false)
+	got := runBin(t, out, []string{prog}, []string{"REDMAGIC_THRESHOLD=1", "REDMAGIC_GOVERNOR=0", "REDMAGIC_STATS=" + statsPath}, false)
 	require.Equal(t, want.result, got.result)
 	data, err := os.ReadFile(statsPath)
 	require.NoError(t, err)
