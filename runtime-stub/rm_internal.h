@@ -197,10 +197,12 @@ struct rm_entry {
 	uint64_t base;          /* hits + trace iterations then */
 	uint64_t jit0;          /* the thread's cycles in the JIT then */
 	uint32_t icost;         /* interpreter cycles per iteration x16 */
-	uint32_t gov;           /* enum rm_gov */
+	uint16_t gov;           /* enum rm_gov */
+	uint16_t tries;         /* trace windows that lost so far */
 	uint32_t asked;         /* a recording was asked for on this thread */
 	uint32_t it0;           /* low bits of the trace iterations when the
-				   interpreter's window opened */
+				   interpreter's window opened; then the best
+				   trace window's cycles x16 */
 };
 
 /* Where a loop's measurement stands. */

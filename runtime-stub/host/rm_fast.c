@@ -158,9 +158,14 @@ static COLD int rm_grow(struct rm_thread *t)
  * share count, and cycles spent recording and compiling do not. A trace
  * that is not gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) of the
  * interpreter's cost or better is dropped; its loop runs the original
- * code at counting cost from then on.
+ * code at counting cost from then on. A window is wall time: a preemption,
+ * a signal handler or a fork in it makes a trace look slower than it is,
+ * and one such window must not drop a trace that wins, so a losing window
+ * is measured again, up to RM_GOV_TRIES windows, and the best one judges.
+ * (A slow interpreter window only keeps a losing trace: the cheap error.)
  */
 #define RM_GOV_WINDOW 20000
+#define RM_GOV_TRIES 3
 
 /* Cycles the thread t has spent on the JIT rather than the program: in
  * its Go (recording, compiling) and loading it. Windows leave them out: a
@@ -493,7 +498,16 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		return head;
 	}
 	uint32_t t16 = rm_window_c16(e, n);
+	if (e->tries && e->it0 < t16)
+		t16 = e->it0;
 	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
+	if (drop && ++e->tries < RM_GOV_TRIES) {
+		e->it0 = t16;
+		e->tsc = tv_rdtsc();
+		e->jit0 = rm_spent(rm_self);
+		e->base = done;
+		return head;
+	}
 	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
 	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;
 	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
