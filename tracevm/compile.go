@@ -136,6 +136,18 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		}
 		virtual = kept
 	}
+	// postGuard follows op i, a 64-bit load the optimiser speculated on,
+	// with a guard on its register; the exit resumes after the load.
+	postGuard := func(i int, o *op) {
+		v, ok := p.postAt(i)
+		if !ok {
+			return
+		}
+		r, _, _ := gpr(regArg(p.inst(i).Args[0]))
+		e.cmpRegRIP(r, lit(v))
+		e.alignRel32(2)
+		patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr+uint64(len(o.code)))))
+	}
 	if idGuard != nil {
 		// A back-edge trace is keyed by its loop id, which a jump from
 		// another trace has not checked: the head does. The flags are
@@ -269,6 +281,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					w, _ := writes(inst)
 					clearVirtual(w)
 					e.bytes(b...)
+					postGuard(i, o)
 					continue
 				}
 				e.buf, virtual = e.buf[:mark], saved
@@ -292,6 +305,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			if err := m.emitInsn(e, o); err != nil {
 				return nil, nil, nil, nil, nil, nil, err
 			}
+			postGuard(i, o)
 		case opGuard:
 			e.alignRel32(2)
 			at := e.jcc(o.cond, newExit(o.exit))

@@ -15,6 +15,11 @@ type knownStates struct {
 	// where state i+1's start (or at len(deltas)).
 	deltaAt []int32
 	deltas  []regDelta
+	// block: the states of one checkpoint's block, whole, for readers
+	// that walk the ops in order (liveness backwards, generate forwards):
+	// block number blockOf+1 (0: none).
+	blockOf1 int
+	block    *[knownEvery][16]val
 }
 
 type regDelta struct {
@@ -28,10 +33,12 @@ const knownEvery = 32
 func (k *knownStates) reset() {
 	k.n = 0
 	k.checks, k.deltaAt, k.deltas = k.checks[:0], k.deltaAt[:0], k.deltas[:0]
+	k.blockOf1 = 0
 }
 
 // add appends the next state.
 func (k *knownStates) add(s *[16]val) {
+	k.blockOf1 = 0
 	k.deltaAt = append(k.deltaAt, int32(len(k.deltas)))
 	if k.n%knownEvery == 0 {
 		k.checks = append(k.checks, *s)
@@ -62,28 +69,59 @@ func (k *knownStates) changes(j int) []regDelta {
 	return k.deltas[k.deltaAt[j]:end]
 }
 
-// get returns register r in state i.
-func (k *knownStates) get(i, r int) val {
-	c := i / knownEvery
-	v := k.checks[c][r]
-	for j := c*knownEvery + 1; j <= i; j++ {
-		for _, d := range k.changes(j) {
-			if int(d.r) == r {
-				v = d.v
+// masks appends to dst, for each state, the registers known in it.
+func (k *knownStates) masks(dst []uint16) []uint16 {
+	var cur uint16
+	for i := 0; i < k.n; i++ {
+		if i%knownEvery == 0 {
+			cur = 0
+			for r, v := range &k.checks[i/knownEvery] {
+				if v.known {
+					cur |= 1 << r
+				}
+			}
+		} else {
+			for _, d := range k.changes(i) {
+				if d.v.known {
+					cur |= 1 << d.r
+				} else {
+					cur &^= 1 << d.r
+				}
 			}
 		}
+		dst = append(dst, cur)
 	}
-	return v
+	return dst
+}
+
+// get returns register r in state i.
+func (k *knownStates) get(i, r int) val {
+	return k.ref(i)[r]
 }
 
 // at returns state i whole.
 func (k *knownStates) at(i int) [16]val {
+	return *k.ref(i)
+}
+
+// ref returns state i, valid until the next add or a state in another
+// block.
+func (k *knownStates) ref(i int) *[16]val {
 	c := i / knownEvery
-	s := k.checks[c]
-	for j := c*knownEvery + 1; j <= i; j++ {
-		for _, d := range k.changes(j) {
-			s[d.r] = d.v
+	if k.blockOf1 != c+1 {
+		if k.block == nil {
+			k.block = new([knownEvery][16]val)
 		}
+		s := k.checks[c]
+		for j := c * knownEvery; j < min((c+1)*knownEvery, k.n); j++ {
+			if j > c*knownEvery {
+				for _, d := range k.changes(j) {
+					s[d.r] = d.v
+				}
+			}
+			k.block[j-c*knownEvery] = s
+		}
+		k.blockOf1 = c + 1
 	}
-	return s
+	return &k.block[i-c*knownEvery]
 }

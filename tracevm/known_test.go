@@ -30,11 +30,26 @@ func TestKnownStates(t *testing.T) {
 			k.add(&cur)
 		}
 		require.Equal(t, n, k.len())
+		masks := k.masks(nil)
+		require.Len(t, masks, n)
 		for i := range want {
 			require.Equal(t, want[i], k.at(i), "state %d of %d", i, n)
+			var mask uint16
 			for r := 0; r < 16; r++ {
 				require.Equal(t, want[i][r], k.get(i, r), "state %d register %d", i, r)
+				if want[i][r].known {
+					mask |= 1 << r
+				}
 			}
+			require.Equal(t, mask, masks[i], "state %d: known registers", i)
+		}
+		// Backwards, as liveness reads them, and at random.
+		for i := n - 1; i >= 0; i-- {
+			require.Equal(t, want[i], *k.ref(i), "state %d backwards", i)
+		}
+		for c := 0; c < 50; c++ {
+			i := rng.IntN(n)
+			require.Equal(t, want[i], k.at(i), "state %d at random", i)
 		}
 	}
 	var none *knownStates

@@ -20,7 +20,11 @@ import (
 //     (jump tables);
 //   - a load from writable memory at a constant address may be replaced
 //     by a guard on its value (the bytecode the loop dispatches on), when
-//     that removes at least two guards or an indirect-target guard;
+//     that removes at least two guards or an indirect-target guard; the
+//     value is the one the trace itself stored there last, if it did (a
+//     register the interpreter spilled to its frame: its pc across a
+//     call), else the one memory holds now. A 64-bit value too wide for
+//     an immediate is guarded after the load, in the register;
 //   - guards whose outcome is then known disappear, and pure instructions
 //     whose results nothing reads any more are dropped; a register such an
 //     instruction would have set is set in the stub of every exit where
@@ -74,6 +78,9 @@ type plan struct {
 	headVals [16]uint64
 	drop     []bool         // op i is not emitted
 	spec     map[int]uint64 // op i becomes a guard on its load's value
+	// post: op i, a 64-bit load, runs and is followed by a guard on the
+	// register it loaded (the value does not fit cmp's immediate).
+	post map[int]uint64
 	// replaced: speculated op i is done by its guard (a mov, or a cmp
 	// whose flags nothing reads: the guard's flags are M - v, not the
 	// original comparison's).
@@ -99,6 +106,16 @@ func (p *plan) specAt(i int) (uint64, bool) {
 	return v, ok
 }
 
+// postAt returns the value op i's 64-bit load is guarded to have after
+// it (nil plan: none).
+func (p *plan) postAt(i int) (uint64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	v, ok := p.post[i]
+	return v, ok
+}
+
 type optimizer struct {
 	m     *Machine
 	ops   []op
@@ -109,9 +126,15 @@ type optimizer struct {
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
 	specVal  []uint64
-	known    *knownStates // registers known before op i (after op i-1)
-	flagsAt  []flagState  // flags before op i
-	foldOps  map[int]bool
+	specPost []bool // speculation k is guarded after its load
+	specSize []int
+	specFwd  []bool // speculation k's value is one the trace stored
+	// storeRanges: every store at a known address in the last eval:
+	// memory the loop rewrites.
+	storeRanges []storeRange
+	known       *knownStates // registers known before op i (after op i-1)
+	flagsAt     []flagState  // flags before op i
+	foldOps     map[int]bool
 	// banned: loads never to speculate (their value now is not the one
 	// the recording saw: memory the iteration itself rewrites).
 	banned map[int]bool
@@ -120,6 +143,10 @@ type optimizer struct {
 	// peeked: memory read by earlier passes (addr<<4 | size): a read is
 	// a system call.
 	peeked map[uint64]peekResult
+	// knownMask[i]: the registers known in state i (liveness).
+	knownMask []uint16
+	// The eval state's maps, reused by every eval.
+	specMap, storeMap, savedMap map[uint64]val
 }
 
 type peekResult struct {
@@ -166,6 +193,45 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 			o.insts[i] = inst
 		}
 	}
+	need, chosen, ok := o.choose()
+	if !ok {
+		return nil
+	}
+	p = &plan{spec: map[int]uint64{}, post: map[int]uint64{}}
+	// Pass 2: only the assumptions chosen.
+	o.specAddr, o.specOp, o.specVal, o.specPost = nil, nil, nil, nil
+	o.specSize, o.specFwd = nil, nil
+	if _, ok := o.eval(chosen, need); !ok {
+		return nil
+	}
+	for k, i := range o.specOp {
+		if !chosen[i] {
+			continue
+		}
+		if o.specPost[k] {
+			p.post[i] = o.specVal[k]
+		} else {
+			p.spec[i] = o.specVal[k]
+		}
+	}
+	for r := 0; r < 16; r++ {
+		if need&(1<<r) != 0 {
+			p.headRegs = append(p.headRegs, x86enc.Reg(r))
+			p.headVals[r] = head[r]
+		}
+	}
+	if !o.liveness(p, need) {
+		return nil
+	}
+	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
+	p.ok, kept = true, true
+	return p
+}
+
+// choose is pass 1: it assumes everything and learns which assumptions
+// pay: the head registers and speculated loads (by op) the trace is to
+// rest on. ok is false when none does.
+func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 	// Pass 1: assume everything; learn which assumptions pay. A guard
 	// that would always fail shows a speculated value that is not the
 	// one the recording saw: ban those loads and try again.
@@ -173,14 +239,21 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	var folded []foldedGuard
 	for try := 0; ; try++ {
 		var ok bool
-		o.specAddr, o.specOp, o.specVal = nil, nil, nil
+		o.specAddr, o.specOp, o.specVal, o.specPost = nil, nil, nil, nil
+		o.specSize, o.specFwd = nil, nil
 		folded, ok = o.eval(nil, allSpecs)
-		if ok {
+		if ok && !o.banVariant() {
 			break
+		}
+		if ok {
+			if try == 32 {
+				return 0, nil, false
+			}
+			continue
 		}
 		specs := o.contra >> 16
 		if specs == 0 || try == 32 {
-			return nil
+			return 0, nil, false
 		}
 		for k := 0; k < maxSpecs; k++ {
 			if specs&(1<<k) != 0 {
@@ -207,47 +280,80 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 			worth |= 1 << (16 + k)
 		}
 	}
-	var need assume
 	for _, f := range folded {
 		if specs := f.deps &^ 0xffff; specs&^worth == 0 {
 			need |= f.deps
 		}
 	}
 	if need == 0 {
-		return nil
+		return 0, nil, false
 	}
-	p = &plan{spec: map[int]uint64{}}
-	chosen := make(map[int]bool)
+	chosen = make(map[int]bool)
 	for k := range o.specOp {
 		if need&(1<<(16+k)) != 0 {
 			chosen[o.specOp[k]] = true
 		}
 	}
-	// Pass 2: only the assumptions chosen.
-	o.specAddr, o.specOp, o.specVal = nil, nil, nil
-	if _, ok := o.eval(chosen, need); !ok {
-		return nil
-	}
-	for k, i := range o.specOp {
-		if chosen[i] {
-			p.spec[i] = o.specVal[k]
-		}
-	}
-	for r := 0; r < 16; r++ {
-		if need&(1<<r) != 0 {
-			p.headRegs = append(p.headRegs, x86enc.Reg(r))
-			p.headVals[r] = head[r]
-		}
-	}
-	if !o.liveness(p, need) {
-		return nil
-	}
-	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
-	p.ok, kept = true, true
-	return p
+	return need, chosen, true
 }
 
 const allSpecs = ^assume(0)
+
+// storeRange is a store at a known address: [lo, hi), and the value
+// stored when known.
+type storeRange struct {
+	lo, hi uint64
+	v      uint64
+	known  bool
+	op     int
+}
+
+// banVariant bans the speculations on memory the trace itself stores to,
+// unless the value is the one it stored: what memory held when the trace
+// was compiled is only the last iteration's value (a VM stack slot, a
+// loop counter in a frame), and a guard on it would fail in the next. A
+// load the trace stores to only after it keeps its speculation when the
+// last of those stores writes the same known value at every iteration
+// (a VM value's type tag, the pc an interpreter stores before its
+// back-edge): that is the value the load sees. It reports whether it
+// banned any.
+func (o *optimizer) banVariant() bool {
+	banned := false
+	for k, i := range o.specOp {
+		if o.specFwd[k] || o.banned[i] {
+			continue
+		}
+		lo, hi := o.specAddr[k], o.specAddr[k]+uint64(o.specSize[k])
+		var last *storeRange
+		for j := range o.storeRanges {
+			r := &o.storeRanges[j]
+			if !(lo < r.hi && r.lo < hi) {
+				continue
+			}
+			if r.op < i {
+				last = nil // stored before the load, not forwarded
+				break
+			}
+			last = r
+		}
+		if last == nil {
+			// No store after it either: invariant memory, unless a
+			// store before it made it variant.
+			for j := range o.storeRanges {
+				r := &o.storeRanges[j]
+				if lo < r.hi && r.lo < hi {
+					o.banned[i], banned = true, true
+					break
+				}
+			}
+			continue
+		}
+		if !(last.known && last.lo == lo && last.hi == hi && last.v == o.specVal[k]) {
+			o.banned[i], banned = true, true
+		}
+	}
+	return banned
+}
 
 type foldedGuard struct {
 	op     int
@@ -260,6 +366,16 @@ type evalState struct {
 	regs  [16]val
 	flags flagState
 	spec  map[uint64]val // speculated loads since the last store
+	// stores: values the trace stored at known addresses (addr<<4 |
+	// size), for the loads that read them back. A store through an
+	// unknown pointer or a call may have changed one (a spill slot whose
+	// address escaped): it stays, because a load that uses it is
+	// guarded on its value.
+	stores map[uint64]val
+	// ranges: where the stores at known addresses went (the optimiser's
+	// storeRanges); op: the op being evaluated.
+	ranges *[]storeRange
+	op     int
 	// saved: callee-saved registers pushed by inlined prologues, by
 	// stack address, until popped. Their slots' addresses never escape,
 	// so calls leave them alone.
@@ -276,7 +392,18 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 			s.regs[r] = val{known: true, v: o.head[r], deps: 1 << r}
 		}
 	}
-	s.spec = map[uint64]val{}
+	// The maps live as long as the optimiser: cleared, not made again
+	// (new memory is a page fault per 4 KB in this process).
+	if o.specMap == nil {
+		o.specMap, o.storeMap, o.savedMap = map[uint64]val{}, map[uint64]val{}, map[uint64]val{}
+		o.foldOps = map[int]bool{}
+	}
+	clear(o.specMap)
+	clear(o.storeMap)
+	clear(o.savedMap)
+	s.spec, s.stores, s.saved = o.specMap, o.storeMap, o.savedMap
+	o.storeRanges = o.storeRanges[:0]
+	s.ranges = &o.storeRanges
 	// Every pass rewrites the states and flags: the memory of the
 	// previous pass, or of an earlier trace (evalScratch), is reused (new
 	// memory costs a page fault per 4 KB); the flags grow by doubling.
@@ -287,10 +414,11 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	} else {
 		o.flagsAt = o.flagsAt[:n]
 	}
-	o.foldOps = make(map[int]bool)
+	clear(o.foldOps)
 	var folded []foldedGuard
 	for i := range o.ops {
 		op := &o.ops[i]
+		s.op = i
 		o.known.add(&s.regs)
 		o.flagsAt[i] = s.flags
 		switch op.kind {
@@ -326,7 +454,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 				s.regs[r] = val{}
 			}
 			s.flags = flagState{}
-			s.spec = map[uint64]val{}
+			clear(s.spec)
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
@@ -425,28 +553,61 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps.has(inst.Op) {
 			return val{} // read and written: a store follows
 		}
-		if !flagsDeadAfter(o.ops, i-1) {
+		var v uint64
+		var deps assume
+		st, forwarded := s.stores[key]
+		if forwarded {
+			// What the trace stored there itself, not what memory
+			// holds once the recording is over.
+			v, deps = st.v, st.deps
+		} else {
+			pr, seen := o.peeked[key]
+			if !seen {
+				pr.v, pr.ok = peek(o.m.pid, ad.v, size)
+				o.peeked[key] = pr
+			}
+			if !pr.ok {
+				return val{} // not readable here: the trace reads it, or faults, as the interpreter would
+			}
+			v = pr.v
+		}
+		post := size == 8 && int64(v) != int64(int32(v))
+		if post {
+			// cmp takes a 32-bit immediate: a plain 64-bit load runs
+			// and its register is compared with a literal after it.
+			// Only for a value the trace stored itself, derived from
+			// what it assumes anyway: a wide value read from memory
+			// is mostly a pointer to whatever object the iteration
+			// works on, different in the next one.
+			if !forwarded || !postGuardable(inst) || !flagsDeadAfter(o.ops, i) {
+				return val{}
+			}
+		} else if !flagsDeadAfter(o.ops, i-1) {
 			return val{} // the value guard's cmp would clobber live flags
-		}
-		pr, seen := o.peeked[key]
-		if !seen {
-			pr.v, pr.ok = peek(o.m.pid, ad.v, size)
-			o.peeked[key] = pr
-		}
-		v, ok := pr.v, pr.ok
-		if !ok {
-			return val{} // not readable here: the trace reads it, or faults, as the interpreter would
-		}
-		if size == 8 && int64(v) != int64(int32(v)) {
-			return val{} // cmp takes a 32-bit immediate
 		}
 		k := len(o.specOp)
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
-		sv := val{known: true, v: v, deps: ad.deps | 1<<(16+k)}
+		o.specPost, o.specSize, o.specFwd = append(o.specPost, post), append(o.specSize, size), append(o.specFwd, forwarded)
+		sv := val{known: true, v: v, deps: ad.deps | deps | 1<<(16+k)}
 		s.spec[key] = sv
 		return sv
 	}
 	return val{}
+}
+
+// postGuardable: inst is a plain 64-bit load into a general register,
+// whose result a guard after it can compare.
+func postGuardable(inst *x86dec.Inst) bool {
+	if inst.Op != x86asm.MOV {
+		return false
+	}
+	_, size, ok := gpr(regArg(inst.Args[0]))
+	return ok && size == 8
+}
+
+func regArg(a x86asm.Arg) x86asm.Reg {
+	r, _ := a.(x86asm.Reg)
+	return r
 }
 
 func truncate(v uint64, size int) uint64 {
@@ -505,6 +666,22 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 	case x86asm.MOV:
 		if dreg {
 			setReg(s, dst, dsize, o.operand(i, args[1], dsize, s, chosen))
+			return true
+		}
+		if m, ok := args[0].(x86asm.Mem); ok && size >= 1 && size <= 8 {
+			// A store: remembered for the loads that read it back.
+			var v val
+			switch args[1].(type) {
+			case x86asm.Reg, x86asm.Imm:
+				v = o.operand(i, args[1], size, s, chosen)
+			}
+			ad := o.addr(inst, m, s)
+			o.stored(inst, s)
+			if ad.known && v.known {
+				s.stores[ad.v<<4|uint64(size)] = val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}
+				last := &(*s.ranges)[len(*s.ranges)-1]
+				last.v, last.known = truncate(v.v, size), true
+			}
 			return true
 		}
 	case x86asm.MOVSXD, x86asm.MOVSX, x86asm.MOVZX:
@@ -604,9 +781,6 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 		if !ok || sz != 8 || !sp.known || reg == x86enc.RSP {
 			break
 		}
-		if s.saved == nil {
-			s.saved = map[uint64]val{}
-		}
 		if inst.Op == x86asm.PUSH {
 			slot := addConst(sp, -8)
 			s.forget(slot, 8)
@@ -699,16 +873,17 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 		s.forget(o.addr(inst, m, s), inst.MemBytes)
 		return
 	}
-	s.spec = map[uint64]val{}
+	clear(s.spec)
 }
 
 // forget drops the speculated values overlapping [a, a+size), or all of
 // them when a is not known.
 func (s *evalState) forget(a val, size int) {
 	if !a.known {
-		s.spec = map[uint64]val{}
+		clear(s.spec)
 		return
 	}
+	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op})
 	for k := range s.spec {
 		at, n := k>>4, k&15
 		if at < a.v+uint64(size) && a.v < at+n {
@@ -718,6 +893,12 @@ func (s *evalState) forget(a val, size int) {
 	for at := range s.saved {
 		if at < a.v+uint64(size) && a.v < at+8 {
 			delete(s.saved, at)
+		}
+	}
+	for k := range s.stores {
+		at, n := k>>4, k&15
+		if at < a.v+uint64(size) && a.v < at+n {
+			delete(s.stores, k)
 		}
 	}
 }
@@ -928,12 +1109,7 @@ prefixes:
 // resultsKnown: every register in w is known after op i (a narrow load's
 // register is known only if the bits it keeps were).
 func (o *optimizer) resultsKnown(i int, w uint16) bool {
-	for r := 0; r < 16; r++ {
-		if w&(1<<r) != 0 && !o.known.get(i+1, r).known {
-			return false
-		}
-	}
-	return true
+	return w&^o.knownMask[i+1] == 0
 }
 
 // replacesLoad: a speculated load that is a plain mov (or movzx/movsx), or a cmp whose
@@ -964,16 +1140,8 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 	p.liveAfter = make([]uint16, n)
 	live := uint16(allRegs)
 	flags := false
-	unknownAt := func(i int) uint16 {
-		var u uint16
-		st := o.known.at(i)
-		for r := 0; r < 16; r++ {
-			if !st[r].known {
-				u |= 1 << r
-			}
-		}
-		return u
-	}
+	o.knownMask = o.known.masks(o.knownMask[:0])
+	unknownAt := func(i int) uint16 { return ^o.knownMask[i] }
 	for i := n - 1; i >= 0; i-- {
 		// %rsp is never left virtual: a signal handler runs below the
 		// real one and would overwrite what the trace keeps under it.
@@ -1025,6 +1193,14 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 				// exit needs the unknown ones; the instruction itself
 				// is then treated as any other (below).
 				live |= unknownAt(i)
+			}
+			if _, ok := p.post[i]; ok {
+				// The guard after it reads the loaded register, and its
+				// exit needs the registers unknown there (the loaded one
+				// is real). It kills the flags; the load is never
+				// dropped (its register is live).
+				live |= w | unknownAt(i+1)
+				flags = false
 			}
 			// Pure: its only effects are a general register and the
 			// flags (a vector destination is an effect the optimiser
@@ -1092,8 +1268,11 @@ func isGPRArg(a x86asm.Arg) bool {
 // its registers known), so that it can be re-encoded %rip-relative and no
 // longer reads them.
 func (o *optimizer) memKnown(i int) (uint64, bool) {
-	st := o.known.at(i)
-	return memKnownIn(o.insts[i], &st)
+	inst := o.insts[i]
+	if m, ok := memArg(inst).(x86asm.Mem); !ok || m.Base == x86asm.RIP {
+		return 0, false // nothing to learn from the states
+	}
+	return memKnownIn(inst, o.known.ref(i))
 }
 
 func memKnownIn(inst *x86dec.Inst, known *[16]val) (uint64, bool) {

@@ -417,6 +417,24 @@ func TestSwitchInterpreter(t *testing.T) {
 	r.checkTraced(t, n-1, 0.99)
 }
 
+// An interpreter whose pc lives in memory: the trace forwards each
+// stored pc to the load that reads it back, so every dispatch is on a
+// known instruction of read-only code and its jump-table guard goes.
+func TestMemoryPCInterpreter(t *testing.T) {
+	const n, k = 100000, 0x3c9
+	var want int64
+	for c := int64(n); c > 0; c-- {
+		want += (c * c) ^ k
+	}
+	r := runJIT(t, MemInterp, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, int64(5*n+1), r.res.Out[0], "steps")
+	require.Equal(t, r.res, r.native(MemInterp, n, k))
+	r.checkTraced(t, n-1, 0.99)
+	log := r.log()
+	assert.Zero(t, strings.Count(log, "; guard-target "), "dispatches left to check:\n%s", log)
+}
+
 func refFuncPtr(n, k, mask int64) int64 {
 	fs := []func(x int64) int64{
 		func(x int64) int64 { return x + k },

@@ -297,6 +297,71 @@ TT int64_t tt_interp(const int64_t *in, int64_t *out)
 	}
 }
 
+/* The same interpreter with its state in memory, as interpreters that keep
+ * the pc in a frame or VM struct do: each step stores the next pc and the
+ * next step loads it back, and the program is read-only data. A trace that
+ * forwards the stored pc to the load knows every instruction it
+ * dispatches on, and the instruction pointer it stores and reads back (64
+ * bits: guarded after its load): r1 = sum over c = n..1 of (c*c ^ k). */
+static const struct vm_ins tt_mem_prog[] = {
+	{ VM_MUL, 3, 0, 0, 0 },   /* 0: r3 = r0 * r0 */
+	{ VM_XOR, 3, 3, 2, 0 },   /* 1: r3 ^= r2 */
+	{ VM_ADD, 1, 1, 3, 0 },   /* 2: r1 += r3 */
+	{ VM_ADDI, 0, 0, 0, -1 }, /* 3: r0-- */
+	{ VM_JNZ, 0, 0, 0, 0 },   /* 4: if r0 goto 0 */
+	{ VM_HALT, 1, 0, 0, 0 },  /* 5: return r1 */
+};
+
+static struct {
+	volatile uint32_t pc;
+	const struct vm_ins *volatile cur; /* the instruction being run */
+	volatile int64_t steps;
+} tt_mem_vm;
+
+TT int64_t tt_mem_interp(const int64_t *in, int64_t *out)
+{
+	int64_t r[8] = { in[1], 0, in[2] };
+	tt_mem_vm.pc = 0;
+	tt_mem_vm.steps = 0;
+	for (;;) {
+		uint32_t pc = tt_mem_vm.pc;
+		const struct vm_ins *p = &tt_mem_prog[pc];
+		tt_mem_vm.pc = pc + 1;
+		tt_mem_vm.cur = p;
+		tt_mem_vm.steps = tt_mem_vm.steps + 1;
+		switch (p->op) {
+		case VM_MUL:
+			p = tt_mem_vm.cur; /* a pointer read back: 64 bits */
+			r[p->a] = r[p->b] * r[p->c];
+			break;
+		case VM_XOR:
+			r[p->a] = r[p->b] ^ r[p->c];
+			break;
+		case VM_ADD:
+			r[p->a] = r[p->b] + r[p->c];
+			break;
+		case VM_ADDI:
+			p = tt_mem_vm.cur;
+			r[p->a] = r[p->b] + p->imm;
+			break;
+		case VM_JNZ:
+			if (r[p->a]) {
+				uint32_t to = (uint32_t)p->imm;
+				tt_mem_vm.pc = to;
+				if (to <= pc)
+					th_backwards_branch(ID(to));
+			}
+			break;
+		case VM_HALT:
+			out[0] = tt_mem_vm.steps;
+			return r[p->a];
+		default:
+			th_ensure_not_traced();
+			return -1;
+		}
+	}
+}
+
 /* Calls through a table of function pointers: indirect calls whose target
  * changes every iteration. The table is writable so that gcc cannot
  * resolve the calls. */
