@@ -44,6 +44,38 @@ type val struct {
 	known bool
 	v     uint64
 	deps  assume
+	// lo: for a register not known whole, how many of its low bytes are
+	// (1, 2 or 4; 0 none), in v. Interpreters build a byte from a
+	// register whose upper bytes are garbage (CPython: sbb %sil,%sil;
+	// or ..., %sil; movzbl %sil, %eax for every dispatch).
+	lo uint8
+}
+
+// low returns v's low size bytes when they are known.
+func (v val) low(size int) (val, bool) {
+	if v.known || int(v.lo) >= size {
+		return val{known: true, v: truncate(v.v, size), deps: v.deps}, true
+	}
+	return val{}, false
+}
+
+// lowBytes is how many low bytes of v are known (8: all).
+func (v val) lowBytes() int {
+	if v.known {
+		return 8
+	}
+	return int(v.lo)
+}
+
+// partial returns x with its low n bytes known (whole when n >= 8).
+func partial(x uint64, n int, deps assume) val {
+	switch {
+	case n >= 8:
+		return val{known: true, v: x, deps: deps}
+	case n <= 0:
+		return val{}
+	}
+	return val{v: truncate(x, n), lo: uint8(n), deps: deps}
 }
 
 // flagState is the arithmetic flags when known.
@@ -524,11 +556,10 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		return val{known: true, v: truncate(uint64(int64(a)), size)}
 	case x86asm.Reg:
 		r, sz, ok := gpr(a)
-		if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) || !s.regs[r].known {
+		if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) {
 			return val{}
 		}
-		v := s.regs[r]
-		v.v = truncate(v.v, sz)
+		v, _ := s.regs[r].low(sz)
 		return v
 	case x86asm.Mem:
 		ad := o.addr(inst, a, s)
@@ -622,6 +653,27 @@ func signExtend(v uint64, size int) uint64 {
 	return uint64(int64(v<<sh) >> sh)
 }
 
+// lowOperand is a register operand of size bytes with its known low
+// bytes (lo), or an immediate; nothing else.
+func (o *optimizer) lowOperand(a x86asm.Arg, size int, s *evalState) val {
+	switch a := a.(type) {
+	case x86asm.Imm:
+		return val{known: true, v: truncate(uint64(int64(a)), size)}
+	case x86asm.Reg:
+		r, sz, ok := gpr(a)
+		if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) {
+			return val{}
+		}
+		v := s.regs[r]
+		if v.known {
+			v.v = truncate(v.v, sz)
+			return v
+		}
+		return partial(v.v, min(int(v.lo), sz), v.deps)
+	}
+	return val{}
+}
+
 // setReg writes a register of size bytes with v (32-bit writes zero the
 // upper half; narrower ones merge).
 func setReg(s *evalState, r x86enc.Reg, size int, v val) {
@@ -629,16 +681,24 @@ func setReg(s *evalState, r x86enc.Reg, size int, v val) {
 	case 8:
 		s.regs[r] = v
 	case 4:
-		v.v = truncate(v.v, 4)
-		s.regs[r] = v
+		// The upper half becomes zero: known.
+		n := min(v.lowBytes(), 4)
+		if n == 4 {
+			n = 8
+		}
+		s.regs[r] = partial(truncate(v.v, 4), n, v.deps)
 	default:
 		old := s.regs[r]
-		if !old.known || !v.known {
+		if v.lowBytes() < size {
 			s.regs[r] = val{}
 			return
 		}
 		mask := uint64(1)<<(8*size) - 1
-		s.regs[r] = val{known: true, v: old.v&^mask | v.v&mask, deps: old.deps | v.deps}
+		n := size
+		if old.lowBytes() > size {
+			n = old.lowBytes()
+		}
+		s.regs[r] = partial(old.v&^mask|v.v&mask, n, old.deps|v.deps)
 	}
 }
 
@@ -723,6 +783,11 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			var v val
 			if a.known && b.known {
 				v = val{known: true, v: arithResult(inst.Op, a.v, b.v), deps: a.deps | b.deps}
+			} else if pa, pb := o.lowOperand(args[0], dsize, s), o.lowOperand(args[1], dsize, s); pa.lowBytes() > 0 && pb.lowBytes() > 0 {
+				// The low bytes of a sum, difference or bitwise
+				// result depend on the operands' low bytes alone.
+				n := min(pa.lowBytes(), pb.lowBytes(), dsize)
+				v = partial(arithResult(inst.Op, pa.v, pb.v), n, pa.deps|pb.deps)
 			}
 			setReg(s, dst, dsize, v)
 			return true

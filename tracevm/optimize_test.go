@@ -145,3 +145,53 @@ func FuzzRIPForm(f *testing.F) {
 		}
 	})
 }
+
+// Registers known in their low bytes only: a narrow write into a register
+// that is not known keeps its value for readers of that width (CPython
+// builds each dispatch's opcode in %sil while the rest of %rsi is
+// garbage), a 32-bit write zeroes the upper half, and sums and bitwise
+// results keep the low bytes both operands have.
+func TestPartialRegisters(t *testing.T) {
+	var s evalState
+	rsi := x86enc.RSI
+	setReg(&s, rsi, 1, val{known: true, v: 0xff})
+	got, ok := s.regs[rsi].low(1)
+	require.True(t, ok)
+	assert.Equal(t, uint64(0xff), got.v)
+	_, ok = s.regs[rsi].low(2)
+	assert.False(t, ok, "only the low byte was written")
+	assert.False(t, s.regs[rsi].known)
+
+	// A 16-bit write over it keeps two known bytes; a 1-byte write
+	// after that keeps the second one.
+	setReg(&s, rsi, 2, val{known: true, v: 0x1234})
+	setReg(&s, rsi, 1, val{known: true, v: 0x56})
+	got, ok = s.regs[rsi].low(2)
+	require.True(t, ok)
+	assert.Equal(t, uint64(0x1256), got.v)
+
+	// A 32-bit write of a value known in 4 bytes makes it whole.
+	setReg(&s, rsi, 4, val{known: true, v: 0xdeadbeef})
+	assert.True(t, s.regs[rsi].known)
+	assert.Equal(t, uint64(0xdeadbeef), s.regs[rsi].v)
+
+	// A byte of unknown value over a known register: nothing known.
+	setReg(&s, rsi, 1, val{})
+	assert.Equal(t, val{}, s.regs[rsi])
+
+	// or %eax, %esi with %esi known in its low byte: the result's low
+	// byte is known, the rest is not.
+	var o optimizer
+	s.regs[rsi] = partial(0x7f, 1, 0)
+	s.regs[x86enc.RAX] = val{known: true, v: 0x3a1}
+	a, b := o.lowOperand(x86asm.ESI, 4, &s), o.lowOperand(x86asm.EAX, 4, &s)
+	require.Equal(t, 1, a.lowBytes())
+	require.Equal(t, 8, b.lowBytes())
+	n := min(a.lowBytes(), b.lowBytes(), 4)
+	setReg(&s, rsi, 4, partial(arithResult(x86asm.OR, a.v, b.v), n, 0))
+	got, ok = s.regs[rsi].low(1)
+	require.True(t, ok)
+	assert.Equal(t, uint64(0xff), got.v)
+	_, ok = s.regs[rsi].low(2)
+	assert.False(t, ok)
+}
