@@ -331,24 +331,27 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 
 const allSpecs = ^assume(0)
 
-// storeRange is a store at a known address: [lo, hi), and the value
-// stored when known.
+// storeRange is a store at a known address: [lo, hi), and, for a plain
+// store of a general register or an immediate (scalar), the value when
+// known.
 type storeRange struct {
 	lo, hi uint64
 	v      uint64
 	known  bool
+	scalar bool
 	op     int
 }
 
-// banVariant bans the speculations on memory the trace itself stores to,
-// unless the value is the one it stored: what memory held when the trace
-// was compiled is only the last iteration's value (a VM stack slot, a
-// loop counter in a frame), and a guard on it would fail in the next. A
-// load the trace stores to only after it keeps its speculation when the
-// last of those stores writes the same known value at every iteration
-// (a VM value's type tag, the pc an interpreter stores before its
-// back-edge): that is the value the load sees. It reports whether it
-// banned any.
+// banVariant bans the speculations on a slot the trace itself writes
+// whole with a plain store of a value it does not know (a VM stack slot:
+// the loop variable's object): what memory held when the trace was
+// compiled is only the last iteration's value, and a guard on it would
+// fail in the next. A slot whose plain stores all write known values
+// keeps its speculation when the last one after the load writes the value
+// speculated (the pc an interpreter stores before its back-edge). Partial
+// and vector stores over a slot do not ban it: a VM value written whole
+// by a 16-byte move keeps the same type tag at every iteration. It
+// reports whether it banned any.
 func (o *optimizer) banVariant() bool {
 	banned := false
 	for k, i := range o.specOp {
@@ -357,30 +360,21 @@ func (o *optimizer) banVariant() bool {
 		}
 		lo, hi := o.specAddr[k], o.specAddr[k]+uint64(o.specSize[k])
 		var last *storeRange
+		ban := false
 		for j := range o.storeRanges {
 			r := &o.storeRanges[j]
-			if !(lo < r.hi && r.lo < hi) {
+			if r.lo != lo || r.hi != hi || !r.scalar {
 				continue
 			}
-			if r.op < i {
-				last = nil // stored before the load, not forwarded
+			if !r.known {
+				ban = true
 				break
 			}
-			last = r
-		}
-		if last == nil {
-			// No store after it either: invariant memory, unless a
-			// store before it made it variant.
-			for j := range o.storeRanges {
-				r := &o.storeRanges[j]
-				if lo < r.hi && r.lo < hi {
-					o.banned[i], banned = true, true
-					break
-				}
+			if r.op > i {
+				last = r
 			}
-			continue
 		}
-		if !(last.known && last.lo == lo && last.hi == hi && last.v == o.specVal[k]) {
+		if ban || (last != nil && last.v != o.specVal[k]) {
 			o.banned[i], banned = true, true
 		}
 	}
@@ -741,6 +735,12 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 				s.stores[ad.v<<4|uint64(size)] = val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}
 				last := &(*s.ranges)[len(*s.ranges)-1]
 				last.v, last.known = truncate(v.v, size), true
+			}
+			if ad.known && len(*s.ranges) > 0 {
+				switch args[1].(type) {
+				case x86asm.Reg, x86asm.Imm:
+					(*s.ranges)[len(*s.ranges)-1].scalar = true
+				}
 			}
 			return true
 		}
