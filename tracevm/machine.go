@@ -479,7 +479,9 @@ func peek(pid int, a uint64, n int) (uint64, bool) {
 // sysProcessVMReadv is process_vm_readv's number on x86-64.
 const sysProcessVMReadv = 310
 
-// DoNotTrace makes calls to fn run natively from now on.
+// DoNotTrace makes calls to fn run natively from now on (also for a
+// callee found to loop); the recorder's kept blocks that inline calls are
+// then dropped (nativeGen).
 func (m *Machine) DoNotTrace(fn uint64) {
 	m.mu.Lock()
 	m.doNotCall[fn] = true

@@ -549,12 +549,10 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 	case x86asm.Imm:
 		return val{known: true, v: truncate(uint64(int64(a)), size)}
 	case x86asm.Reg:
-		r, sz, ok := gpr(a)
-		if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) {
-			return val{}
+		if v := regOperand(a, s); v.known {
+			return v
 		}
-		v, _ := s.regs[r].low(sz)
-		return v
+		return val{}
 	case x86asm.Mem:
 		ad := o.addr(inst, a, s)
 		if !ad.known || size > 8 {
@@ -654,18 +652,23 @@ func (o *optimizer) lowOperand(a x86asm.Arg, size int, s *evalState) val {
 	case x86asm.Imm:
 		return val{known: true, v: truncate(uint64(int64(a)), size)}
 	case x86asm.Reg:
-		r, sz, ok := gpr(a)
-		if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) {
-			return val{}
-		}
-		v := s.regs[r]
-		if v.known {
-			v.v = truncate(v.v, sz)
-			return v
-		}
-		return partial(v.v, min(int(v.lo), sz), v.deps)
+		return regOperand(a, s)
 	}
 	return val{}
+}
+
+// regOperand reads general register operand a at its width: known, or
+// known in fewer low bytes than that (lo), or not at all (AH-BH too).
+func regOperand(a x86asm.Reg, s *evalState) val {
+	r, sz, ok := gpr(a)
+	if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) {
+		return val{}
+	}
+	v := s.regs[r]
+	if w, ok := v.low(sz); ok {
+		return w
+	}
+	return partial(v.v, int(v.lo), v.deps)
 }
 
 // setReg writes a register of size bytes with v (32-bit writes zero the

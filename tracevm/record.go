@@ -767,10 +767,7 @@ func (r *recording) calleeLoops() bool {
 		r.unmark.set, r.unmark.had, r.unmark.pc, r.unmark.prev = true, had, pc, prev
 		return false
 	}
-	r.m.mu.Lock()
-	r.m.doNotCall[c.entry] = true
-	r.m.nativeGen.Add(1)
-	r.m.mu.Unlock()
+	r.m.DoNotTrace(c.entry)
 	return true
 }
 

@@ -185,14 +185,21 @@ static uint32_t rm_window_c16(const struct rm_entry *e, uint64_t n)
 	return c16 > UINT32_MAX ? UINT32_MAX : (uint32_t)c16;
 }
 
+/* Starts a window of e at count base (hits plus trace iterations): its
+ * time stamp and the thread's JIT cycles so far. */
+static inline void rm_window_open(struct rm_entry *e, uint64_t base)
+{
+	e->tsc = tv_rdtsc();
+	e->jit0 = rm_spent(rm_self);
+	e->base = base;
+}
+
 /* Opens e's interpreter window at count c; it: the loop's trace
  * iteration counters. */
 static COLD void rm_sample_open(struct rm_entry *e, uint64_t c,
 				const volatile uint64_t *it)
 {
-	e->tsc = tv_rdtsc();
-	e->jit0 = rm_spent(rm_self);
-	e->base = c;
+	rm_window_open(e, c);
 	e->it0 = (uint32_t)(it[0] + it[1]);
 	e->gov = RM_GOV_INTERP;
 }
@@ -491,9 +498,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	if (n < RM_GOV_WINDOW)
 		return head;
 	if (e->gov == RM_GOV_WARM) {
-		e->tsc = tv_rdtsc();
-		e->jit0 = rm_spent(rm_self);
-		e->base = done;
+		rm_window_open(e, done);
 		e->gov = RM_GOV_TRACE;
 		return head;
 	}
@@ -503,9 +508,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
 	if (drop && ++e->tries < RM_GOV_TRIES) {
 		e->it0 = t16;
-		e->tsc = tv_rdtsc();
-		e->jit0 = rm_spent(rm_self);
-		e->base = done;
+		rm_window_open(e, done);
 		return head;
 	}
 	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
