@@ -136,17 +136,16 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		}
 		virtual = kept
 	}
-	// postGuard follows op i, a 64-bit load the optimiser speculated on,
-	// with a guard on its register; the exit resumes after the load.
-	postGuard := func(i int, o *op) {
-		v, ok := p.postAt(i)
+	// postGuard precedes op k: a guard on the register a 64-bit load the
+	// optimiser speculated on set, at or after the load.
+	postGuard := func(k int) {
+		g, ok := p.postAt(k)
 		if !ok {
 			return
 		}
-		r, _, _ := gpr(regArg(p.inst(i).Args[0]))
-		e.cmpRegRIP(r, lit(v))
+		e.cmpRegRIP(g.reg, lit(g.v))
 		e.alignRel32(2)
-		patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr+uint64(len(o.code)))))
+		patch = append(patch, e.jcc(x86enc.NE, newExit(g.resume)))
 	}
 	if idGuard != nil {
 		// A back-edge trace is keyed by its loop id, which a jump from
@@ -185,6 +184,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	}
 	for i := range ops {
 		o := &ops[i]
+		postGuard(i)
 		if logging {
 			cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
 		}
@@ -281,7 +281,6 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					w, _ := writes(inst)
 					clearVirtual(w)
 					e.bytes(b...)
-					postGuard(i, o)
 					continue
 				}
 				e.buf, virtual = e.buf[:mark], saved
@@ -305,7 +304,6 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			if err := m.emitInsn(e, o); err != nil {
 				return nil, nil, nil, nil, nil, nil, err
 			}
-			postGuard(i, o)
 		case opGuard:
 			e.alignRel32(2)
 			at := e.jcc(o.cond, newExit(o.exit))

@@ -2,6 +2,7 @@ package tracevm
 
 import (
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 )
 
 // flagsDeadAfter reports whether the arithmetic flags are dead after op i
@@ -46,4 +47,43 @@ func (o *op) decoded() (*x86dec.Inst, error) {
 		return nil, err
 	}
 	return &inst, nil
+}
+
+// postPoint finds where a guard on register r, which op i loads, can go:
+// before op k, the first op after i with the flags dead before it (a
+// guard's compare kills them). The ops between must neither read nor
+// write r (they ran on the value the guard has not yet checked) and only
+// be plain instructions or guards on earlier flags; k must be an
+// instruction or an indirect jump, so that its original code is where
+// the guard's exit resumes. ok is false when there is no such place
+// within a few ops.
+func postPoint(ops []op, insts []*x86dec.Inst, i int, r x86enc.Reg) (k int, ok bool) {
+	const reach = 16
+	for j := i; j < len(ops)-1 && j < i+reach; j++ {
+		if j > i {
+			switch ops[j].kind {
+			case opGuard:
+			case opInsn:
+				inst := insts[j]
+				if inst == nil || inst.Special != x86dec.SpecialNone {
+					return 0, false
+				}
+				rd, rall := reads(inst)
+				w, wall := writes(inst)
+				if rall || wall || (rd|w)&(1<<r) != 0 {
+					return 0, false
+				}
+			default:
+				return 0, false
+			}
+		}
+		if !flagsDeadAfter(ops, j) {
+			continue
+		}
+		if j > i && ops[j+1].kind != opInsn && ops[j+1].kind != opGuardTarget {
+			return 0, false
+		}
+		return j + 1, true
+	}
+	return 0, false
 }

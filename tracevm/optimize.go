@@ -110,9 +110,10 @@ type plan struct {
 	headVals [16]uint64
 	drop     []bool         // op i is not emitted
 	spec     map[int]uint64 // op i becomes a guard on its load's value
-	// post: op i, a 64-bit load, runs and is followed by a guard on the
-	// register it loaded (the value does not fit cmp's immediate).
-	post map[int]uint64
+	// post: before op k, a guard on the register a 64-bit load before it
+	// loaded (the value does not fit cmp's immediate): right after the
+	// load, or where the flags are next dead.
+	post map[int]postGuardAt
 	// replaced: speculated op i is done by its guard (a mov, or a cmp
 	// whose flags nothing reads: the guard's flags are M - v, not the
 	// original comparison's).
@@ -138,14 +139,21 @@ func (p *plan) specAt(i int) (uint64, bool) {
 	return v, ok
 }
 
-// postAt returns the value op i's 64-bit load is guarded to have after
-// it (nil plan: none).
-func (p *plan) postAt(i int) (uint64, bool) {
+// postGuardAt is a guard on a register a 64-bit load set: reg must hold
+// v; its exit resumes at resume, the original code of the op it precedes.
+type postGuardAt struct {
+	reg    x86enc.Reg
+	v      uint64
+	resume uint64
+}
+
+// postAt returns the guard to emit before op k (nil plan: none).
+func (p *plan) postAt(k int) (postGuardAt, bool) {
 	if p == nil {
-		return 0, false
+		return postGuardAt{}, false
 	}
-	v, ok := p.post[i]
-	return v, ok
+	g, ok := p.post[k]
+	return g, ok
 }
 
 type optimizer struct {
@@ -158,7 +166,7 @@ type optimizer struct {
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
 	specVal  []uint64
-	specPost []bool // speculation k is guarded after its load
+	specPost []int // speculation k is guarded before this op (-1: not after its load)
 	specSize []int
 	specFwd  []bool // speculation k's value is one the trace stored
 	// storeRanges: every store at a known address in the last eval:
@@ -229,7 +237,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	if !ok {
 		return nil
 	}
-	p = &plan{spec: map[int]uint64{}, post: map[int]uint64{}}
+	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}}
 	// Pass 2: only the assumptions chosen.
 	o.specAddr, o.specOp, o.specVal, o.specPost = nil, nil, nil, nil
 	o.specSize, o.specFwd = nil, nil
@@ -240,8 +248,13 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 		if !chosen[i] {
 			continue
 		}
-		if o.specPost[k] {
-			p.post[i] = o.specVal[k]
+		if at := o.specPost[k]; at >= 0 {
+			r, _, _ := gpr(regArg(o.insts[i].Args[0]))
+			resume := o.ops[at].addr
+			if at == i+1 {
+				resume = o.ops[i].addr + uint64(len(o.ops[i].code))
+			}
+			p.post[at] = postGuardAt{reg: r, v: o.specVal[k], resume: resume}
 		} else {
 			p.spec[i] = o.specVal[k]
 		}
@@ -594,17 +607,23 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			}
 			v = pr.v
 		}
-		post := size == 8 && int64(v) != int64(int32(v))
-		if post {
+		post := -1
+		if size == 8 && int64(v) != int64(int32(v)) {
 			// cmp takes a 32-bit immediate: a plain 64-bit load runs
 			// and its register is compared with a literal after it.
 			// Only for a value the trace stored itself, derived from
 			// what it assumes anyway: a wide value read from memory
 			// is mostly a pointer to whatever object the iteration
 			// works on, different in the next one.
-			if !forwarded || !postGuardable(inst) || !flagsDeadAfter(o.ops, i) {
+			if !forwarded || !postGuardable(inst) {
 				return val{}
 			}
+			r, _, _ := gpr(regArg(inst.Args[0]))
+			at, ok := postPoint(o.ops, o.insts, i, r)
+			if !ok {
+				return val{}
+			}
+			post = at
 		} else if !flagsDeadAfter(o.ops, i-1) {
 			return val{} // the value guard's cmp would clobber live flags
 		}
@@ -1214,6 +1233,14 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 		// %rsp is never left virtual: a signal handler runs below the
 		// real one and would overwrite what the trace keeps under it.
 		live |= 1 << x86enc.RSP
+		if g, ok := p.post[i+1]; ok {
+			// The guard after op i reads the loaded register, and its
+			// exit needs the registers unknown there (the loaded one
+			// is real). It kills the flags; the load is never dropped
+			// (its register is live from it to the guard).
+			live |= 1<<g.reg | unknownAt(i+1)
+			flags = false
+		}
 		op := &o.ops[i]
 		p.liveAfter[i] = live
 		switch op.kind {
@@ -1261,14 +1288,6 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 				// exit needs the unknown ones; the instruction itself
 				// is then treated as any other (below).
 				live |= unknownAt(i)
-			}
-			if _, ok := p.post[i]; ok {
-				// The guard after it reads the loaded register, and its
-				// exit needs the registers unknown there (the loaded one
-				// is real). It kills the flags; the load is never
-				// dropped (its register is live).
-				live |= w | unknownAt(i+1)
-				flags = false
 			}
 			// Pure: its only effects are a general register and the
 			// flags (a vector destination is an effect the optimiser
