@@ -196,13 +196,15 @@ struct rm_entry {
 	uint64_t tsc;           /* time stamp at the open window's start */
 	uint64_t base;          /* hits + trace iterations then */
 	uint64_t jit0;          /* the thread's cycles in the JIT then */
-	uint32_t icost;         /* interpreter cycles per iteration x16 */
-	uint16_t gov;           /* enum rm_gov */
-	uint16_t tries;         /* trace windows that lost so far */
-	uint32_t asked;         /* a recording was asked for on this thread */
-	uint32_t it0;           /* low bits of the trace iterations when the
-				   interpreter's window opened; then the best
-				   trace window's cycles x16 */
+	uint32_t icost;         /* best interpreter window: cycles per
+				   iteration x16 (0: none yet) */
+	uint8_t gov;            /* enum rm_gov */
+	uint8_t rounds;         /* interpreter + trace window pairs done */
+	uint16_t retries;       /* interpreter windows spoilt by traces */
+	uint16_t asked;         /* a recording was asked for on this thread */
+	uint16_t it0;           /* low bits of the trace iterations when the
+				   interpreter's window opened */
+	uint32_t tcost;         /* best trace window, as icost */
 };
 
 /* Where a loop's measurement stands. */

@@ -158,14 +158,17 @@ static COLD int rm_grow(struct rm_thread *t)
  * share count, and cycles spent recording and compiling do not. A trace
  * that is not gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) of the
  * interpreter's cost or better is dropped; its loop runs the original
- * code at counting cost from then on. A window is wall time: a preemption,
- * a signal handler or a fork in it makes a trace look slower than it is,
- * and one such window must not drop a trace that wins, so a losing window
- * is measured again, up to RM_GOV_TRIES windows, and the best one judges.
- * (A slow interpreter window only keeps a losing trace: the cheap error.)
+ * code at counting cost from then on. A window is wall time, about a
+ * millisecond: a preemption, a signal handler, a fork or the other core's
+ * load in it makes either side look slower than it is, and a trace that
+ * loses by 10% has been seen measured as winning by 10% from one pair of
+ * windows. So the two are measured in turns, up to RM_GOV_ROUNDS pairs
+ * (interference only adds time: the best window of each side judges), and
+ * a trace that wins clearly (RM_GOV_CLEAR_PCT) is kept after one pair.
  */
 #define RM_GOV_WINDOW 20000
-#define RM_GOV_TRIES 3
+#define RM_GOV_ROUNDS 3
+#define RM_GOV_CLEAR_PCT 85
 
 /* Cycles the thread t has spent on the JIT rather than the program: in
  * its Go (recording, compiling) and loading it. Windows leave them out: a
@@ -200,7 +203,7 @@ static COLD void rm_sample_open(struct rm_entry *e, uint64_t c,
 				const volatile uint64_t *it)
 {
 	rm_window_open(e, c);
-	e->it0 = (uint32_t)(it[0] + it[1]);
+	e->it0 = (uint16_t)(it[0] + it[1]);
 	e->gov = RM_GOV_INTERP;
 }
 
@@ -443,28 +446,29 @@ RM_HIDDEN void rm_ic_clear(void)
  * which links to its own): its cycles per hit were then those of the
  * whole program between rare hits. The window is then opened again, up to
  * RM_GOV_RETRIES times (that other trace may be dropped meanwhile), and
- * after that the loop goes unjudged. icost counts the tries until the
- * window closes. */
+ * after that the loop goes unjudged. */
 #define RM_GOV_RETRIES 8
 
 static COLD void rm_interp_close(struct rm_entry *e, uint64_t c,
 				 const volatile uint64_t *it)
 {
-	if ((uint32_t)(it[0] + it[1]) != e->it0) {
-		if (++e->icost < RM_GOV_RETRIES) {
+	if ((uint16_t)(it[0] + it[1]) != e->it0) {
+		if (++e->retries < RM_GOV_RETRIES) {
 			e->gov = RM_GOV_NONE;
 		} else {
-			e->icost = 0;
 			e->gov = RM_GOV_DONE;
 		}
 		return;
 	}
-	e->icost = rm_window_c16(e, c - e->base);
+	uint32_t c16 = rm_window_c16(e, c - e->base);
+	if (c16 && (!e->icost || c16 < e->icost))
+		e->icost = c16;
 	e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
 }
 
 /* The trace of (gs, id) is about to be entered at count c. Returns where
- * to continue: head, or 0 (the original code) when the trace was dropped. */
+ * to continue: head, or 0 (the original code) when the trace was dropped
+ * or waits for an interpreter window. */
 static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 			       uint64_t c, uint64_t head)
 {
@@ -490,8 +494,16 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	}
 	uint64_t done = c + it[0] + it[1];
 	if (e->gov == RM_GOV_MEASURED) {
+		/* The first trace window follows one unmeasured (side traces
+		 * are recorded then); later ones follow an interpreter
+		 * window, as that one followed a trace window. */
 		e->base = done;
-		e->gov = RM_GOV_WARM;
+		if (e->rounds == 0) {
+			e->gov = RM_GOV_WARM;
+		} else {
+			rm_window_open(e, done);
+			e->gov = RM_GOV_TRACE;
+		}
 		return head;
 	}
 	uint64_t n = done - e->base;
@@ -503,15 +515,19 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		return head;
 	}
 	uint32_t t16 = rm_window_c16(e, n);
-	if (e->tries && e->it0 < t16)
-		t16 = e->it0;
-	int drop = (uint64_t)t16 * 100 > (uint64_t)e->icost * rm_g.gov_keep_pct;
-	if (drop && ++e->tries < RM_GOV_TRIES) {
-		e->it0 = t16;
-		rm_window_open(e, done);
-		return head;
+	if (!e->tcost || t16 < e->tcost)
+		e->tcost = t16;
+	e->rounds++;
+	uint64_t t = e->tcost, i = e->icost;
+	int clear = t * 100 <= i * RM_GOV_CLEAR_PCT;
+	if (!clear && e->rounds < RM_GOV_ROUNDS) {
+		/* Another pair: the interpreter's window first. */
+		e->retries = 0;
+		rm_sample_open(e, c, it);
+		return 0;
 	}
-	rm_g.ops.trace_verdict(gs, id, e->icost, t16, drop);
+	int drop = t * 100 > i * rm_g.gov_keep_pct;
+	rm_g.ops.trace_verdict(gs, id, e->icost, e->tcost, drop);
 	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;
 	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
 			   __ATOMIC_RELAXED);
