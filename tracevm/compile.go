@@ -174,13 +174,17 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
 		}
 	}
-	// The loop closes past the head guards when the trace itself
-	// re-establishes every guarded value: they are checked once per
-	// entry instead of once per iteration.
+	// The loop closes past the head guards: they are checked once per
+	// entry, and at the close only those the trace does not re-establish
+	// itself (closeRechecks).
 	body := head
-	if p != nil && closesKnown(ops, p, idGuard) {
-		body = e.newLabel()
-		e.bind(body)
+	var recheck []regValue
+	if p != nil {
+		if re, ok := closeRechecks(ops, p, idGuard); ok {
+			recheck = re
+			body = e.newLabel()
+			e.bind(body)
+		}
 	}
 	for i := range ops {
 		o := &ops[i]
@@ -231,8 +235,15 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			}
 			continue
 		}
+		code := o.code
 		if p != nil && o.kind == opInsn {
 			inst := p.inst(i)
+			if rw, ok := p.rewrite[i]; ok {
+				if rw.code == nil {
+					continue
+				}
+				inst, code = rw.inst, rw.code
+			}
 			if p.replaced[i] {
 				// The guard did the load: its register gets the value
 				// now if something reads it, else at the exits.
@@ -277,7 +288,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				mark := len(e.buf)
 				saved := append([]regValue(nil), virtual...)
 				materialize(opRegs)
-				if b, ok := ripForm(o.code, a, e.pc()); ok {
+				if b, ok := ripForm(code, a, e.pc()); ok {
 					w, _ := writes(inst)
 					clearVirtual(w)
 					e.bytes(b...)
@@ -301,6 +312,10 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		}
 		switch o.kind {
 		case opInsn:
+			if len(code) != len(o.code) || &code[0] != &o.code[0] {
+				e.bytes(code...) // re-encoded: no %rip operand
+				break
+			}
 			if err := m.emitInsn(e, o); err != nil {
 				return nil, nil, nil, nil, nil, nil, err
 			}
@@ -352,6 +367,15 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			e.movEAX0()
 		case opClose:
 			// Closing replaces an annotation call: the flags are dead.
+			for _, rv := range recheck {
+				if int64(rv.v) == int64(int32(rv.v)) {
+					e.cmpRegImm32(rv.r, int32(rv.v))
+				} else {
+					e.cmpRegRIP(rv.r, lit(rv.v))
+				}
+				e.alignRel32(2)
+				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+			}
 			periodicExit(o)
 			for _, c := range iterCtrs {
 				e.incRIPAbs(c)
@@ -446,23 +470,28 @@ func memTargetGuard(o *op, pc uint64) ([]byte, bool) {
 	return g, true
 }
 
-// closesKnown reports whether, where a root trace closes, every register
-// its head guards holds the guarded value by the trace's own computation.
-func closesKnown(ops []op, p *plan, idGuard *regValue) bool {
+// closeRechecks reports whether the loop can close past the head guards
+// and which guarded values it must check again at the close: those the
+// trace does not re-establish itself (a register it overwrites with what
+// it does not know, such as the upper bytes of CPython's opcode register
+// at its back-edge handler). Checking only those keeps the guards the
+// trace re-establishes (its pc, its frame) out of every iteration.
+func closeRechecks(ops []op, p *plan, idGuard *regValue) ([]regValue, bool) {
 	i := len(ops) - 1
 	if i < 0 || ops[i].kind != opClose || i >= p.known.len() {
-		return false
+		return nil, false
 	}
 	at := p.known.at(i)
+	var re []regValue
 	for _, r := range p.headRegs {
 		if !at[r].known || at[r].v != p.headVals[r] {
-			return false
+			re = append(re, regValue{r, p.headVals[r]})
 		}
 	}
 	if idGuard != nil && (!at[idGuard.r].known || at[idGuard.r].v != idGuard.v) {
-		return false
+		re = append(re, *idGuard)
 	}
-	return true
+	return re, true
 }
 
 // targetReg returns the register an indirect jmp/call takes its target

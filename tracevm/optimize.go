@@ -117,7 +117,11 @@ type plan struct {
 	// replaced: speculated op i is done by its guard (a mov, or a cmp
 	// whose flags nothing reads: the guard's flags are M - v, not the
 	// original comparison's).
-	replaced  map[int]bool
+	replaced map[int]bool
+	// rewrite: op i is emitted as this re-encoding with a known operand
+	// as an immediate (constform.go); no code: op i is left out, and
+	// unlike a dropped op sets no register.
+	rewrite   map[int]rewritten
 	liveAfter []uint16 // registers read after op i (before being written)
 	// known[i]: registers known before op i, so also after op i-1;
 	// known[len(ops)] is after the last op.
@@ -1224,6 +1228,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 	n := len(o.ops)
 	p.drop = make([]bool, n)
 	p.replaced = make(map[int]bool)
+	p.rewrite = make(map[int]rewritten)
 	p.liveAfter = make([]uint16, n)
 	live := uint16(allRegs)
 	flags := false
@@ -1301,6 +1306,17 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			if pure && known && w&live == 0 && !(writesFlags && flags) {
 				p.drop[i] = true
 				continue
+			}
+			if rw, elide, ok := o.constForm(i, flags); ok {
+				// Its known operand becomes an immediate (constform.go):
+				// from here on it is the re-encoded instruction.
+				p.rewrite[i] = rw
+				if elide {
+					continue
+				}
+				inst = rw.inst
+				w, wall = writes(inst)
+				r, rall = reads(inst)
 			}
 			if rall {
 				r = allRegs

@@ -1,0 +1,85 @@
+package tracevm
+
+import (
+	"testing"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// TestImmSourceForm re-encodes instructions GNU as assembled with their
+// known register operand as an immediate and reads the result back with
+// objdump.
+func TestImmSourceForm(t *testing.T) {
+	cases := []struct {
+		asm  string // the original instruction
+		src  int    // which operand is known (its index in x86asm's Args)
+		v    uint64
+		want string // objdump's reading; "" when there is no such form
+	}{
+		{"or %eax,%esi", 1, 0xd05, "or $0xd05,%esi"},
+		{".byte 0x0b,0xf0", 1, 0xd05, "or $0xd05,%esi"}, // or r32, r/m32
+		{"mov %r9d,0x50(%rsp)", 1, 0xa, "movl $0xa,0x50(%rsp)"},
+		{"add %rbx,%rax", 1, 5, "add $0x5,%rax"},
+		{"add %rbx,%rax", 1, 0x12345678, "add $0x12345678,%rax"},
+		{"add %rbx,%rax", 1, 0x123456789, ""},
+		{"add %rbx,%rax", 1, 0xffffffffffffff80, "add $0xffffffffffffff80,%rax"},
+		{"sub %r10,%r11", 1, 0x100, "sub $0x100,%r11"},
+		{"or %sil,%al", 1, 7, "or $0x7,%al"},
+		{"or %al,%sil", 1, 7, "or $0x7,%sil"},
+		{"and %cl,0x8(%rbx)", 1, 0xfe, "andb $0xfe,0x8(%rbx)"},
+		{"test %ecx,%eax", 1, 0x10, "test $0x10,%eax"},
+		{"test %ecx,%eax", 0, 0x10, "test $0x10,%ecx"},
+		{"add %bx,%ax", 1, 0x1234, "add $0x1234,%ax"},
+		{"lock add %eax,(%rdi)", 1, 1, "lock addl $0x1,(%rdi)"},
+		{"cmp %r12,0x10(%r13,%r14,8)", 1, 3, "cmpq $0x3,0x10(%r13,%r14,8)"},
+		{"xor %edx,%r8d", 1, 0x80000000, "xor $0x80000000,%r8d"},
+		{"mov %eax,%esi", 1, 1, "mov $0x1,%esi"},
+		{"imul %eax,%esi", 1, 3, ""},
+	}
+	texts := make([]string, len(cases))
+	for k, c := range cases {
+		texts[k] = c.asm
+	}
+	const base = 0x401000
+	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	for k, c := range cases {
+		at := base + uint64(k*16)
+		inst, err := x86dec.Decode(slots[k], at)
+		require.NoError(t, err, c.asm)
+		code := gnuref.TrimSlot(t, slots[k], inst.Len, c.asm)
+		src, ok := inst.Args[c.src].(x86asm.Reg)
+		require.True(t, ok, c.asm)
+		out, ok := immSourceForm(code, &inst, src, c.v)
+		if c.want == "" {
+			require.False(t, ok, "%s: % x", c.asm, out)
+			continue
+		}
+		require.True(t, ok, c.asm)
+		require.Equal(t, []string{c.want}, gnuref.Disasm(t, at, out), "%s with %#x: % x", c.asm, c.v, out)
+	}
+}
+
+func TestMovImmPartial(t *testing.T) {
+	cases := []struct {
+		r    x86enc.Reg
+		size int
+		v    uint64
+		want string
+	}{
+		{x86enc.RSI, 1, 0, "mov $0x0,%sil"},
+		{x86enc.RAX, 1, 5, "mov $0x5,%al"},
+		{x86enc.RBX, 1, 0xff, "mov $0xff,%bl"},
+		{x86enc.RSP, 1, 1, "mov $0x1,%spl"},
+		{x86enc.R9, 2, 0x1234, "mov $0x1234,%r9w"},
+		{x86enc.R15, 1, 0x80, "mov $0x80,%r15b"},
+		{x86enc.RCX, 2, 0xffff, "mov $0xffff,%cx"},
+	}
+	for _, c := range cases {
+		out := movImmPartial(c.r, c.size, c.v)
+		require.Equal(t, []string{c.want}, gnuref.Disasm(t, 0x1000, out), "% x", out)
+	}
+}
