@@ -58,7 +58,7 @@
 
 #define RM_JIT_LIBRARY "libredmagic-jit.so"
 #define RM_JIT_START "rm_jit_start"
-#define RM_JIT_ABI 2
+#define RM_JIT_ABI 3
 
 /* The site of redmagic_force_jump_to_trace(id), which names none: every
  * root trace is also filed under it (tracevm's TV_ANY_SITE). */
@@ -115,6 +115,8 @@ struct rm_jit_ops {
 	void (*report)(char **jit, char **gave_up);
 	/* The code cache's executable range: cache[0] <= a < cache[1]. */
 	const volatile uint64_t *cache;
+	/* Changes whenever trace_lookup or retry_due may answer anew. */
+	const volatile uint64_t *generation;
 };
 
 /* Exported by the JIT library. Returns 0 when the JIT runs; 1 when it has
@@ -201,7 +203,9 @@ struct rm_entry {
 	uint8_t gov;            /* enum rm_gov */
 	uint8_t rounds;         /* interpreter + trace window pairs done */
 	uint16_t retries;       /* interpreter windows spoilt by traces */
-	uint16_t asked;         /* a recording was asked for on this thread */
+	uint16_t asked;         /* 0, or a recording was asked for on this
+				   thread: 0x8000 | the low bits of the
+				   lookup generation then (rm_hit_hot) */
 	uint16_t it0;           /* low bits of the trace iterations when the
 				   interpreter's window opened */
 	uint32_t tcost;         /* best trace window, as icost */

@@ -52,6 +52,7 @@ rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 		.fork_child = tv_fork_child,
 		.report = rmJITReport,
 		.cache = (const volatile uint64_t *)&tv_g.cache_lo,
+		.generation = &tv_g.generation,
 	};
 	return 0;
 }

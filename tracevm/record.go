@@ -203,6 +203,7 @@ func (r *recording) end(reason string) {
 			st.calleeRetries++
 			t := C.tv_self()
 			t.retry_gsite, t.retry_id, t.retry = C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), 1
+			C.tv_bump_generation()
 		} else if reason != "" {
 			st.aborts++
 		}

@@ -242,7 +242,14 @@ int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters)
 {
 	if (gsite != TV_ANY_SITE)
 		tv_publish1(TV_ANY_SITE, id, head, 0);
-	return tv_publish1(gsite, id, head, iters);
+	int r = tv_publish1(gsite, id, head, iters);
+	tv_bump_generation();
+	return r;
+}
+
+void tv_bump_generation(void)
+{
+	__atomic_fetch_add(&tv_g.generation, 1, __ATOMIC_RELEASE);
 }
 
 static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
@@ -276,6 +283,7 @@ void tv_unpublish_all(void)
 {
 	for (uint64_t i = 0; i < (1u << TV_TRACE_LOG2); i++)
 		__atomic_store_n(&tv_traces[i].head, 0, __ATOMIC_RELEASE);
+	tv_bump_generation();
 	if (tv_g.unpublish_hook)
 		tv_g.unpublish_hook();
 }

@@ -104,6 +104,10 @@ struct tv_global {
 	 * forgets the trace heads it keeps outside the trace table (its
 	 * trampolines' inline caches). */
 	void (*unpublish_hook)(void);
+	/* Bumped whenever a lookup of a loop's trace may give a new answer:
+	 * a trace published or flushed, a recording asking to be retried.
+	 * The runtime remembers a loop's missed lookup with it. */
+	volatile uint64_t generation;
 };
 
 /* Recordings start only while the JIT's cycles stay under budget_pct
@@ -119,6 +123,8 @@ extern struct tv_global tv_g;
 /* For the embedding runtime (all callable on the interpreter's stack with
  * only the general registers and flags saved). */
 uint64_t tv_trace_lookup(uint32_t gsite, uint64_t id);
+/* A new trace-lookup generation (tv_global.generation). */
+void tv_bump_generation(void);
 /* Iterations run in the root trace of (gsite, id) and in its side traces,
  * as two adjacent counters (root, sides), or NULL. */
 const volatile uint64_t *tv_trace_iters(uint32_t gsite, uint64_t id);

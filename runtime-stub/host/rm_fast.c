@@ -601,6 +601,13 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 			*cached = -1;
 		return 0;
 	}
+	/* A loop without a trace when last looked up, and nothing changed
+	 * since (no trace published, no retry asked): no lookup, nothing to
+	 * record until its count doubles. An API back-edge comes here at
+	 * every iteration of a hot loop whose recordings failed. */
+	uint16_t gen16 = (uint16_t)(*rm_g.ops.generation | 0x8000);
+	if (e && e->asked == gen16 && !rm_record_due(c, w))
+		return 0;
 	uint64_t head = rm_g.ops.trace_lookup(gs, id);
 	if (head) {
 		uint64_t to = rm_enter(e, gs, id, c, head);
@@ -625,7 +632,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	 * doubling (which backs off failed recordings). */
 	int first = e && !e->asked;
 	if (e)
-		e->asked = 1;
+		e->asked = gen16;
 	if (first || rm_record_due(c, w) || rm_g.ops.retry_due(gs, id))
 		return rm_g.ops.try_record(gs, id, resume, 0);
 	return 0;
