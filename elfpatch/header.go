@@ -118,7 +118,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		}
 		if sampled[i] {
 			flags |= siteFlagSampled
-			if _, ok := icReg(s); ok {
+			if _, ok := icReg(s); ok && s.Kind == sites.KindBackEdge {
 				flags |= siteFlagIC
 			}
 		}

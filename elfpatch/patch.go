@@ -138,16 +138,29 @@ var savedRegs = []x86enc.Reg{x86enc.RCX, x86enc.RAX, x86enc.RDX, x86enc.RSI, x86
 
 // sampledSites says which back-edge sites get a sampling trampoline: those
 // whose handler does not read the arithmetic flags it is entered with, since
-// the countdown's sub changes them. (Dispatch targets practically never
-// do: a compiler keeps no flags live across an indirect jump.) The others
-// call the runtime on every hit.
+// the countdown's sub changes them (dispatch targets practically never
+// do: a compiler keeps no flags live across an indirect jump), and every
+// call of redmagic_backwards_branch (a call leaves no flags live), which
+// an annotated interpreter makes at every iteration of every loop. The
+// others call the runtime on every hit.
 func sampledSites(f *elfimage.File, ss []sites.Site) []bool {
 	sampled := make([]bool, len(ss))
 	for i, s := range ss {
-		sampled[i] = s.Kind == sites.KindBackEdge && x86dec.FlagsDeadAt(f.Read, s.Resume, flagScanLimit)
+		switch s.Kind {
+		case sites.KindBackEdge:
+			sampled[i] = x86dec.FlagsDeadAt(f.Read, s.Resume, flagScanLimit)
+		case sites.KindAPI:
+			sampled[i] = s.API == apiBackwardsBranch && s.Via != sites.ViaElide
+		}
 	}
 	return sampled
 }
+
+// apiBackwardsBranch is the API function whose call sites are sampled.
+const apiBackwardsBranch = "redmagic_backwards_branch"
+
+// apiBackwardsBranchIndex is its enum rm_api index.
+var apiBackwardsBranchIndex = uint32(sites.APIIndex(apiBackwardsBranch))
 
 // flagScanLimit bounds the liveness scan at a handler entry.
 const flagScanLimit = 32
@@ -189,6 +202,15 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 			// Entered by the interpreter's own call: the C arguments are in
 			// place; %r11 and the flags are free at a call.
 			slot := dataAddr + hdrAPIFn + 8*uint64(api)
+			if sampled != nil && sampled[i] {
+				// As a sampled back-edge: the runtime sees one call in
+				// countdown + 1; the others go to the original function.
+				slow := a.NewLabel()
+				a.SubRIPImm8(siteFieldAddr(dataAddr, i, siteCountdown), 1)
+				a.JccLabel(x86enc.L, slow)
+				a.Jmp(s.Resume)
+				a.Bind(slow)
+			}
 			a.MovImm32(x86enc.R11, uint32(i))
 			a.CmpRIPImm8(slot, 0)
 			a.Jcc(x86enc.E, s.Resume)

@@ -198,8 +198,10 @@ func (m *memImage) validate(hv uint64) error {
 			return fail("site %d: unknown flags %#x", i, flags)
 		case flags&siteFlagIC != 0 && (flags&siteFlagSampled == 0 || idReg < 0 || idReg > 16):
 			return fail("site %d: an inline cache without sampling or an id register", i)
-		case flags&siteFlagSampled != 0 && kind != siteKindBack:
+		case flags&siteFlagSampled != 0 && kind != siteKindBack && !(kind == siteKindAPI && api == apiBackwardsBranchIndex):
 			return fail("site %d: a sampled site that is not a back-edge", i)
+		case flags&siteFlagIC != 0 && kind != siteKindBack:
+			return fail("site %d: an inline cache at a call", i)
 		case flags&siteFlagSampled != 0 && (ss.flags&pfW == 0 || m.inRelro(sitesAt, slen)):
 			// The runtime writes a sampled site's countdown.
 			return fail("site %d: sampled, but the site table is not writable", i)

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 )
 
 // These tests patch real binaries and run them. They need the runtime
@@ -130,6 +131,23 @@ func TestPatchTestVMs(t *testing.T) {
 				backEdgeSites = []string{"JMP_BACK", "JMP_BACK_IF_FALSE", "JMP_BACK_IF_TRUE"}
 			}
 			patch(t, vm.Stripped, out, extra...)
+			if vm.Name == "annotvm" {
+				// Every backwards_branch call site counts down before it
+				// calls the runtime; no other API call does.
+				r := inProcess("inspect", out, "--json")
+				require.Equal(t, 0, r.status, r.stderr)
+				var info elfpatch.Info
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+				n := 0
+				for _, s := range info.Sites {
+					sampled := contains(s.FlagNames(), "sampled")
+					assert.Equal(t, s.Name == "redmagic_backwards_branch", sampled, "%s at %#x: %v", s.Name, s.Addr, s.FlagNames())
+					if sampled {
+						n++
+					}
+				}
+				assert.Positive(t, n)
+			}
 			for _, p := range progs {
 				args := append([]string{p.Path}, p.Args...)
 				want := runBin(t, vm.Stripped, args, nil, false)
@@ -141,6 +159,20 @@ func TestPatchTestVMs(t *testing.T) {
 				if vm.Name == "annotvm" {
 					// The API is called on every taken back-edge, exactly.
 					assert.Equal(t, p.BackEdges, hits, "%s %s: back-edge hits", vm.Name, p.Name)
+					// Its call sites sample by default: each call the
+					// runtime sees stands for those its countdown skipped,
+					// and only the calls since a site's last sample (fewer
+					// than 1.5 periods of 64 at most) go uncounted.
+					sampled := runBin(t, out, args, []string{"REDMAGIC_JIT=0"}, true)
+					sh := siteHits(sampled.stats, backEdgeSites...)
+					assert.LessOrEqual(t, sh, p.BackEdges, "%s %s: sampled back-edge hits", vm.Name, p.Name)
+					var nsites int64
+					for _, st := range sampled.stats["sites"].([]any) {
+						if st.(map[string]any)["name"] == backEdgeSites[0] {
+							nsites++
+						}
+					}
+					assert.GreaterOrEqual(t, sh, p.BackEdges-96*nsites, "%s %s: sampled back-edge hits (%d sites)", vm.Name, p.Name, nsites)
 				} else {
 					// Conditional back-jump handlers run whether or not they jump.
 					assert.GreaterOrEqual(t, hits, p.BackEdges, "%s %s: back-edge hits", vm.Name, p.Name)

@@ -692,13 +692,16 @@ static inline void rm_miss(struct rm_site_rt *sr)
  * reads the site flags, the others skip that load. Returns where the
  * trampoline continues: 0 for the handler, or a trace or the recorder. */
 static inline __attribute__((always_inline)) uint64_t
-rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
+rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
+	   uint64_t resume)
 {
 	const struct rm_obj_rt *o = &rm_g.obj[k];
 	if (unlikely(site >= o->nsites)) {
 		rm_invalid_site();
 		return 0;
 	}
+	if (!resume)
+		resume = o->resume[site];
 	uint8_t fl = o->flags[site];
 	struct rm_site_rt *sr = NULL;
 	uint64_t w = 1;
@@ -724,8 +727,7 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 	uint64_t next = 0;
 	int cached = 0;
 	if (unlikely(c >= rm_g.hot_threshold) && !(fl & RM_SITE_NO_TRACE))
-		next = rm_hit_hot(gs, id, c, w, o->resume[site], o, site,
-				  &cached);
+		next = rm_hit_hot(gs, id, c, w, resume, o, site, &cached);
 	if (sr) {
 		/* A trace in the inline cache is entered without a call: no
 		 * need to call on every hit for it. */
@@ -746,12 +748,12 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux)
 	RM_HIDDEN uint64_t rm_hit_##k(uint32_t site, uint64_t id,              \
 				      uint64_t aux)                            \
 	{                                                                      \
-		return rm_hit_obj(k, 0, site, id, aux);                        \
+		return rm_hit_obj(k, 0, site, id, aux, 0);                     \
 	}                                                                      \
 	RM_HIDDEN uint64_t rm_hit_lua_##k(uint32_t site, uint64_t id,          \
 					  uint64_t aux)                        \
 	{                                                                      \
-		return rm_hit_obj(k, 1, site, id, aux);                        \
+		return rm_hit_obj(k, 1, site, id, aux, 0);                     \
 	}
 RM_HIT_FN(0)
 RM_HIT_FN(1)
@@ -830,6 +832,13 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	uint32_t gs = rm_g.obj[k].base + site;
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
 	int back = api == RM_API_BACKWARDS_BRANCH;
+	if (back && (rm_g.obj[k].flags[site] & RM_SITE_SAMPLED) &&
+	    likely(!rm_g.jit || ret - rm_g.ops.cache[0] >=
+				     rm_g.ops.cache[1] - rm_g.ops.cache[0]))
+		/* A sampled call site: a loop like a back-edge's, whose state
+		 * continues at ret (a call from a trace's native code only
+		 * counts, below). */
+		return rm_hit_obj(k, 0, site, id, 0, ret);
 	uint64_t c = rm_count(gs, id, back, 1);
 	if (unlikely(!rm_g.jit) && (api == RM_API_DO_NOT_TRACE_FUNCTION ||
 				    api == RM_API_DISABLE_BRANCH)) {

@@ -128,10 +128,15 @@ int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 					  RM_SITE_SAMPLED | RM_SITE_IC))
 			return rm_fail(why, n, "site %u: unknown flags %#x", i,
 				       s.flags);
-		if ((s.flags & RM_SITE_SAMPLED) && s.kind != RM_SITE_BACKEDGE)
+		if ((s.flags & RM_SITE_SAMPLED) && s.kind != RM_SITE_BACKEDGE &&
+		    !(s.kind == RM_SITE_API_CALL &&
+		      s.api == RM_API_BACKWARDS_BRANCH))
 			return rm_fail(why, n,
 				       "site %u: a sampled site that is not a "
 				       "back-edge", i);
+		if ((s.flags & RM_SITE_IC) && s.kind != RM_SITE_BACKEDGE)
+			return rm_fail(why, n,
+				       "site %u: an inline cache at a call", i);
 		if ((s.flags & RM_SITE_IC) &&
 		    (!(s.flags & RM_SITE_SAMPLED) || s.id_reg < 0 ||
 		     s.id_reg > 16))

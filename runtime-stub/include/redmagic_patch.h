@@ -127,7 +127,8 @@ enum rm_site_flags {
 	RM_SITE_NO_TRACE = 1u << 1,
 	/* A back-edge whose trampoline samples: see rm_site.countdown. The
 	 * patcher sets it where the handler does not read the flags it is
-	 * entered with (the countdown's sub changes them). */
+	 * entered with (the countdown's sub changes them), and on every call
+	 * site of redmagic_backwards_branch (no inline cache there). */
 	RM_SITE_SAMPLED = 1u << 2,
 	/* A sampled back-edge whose trampoline first looks its loop id up in
 	 * the site's inline cache (ic_id, ic_head) and enters the trace found
