@@ -496,6 +496,14 @@ func (m *Machine) DisableLoop(id uint64) {
 	m.mu.Unlock()
 }
 
+// SetLog replaces Config.Log (nil: no log) for the recordings to come:
+// a benchmark of the recorder measures it without the disassembly.
+func (m *Machine) SetLog(w io.Writer) {
+	m.mu.Lock()
+	m.cfg.Log = w
+	m.mu.Unlock()
+}
+
 // anySite keys what applies to a loop id at every site.
 const anySite = ^uint32(0)
 

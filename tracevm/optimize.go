@@ -459,6 +459,11 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	}
 	clear(o.foldOps)
 	var folded []foldedGuard
+	// A contradiction does not stop the pass: the others are found in
+	// the same pass, and choose bans every speculation they rest on at
+	// once instead of one pass per contradiction.
+	o.contra = 0
+	contradicted := false
 	for i := range o.ops {
 		op := &o.ops[i]
 		s.op = i
@@ -472,8 +477,11 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
-					o.contra = s.flags.deps
-					return nil, false // contradicts the recording
+					// Contradicts the recording.
+					o.contra |= s.flags.deps
+					contradicted = true
+					s.flags = flagState{}
+					continue
 				}
 				folded = append(folded, foldedGuard{op: i, deps: s.flags.deps})
 				o.foldOps[i] = true
@@ -481,8 +489,10 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		case opGuardTarget:
 			if r, ok := targetReg(op.inst); ok && s.regs[r].known {
 				if s.regs[r].v != op.target {
-					o.contra = s.regs[r].deps
-					return nil, false
+					o.contra |= s.regs[r].deps
+					contradicted = true
+					s.regs[r] = val{}
+					continue
 				}
 				folded = append(folded, foldedGuard{op: i, deps: s.regs[r].deps, target: true})
 				o.foldOps[i] = true
@@ -503,6 +513,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		}
 	}
 	o.known.add(&s.regs)
+	if contradicted {
+		return nil, false
+	}
 	return folded, true
 }
 

@@ -419,6 +419,16 @@ func TraceLog(head uint64) string {
 	return logs.byHead[head]
 }
 
+// KeepLogs turns the keeping of every trace's disassembly (TraceLog) on
+// or off; it is on from Setup.
+func KeepLogs(on bool) {
+	if on {
+		st.m.SetLog(logs)
+	} else {
+		st.m.SetLog(nil)
+	}
+}
+
 // LogTo also copies every trace's disassembly to w (nil: stop).
 func LogTo(w io.Writer) {
 	logs.mu.Lock()

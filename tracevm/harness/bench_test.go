@@ -1,0 +1,45 @@
+package harness
+
+import (
+	"testing"
+)
+
+// BenchmarkRecordCompile records and compiles traces of the harness's
+// loops, each run in fresh loop ids, and reports the recorder's and the
+// compiler's time per recorded instruction (the runtime's record_seconds
+// and compile_seconds over recorded_insns) besides the time per run. With
+// -cpuprofile it shows where recording goes.
+func BenchmarkRecordCompile(b *testing.B) {
+	cases := []struct {
+		name string
+		f    Func
+		in   []int64
+	}{
+		{"switch-interpreter", Interp, []int64{2000, 0x5a5}},
+		{"memory-pc-interpreter", MemInterp, []int64{2000, 0x3c9}},
+		{"calls", Calls, []int64{2000, 3}},
+		{"branchy", Branchy, []int64{2000, 0x9e3779b9}},
+	}
+	// The disassembly the tests read is not part of the cost.
+	KeepLogs(false)
+	defer KeepLogs(true)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			m := Machine()
+			s0 := m.Snapshot()
+			for range b.N {
+				ids := NewIDs()
+				c.f.Run(append([]int64{int64(ids)}, c.in...)...)
+			}
+			s1 := m.Snapshot()
+			insns := float64(s1.RecordedInsns - s0.RecordedInsns)
+			if insns == 0 {
+				b.Fatalf("nothing recorded; aborts %v", s1.Aborts)
+			}
+			b.ReportMetric(1e9*(s1.RecordSeconds-s0.RecordSeconds)/insns, "record-ns/insn")
+			b.ReportMetric(1e9*(s1.CompileSeconds-s0.CompileSeconds)/insns, "compile-ns/insn")
+			b.ReportMetric(insns/float64(b.N), "insns/run")
+			b.ReportMetric(float64(s1.TracesCompiled-s0.TracesCompiled)/float64(b.N), "traces/run")
+		})
+	}
+}
