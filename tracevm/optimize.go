@@ -190,7 +190,8 @@ type optimizer struct {
 	// knownMask[i]: the registers known in state i (liveness).
 	knownMask []uint16
 	// The eval state's maps, reused by every eval.
-	specMap, storeMap, savedMap map[uint64]val
+	specMap, savedMap map[uint64]val
+	storeMap          map[uint64]storedVal
 }
 
 type peekResult struct {
@@ -404,6 +405,13 @@ type foldedGuard struct {
 	target bool
 }
 
+// storedVal is a value the trace stored at a known address, and the
+// evalState epoch it stored it in.
+type storedVal struct {
+	val
+	epoch uint32
+}
+
 // evalState is the forward state of pass i.
 type evalState struct {
 	regs  [16]val
@@ -414,7 +422,10 @@ type evalState struct {
 	// unknown pointer or a call may have changed one (a spill slot whose
 	// address escaped): it stays, because a load that uses it is
 	// guarded on its value.
-	stores map[uint64]val
+	stores map[uint64]storedVal
+	// epoch counts the stores through unknown pointers and the calls so
+	// far: a value stored at an epoch still current is certain.
+	epoch uint32
 	// ranges: where the stores at known addresses went (the optimiser's
 	// storeRanges); op: the op being evaluated.
 	ranges *[]storeRange
@@ -438,7 +449,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	// The maps live as long as the optimiser: cleared, not made again
 	// (new memory is a page fault per 4 KB in this process).
 	if o.specMap == nil {
-		o.specMap, o.storeMap, o.savedMap = map[uint64]val{}, map[uint64]val{}, map[uint64]val{}
+		o.specMap, o.storeMap, o.savedMap = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
 		o.foldOps = map[int]bool{}
 	}
 	clear(o.specMap)
@@ -508,6 +519,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 			}
 			s.flags = flagState{}
 			clear(s.spec)
+			s.epoch++
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
@@ -598,6 +610,12 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		key := ad.v<<4 | uint64(size)
 		if v, ok := s.spec[key]; ok {
 			return v
+		}
+		if st, ok := s.stores[key]; ok && st.epoch == s.epoch {
+			// Stored by the trace with nothing since that could have
+			// written it (no store through an unknown pointer, no
+			// call): certain, no guard.
+			return val{known: true, v: st.v, deps: st.deps | ad.deps}
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
 		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
@@ -771,7 +789,7 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			ad := o.addr(inst, m, s)
 			o.stored(inst, s)
 			if ad.known && v.known {
-				s.stores[ad.v<<4|uint64(size)] = val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}
+				s.stores[ad.v<<4|uint64(size)] = storedVal{val: val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}, epoch: s.epoch}
 				last := &(*s.ranges)[len(*s.ranges)-1]
 				last.v, last.known = truncate(v.v, size), true
 			}
@@ -978,6 +996,7 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 		return
 	}
 	clear(s.spec)
+	s.epoch++
 }
 
 // forget drops the speculated values overlapping [a, a+size), or all of
@@ -985,6 +1004,7 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 func (s *evalState) forget(a val, size int) {
 	if !a.known {
 		clear(s.spec)
+		s.epoch++
 		return
 	}
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op})
