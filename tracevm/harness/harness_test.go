@@ -435,6 +435,26 @@ func TestMemoryPCInterpreter(t *testing.T) {
 	assert.Zero(t, strings.Count(log, "; guard-target "), "dispatches left to check:\n%s", log)
 }
 
+// TestStoreThroughUnknownPointer: a value the trace stored is forwarded
+// to its load for certain only while nothing could have overwritten it; a
+// store through a pointer the optimiser does not know could, and once in
+// 97 iterations does.
+func TestStoreThroughUnknownPointer(t *testing.T) {
+	const n = 100000
+	var want int64
+	for i := int64(0); i < n; i++ {
+		if i%97 == 96 {
+			want += i ^ 1
+		} else {
+			want += 3
+		}
+	}
+	r := runJIT(t, Alias, n)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, r.res, r.native(Alias, n))
+	r.checkTraced(t, n, 0.9)
+}
+
 func refFuncPtr(n, k, mask int64) int64 {
 	fs := []func(x int64) int64{
 		func(x int64) int64 { return x + k },

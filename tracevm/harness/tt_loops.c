@@ -362,6 +362,35 @@ TT int64_t tt_mem_interp(const int64_t *in, int64_t *out)
 	}
 }
 
+/* A store at an address the trace knows, then a store through a pointer
+ * it does not know that writes the same slot once in 97 iterations (the
+ * recorded one almost surely does not), then the load: the first store's
+ * value is not certain any more. */
+int64_t tt_alias_slots[2];
+int64_t *tt_alias_ptrs[2] = { &tt_alias_slots[1], &tt_alias_slots[0] };
+
+/* A call on one side keeps the branch a branch (no cmov). */
+TT_HELPER int64_t tt_alias_mix(int64_t v)
+{
+	return v ^ 1;
+}
+
+TT int64_t tt_alias(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	for (int64_t i = 0; i < n; i++) {
+		tt_alias_slots[0] = 7;
+		*tt_alias_ptrs[i % 97 == 96] = i;
+		if (tt_alias_slots[0] == 7)
+			s += 3;
+		else
+			s += tt_alias_mix(tt_alias_slots[0]);
+		th_backwards_branch(ID(0));
+	}
+	out[0] = tt_alias_slots[1];
+	return s;
+}
+
 /* Calls through a table of function pointers: indirect calls whose target
  * changes every iteration. The table is writable so that gcc cannot
  * resolve the calls. */
