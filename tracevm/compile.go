@@ -382,7 +382,15 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			}
 			e.jmpLabel(body)
 		case opLink:
-			if o.count {
+			switch {
+			case o.count && o.otherCtr != 0:
+				// Another loop's back-edge: its iteration, its period.
+				if o.otherTick != 0 {
+					periodic = append(periodic, len(exitLabels))
+					patch = append(patch, e.periodicExit(o.otherTick, newExit(o.addr)))
+				}
+				e.incRIPAbs(o.otherCtr)
+			case o.count:
 				periodicExit(o)
 				for _, c := range iterCtrs {
 					e.incRIPAbs(c)

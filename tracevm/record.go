@@ -47,6 +47,11 @@ type op struct {
 	// count: an opLink taken at a loop back-edge (trace_iterations
 	// counts back-edges taken inside compiled code).
 	count bool
+	// otherCtr, otherTick: an opLink into another loop's trace counts
+	// the back-edge as an iteration of that loop, in its root counter
+	// and period, not of the loop being recorded (whose governor would
+	// otherwise see iterations that are not its own).
+	otherCtr, otherTick uint64
 }
 
 // A recording is one thread's recording of one loop iteration (or of the
@@ -1014,11 +1019,15 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 	}
 	r.m.mu.Lock()
 	other := r.m.byKey[key]
+	var ctr, tick uint64
+	if other != nil {
+		ctr, tick = other.iterCtr, other.tick
+	}
 	r.m.mu.Unlock()
 	if other == nil {
 		return 0, false, "", false, false
 	}
-	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true}, other.head)
+	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true, otherCtr: ctr, otherTick: tick}, other.head)
 	return next, done, reason, cont, true
 }
 
