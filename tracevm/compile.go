@@ -100,8 +100,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		stacks = append(stacks, stk)
 		return l
 	}
-	// periodicExit leaves the loop every periodTicks iterations (see tick).
-	periodicExit := func(o *op) {
+	// periodicExit leaves the loop of period counter tick every
+	// periodTicks iterations (see tick; 0: never).
+	periodicExit := func(o *op, tick uint64) {
 		if tick != 0 {
 			periodic = append(periodic, len(exitLabels))
 			patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
@@ -138,40 +139,34 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	}
 	// postGuard precedes op k: a guard on the register a 64-bit load the
 	// optimiser speculated on set, at or after the load.
-	postGuard := func(k int) {
-		g, ok := p.postAt(k)
-		if !ok {
-			return
+	// guardReg leaves for resume unless register r holds v (an
+	// immediate when v fits one, else a literal); the flags must be dead.
+	guardReg := func(r x86enc.Reg, v, resume uint64) {
+		if int64(v) == int64(int32(v)) {
+			e.cmpRegImm32(r, int32(v))
+		} else {
+			e.cmpRegRIP(r, lit(v))
 		}
-		e.cmpRegRIP(g.reg, lit(g.v))
 		e.alignRel32(2)
-		patch = append(patch, e.jcc(x86enc.NE, newExit(g.resume)))
+		patch = append(patch, e.jcc(x86enc.NE, newExit(resume)))
+	}
+	postGuard := func(k int) {
+		if g, ok := p.postAt(k); ok {
+			guardReg(g.reg, g.v, g.resume)
+		}
 	}
 	if idGuard != nil {
 		// A back-edge trace is keyed by its loop id, which a jump from
 		// another trace has not checked: the head does. The flags are
 		// dead at a handler entry (an indirect jump's target).
-		if v := idGuard.v; int64(v) == int64(int32(v)) {
-			e.cmpRegImm32(idGuard.r, int32(v))
-		} else {
-			e.cmpRegRIP(idGuard.r, lit(v))
-		}
-		e.alignRel32(2)
-		patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
+		guardReg(idGuard.r, idGuard.v, start)
 	}
 	if p != nil {
 		// Head guards: the registers the trace is specialised on. The
 		// head follows an annotation call or a dispatch jump: the flags
 		// are dead.
 		for _, r := range p.headRegs {
-			v := p.headVals[r]
-			if int64(v) == int64(int32(v)) {
-				e.cmpRegImm32(r, int32(v))
-			} else {
-				e.cmpRegRIP(r, lit(v))
-			}
-			e.alignRel32(2)
-			patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
+			guardReg(r, p.headVals[r], start)
 		}
 	}
 	// The loop closes past the head guards: they are checked once per
@@ -235,14 +230,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			}
 			continue
 		}
-		code := o.code
+		code, reencoded := o.code, false
 		if p != nil && o.kind == opInsn {
 			inst := p.inst(i)
 			if rw, ok := p.rewrite[i]; ok {
 				if rw.code == nil {
 					continue
 				}
-				inst, code = rw.inst, rw.code
+				inst, code, reencoded = rw.inst, rw.code, true
 			}
 			if p.replaced[i] {
 				// The guard did the load: its register gets the value
@@ -312,8 +307,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		}
 		switch o.kind {
 		case opInsn:
-			if len(code) != len(o.code) || &code[0] != &o.code[0] {
-				e.bytes(code...) // re-encoded: no %rip operand
+			if reencoded {
+				e.bytes(code...) // no %rip operand (constForm)
 				break
 			}
 			if err := m.emitInsn(e, o); err != nil {
@@ -368,15 +363,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		case opClose:
 			// Closing replaces an annotation call: the flags are dead.
 			for _, rv := range recheck {
-				if int64(rv.v) == int64(int32(rv.v)) {
-					e.cmpRegImm32(rv.r, int32(rv.v))
-				} else {
-					e.cmpRegRIP(rv.r, lit(rv.v))
-				}
-				e.alignRel32(2)
-				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+				guardReg(rv.r, rv.v, o.addr)
 			}
-			periodicExit(o)
+			periodicExit(o, tick)
 			for _, c := range iterCtrs {
 				e.incRIPAbs(c)
 			}
@@ -385,13 +374,10 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			switch {
 			case o.count && o.otherCtr != 0:
 				// Another loop's back-edge: its iteration, its period.
-				if o.otherTick != 0 {
-					periodic = append(periodic, len(exitLabels))
-					patch = append(patch, e.periodicExit(o.otherTick, newExit(o.addr)))
-				}
+				periodicExit(o, o.otherTick)
 				e.incRIPAbs(o.otherCtr)
 			case o.count:
-				periodicExit(o)
+				periodicExit(o, tick)
 				for _, c := range iterCtrs {
 					e.incRIPAbs(c)
 				}

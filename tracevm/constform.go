@@ -53,10 +53,11 @@ func (o *optimizer) constForm(i int, flagsLive bool) (rw rewritten, drop, ok boo
 		if !isReg || (k == 0 && inst.Op != x86asm.TEST) {
 			continue
 		}
-		v, known := knownOperand(r, before)
-		if !known || inst.Args[0] == inst.Args[1] {
+		kv := regOperand(r, before)
+		if !kv.known || inst.Args[0] == inst.Args[1] {
 			continue
 		}
+		v := kv.v
 		code, ok := immSourceForm(o.ops[i].code, inst, r, v)
 		if !ok {
 			continue
@@ -109,17 +110,6 @@ func (o *optimizer) knownByteResult(i int, inst *x86dec.Inst, flagsLive bool) (r
 		return rewritten{}, false, false
 	}
 	return rewritten{code: code, inst: &d}, false, true
-}
-
-// knownOperand is register operand r's value when the optimiser knows it
-// at its width.
-func knownOperand(r x86asm.Reg, known *[16]val) (uint64, bool) {
-	n, size, ok := gpr(r)
-	if !ok || (size == 1 && r >= x86asm.AH && r <= x86asm.BH) {
-		return 0, false
-	}
-	v, ok := known[n].low(size)
-	return v.v, ok
 }
 
 // movImmPartial encodes mov $v into the low size (1 or 2) bytes of r.

@@ -591,7 +591,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 	case x86asm.Imm:
 		return val{known: true, v: truncate(uint64(int64(a)), size)}
 	case x86asm.Reg:
-		if v := regOperand(a, s); v.known {
+		if v := regOperand(a, &s.regs); v.known {
 			return v
 		}
 		return val{}
@@ -611,7 +611,8 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if v, ok := s.spec[key]; ok {
 			return v
 		}
-		if st, ok := s.stores[key]; ok && st.epoch == s.epoch {
+		st, forwarded := s.stores[key]
+		if forwarded && st.epoch == s.epoch {
 			// Stored by the trace with nothing since that could have
 			// written it (no store through an unknown pointer, no
 			// call): certain, no guard.
@@ -626,7 +627,6 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		}
 		var v uint64
 		var deps assume
-		st, forwarded := s.stores[key]
 		if forwarded {
 			// What the trace stored there itself, not what memory
 			// holds once the recording is over.
@@ -706,19 +706,19 @@ func (o *optimizer) lowOperand(a x86asm.Arg, size int, s *evalState) val {
 	case x86asm.Imm:
 		return val{known: true, v: truncate(uint64(int64(a)), size)}
 	case x86asm.Reg:
-		return regOperand(a, s)
+		return regOperand(a, &s.regs)
 	}
 	return val{}
 }
 
 // regOperand reads general register operand a at its width: known, or
 // known in fewer low bytes than that (lo), or not at all (AH-BH too).
-func regOperand(a x86asm.Reg, s *evalState) val {
+func regOperand(a x86asm.Reg, regs *[16]val) val {
 	r, sz, ok := gpr(a)
 	if !ok || (sz == 1 && a >= x86asm.AH && a <= x86asm.BH) {
 		return val{}
 	}
-	v := s.regs[r]
+	v := regs[r]
 	if w, ok := v.low(sz); ok {
 		return w
 	}
