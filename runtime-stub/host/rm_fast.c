@@ -820,6 +820,13 @@ RM_HIDDEN void rm_jit_replay(void)
  * as if the call had returned there: a compiled trace of the loop, or the
  * stub that starts recording it.
  */
+/* Whether a is in the JIT's code cache (a call from a trace's native code
+ * or a recording block); the JIT runs. */
+static inline int rm_in_code_cache(uint64_t a)
+{
+	return a - rm_g.ops.cache[0] < rm_g.ops.cache[1] - rm_g.ops.cache[0];
+}
+
 RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 			       uint64_t ret)
 {
@@ -833,8 +840,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	uint64_t id = rm_api_keyed[api] ? arg : 0;
 	int back = api == RM_API_BACKWARDS_BRANCH;
 	if (back && (rm_g.obj[k].flags[site] & RM_SITE_SAMPLED) &&
-	    likely(!rm_g.jit || ret - rm_g.ops.cache[0] >=
-				     rm_g.ops.cache[1] - rm_g.ops.cache[0]))
+	    likely(!rm_g.jit || !rm_in_code_cache(ret)))
 		/* A sampled call site: a loop like a back-edge's, whose state
 		 * continues at ret (a call from a trace's native code only
 		 * counts, below). */
@@ -850,8 +856,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 	if (!rm_g.jit && !(back && rm_jit_later(c, 1)))
 		return 0;
 	/* A native call from a trace or a recording block: count only. */
-	if (unlikely(ret - rm_g.ops.cache[0] <
-		     rm_g.ops.cache[1] - rm_g.ops.cache[0]))
+	if (unlikely(rm_in_code_cache(ret)))
 		return 0;
 	switch (api) {
 	case RM_API_BACKWARDS_BRANCH:
