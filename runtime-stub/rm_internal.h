@@ -192,7 +192,9 @@ extern struct rm_global rm_g RM_HIDDEN;
 struct rm_entry {
 	uint64_t id;
 	uint32_t site1;
-	uint32_t slow;          /* the counter took the slow path */
+	uint16_t slow;          /* the counter took the slow path */
+	uint8_t wins;           /* window pairs where the trace was faster */
+	uint8_t sure;           /* ... and at gov_keep_pct% or better */
 	uint64_t count;
 	/* The governor's sample of the loop on this thread (rm_fast.c). */
 	uint64_t tsc;           /* time stamp at the open window's start */
@@ -201,13 +203,16 @@ struct rm_entry {
 	uint32_t icost;         /* best interpreter window: cycles per
 				   iteration x16 (0: none yet) */
 	uint8_t gov;            /* enum rm_gov */
-	uint8_t rounds;         /* interpreter + trace window pairs done */
+	uint8_t rounds;         /* interpreter + trace window pairs judged */
 	uint16_t retries;       /* interpreter windows spoilt by traces */
 	uint16_t asked;         /* 0, or a recording was asked for on this
 				   thread: 0x8000 | the low bits of the
 				   lookup generation then (rm_hit_hot) */
-	uint16_t it0;           /* low bits of the trace iterations when the
-				   interpreter's window opened */
+	union {
+		uint16_t it0;   /* interpreter window open: low bits of the
+				   trace iterations when it opened */
+		uint16_t pair_i; /* then: its cost (rm_c16_pack) */
+	};
 	uint32_t tcost;         /* best trace window, as icost */
 };
 

@@ -147,28 +147,48 @@ static COLD int rm_grow(struct rm_thread *t)
 
 /*
  * The governor: a trace must beat the interpreter or step aside. Each loop
- * is sampled on each thread that enters its trace: once the trace exists,
- * cycles per iteration in the interpreter over RM_GOV_WINDOW iterations
- * (the trace is entered only after that, so that recording, compiling and
- * loading the JIT are over and the program is in the same phase); then,
- * once its trace has run RM_GOV_WINDOW iterations (its side traces are
- * recorded meanwhile), cycles per iteration over the next RM_GOV_WINDOW
- * iterations or more: hits of the back-edge plus iterations inside the
- * trace and its side traces, so exits, re-entries and the interpreter's
- * share count, and cycles spent recording and compiling do not. A trace
- * that is not gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) of the
- * interpreter's cost or better is dropped; its loop runs the original
- * code at counting cost from then on. A window is wall time, about a
- * millisecond: a preemption, a signal handler, a fork or the other core's
- * load in it makes either side look slower than it is, and a trace that
- * loses by 10% has been seen measured as winning by 10% from one pair of
- * windows. So the two are measured in turns, up to RM_GOV_ROUNDS pairs
- * (interference only adds time: the best window of each side judges), and
- * a trace that wins clearly (RM_GOV_CLEAR_PCT) is kept after one pair.
+ * is sampled on each thread that enters its trace, in pairs of windows of
+ * RM_GOV_WINDOW iterations: first the interpreter's (the trace is entered
+ * only after it, so that recording, compiling and loading the JIT are
+ * over), then the trace's: hits of the back-edge plus iterations inside
+ * the trace and its side traces, so exits, re-entries and the
+ * interpreter's share count, and cycles spent recording and compiling do
+ * not. The first trace window is not measured (side traces are recorded
+ * then).
+ *
+ * A window is wall time: a preemption, a signal handler or the other
+ * core's load in it makes either side look slower than it is, and a
+ * program's phases change the cost of an iteration (fannkuch's outer loop
+ * read 4829 and 3893 cycles in two windows of the same code, a trace that
+ * lost by 9% was once measured winning by 10%). So the verdict is a sign
+ * test over short pairs, each trace window against the interpreter window
+ * just before it: the trace is kept once it was faster (or within a
+ * REDMAGIC_GOVERNOR_PCT over 100) in RM_GOV_NEED
+ * pairs of at most RM_GOV_PAIRS (by chance alone: 2%) and at
+ * gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) or better in more than
+ * half of them (the median pair); it is dropped as soon as it cannot be.
+ * A dropped trace's loop runs the original code at counting cost.
  */
-#define RM_GOV_WINDOW 20000
-#define RM_GOV_ROUNDS 3
-#define RM_GOV_CLEAR_PCT 85
+#define RM_GOV_WINDOW 2048
+#define RM_GOV_PAIRS 15
+#define RM_GOV_NEED 12
+
+/* A window's cost (cycles per iteration x16) in 16 bits: 12 bits of
+ * mantissa, 4 of exponent (1/2048 or better). */
+static inline uint16_t rm_c16_pack(uint32_t c16)
+{
+	unsigned e = 0;
+	while (c16 >= 4096 && e < 15) {
+		c16 >>= 1;
+		e++;
+	}
+	return (uint16_t)(e << 12 | (c16 > 4095 ? 4095 : c16));
+}
+
+static inline uint32_t rm_c16_unpack(uint16_t v)
+{
+	return (uint32_t)(v & 4095) << (v >> 12);
+}
 
 /* Cycles the thread t has spent on the JIT rather than the program: in
  * its Go (recording, compiling) and loading it. Windows leave them out: a
@@ -463,7 +483,8 @@ static COLD void rm_interp_close(struct rm_entry *e, uint64_t c,
 	uint32_t c16 = rm_window_c16(e, c - e->base);
 	if (c16 && (!e->icost || c16 < e->icost))
 		e->icost = c16;
-	e->gov = e->icost ? RM_GOV_MEASURED : RM_GOV_DONE;
+	e->pair_i = rm_c16_pack(c16);
+	e->gov = c16 ? RM_GOV_MEASURED : RM_GOV_DONE;
 }
 
 /* The trace of (gs, id) is about to be entered at count c. Returns where
@@ -514,19 +535,23 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		e->gov = RM_GOV_TRACE;
 		return head;
 	}
-	uint32_t t16 = rm_window_c16(e, n);
+	uint32_t t16 = rm_window_c16(e, n), i16 = rm_c16_unpack(e->pair_i);
 	if (!e->tcost || t16 < e->tcost)
 		e->tcost = t16;
 	e->rounds++;
-	uint64_t t = e->tcost, i = e->icost;
-	int clear = t * 100 <= i * RM_GOV_CLEAR_PCT;
-	if (!clear && e->rounds < RM_GOV_ROUNDS) {
+	uint64_t bar = rm_g.gov_keep_pct > 100 ? rm_g.gov_keep_pct : 100;
+	e->wins += (uint64_t)t16 * 100 < (uint64_t)i16 * bar;
+	e->sure += (uint64_t)t16 * 100 <= (uint64_t)i16 * rm_g.gov_keep_pct;
+	int half = RM_GOV_PAIRS / 2 + 1;
+	int keep = e->wins >= RM_GOV_NEED && e->sure >= half;
+	int drop = e->rounds - e->wins > RM_GOV_PAIRS - RM_GOV_NEED ||
+		   e->rounds - e->sure > RM_GOV_PAIRS - half;
+	if (!keep && !drop) {
 		/* Another pair: the interpreter's window first. */
 		e->retries = 0;
 		rm_sample_open(e, c, it);
 		return 0;
 	}
-	int drop = t * 100 > i * rm_g.gov_keep_pct;
 	rm_g.ops.trace_verdict(gs, id, e->icost, e->tcost, drop);
 	e->gov = drop ? RM_GOV_DROPPED : RM_GOV_DONE;
 	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
@@ -593,9 +618,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	}
 	/* A loop whose interpreter sample is under way: nothing to look up
 	 * before it ends (the lookups would be in the sample, and an API
-	 * call comes here at every iteration). The window runs RM_GOV_WINDOW
-	 * iterations too (500 were a few microseconds: one interrupt made a
-	 * trace look 30% faster or slower). */
+	 * call comes here at every iteration). */
 	if (e && e->gov == RM_GOV_INTERP && c - e->base < RM_GOV_WINDOW) {
 		if (o)
 			*cached = -1;
