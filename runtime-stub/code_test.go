@@ -68,7 +68,7 @@ func TestFastPathCode(t *testing.T) {
 	vector := regexp.MustCompile(`%([xyz]mm\d+|k[0-7]\b|st\b|st\(\d\))`)
 	callRe := regexp.MustCompile(`^call\s+\S+\s+<([^>]+)>`)
 	// Calls that may leave the file, and only with the state saved.
-	guarded := map[string]bool{"rm_thread_register": true, "rm_jit_load": true, "rm_go_quiet": true, "rm_jit_due": true,
+	guarded := map[string]bool{"rm_thread_register": true, "rm_jit_load": true, "rm_jit_begin": true, "rm_go_quiet": true, "rm_jit_due": true,
 		"tvBeginRecord": true, "tvStep": true, "tvSideExit": true, "tvAbortStale": true}
 	// The fork handlers are plain C calls from pthread_atfork, where the
 	// vector registers are the caller's to save: they may call Go as is.

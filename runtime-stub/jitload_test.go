@@ -46,6 +46,25 @@ func TestNothingBeforeHot(t *testing.T) {
 	}
 }
 
+// By default the JIT loads on a thread of its own while the program runs
+// on: the thread that found the first hot loop does not wait for it, a
+// fork meanwhile waits for the load to end (the child must not inherit a
+// loader's locks held by a thread it does not have), and the JIT arrives.
+func TestJITBackground(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	for i := 0; i < 5; i++ {
+		r := runHarness(t, bin, []string{"REDMAGIC_JIT_BACKGROUND=1"},
+			args("hit", siteJump, 1, 0, 1000, "fork", siteJump, 3, "sleep", 300, "tasks")...)
+		require.Equal(t, 0, r.exit, r.stderr)
+		assert.Empty(t, r.stderr)
+		assert.NotEqual(t, "threads=1", strings.TrimSpace(r.stdout), "the Go runtime's threads once loaded")
+		assert.NotNil(t, r.stats.JIT, "the JIT's report")
+	}
+	r := runHarness(t, bin, []string{"REDMAGIC_JIT_BACKGROUND=x"}, "slots")
+	assert.Equal(t, "redmagic: REDMAGIC_JIT_BACKGROUND=x is not 0 or 1, ignored\n", r.stderr)
+}
+
 // A program that has not run REDMAGIC_JIT_DELAY yet counts without the
 // JIT; its hot loops load it later (their counts look at the clock every
 // 65,536 hits).

@@ -176,6 +176,9 @@ struct rm_global {
 	uint64_t gov_quiets;          /* quiet periods so far */
 	uint32_t gov_measure;     /* the governor measures loops */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
+	uint32_t jit_started;     /* its loading began (rm_jit_begin) */
+	uint32_t jit_sync;        /* REDMAGIC_JIT_BACKGROUND=0: load it on
+				   * the thread that found the hot loop */
 	struct rm_jit_ops ops;
 	/* The vector state the slow paths save (tv_xsave_probe). */
 	uint64_t xsave_mask;
@@ -266,6 +269,9 @@ struct rm_thread {
 RM_HIDDEN void rm_thread_register(struct rm_thread *t);
 /* Loads and starts the JIT once per process; returns rm_g.jit. */
 RM_HIDDEN int rm_jit_load(void);
+RM_HIDDEN void rm_jit_begin(void);
+RM_HIDDEN void rm_jit_fork_lock(void);
+RM_HIDDEN void rm_jit_fork_unlock(int child);
 /* Passes on the annotations made before the JIT was loaded (rm_fast.c). */
 RM_HIDDEN void rm_jit_replay(void);
 /* Whether the process has run long enough for the JIT to pay for its

@@ -253,12 +253,12 @@ static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
  * process has run REDMAGIC_JIT_DELAY), with the vector state saved. */
 static COLD void rm_jit_try(struct rm_thread *t)
 {
-	if (!rm_g.jit_wanted || rm_g.jit_tried || rm_g.forked ||
+	if (!rm_g.jit_wanted || rm_g.jit_started || rm_g.forked ||
 	    !rm_slow_begin(t))
 		return;
 	if (rm_jit_due()) {
 		uint64_t t0 = tv_rdtsc();
-		rm_jit_load();
+		rm_jit_begin();
 		t->load_cycles += tv_rdtsc() - t0;
 	}
 	rm_slow_end(t);
@@ -273,7 +273,7 @@ static COLD void rm_jit_try(struct rm_thread *t)
 /* c: the count after this hit, w: what the hit added. */
 static inline uint64_t rm_jit_later(uint64_t c, uint64_t w)
 {
-	if (rm_g.jit_wanted && !rm_g.jit_tried && c > rm_g.hot_threshold &&
+	if (rm_g.jit_wanted && !rm_g.jit_started && c > rm_g.hot_threshold &&
 	    (c >> RM_JIT_RECHECK_LOG2) != ((c - w) >> RM_JIT_RECHECK_LOG2))
 		rm_jit_try(rm_self);
 	return rm_g.jit;

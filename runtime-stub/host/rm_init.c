@@ -347,6 +347,7 @@ void rm_thread_register(struct rm_thread *t)
 
 static void rm_atfork_prepare(void)
 {
+	rm_jit_fork_lock();
 	if (rm_g.jit)
 		rm_g.ops.fork_prepare();
 	pthread_mutex_lock(&rm_s.mu);
@@ -357,6 +358,7 @@ static void rm_atfork_parent(void)
 	pthread_mutex_unlock(&rm_s.mu);
 	if (rm_g.jit)
 		rm_g.ops.fork_parent();
+	rm_jit_fork_unlock(0);
 }
 
 static void rm_atfork_child(void)
@@ -367,6 +369,7 @@ static void rm_atfork_child(void)
 		rm_g.ops.fork_child();
 	}
 	pthread_mutex_init(&rm_s.mu, NULL);
+	rm_jit_fork_unlock(1);
 }
 
 /* Every served object's dispatch entries to their originals (to_orig),
@@ -675,6 +678,7 @@ __attribute__((constructor)) static void rm_ctor(void)
 						RM_JIT_DELAY_MS, 0, 86400000,
 						"a count of milliseconds") *
 				    1000000ull;
+		rm_g.jit_sync = !rm_env_bool("REDMAGIC_JIT_BACKGROUND", 1);
 		rm_g.start_ns = rm_now_ns();
 		rm_g.gov_on = rm_env_bool("REDMAGIC_GOVERNOR", 1);
 		rm_g.gov_keep_pct = (uint32_t)rm_env_uint(

@@ -1,7 +1,7 @@
 /*
  * rm_load.c: loading the JIT. libredmagic-jit.so (Go, c-shared) is loaded
- * from this library's own directory the first time a loop gets hot with
- * the JIT wanted, and never before: a program without hot loops runs with
+ * from this library's own directory, on a thread of its own, the first
+ * time a loop gets hot with the JIT wanted, and never before: a program without hot loops runs with
  * the original's threads, heap and start-up. Anything that keeps the JIT
  * from starting (limits, a missing or refused library, a Go start-up
  * failure the limits below would cause) leaves the counters on, the JIT
@@ -188,10 +188,28 @@ int rm_jit_due(void)
 	return !now || now - rm_g.start_ns >= rm_g.jit_delay_ns;
 }
 
+/* Held while the JIT loads; a fork waits for it (rm_jit_fork_lock), so
+ * that no child starts with the loader's locks (ld.so's, Go's) held by a
+ * thread it does not have. */
+static pthread_mutex_t rm_jit_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void rm_jit_fork_lock(void)
+{
+	pthread_mutex_lock(&rm_jit_mu);
+}
+
+void rm_jit_fork_unlock(int child)
+{
+	if (child)
+		pthread_mutex_init(&rm_jit_mu, NULL);
+	else
+		pthread_mutex_unlock(&rm_jit_mu);
+}
+
 int rm_jit_load(void)
 {
-	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-	pthread_mutex_lock(&mu);
+	pthread_mutex_t *mu = &rm_jit_mu;
+	pthread_mutex_lock(mu);
 	if (!rm_g.jit_tried && !rm_g.forked) {
 		char why[512];
 		int r = rm_jit_open(why, sizeof why);
@@ -206,6 +224,47 @@ int rm_jit_load(void)
 			rm_step_aside();
 		__atomic_store_n(&rm_g.jit_tried, 1, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(mu);
 	return rm_g.jit;
+}
+
+static void *rm_jit_loader(void *arg)
+{
+	(void)arg;
+	rm_jit_load();
+	return NULL;
+}
+
+/*
+ * Starts loading the JIT: on a thread of its own, with every signal
+ * blocked, while the thread that found the first hot loop goes on
+ * interpreting. Loading is 8-12 ms of one core on the development machine
+ * (the library's relocations, the Go runtime's start, reading the
+ * program's ELF), most of it page faults at 10 us each; on the program's
+ * thread all of it was the program's time. Recordings begin once it is
+ * done (rm_g.jit). Without a thread (limits), or with
+ * REDMAGIC_JIT_BACKGROUND=0 (tests that want the JIT at the first hot
+ * loop), it loads here.
+ */
+void rm_jit_begin(void)
+{
+	if (__atomic_exchange_n(&rm_g.jit_started, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (!rm_g.jit_sync) {
+		sigset_t all, saved;
+		sigfillset(&all);
+		pthread_attr_t attr;
+		pthread_t th;
+		int ok = pthread_attr_init(&attr) == 0;
+		ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+		ok = ok && pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
+		if (ok) {
+			ok = pthread_create(&th, &attr, rm_jit_loader, NULL) == 0;
+			pthread_sigmask(SIG_SETMASK, &saved, NULL);
+		}
+		pthread_attr_destroy(&attr);
+		if (ok)
+			return;
+	}
+	rm_jit_load();
 }
