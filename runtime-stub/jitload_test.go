@@ -61,6 +61,12 @@ func TestJITBackground(t *testing.T) {
 		assert.NotEqual(t, "threads=1", strings.TrimSpace(r.stdout), "the Go runtime's threads once loaded")
 		assert.NotNil(t, r.stats.JIT, "the JIT's report")
 	}
+	// A program that ends while its JIT loads exits as it would have.
+	for i := 0; i < 40; i++ {
+		r := runHarness(t, bin, []string{"REDMAGIC_JIT_BACKGROUND=1"}, args("hit", siteJump, 1, 0, 1000)...)
+		require.Equal(t, 0, r.exit, r.stderr)
+		require.Empty(t, r.stderr)
+	}
 	r := runHarness(t, bin, []string{"REDMAGIC_JIT_BACKGROUND=x"}, "slots")
 	assert.Equal(t, "redmagic: REDMAGIC_JIT_BACKGROUND=x is not 0 or 1, ignored\n", r.stderr)
 }
