@@ -207,7 +207,8 @@ struct rm_entry {
 				   iteration x16 (0: none yet) */
 	uint8_t gov;            /* enum rm_gov */
 	uint8_t rounds;         /* interpreter + trace window pairs judged */
-	uint16_t retries;       /* interpreter windows spoilt by traces */
+	uint8_t retries;        /* interpreter windows spoilt by traces */
+	uint8_t wshift;         /* windows are RM_GOV_WINDOW << wshift */
 	uint16_t asked;         /* 0, or a recording was asked for on this
 				   thread: 0x8000 | the low bits of the
 				   lookup generation then (rm_hit_hot) */

@@ -148,13 +148,13 @@ static COLD int rm_grow(struct rm_thread *t)
 /*
  * The governor: a trace must beat the interpreter or step aside. Each loop
  * is sampled on each thread that enters its trace, in pairs of windows of
- * RM_GOV_WINDOW iterations: first the interpreter's (the trace is entered
- * only after it, so that recording, compiling and loading the JIT are
- * over), then the trace's: hits of the back-edge plus iterations inside
- * the trace and its side traces, so exits, re-entries and the
- * interpreter's share count, and cycles spent recording and compiling do
- * not. The first trace window is not measured (side traces are recorded
- * then).
+ * RM_GOV_WINDOW iterations or more (rm_gov_window): first the
+ * interpreter's (the trace is entered only after it, so that recording,
+ * compiling and loading the JIT are over), then the trace's: hits of the
+ * back-edge plus iterations inside the trace and its side traces, so
+ * exits, re-entries and the interpreter's share count, and cycles spent
+ * recording and compiling do not. The first trace window is not measured
+ * (side traces are recorded then).
  *
  * A window is wall time: a preemption, a signal handler or the other
  * core's load in it makes either side look slower than it is, and a
@@ -163,13 +163,37 @@ static COLD int rm_grow(struct rm_thread *t)
  * lost by 9% was once measured winning by 10%). So the verdict is a sign
  * test over short pairs, each trace window against the interpreter window
  * just before it: the trace is kept once it was faster (or within a
- * REDMAGIC_GOVERNOR_PCT over 100) in RM_GOV_NEED
- * pairs of at most RM_GOV_PAIRS (by chance alone: 2%) and at
- * gov_keep_pct% (REDMAGIC_GOVERNOR_PCT, default 97) or better in more than
- * half of them (the median pair); it is dropped as soon as it cannot be.
+ * REDMAGIC_GOVERNOR_PCT over 100) in RM_GOV_NEED pairs of at most
+ * RM_GOV_PAIRS (by chance alone: 2%) and at gov_keep_pct%
+ * (REDMAGIC_GOVERNOR_PCT, default 97) or better in more than half of them
+ * (the median pair); it is dropped as soon as it cannot be.
  * A dropped trace's loop runs the original code at counting cost.
  */
 #define RM_GOV_WINDOW 2048
+/* Windows last at least about 2^RM_GOV_WINDOW_CYCLES_LOG2 cycles (half a
+ * millisecond): a loop of 58 cycles an iteration had a quarter of its
+ * 2,048-iteration trace windows 16% slower than the rest (an event of
+ * some 17 us: a page fault costs 10 here), enough to lose the sign test
+ * with a trace 9% faster. */
+#define RM_GOV_WINDOW_CYCLES_LOG2 20
+#define RM_GOV_WSHIFT_MAX 6
+
+static inline uint64_t rm_gov_window(const struct rm_entry *e)
+{
+	return (uint64_t)RM_GOV_WINDOW << e->wshift;
+}
+
+/* The window shift for a loop whose interpreter window cost c16. */
+static inline uint8_t rm_gov_wshift(uint32_t c16)
+{
+	uint8_t s = 0;
+	/* RM_GOV_WINDOW << s iterations at c16 / 16 cycles each. */
+	while (s < RM_GOV_WSHIFT_MAX &&
+	       ((uint64_t)RM_GOV_WINDOW << s) * c16 / 16 <
+		       (1ull << RM_GOV_WINDOW_CYCLES_LOG2))
+		s++;
+	return s;
+}
 #define RM_GOV_PAIRS 15
 #define RM_GOV_NEED 12
 
@@ -484,6 +508,8 @@ static COLD void rm_interp_close(struct rm_entry *e, uint64_t c,
 	if (c16 && (!e->icost || c16 < e->icost))
 		e->icost = c16;
 	e->pair_i = rm_c16_pack(c16);
+	if (e->rounds == 0 && c16)
+		e->wshift = rm_gov_wshift(c16);
 	e->gov = c16 ? RM_GOV_MEASURED : RM_GOV_DONE;
 }
 
@@ -528,7 +554,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 		return head;
 	}
 	uint64_t n = done - e->base;
-	if (n < RM_GOV_WINDOW)
+	if (n < rm_gov_window(e))
 		return head;
 	if (e->gov == RM_GOV_WARM) {
 		rm_window_open(e, done);
@@ -619,7 +645,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	/* A loop whose interpreter sample is under way: nothing to look up
 	 * before it ends (the lookups would be in the sample, and an API
 	 * call comes here at every iteration). */
-	if (e && e->gov == RM_GOV_INTERP && c - e->base < RM_GOV_WINDOW) {
+	if (e && e->gov == RM_GOV_INTERP && c - e->base < rm_gov_window(e)) {
 		if (o)
 			*cached = -1;
 		return 0;
