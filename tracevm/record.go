@@ -64,6 +64,10 @@ type recording struct {
 	exitID uint32
 	start  uint64
 	begun  time.Time
+	// lastEvent is when the recorder last heard from the recording: a
+	// stale one (left by a longjmp) is found only at a later recording,
+	// and the program's time since was not spent recording.
+	lastEvent time.Time
 
 	ops    []op
 	ninsns int
@@ -193,7 +197,11 @@ func (m *Machine) recBuffer() (*recBuf, error) {
 // end releases the recording; ok says whether it produced a trace.
 func (r *recording) end(reason string) {
 	m := r.m
-	m.stats.recordNanos.Add(int64(time.Since(r.begun)))
+	until := time.Now()
+	if reason == "stale" && !r.lastEvent.IsZero() {
+		until = r.lastEvent
+	}
+	m.stats.recordNanos.Add(int64(until.Sub(r.begun)))
 	m.stats.recordedInsns.Add(uint64(r.ninsns))
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -319,6 +327,7 @@ func tvStep(h C.uint64_t, ev C.uint64_t) (next C.uint64_t) {
 		if p := recover(); p != nil {
 			next = recoverRecording(t, r, p)
 		}
+		r.lastEvent = time.Now()
 	}()
 	return C.uint64_t(r.run(t, int(ev)))
 }
