@@ -212,6 +212,7 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		}
 	}
 	o.ReturnsTwice = returnsTwice(f, bias)
+	o.Longjmps = importSlots(f, bias, longjmpNames)
 	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
 		o.NativeEntries = symbolEntries(f, bias, p.Native)
 	}
@@ -243,15 +244,27 @@ var returnsTwiceNames = map[string]bool{
 	"savectx": true, "vfork": true, "getcontext": true,
 }
 
-// returnsTwice finds, at run time, the GOT slots the dynamic linker fills
-// with returnsTwiceNames functions (from .rela.plt and .rela.dyn) and the
-// PLT stubs that jump through them.
+// longjmpNames: imported functions that return to an earlier frame, not
+// to their caller (Lua's errors and coroutine yields: __longjmp_chk).
+var longjmpNames = map[string]bool{
+	"longjmp": true, "_longjmp": true, "siglongjmp": true, "__longjmp_chk": true,
+	"__libc_longjmp": true, "__libc_siglongjmp": true, "setcontext": true, "swapcontext": true,
+}
+
+// returnsTwice finds the GOT slots and PLT stubs of returnsTwiceNames.
 func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
-	// Symbol indexes whose name returns twice (no names kept: the
-	// program's dynamic symbols, thousands, are read at the JIT's start).
+	return importSlots(f, bias, returnsTwiceNames)
+}
+
+// importSlots finds, at run time, the GOT slots the dynamic linker fills
+// with the named imported functions (from .rela.plt and .rela.dyn) and
+// the PLT stubs that jump through them.
+func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]bool {
+	// Symbol indexes of the names (no names kept: the program's dynamic
+	// symbols, thousands, are read at the JIT's start).
 	twice := map[int]bool{}
 	scanSymbols(f, elf.SHT_DYNSYM, func(i int, name []byte, _ elf.Symbol) {
-		if returnsTwiceNames[string(name)] {
+		if names[string(name)] {
 			twice[i] = true
 		}
 	})

@@ -66,28 +66,38 @@ func TestMapFileRaw(t *testing.T) {
 	assert.ErrorContains(t, err, "/proc/self/cmdline")
 }
 
-// TestReturnsTwice finds lua5.4's _setjmp: its GOT slot (from .rela.plt)
-// and the PLT stub that jumps through it, and nothing else.
-func TestReturnsTwice(t *testing.T) {
+// TestImportSlots finds lua5.4's _setjmp (returns twice) and
+// __longjmp_chk (returns to an earlier frame): each one's GOT slot (from
+// .rela.plt) and the PLT stub that jumps through it, and nothing else.
+func TestImportSlots(t *testing.T) {
 	f, err := elf.Open("/usr/bin/lua5.4")
 	require.NoError(t, err)
 	defer f.Close()
-	got := returnsTwice(f, 0)
-	require.NotEmpty(t, got)
 	out, err := exec.Command("objdump", "-d", "-j", ".plt", "/usr/bin/lua5.4").Output()
 	require.NoError(t, err)
-	// "0000000000007110 <_setjmp@plt>:"
-	m := regexp.MustCompile(`(?m)^([0-9a-f]+) <_setjmp@plt>:`).FindStringSubmatch(string(out))
-	require.NotNil(t, m, "objdump names the stub")
-	stub, err := strconv.ParseUint(m[1], 16, 64)
-	require.NoError(t, err)
-	assert.True(t, got[stub], "the _setjmp stub at %#x", stub)
 	rels, err := exec.Command("readelf", "-rW", "/usr/bin/lua5.4").Output()
 	require.NoError(t, err)
-	m = regexp.MustCompile(`(?m)^([0-9a-f]+)\s+\S+\s+R_X86_64_JUMP_SLOT\s+\S+\s+_setjmp@`).FindStringSubmatch(string(rels))
-	require.NotNil(t, m, "readelf names the slot")
-	slot, err := strconv.ParseUint(m[1], 16, 64)
-	require.NoError(t, err)
-	assert.True(t, got[slot], "the _setjmp slot at %#x", slot)
-	assert.LessOrEqual(t, len(got), 3, "the slot and the stub (and its 16-byte start): %v", got)
+	for _, tc := range []struct {
+		name string
+		got  map[uint64]bool
+	}{
+		{"_setjmp", returnsTwice(f, 0)},
+		{"__longjmp_chk", importSlots(f, 0, longjmpNames)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NotEmpty(t, tc.got)
+			// "0000000000007110 <_setjmp@plt>:"
+			m := regexp.MustCompile(`(?m)^([0-9a-f]+) <` + tc.name + `@plt>:`).FindStringSubmatch(string(out))
+			require.NotNil(t, m, "objdump names the stub")
+			stub, err := strconv.ParseUint(m[1], 16, 64)
+			require.NoError(t, err)
+			assert.True(t, tc.got[stub], "the stub at %#x", stub)
+			m = regexp.MustCompile(`(?m)^([0-9a-f]+)\s+\S+\s+R_X86_64_JUMP_SLOT\s+\S+\s+` + tc.name + `@`).FindStringSubmatch(string(rels))
+			require.NotNil(t, m, "readelf names the slot")
+			slot, err := strconv.ParseUint(m[1], 16, 64)
+			require.NoError(t, err)
+			assert.True(t, tc.got[slot], "the slot at %#x", slot)
+			assert.LessOrEqual(t, len(tc.got), 3, "the slot and the stub (and its 16-byte start): %v", tc.got)
+		})
+	}
 }

@@ -81,6 +81,11 @@ type Object struct {
 	// ends: the second return would come back into a block buffer that
 	// has been reused since.
 	ReturnsTwice map[uint64]bool
+	// Longjmps: PLT stubs and GOT slots of functions that return to an
+	// earlier frame (longjmp and its kind). A recording that would call
+	// one ends there: it would never hear from the recording again,
+	// which went stale, its block buffer lost to later recordings.
+	Longjmps map[uint64]bool
 	// Sites: annotation calls by the run-time address of their call
 	// instruction.
 	Sites map[uint64]Site

@@ -593,6 +593,9 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 			if r.returnsTwice(info.Target, inst) {
 				return abort("returns-twice")
 			}
+			if r.longjmps(info.Target, inst) {
+				return abort("longjmp")
+			}
 			if isSite || r.native(info.Target) {
 				l := e.newLabel()
 				lits = append(lits, pendingLit{l, info.Target})
@@ -659,6 +662,9 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 			}
 			if info.Kind != insn.Return && r.returnsTwice(target, inst) {
 				return abort("returns-twice")
+			}
+			if info.Kind != insn.Return && r.longjmps(target, inst) {
+				return abort("longjmp")
 			}
 			r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: code, inst: inst, dec: d, target: target, exit: r.pc})
 			if info.Kind == insn.IndirectJump {
@@ -831,14 +837,26 @@ func (r *recording) writeBlock(e *emitter, lits []pendingLit, statePC uint64) (u
 // a second time, through its PLT stub (target) or its GOT slot.
 func (r *recording) returnsTwice(target uint64, inst *x86dec.Inst) bool {
 	o, ok := r.m.objectOf(r.pc)
-	if !ok || len(o.ReturnsTwice) == 0 {
+	return ok && importCall(o.ReturnsTwice, target, inst)
+}
+
+// longjmps: inst, at r.pc, calls or jumps to longjmp or its kind.
+func (r *recording) longjmps(target uint64, inst *x86dec.Inst) bool {
+	o, ok := r.m.objectOf(r.pc)
+	return ok && importCall(o.Longjmps, target, inst)
+}
+
+// importCall: inst reaches one of slots' functions, through its PLT stub
+// (target) or its GOT slot.
+func importCall(slots map[uint64]bool, target uint64, inst *x86dec.Inst) bool {
+	if len(slots) == 0 {
 		return false
 	}
-	if o.ReturnsTwice[target] {
+	if slots[target] {
 		return true
 	}
 	slot, ok := inst.MemRIPTarget()
-	return ok && o.ReturnsTwice[slot]
+	return ok && slots[slot]
 }
 
 // nativeTarget: target is code the recorder does not copy (outside the
