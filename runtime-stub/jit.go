@@ -133,7 +133,7 @@ func startJIT() (bool, error) {
 	if _, err := tracevm.Start(cfg); err != nil {
 		return false, err
 	}
-	if os.Getenv("REDMAGIC_JIT_BACKGROUND") != "0" {
+	if C.rm_host_on_loader() != 0 {
 		warmHeap(warmHeapBytes)
 	}
 	return true, nil
@@ -143,7 +143,7 @@ func startJIT() (bool, error) {
 const warmHeapBytes = 4 << 20
 
 // warmHeap touches n bytes of fresh Go heap and frees them at once, on the
-// loader thread (rm_load.c): the collector is off (above), so every
+// runtime's loader thread (rm_load.c; never on the program's): the collector is off (above), so every
 // allocation of the recorder came from pages never touched, and their
 // page faults, 10 us each on the development machine, were half of the
 // first recordings' time on the program's thread (python fannkuch: 9-10 ms
@@ -262,13 +262,13 @@ func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
 func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]bool {
 	// Symbol indexes of the names (no names kept: the program's dynamic
 	// symbols, thousands, are read at the JIT's start).
-	twice := map[int]bool{}
+	wanted := map[int]bool{}
 	scanSymbols(f, elf.SHT_DYNSYM, func(i int, name []byte, _ elf.Symbol) {
 		if names[string(name)] {
-			twice[i] = true
+			wanted[i] = true
 		}
 	})
-	if len(twice) == 0 {
+	if len(wanted) == 0 {
 		return nil
 	}
 	out := map[uint64]bool{}
@@ -285,7 +285,7 @@ func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]boo
 			slot := binary.LittleEndian.Uint64(data[off:])
 			info := binary.LittleEndian.Uint64(data[off+8:])
 			typ, sym := elf.R_X86_64(info&0xffffffff), int(info>>32)
-			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && twice[sym] {
+			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && wanted[sym] {
 				out[bias+slot] = true
 			}
 		}

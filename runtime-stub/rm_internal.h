@@ -58,7 +58,7 @@
 
 #define RM_JIT_LIBRARY "libredmagic-jit.so"
 #define RM_JIT_START "rm_jit_start"
-#define RM_JIT_ABI 3
+#define RM_JIT_ABI 4
 
 /* The site of redmagic_force_jump_to_trace(id), which names none: every
  * root trace is also filed under it (tracevm's TV_ANY_SITE). */
@@ -81,7 +81,8 @@ struct rm_jit_obj {
 /* What the runtime offers the JIT. */
 struct rm_host {
 	uint32_t abi;           /* RM_JIT_ABI */
-	uint32_t pad;
+	uint32_t on_loader;     /* the JIT starts on the runtime's loader
+				   thread, not the program's (rm_jit_begin) */
 	/* Fills *out for object k; -1 past the last object. */
 	int (*object_desc)(uint32_t k, struct rm_jit_obj *out);
 	/* Empties every trampoline inline cache (RM_SITE_IC): the JIT calls
@@ -127,6 +128,7 @@ typedef int (*rm_jit_start_fn)(const struct rm_host *host,
 
 /* The JIT library's view of rm_host.object_desc (rm_jit.c). */
 int rm_host_object_desc(uint32_t k, struct rm_jit_obj *out);
+int rm_host_on_loader(void);
 
 /* ------------------------------------------------------------------------ */
 /* State read on the fast path (rm_fast.c), written once by the constructor. */
@@ -271,6 +273,10 @@ RM_HIDDEN void rm_thread_register(struct rm_thread *t);
 /* Loads and starts the JIT once per process; returns rm_g.jit. */
 RM_HIDDEN int rm_jit_load(void);
 RM_HIDDEN void rm_jit_begin(void);
+/* Starts fn(arg) on a detached thread with every signal blocked (so that
+ * no signal meant for the program's threads is taken there); stack 0 is
+ * the default size. Returns whether it started. */
+RM_HIDDEN int rm_spawn_quiet(void *(*fn)(void *), void *arg, size_t stack);
 RM_HIDDEN void rm_jit_fork_lock(void);
 RM_HIDDEN void rm_jit_fork_unlock(int child);
 /* Passes on the annotations made before the JIT was loaded (rm_fast.c). */

@@ -23,6 +23,11 @@ int rm_host_object_desc(uint32_t k, struct rm_jit_obj *out)
 	return rm_host_p ? rm_host_p->object_desc(k, out) : -1;
 }
 
+int rm_host_on_loader(void)
+{
+	return rm_host_p && rm_host_p->on_loader;
+}
+
 __attribute__((visibility("default"))) int
 rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 	     size_t whylen)

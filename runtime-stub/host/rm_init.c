@@ -406,6 +406,24 @@ static void rm_rearm(void)
 	pthread_mutex_unlock(&rm_quiet_mu);
 }
 
+int rm_spawn_quiet(void *(*fn)(void *), void *arg, size_t stack)
+{
+	sigset_t all, saved;
+	sigfillset(&all);
+	pthread_attr_t attr;
+	pthread_t th;
+	int ok = pthread_attr_init(&attr) == 0;
+	ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+	ok = ok && (!stack || pthread_attr_setstacksize(&attr, stack) == 0);
+	ok = ok && pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
+	if (ok) {
+		ok = pthread_create(&th, &attr, fn, arg) == 0;
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	}
+	pthread_attr_destroy(&attr);
+	return ok;
+}
+
 /* Sleeps through a quiet period, then re-arms. A thread of its own with
  * every signal blocked: no timer of Go's (its first timer would open an
  * epoll and an eventfd descriptor in the program's table) and no signal
@@ -429,20 +447,8 @@ void rm_go_quiet(void)
 	pthread_mutex_lock(&rm_quiet_mu);
 	if (!rm_g.gov_quiet) {
 		uint64_t ns = rm_g.gov_rearm_ns ? rm_g.gov_rearm_ns : RM_GOV_QUIET_NS;
-		sigset_t all, saved;
-		sigfillset(&all);
-		pthread_attr_t attr;
-		pthread_t th;
-		int ok = pthread_attr_init(&attr) == 0;
-		ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
-		ok = ok && pthread_attr_setstacksize(&attr, 64 << 10) == 0;
-		ok = ok && pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
-		if (ok) {
-			ok = pthread_create(&th, &attr, rm_rearm_thread,
-					    (void *)(uintptr_t)ns) == 0;
-			pthread_sigmask(SIG_SETMASK, &saved, NULL);
-		}
-		pthread_attr_destroy(&attr);
+		int ok = rm_spawn_quiet(rm_rearm_thread, (void *)(uintptr_t)ns,
+					64 << 10);
 		/* Without a thread to re-arm them, the entries stay. */
 		if (ok) {
 			rm_dispatch_all(1);

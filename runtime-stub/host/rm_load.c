@@ -1,8 +1,8 @@
 /*
  * rm_load.c: loading the JIT. libredmagic-jit.so (Go, c-shared) is loaded
  * from this library's own directory, on a thread of its own, the first
- * time a loop gets hot with the JIT wanted, and never before: a program without hot loops runs with
- * the original's threads, heap and start-up. Anything that keeps the JIT
+ * time a loop gets hot with the JIT wanted, and never before: a program
+ * without hot loops runs with the original's threads, heap and start-up. Anything that keeps the JIT
  * from starting (limits, a missing or refused library, a Go start-up
  * failure the limits below would cause) leaves the counters on, the JIT
  * off and one line on standard error.
@@ -36,7 +36,8 @@ RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out);
  * and spares) before any is reused. */
 #define RM_JIT_MIN_THREADS 16
 
-static const struct rm_host rm_host = {
+/* on_loader is set under rm_jit_mu, before the JIT starts. */
+static struct rm_host rm_host = {
 	.abi = RM_JIT_ABI,
 	.object_desc = rm_object_desc,
 	.ic_clear = rm_ic_clear,
@@ -206,11 +207,12 @@ void rm_jit_fork_unlock(int child)
 		pthread_mutex_unlock(&rm_jit_mu);
 }
 
-int rm_jit_load(void)
+/* Loads the JIT; on_loader: on rm_jit_begin's thread. */
+static int rm_jit_load_on(int on_loader)
 {
-	pthread_mutex_t *mu = &rm_jit_mu;
-	pthread_mutex_lock(mu);
+	pthread_mutex_lock(&rm_jit_mu);
 	if (!rm_g.jit_tried && !rm_g.forked) {
+		rm_host.on_loader = (uint32_t)on_loader;
 		char why[512];
 		int r = rm_jit_open(why, sizeof why);
 		if (r < 0)
@@ -224,14 +226,19 @@ int rm_jit_load(void)
 			rm_step_aside();
 		__atomic_store_n(&rm_g.jit_tried, 1, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(mu);
+	pthread_mutex_unlock(&rm_jit_mu);
 	return rm_g.jit;
+}
+
+int rm_jit_load(void)
+{
+	return rm_jit_load_on(0);
 }
 
 static void *rm_jit_loader(void *arg)
 {
 	(void)arg;
-	rm_jit_load();
+	rm_jit_load_on(1);
 	return NULL;
 }
 
@@ -250,21 +257,7 @@ void rm_jit_begin(void)
 {
 	if (__atomic_exchange_n(&rm_g.jit_started, 1, __ATOMIC_ACQ_REL))
 		return;
-	if (!rm_g.jit_sync) {
-		sigset_t all, saved;
-		sigfillset(&all);
-		pthread_attr_t attr;
-		pthread_t th;
-		int ok = pthread_attr_init(&attr) == 0;
-		ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
-		ok = ok && pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
-		if (ok) {
-			ok = pthread_create(&th, &attr, rm_jit_loader, NULL) == 0;
-			pthread_sigmask(SIG_SETMASK, &saved, NULL);
-		}
-		pthread_attr_destroy(&attr);
-		if (ok)
-			return;
-	}
+	if (!rm_g.jit_sync && rm_spawn_quiet(rm_jit_loader, NULL, 0))
+		return;
 	rm_jit_load();
 }
