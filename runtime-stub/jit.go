@@ -152,14 +152,24 @@ const warmHeapBytes = 4 << 20
 // descriptor appears: the scavenger has nothing to do so far below the
 // memory limit).
 func warmHeap(n int) {
-	b := make([]byte, n)
-	for i := 0; i < n; i += 4096 {
-		b[i] = 1
+	chunks := make([][]byte, 0, n/warmChunk)
+	for k := 0; k < n/warmChunk; k++ {
+		b := make([]byte, warmChunk)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		chunks = append(chunks, b)
 	}
-	runtime.KeepAlive(b)
-	b = nil
+	runtime.KeepAlive(chunks)
+	chunks = nil
 	runtime.GC()
 }
+
+// warmChunk: the heap is warmed in pieces, each placed where the page
+// allocator places the next allocation (the lowest free pages), not in
+// one run past them that the recorder's first allocations would never
+// reach.
+const warmChunk = 32 << 10
 
 // jitLog opens REDMAGIC_LOG: "1" or "stderr" is standard error, anything
 // else a file, appended to and never held open (logFile).

@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"encoding/binary"
+	"slices"
 	"unsafe"
 )
 
@@ -24,8 +25,8 @@ import (
 // call in it was made native by the state of the recording (a forced
 // native call, temp_disable, the inlining depth limit). A kept call's
 // frame is pushed when the block is entered; its callee may become native
-// later (redmagic_do_not_trace_function, a callee's loop), so the cache
-// holds for one generation of the machine's native functions. In an
+// later (redmagic_do_not_trace_function, a callee's loop): such blocks
+// are then dropped and the edges to them unlinked (dropCalls). In an
 // inlined function, a kept block's start is checked for the function's own
 // loops (calleeLoops) when it is entered or replayed: a loop repeats block
 // starts. Each side of a kept block's branch starts with a jump to the
@@ -61,6 +62,11 @@ type keptBlock struct {
 	// stub of side s (0 not taken, 1 taken); linked once it is chained.
 	stub   [2]uint64
 	linked [2]bool
+	// to[s]: the block side s is linked to (-1: none, or no side s).
+	to [2]int32
+	// dead: dropped from the cache (it inlines a call now native):
+	// nothing links to it any more.
+	dead bool
 	// call: it ends with an inlined call of callee, which returns to
 	// ret (side 0 only).
 	call        bool
@@ -68,10 +74,11 @@ type keptBlock struct {
 	// ind: it ends before an indirect jump (jmp, its guard op) whose
 	// event stub starts with the jump at stub[0]; cands: the targets
 	// linked, each tested in turn from head (the newest first).
-	ind   bool
-	jmp   op
-	cands []uint64
-	head  uint64
+	ind    bool
+	jmp    op
+	cands  []uint64
+	candTo []int32 // the blocks cands link to
+	head   uint64
 }
 
 // Edges in the log are blockIndex<<3 | edgeCode: the side of a branch
@@ -261,6 +268,7 @@ func (r *recording) keep(pc uint64, size, opStart, insStart int, stubs [2]int) {
 		pc: pc, addr: at, opLo: int32(lo), opHi: int32(len(b.ops)),
 		ninsns: int32(r.ninsns - insStart), pend: r.pend,
 		stub: [2]uint64{at + uint64(stubs[0]) + 1, at + uint64(stubs[1]) + 1},
+		to:   [2]int32{-1, -1},
 	})
 	b.byPC[pc] = i
 	b.used += align16(size)
@@ -306,6 +314,7 @@ func (r *recording) linkInd(from, to int32, target uint64) {
 	}
 	if r.placeStub(e, kb.stub[0]) {
 		kb.cands = append(kb.cands, target)
+		kb.candTo = append(kb.candTo, to)
 		kb.head = at
 	}
 }
@@ -350,5 +359,52 @@ func (r *recording) link(to int32) {
 	e.reset(b.cursor())
 	back := kb.stub[side] + 4 // the event, after the jump
 	e.chainStub(uint32(from)<<3|uint32(side), b.hdr, b.blocks[to].addr, back)
-	kb.linked[side] = r.placeStub(e, kb.stub[side])
+	if kb.linked[side] = r.placeStub(e, kb.stub[side]); kb.linked[side] {
+		kb.to[side] = to
+	}
+}
+
+// dropCalls drops from the cache the blocks that end with an inlined
+// call of a function in fns (made native since they were kept) and
+// unlinks the edges to them, so that the code of the others stays in use
+// (before, every function made native emptied the cache, and a recording
+// retried after a callee's loop built all of its blocks again). It
+// reports false when it cannot (an indirect jump's candidate is one of
+// them): the buffer is then to be reset.
+func (b *recBuf) dropCalls(m *Machine, fns []uint64) bool {
+	var n int
+	for i := range b.blocks {
+		kb := &b.blocks[i]
+		if kb.dead || !kb.call || !slices.Contains(fns, kb.callee) {
+			continue
+		}
+		kb.dead = true
+		n++
+		if j, ok := b.byPC[kb.pc]; ok && j == int32(i) {
+			delete(b.byPC, kb.pc)
+		}
+	}
+	if n == 0 {
+		return true
+	}
+	var zero [4]byte
+	for i := range b.blocks {
+		kb := &b.blocks[i]
+		for _, t := range kb.candTo {
+			if b.blocks[t].dead {
+				return false
+			}
+		}
+		for s, t := range kb.to {
+			if t < 0 || !b.blocks[t].dead {
+				continue
+			}
+			// Back to the jump's own target: the event after it.
+			if m.cache.Write(kb.stub[s], zero[:]) != nil {
+				return false
+			}
+			kb.to[s], kb.linked[s] = -1, false
+		}
+	}
+	return true
 }

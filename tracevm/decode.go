@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
@@ -32,17 +33,39 @@ type decoded struct {
 // direct-mapped table of atomic pointers (newDecodeCache). A lookup is a
 // load and a compare (a sync.Map's interface hashing cost more than the
 // recorder's own work per instruction); a collision only decodes again.
-// Entries are immutable once published.
+// Entries are immutable once published. They come from slabs (one
+// allocation for decodeSlab of them: one by one, their allocations and
+// the page faults of the fresh heap they took were most of a decode's
+// cost), and their bytes are the text's own, which never changes while
+// the object is loaded.
 type decodeCache struct {
 	slots []atomic.Pointer[decoded]
+	// memo: decodings by bytes, for addresses not decoded yet.
+	memo *x86dec.Memo
+	mu   sync.Mutex
+	slab []decoded
 }
+
+const decodeSlab = 256
 
 // decodeSlotsLog2 sizes the cache: 64K entries (512 KiB of pointers) hold
 // the hot paths of an interpreter's dispatch loop many times over.
 const decodeSlotsLog2 = 16
 
 func newDecodeCache() decodeCache {
-	return decodeCache{slots: make([]atomic.Pointer[decoded], 1<<decodeSlotsLog2)}
+	return decodeCache{slots: make([]atomic.Pointer[decoded], 1<<decodeSlotsLog2), memo: x86dec.NewMemo()}
+}
+
+// fresh returns an unused entry.
+func (c *decodeCache) fresh() *decoded {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.slab) == 0 {
+		c.slab = make([]decoded, decodeSlab)
+	}
+	d := &c.slab[0]
+	c.slab = c.slab[1:]
+	return d
 }
 
 // slot indexes by the address's low bits: a block's instructions share
@@ -63,8 +86,9 @@ func (m *Machine) decode(a uint64) (*decoded, error) {
 	if end == 0 {
 		return nil, fmt.Errorf("tracevm: %#x is not in traced text", a)
 	}
-	d, err := newDecoded(memAt(a, int(min(uint64(x86dec.MaxLen), end-a))), a)
-	if err != nil {
+	d := m.decoded.fresh()
+	if err := d.init(m.decoded.memo, memAt(a, int(min(uint64(x86dec.MaxLen), end-a))), a); err != nil {
+		*d = decoded{}
 		return nil, err
 	}
 	s.Store(d)
@@ -72,13 +96,31 @@ func (m *Machine) decode(a uint64) (*decoded, error) {
 }
 
 // newDecoded decodes and classifies the instruction at the start of code,
-// which lies at a.
+// which lies at a (a copy of its bytes is kept).
 func newDecoded(code []byte, a uint64) (*decoded, error) {
-	inst, err := x86dec.Decode(code, a)
-	if err != nil {
+	d := &decoded{}
+	if err := d.init(nil, code, a); err != nil {
 		return nil, err
 	}
-	d := &decoded{inst: inst, code: append([]byte(nil), code[:inst.Len]...)}
+	d.code = append([]byte(nil), d.code...)
+	return d, nil
+}
+
+// init decodes (through memo, if not nil) and classifies the instruction
+// at the start of code, which lies at a, into d; d.code is code's own
+// bytes.
+func (d *decoded) init(memo *x86dec.Memo, code []byte, a uint64) error {
+	var inst x86dec.Inst
+	var err error
+	if memo != nil {
+		inst, err = memo.Decode(code, a)
+	} else {
+		inst, err = x86dec.Decode(code, a)
+	}
+	if err != nil {
+		return err
+	}
+	d.inst, d.code = inst, code[:inst.Len:inst.Len]
 	d.info = insn.Classify(&d.inst)
 	if d.info.Kind == insn.Plain && d.info.RIPRelative {
 		d.ripDisp = -1
@@ -87,7 +129,7 @@ func newDecoded(code []byte, a uint64) (*decoded, error) {
 			d.ripDisp, d.target = d.inst.PCRelOff, t
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // emitPlain appends d, a Plain instruction, to e at e's current address.

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
@@ -194,10 +195,16 @@ type Machine struct {
 	exitRetries map[uint32]int
 	backBySite  map[uint32]*BackEdge
 	// nativeGen counts the functions made native: the recorder's kept
-	// blocks that inline calls hold for one generation (recBuf.gen).
+	// blocks that inline calls of them are dropped (recBuf.gen).
 	nativeGen atomic.Uint64
-	pid       int // for peek
+	nativeLog []uint64 // the functions made native, in order (under mu)
+	pid       int      // for peek
 	off       bool
+	// started: the wall time of tv_g.start_tsc, to convert the C side's
+	// time stamp cycles into seconds.
+	started time.Time
+	// handles: the recordings the C side names.
+	handles recHandles
 	// decoded: the traced text's instructions, decoded once.
 	decoded decodeCache
 }
@@ -241,6 +248,7 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	C.tv_setup()
 	m := &Machine{
+		started:     time.Now(),
 		cfg:         cfg,
 		tls:         uint64(C.tv_g.tls_off),
 		byKey:       make(map[loopKey]*trace),
@@ -485,13 +493,26 @@ func peek(pid int, a uint64, n int) (uint64, bool) {
 const sysProcessVMReadv = 310
 
 // DoNotTrace makes calls to fn run natively from now on (also for a
-// callee found to loop); the recorder's kept blocks that inline calls are
-// then dropped (nativeGen).
+// callee found to loop); the recorder's kept blocks that inline calls of
+// it are then dropped (nativeGen, recBuf.dropCalls).
 func (m *Machine) DoNotTrace(fn uint64) {
 	m.mu.Lock()
 	m.doNotCall[fn] = true
-	m.nativeGen.Add(1)
+	m.nativeLog = append(m.nativeLog, fn)
+	m.nativeGen.Store(uint64(len(m.nativeLog)))
 	m.mu.Unlock()
+}
+
+// nativeSince returns the functions made native from generation lo to hi
+// of nativeGen.
+func (m *Machine) nativeSince(lo, hi uint64) []uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	hi = min(hi, uint64(len(m.nativeLog)))
+	if lo >= hi {
+		return nil
+	}
+	return slices.Clone(m.nativeLog[lo:hi])
 }
 
 // DisableLoop stops every future recording of loop id (at any site).

@@ -8,7 +8,6 @@ import "C"
 import (
 	"encoding/binary"
 	"fmt"
-	"runtime/cgo"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -77,7 +76,7 @@ type recording struct {
 	// side trace's inherited frames); seen: the frame that last ran
 	// each address, to notice a callee's own loop.
 	callees []callee
-	seen    map[uint64]uint32
+	seen    *pcMarks
 	serial  uint32
 	emit    *emitter // the block emitter, reused
 	// unmark: the last mark in seen, undone when the block ends before
@@ -85,9 +84,9 @@ type recording struct {
 	// and the frame it had before, if any (a plain record, not a closure:
 	// this runs for every instruction of an inlined callee).
 	unmark struct {
-		set, had bool
-		pc       uint64
-		prev     uint32
+		set  bool
+		pc   uint64
+		prev uint32
 	}
 	frames int     // branchable frames entered and not left
 	pend   op      // the conditional branch that ended the block
@@ -268,8 +267,14 @@ func tvBeginRecord(gsite C.uint32_t, id C.uint64_t, resume C.uint64_t, reason C.
 	if r == nil {
 		return 0
 	}
+	h := m.handles.put(r)
+	if h == 0 {
+		r.end("too-many-recordings")
+		r.recycle()
+		return 0
+	}
 	C.tv_self().recbuf = C.uint64_t(r.recbuf)
-	return C.uint64_t(cgo.NewHandle(r))
+	return C.uint64_t(h)
 }
 
 //export tvSideExit
@@ -304,7 +309,12 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 	r.stack = append([]uint64(nil), stack...)
 	r.callees = make([]callee, len(stack)) // entries unknown: never marked
 	t := C.tv_self()
-	h := cgo.NewHandle(r)
+	h := m.handles.put(r)
+	if h == 0 {
+		r.end("too-many-recordings")
+		r.recycle()
+		return 0
+	}
 	t.rec = C.uint64_t(h)
 	t.recbuf = C.uint64_t(r.recbuf)
 	r.pc = uint64(orig)
@@ -318,8 +328,12 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 
 //export tvStep
 func tvStep(h C.uint64_t, ev C.uint64_t) (next C.uint64_t) {
-	r, ok := cgo.Handle(h).Value().(*recording)
-	if !ok {
+	m := active.Load()
+	if m == nil {
+		return C.tv_self().start
+	}
+	r := m.handles.get(uint64(h))
+	if r == nil {
 		return C.tv_self().start
 	}
 	t := C.tv_self()
@@ -338,7 +352,7 @@ func tvStep(h C.uint64_t, ev C.uint64_t) (next C.uint64_t) {
 // program never sees it.
 func recoverRecording(t *C.struct_tv_tls, r *recording, p any) C.uint64_t {
 	if t.rec != 0 {
-		if c, ok := cgo.Handle(t.rec).Value().(*recording); ok {
+		if c := r.m.handles.get(uint64(t.rec)); c != nil {
 			r = c // a handoff began another
 		}
 	}
@@ -354,13 +368,17 @@ func recoverRecording(t *C.struct_tv_tls, r *recording, p any) C.uint64_t {
 
 //export tvAbortStale
 func tvAbortStale(h C.uint64_t) {
-	if r, ok := cgo.Handle(h).Value().(*recording); ok {
+	m := active.Load()
+	if m == nil {
+		return
+	}
+	if r := m.handles.get(uint64(h)); r != nil {
 		// Its blocks may still run (a native call not yet returned):
 		// the buffer is never reused.
 		r.recbuf = 0
 		r.buf.closeLog()
 		r.end("stale")
-		cgo.Handle(h).Delete()
+		m.handles.drop(uint64(h))
 	}
 }
 
@@ -422,7 +440,13 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	if r2 == nil {
 		return next
 	}
-	t.rec = C.uint64_t(cgo.NewHandle(r2))
+	h2 := r.m.handles.put(r2)
+	if h2 == 0 {
+		r2.end("too-many-recordings")
+		r2.recycle()
+		return next
+	}
+	t.rec = C.uint64_t(h2)
 	t.recbuf = C.uint64_t(r2.recbuf)
 	t.start = C.uint64_t(ho.start)
 	return r2.run(t, C.TV_REC_START)
@@ -430,11 +454,11 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 
 // stop ends the recording (with a trace or not) and returns next.
 func (r *recording) stop(t *C.struct_tv_tls, next uint64, reason string) uint64 {
-	h := cgo.Handle(t.rec)
+	h := uint64(t.rec)
 	t.rec = 0
 	r.end(reason)
 	if h != 0 {
-		h.Delete()
+		r.m.handles.drop(h)
 	}
 	r.recycle()
 	return next
@@ -466,9 +490,15 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 	}
 	e := r.emit
 	b := r.buf
-	if gen := m.nativeGen.Load(); b.used+blockRoom > recBufSize || b.gen != gen {
-		// Full, or kept blocks may inline a call now native.
+	if gen := m.nativeGen.Load(); b.used+blockRoom > recBufSize {
 		b.reset()
+		b.gen = gen
+		r.linkFrom, r.indFrom = -1, -1
+	} else if b.gen != gen {
+		// Kept blocks may inline a call now native.
+		if !b.dropCalls(m, m.nativeSince(b.gen, gen)) {
+			b.reset()
+		}
 		b.gen = gen
 		r.linkFrom, r.indFrom = -1, -1
 	}
@@ -735,7 +765,7 @@ func (r *recording) pushFrame(ret, target uint64) {
 // runtime's heap is collected only near its limit: runtime-stub/jit.go).
 type recordingScratch struct {
 	ops  []op
-	seen map[uint64]uint32
+	seen *pcMarks
 	emit *emitter
 }
 
@@ -747,7 +777,9 @@ func (r *recording) recycle() {
 		return
 	}
 	clear(r.ops) // drop the references they hold
-	clear(r.seen)
+	if r.seen != nil {
+		r.seen.reset()
+	}
 	recScratch.Put(&recordingScratch{ops: r.ops[:0], seen: r.seen, emit: r.emit})
 	r.ops, r.seen, r.emit = nil, nil, nil
 }
@@ -780,12 +812,12 @@ func (r *recording) calleeLoops() bool {
 		return false
 	}
 	if r.seen == nil {
-		r.seen = make(map[uint64]uint32)
+		r.seen = &pcMarks{}
 	}
 	pc := r.pc
-	if prev, had := r.seen[pc]; prev != c.serial {
-		r.seen[pc] = c.serial
-		r.unmark.set, r.unmark.had, r.unmark.pc, r.unmark.prev = true, had, pc, prev
+	if prev := r.seen.get(pc); prev != c.serial {
+		r.seen.set(pc, c.serial)
+		r.unmark.set, r.unmark.pc, r.unmark.prev = true, pc, prev
 		return false
 	}
 	r.m.DoNotTrace(c.entry)
@@ -798,11 +830,7 @@ func (r *recording) undoMark() {
 	if !u.set {
 		return
 	}
-	if u.had {
-		r.seen[u.pc] = u.prev
-	} else {
-		delete(r.seen, u.pc)
-	}
+	r.seen.set(u.pc, u.prev)
 	u.set = false
 }
 

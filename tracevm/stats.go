@@ -6,10 +6,12 @@ package tracevm
 import "C"
 
 import (
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Stats are the machine's counters. Per-exit and per-entry counts live in
@@ -52,8 +54,17 @@ type Snapshot struct {
 	// CompileSeconds: the part of RecordSeconds spent optimising and
 	// compiling recordings into traces.
 	CompileSeconds float64 `json:"compile_seconds"`
+	// JITSeconds: what the program's threads spent in the JIT itself
+	// (recorder events, starting recordings, compiling), without the
+	// program's own work done meanwhile (its native calls while recording):
+	// the recorder's cost. record_seconds counts that work too.
+	JITSeconds float64 `json:"jit_seconds"`
+	// AllocBytes: Go heap the JIT allocated in all (its collector runs
+	// rarely: fresh heap costs a page fault per 4 KiB).
+	AllocBytes uint64 `json:"alloc_bytes"`
 	// RecordedInsns: instructions all recordings copied (abandoned ones
-	// too): record_seconds over it is the recorder's speed.
+	// too): jit_seconds less compile_seconds over it is the recorder's
+	// speed.
 	RecordedInsns uint64 `json:"recorded_insns"`
 	// ChainedBlocks: recorded blocks that ran from the block cache
 	// chained to the one before, without a switch to the recorder.
@@ -115,6 +126,14 @@ func (m *Machine) Snapshot() Snapshot {
 		Aborts:         map[string]uint64{},
 		Traces:         []TraceStats{},
 	}
+	if el := time.Since(m.started); el > 0 {
+		if cyc := uint64(C.tv_rdtsc_now() - C.tv_g.start_tsc); cyc > 0 {
+			s.JITSeconds = float64(C.tv_g.jit_cycles) / float64(cyc) * el.Seconds()
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.AllocBytes = ms.TotalAlloc
 	m.stats.mu.Lock()
 	for k, v := range m.stats.aborts {
 		s.Aborts[k] = v

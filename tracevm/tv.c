@@ -44,6 +44,11 @@ struct tv_global tv_g;
 static __thread struct tv_tls tv_tls
 	__attribute__((tls_model("initial-exec"), aligned(64)));
 
+uint64_t tv_rdtsc_now(void)
+{
+	return tv_rdtsc();
+}
+
 uint64_t tv_jit_cycles(void)
 {
 	return tv_tls.jit_cycles;

@@ -130,6 +130,7 @@ void tv_bump_generation(void);
 const volatile uint64_t *tv_trace_iters(uint32_t gsite, uint64_t id);
 /* Time stamp cycles the calling thread has spent recording and compiling. */
 uint64_t tv_jit_cycles(void);
+uint64_t tv_rdtsc_now(void);
 /* The runtime's verdict on the trace of (gsite, id): cycles per loop
  * iteration (x16) in the interpreter and with the trace. A trace that does
  * not pay is dropped: unpublished, and its loop never recorded again. */
