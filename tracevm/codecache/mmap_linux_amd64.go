@@ -54,6 +54,35 @@ func New(size int, lo, hi uint64) (*Cache, error) {
 	return &Cache{base: base, rw: rw}, nil
 }
 
+// MADV_POPULATE_READ and _WRITE (Linux 5.14).
+const (
+	madvPopulateRead  = 22
+	madvPopulateWrite = 23
+)
+
+// populateTo maps the pages of [populated, end) in both views: allocated
+// and written through the write view, mapped readable (so executable) in
+// the execute view. A kernel that does not know the advice is not asked
+// again: the pages then come by faults as before. c.mu is held.
+func (c *Cache) populateTo(end int) {
+	page := os.Getpagesize()
+	lo := c.populated &^ (page - 1)
+	end = (end + page - 1) &^ (page - 1)
+	if end <= lo {
+		return
+	}
+	rw := uintptr(unsafe.Pointer(&c.rw[0]))
+	n := uintptr(end - lo)
+	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, rw+uintptr(lo), n, madvPopulateWrite); errno != 0 {
+		c.noPopulate = true
+		return
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(c.base)+uintptr(lo), n, madvPopulateRead); errno != 0 {
+		c.noPopulate = true
+	}
+	c.populated = end
+}
+
 // memfd creates an anonymous file of size bytes to back both views.
 func memfd(size int) (int, error) {
 	name := []byte("tracevm-codecache\x00")
