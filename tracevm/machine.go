@@ -135,7 +135,7 @@ type Config struct {
 
 const (
 	defaultMaxCode       = 32 << 20
-	defaultMaxTraceInsns = 2000
+	defaultMaxTraceInsns = 20000
 	defaultSideThreshold = 16
 	defaultMaxAborts     = 4
 	generations          = 4

@@ -181,6 +181,13 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 	if s, ok := recScratch.Get().(*recordingScratch); ok {
 		r.ops, r.seen, r.emit = s.ops[:0], s.seen, s.emit
 	}
+	if cap(r.ops) < opsInitial {
+		// Grown from nothing by doubling, a recording's op list left
+		// its old arrays behind on a heap collected only near its limit
+		// (every new one on fresh pages). The scratch goes from recording
+		// to recording, keeping the largest.
+		r.ops = make([]op, 0, opsInitial)
+	}
 	return r
 }
 
@@ -759,6 +766,10 @@ func (r *recording) pushFrame(ret, target uint64) {
 	r.serial++
 	r.callees = append(r.callees, callee{entry: target, serial: r.serial})
 }
+
+// opsInitial: a recording's first room for ops (400 KiB), more than most
+// recordings use.
+const opsInitial = 4096
 
 // recordingScratch is what a finished recording leaves for the next one:
 // its op list and address set, the bulk of what recording allocates (the
