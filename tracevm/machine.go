@@ -203,6 +203,8 @@ type Machine struct {
 	// started: the wall time of tv_g.start_tsc, to convert the C side's
 	// time stamp cycles into seconds.
 	started time.Time
+	// scratch: finished recordings' buffers, for the next ones.
+	scratch []*recordingScratch
 	// handles: the recordings the C side names.
 	handles recHandles
 	// decoded: the traced text's instructions, decoded once.
@@ -260,6 +262,7 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	m.decoded = newDecodeCache()
+	m.scratch = append(m.scratch, newScratch(opsMax(cfg.MaxTraceInsns)))
 	for i := range cfg.Objects {
 		for _, be := range cfg.Objects[i].BackEdges {
 			be := be

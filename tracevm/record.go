@@ -9,8 +9,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
@@ -178,8 +178,10 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 	m.stats.recordings.Add(1)
 	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(),
 		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1}
-	if s, ok := recScratch.Get().(*recordingScratch); ok {
-		r.ops, r.seen, r.emit = s.ops[:0], s.seen, s.emit
+	if n := len(m.scratch); n > 0 {
+		sc := m.scratch[n-1]
+		m.scratch = m.scratch[:n-1]
+		r.ops, r.seen, r.emit = sc.ops[:0], sc.seen, sc.emit
 	}
 	if cap(r.ops) < opsInitial {
 		// Grown from nothing by doubling, a recording's op list left
@@ -392,6 +394,7 @@ func tvAbortStale(h C.uint64_t) {
 // run handles one recorder event of thread t and returns where it
 // continues: the next block, a trace, or the original code.
 func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
+	r.roomForOps()
 	r.linkFrom, r.indFrom = -1, -1
 	r.m.stats.recorderEvents.Add(1)
 	if ev == C.TV_REC_START {
@@ -771,16 +774,49 @@ func (r *recording) pushFrame(ret, target uint64) {
 // recordings use.
 const opsInitial = 4096
 
-// recordingScratch is what a finished recording leaves for the next one:
-// its op list and address set, the bulk of what recording allocates (the
-// runtime's heap is collected only near its limit: runtime-stub/jit.go).
+// recordingScratch is what a finished recording leaves for the next one
+// (Machine.scratch): its op list and address set, the bulk of what
+// recording allocates (the runtime's heap is collected only near its
+// limit: runtime-stub/jit.go).
 type recordingScratch struct {
 	ops  []op
 	seen *pcMarks
 	emit *emitter
 }
 
-var recScratch sync.Pool
+
+// roomForOps grows r.ops ahead of an event once it is half full: at once
+// to room for the longest recording, not by doubling, whose every step
+// left the old array behind as garbage on a heap collected only near its
+// limit and copied into fresh pages (a long recording's page faults
+// were most of its cost: pyperformance's logging took 1,900 of them on
+// the program's thread). Only what is used of the room is ever touched.
+func (r *recording) roomForOps() {
+	if len(r.ops) <= cap(r.ops)/2 {
+		return
+	}
+	want := max(2*cap(r.ops), opsMax(r.m.cfg.MaxTraceInsns))
+	ops := make([]op, len(r.ops), want)
+	copy(ops, r.ops)
+	r.ops = ops
+}
+
+// opsMax is room for the ops of the longest recording of limit
+// instructions (guards and frame ops besides).
+func opsMax(limit int) int { return limit + limit/4 + 256 }
+
+// newScratch returns a scratch with room for n ops, its pages touched:
+// Start makes the first one, on the thread that loads the JIT, so that
+// the program's thread finds it ready (zeroing its megabytes took some
+// 600 page faults there).
+func newScratch(n int) *recordingScratch {
+	ops := make([]op, n)
+	for i := 0; i < n; i += 4096 / int(unsafe.Sizeof(op{})) {
+		ops[i].addr = 1
+		ops[i].addr = 0
+	}
+	return &recordingScratch{ops: ops[:0]}
+}
 
 // recycle hands r's buffers to the next recording; r is done with.
 func (r *recording) recycle() {
@@ -791,7 +827,10 @@ func (r *recording) recycle() {
 	if r.seen != nil {
 		r.seen.reset()
 	}
-	recScratch.Put(&recordingScratch{ops: r.ops[:0], seen: r.seen, emit: r.emit})
+	m := r.m
+	m.mu.Lock()
+	m.scratch = append(m.scratch, &recordingScratch{ops: r.ops[:0], seen: r.seen, emit: r.emit})
+	m.mu.Unlock()
 	r.ops, r.seen, r.emit = nil, nil, nil
 }
 
