@@ -784,7 +784,6 @@ type recordingScratch struct {
 	emit *emitter
 }
 
-
 // roomForOps grows r.ops ahead of an event once it is half full: at once
 // to room for the longest recording, not by doubling, whose every step
 // left the old array behind as garbage on a heap collected only near its
