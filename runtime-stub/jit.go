@@ -133,22 +133,10 @@ func startJIT() (bool, error) {
 	if _, err := tracevm.Start(cfg); err != nil {
 		return false, err
 	}
-	return true, nil
-}
-
-// rmJITWarm runs on the runtime's loader thread once the JIT runs
-// (rm_jit_ops.warm): it warms the heap there, and the machine's first
-// recording buffers, rather than before the first recording may begin
-// (loading finished some 10 ms later; a short program's loop could end
-// first).
-//
-//export rmJITWarm
-func rmJITWarm() {
-	defer func() { _ = recover() }()
-	warmHeap(warmHeapBytes)
-	if m := tracevm.Active(); m != nil {
-		m.Warm()
+	if C.rm_host_on_loader() != 0 {
+		warmHeap(warmHeapBytes)
 	}
+	return true, nil
 }
 
 // warmHeapBytes is how much of its heap the JIT touches while it loads.

@@ -58,7 +58,7 @@
 
 #define RM_JIT_LIBRARY "libredmagic-jit.so"
 #define RM_JIT_START "rm_jit_start"
-#define RM_JIT_ABI 5
+#define RM_JIT_ABI 4
 
 /* The site of redmagic_force_jump_to_trace(id), which names none: every
  * root trace is also filed under it (tracevm's TV_ANY_SITE). */
@@ -112,11 +112,6 @@ struct rm_jit_ops {
 	void (*fork_prepare)(void);
 	void (*fork_parent)(void);
 	void (*fork_child)(void);
-	/* Called on the loader thread once the JIT runs (rm_g.jit): touches
-	 * what the program's thread would otherwise fault in (the JIT's
-	 * heap, a recording's first buffers), off its path and after the
-	 * first recordings may begin. */
-	void (*warm)(void);
 	/* The "jit" and "gave_up" JSON texts of the statistics (malloc'd). */
 	void (*report)(char **jit, char **gave_up);
 	/* The code cache's executable range: cache[0] <= a < cache[1]. */

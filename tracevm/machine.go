@@ -221,17 +221,6 @@ type loopState struct {
 
 var active atomic.Pointer[Machine]
 
-// Warm makes ready what a recording on the program's thread would
-// otherwise fault in: a recording's op list with room for the longest
-// recording, its pages touched. For a thread that is not the program's
-// (the JIT's loader).
-func (m *Machine) Warm() {
-	sc := newScratch(opsMax(m.cfg.MaxTraceInsns))
-	m.mu.Lock()
-	m.scratch = append(m.scratch, sc)
-	m.mu.Unlock()
-}
-
 // Active returns the machine Start made, or nil.
 func Active() *Machine { return active.Load() }
 
@@ -273,6 +262,7 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	m.decoded = newDecodeCache()
+	m.scratch = append(m.scratch, newScratch(opsMax(cfg.MaxTraceInsns)))
 	for i := range cfg.Objects {
 		for _, be := range cfg.Objects[i].BackEdges {
 			be := be

@@ -805,7 +805,7 @@ func (r *recording) roomForOps() {
 func opsMax(limit int) int { return limit + limit/4 + 256 }
 
 // newScratch returns a scratch with room for n ops, its pages touched:
-// Warm makes the first one, on the thread that loads the JIT, so that
+// Start makes the first one, on the thread that loads the JIT, so that
 // the program's thread finds it ready (zeroing its megabytes took some
 // 600 page faults there).
 func newScratch(n int) *recordingScratch {

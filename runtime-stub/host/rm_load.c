@@ -221,8 +221,6 @@ static int rm_jit_load_on(int on_loader)
 		if (r == 0) {
 			__atomic_store_n(&rm_g.jit, 1, __ATOMIC_RELEASE);
 			rm_jit_replay();
-			if (on_loader && rm_g.ops.warm)
-				rm_g.ops.warm();
 		}
 		else
 			rm_step_aside();
