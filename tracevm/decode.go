@@ -95,28 +95,10 @@ func (m *Machine) decode(a uint64) (*decoded, error) {
 	return d, nil
 }
 
-// newDecoded decodes and classifies the instruction at the start of code,
-// which lies at a (a copy of its bytes is kept).
-func newDecoded(code []byte, a uint64) (*decoded, error) {
-	d := &decoded{}
-	if err := d.init(nil, code, a); err != nil {
-		return nil, err
-	}
-	d.code = append([]byte(nil), d.code...)
-	return d, nil
-}
-
-// init decodes (through memo, if not nil) and classifies the instruction
-// at the start of code, which lies at a, into d; d.code is code's own
-// bytes.
+// init decodes (through memo) and classifies the instruction at the start
+// of code, which lies at a, into d; d.code is code's own bytes.
 func (d *decoded) init(memo *x86dec.Memo, code []byte, a uint64) error {
-	var inst x86dec.Inst
-	var err error
-	if memo != nil {
-		inst, err = memo.Decode(code, a)
-	} else {
-		inst, err = x86dec.Decode(code, a)
-	}
+	inst, err := memo.Decode(code, a)
 	if err != nil {
 		return err
 	}

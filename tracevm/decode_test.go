@@ -6,8 +6,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
 )
+
+// newDecoded decodes and classifies the instruction at the start of code,
+// which lies at a, as the machine's decode does (a copy of its bytes is
+// kept).
+func newDecoded(code []byte, a uint64) (*decoded, error) {
+	d := &decoded{}
+	if err := d.init(x86dec.NewMemo(), code, a); err != nil {
+		return nil, err
+	}
+	d.code = append([]byte(nil), d.code...)
+	return d, nil
+}
 
 // TestEmitPlain checks the cached placement of Plain instructions against
 // x86enc.Relocate, the reference, at addresses below, at and above the

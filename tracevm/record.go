@@ -276,10 +276,8 @@ func tvBeginRecord(gsite C.uint32_t, id C.uint64_t, resume C.uint64_t, reason C.
 	if r == nil {
 		return 0
 	}
-	h := m.handles.put(r)
+	h := r.name()
 	if h == 0 {
-		r.end("too-many-recordings")
-		r.recycle()
 		return 0
 	}
 	C.tv_self().recbuf = C.uint64_t(r.recbuf)
@@ -318,10 +316,8 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 	r.stack = append([]uint64(nil), stack...)
 	r.callees = make([]callee, len(stack)) // entries unknown: never marked
 	t := C.tv_self()
-	h := m.handles.put(r)
+	h := r.name()
 	if h == 0 {
-		r.end("too-many-recordings")
-		r.recycle()
 		return 0
 	}
 	t.rec = C.uint64_t(h)
@@ -450,16 +446,25 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	if r2 == nil {
 		return next
 	}
-	h2 := r.m.handles.put(r2)
+	h2 := r2.name()
 	if h2 == 0 {
-		r2.end("too-many-recordings")
-		r2.recycle()
 		return next
 	}
 	t.rec = C.uint64_t(h2)
 	t.recbuf = C.uint64_t(r2.recbuf)
 	t.start = C.uint64_t(ho.start)
 	return r2.run(t, C.TV_REC_START)
+}
+
+// name returns the handle the C side knows r by; 0 when the handle table
+// is full, and r has then ended.
+func (r *recording) name() uint64 {
+	h := r.m.handles.put(r)
+	if h == 0 {
+		r.end("too-many-recordings")
+		r.recycle()
+	}
+	return h
 }
 
 // stop ends the recording (with a trace or not) and returns next.
@@ -500,13 +505,9 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 	}
 	e := r.emit
 	b := r.buf
-	if gen := m.nativeGen.Load(); b.used+blockRoom > recBufSize {
-		b.reset()
-		b.gen = gen
-		r.linkFrom, r.indFrom = -1, -1
-	} else if b.gen != gen {
-		// Kept blocks may inline a call now native.
-		if !b.dropCalls(m, m.nativeSince(b.gen, gen)) {
+	if gen := m.nativeGen.Load(); b.used+blockRoom > recBufSize || b.gen != gen {
+		// Full, or kept blocks may inline a call now native.
+		if b.used+blockRoom > recBufSize || !b.dropCalls(m, m.nativeSince(b.gen, gen)) {
 			b.reset()
 		}
 		b.gen = gen
