@@ -40,7 +40,8 @@
 /* A trace must run a loop at 97% of the interpreter's cost or less. */
 #define RM_GOV_KEEP_PCT 97
 /* Quiet mode: entered after RM_GOV_QUIET_DROPS traces were dropped and
- * none kept; the entries are re-armed after RM_GOV_QUIET_NS, then twice
+ * none kept; the entries are re-armed after RM_GOV_QUIET_NS (or
+ * REDMAGIC_GOVERNOR_QUIET), then twice
  * as long each time, and go quiet again after RM_GOV_QUIET_HITS hits of
  * dropped loops with still no trace kept. */
 #define RM_GOV_QUIET_DROPS 2
@@ -175,6 +176,7 @@ struct rm_global {
 	volatile uint32_t gov_quiet;  /* the entries are back */
 	uint64_t gov_quiet_hits;      /* dropped-loop hits since re-armed */
 	uint64_t gov_rearm_ns;        /* the next quiet period */
+	uint64_t gov_quiet_ns;        /* the first (REDMAGIC_GOVERNOR_QUIET) */
 	uint64_t gov_quiets;          /* quiet periods so far */
 	uint32_t gov_measure;     /* the governor measures loops */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
@@ -401,6 +403,7 @@ struct rm_snapshot {
 	uint64_t invalid_site_calls;
 	uint64_t dispatch_restored; /* entries rm_restore_dispatch put back */
 	uint64_t inline_cache_fills;
+	uint64_t governor_quiets; /* quiet periods the governor entered */
 	/* From the JIT when it started, else NULL: JSON texts of the "jit"
 	 * report object and of the "gave_up" object (reason -> count). */
 	const char *jit_json;

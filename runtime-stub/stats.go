@@ -45,6 +45,7 @@ type Stats struct {
 	InvalidSiteCalls uint64            `json:"invalid_site_calls"`
 	DispatchRestored uint64            `json:"dispatch_restored"`
 	InlineCacheFills uint64            `json:"inline_cache_fills"`
+	GovernorQuiets   uint64            `json:"governor_quiets"`
 	// JIT is the tracing JIT's report; null when it never started.
 	JIT *tracevm.Snapshot `json:"jit"`
 }
@@ -92,6 +93,7 @@ type statsInput struct {
 	InvalidSiteCalls uint64
 	DispatchRestored uint64
 	InlineCacheFills uint64
+	GovernorQuiets   uint64
 }
 
 type objectIn struct {

@@ -46,6 +46,7 @@ func writeStatsC(in statsInput, jit, gaveUp string) error {
 	s.invalid_site_calls = C.uint64_t(in.InvalidSiteCalls)
 	s.dispatch_restored = C.uint64_t(in.DispatchRestored)
 	s.inline_cache_fills = C.uint64_t(in.InlineCacheFills)
+	s.governor_quiets = C.uint64_t(in.GovernorQuiets)
 	if jit != "" {
 		s.jit_json = cstr(jit)
 	}

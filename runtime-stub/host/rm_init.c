@@ -446,7 +446,7 @@ void rm_go_quiet(void)
 {
 	pthread_mutex_lock(&rm_quiet_mu);
 	if (!rm_g.gov_quiet) {
-		uint64_t ns = rm_g.gov_rearm_ns ? rm_g.gov_rearm_ns : RM_GOV_QUIET_NS;
+		uint64_t ns = rm_g.gov_rearm_ns ? rm_g.gov_rearm_ns : rm_g.gov_quiet_ns;
 		int ok = rm_spawn_quiet(rm_rearm_thread, (void *)(uintptr_t)ns,
 					64 << 10);
 		/* Without a thread to re-arm them, the entries stay. */
@@ -492,6 +492,7 @@ static void rm_atexit(void)
 		.dispatch_restored = rm_s.restored,
 		.inline_cache_fills = __atomic_load_n(&rm_g.ic_fills,
 						      __ATOMIC_RELAXED),
+		.governor_quiets = rm_g.gov_quiets,
 	};
 	struct rm_snap_obj objs[RM_MAX_OBJECTS];
 	struct rm_snap_site *sites = NULL;
@@ -690,6 +691,11 @@ __attribute__((constructor)) static void rm_ctor(void)
 		rm_g.gov_keep_pct = (uint32_t)rm_env_uint(
 			"REDMAGIC_GOVERNOR_PCT", RM_GOV_KEEP_PCT, 0, 1000,
 			"a percentage (0-1000)");
+		rm_g.gov_quiet_ns = rm_env_uint("REDMAGIC_GOVERNOR_QUIET",
+						RM_GOV_QUIET_NS / 1000000, 1,
+						86400000,
+						"a count of milliseconds") *
+				    1000000ull;
 		/* Not below 32: a test threshold, too low for windows. */
 		rm_g.gov_measure = rm_g.gov_on && rm_g.hot_threshold >= 32;
 		uint64_t p = rm_g.hot_threshold / 16;
