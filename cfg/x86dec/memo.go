@@ -17,12 +17,20 @@ type Memo struct {
 	// Instruction lengths held, so that a lookup probes only lengths
 	// that can match: one byte long, by first byte; two, by the first
 	// two; three or more, a mask (bit n-1) by the first three.
-	len1  [256 / 64]uint64
-	len2  [65536 / 64]uint64
-	len3  map[uint32]uint16
-	insts map[memoKey]Inst
+	len1 [256 / 64]uint64
+	len2 [65536 / 64]uint64
+	len3 map[uint32]uint16
+	// index maps an instruction's bytes to its decoding in slabs: map
+	// entries stay small (a rehash as the map grows moves 20 bytes an
+	// entry, not an Inst's 200) and the decodings fill pages in order.
+	index map[memoKey]uint32
+	slabs [][]Inst
+	n     int
 	max   int
 }
+
+// memoSlab is the decodings a slab holds.
+const memoSlab = 256
 
 // memoKey is an instruction's bytes and their count.
 type memoKey struct {
@@ -34,9 +42,13 @@ type memoKey struct {
 // new instructions are decoded and not remembered.
 const memoMax = 1 << 14
 
+// memoHint sizes a new Memo's maps for the instructions of a JIT's first
+// recordings, so that they are not rehashed as those arrive.
+const memoHint = 2048
+
 // NewMemo returns an empty Memo.
 func NewMemo() *Memo {
-	return &Memo{len3: make(map[uint32]uint16), insts: make(map[memoKey]Inst), max: memoMax}
+	return &Memo{len3: make(map[uint32]uint16, memoHint), index: make(map[memoKey]uint32, memoHint), max: memoMax}
 }
 
 // Decode is Decode, remembered.
@@ -85,8 +97,8 @@ func (m *Memo) lookup(code []byte) (Inst, bool) {
 		}
 		k := memoKey{n: uint8(n)}
 		copy(k.b[:], code[:n])
-		if inst, ok := m.insts[k]; ok {
-			return inst, true
+		if i, ok := m.index[k]; ok {
+			return m.slabs[i/memoSlab][i%memoSlab], true
 		}
 	}
 	return Inst{}, false
@@ -96,14 +108,19 @@ func (m *Memo) lookup(code []byte) (Inst, bool) {
 func (m *Memo) store(code []byte, inst *Inst) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.insts) >= m.max {
+	if m.n >= m.max {
 		return
 	}
 	k := memoKey{n: uint8(len(code))}
 	copy(k.b[:], code)
-	v := *inst
+	if m.n%memoSlab == 0 {
+		m.slabs = append(m.slabs, make([]Inst, memoSlab))
+	}
+	v := &m.slabs[m.n/memoSlab][m.n%memoSlab]
+	*v = *inst
 	v.Addr = 0
-	m.insts[k] = v
+	m.index[k] = uint32(m.n)
+	m.n++
 	switch n := len(code); n {
 	case 1:
 		setBit(m.len1[:], int(code[0]))

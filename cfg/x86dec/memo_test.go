@@ -41,7 +41,7 @@ func TestMemoMatchesDecode(t *testing.T) {
 					off += want.Len
 				}
 			}
-			t.Logf("%d instructions, %.0f%% hits, %d remembered", n, 100*float64(hits)/float64(n), len(m.insts))
+			t.Logf("%d instructions, %.0f%% hits, %d remembered", n, 100*float64(hits)/float64(n), m.n)
 			assert.Greater(t, hits, n/2, "compiled code repeats itself")
 		})
 	}
@@ -57,7 +57,7 @@ func TestMemoFull(t *testing.T) {
 	assert.Equal(t, 3, a.Len)
 	assert.Equal(t, 3, b.Len)
 	assert.Equal(t, uint64(0x2000), b.Addr)
-	assert.Len(t, m.insts, 1)
+	assert.Equal(t, 1, m.n)
 	_, ok := m.lookup([]byte{0x48, 0x89, 0xd8})
 	assert.False(t, ok)
 	c, err := m.Decode([]byte{0x48, 0x89, 0xc3, 0x90}, 0x3000)
@@ -84,6 +84,52 @@ func BenchmarkMemoDecodeLua(b *testing.B) {
 				n++
 			}
 		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/insn")
+}
+
+// A fresh Memo filled with the first instructions of lua5.4's text, as a
+// JIT's first recordings fill it: the cost of remembering.
+func BenchmarkMemoColdLua(b *testing.B) {
+	secs := execSections(b, "/usr/bin/lua5.4")
+	b.ResetTimer()
+	var n int
+	for range b.N {
+		m := NewMemo()
+		k := 0
+		for _, s := range secs {
+			for off := 0; off < len(s.data) && k < 8000; k++ {
+				inst, err := m.Decode(s.data[off:], s.addr+uint64(off))
+				if err != nil {
+					off++
+					continue
+				}
+				off += inst.Len
+			}
+		}
+		n += k
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/insn")
+}
+
+// Decode alone over the same instructions, for comparison.
+func BenchmarkDecodeColdLua(b *testing.B) {
+	secs := execSections(b, "/usr/bin/lua5.4")
+	b.ResetTimer()
+	var n int
+	for range b.N {
+		k := 0
+		for _, s := range secs {
+			for off := 0; off < len(s.data) && k < 8000; k++ {
+				inst, err := Decode(s.data[off:], s.addr+uint64(off))
+				if err != nil {
+					off++
+					continue
+				}
+				off += inst.Len
+			}
+		}
+		n += k
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/insn")
 }
