@@ -45,7 +45,11 @@ type recBuf struct {
 	used   int // bytes of kept blocks and chain stubs, from addr
 	blocks []keptBlock
 	byPC   map[uint64]int32
-	ops    []op   // the kept blocks' ops, one slab
+	// opChunks hold the kept blocks' ops, a block's in one chunk: a
+	// slab grown by doubling copied itself and left its old arrays on
+	// fresh pages (the heap is collected only near its limit).
+	opChunks [][]op
+	opChunk  int // the chunk being filled
 	log    uint64 // C memory: chainLogCap edges (edgeInd)
 	hdr    uint64 // data area: log cursor, then room left (0: no chaining)
 	gen    uint64 // the machine's nativeGen the blocks were kept in
@@ -55,7 +59,8 @@ type recBuf struct {
 type keptBlock struct {
 	pc         uint64 // original address it starts at
 	addr       uint64
-	opLo, opHi int32 // its ops in recBuf.ops
+	opChunk    int32 // its ops: recBuf.opChunks[opChunk][opLo:opHi]
+	opLo, opHi int32
 	ninsns     int32
 	pend       op // its conditional branch
 	// stub[s]: address of the rel32 of the jump that starts the event
@@ -104,7 +109,7 @@ func (m *Machine) newRecBuf() (*recBuf, error) {
 		return nil, err
 	}
 	m.markUsed()
-	b := &recBuf{addr: a, byPC: make(map[uint64]int32)}
+	b := &recBuf{addr: a, byPC: make(map[uint64]int32, 512), blocks: make([]keptBlock, 0, 512)}
 	// Without a log or a header the buffer still serves, unchained.
 	if hdr := m.data.alloc16(); hdr != 0 {
 		if p := C.malloc(C.size_t(chainLogCap * 4)); p != nil {
@@ -159,8 +164,11 @@ func (b *recBuf) logged() ([]uint32, bool) {
 func (b *recBuf) reset() {
 	b.used = 0
 	b.blocks = b.blocks[:0]
-	clear(b.ops) // drop the references they hold
-	b.ops = b.ops[:0]
+	for i := range b.opChunks[:min(b.opChunk+1, len(b.opChunks))] {
+		clear(b.opChunks[i]) // drop the references they hold
+		b.opChunks[i] = b.opChunks[i][:0]
+	}
+	b.opChunk = 0
 	clear(b.byPC)
 }
 
@@ -184,7 +192,7 @@ func align16(n int) int { return (n + 15) &^ 15 }
 // branch as the one the next event resolves.
 func (r *recording) enter(i int32) {
 	kb := &r.buf.blocks[i]
-	r.ops = append(r.ops, r.buf.ops[kb.opLo:kb.opHi]...)
+	r.ops = append(r.ops, r.buf.opChunks[kb.opChunk][kb.opLo:kb.opHi]...)
 	r.ninsns += int(kb.ninsns)
 	r.pend = kb.pend
 	r.pendBlock = i
@@ -261,11 +269,12 @@ func (r *recording) replay() string {
 func (r *recording) keep(pc uint64, size, opStart, insStart int, stubs [2]int) {
 	b := r.buf
 	i := int32(len(b.blocks))
-	lo := len(b.ops)
-	b.ops = append(b.ops, r.ops[opStart:]...)
+	c := b.roomForOps(len(r.ops) - opStart)
+	lo := len(b.opChunks[c])
+	b.opChunks[c] = append(b.opChunks[c], r.ops[opStart:]...)
 	at := b.cursor()
 	b.blocks = append(b.blocks, keptBlock{
-		pc: pc, addr: at, opLo: int32(lo), opHi: int32(len(b.ops)),
+		pc: pc, addr: at, opChunk: int32(c), opLo: int32(lo), opHi: int32(len(b.opChunks[c])),
 		ninsns: int32(r.ninsns - insStart), pend: r.pend,
 		stub: [2]uint64{at + uint64(stubs[0]) + 1, at + uint64(stubs[1]) + 1},
 		to:   [2]int32{-1, -1},
@@ -274,6 +283,30 @@ func (r *recording) keep(pc uint64, size, opStart, insStart int, stubs [2]int) {
 	b.used += align16(size)
 	r.pendBlock = i
 	r.link(i)
+}
+
+// opChunkLen is the ops a chunk holds (about 96 KiB of them).
+const opChunkLen = 1024
+
+// roomForOps returns the chunk n more ops go in: the one being filled,
+// else the next (reused after a reset), made as needed.
+func (b *recBuf) roomForOps(n int) int {
+	if b.opChunk < len(b.opChunks) {
+		ch := b.opChunks[b.opChunk]
+		if cap(ch)-len(ch) >= n {
+			return b.opChunk
+		}
+		if len(ch) > 0 {
+			b.opChunk++
+		}
+	}
+	for b.opChunk < len(b.opChunks) && cap(b.opChunks[b.opChunk]) < n {
+		b.opChunk++ // a chunk too small for this block stays unused
+	}
+	if b.opChunk == len(b.opChunks) {
+		b.opChunks = append(b.opChunks, make([]op, 0, max(opChunkLen, n)))
+	}
+	return b.opChunk
 }
 
 // keepCall keeps the block just written that ends with a call inlined
