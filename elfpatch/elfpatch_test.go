@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 const (

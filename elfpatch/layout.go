@@ -4,7 +4,7 @@ import (
 	"debug/elf"
 	"strings"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 const (

@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
 
 // RuntimeName is the runtime library a patched file loads (DT_NEEDED),

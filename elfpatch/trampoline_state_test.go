@@ -19,7 +19,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 // The harness (testdata/trampoline) maps the trampolines and the header

@@ -5,7 +5,7 @@ import (
 	"debug/elf"
 	"fmt"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // The runtime refuses a patched object whose header fails rm_validate

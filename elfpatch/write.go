@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // Write applies p to the file f, whose contents are raw, with the layout l

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/fuzz/FuzzWrite with gcc")

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // CheckPatchable refuses files whose mode makes patching pointless or

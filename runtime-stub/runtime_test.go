@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // The tests in this file run the harness, patched like an interpreter,

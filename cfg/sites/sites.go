@@ -18,8 +18,8 @@ import (
 	"strings"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 )
 

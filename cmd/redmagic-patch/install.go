@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // checkOutput refuses to patch in into out when writing would destroy or

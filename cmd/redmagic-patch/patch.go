@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // The runtime libraries the tool installs beside each patched file

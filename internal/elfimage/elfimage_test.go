@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/fuzz/FuzzNewFile/tiny with gcc")

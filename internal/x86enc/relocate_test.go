@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc/gnuref"
 	"testing"
 	"time"
 
@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 const gib = 1 << 30
