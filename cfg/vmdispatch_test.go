@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // opcodeCount counts the X(...) entries of the ISA's X-macro list: the

@@ -3,7 +3,7 @@ package tracevm
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/internal/x86enc/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"math"
 	"os"
 	"os/exec"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // cpython27 returns the interpreter of the original redmagic's own client,

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // TestCPythonBackEdgeTraces runs a loop closed by each of CPython 3.11's

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 const origLua = "/usr/bin/lua5.4"

@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // These tests patch real binaries and run them. They need the runtime

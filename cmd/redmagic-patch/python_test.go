@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 const origPython = "/usr/bin/python3.11"

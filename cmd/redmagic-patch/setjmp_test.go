@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // TestReturnsTwiceEndsRecording patches lua5.4 with its profile minus the

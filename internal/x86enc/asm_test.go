@@ -3,7 +3,6 @@ package x86enc
 import (
 	"errors"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/internal/x86enc/gnuref"
 	"math"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 

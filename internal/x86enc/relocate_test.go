@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/internal/x86enc/gnuref"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 

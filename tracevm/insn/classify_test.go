@@ -3,7 +3,7 @@ package insn
 import (
 	"debug/elf"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/internal/x86enc/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"sort"
 	"strings"
 	"testing"

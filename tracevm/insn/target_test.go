@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/internal/x86enc/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"strings"
 	"testing"
 
