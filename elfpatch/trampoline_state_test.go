@@ -19,6 +19,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
@@ -234,7 +235,7 @@ type stHarness struct {
 // routines have link-time addresses read here from the symbol table.
 func stBuildHarness(t *testing.T) stHarness {
 	t.Helper()
-	needTool(t, "gcc")
+	testenv.NeedTool(t, "gcc")
 	src := filepath.Join("testdata", "trampoline")
 	out := filepath.Join(t.TempDir(), "harness")
 	cmd := exec.Command("gcc", "-O1", "-Wall", "-no-pie", "-o", out,

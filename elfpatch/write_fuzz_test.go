@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/fuzz/FuzzWrite with gcc")
@@ -53,7 +54,7 @@ func TestSeedCorpus(t *testing.T) {
 	for _, s := range seeds {
 		path := filepath.Join(seedDir, s.name)
 		if *update {
-			bin := buildC(t, t.TempDir(), s.name, seedC, s.flags...)
+			bin := testenv.BuildC(t, t.TempDir(), s.name, seedC, s.flags...)
 			b, err := os.ReadFile(bin)
 			require.NoError(t, err)
 			require.NoError(t, os.MkdirAll(seedDir, 0o755))

@@ -19,7 +19,7 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
 	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
-	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 const origLua = "/usr/bin/lua5.4"
@@ -117,7 +117,7 @@ func readJIT(path string) (map[string]any, error) {
 // be the same, and the JIT must have compiled traces.
 func TestLuaPrograms(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	dir := filepath.Join(root, "testdata", "lua")
 
