@@ -56,18 +56,6 @@ func TestRefusals(t *testing.T) {
 	dir := t.TempDir()
 	mainC := `#include <stdio.h>
 int main(void) { puts("hi"); return 0; }`
-	patched := func(t *testing.T, dynTag bool) string {
-		f, raw, l := openFile(t, lua)
-		p := testPlan(l, testText)
-		if !dynTag {
-			p.DynTags = nil
-		} else {
-			p.Sections = nil
-		}
-		out, err := Write(f, raw, l, p)
-		require.NoError(t, err)
-		return writeOut(t, dir, "patched", out)
-	}
 	cases := []struct {
 		name  string
 		setup func(t *testing.T) string
@@ -83,8 +71,6 @@ int main(void) { puts("hi"); return 0; }`
 			return testenv.BuildC(t, dir, "static-pie", mainC, "-static-pie")
 		}, ErrStatic, "statically linked"},
 		{"Go binary", func(t *testing.T) string { return goBinary(t, dir) }, ErrGoBinary, "Go binary"},
-		{"already patched (DT_REDMAGIC)", func(t *testing.T) string { return patched(t, true) }, ErrAlreadyPatched, "DT_REDMAGIC"},
-		{"already patched (section)", func(t *testing.T) string { return patched(t, false) }, ErrAlreadyPatched, "section .redmagic.data"},
 		{"setuid", func(t *testing.T) string { return copyFile(t, lua, dir, "suid", 0o755|os.ModeSetuid, nil) }, ErrPrivileged, "setuid"},
 		{"setgid", func(t *testing.T) string { return copyFile(t, lua, dir, "sgid", 0o755|os.ModeSetgid, nil) }, ErrPrivileged, "setgid"},
 		{"file capabilities", func(t *testing.T) string {

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
 	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
@@ -139,7 +139,7 @@ func TestPatchTestVMs(t *testing.T) {
 				// calls the runtime; no other API call does.
 				r := inProcess("inspect", out, "--json")
 				require.Equal(t, 0, r.status, r.stderr)
-				var info elfpatch.Info
+				var info redmagic.Info
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
 				n := 0
 				for _, s := range info.Sites {
