@@ -53,7 +53,7 @@ func NewLayout(f *elfimage.File, raw []byte) (*Layout, error) {
 		return nil, err
 	}
 	if r.dynIdx < 0 || f.Static || f.Type == elf.ET_EXEC && f.Interp == "" || f.PIE && f.Interp == "" {
-		return nil, newErr(name, ErrStatic, "cannot patch a statically linked executable: no dynamic loader to load the runtime library")
+		return nil, newErr(name, ErrStatic, "cannot patch a statically linked executable: no dynamic loader to load an added library")
 	}
 	if _, ok := r.dynVal(elf.DT_STRTAB); !ok {
 		return nil, newErr(name, ErrUnsupported, "no DT_STRTAB in the dynamic section")
