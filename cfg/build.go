@@ -6,7 +6,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 // graph turns the units into the public model.

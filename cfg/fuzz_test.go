@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // FuzzRecover drives the whole path from untrusted bytes to a graph: ELF

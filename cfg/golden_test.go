@@ -11,7 +11,7 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
 	"github.com/redmagic-patch/redmagic-patch/cfg/cfgio"
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden CFG files from the current recovery")

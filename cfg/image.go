@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // codeSection is one executable section's bytes, kept in memory so the

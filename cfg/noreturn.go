@@ -3,7 +3,7 @@ package cfg
 import (
 	"strings"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 // noReturnNames are functions known never to return to their caller. The

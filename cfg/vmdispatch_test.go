@@ -13,13 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // opcodeCount counts the X(...) entries of the ISA's X-macro list: the
 // number of opcodes the C source defines.
 func opcodeCount(t *testing.T) int {
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	src, err := os.ReadFile(filepath.Join(root, "testdata/vms/vm_isa.h"))
 	require.NoError(t, err)

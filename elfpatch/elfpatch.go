@@ -1,15 +1,18 @@
 // Package elfpatch owns how a patched x86-64 ELF file is laid out and
 // written: where the new code and data segments go, the rewritten program
 // header table, .dynamic, .dynstr and section headers, and in-place edits of
-// existing bytes and RELATIVE relocations. What to patch (sites, trampoline
-// code, header contents) is decided by the caller and handed over as a Plan.
+// existing bytes and RELATIVE relocations. What to add and change is decided
+// by a planner and handed over as a Plan: the writer knows nothing of what
+// the new code does (elfpatch/redmagic plans this tool's patches).
 //
 // # Two phases
 //
 // NewLayout fixes the address of the new text segment; PlaceData, given the
-// text size, fixes the data segment's. The caller generates code and data
+// text size, fixes the data segment's. The planner generates code and data
 // for those addresses and then calls Write with a Plan. Write returns the
-// whole new file; WriteFileAtomic puts it in place.
+// whole new file; WriteFileAtomic puts it in place. ReadHeaders gives a
+// planner the program headers and dynamic entries as the writer reads them,
+// e.g. to recognise a file it patched before.
 //
 // # Layout
 //
@@ -65,8 +68,8 @@
 //
 // Limitation: strip and objcopy (BFD) do not keep a program header table
 // that starts a PT_LOAD other than the first: they move the new text
-// segment's contents (warning "section .redmagic.text lma ... adjusted")
-// and the result does not run. Strip before patching.
+// segment's contents (warning "section NAME lma ... adjusted" for the
+// plan's text section) and the result does not run. Strip before patching.
 package elfpatch
 
 import (
@@ -76,17 +79,11 @@ import (
 	"strings"
 )
 
-// DTRedmagic is the dynamic tag whose value is the link-time address of the
-// patch header (DT_REDMAGIC in redmagic_patch.h). It is in the OS-specific
-// range, which ld.so ignores.
-const DTRedmagic elf.DynTag = 0x6d726d31
-
-// SectionPrefix starts the names of the sections the patcher adds; a file
-// with such a section is taken as already patched.
-const SectionPrefix = ".redmagic."
-
 // PageSize is the page size new segments are aligned to.
 const PageSize = 0x1000
+
+// MaxNewSize bounds Plan.Text and the new data segment.
+const MaxNewSize = 1 << 30
 
 // Plan is what Write adds to and changes in a file. The layout of the new
 // segments comes from the Layout the plan was generated for.
@@ -97,7 +94,7 @@ type Plan struct {
 	Text []byte
 	// Data is the start of the new R+W segment, at Layout.DataAddr.
 	Data []byte
-	// DataMemSize is the size of the caller's part of the data segment:
+	// DataMemSize is the size of the planner's part of the data segment:
 	// Data followed by zeros. 0 means len(Data).
 	DataMemSize uint64
 	// Needed are DT_NEEDED entries added after the existing ones. A name
@@ -110,8 +107,9 @@ type Plan struct {
 	// dependency tree); otherwise it becomes a new DT_RUNPATH. Nothing is
 	// added if the path already starts with it.
 	RunPath string
-	// DynTags are further dynamic entries, added before DT_NULL, e.g.
-	// {DTRedmagic, header address}. Tags the writer manages (DT_NULL,
+	// DynTags are further dynamic entries, added before DT_NULL, e.g. a tag
+	// of the OS-specific range (which ld.so ignores) whose value is the
+	// address of the planner's data. Tags the writer manages (DT_NULL,
 	// DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_RPATH, DT_RUNPATH) and tags the
 	// file already has are refused.
 	DynTags []DynEntry
@@ -120,7 +118,8 @@ type Plan struct {
 	// Relatives change the addend of existing R_X86_64_RELATIVE relocations.
 	Relatives []RelativeEdit
 	// Sections are section headers added over parts of Text or of the
-	// caller's part of the data segment, e.g. ".redmagic.text".
+	// planner's part of the data segment, so that tools (objdump -d) show
+	// them. Names the file already has are refused.
 	Sections []NewSection
 }
 
@@ -170,9 +169,6 @@ var (
 	// ErrGoBinary: a Go program; its runtime does not expect foreign code
 	// on its threads.
 	ErrGoBinary = errors.New("Go binary")
-	// ErrAlreadyPatched: the file has a DT_REDMAGIC entry or a .redmagic.*
-	// section.
-	ErrAlreadyPatched = errors.New("already patched by redmagic-patch")
 	// ErrPrivileged: setuid, setgid or with file capabilities; ld.so
 	// ignores $ORIGIN in such programs.
 	ErrPrivileged = errors.New("privileged executable")
@@ -186,7 +182,7 @@ var (
 // cause on one line.
 type Error struct {
 	File    string
-	Kind    error  // one of the Err* values
+	Kind    error  // one of the Err* values, or a planner's own
 	Msg     string // the cause
 	Addr    uint64 // the address concerned, when HasAddr
 	HasAddr bool

@@ -17,7 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 const (
@@ -35,42 +36,15 @@ const testLibC = `#include <stdio.h>
 __attribute__((constructor)) static void init(void) { fputs("` + loadedMsg + `\n", stderr); }
 `
 
-func needFile(t testing.TB, path string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("%s not installed", path)
-	}
-}
-
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed", name)
-	}
-}
-
-// buildC compiles src with gcc into dir/name.
-func buildC(t testing.TB, dir, name, src string, flags ...string) string {
-	t.Helper()
-	needTool(t, "gcc")
-	c := filepath.Join(dir, name+".c")
-	require.NoError(t, os.WriteFile(c, []byte(src), 0o644))
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("gcc", append([]string{"-o", out, c}, flags...)...)
-	msg, err := cmd.CombinedOutput()
-	require.NoError(t, err, "gcc %v: %s", flags, msg)
-	return out
-}
-
 // buildTestLib builds librmtest.so into dir.
 func buildTestLib(t testing.TB, dir string) {
-	buildC(t, dir, testLib, testLibC, "-shared", "-fPIC", "-O2")
+	testenv.BuildC(t, dir, testLib, testLibC, "-shared", "-fPIC", "-O2")
 }
 
 // openFile opens path with Open and checks its layout.
 func openFile(t testing.TB, path string) (*elfimage.File, []byte, *Layout) {
 	t.Helper()
-	needFile(t, path)
+	testenv.NeedFile(t, path)
 	f, raw, err := Open(path)
 	require.NoError(t, err)
 	l, err := NewLayout(f, raw)
@@ -81,11 +55,21 @@ func openFile(t testing.TB, path string) (*elfimage.File, []byte, *Layout) {
 // testText is a tiny text segment: int3; int3; ret.
 var testText = []byte{0xcc, 0xcc, 0xc3}
 
+// testTag is the dynamic entry the test plans add, as a planner marks its
+// patch: a tag of the OS-specific range, which ld.so ignores.
+const testTag = elf.DT_LOOS + 0x100
+
+// The sections the test plans add.
+const (
+	testTextSection = ".planned.text"
+	testDataSection = ".planned.data"
+)
+
 // testPlan is the plan of test 1: a tiny text, a data segment starting with
-// a header-like magic and a zero tail, librmtest.so, $ORIGIN, DT_REDMAGIC
-// and the two sections.
+// a header-like magic and a zero tail, librmtest.so, $ORIGIN, testTag and
+// the two sections.
 func testPlan(l *Layout, text []byte) *Plan {
-	data := append([]byte("RMPATCH\x00"), make([]byte, 120)...)
+	data := append([]byte("PLANNED\x00"), make([]byte, 120)...)
 	dataAddr := l.PlaceData(uint64(len(text)))
 	p := &Plan{
 		Text:        text,
@@ -93,13 +77,13 @@ func testPlan(l *Layout, text []byte) *Plan {
 		DataMemSize: 0x1800, // a zero tail past a page boundary
 		Needed:      []string{testLib},
 		RunPath:     "$ORIGIN",
-		DynTags:     []DynEntry{{DTRedmagic, dataAddr}},
+		DynTags:     []DynEntry{{testTag, dataAddr}},
 		Sections: []NewSection{
-			{Name: ".redmagic.data", Type: elf.SHT_PROGBITS, Flags: elf.SHF_ALLOC | elf.SHF_WRITE, Addr: dataAddr, Size: 0x1800, Addralign: 8},
+			{Name: testDataSection, Type: elf.SHT_PROGBITS, Flags: elf.SHF_ALLOC | elf.SHF_WRITE, Addr: dataAddr, Size: 0x1800, Addralign: 8},
 		},
 	}
 	if len(text) > 0 {
-		p.Sections = append(p.Sections, NewSection{Name: ".redmagic.text", Type: elf.SHT_PROGBITS,
+		p.Sections = append(p.Sections, NewSection{Name: testTextSection, Type: elf.SHT_PROGBITS,
 			Flags: elf.SHF_ALLOC | elf.SHF_EXECINSTR, Addr: l.TextAddr, Size: uint64(len(text)), Addralign: 16})
 	}
 	return p
@@ -148,8 +132,8 @@ func toolComplaint(out string) string {
 // stdout.
 func toolProblems(t *testing.T, path string) []string {
 	t.Helper()
-	needTool(t, "readelf")
-	needTool(t, "objdump")
+	testenv.NeedTool(t, "readelf")
+	testenv.NeedTool(t, "objdump")
 	var probs []string
 	for _, args := range [][]string{{"readelf", "-a", "-W", path}, {"objdump", "-d", path}} {
 		so, se, err := run(nil, args[0], args[1:]...)
@@ -175,7 +159,7 @@ func checkTools(t *testing.T, path string) {
 // readelf returns readelf's stdout for path.
 func readelf(t *testing.T, args ...string) string {
 	t.Helper()
-	needTool(t, "readelf")
+	testenv.NeedTool(t, "readelf")
 	so, se, err := run(nil, "readelf", args...)
 	require.NoError(t, err, se)
 	require.Empty(t, se)
@@ -322,15 +306,12 @@ func checkOutput(t *testing.T, in string, raw []byte, l *Layout, p *Plan, out []
 		assert.Equal(t, s.Addr, got.Addr)
 	}
 
-	// The output is a valid image with the same analysis view, and it is
-	// refused as already patched.
+	// The output is a valid image with the same analysis view.
 	fo, err := elfimage.NewFile(out, path)
 	require.NoError(t, err)
 	assert.Equal(t, len(f0.Symbols), len(fo.Symbols))
 	assert.Equal(t, f0.Imports, fo.Imports)
 	assert.Equal(t, len(f0.FDEs), len(fo.FDEs))
-	_, err = NewLayout(fo, out)
-	assert.ErrorIs(t, err, ErrAlreadyPatched)
 
 	// binutils: silent, same dynamic symbols and version information,
 	// the two new PT_LOADs, the trampolines disassembled.
@@ -345,7 +326,7 @@ func checkOutput(t *testing.T, in string, raw []byte, l *Layout, p *Plan, out []
 	assert.Equal(t, fmt.Sprintf("%#016x", l.SegAddr), ls[len(ls)-2][2])
 	if len(p.Text) > 0 {
 		assert.Equal(t, "R E", ls[len(ls)-2][5])
-		so, _, err := run(nil, "objdump", "-d", "-j", ".redmagic.text", path)
+		so, _, err := run(nil, "objdump", "-d", "-j", testTextSection, path)
 		require.NoError(t, err)
 		assert.Contains(t, so, "int3")
 	}
@@ -371,7 +352,7 @@ func progOf(t *testing.T, data []byte, typ elf.ProgType) *elf.ProgHeader {
 // as a linker that leaves no spare entries writes it.
 func noSpareDynamic(t *testing.T, path, dir string) string {
 	t.Helper()
-	needFile(t, path)
+	testenv.NeedFile(t, path)
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	r, err := parseRaw(data, path)
@@ -405,8 +386,8 @@ type runCase struct {
 // patched with the test plan, checked, run, moved and run again.
 func TestPatchAndRun(t *testing.T) {
 	soDir := t.TempDir()
-	demoSO := buildC(t, soDir, "libdemo.so", `int demo_answer(void) { return 6 * 7; }`, "-shared", "-fPIC", "-O2", "-Wl,-soname,libdemo.so")
-	demoMain := buildC(t, soDir, "demo", `#include <dlfcn.h>
+	demoSO := testenv.BuildC(t, soDir, "libdemo.so", `int demo_answer(void) { return 6 * 7; }`, "-shared", "-fPIC", "-O2", "-Wl,-soname,libdemo.so")
+	demoMain := testenv.BuildC(t, soDir, "demo", `#include <dlfcn.h>
 #include <stdio.h>
 int main(int argc, char **argv) {
 	void *h = dlopen(argv[1], RTLD_NOW);
@@ -439,7 +420,7 @@ int main(int argc, char **argv) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.in == libpython {
-				needFile(t, pyenvPy)
+				testenv.NeedFile(t, pyenvPy)
 			}
 			hashBefore := fileSHA(t, filepath.Clean(c.in))
 			start := time.Now()
@@ -491,7 +472,7 @@ int main(int argc, char **argv) {
 // TestUnpatchedRuns is the control: the same commands without the patch
 // print no constructor line, so TestPatchAndRun's check can fail.
 func TestUnpatchedRuns(t *testing.T) {
-	needFile(t, python)
+	testenv.NeedFile(t, python)
 	so, se, err := run(nil, python, "-c", "print(6*7)")
 	require.NoError(t, err)
 	assert.Equal(t, "42\n", so)

@@ -171,11 +171,38 @@ func parseRaw(data []byte, name string) (*rawFile, error) {
 
 // dynVal returns the value of the last entry with tag t, the one ld.so
 // uses.
-func (r *rawFile) dynVal(t elf.DynTag) (uint64, bool) {
-	for i := len(r.dyn) - 1; i >= 0; i-- {
-		if elf.DynTag(r.dyn[i].Tag) == t {
-			return r.dyn[i].Val, true
+func (r *rawFile) dynVal(t elf.DynTag) (uint64, bool) { return lastDyn(r.dyn, t) }
+
+func lastDyn(dyn []elf.Dyn64, t elf.DynTag) (uint64, bool) {
+	for i := len(dyn) - 1; i >= 0; i-- {
+		if elf.DynTag(dyn[i].Tag) == t {
+			return dyn[i].Val, true
 		}
 	}
 	return 0, false
 }
+
+// Headers are a file's program headers and dynamic entries as stored, read
+// with the writer's bounds checks: what a planner looks at to recognise its
+// own patch, or to check a patched file as a loader would see it.
+type Headers struct {
+	Progs []elf.Prog64
+	// Dynamic holds PT_DYNAMIC's entries before its first DT_NULL, the
+	// ones ld.so reads.
+	Dynamic []elf.Dyn64
+}
+
+// ReadHeaders reads the headers of data, an ELF file that elfimage
+// accepted; name is used in errors. It refuses what NewLayout's reading
+// refuses (tables out of bounds, no section name table).
+func ReadHeaders(data []byte, name string) (*Headers, error) {
+	r, err := parseRaw(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Headers{Progs: r.progs, Dynamic: r.dyn}, nil
+}
+
+// DynValue returns the value of the last dynamic entry with tag t, the one
+// ld.so uses.
+func (h *Headers) DynValue(t elf.DynTag) (uint64, bool) { return lastDyn(h.Dynamic, t) }

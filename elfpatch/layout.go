@@ -2,14 +2,11 @@ package elfpatch
 
 import (
 	"debug/elf"
-	"strings"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 const (
-	// maxNewSize bounds the new text and the data segment.
-	maxNewSize = 1 << 30
 	// maxLinearPad bounds the zero padding linear placement may cost (see
 	// the package comment); above it the segments follow the file's end.
 	maxLinearPad = 64 << 20
@@ -40,8 +37,9 @@ type Layout struct {
 
 // NewLayout checks that f, whose file contents are raw, can be patched and
 // places the new text segment above every existing PT_LOAD. It refuses Go
-// binaries, static executables (including static PIE), files already
-// patched, and layouts it cannot extend.
+// binaries, static executables (including static PIE), and layouts it
+// cannot extend. Whether the file carries a planner's own patch already is
+// the planner's to check.
 func NewLayout(f *elfimage.File, raw []byte) (*Layout, error) {
 	if f == nil {
 		return nil, newErr("elfpatch", ErrPlan, "no input file")
@@ -55,15 +53,7 @@ func NewLayout(f *elfimage.File, raw []byte) (*Layout, error) {
 		return nil, err
 	}
 	if r.dynIdx < 0 || f.Static || f.Type == elf.ET_EXEC && f.Interp == "" || f.PIE && f.Interp == "" {
-		return nil, newErr(name, ErrStatic, "cannot patch a statically linked executable: no dynamic loader to load the runtime library")
-	}
-	if _, ok := r.dynVal(DTRedmagic); ok {
-		return nil, newErr(name, ErrAlreadyPatched, "already patched by redmagic-patch (has a DT_REDMAGIC entry)")
-	}
-	for _, s := range f.Sections {
-		if strings.HasPrefix(s.Name, SectionPrefix) {
-			return nil, newErr(name, ErrAlreadyPatched, "already patched by redmagic-patch (has section %s)", s.Name)
-		}
+		return nil, newErr(name, ErrStatic, "cannot patch a statically linked executable: no dynamic loader to load an added library")
 	}
 	if _, ok := r.dynVal(elf.DT_STRTAB); !ok {
 		return nil, newErr(name, ErrUnsupported, "no DT_STRTAB in the dynamic section")
@@ -121,7 +111,7 @@ func NewLayout(f *elfimage.File, raw []byte) (*Layout, error) {
 // the first page boundary after the text. It returns DataAddr and may be
 // called again with another size.
 func (l *Layout) PlaceData(textSize uint64) uint64 {
-	n, _ := pageUp(l.TextAddr - l.SegAddr + min(textSize, maxNewSize+1))
+	n, _ := pageUp(l.TextAddr - l.SegAddr + min(textSize, MaxNewSize+1))
 	l.DataAddr, l.DataOff = l.SegAddr+n, l.SegOff+n
 	l.placed = true
 	return l.DataAddr

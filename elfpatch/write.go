@@ -3,11 +3,11 @@ package elfpatch
 import (
 	"bytes"
 	"debug/elf"
-	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // Write applies p to the file f, whose contents are raw, with the layout l
@@ -27,25 +27,41 @@ func Write(f *elfimage.File, raw []byte, l *Layout, p *Plan) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := verifyReadBack(f.Name, out); err != nil {
+	if err := verifyReadBack(f.Name, out, p); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// verifyReadBack reads a new file back the way the patcher and its tools
-// do: it must parse, and it must be refused as already patched. A real
-// binary always passes; an input that is internally inconsistent (a
-// .dynamic section header that disagrees with PT_DYNAMIC, a section name
-// table shared with an allocated section...) can yield a file the reader
-// rejects, and such a file is refused here rather than written.
-func verifyReadBack(name string, out []byte) error {
+// verifyReadBack reads a new file back the way a planner and its tools
+// do: it must parse, and the plan's dynamic entries and sections must be
+// found where the plan put them (a planner recognises its own patch by
+// them). A real binary always passes; an input that is internally
+// inconsistent (a .dynamic section header that disagrees with PT_DYNAMIC,
+// a section name table shared with an allocated section...) can yield a
+// file the reader rejects or misreads, and such a file is refused here
+// rather than written.
+func verifyReadBack(name string, out []byte, p *Plan) error {
+	bad := func(msg string, err error) error {
+		return &Error{File: name, Kind: ErrUnsupported, Msg: msg + " (the input is inconsistent)", Err: err}
+	}
 	fo, err := elfimage.NewFile(out, name)
 	if err != nil {
-		return &Error{File: name, Kind: ErrUnsupported, Msg: "the patched file would not read back (the input is inconsistent)", Err: err}
+		return bad("the patched file would not read back", err)
 	}
-	if _, err := NewLayout(fo, out); !errors.Is(err, ErrAlreadyPatched) {
-		return &Error{File: name, Kind: ErrUnsupported, Msg: "the patched file would not be recognised as patched (the input is inconsistent)", Err: err}
+	r, err := parseRaw(out, name)
+	if err != nil {
+		return bad("the patched file would not read back", err)
+	}
+	for _, d := range p.DynTags {
+		if v, ok := r.dynVal(d.Tag); !ok || v != d.Val {
+			return bad(fmt.Sprintf("the patched file would not show its dynamic entry %v", d.Tag), nil)
+		}
+	}
+	for _, s := range p.Sections {
+		if got := fo.Section(s.Name); got == nil || got.Addr != s.Addr {
+			return bad(fmt.Sprintf("the patched file would not show its section %s", s.Name), nil)
+		}
 	}
 	return nil
 }
@@ -89,14 +105,14 @@ func (w *writer) planErr(format string, args ...any) error {
 
 func (w *writer) write() ([]byte, error) {
 	l, p := w.l, w.p
-	if uint64(len(p.Text)) > maxNewSize || uint64(len(p.Text)) > l.DataAddr-l.TextAddr {
+	if uint64(len(p.Text)) > MaxNewSize || uint64(len(p.Text)) > l.DataAddr-l.TextAddr {
 		return nil, w.planErr("text of %d bytes does not fit the %d bytes placed before the data", len(p.Text), l.DataAddr-l.TextAddr)
 	}
 	w.dataMem = p.DataMemSize
 	if w.dataMem == 0 {
 		w.dataMem = uint64(len(p.Data))
 	}
-	if w.dataMem < uint64(len(p.Data)) || w.dataMem > maxNewSize {
+	if w.dataMem < uint64(len(p.Data)) || w.dataMem > MaxNewSize {
 		return nil, w.planErr("DataMemSize %#x smaller than the data (%#x bytes) or too large", p.DataMemSize, len(p.Data))
 	}
 	if err := w.checkEdits(); err != nil {
@@ -125,7 +141,7 @@ func (w *writer) write() ([]byte, error) {
 		strRel += uint64(len(w.dyn)) * dynSize
 	}
 	segSize := strRel + uint64(len(w.dynstr))
-	if l.DataAddr+segSize > addrLimit+maxNewSize {
+	if l.DataAddr+segSize > addrLimit+MaxNewSize {
 		return nil, w.planErr("data segment of %d bytes at %#x out of the address space", segSize, l.DataAddr)
 	}
 	for _, i := range w.strtabIdx {
@@ -299,8 +315,8 @@ func (w *writer) dynamic() error {
 	r, p := w.r, w.p
 	w.oldStrtab, _ = r.dynVal(elf.DT_STRTAB)
 	strsz, _ := r.dynVal(elf.DT_STRSZ)
-	old, err := w.f.Read(w.oldStrtab, int(min(strsz, maxNewSize)))
-	if err != nil || strsz > maxNewSize {
+	old, err := w.f.Read(w.oldStrtab, int(min(strsz, MaxNewSize)))
+	if err != nil || strsz > MaxNewSize {
 		return &Error{File: w.name, Kind: ErrUnsupported, Msg: "DT_STRTAB/DT_STRSZ not file-backed", Addr: w.oldStrtab, HasAddr: true, Err: err}
 	}
 	w.dynstr = slices.Clone(old)

@@ -18,7 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/fuzz/FuzzWrite with gcc")
@@ -53,7 +54,7 @@ func TestSeedCorpus(t *testing.T) {
 	for _, s := range seeds {
 		path := filepath.Join(seedDir, s.name)
 		if *update {
-			bin := buildC(t, t.TempDir(), s.name, seedC, s.flags...)
+			bin := testenv.BuildC(t, t.TempDir(), s.name, seedC, s.flags...)
 			b, err := os.ReadFile(bin)
 			require.NoError(t, err)
 			require.NoError(t, os.MkdirAll(seedDir, 0o755))
@@ -114,7 +115,8 @@ func fuzzPlan(f *elfimage.File, l *Layout) *Plan {
 
 // FuzzWrite feeds arbitrary bytes through elfimage, NewLayout and Write.
 // Nothing may panic; errors are one line and typed; an output is a valid
-// image that is refused as already patched and keeps the input's bytes.
+// image that shows the plan's dynamic entry and sections and keeps the
+// input's bytes.
 func FuzzWrite(f *testing.F) {
 	for _, s := range seeds {
 		b := readSeed(f, s.name)
@@ -157,7 +159,8 @@ func FuzzWrite(f *testing.F) {
 			return // valid, but the padding would make the fuzzer slow
 		}
 		sum := sha256.Sum256(data)
-		out, err := Write(img, data, l, fuzzPlan(img, l))
+		p := fuzzPlan(img, l)
+		out, err := Write(img, data, l, p)
 		if sha256.Sum256(data) != sum {
 			t.Fatal("Write modified its input")
 		}
@@ -188,8 +191,19 @@ func FuzzWrite(f *testing.F) {
 		if err != nil {
 			t.Fatalf("output rejected: %v", err)
 		}
-		if _, err := NewLayout(fo, out); !errors.Is(err, ErrAlreadyPatched) {
-			t.Fatalf("output not seen as patched: %v", err)
+		h, err := ReadHeaders(out, "out")
+		if err != nil {
+			t.Fatalf("output headers rejected: %v", err)
+		}
+		for _, d := range p.DynTags {
+			if v, ok := h.DynValue(d.Tag); !ok || v != d.Val {
+				t.Fatalf("output has %v = %#x, %v; want %#x", d.Tag, v, ok, d.Val)
+			}
+		}
+		for _, s := range p.Sections {
+			if got := fo.Section(s.Name); got == nil || got.Addr != s.Addr {
+				t.Fatalf("output lacks section %s at %#x: %+v", s.Name, s.Addr, got)
+			}
 		}
 	})
 }

@@ -12,7 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // findOpcodeTargets finds CPython's opcode_targets in .rodata the way the
@@ -281,7 +282,7 @@ func TestSearchPath(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			so := buildC(t, dir, "lib"+string(rune('a'+i))+".so", src, append([]string{"-shared", "-fPIC"}, c.flags...)...)
+			so := testenv.BuildC(t, dir, "lib"+string(rune('a'+i))+".so", src, append([]string{"-shared", "-fPIC"}, c.flags...)...)
 			f, raw, l := openFile(t, so)
 			p := testPlan(l, testText)
 			p.RunPath = c.runPath
@@ -299,7 +300,7 @@ func TestSearchPath(t *testing.T) {
 // TestRELR: a relative edit of a DT_RELR-encoded relocation is refused.
 func TestRELR(t *testing.T) {
 	dir := t.TempDir()
-	bin := buildC(t, dir, "relr", `#include <stdio.h>
+	bin := testenv.BuildC(t, dir, "relr", `#include <stdio.h>
 static const char *names[] = {"a", "b", "c", "d"};
 int main(int argc, char **argv) { puts(names[argc & 3]); return 0; }`, "-O2", "-fPIE", "-pie", "-Wl,-z,pack-relative-relocs")
 	f, raw, l := openFile(t, bin)
@@ -339,7 +340,7 @@ int main(int argc, char **argv) { puts(names[argc & 3]); return 0; }`, "-O2", "-
 // kernel derives AT_PHDR from the segment holding the table).
 func TestNonLinear(t *testing.T) {
 	dir := t.TempDir()
-	bin := buildC(t, dir, "bigbss", `#include <stdio.h>
+	bin := testenv.BuildC(t, dir, "bigbss", `#include <stdio.h>
 static char big[100 << 20];
 int main(int argc, char **argv) { big[argc << 20] = 1; printf("%d\n", big[1 << 20] + 41); return 0; }`, "-O2")
 	f, raw, l := openFile(t, bin)

@@ -10,15 +10,15 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // CheckPatchable refuses files whose mode makes patching pointless or
 // unsafe: non-regular files, and setuid, setgid or capability-carrying
 // executables (ld.so runs those in secure mode, ignoring $ORIGIN and
-// LD_LIBRARY_PATH, so the runtime library could not be found; and a patched
-// privileged program would be a privilege hazard). The contents are
-// checked by NewLayout.
+// LD_LIBRARY_PATH, so a library the plan adds could not be found; and a
+// patched privileged program would be a privilege hazard). The contents
+// are checked by NewLayout.
 func CheckPatchable(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {

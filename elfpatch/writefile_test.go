@@ -13,13 +13,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // copyFile copies src to dir/name with mode, applying edit to the bytes.
 func copyFile(t *testing.T, src, dir, name string, mode os.FileMode, edit func([]byte)) string {
 	t.Helper()
-	needFile(t, src)
+	testenv.NeedFile(t, src)
 	b, err := os.ReadFile(src)
 	require.NoError(t, err)
 	if edit != nil {
@@ -38,7 +39,7 @@ func goBinary(t *testing.T, dir string) string {
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
 	}
-	needFile(t, goTool)
+	testenv.NeedFile(t, goTool)
 	src := filepath.Join(dir, "hello.go")
 	require.NoError(t, os.WriteFile(src, []byte("package main\n\nfunc main() { println(42) }\n"), 0o644))
 	out := filepath.Join(dir, "hello")
@@ -55,18 +56,6 @@ func TestRefusals(t *testing.T) {
 	dir := t.TempDir()
 	mainC := `#include <stdio.h>
 int main(void) { puts("hi"); return 0; }`
-	patched := func(t *testing.T, dynTag bool) string {
-		f, raw, l := openFile(t, lua)
-		p := testPlan(l, testText)
-		if !dynTag {
-			p.DynTags = nil
-		} else {
-			p.Sections = nil
-		}
-		out, err := Write(f, raw, l, p)
-		require.NoError(t, err)
-		return writeOut(t, dir, "patched", out)
-	}
 	cases := []struct {
 		name  string
 		setup func(t *testing.T) string
@@ -74,20 +63,18 @@ int main(void) { puts("hi"); return 0; }`
 		msg   string // in the error
 	}{
 		{"static", func(t *testing.T) string {
-			needFile(t, "/usr/lib/x86_64-linux-gnu/libc.a")
-			return buildC(t, dir, "static", mainC, "-static")
+			testenv.NeedFile(t, "/usr/lib/x86_64-linux-gnu/libc.a")
+			return testenv.BuildC(t, dir, "static", mainC, "-static")
 		}, ErrStatic, "statically linked"},
 		{"static PIE", func(t *testing.T) string {
-			needFile(t, "/usr/lib/x86_64-linux-gnu/libc.a")
-			return buildC(t, dir, "static-pie", mainC, "-static-pie")
+			testenv.NeedFile(t, "/usr/lib/x86_64-linux-gnu/libc.a")
+			return testenv.BuildC(t, dir, "static-pie", mainC, "-static-pie")
 		}, ErrStatic, "statically linked"},
 		{"Go binary", func(t *testing.T) string { return goBinary(t, dir) }, ErrGoBinary, "Go binary"},
-		{"already patched (DT_REDMAGIC)", func(t *testing.T) string { return patched(t, true) }, ErrAlreadyPatched, "DT_REDMAGIC"},
-		{"already patched (section)", func(t *testing.T) string { return patched(t, false) }, ErrAlreadyPatched, "section .redmagic.data"},
 		{"setuid", func(t *testing.T) string { return copyFile(t, lua, dir, "suid", 0o755|os.ModeSetuid, nil) }, ErrPrivileged, "setuid"},
 		{"setgid", func(t *testing.T) string { return copyFile(t, lua, dir, "sgid", 0o755|os.ModeSetgid, nil) }, ErrPrivileged, "setgid"},
 		{"file capabilities", func(t *testing.T) string {
-			needTool(t, "setcap")
+			testenv.NeedTool(t, "setcap")
 			path := copyFile(t, lua, dir, "caps", 0o755, nil)
 			if msg, err := exec.Command("setcap", "cap_net_raw+ep", path).CombinedOutput(); err != nil {
 				t.Skipf("setcap: %v %s", err, msg)

@@ -18,8 +18,8 @@ import (
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 	"golang.org/x/arch/x86/x86asm"
 )

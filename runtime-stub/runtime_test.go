@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // The tests in this file run the harness, patched like an interpreter,
@@ -187,29 +187,29 @@ func TestConstructorRefusesBadHeaders(t *testing.T) {
 		assert.Equal(t, "hit=0 api=0\n", r.stdout)
 		f, err := elfimage.Open(bin)
 		require.NoError(t, err)
-		_, err = elfpatch.ValidateHeader(f)
-		assert.ErrorIs(t, err, elfpatch.ErrNotPatched)
+		_, err = redmagic.ValidateHeader(f)
+		assert.ErrorIs(t, err, redmagic.ErrNotPatched)
 	})
 	// What the runtime accepts, inspect accepts.
 	t.Run("valid", func(t *testing.T) {
 		bin := fx.patched(t, "pie", patchSpec{})
 		f, err := elfimage.Open(bin)
 		require.NoError(t, err)
-		_, err = elfpatch.ValidateHeader(f)
+		_, err = redmagic.ValidateHeader(f)
 		assert.NoError(t, err)
 	})
 }
 
 // assertInspectRefuses checks that inspect's validation
-// (elfpatch.ValidateHeader) refuses bin for the reason the runtime gave
+// (redmagic.ValidateHeader) refuses bin for the reason the runtime gave
 // on its line "redmagic: BIN: REASON, running without the runtime".
 func assertInspectRefuses(t *testing.T, bin, line string) {
 	t.Helper()
 	reason := strings.TrimSuffix(strings.TrimPrefix(line, "redmagic: "+bin+": "), ", running without the runtime")
 	f, err := elfimage.Open(bin)
 	require.NoError(t, err)
-	_, err = elfpatch.ValidateHeader(f)
-	var he *elfpatch.HeaderError
+	_, err = redmagic.ValidateHeader(f)
+	var he *redmagic.HeaderError
 	require.ErrorAs(t, err, &he)
 	assert.Equal(t, reason, he.Reason)
 }

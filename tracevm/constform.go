@@ -3,8 +3,8 @@ package tracevm
 import (
 	"encoding/binary"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 	"golang.org/x/arch/x86/x86asm"
 )
 

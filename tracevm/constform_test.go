@@ -3,9 +3,9 @@ package tracevm
 import (
 	"testing"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 )

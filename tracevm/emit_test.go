@@ -3,7 +3,7 @@ package tracevm
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"math"
 	"os"
 	"os/exec"
@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
 
 // encBase is where the encoding cases are placed, and linked by the GNU

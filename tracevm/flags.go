@@ -1,8 +1,8 @@
 package tracevm
 
 import (
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
 
 // flagsDeadAfter reports whether the arithmetic flags are dead after op i

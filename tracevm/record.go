@@ -12,8 +12,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 	"github.com/redmagic-patch/redmagic-patch/tracevm/insn"
 )

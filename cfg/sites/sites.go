@@ -1,9 +1,10 @@
 // Package sites finds where a patched interpreter must call the runtime:
 // the bytecode back-edge handlers of an unmodified interpreter, reached
 // through its dispatch table, or the calls of the redmagic annotation API
-// in an annotated one. It decides what to patch and why; package elfpatch
-// decides how. Per-interpreter facts (opcode numbers, which register holds
-// the loop id) live in profiles: JSON data, built in or given as a file.
+// in an annotated one. It decides what to patch and why; package
+// elfpatch/redmagic decides how. Per-interpreter facts (opcode numbers,
+// which register holds the loop id) live in profiles: JSON data, built in
+// or given as a file.
 package sites
 
 import (
@@ -18,8 +19,8 @@ import (
 	"strings"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 )
 

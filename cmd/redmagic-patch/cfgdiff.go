@@ -9,7 +9,7 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
 	"github.com/redmagic-patch/redmagic-patch/cfg/cfgio"
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 	"github.com/spf13/cobra"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // cpython27 returns the interpreter of the original redmagic's own client,
@@ -40,7 +40,7 @@ func cpython27(t *testing.T, root string) string {
 // inside traces.
 func TestCPython27Programs(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	orig := cpython27(t, root)
 	progs, err := filepath.Glob(filepath.Join(root, "testdata", "cpython27", "*.py"))

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // TestCPythonBackEdgeTraces runs a loop closed by each of CPython 3.11's
@@ -20,7 +20,7 @@ import (
 // correct, but runs in the original code.
 func TestCPythonBackEdgeTraces(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	prog := filepath.Join(root, "testdata/python-sites/backedges.py")
 	out := filepath.Join(t.TempDir(), "python3-jit")

@@ -9,15 +9,16 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // checkOutput refuses to patch in into out when writing would destroy or
 // shadow a file that must survive, or cannot give a runnable result:
 //
 //   - out's directory must exist (the message names it);
-//   - out must not be named as a runtime library (elfpatch.RuntimeFiles),
+//   - out must not be named as a runtime library (redmagic.RuntimeFiles),
 //     which is installed beside it under that name;
 //   - out and the runtime libraries' destinations, where they exist, must
 //     be regular files: a patched file is an executable with its runtime
@@ -36,7 +37,7 @@ func checkOutput(in, out string) error {
 	} else if !st.IsDir() {
 		return fmt.Errorf("%s: %s is not a directory", out, dir)
 	}
-	if base := filepath.Base(out); slices.Contains(elfpatch.RuntimeFiles, base) {
+	if base := filepath.Base(out); slices.Contains(redmagic.RuntimeFiles, base) {
 		return fmt.Errorf("%s: %s is the name of a runtime library, which is installed beside the patched file; choose another output name", out, base)
 	}
 	inSt, err := os.Stat(in)
@@ -54,7 +55,7 @@ func checkOutput(in, out string) error {
 	case os.SameFile(inSt, outSt):
 		return fmt.Errorf("%s: is the input %s (the same file): the output must not replace the input", out, in)
 	}
-	for _, name := range elfpatch.RuntimeFiles {
+	for _, name := range redmagic.RuntimeFiles {
 		lib := filepath.Join(dir, name)
 		libSt, err := os.Stat(lib)
 		switch {
@@ -121,7 +122,7 @@ type runtimeInstall struct {
 	created []string // libraries that did not exist before
 }
 
-// installRuntime puts the runtime libraries (elfpatch.RuntimeFiles) into
+// installRuntime puts the runtime libraries (redmagic.RuntimeFiles) into
 // dir. A library already there with the same contents is left alone. All
 // are written in full before any is renamed into place; on error nothing
 // new is left.
@@ -136,7 +137,7 @@ func installRuntime(dir string) (*runtimeInstall, error) {
 			a.Abort()
 		}
 	}
-	for i, name := range elfpatch.RuntimeFiles {
+	for i, name := range redmagic.RuntimeFiles {
 		path := filepath.Join(dir, name)
 		if sameContents(path, libs[i]) {
 			continue

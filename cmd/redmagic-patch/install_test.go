@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
 )
 
 // dirState is what a directory holds: each entry's name, type and
@@ -76,18 +76,18 @@ func TestOutputRefusals(t *testing.T) {
 			return filepath.Join(dir, "orig"), filepath.Join(dir, "hard")
 		}, []string{"/hard: is the input", "the same file"}},
 		{"output named as the runtime library", func(t *testing.T, dir string) (string, string) {
-			return lua, filepath.Join(dir, elfpatch.RuntimeName)
+			return lua, filepath.Join(dir, redmagic.RuntimeName)
 		}, []string{"/libredmagic.so: libredmagic.so is the name of a runtime library"}},
 		{"output named as the JIT library", func(t *testing.T, dir string) (string, string) {
-			return lua, filepath.Join(dir, elfpatch.JITName)
+			return lua, filepath.Join(dir, redmagic.JITName)
 		}, []string{"/libredmagic-jit.so: libredmagic-jit.so is the name of a runtime library"}},
 		{"input is the runtime library's destination", func(t *testing.T, dir string) (string, string) {
-			copyLua(t, filepath.Join(dir, elfpatch.RuntimeName))
-			return filepath.Join(dir, elfpatch.RuntimeName), filepath.Join(dir, "lua")
+			copyLua(t, filepath.Join(dir, redmagic.RuntimeName))
+			return filepath.Join(dir, redmagic.RuntimeName), filepath.Join(dir, "lua")
 		}, []string{"/libredmagic.so: the runtime library", "would replace the input"}},
 		{"output is a link to the runtime library", func(t *testing.T, dir string) (string, string) {
-			require.NoError(t, os.WriteFile(filepath.Join(dir, elfpatch.RuntimeName), libs[0], 0o755))
-			require.NoError(t, os.Symlink(elfpatch.RuntimeName, filepath.Join(dir, "lua")))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, redmagic.RuntimeName), libs[0], 0o755))
+			require.NoError(t, os.Symlink(redmagic.RuntimeName, filepath.Join(dir, "lua")))
 			return lua, filepath.Join(dir, "lua")
 		}, []string{"/lua: is the runtime library"}},
 		{"output is a directory", func(t *testing.T, dir string) (string, string) {
@@ -102,7 +102,7 @@ func TestOutputRefusals(t *testing.T) {
 			return lua, devNull(t, dir)
 		}, []string{"/null: not a regular file"}},
 		{"a runtime library's destination is a directory", func(t *testing.T, dir string) (string, string) {
-			require.NoError(t, os.Mkdir(filepath.Join(dir, elfpatch.JITName), 0o755))
+			require.NoError(t, os.Mkdir(filepath.Join(dir, redmagic.JITName), 0o755))
 			return lua, filepath.Join(dir, "lua")
 		}, []string{"/libredmagic-jit.so: not a regular file", "the runtime library is installed under that name"}},
 		{"missing output directory", func(t *testing.T, dir string) (string, string) {
@@ -172,7 +172,7 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		// Both libraries fit, the patched python3.11 does not.
 		{"the patched file", "/usr/bin/python3.11", "/python3.11", max(runtimeSize, jitSize) + 64<<10, size("/usr/bin/python3.11")},
 		// The patched lua5.4 and libredmagic.so fit, the JIT does not.
-		{"the JIT library", lua, "/" + elfpatch.JITName, max(2*size(lua), runtimeSize) + 64<<10, jitSize},
+		{"the JIT library", lua, "/" + redmagic.JITName, max(2*size(lua), runtimeSize) + 64<<10, jitSize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,7 +200,7 @@ func TestOutputModes(t *testing.T) {
 	require.Equal(t, 0, r.status, r.stderr)
 	r = sh("cfg", lua, "-o", filepath.Join(dir, "lua.json"))
 	require.Equal(t, 0, r.status, r.stderr)
-	want := map[string]os.FileMode{"lua": 0o750, elfpatch.RuntimeName: 0o750, elfpatch.JITName: 0o750, "lua.json": 0o640}
+	want := map[string]os.FileMode{"lua": 0o750, redmagic.RuntimeName: 0o750, redmagic.JITName: 0o750, "lua.json": 0o640}
 	for name, mode := range want {
 		st, err := os.Stat(filepath.Join(dir, name))
 		require.NoError(t, err)
@@ -235,7 +235,7 @@ func TestBatchCollisions(t *testing.T) {
 	requireRuntime(t)
 	src := t.TempDir()
 	var inputs []string
-	for _, p := range []string{"x/lua", "y/lua", "z/lua.1", "w/" + elfpatch.RuntimeName} {
+	for _, p := range []string{"x/lua", "y/lua", "z/lua.1", "w/" + redmagic.RuntimeName} {
 		path := filepath.Join(src, p)
 		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
 		copyLua(t, path)
@@ -253,12 +253,12 @@ func TestBatchCollisions(t *testing.T) {
 	}
 	libs, err := runtimeLibraries()
 	require.NoError(t, err)
-	for i, name := range elfpatch.RuntimeFiles {
+	for i, name := range redmagic.RuntimeFiles {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		require.NoError(t, err)
 		assert.True(t, bytes.Equal(data, libs[i]), "%s is the runtime", name)
 	}
-	assertOnlyFiles(t, dir, "lua", "lua.1", "lua.2", elfpatch.RuntimeName, elfpatch.JITName)
+	assertOnlyFiles(t, dir, "lua", "lua.1", "lua.2", redmagic.RuntimeName, redmagic.JITName)
 
 	// When every input fails, the runtime is not left behind.
 	empty := t.TempDir()

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 const origLua = "/usr/bin/lua5.4"
@@ -117,7 +117,7 @@ func readJIT(path string) (map[string]any, error) {
 // be the same, and the JIT must have compiled traces.
 func TestLuaPrograms(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	dir := filepath.Join(root, "testdata", "lua")
 
@@ -249,7 +249,7 @@ func TestInspect(t *testing.T) {
 	patch(t, origLua, out)
 	r := inProcess("inspect", out, "--json")
 	require.Equal(t, 0, r.status, r.stderr)
-	var info elfpatch.Info
+	var info redmagic.Info
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
 	assert.Equal(t, "lua5.4", info.Profile)
 	assert.Len(t, info.Sites, 4)

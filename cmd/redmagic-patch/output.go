@@ -7,8 +7,8 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // writeOutput writes what write produces to the file path, or to stdout

@@ -11,22 +11,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg"
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // The runtime libraries the tool installs beside each patched file
-// (elfpatch.RuntimeFiles). `make build` puts them here; a build without
+// (redmagic.RuntimeFiles). `make build` puts them here; a build without
 // them can do everything but write patched files.
 //
 //go:embed runtime
 var runtimeFS embed.FS
 
-// runtimeLibraries returns the contents of elfpatch.RuntimeFiles, in order.
+// runtimeLibraries returns the contents of redmagic.RuntimeFiles, in order.
 func runtimeLibraries() ([][]byte, error) {
 	var out [][]byte
-	for _, name := range elfpatch.RuntimeFiles {
+	for _, name := range redmagic.RuntimeFiles {
 		data, err := runtimeFS.ReadFile("runtime/" + name)
 		if err != nil {
 			return nil, fmt.Errorf("this redmagic-patch was built without its runtime library %s; build it with `make build`", name)
@@ -73,21 +74,21 @@ func runPatch(cmd *cobra.Command, in string, pf *patchFlags) error {
 }
 
 // planPatch reads, analyses and patches in memory.
-func planPatch(in, profile, toolVersion string) (*elfpatch.Summary, []byte, error) {
+func planPatch(in, profile, toolVersion string) (*redmagic.Summary, []byte, error) {
 	f, raw, err := elfpatch.Open(in)
 	if err != nil {
 		return nil, nil, err
 	}
 	// Refusals that depend only on the file (Go, static, already patched)
 	// come before the analysis.
-	if _, err := elfpatch.NewLayout(f, raw); err != nil {
+	if _, err := redmagic.NewLayout(f, raw); err != nil {
 		return nil, nil, err
 	}
 	res, err := discoverSites(f, profile)
 	if err != nil {
 		return nil, nil, err
 	}
-	out, sum, err := elfpatch.PatchFile(f, raw, res, elfpatch.Options{ToolVersion: toolVersion})
+	out, sum, err := redmagic.PatchFile(f, raw, res, redmagic.Options{ToolVersion: toolVersion})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -115,7 +116,7 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printSummary(w io.Writer, in string, pf *patchFlags, sum *elfpatch.Summary) error {
+func printSummary(w io.Writer, in string, pf *patchFlags, sum *redmagic.Summary) error {
 	if pf.json {
 		return printJSON(w, sum)
 	}
@@ -186,7 +187,7 @@ func newInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info, err := elfpatch.Inspect(f)
+			info, err := redmagic.Inspect(f)
 			if err != nil {
 				return err
 			}

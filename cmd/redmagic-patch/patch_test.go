@@ -17,8 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
+	"github.com/redmagic-patch/redmagic-patch/internal/testvms"
 )
 
 // These tests patch real binaries and run them. They need the runtime
@@ -119,7 +120,7 @@ func TestPatchTestVMs(t *testing.T) {
 	require.NoError(t, err)
 	progs, err := testvms.Programs()
 	require.NoError(t, err)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	dir := t.TempDir()
 	for _, vm := range vms {
@@ -138,7 +139,7 @@ func TestPatchTestVMs(t *testing.T) {
 				// calls the runtime; no other API call does.
 				r := inProcess("inspect", out, "--json")
 				require.Equal(t, 0, r.status, r.stderr)
-				var info elfpatch.Info
+				var info redmagic.Info
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
 				n := 0
 				for _, s := range info.Sites {
@@ -200,7 +201,7 @@ func TestVMJIT(t *testing.T) {
 	require.NoError(t, err)
 	progs, err := testvms.Programs()
 	require.NoError(t, err)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	env := []string{"REDMAGIC_THRESHOLD=1", "REDMAGIC_SIDE_THRESHOLD=2", "REDMAGIC_GOVERNOR=0"}
 	var annot string
@@ -278,7 +279,7 @@ func TestVMJIT(t *testing.T) {
 // without the optimiser, and nearly all iterations run in traces.
 func TestAnnotatedStress(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	mk := exec.Command("make", "-s", "-C", filepath.Join(root, "testdata", "stress"))
 	msg, err := mk.CombinedOutput()
@@ -510,7 +511,7 @@ func TestCPythonCoreSubset(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/python3.11/test/regrtest.py"); err != nil {
 		t.Fatalf("CPython's test suite is missing: scripts/install-deps.sh installs libpython3.11-testsuite")
 	}
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	list, err := os.ReadFile(filepath.Join(root, "scripts/cpython-core-tests.txt"))
 	require.NoError(t, err)

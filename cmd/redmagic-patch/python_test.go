@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 const origPython = "/usr/bin/python3.11"
@@ -73,7 +73,7 @@ func runPython(t *testing.T, python, prog string, env []string, statsPath string
 // the file descriptors a program finds open.
 func TestPythonPrograms(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	progs, err := filepath.Glob(filepath.Join(root, "testdata", "python", "*.py"))
 	require.NoError(t, err)

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
 )
 
 // With the runtime disabled, or with the JIT off and no statistics wanted,
@@ -20,7 +20,7 @@ import (
 func TestDispatchRestoredInPython(t *testing.T) {
 	requireRuntime(t)
 	out := filepath.Join(t.TempDir(), "python3.11")
-	var sum elfpatch.Summary
+	var sum redmagic.Summary
 	require.NoError(t, json.Unmarshal([]byte(patch(t, "/usr/bin/python3.11", out, "--json")), &sum))
 	require.NotEmpty(t, sum.Sites)
 	var read []string
@@ -28,15 +28,15 @@ func TestDispatchRestoredInPython(t *testing.T) {
 		read = append(read, fmt.Sprintf("hex(ctypes.c_uint64.from_address(%d).value)", s.Slot))
 	}
 	prog := "import ctypes\nprint(" + strings.Join(read, ", ") + ")\n"
-	want := func(addr func(elfpatch.SiteReport) uint64) string {
+	want := func(addr func(redmagic.SiteReport) uint64) string {
 		var w []string
 		for _, s := range sum.Sites {
 			w = append(w, fmt.Sprintf("%#x", addr(s)))
 		}
 		return strings.Join(w, " ") + "\n"
 	}
-	orig := want(func(s elfpatch.SiteReport) uint64 { return s.Resume })
-	tramp := want(func(s elfpatch.SiteReport) uint64 { return s.Trampoline })
+	orig := want(func(s redmagic.SiteReport) uint64 { return s.Resume })
+	tramp := want(func(s redmagic.SiteReport) uint64 { return s.Trampoline })
 	for _, tc := range []struct {
 		env   []string
 		stats bool

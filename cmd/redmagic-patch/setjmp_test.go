@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/testvms"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // TestReturnsTwiceEndsRecording patches lua5.4 with its profile minus the
@@ -19,7 +19,7 @@ import (
 // from a block buffer that its second return would find reused.
 func TestReturnsTwiceEndsRecording(t *testing.T) {
 	requireRuntime(t)
-	root, err := testvms.RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	p := sites.BuiltinNamed("lua5.4")
 	require.NotNil(t, p)

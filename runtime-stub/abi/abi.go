@@ -1,7 +1,7 @@
 // Package abi is the Go side's one copy of what runtime-stub/include/
 // redmagic_patch.h defines for both sides of a patch: the redmagic API
 // functions in the order of enum rm_api. The patcher (cfg/sites,
-// elfpatch), the JIT (tracevm) and the runtime's statistics
+// elfpatch/redmagic), the JIT (tracevm) and the runtime's statistics
 // (runtime-stub) take them from here; tests in those packages compare
 // them with the C header and the runtime's assembly.
 package abi

@@ -25,7 +25,7 @@
  * a slot of a known kind inside a PT_LOAD segment.
  * At most 8 objects per process are served.
  *
- * The patcher (Go, package elfpatch/site code) mirrors these layouts; a test
+ * The patcher (Go, package elfpatch/redmagic) mirrors these layouts; a test
  * checks the offsets on both sides. The Go side's one copy of enum rm_api
  * is package runtime-stub/abi.
  */

@@ -97,7 +97,7 @@ static void hit(uint32_t site, uint64_t id, uint64_t aux, uint64_t n)
 		f(site, id, aux);
 }
 
-/* What a sampling trampoline does (elfpatch/patch.go, sampleCountdown):
+/* What a sampling trampoline does (elfpatch/redmagic/patch.go, sampledPrefix):
  * only a hit that takes the site's countdown below 0 calls hit_fn. Prints
  * how many did. */
 static void sampled(uint32_t site, uint64_t first, uint64_t count, uint64_t n)

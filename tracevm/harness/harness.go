@@ -33,8 +33,8 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
 	"golang.org/x/arch/x86/x86asm"
 )

@@ -1,4 +1,4 @@
-package elfpatch
+package redmagic
 
 import (
 	"bytes"
@@ -19,7 +19,8 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 // The harness (testdata/trampoline) maps the trampolines and the header
@@ -234,7 +235,7 @@ type stHarness struct {
 // routines have link-time addresses read here from the symbol table.
 func stBuildHarness(t *testing.T) stHarness {
 	t.Helper()
-	needTool(t, "gcc")
+	testenv.NeedTool(t, "gcc")
 	src := filepath.Join("testdata", "trampoline")
 	out := filepath.Join(t.TempDir(), "harness")
 	cmd := exec.Command("gcc", "-O1", "-Wall", "-no-pie", "-o", out,

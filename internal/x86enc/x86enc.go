@@ -1,6 +1,8 @@
-// Package x86enc encodes the few x86-64 instructions the patcher emits
-// (trampolines that save and restore machine state, call through a slot and
-// jump back) and relocates displaced instructions to a new address.
+// Package x86enc encodes the few x86-64 instructions the patcher's
+// trampolines need (save and restore machine state, call through a slot and
+// jump back) and relocates an instruction to a new address, as the JIT does
+// when it copies the interpreter's code into a trace. Its register and
+// condition names are shared with the JIT's trace compiler.
 //
 // Encoding is driven by one table of instruction forms (forms, in asm.go)
 // walked by one emitter; the tests assemble every form with GNU as and

@@ -1,4 +1,5 @@
-// Package x86dec decodes x86-64 machine code for the CFG builder. It owns
+// Package x86dec decodes x86-64 machine code for the CFG builder, the
+// patch planner's flag scans and the JIT's recorder. It owns
 // the wrapper over golang.org/x/arch/x86/x86asm (v0.32.0) that removes that
 // package's silent mis-decodes, and the control-flow classification of an
 // instruction (Flow, Target, MemRIPTarget).

@@ -1,8 +1,9 @@
 // Package elfimage owns the validated, read-only view of an x86-64 ELF
-// executable or shared object that the analysis works from: sections,
-// PT_LOAD segments, function symbols, PLT imports, GOT slots, relative
-// relocations, .eh_frame FDEs and constructor pointers, plus reads of
-// file-backed memory by virtual address.
+// executable or shared object that the analysis, the patch writer and the
+// inspection of patched files work from: sections, PT_LOAD segments,
+// function symbols, PLT imports, GOT slots, relative relocations, .eh_frame
+// FDEs and constructor pointers, plus reads of file-backed memory by
+// virtual address.
 //
 // The input is untrusted. Headers are validated here before debug/elf sees
 // them, because debug/elf accepts some hostile sizes; every debug/elf call
@@ -27,7 +28,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
 )
 
 // maxFileSize bounds what Open reads into memory. Interpreters are < 50 MB.

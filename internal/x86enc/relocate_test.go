@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"testing"
 	"time"
 
@@ -12,7 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 const gib = 1 << 30

@@ -1,22 +1,23 @@
-package elfpatch
+package redmagic
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // TestHeaderLayoutMatchesC compiles runtime-stub/include/redmagic_patch.h
 // and checks every offset the patcher writes against the C compiler's.
 func TestHeaderLayoutMatchesC(t *testing.T) {
-	_, here, _, _ := runtime.Caller(0)
-	include := filepath.Join(filepath.Dir(here), "..", "runtime-stub", "include")
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	include := filepath.Join(root, "runtime-stub", "include")
 	dir := t.TempDir()
 	src := `#include <stdio.h>
 #include <stddef.h>
@@ -38,11 +39,8 @@ int main(void) {
 	return 0;
 }
 `
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "o.c"), []byte(src), 0o644))
-	bin := filepath.Join(dir, "o")
-	out, err := exec.Command("gcc", "-I", include, "-o", bin, filepath.Join(dir, "o.c")).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	out, err = exec.Command(bin).Output()
+	bin := testenv.BuildC(t, dir, "o", src, "-I", include)
+	out, err := exec.Command(bin).Output()
 	require.NoError(t, err)
 	got := map[string]uint64{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -1,4 +1,4 @@
-package elfpatch
+package redmagic
 
 import (
 	"bytes"
@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 )
 

@@ -1,11 +1,12 @@
-package elfpatch
+package redmagic
 
 import (
 	"bytes"
 	"debug/elf"
 	"fmt"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // The runtime refuses a patched object whose header fails rm_validate
@@ -100,12 +101,12 @@ func chex(v uint64) string {
 // header's address, or a *HeaderError with the runtime's reason. A file
 // without DT_REDMAGIC is not patched (ErrNotPatched).
 func ValidateHeader(f *elfimage.File) (uint64, error) {
-	r, err := parseRaw(f.Data(), f.Name)
+	h, err := elfpatch.ReadHeaders(f.Data(), f.Name)
 	if err != nil {
 		return 0, err
 	}
 	hv, ok := uint64(0), false
-	for _, d := range r.dyn {
+	for _, d := range h.Dynamic {
 		if elf.DynTag(d.Tag) == DTRedmagic {
 			hv, ok = d.Val, true
 			break // the runtime takes the first
@@ -115,7 +116,7 @@ func ValidateHeader(f *elfimage.File) (uint64, error) {
 		return 0, fmt.Errorf("%s: %w (no DT_REDMAGIC entry)", f.Name, ErrNotPatched)
 	}
 	m := &memImage{data: f.Data()}
-	for _, p := range r.progs {
+	for _, p := range h.Progs {
 		switch elf.ProgType(p.Type) {
 		case elf.PT_LOAD, elf.PT_GNU_RELRO:
 			m.segs = append(m.segs, memSeg{vaddr: p.Vaddr, memsz: p.Memsz, off: p.Off, filesz: p.Filesz,

@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 type result struct {
@@ -86,7 +88,7 @@ func TestPrograms(t *testing.T) {
 // and load-time errors, and an argument.
 func TestProgramSet(t *testing.T) {
 	progs := loadPrograms(t)
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	isa, err := os.ReadFile(filepath.Join(root, "testdata", "vms", "vm_isa.h"))
 	require.NoError(t, err)
@@ -285,7 +287,7 @@ func TestDispatchShapes(t *testing.T) {
 		table := symbol(t, bin, "dispatch_table")
 		assert.Equal(t, elf.STB_LOCAL, elf.ST_BIND(table.Info))
 		ops := int(table.Size / 8)
-		root, err := RepoRoot()
+		root, err := testenv.RepoRoot()
 		require.NoError(t, err)
 		isa, err := os.ReadFile(filepath.Join(root, "testdata", "vms", "vm_isa.h"))
 		require.NoError(t, err)
@@ -406,7 +408,7 @@ func TestSplitBackEdges(t *testing.T) {
 }
 
 func FuzzParseHeader(f *testing.F) {
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(f, err)
 	paths, err := filepath.Glob(filepath.Join(root, "testdata", "vms", "programs", "*.vm"))
 	require.NoError(f, err)

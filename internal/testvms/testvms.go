@@ -18,12 +18,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 // Names of the interpreters, in the order Build returns them.
@@ -98,23 +99,6 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
-// RepoRoot returns the repository root: the nearest directory holding
-// go.mod above this source file.
-func RepoRoot() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok || !filepath.IsAbs(file) {
-		return "", fmt.Errorf("testvms: source path of the package unknown (%q)", file)
-	}
-	for dir := filepath.Dir(file); ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		if parent := filepath.Dir(dir); parent == dir {
-			return "", fmt.Errorf("testvms: no go.mod above %s", filepath.Dir(file))
-		}
-	}
-}
-
 // Build runs make on testdata/vms (once per process) and returns the
 // interpreters, in the order of Names.
 func Build() ([]VM, error) {
@@ -129,7 +113,7 @@ func Build() ([]VM, error) {
 var buildOnce = sync.OnceValues(build)
 
 func build() ([]VM, error) {
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +157,7 @@ func build() ([]VM, error) {
 // Programs parses every testdata/vms/programs/NAME.vm with its golden files,
 // sorted by name.
 func Programs() ([]Program, error) {
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

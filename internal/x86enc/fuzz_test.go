@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 // FuzzRelocate checks Relocate's contract on arbitrary bytes and

@@ -1,26 +1,16 @@
-package elfpatch
+package redmagic
 
 import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/elfpatch"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
-
-// RuntimeName is the runtime library a patched file loads (DT_NEEDED),
-// found beside it through DT_RUNPATH $ORIGIN.
-const RuntimeName = "libredmagic.so"
-
-// JITName is the JIT library the runtime loads from its own directory when
-// a loop first gets hot (runtime-stub/rm_internal.h, RM_JIT_LIBRARY).
-const JITName = "libredmagic-jit.so"
-
-// RuntimeFiles are the libraries installed beside a patched file.
-var RuntimeFiles = []string{RuntimeName, JITName}
 
 // Options carry what the header records about the patch.
 type Options struct {
@@ -56,7 +46,7 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 	// Trampoline sizes do not depend on addresses (every branch is rel32),
 	// so one pass with a provisional data address sizes the text.
 	sampled := sampledSites(f, res.Sites)
-	text, _, err := trampolines(f.Name, l.TextAddr, l.TextAddr+maxNewSize, res.Sites, sampled)
+	text, _, err := trampolines(f.Name, l.TextAddr, l.TextAddr+elfpatch.MaxNewSize, res.Sites, sampled)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,15 +57,15 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 	}
 	data, err := header(dataAddr, f, res, tramps, sampled, opts)
 	if err != nil {
-		return nil, nil, newErr(f.Name, ErrPlan, "%v", err)
+		return nil, nil, newErr(f.Name, elfpatch.ErrPlan, "%v", err)
 	}
-	plan := &Plan{
+	plan := &elfpatch.Plan{
 		Text:    text,
 		Data:    data,
 		Needed:  []string{RuntimeName},
 		RunPath: "$ORIGIN",
-		DynTags: []DynEntry{{DTRedmagic, dataAddr}},
-		Sections: []NewSection{
+		DynTags: []elfpatch.DynEntry{{Tag: DTRedmagic, Val: dataAddr}},
+		Sections: []elfpatch.NewSection{
 			{Name: SectionPrefix + "text", Type: elf.SHT_PROGBITS, Flags: elf.SHF_ALLOC | elf.SHF_EXECINSTR, Addr: l.TextAddr, Size: uint64(len(text)), Addralign: 16},
 			{Name: SectionPrefix + "data", Type: elf.SHT_PROGBITS, Flags: elf.SHF_ALLOC | elf.SHF_WRITE, Addr: dataAddr, Size: uint64(len(data)), Addralign: 8},
 		},
@@ -85,33 +75,33 @@ func PatchFile(f *elfimage.File, raw []byte, res *sites.Result, opts Options) ([
 		t := tramps[i]
 		switch s.Via {
 		case sites.ViaTableEntry:
-			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint64(nil, t)})
+			plan.Writes = append(plan.Writes, elfpatch.ByteEdit{Addr: s.Slot, Bytes: binary.LittleEndian.AppendUint64(nil, t)})
 		case sites.ViaTableRelative:
-			plan.Relatives = append(plan.Relatives, RelativeEdit{s.Slot, t})
+			plan.Relatives = append(plan.Relatives, elfpatch.RelativeEdit{Location: s.Slot, NewValue: t})
 		case sites.ViaPICEntry:
 			off := int64(t) - int64(s.Base)
 			if off != int64(int32(off)) {
-				return nil, nil, addrErr(f.Name, ErrUnsupported, s.Slot, "trampoline %#x out of reach of the table at %#x", t, s.Base)
+				return nil, nil, addrErr(f.Name, elfpatch.ErrUnsupported, s.Slot, "trampoline %#x out of reach of the table at %#x", t, s.Base)
 			}
-			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
+			plan.Writes = append(plan.Writes, elfpatch.ByteEdit{Addr: s.Slot, Bytes: binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
 		case sites.ViaElide:
 			b, err := elided(s)
 			if err != nil {
-				return nil, nil, addrErr(f.Name, ErrPlan, s.Addr, "site %s: %v", s.Name, err)
+				return nil, nil, addrErr(f.Name, elfpatch.ErrPlan, s.Addr, "site %s: %v", s.Name, err)
 			}
-			plan.Writes = append(plan.Writes, ByteEdit{s.Addr, b})
+			plan.Writes = append(plan.Writes, elfpatch.ByteEdit{Addr: s.Addr, Bytes: b})
 		case sites.ViaRel32:
 			off := int64(t) - int64(s.Slot+4)
 			if off != int64(int32(off)) {
-				return nil, nil, addrErr(f.Name, ErrUnsupported, s.Addr, "trampoline %#x out of rel32 reach", t)
+				return nil, nil, addrErr(f.Name, elfpatch.ErrUnsupported, s.Addr, "trampoline %#x out of rel32 reach", t)
 			}
-			plan.Writes = append(plan.Writes, ByteEdit{s.Slot, binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
+			plan.Writes = append(plan.Writes, elfpatch.ByteEdit{Addr: s.Slot, Bytes: binary.LittleEndian.AppendUint32(nil, uint32(int32(off)))})
 		default:
-			return nil, nil, addrErr(f.Name, ErrPlan, s.Addr, "site %s: unknown redirection %q", s.Name, s.Via)
+			return nil, nil, addrErr(f.Name, elfpatch.ErrPlan, s.Addr, "site %s: unknown redirection %q", s.Name, s.Via)
 		}
 		sum.Sites = append(sum.Sites, SiteReport{Site: s, Index: i, Trampoline: t})
 	}
-	out, err := Write(f, raw, l, plan)
+	out, err := elfpatch.Write(f, raw, l, plan)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,12 +182,12 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 				sampledPrefix(a, s, dataAddr, i)
 			}
 			if err := backEdgeTrampoline(a, uint32(i), s, hitSlot); err != nil {
-				return nil, nil, addrErr(file, ErrPlan, s.Addr, "site %s: %v", s.Name, err)
+				return nil, nil, addrErr(file, elfpatch.ErrPlan, s.Addr, "site %s: %v", s.Name, err)
 			}
 		case sites.KindAPI:
 			api := sites.APIIndex(s.API)
 			if api < 0 {
-				return nil, nil, addrErr(file, ErrPlan, s.Addr, "site %s: unknown API function %q", s.Name, s.API)
+				return nil, nil, addrErr(file, elfpatch.ErrPlan, s.Addr, "site %s: unknown API function %q", s.Name, s.API)
 			}
 			// Entered by the interpreter's own call: the C arguments are in
 			// place; %r11 and the flags are free at a call.
@@ -219,7 +209,7 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 	}
 	code, err := a.Bytes()
 	if err != nil {
-		return nil, nil, newErr(file, ErrPlan, "trampolines: %v", err)
+		return nil, nil, newErr(file, elfpatch.ErrPlan, "trampolines: %v", err)
 	}
 	return code, addrs, nil
 }

@@ -3,7 +3,6 @@ package x86enc
 import (
 	"errors"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/elfpatch/x86enc/gnuref"
 	"math"
 	"os"
 	"os/exec"
@@ -16,7 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/arch/x86/x86asm"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 )
 
 // wantInst is what x86dec must decode from one emitted instruction.

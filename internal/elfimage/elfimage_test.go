@@ -23,7 +23,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/cfg/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/fuzz/FuzzNewFile/tiny with gcc")
@@ -36,24 +37,15 @@ const (
 
 func openReal(t testing.TB, path string) *File {
 	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("%s not installed", path)
-	}
+	testenv.NeedFile(t, path)
 	f, err := Open(path)
 	require.NoError(t, err)
 	return f
 }
 
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed", name)
-	}
-}
-
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	needTool(t, name)
+	testenv.NeedTool(t, name)
 	out, err := exec.Command(name, args...).Output()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -446,19 +438,6 @@ func TestGotSlot(t *testing.T) {
 	}
 }
 
-// buildC compiles src with gcc and the given flags into dir.
-func buildC(t *testing.T, dir, name, src string, flags ...string) (string, error) {
-	needTool(t, "gcc")
-	c := filepath.Join(dir, name+".c")
-	require.NoError(t, os.WriteFile(c, []byte(src), 0o644))
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("gcc", append(flags, "-o", out, c)...)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("gcc %v: %v\n%s", flags, err, msg)
-	}
-	return out, nil
-}
-
 const tinyC = `#include <stdio.h>
 #include <stdlib.h>
 static int counter;
@@ -476,7 +455,7 @@ func TestBuiltBinaries(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("IBT PLT", func(t *testing.T) {
 		// endbr64 in .plt.sec and .plt.got stubs.
-		bin, err := buildC(t, dir, "ibt", tinyC, "-O2", "-fcf-protection=full", "-Wl,-z,ibtplt")
+		bin, err := testenv.CompileC(t, dir, "ibt", tinyC, "-O2", "-fcf-protection=full", "-Wl,-z,ibtplt")
 		require.NoError(t, err)
 		f := openReal(t, bin)
 		require.NotNil(t, f.Section(".plt.sec"))
@@ -485,7 +464,7 @@ func TestBuiltBinaries(t *testing.T) {
 		checkAgainstBinutils(t, f)
 	})
 	t.Run("static", func(t *testing.T) {
-		bin, err := buildC(t, dir, "static", tinyC, "-O2", "-static")
+		bin, err := testenv.CompileC(t, dir, "static", tinyC, "-O2", "-static")
 		if err != nil {
 			t.Skipf("gcc -static does not work here (static libc missing?): %v", err)
 		}
@@ -498,7 +477,7 @@ func TestBuiltBinaries(t *testing.T) {
 		checkAgainstBinutils(t, f)
 	})
 	t.Run("static-pie", func(t *testing.T) {
-		bin, err := buildC(t, dir, "staticpie", tinyC, "-O2", "-static-pie")
+		bin, err := testenv.CompileC(t, dir, "staticpie", tinyC, "-O2", "-static-pie")
 		if err != nil {
 			t.Skipf("gcc -static-pie does not work here: %v", err)
 		}
@@ -510,7 +489,7 @@ func TestBuiltBinaries(t *testing.T) {
 		checkAgainstBinutils(t, f)
 	})
 	t.Run("Go", func(t *testing.T) {
-		needTool(t, "go")
+		testenv.NeedTool(t, "go")
 		src := filepath.Join(dir, "gosrc")
 		require.NoError(t, os.MkdirAll(src, 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module tiny\n\ngo 1.21\n"), 0o644))
@@ -578,7 +557,7 @@ func TestRejects(t *testing.T) {
 		{"ident only", func(*testing.T) []byte { return []byte("\x7fELF\x02\x01") }, "truncated ELF header"},
 		{"short header", func(t *testing.T) []byte { return patch(t, func([]byte, *elf.File) {})[:40] }, "truncated ELF header"},
 		{"32-bit", func(t *testing.T) []byte {
-			bin, err := buildC(t, dir, "m32", "void _start(void) { for (;;); }\n", "-m32", "-nostdlib", "-static")
+			bin, err := testenv.CompileC(t, dir, "m32", "void _start(void) { for (;;); }\n", "-m32", "-nostdlib", "-static")
 			if err != nil {
 				// No 32-bit toolchain: an ELFCLASS32 header by hand.
 				h := make([]byte, 52)
@@ -598,7 +577,7 @@ func TestRejects(t *testing.T) {
 			return patch(t, func(b []byte, _ *elf.File) { le.PutUint16(b[offMachine:], uint16(elf.EM_AARCH64)) })
 		}, "machine EM_AARCH64; only x86-64 is supported"},
 		{"object file", func(t *testing.T) []byte {
-			obj, err := buildC(t, dir, "obj.o", tinyC, "-c")
+			obj, err := testenv.CompileC(t, dir, "obj.o", tinyC, "-c")
 			require.NoError(t, err)
 			b, err := os.ReadFile(obj)
 			require.NoError(t, err)
@@ -800,7 +779,7 @@ const seedDir = "testdata/fuzz/FuzzNewFile"
 func TestSeedCorpus(t *testing.T) {
 	path := filepath.Join(seedDir, "tiny")
 	if *update {
-		bin, err := buildC(t, t.TempDir(), "tiny", tinyC, "-O2", "-s", "-Wl,-z,noseparate-code", "-Wl,-z,norelro")
+		bin, err := testenv.CompileC(t, t.TempDir(), "tiny", tinyC, "-O2", "-s", "-Wl,-z,noseparate-code", "-Wl,-z,norelro")
 		require.NoError(t, err)
 		b, err := os.ReadFile(bin)
 		require.NoError(t, err)
