@@ -49,10 +49,10 @@ type recBuf struct {
 	// slab grown by doubling copied itself and left its old arrays on
 	// fresh pages (the heap is collected only near its limit).
 	opChunks [][]op
-	opChunk  int // the chunk being filled
-	log    uint64 // C memory: chainLogCap edges (edgeInd)
-	hdr    uint64 // data area: log cursor, then room left (0: no chaining)
-	gen    uint64 // the machine's nativeGen the blocks were kept in
+	opChunk  int    // the chunk being filled
+	log      uint64 // C memory: chainLogCap edges (edgeInd)
+	hdr      uint64 // data area: log cursor, then room left (0: no chaining)
+	gen      uint64 // the machine's nativeGen the blocks were kept in
 }
 
 // keptBlock is a block of the cache.
