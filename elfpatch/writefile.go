@@ -26,7 +26,7 @@ func CheckPatchable(path string) error {
 	}
 	switch m := st.Mode(); {
 	case !m.IsRegular():
-		return newErr(path, ErrUnsupported, "not a regular file (%v)", m)
+		return newErr(path, ErrUnsupported, "not a regular file (%s)", elfimage.FileKind(m))
 	case m&os.ModeSetuid != 0:
 		return newErr(path, ErrPrivileged, "refusing to patch a setuid executable")
 	case m&os.ModeSetgid != 0:

@@ -51,7 +51,7 @@ func checkOutput(in, out string) error {
 	case err != nil:
 		return fmt.Errorf("%s: %w", out, elfimage.Cause(err))
 	case !outSt.Mode().IsRegular():
-		return fmt.Errorf("%s: not a regular file (%v): a patched file is written only as a regular file, with its runtime libraries beside it (--dry-run writes nothing)", out, outSt.Mode().Type())
+		return fmt.Errorf("%s: not a regular file (%s): a patched file is written only as a regular file, with its runtime libraries beside it (--dry-run writes nothing)", out, elfimage.FileKind(outSt.Mode()))
 	case os.SameFile(inSt, outSt):
 		return fmt.Errorf("%s: is the input %s (the same file): the output must not replace the input", out, in)
 	}
@@ -62,7 +62,7 @@ func checkOutput(in, out string) error {
 		case err != nil:
 			continue // written as a new file, or the write reports why not
 		case !libSt.Mode().IsRegular():
-			return fmt.Errorf("%s: not a regular file (%v): the runtime library is installed under that name", lib, libSt.Mode().Type())
+			return fmt.Errorf("%s: not a regular file (%s): the runtime library is installed under that name", lib, elfimage.FileKind(libSt.Mode()))
 		case os.SameFile(inSt, libSt):
 			return fmt.Errorf("%s: the runtime library %s would replace the input (the same file)", in, lib)
 		case outSt != nil && os.SameFile(outSt, libSt):

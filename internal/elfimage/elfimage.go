@@ -201,7 +201,7 @@ func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
 	}
 	if !st.Mode().IsRegular() {
 		fd.Close()
-		return nil, nil, &FormatError{File: path, Off: -1, Msg: "not a regular file", Val: st.Mode().String()}
+		return nil, nil, &FormatError{File: path, Off: -1, Msg: "not a regular file", Val: FileKind(st.Mode())}
 	}
 	return fd, st, nil
 }
@@ -703,4 +703,26 @@ func (f *File) IsReadOnlyData(addr uint64) bool {
 	}
 	s := f.SectionAt(addr)
 	return s != nil && s.Name == ".data.rel.ro"
+}
+
+// FileKind names what a file that is not a regular one is, for errors:
+// "a directory", "a named pipe", ...
+func FileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	case t == 0:
+		return "a regular file"
+	}
+	return "a special file"
 }

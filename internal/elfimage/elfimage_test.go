@@ -893,3 +893,21 @@ func exercise(t *testing.T, f *File) {
 	f.CodeSections()
 	f.Section(".text")
 }
+
+func TestFileKind(t *testing.T) {
+	for _, tt := range []struct {
+		mode fs.FileMode
+		want string
+	}{
+		{0o644, "a regular file"},
+		{fs.ModeDir | 0o755, "a directory"},
+		{fs.ModeSymlink | 0o777, "a symbolic link"},
+		{fs.ModeNamedPipe | 0o644, "a named pipe"},
+		{fs.ModeSocket | 0o755, "a socket"},
+		{fs.ModeDevice | fs.ModeCharDevice | 0o666, "a character device"},
+		{fs.ModeDevice | 0o660, "a block device"},
+		{fs.ModeIrregular, "a special file"},
+	} {
+		assert.Equal(t, tt.want, FileKind(tt.mode), "%v", tt.mode)
+	}
+}
