@@ -25,6 +25,7 @@ build: runtime
 testdata:
 	$(MAKE) -C testdata/vms
 	$(MAKE) -C testdata/stress
+	$(MAKE) -C testdata/annotcorpus
 
 demo: build testdata
 	bash scripts/demo-run.sh

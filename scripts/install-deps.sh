@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential   # gcc -O2 builds the testdata interpreters
+  clang             # builds part of the annotated corpus (testdata/annotcorpus): interpreters as clang compiles them
   binutils          # objdump/as/readelf: reference oracles in tests
   make
   graphviz          # renders `cfg --format dot` in the demo and validates DOT in tests
