@@ -358,6 +358,7 @@ type storeRange struct {
 	known  bool
 	scalar bool
 	op     int
+	deps   assume // what made its address known
 }
 
 // banVariant bans the speculations on a slot the trace itself writes
@@ -410,6 +411,10 @@ type foldedGuard struct {
 type storedVal struct {
 	val
 	epoch uint32
+	// at: the stores at known addresses made before it and by it
+	// (evalState.ranges[:at]); those after it, up to a load that reads
+	// it back, had to be at known addresses for the value to survive.
+	at int
 }
 
 // evalState is the forward state of pass i.
@@ -615,8 +620,15 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		if forwarded && st.epoch == s.epoch {
 			// Stored by the trace with nothing since that could have
 			// written it (no store through an unknown pointer, no
-			// call): certain, no guard.
-			return val{known: true, v: st.v, deps: st.deps | ad.deps}
+			// call): certain, no guard. It rests also on what kept
+			// the stores since at known addresses: without those
+			// assumptions one of them would be through an unknown
+			// pointer, and the value lost.
+			deps := st.deps | ad.deps
+			for _, r := range (*s.ranges)[min(st.at, len(*s.ranges)):] {
+				deps |= r.deps
+			}
+			return val{known: true, v: st.v, deps: deps}
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
 		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
@@ -789,7 +801,7 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			ad := o.addr(inst, m, s)
 			o.stored(inst, s)
 			if ad.known && v.known {
-				s.stores[ad.v<<4|uint64(size)] = storedVal{val: val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}, epoch: s.epoch}
+				s.stores[ad.v<<4|uint64(size)] = storedVal{val: val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}, epoch: s.epoch, at: len(*s.ranges)}
 				last := &(*s.ranges)[len(*s.ranges)-1]
 				last.v, last.known = truncate(v.v, size), true
 			}
@@ -1007,7 +1019,7 @@ func (s *evalState) forget(a val, size int) {
 		s.epoch++
 		return
 	}
-	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op})
+	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
 	for k := range s.spec {
 		at, n := k>>4, k&15
 		if at < a.v+uint64(size) && a.v < at+n {
