@@ -581,6 +581,14 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 			r.ninsns++
 			r.pc = inst.End()
 		case insn.Jump:
+			if site, ok := m.siteAt(r.pc); ok && !nativeAPI[site.API] {
+				// A tail jump to an annotation function: its call,
+				// then its return, to the caller's frame.
+				if !first {
+					return endNext()
+				}
+				return r.tailAPI(t, site, regs)
+			}
 			r.ninsns++
 			if r.nativeTarget(info.Target) {
 				// A tail call of native code (a PLT stub, libc).
@@ -1104,6 +1112,71 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 	default:
 		return a, true, "api-" + apiNames[site.API], false
 	}
+}
+
+// tailAPI handles a tail jump to an annotation function at r.pc, the
+// first instruction of a block with the machine state regs: the
+// annotation acts as if called there, and its return leaves the inlined
+// function that jumped, for the return address on the stack. The loop
+// closes (or links to key's trace) in the caller's frame, where a
+// recording of the same site starts (the runtime resumes at the return
+// address). Anything that must stop here stops before the return.
+func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uint64, bool, string) {
+	a := r.pc
+	stop := func(why string) (uint64, bool, string) {
+		if r.side == nil {
+			return a, true, why
+		}
+		next, done, reason, _ := r.finish(op{kind: opExit, addr: a, exit: a}, a)
+		return next, done, reason
+	}
+	n := len(r.stack)
+	if n == 0 {
+		return stop("return-from-root")
+	}
+	ret := binary.LittleEndian.Uint64(memAt(regs[x86enc.RSP], 8))
+	if ret != r.stack[n-1] {
+		return stop("return-mismatch")
+	}
+	arg := regs[x86enc.RDI]
+	returned := func() {
+		r.ninsns++
+		r.popFrame()
+		r.ops = append(r.ops, op{kind: opPop, addr: a})
+		t.gpr[x86enc.RSP] += 8
+		regs[x86enc.RSP] += 8
+		r.pc = ret
+	}
+	switch site.API {
+	case APIBackwardsBranch:
+		key := loopKey{site.GSite, arg}
+		closes := key == r.key && r.frames == 0 && n == 1
+		r.m.mu.Lock()
+		links := !closes && r.m.byKey[key] != nil
+		r.m.mu.Unlock()
+		if !closes && !links {
+			return stop("inner-loop")
+		}
+		returned()
+		next, done, reason, _, _ := r.closeOrLink(key, regs)
+		return next, done, reason
+	case APIFellthroughBranch:
+		if r.side == nil && arg == r.key.id && r.frames == 0 && n == 1 {
+			return a, true, "loop-left"
+		}
+	case APIBeginMergeBlock, APIEndMergeBlock:
+	case APITempDisable:
+		r.suspended++
+	case APITempEnable:
+		if r.suspended > 0 {
+			r.suspended--
+		}
+	default:
+		return stop("api-" + apiNames[site.API])
+	}
+	returned()
+	r.again = true
+	return 0, false, ""
 }
 
 // closeOrLink ends the recording at a back-edge of loop key, at r.pc with

@@ -37,22 +37,12 @@ const corpusMinInTrace = 0.95
 //     runtime returns, inside the helper, and the helper's ret leaves
 //     the recording's root frame (tracevm/record.go: a Return with no
 //     inlined frame aborts), after 3 instructions, at every try.
-//   - too-long: backwards_branch is reached by a tail jump from a helper
-//     (jmp redmagic_backwards_branch, or its PLT stub). The recorder
-//     looks API sites up at call instructions and elided calls only; a
-//     jmp to a site's trampoline is followed like any jump, so the
-//     loop's next backwards_branch never closes the recording, which
-//     runs to REDMAGIC_MAX_TRACE (20,000 instructions).
 var corpusKnownUntraced = map[string]string{
 	"switch-noinline-header-gccO3-pie":     "return-from-root",
 	"goto-noinline-header-gccO2-nopie":     "return-from-root",
 	"goto-noinline-shlib-gccO2-pie":        "return-from-root",
 	"switch-noinline-object-clangO2-nopie": "return-from-root",
 	"switch-helper-shlib-gccOs-nopie":      "return-from-root",
-	"switch-tailcall-header-clangO2-nopie": "too-long",
-	"goto-tailcall-header-gccOs-pie":       "too-long",
-	"goto-tailcall-shlib-gccO3-nopie":      "too-long",
-	"switch-tailcall-weak-gccO2-pie":       "too-long",
 }
 
 var backEdgesLine = regexp.MustCompile(`(?m)^backedges: (\d+)\n\z`)
