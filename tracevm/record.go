@@ -183,6 +183,16 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		m.scratch = m.scratch[:n-1]
 		r.ops, r.seen, r.emit = sc.ops[:0], sc.seen, sc.emit
 	}
+	if side == nil && m.backEdgeOfSite(key.gsite) == nil {
+		// An annotation's recording starts where the call returns, in
+		// a function whose own return address it does not know: the
+		// eval loop's, or a helper's that the loop calls. That frame
+		// is an inlined one with an unknown return (0): a return from
+		// it is guarded, and the loop closes at the same depth.
+		r.stack = []uint64{0}
+		r.callees = make([]callee, 1)
+		r.initStack = r.stack
+	}
 	if cap(r.ops) < opsInitial {
 		// Grown from nothing by doubling, a recording's op list left
 		// its old arrays behind on a heap collected only near its limit
@@ -693,7 +703,12 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 					return abort("return-from-root")
 				}
 				got := binary.LittleEndian.Uint64(memAt(regs[x86enc.RSP], 8))
-				if got != r.stack[n-1] {
+				if r.stack[n-1] == 0 {
+					// The frame the recording started in (rootDepth):
+					// the trace goes where this return went, and
+					// leaves wherever another return address is.
+					r.ops = append(r.ops, op{kind: opGuardTarget, addr: r.pc, code: jmpTopCode, inst: &jmpTopInst, target: got, exit: r.pc})
+				} else if got != r.stack[n-1] {
 					return abort("return-mismatch")
 				}
 				r.popFrame()
@@ -967,7 +982,7 @@ func (r *recording) nativeTarget(target uint64) bool {
 // have returned. false when no inlined frame is open.
 func (r *recording) tailCall(e *emitter, lits *[]pendingLit, target uint64) bool {
 	n := len(r.stack)
-	if n == 0 {
+	if n == 0 || r.stack[n-1] == 0 {
 		return false
 	}
 	ret := r.stack[n-1]
@@ -1067,7 +1082,7 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 		// A root recording that leaves its loop will not close it; a side
 		// trace follows the code after the loop (an outer loop's body)
 		// to the next back-edge and links there.
-		if r.side == nil && arg == r.key.id && r.frames == 0 && len(r.stack) == 0 {
+		if r.side == nil && arg == r.key.id && r.frames == 0 && len(r.stack) == r.rootDepth() {
 			return a, true, "loop-left", false
 		}
 		return skip()
@@ -1114,6 +1129,30 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 	}
 }
 
+// rootDepth is the depth of inlined frames at which the loop closes: an
+// annotation's recording counts the frame it starts in (with a return
+// address it does not know), a back-edge handler's starts in the eval
+// loop itself.
+func (r *recording) rootDepth() int {
+	if r.m.backEdgeOfSite(r.key.gsite) != nil {
+		return 0
+	}
+	return 1
+}
+
+// jmpTopCode is jmp *(%rsp): the target guard of a return whose address
+// the recording did not push (the frame it started in), which reads it
+// where the return does.
+var jmpTopCode = []byte{0xff, 0x24, 0x24}
+
+var jmpTopInst = func() x86dec.Inst {
+	inst, err := x86dec.Decode(jmpTopCode, 0)
+	if err != nil {
+		panic(err) // a constant: tested
+	}
+	return inst
+}()
+
 // tailAPI handles a tail jump to an annotation function at r.pc, the
 // first instruction of a block with the machine state regs: the
 // annotation acts as if called there, and its return leaves the inlined
@@ -1131,13 +1170,14 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 		return next, done, reason
 	}
 	n := len(r.stack)
-	if n == 0 {
-		return stop("return-from-root")
+	if n == 0 || r.stack[n-1] == 0 {
+		return stop("return-from-root") // (where it would return is not known)
 	}
 	ret := binary.LittleEndian.Uint64(memAt(regs[x86enc.RSP], 8))
 	if ret != r.stack[n-1] {
 		return stop("return-mismatch")
 	}
+	depth := r.rootDepth()
 	arg := regs[x86enc.RDI]
 	returned := func() {
 		r.ninsns++
@@ -1150,7 +1190,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 	switch site.API {
 	case APIBackwardsBranch:
 		key := loopKey{site.GSite, arg}
-		closes := key == r.key && r.frames == 0 && n == 1
+		closes := key == r.key && r.frames == 0 && n-1 == depth
 		r.m.mu.Lock()
 		links := !closes && r.m.byKey[key] != nil
 		r.m.mu.Unlock()
@@ -1161,7 +1201,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 		next, done, reason, _, _ := r.closeOrLink(key, regs)
 		return next, done, reason
 	case APIFellthroughBranch:
-		if r.side == nil && arg == r.key.id && r.frames == 0 && n == 1 {
+		if r.side == nil && arg == r.key.id && r.frames == 0 && n-1 == depth {
 			return a, true, "loop-left"
 		}
 	case APIBeginMergeBlock, APIEndMergeBlock:
@@ -1185,7 +1225,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 // when key is another loop without a trace.
 func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done bool, reason string, cont, ok bool) {
 	a := r.pc
-	if key == r.key && r.frames == 0 && len(r.stack) == 0 {
+	if key == r.key && r.frames == 0 && len(r.stack) == r.rootDepth() {
 		if r.side == nil {
 			r.closeRegs = *regs
 			next, done, reason, cont = r.finish(op{kind: opClose, addr: a}, 0)

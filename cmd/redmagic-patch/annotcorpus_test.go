@@ -29,21 +29,11 @@ const corpusMinInTrace = 0.95
 // each with the abort reason its recordings end with (jit.aborts). They
 // give the original's output all the same, and the test checks that; it
 // also checks that they still fail to trace, so that a fix shows up here
-// as a failure that asks for the entry's removal.
-//
-//   - return-from-root: the API call is in a function that is not inlined
-//     into the eval loop (noinline helpers; and a static inline helper
-//     that gcc -Os leaves out of line). A recording starts where the
-//     runtime returns, inside the helper, and the helper's ret leaves
-//     the recording's root frame (tracevm/record.go: a Return with no
-//     inlined frame aborts), after 3 instructions, at every try.
-var corpusKnownUntraced = map[string]string{
-	"switch-noinline-header-gccO3-pie":     "return-from-root",
-	"goto-noinline-header-gccO2-nopie":     "return-from-root",
-	"goto-noinline-shlib-gccO2-pie":        "return-from-root",
-	"switch-noinline-object-clangO2-nopie": "return-from-root",
-	"switch-helper-shlib-gccOs-nopie":      "return-from-root",
-}
+// as a failure that asks for the entry's removal. None today: helpers
+// that return after the annotation (the recording's first frame returns
+// with its return address guarded) and helpers that end in a tail jump
+// to it (the annotation's own return) both trace.
+var corpusKnownUntraced = map[string]string{}
 
 var backEdgesLine = regexp.MustCompile(`(?m)^backedges: (\d+)\n\z`)
 
