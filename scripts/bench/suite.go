@@ -29,6 +29,10 @@ type Program struct {
 	// Lua corpus is Lua 5.4; LuaJIT is Lua 5.1): they are reported n/a
 	// rather than failed. Empty: the peers run it.
 	NoPeers string
+	// SameAs is the Key of a program whose expected outputs this one
+	// shares (the annotated corpus runs annotvm's programs); empty: its
+	// own.
+	SameAs string
 }
 
 // RootVar in a Program's Env is replaced by the absolute repository root.
@@ -48,15 +52,16 @@ const (
 	SuiteBench     = "bench"
 	SuitePyperf    = "pyperf"
 	SuiteLuaCorpus = "luacorpus"
+	SuiteAnnot     = "annotcorpus"
 )
 
 // Suites in report order.
-var Suites = []string{SuiteBench, SuitePyperf, SuiteLuaCorpus}
+var Suites = []string{SuiteBench, SuitePyperf, SuiteLuaCorpus, SuiteAnnot}
 
 // SuiteOf names the suite of a program from its name alone, so that the
 // reports of an old results.json (--render) group the same way.
 func SuiteOf(program string) string {
-	if prefix, _, ok := strings.Cut(program, "/"); ok && (prefix == SuitePyperf || prefix == SuiteLuaCorpus) {
+	if prefix, _, ok := strings.Cut(program, "/"); ok && (prefix == SuitePyperf || prefix == SuiteLuaCorpus || prefix == SuiteAnnot) {
 		return prefix
 	}
 	return SuiteBench
@@ -67,7 +72,11 @@ func (p Program) Key() string { return strings.ReplaceAll(p.Name, "/", "-") }
 
 // ExpectedPath is where the correct output for size lives.
 func (p Program) ExpectedPath(root, size string) string {
-	return filepath.Join(root, "testdata", "bench", "expected", p.Key()+"."+size+".out")
+	key := p.Key()
+	if p.SameAs != "" {
+		key = p.SameAs
+	}
+	return filepath.Join(root, "testdata", "bench", "expected", key+"."+size+".out")
 }
 
 // classics are written once per language with identical output, so the
@@ -94,7 +103,33 @@ func DefaultSuite(root string) ([]Program, error) {
 		return nil, err
 	}
 	ps := append(BenchSuite(), PyperfSuite()...)
-	return append(ps, corpus...), nil
+	ps = append(ps, corpus...)
+	return append(ps, AnnotSuite()...), nil
+}
+
+// annotVariants are the annotated corpus's builds the harness times
+// (testdata/annotcorpus): each dispatch form, each place the loop
+// annotation is called from, each way the API is defined but the shared
+// library (its patched copy would not find the library beside it), gcc
+// at every level and clang.
+var annotVariants = []string{
+	"switch-direct-header-gccO2-pie", "goto-direct-header-clangO2-nopie",
+	"switch-helper-header-gccO1-nopie", "goto-macro-header-gccO3-nopie",
+	"switch-noinline-header-gccO3-pie", "goto-tailcall-header-gccOs-pie",
+	"switch-direct-weak-clangO2-nopie", "goto-helper-object-gccO3-pie",
+}
+
+// AnnotSuite is annotvm's loop_n run by builds of the annotated corpus:
+// an annotated interpreter as compilers build it must be at least as
+// fast patched as it was.
+func AnnotSuite() []Program {
+	var ps []Program
+	for _, v := range annotVariants {
+		ps = append(ps, Program{Name: SuiteAnnot + "/" + v, Family: "annot:" + v,
+			Script: "testdata/vms/programs/loop_n.vm", Full: "20000000", Small: "200000",
+			SameAs: "annotvm-loop_n"})
+	}
+	return ps
 }
 
 // BenchSuite is the harness's own programs: test VMs, Lua, Python.
@@ -176,6 +211,9 @@ func Families() map[string]Family {
 			pyenvPeer("3.12"),
 			pyenvPeer("3.13"),
 		}},
+	}
+	for _, v := range annotVariants {
+		fams["annot:"+v] = Family{Name: "annot:" + v, Title: "annotated corpus " + v, Original: "testdata/build/annotcorpus/" + v}
 	}
 	return fams
 }
