@@ -200,8 +200,11 @@ type peekResult struct {
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
-// ones with a meaning at a trace head reached from one.
-const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.R12 | 1<<x86enc.R13 | 1<<x86enc.R14 | 1<<x86enc.R15
+// ones with a meaning at a trace head reached from one; %rsp among them,
+// so that what the interpreter keeps in its frame's slots (CPython 2.7's
+// next_instr and fastlocals, a VM's program array) is read from known
+// addresses.
+const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.RSP | 1<<x86enc.R12 | 1<<x86enc.R13 | 1<<x86enc.R14 | 1<<x86enc.R15
 
 // allRegs16: at a back-edge handler's entry every register is the
 // interpreter's, %rsp included: the eval function's frame is where the
