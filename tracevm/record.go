@@ -191,7 +191,7 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		// it is guarded, and the loop closes at the same depth.
 		r.stack = []uint64{0}
 		r.callees = make([]callee, 1)
-		r.initStack = r.stack
+		r.initStack = []uint64{0} // not r.stack's array, which pushes reuse
 	}
 	if cap(r.ops) < opsInitial {
 		// Grown from nothing by doubling, a recording's op list left
