@@ -119,15 +119,19 @@ var annotVariants = []string{
 	"switch-direct-weak-clangO2-nopie", "goto-helper-object-gccO3-pie",
 }
 
-// AnnotSuite is annotvm's loop_n run by builds of the annotated corpus:
-// an annotated interpreter as compilers build it must be at least as
-// fast patched as it was.
+// AnnotSuite is annotvm's loop_n and count run by builds of the
+// annotated corpus: an annotated interpreter as compilers build it must
+// be at least as fast patched as it was (loop_n's time goes mostly to
+// its two divisions an iteration; count is integer adds and a compare).
 func AnnotSuite() []Program {
 	var ps []Program
 	for _, v := range annotVariants {
-		ps = append(ps, Program{Name: SuiteAnnot + "/" + v, Family: "annot:" + v,
+		ps = append(ps, Program{Name: SuiteAnnot + "/" + v + "/loop_n", Family: "annot:" + v,
 			Script: "testdata/vms/programs/loop_n.vm", Full: "20000000", Small: "200000",
-			SameAs: "annotvm-loop_n"})
+			SameAs: "annotvm-loop_n"},
+			Program{Name: SuiteAnnot + "/" + v + "/count", Family: "annot:" + v,
+				Script: "testdata/bench/vm/count.vm", Full: "20000000", Small: "200000",
+				SameAs: "annotvm-count"})
 	}
 	return ps
 }
