@@ -46,6 +46,7 @@ var (
 	IsTraced  = Func{"tt_is_traced", C.tt_is_traced}
 	Ensure    = Func{"tt_ensure", C.tt_ensure}
 	Merge     = Func{"tt_merge", C.tt_merge}
+	HelperRet = Func{"tt_helper_ret", C.tt_helper_ret}
 	Syscall   = Func{"tt_syscall", C.tt_syscall}
 	Spin      = Func{"tt_spin", C.tt_spin}
 	Fork      = Func{"tt_fork", C.tt_fork}
@@ -56,7 +57,7 @@ var (
 	FPSSE2    = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2    = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512  = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs     = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, Recurse, Interp, MemInterp, Alias, FuncPtr, Globals, IsTraced, Ensure, Merge, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs     = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, Recurse, Interp, MemInterp, Alias, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs   atomic.Uint64
 	idsPerRun = uint64(1 << 12)
 )

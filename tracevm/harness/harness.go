@@ -112,7 +112,7 @@ func setup(threshold int) error {
 		obj.Native = append(obj.Native, r)
 	}
 	for _, fn := range Funcs {
-		if n := len(fn.Sites()); n == 0 {
+		if n := len(fn.Sites()); n == 0 && !shimsInHelpers[fn.Name] {
 			return fmt.Errorf("harness: %s (%#x) calls no shim directly: inlined, or calls through the PLT", fn.Name, fn.Addr())
 		}
 	}
@@ -454,3 +454,7 @@ const (
 
 // CPUHas reports whether the processor has f.
 func CPUHas(f Feature) bool { return C.th_cpu_has(C.int(f)) != 0 }
+
+// shimsInHelpers names the test functions whose annotation calls are in
+// out-of-line helpers of theirs (TT_HELPER), on purpose.
+var shimsInHelpers = map[string]bool{"tt_helper_ret": true}

@@ -655,6 +655,45 @@ func TestMergeBlock(t *testing.T) {
 	assert.GreaterOrEqual(t, r.api.Calls[tracevm.APIEndMergeBlock], r.api.Calls[tracevm.APIBeginMergeBlock])
 }
 
+// TestHelperReturn: the loop annotation in an out-of-line helper, called
+// from two sites of the loop. A recording starts in the helper, whose
+// return address it did not push: the return is guarded and the loop
+// closes at the helper's depth; side traces recorded from exits inside
+// the helper must guard it too (the trace's exits start from that
+// unknown frame), or one would return to the call site it was recorded
+// through whichever site called.
+func TestHelperReturn(t *testing.T) {
+	const n, seed = 100000, 4242
+	var s, a, b int64
+	x := uint64(seed) | 1
+	step := func(x uint64) uint64 {
+		x = xorshift(x)
+		if x&2 != 0 {
+			s += int64(x >> 50)
+		} else {
+			s ^= int64(x >> 30)
+		}
+		return x
+	}
+	for i := 0; i < n; i++ {
+		if x&1 != 0 {
+			x = step(x)
+			a++
+		} else {
+			x = step(x + 2)
+			b += int64(x & 7)
+		}
+	}
+	r := runJIT(t, HelperRet, n, seed)
+	require.Equal(t, s, r.res.Ret)
+	require.Equal(t, a, r.res.Out[0])
+	require.Equal(t, b, r.res.Out[1])
+	require.Equal(t, r.res, r.native(HelperRet, n, seed))
+	r.checkTraced(t, n, 0.9)
+	assert.Positive(t, r.loop.SideTraces)
+	assert.Zero(t, r.aborts("return-from-root"))
+}
+
 func TestSignalsInTrace(t *testing.T) {
 	t.Run("long", func(t *testing.T) {
 		// A long run inside one trace: most signals interrupt it.

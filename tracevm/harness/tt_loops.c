@@ -520,6 +520,39 @@ TT int64_t tt_merge(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* The loop annotation inside an out-of-line helper that then branches on
+ * the data and returns, called from two sites of the loop: a recording
+ * starts in the helper, whose return address it does not know (it
+ * guards it), and side traces start inside the helper too. */
+TT_HELPER uint64_t tt_step(const int64_t *in, uint64_t x, int64_t *acc)
+{
+	th_backwards_branch(ID(0));
+	x = tt_xorshift(x);
+	if (x & 2)
+		*acc += (int64_t)(x >> 50);
+	else
+		*acc ^= (int64_t)(x >> 30);
+	return x;
+}
+
+TT int64_t tt_helper_ret(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0, a = 0, b = 0;
+	uint64_t x = (uint64_t)in[2] | 1;
+	for (int64_t i = 0; i < n; i++) {
+		if (x & 1) {
+			x = tt_step(in, x, &s);
+			a++;
+		} else {
+			x = tt_step(in, x + 2, &s); /* another call site */
+			b += (int64_t)(x & 7);
+		}
+	}
+	out[0] = a;
+	out[1] = b;
+	return s;
+}
+
 /* An instruction the recorder cannot copy: a raw getpid system call. */
 TT int64_t tt_syscall(const int64_t *in, int64_t *out)
 {
