@@ -183,7 +183,7 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		m.scratch = m.scratch[:n-1]
 		r.ops, r.seen, r.emit = sc.ops[:0], sc.seen, sc.emit
 	}
-	if side == nil && m.backEdgeOfSite(key.gsite) == nil {
+	if side == nil && r.rootDepth() == 1 {
 		// An annotation's recording starts where the call returns, in
 		// a function whose own return address it does not know: the
 		// eval loop's, or a helper's that the loop calls. That frame
@@ -1062,12 +1062,7 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 		r.pc = end
 		return 0, false, "", true
 	}
-	exitHere := func(why string) (uint64, bool, string, bool) {
-		if r.side == nil {
-			return a, true, why, false
-		}
-		return r.finish(op{kind: opExit, addr: a, exit: a}, a)
-	}
+	exitHere := func(why string) (uint64, bool, string, bool) { return r.exitAt(a, why) }
 	switch site.API {
 	case APIBackwardsBranch:
 		key := loopKey{site.GSite, arg}
@@ -1082,7 +1077,7 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 		// A root recording that leaves its loop will not close it; a side
 		// trace follows the code after the loop (an outer loop's body)
 		// to the next back-edge and links there.
-		if r.side == nil && arg == r.key.id && r.frames == 0 && len(r.stack) == r.rootDepth() {
+		if r.side == nil && arg == r.key.id && r.atLoopDepth(len(r.stack)) {
 			return a, true, "loop-left", false
 		}
 		return skip()
@@ -1140,6 +1135,21 @@ func (r *recording) rootDepth() int {
 	return 1
 }
 
+// atLoopDepth: with depth inlined frames open, the recording is in its
+// loop's own frame, where the loop closes or is left.
+func (r *recording) atLoopDepth(depth int) bool {
+	return r.frames == 0 && depth == r.rootDepth()
+}
+
+// exitAt ends the recording at a, the original code's state: a root
+// recording is abandoned (why), a side trace ends in an exit there.
+func (r *recording) exitAt(a uint64, why string) (next uint64, done bool, reason string, cont bool) {
+	if r.side == nil {
+		return a, true, why, false
+	}
+	return r.finish(op{kind: opExit, addr: a, exit: a}, a)
+}
+
 // jmpTopCode is jmp *(%rsp): the target guard of a return whose address
 // the recording did not push (the frame it started in), which reads it
 // where the return does.
@@ -1155,18 +1165,15 @@ var jmpTopInst = func() x86dec.Inst {
 
 // tailAPI handles a tail jump to an annotation function at r.pc, the
 // first instruction of a block with the machine state regs: the
-// annotation acts as if called there, and its return leaves the inlined
-// function that jumped, for the return address on the stack. The loop
-// closes (or links to key's trace) in the caller's frame, where a
-// recording of the same site starts (the runtime resumes at the return
-// address). Anything that must stop here stops before the return.
+// annotation acts as if called at the jump's return address, once its
+// return has left the inlined function that jumped (api, on the state
+// after that return). The loop closes (or links to key's trace) in the
+// caller's frame, where a recording of the same site starts (the runtime
+// resumes at the return address). What cannot go on past the return
+// stops before it.
 func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uint64, bool, string) {
-	a := r.pc
 	stop := func(why string) (uint64, bool, string) {
-		if r.side == nil {
-			return a, true, why
-		}
-		next, done, reason, _ := r.finish(op{kind: opExit, addr: a, exit: a}, a)
+		next, done, reason, _ := r.exitAt(r.pc, why)
 		return next, done, reason
 	}
 	n := len(r.stack)
@@ -1177,44 +1184,30 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 	if ret != r.stack[n-1] {
 		return stop("return-mismatch")
 	}
-	depth := r.rootDepth()
-	arg := regs[x86enc.RDI]
-	returned := func() {
-		r.ninsns++
-		r.popFrame()
-		r.ops = append(r.ops, op{kind: opPop, addr: a})
-		t.gpr[x86enc.RSP] += 8
-		regs[x86enc.RSP] += 8
-		r.pc = ret
-	}
 	switch site.API {
 	case APIBackwardsBranch:
-		key := loopKey{site.GSite, arg}
-		closes := key == r.key && r.frames == 0 && n-1 == depth
+		key := loopKey{site.GSite, regs[x86enc.RDI]}
 		r.m.mu.Lock()
-		links := !closes && r.m.byKey[key] != nil
+		links := r.m.byKey[key] != nil
 		r.m.mu.Unlock()
-		if !closes && !links {
+		if !links && (key != r.key || !r.atLoopDepth(n-1)) {
 			return stop("inner-loop")
 		}
-		returned()
-		next, done, reason, _, _ := r.closeOrLink(key, regs)
-		return next, done, reason
-	case APIFellthroughBranch:
-		if r.side == nil && arg == r.key.id && r.frames == 0 && n-1 == depth {
-			return a, true, "loop-left"
-		}
-	case APIBeginMergeBlock, APIEndMergeBlock:
-	case APITempDisable:
-		r.suspended++
-	case APITempEnable:
-		if r.suspended > 0 {
-			r.suspended--
-		}
+	case APIFellthroughBranch, APIBeginMergeBlock, APIEndMergeBlock, APITempDisable, APITempEnable:
 	default:
 		return stop("api-" + apiNames[site.API])
 	}
-	returned()
+	// The return, on the saved state.
+	r.ninsns++
+	r.ops = append(r.ops, op{kind: opPop, addr: r.pc})
+	r.popFrame()
+	t.gpr[x86enc.RSP] += 8
+	regs[x86enc.RSP] += 8
+	r.pc = ret
+	next, done, reason, cont := r.api(site, ret, regs)
+	if !cont {
+		return next, done, reason
+	}
 	r.again = true
 	return 0, false, ""
 }
@@ -1225,7 +1218,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 // when key is another loop without a trace.
 func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done bool, reason string, cont, ok bool) {
 	a := r.pc
-	if key == r.key && r.frames == 0 && len(r.stack) == r.rootDepth() {
+	if key == r.key && r.atLoopDepth(len(r.stack)) {
 		if r.side == nil {
 			r.closeRegs = *regs
 			next, done, reason, cont = r.finish(op{kind: opClose, addr: a}, 0)
