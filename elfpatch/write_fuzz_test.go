@@ -1,7 +1,6 @@
 package elfpatch
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"debug/elf"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -73,19 +71,14 @@ func TestSeedCorpus(t *testing.T) {
 }
 
 func readSeed(t testing.TB, name string) []byte {
-	b, err := os.ReadFile(filepath.Join(seedDir, name))
+	vals, err := testenv.FuzzValues(filepath.Join(seedDir, name))
 	if err != nil {
 		t.Skipf("no seed: %v (run go test -run TestSeedCorpus -update)", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	require.True(t, sc.Scan())
-	require.True(t, sc.Scan())
-	q, ok := strings.CutPrefix(sc.Text(), "[]byte(")
-	require.True(t, ok)
-	s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+	require.NotEmpty(t, vals)
+	b, err := testenv.FuzzBytes(vals[0])
 	require.NoError(t, err)
-	return []byte(s)
+	return b
 }
 
 // fuzzPlan is the fixed small plan of FuzzWrite: the test plan plus a

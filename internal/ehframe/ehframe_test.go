@@ -19,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "regenerate the seed files under testdata/fuzz from the binaries on this machine")
@@ -428,20 +430,16 @@ func writeSeed(t *testing.T, path string, data []byte, addr uint64) {
 }
 
 func readSeed(t *testing.T, path string) ([]byte, uint64) {
-	b, err := os.ReadFile(path)
+	vals, err := testenv.FuzzValues(path)
 	require.NoError(t, err, "run 'go test -run TestSeedCorpus -update' to create it")
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	require.Len(t, lines, 3)
-	require.Equal(t, "go test fuzz v1", lines[0])
-	q, ok := strings.CutPrefix(lines[1], "[]byte(")
-	require.True(t, ok)
-	data, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+	require.Len(t, vals, 2)
+	data, err := testenv.FuzzBytes(vals[0])
 	require.NoError(t, err)
-	a, ok := strings.CutPrefix(lines[2], "uint64(")
+	a, ok := strings.CutPrefix(vals[1], "uint64(")
 	require.True(t, ok)
 	addr, err := strconv.ParseUint(strings.TrimSuffix(a, ")"), 10, 64)
 	require.NoError(t, err)
-	return []byte(data), addr
+	return data, addr
 }
 
 func FuzzParse(f *testing.F) {

@@ -1,7 +1,6 @@
 package elfimage
 
 import (
-	"bufio"
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
@@ -798,19 +797,14 @@ func TestSeedCorpus(t *testing.T) {
 }
 
 func readSeed(t testing.TB) []byte {
-	b, err := os.ReadFile(filepath.Join(seedDir, "tiny"))
+	vals, err := testenv.FuzzValues(filepath.Join(seedDir, "tiny"))
 	if err != nil {
 		t.Skipf("no seed: %v", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	require.True(t, sc.Scan())
-	require.True(t, sc.Scan())
-	q, ok := strings.CutPrefix(sc.Text(), "[]byte(")
-	require.True(t, ok)
-	s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+	require.NotEmpty(t, vals)
+	b, err := testenv.FuzzBytes(vals[0])
 	require.NoError(t, err)
-	return []byte(s)
+	return b
 }
 
 func FuzzNewFile(f *testing.F) {

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -75,4 +77,32 @@ func BuildC(t testing.TB, dir, name, src string, flags ...string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// FuzzValues reads a file of Go's fuzz corpus (testdata/fuzz/FuzzX/NAME:
+// the line "go test fuzz v1", then one value a line) and returns its
+// value lines.
+func FuzzValues(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if lines[0] != "go test fuzz v1" {
+		return nil, fmt.Errorf("%s: not a fuzz corpus file (first line %q)", path, lines[0])
+	}
+	return lines[1:], nil
+}
+
+// FuzzBytes decodes a []byte("...") value line of a fuzz corpus file.
+func FuzzBytes(line string) ([]byte, error) {
+	q, ok := strings.CutPrefix(line, "[]byte(")
+	if !ok || !strings.HasSuffix(q, ")") {
+		return nil, fmt.Errorf("not a []byte value: %.40q", line)
+	}
+	s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+	if err != nil {
+		return nil, fmt.Errorf("[]byte value: %w", err)
+	}
+	return []byte(s), nil
 }
