@@ -62,7 +62,7 @@ type codeMap struct {
 // so that the runtime sees a loop that never leaves its traces (and its
 // governor can judge it). periodic lists those exits by index; they never
 // get side traces.
-func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p *plan, start uint64, idGuard *regValue, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
+func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p *plan, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
 	e.reset(base)
 	logging := m.cfg.Log != nil
 	head := e.newLabel()
@@ -155,11 +155,28 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			guardReg(g.reg, g.v, g.resume)
 		}
 	}
-	if idGuard != nil {
+	switch {
+	case lg == nil:
+	case lg.byHeader:
+		// The header the id and aux registers lead to, computed in aux
+		// (saved below the red zone: the handler entry is mid-function),
+		// must be the trace's; its first ops then set both registers to
+		// those of the back jump it was recorded from. The flags are
+		// dead at a handler entry (an indirect jump's target).
+		e.leaRSP(-128)
+		e.pushReg(lg.aux)
+		e.shr32(lg.aux, 7)
+		e.leaScaled4(lg.aux, lg.id.r, lg.aux, -4*0xffffff)
+		e.cmpRegRIP(lg.aux, lit(lg.header))
+		e.popReg(lg.aux)
+		e.leaRSP(128)
+		e.alignRel32(2)
+		patch = append(patch, e.jcc(x86enc.NE, newExit(start)))
+	default:
 		// A back-edge trace is keyed by its loop id, which a jump from
 		// another trace has not checked: the head does. The flags are
 		// dead at a handler entry (an indirect jump's target).
-		guardReg(idGuard.r, idGuard.v, start)
+		guardReg(lg.id.r, lg.id.v, start)
 	}
 	if p != nil {
 		// Head guards: the registers the trace is specialised on. The
@@ -175,7 +192,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	body := head
 	var recheck []regValue
 	if p != nil {
-		if re, ok := closeRechecks(ops, p, idGuard); ok {
+		if re, ok := closeRechecks(ops, p, lg.atClose()); ok {
 			recheck = re
 			body = e.newLabel()
 			e.bind(body)
@@ -416,6 +433,51 @@ type regValue struct {
 	v uint64
 }
 
+// loopGuard is how a root back-edge trace makes sure it runs its own
+// loop: entries from the runtime and jumps from other traces have not
+// checked that. The head does, and the close again unless the trace knows
+// the register there.
+type loopGuard struct {
+	// id: the id register, its value at the head (keyed by id) or at
+	// the close (keyed by header: the back jump's own id, which
+	// determines its header).
+	id regValue
+	// byHeader: the loop is keyed by header (a Lua OP_JMP): the head
+	// computes it from id and aux, and compares.
+	byHeader bool
+	aux      x86enc.Reg
+	header   uint64
+}
+
+// atClose is what the close checks, if the trace does not know it.
+func (lg *loopGuard) atClose() *regValue {
+	if lg == nil {
+		return nil
+	}
+	return &lg.id
+}
+
+// canonicalOps: the first ops of a trace keyed by header, which set the
+// id and aux registers to the values they had where it was recorded, so
+// that entries from any back jump to the header (other values, the same
+// meaning: only the jump's target depends on them, and it is checked)
+// run the recorded code.
+func canonicalOps(at uint64, lg *loopGuard, head *[16]uint64) ([]op, error) {
+	var ops []op
+	for _, r := range []x86enc.Reg{lg.id.r, lg.aux} {
+		e := emitter{}
+		e.movImm(r, head[r])
+		inst, err := x86dec.Decode(e.buf, at)
+		if err != nil {
+			return nil, fmt.Errorf("tracevm: canonical mov % x: %w", e.buf, err)
+		}
+		d := &decoded{inst: inst, code: e.buf[:inst.Len:inst.Len]}
+		d.info = insn.Classify(&d.inst)
+		ops = append(ops, op{kind: opInsn, addr: at, code: d.code, inst: &d.inst, dec: d})
+	}
+	return ops, nil
+}
+
 // guardTarget emits a flag-free check that the indirect jmp/call o goes to
 // o.target: %rcx = target - expected through lea, then jrcxz. The operand
 // is loaded exactly as the original instruction reads it.
@@ -512,15 +574,26 @@ var opNames = [...]string{
 func (m *Machine) install(r *recording) (*trace, error) {
 	var p *plan
 	meaningful := uint16(calleeSaved)
-	var idGuard *regValue
+	var lg *loopGuard
+	ops := r.ops
 	if be := m.backEdgeOfSite(r.key.gsite); be != nil {
 		meaningful = allRegs16
-		if be.IDReg >= 0 && r.side == nil {
-			idGuard = &regValue{x86enc.Reg(be.IDReg), r.key.id}
+		switch {
+		case be.IDReg < 0 || r.side != nil:
+		case be.keyedByHeader():
+			id := x86enc.Reg(be.IDReg)
+			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, byHeader: true, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
+			canon, err := canonicalOps(r.start, lg, &r.headRegs)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(canon, r.ops...)
+		default:
+			lg = &loopGuard{id: regValue{x86enc.Reg(be.IDReg), r.key.id}}
 		}
 	}
-	if r.side == nil && len(r.ops) > 0 && r.ops[len(r.ops)-1].kind == opClose && !m.cfg.NoOptimize {
-		p = m.optimize(r.ops, r.headRegs, r.closeRegs, meaningful)
+	if r.side == nil && len(ops) > 0 && ops[len(ops)-1].kind == opClose && !m.cfg.NoOptimize {
+		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful)
 		if p != nil && !p.ok {
 			p.release()
 			p = nil
@@ -572,7 +645,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	)
 	for try := 0; ; try++ {
 		base = m.cache.Next(64)
-		code, patch, origs, cm, stacks, periodic, err = m.generate(e, r.ops, base, exitBase, ctrs, t.tick, p, r.start, idGuard, r.initStack)
+		code, patch, origs, cm, stacks, periodic, err = m.generate(e, ops, base, exitBase, ctrs, t.tick, p, r.start, lg, r.initStack)
 		if err != nil {
 			return nil, err
 		}

@@ -168,6 +168,46 @@ func (e *emitter) leaRSP(d int32) {
 
 func (e *emitter) andRSP16() { e.bytes(0x48, 0x83, 0xe4, 0xf0) }
 
+// pushReg, popReg: push %r, pop %r.
+func (e *emitter) pushReg(r x86enc.Reg) {
+	if r >= 8 {
+		e.bytes(0x41)
+	}
+	e.bytes(0x50 | byte(r&7))
+}
+
+func (e *emitter) popReg(r x86enc.Reg) {
+	if r >= 8 {
+		e.bytes(0x41)
+	}
+	e.bytes(0x58 | byte(r&7))
+}
+
+// shr32 is shr $n, %r32 (the upper half of r cleared).
+func (e *emitter) shr32(r x86enc.Reg, n uint8) {
+	if r >= 8 {
+		e.bytes(0x41)
+	}
+	e.bytes(0xc1, 0xe8|byte(r&7), n)
+}
+
+// leaScaled4 is lea d(%base,%index,4), %dst, always with a disp32; index
+// cannot be %rsp.
+func (e *emitter) leaScaled4(dst, base, index x86enc.Reg, d int32) {
+	rex := byte(0x48)
+	if dst >= 8 {
+		rex |= 4
+	}
+	if index >= 8 {
+		rex |= 2
+	}
+	if base >= 8 {
+		rex |= 1
+	}
+	e.bytes(rex, 0x8d, 0x84|byte(dst&7)<<3, 0x80|byte(index&7)<<3|byte(base&7))
+	e.u32(uint32(d))
+}
+
 func (e *emitter) movEAX0() { e.bytes(0xb8, 0, 0, 0, 0) }
 
 // saveFlags: lahf; seto %al (needs %rax free).

@@ -35,6 +35,12 @@ var gpr64 = [16]x86asm.Reg{
 	x86asm.R8, x86asm.R9, x86asm.R10, x86asm.R11, x86asm.R12, x86asm.R13, x86asm.R14, x86asm.R15,
 }
 
+// gpr32 maps x86enc's register numbers to x86asm's 32-bit registers.
+var gpr32 = [16]x86asm.Reg{
+	x86asm.EAX, x86asm.ECX, x86asm.EDX, x86asm.EBX, x86asm.ESP, x86asm.EBP, x86asm.ESI, x86asm.EDI,
+	x86asm.R8L, x86asm.R9L, x86asm.R10L, x86asm.R11L, x86asm.R12L, x86asm.R13L, x86asm.R14L, x86asm.R15L,
+}
+
 // jccOps maps x86enc's condition codes to x86asm's jcc opcodes.
 var jccOps = [16]x86asm.Op{
 	x86asm.JO, x86asm.JNO, x86asm.JB, x86asm.JAE, x86asm.JE, x86asm.JNE, x86asm.JBE, x86asm.JA,
@@ -322,6 +328,44 @@ func encodingCases() []emitCase {
 			insts: []wantInst{{op: x86asm.LEA, n: n, size: 64, args: args(x86asm.RSP, x86asm.Mem{Base: x86asm.RSP, Disp: int64(d)})}},
 			gnu:   fmt.Sprintf("%s lea %d(%%rsp), %%rsp", pfx, d),
 		})
+	}
+	for r := x86enc.RAX; r <= x86enc.R15; r++ {
+		n := 1
+		if r >= 8 {
+			n = 2
+		}
+		s.add(emitCase{
+			name:  fmt.Sprintf("pushReg/%s", r),
+			emit:  func(e *emitter) { e.pushReg(r) },
+			insts: []wantInst{{op: x86asm.PUSH, n: n, args: args(gpr64[r])}},
+			gnu:   fmt.Sprintf("push %%%s", r),
+		})
+		s.add(emitCase{
+			name:  fmt.Sprintf("popReg/%s", r),
+			emit:  func(e *emitter) { e.popReg(r) },
+			insts: []wantInst{{op: x86asm.POP, n: n, args: args(gpr64[r])}},
+			gnu:   fmt.Sprintf("pop %%%s", r),
+		})
+		s.add(emitCase{
+			name:  fmt.Sprintf("shr32/%s", r),
+			emit:  func(e *emitter) { e.shr32(r, 7) },
+			insts: []wantInst{{op: x86asm.SHR, n: n + 2, size: 32, args: args(gpr32[r], x86asm.Imm(7))}},
+			gnu:   fmt.Sprintf("shr $7, %%%s", strings.Replace(strings.ToLower(gpr32[r].String()), "l", "d", 1)),
+		})
+		for _, base := range []x86enc.Reg{x86enc.RAX, x86enc.RBP, x86enc.RSP, x86enc.R13, x86enc.R12, x86enc.R15} {
+			index := x86enc.Reg(15 - r)
+			if index == x86enc.RSP {
+				continue
+			}
+			for _, d := range []int32{-0x3fffffc, 0} {
+				s.add(emitCase{
+					name:  fmt.Sprintf("leaScaled4/%s/%s/%s/%d", r, base, index, d),
+					emit:  func(e *emitter) { e.leaScaled4(r, base, index, d) },
+					insts: []wantInst{{op: x86asm.LEA, n: 8, size: 64, args: args(gpr64[r], x86asm.Mem{Base: gpr64[base], Index: gpr64[index], Scale: 4, Disp: int64(d)})}},
+					gnu:   fmt.Sprintf("{disp32} lea %d(%%%s,%%%s,4), %%%s", d, base, index, r),
+				})
+			}
+		}
 	}
 	for _, d := range imm32s {
 		s.add(emitCase{

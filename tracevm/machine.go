@@ -109,6 +109,39 @@ type BackEdge struct {
 	LuaSJ   bool   // a back-edge only when aux's Lua 5.4 sJ is negative
 }
 
+// loopID returns the key of the loop a jump through be closes, from the
+// values of its id and aux registers at the handler: the id itself, or
+// for a Lua OP_JMP the pc it jumps to, since every back jump to one
+// header (each branch of an if/elseif chain that ends a while body jumps
+// back on its own) is one loop. ok is false when the jump goes forward.
+// The runtime's hit function (rm_fast.c) computes the same key.
+func (be *BackEdge) loopID(id, aux uint64) (key uint64, ok bool) {
+	if !be.LuaSJ || be.AuxReg < 0 {
+		return id, true
+	}
+	sj, back := luaSJ(aux)
+	if !back {
+		return 0, false
+	}
+	// id is the pc past the jump, which the handler moves by sJ words.
+	return id + uint64(sj*4), true
+}
+
+// luaSJ decodes the signed sJ operand of a Lua 5.4 instruction word (25
+// bits above the 7-bit opcode, in excess-0xffffff form); back reports a
+// negative jump.
+func luaSJ(word uint64) (sj int64, back bool) {
+	sj = int64((word>>7)&0x1ffffff) - 0xffffff
+	return sj, sj < 0
+}
+
+// keyedByHeader: be's loops are keyed by the header they jump to, not by
+// the id register, so that traces of one loop are entered from several
+// back jumps whose id and aux registers differ.
+func (be *BackEdge) keyedByHeader() bool {
+	return be.LuaSJ && be.IDReg >= 0 && be.AuxReg >= 0
+}
+
 // Config is what Start needs.
 type Config struct {
 	Objects []Object

@@ -1247,16 +1247,18 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 // in the handler (not a back-edge this time, as a Lua OP_JMP forwards).
 func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (next uint64, done bool, reason string, cont bool) {
 	a := r.pc
-	var id uint64
+	var id, aux uint64
 	if be.IDReg >= 0 {
 		id = regs[be.IDReg]
 	}
-	if be.LuaSJ && be.AuxReg >= 0 {
-		if sj := int64((regs[be.AuxReg]>>7)&0x1ffffff) - 0xffffff; sj >= 0 {
-			return 0, false, "", true
-		}
+	if be.AuxReg >= 0 {
+		aux = regs[be.AuxReg]
 	}
-	key := loopKey{be.GSite, id}
+	lid, back := be.loopID(id, aux)
+	if !back {
+		return 0, false, "", true
+	}
+	key := loopKey{be.GSite, lid}
 	if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
 		return next, done, reason, cont
 	}

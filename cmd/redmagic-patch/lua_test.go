@@ -43,6 +43,7 @@ var luaPrograms = []struct {
 	{"genfor.lua", 0},
 	{"goto.lua", 0},
 	{"hook.lua", 0},
+	{"ifchain.lua", 0},
 	{"metatables.lua", 0},
 	{"midloop.lua", 0},
 	{"nested.lua", 0},
@@ -180,6 +181,49 @@ func TestLuaPrograms(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLuaLoopByHeader: a Lua loop is its header. In ifchain.lua each
+// branch of an if/elseif chain that ends a while body jumps back to the
+// header on its own (Lua's code generator sends every jump to a jump
+// straight to the final target); before loops were keyed by header each
+// of those back jumps was a loop of its own, and every recording reached
+// another one and gave up (inner-loop). Each while loop must be one hot
+// loop, and nearly every back jump taken inside traces.
+func TestLuaLoopByHeader(t *testing.T) {
+	requireRuntime(t)
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	script := filepath.Join(root, "testdata", "lua", "ifchain.lua")
+	patched := filepath.Join(t.TempDir(), "lua5.4")
+	patch(t, origLua, patched)
+	const n = 200000
+	args := []string{script, fmt.Sprint(n)}
+	want := runBin(t, origLua, args, nil, false)
+	require.Equal(t, 0, want.status, want.stderr)
+	for _, env := range [][]string{
+		{"REDMAGIC_GOVERNOR=0"},
+		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_THRESHOLD=1"},
+		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_OPT=0"},
+	} {
+		got := runBin(t, patched, args, env, true)
+		require.Equal(t, want.result, got.result, "%v", env)
+		// Two while loops at OP_JMP (chain's, run twice, and dispatch's),
+		// whatever number of back jumps each has.
+		var loops []float64
+		for _, h := range got.stats["hot_loops"].([]any) {
+			loops = append(loops, h.(map[string]any)["hits"].(float64))
+		}
+		assert.LessOrEqual(t, len(loops), 2, "%v: hot loops %v", env, loops)
+		jit, ok := got.stats["jit"].(map[string]any)
+		require.True(t, ok, "%v: the JIT never started", env)
+		assertNoInternalError(t, jit, fmt.Sprint(env))
+		iters := jit["trace_iterations"].(float64)
+		backJumps := float64(n + n + n/3)
+		assert.GreaterOrEqual(t, iters, 0.9*backJumps, "%v: back jumps in traces; aborts %v", env, jit["aborts"])
+		t.Logf("%v: hot loops %v, traces %v, %.0f of %.0f back jumps in traces, aborts %v",
+			env, loops, jit["traces_compiled"], iters, backJumps, jit["aborts"])
 	}
 }
 

@@ -433,7 +433,7 @@ static COLD void rm_quiet_check(uint64_t w)
  * instructions instead of a runtime call. Entries are written here only:
  * the head first, then its id; an entry is emptied by its id alone, so its
  * head always stays a safe place to enter (a trace whose first guard
- * checks the id, or the handler).
+ * checks the id, or the header it leads to, or the handler).
  */
 static inline struct rm_site *rm_site_at(const struct rm_obj_rt *o,
 					 uint32_t site)
@@ -459,9 +459,11 @@ static COLD void rm_ic_put(const struct rm_obj_rt *o, uint32_t site,
 	__atomic_fetch_add(&rm_g.ic_fills, 1, __ATOMIC_RELAXED);
 }
 
-/* Empties the entries of id at global site gs; any: every entry of every
- * site. */
-static void rm_ic_forget(uint32_t gs, uint64_t id, int any)
+/* Empties the entries that lead to head at global site gs; any: every
+ * entry of every site. By head, not by id: the ids cached are the sites'
+ * own, which for a loop keyed by its header (Lua's OP_JMP) are not the
+ * loop's key. */
+static void rm_ic_forget(uint32_t gs, uint64_t head, int any)
 {
 	for (unsigned k = 0; k < RM_MAX_OBJECTS; k++) {
 		const struct rm_obj_rt *o = &rm_g.obj[k];
@@ -471,8 +473,8 @@ static void rm_ic_forget(uint32_t gs, uint64_t id, int any)
 				continue;
 			struct rm_site *s = rm_site_at(o, i);
 			for (int w = 0; w < RM_IC_WAYS; w++)
-				if (any || __atomic_load_n(&s->ic_id[w],
-							   __ATOMIC_RELAXED) == id)
+				if (any || __atomic_load_n(&s->ic_head[w],
+							   __ATOMIC_RELAXED) == head)
 					__atomic_store_n(&s->ic_id[w],
 							 RM_IC_EMPTY,
 							 __ATOMIC_RELEASE);
@@ -583,7 +585,7 @@ static COLD uint64_t rm_govern(struct rm_entry *e, uint32_t gs, uint64_t id,
 	__atomic_fetch_add(drop ? &rm_g.gov_dropped : &rm_g.gov_kept, 1,
 			   __ATOMIC_RELAXED);
 	if (drop) {
-		rm_ic_forget(gs, id, 0);
+		rm_ic_forget(gs, head, 0);
 		rm_quiet_check(1);
 	}
 	return drop ? 0 : head;
@@ -623,13 +625,14 @@ static inline int rm_record_due(uint64_t c, uint64_t w)
 
 /* A hot back-edge: its trace, or a recording that starts at the handler
  * with the state the trampoline restores. o, site: the back-edge site, for
- * its inline cache (o NULL: an API call); *cached is set to 1 when the
+ * its inline cache (o NULL: an API call), which compares ic_id, the value
+ * of the site's id register (id is the loop's key); *cached is set to 1 when the
  * trace entered went into it, to -1 when its trace waits for the
  * interpreter's sample. */
 static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 				uint64_t w, uint64_t resume,
 				const struct rm_obj_rt *o, uint32_t site,
-				int *cached)
+				uint64_t ic_id, int *cached)
 {
 	if (!rm_g.jit && !rm_jit_later(c, w))
 		return 0;
@@ -672,7 +675,7 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 		 * while it measures, every entry must come through here. */
 		if (to && o && (o->flags[site] & RM_SITE_IC) &&
 		    (!rm_g.gov_on || (e && e->gov == RM_GOV_DONE))) {
-			rm_ic_put(o, site, id, to);
+			rm_ic_put(o, site, ic_id, to);
 			*cached = 1;
 		}
 		return to;
@@ -758,6 +761,7 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
 		sr = &o->srt[site];
 		w = rm_resample(o, site, sr);
 	}
+	uint64_t key = id;
 	if (lua && (fl & RM_SITE_LUA54_SJ)) {
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. */
@@ -770,13 +774,18 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
 				rm_miss(sr);
 			return 0;
 		}
+		/* A loop is its header: every back jump to one pc (the
+		 * branches of an if/elseif chain ending a while body each
+		 * jump back on their own) is one loop, counted and traced
+		 * once. id is the pc past the jump. */
+		key = id + (uint64_t)(sj * 4);
 	}
 	uint32_t gs = o->base + site;
-	uint64_t c = rm_count(gs, id, 1, w);
+	uint64_t c = rm_count(gs, key, 1, w);
 	uint64_t next = 0;
 	int cached = 0;
 	if (unlikely(c >= rm_g.hot_threshold) && !(fl & RM_SITE_NO_TRACE))
-		next = rm_hit_hot(gs, id, c, w, resume, o, site, &cached);
+		next = rm_hit_hot(gs, key, c, w, resume, o, site, id, &cached);
 	if (sr) {
 		/* A trace in the inline cache is entered without a call: no
 		 * need to call on every hit for it. */
@@ -912,7 +921,7 @@ RM_HIDDEN uint64_t rm_api_call(uint64_t arg, uint32_t site, uint32_t objapi,
 		/* A loop like a back-edge's, whose state continues at ret. */
 		if (c < rm_g.hot_threshold)
 			return 0;
-		return rm_hit_hot(gs, id, c, 1, ret, NULL, 0, NULL);
+		return rm_hit_hot(gs, id, c, 1, ret, NULL, 0, id, NULL);
 	case RM_API_FORCE_BEGIN_TRACE:
 		return rm_g.ops.try_record(gs, id, ret, 1);
 	case RM_API_FORCE_JUMP_TO_TRACE:

@@ -1,0 +1,46 @@
+package tracevm
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// luaJMP is a Lua 5.4 OP_JMP instruction word with jump offset sj.
+func luaJMP(sj int64) uint64 { return uint64(56 | (sj+0xffffff)<<7) }
+
+// TestLoopID: a Lua OP_JMP back-edge is keyed by the pc it jumps to (the
+// pc past the jump plus sJ words), a forward jump closes no loop, and
+// other back-edges are keyed by their id register.
+func TestLoopID(t *testing.T) {
+	lua := BackEdge{IDReg: 13, AuxReg: 12, LuaSJ: true}
+	noAux := BackEdge{IDReg: 13, AuxReg: -1, LuaSJ: true}
+	plain := BackEdge{IDReg: 15, AuxReg: -1}
+	const pc = 0x5555_0000_1000
+	for _, c := range []struct {
+		be       BackEdge
+		id, aux  uint64
+		key      uint64
+		back     bool
+		byHeader bool
+	}{
+		{lua, pc, luaJMP(-1), pc - 4, true, true},
+		{lua, pc, luaJMP(-11), pc - 44, true, true},
+		{lua, pc + 28, luaJMP(-18), pc - 44, true, true}, // another branch, the same header
+		{lua, pc, luaJMP(-0xffffff), pc - 4*0xffffff, true, true},
+		{lua, pc, luaJMP(0), 0, false, true},
+		{lua, pc, luaJMP(5), 0, false, true},
+		{noAux, pc, luaJMP(-3), pc, true, false},
+		{plain, pc, 0, pc, true, false},
+	} {
+		t.Run(fmt.Sprintf("%+v/%#x/%#x", c.be, c.id, c.aux), func(t *testing.T) {
+			key, back := c.be.loopID(c.id, c.aux)
+			assert.Equal(t, c.back, back)
+			if back {
+				assert.Equal(t, fmt.Sprintf("%#x", c.key), fmt.Sprintf("%#x", key))
+			}
+			assert.Equal(t, c.byHeader, c.be.keyedByHeader())
+		})
+	}
+}
