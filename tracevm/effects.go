@@ -93,10 +93,13 @@ func (t opRegs) get(op x86asm.Op) (uint16, bool) {
 func regBits(a x86asm.Arg) uint16 {
 	switch a := a.(type) {
 	case x86asm.Reg:
+		if a >= x86asm.AH && a <= x86asm.BH {
+			// Bits 8-15 of %rax-%rbx (gpr does not map them: no
+			// value is tracked for them, but their register is
+			// read and written).
+			return 1 << (a - x86asm.AH)
+		}
 		if r, _, ok := gpr(a); ok {
-			if a >= x86asm.AH && a <= x86asm.BH {
-				return 1 << (r - 4)
-			}
 			return 1 << r
 		}
 	case x86asm.Mem:
@@ -169,7 +172,7 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 	if !known && !implicit {
 		return allRegs, true
 	}
-	if (op == x86asm.XOR || op == x86asm.SUB) && inst.Args[0] == inst.Args[1] {
+	if (op == x86asm.XOR || op == x86asm.SUB) && inst.Args[0] == inst.Args[1] && fullWrite(inst.Args[0]) {
 		return m, false // the zeroing idiom reads nothing
 	}
 	for k, a := range inst.Args {

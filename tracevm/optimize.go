@@ -778,10 +778,13 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 	args := inst.Args
 	dst, dsize, dreg := x86enc.Reg(0), 0, false
 	if r, ok := args[0].(x86asm.Reg); ok {
-		dst, dsize, dreg = gpr(r)
-		if dreg && dsize == 1 && r >= x86asm.AH && r <= x86asm.BH {
-			dreg = false
+		if r >= x86asm.AH && r <= x86asm.BH {
+			// Bits 8-15 of %rax-%rbx: not modelled, the register
+			// becomes unknown.
+			o.clobber(inst, s)
+			return true
 		}
+		dst, dsize, dreg = gpr(r)
 	}
 	size := dsize
 	if m, ok := args[0].(x86asm.Mem); ok {
