@@ -80,6 +80,13 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	exitSlab := e.exitSlab[:0]
 	exitSpans := e.exitSpans[:0]
 	defer func() { e.exitLabels, e.exitSlab, e.exitSpans = exitLabels, exitSlab, exitSpans }()
+	// What each exit knows: the registers known before the op it leaves
+	// from (exitState; -1 at the head guards, where nothing is checked
+	// yet) that rest on the head guards and on speculations checked
+	// before that op, not on one whose guard comes later.
+	exitKnown, exitKnownSpans := e.exitKnown[:0], e.exitKnownSpans[:0]
+	defer func() { e.exitKnown, e.exitKnownSpans = exitKnown, exitKnownSpans }()
+	exitState := -1
 	// So do its results (callers copy what they keep).
 	patch, periodic, origs, stacks = e.patch[:0], e.periodic[:0], e.origs[:0], e.stacks[:0]
 	defer func() { e.patch, e.periodic, e.origs, e.stacks = patch, periodic, origs, stacks }()
@@ -98,6 +105,16 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		exitSlab = append(exitSlab, virtual...)
 		exitSpans = append(exitSpans, [2]int32{int32(lo), int32(len(exitSlab))})
 		stacks = append(stacks, stk)
+		lo = len(exitKnown)
+		if p != nil && exitState >= 0 && exitState < p.known.len() {
+			st := p.known.at(exitState)
+			for r := range st {
+				if st[r].known && p.certainAt(st[r].deps, exitState) {
+					exitKnown = append(exitKnown, regValue{x86enc.Reg(r), st[r].v})
+				}
+			}
+		}
+		exitKnownSpans = append(exitKnownSpans, [2]int32{int32(lo), int32(len(exitKnown))})
 		return l
 	}
 	// periodicExit leaves the loop of period counter tick every
@@ -200,6 +217,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	}
 	for i := range ops {
 		o := &ops[i]
+		exitState = i
 		postGuard(i)
 		if logging {
 			cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
@@ -569,6 +587,29 @@ var opNames = [...]string{
 	opLink: "link", opExit: "exit",
 }
 
+// sideEntryOf returns what side recording r starts from (sideEntry), or
+// nil when its parent's exit knows nothing or knew something that the
+// machine state at the exit contradicts (then nothing it knows is
+// trusted).
+func (m *Machine) sideEntryOf(r *recording) *sideEntry {
+	parent := r.side
+	i := int(r.exitID) - int(parent.exitBase)
+	if i < 0 || i >= len(parent.exitKnown) || len(parent.exitKnown[i]) == 0 {
+		return nil
+	}
+	known := parent.exitKnown[i]
+	for _, rv := range known {
+		if r.headRegs[rv.r] != rv.v {
+			m.stats.sideEntryMismatch.Add(1)
+			return nil
+		}
+	}
+	m.mu.Lock()
+	variant := slices.Clone(parent.rootTrace().variant)
+	m.mu.Unlock()
+	return &sideEntry{known: known, variant: variant}
+}
+
 // install compiles r into the code cache and makes it reachable: a root
 // trace through the trace table, a side trace through its parent's guard.
 func (m *Machine) install(r *recording) (*trace, error) {
@@ -592,8 +633,16 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			lg = &loopGuard{id: regValue{x86enc.Reg(be.IDReg), r.key.id}}
 		}
 	}
-	if r.side == nil && len(ops) > 0 && ops[len(ops)-1].kind == opClose && !m.cfg.NoOptimize {
-		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful)
+	var side *sideEntry
+	last := opExit
+	if len(ops) > 0 {
+		last = ops[len(ops)-1].kind
+	}
+	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize {
+		side = m.sideEntryOf(r)
+	}
+	if ((r.side == nil && last == opClose) || side != nil) && !m.cfg.NoOptimize {
+		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side)
 		if p != nil && !p.ok {
 			p.release()
 			p = nil
@@ -682,6 +731,20 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	// Exits share their stacks: a trace keeps its list, exactly sized.
 	t.stacks = slices.Clone(stacks)
+	if len(e.exitKnown) > 0 {
+		slab := slices.Clone(e.exitKnown)
+		t.exitKnown = make([][]regValue, nexit)
+		for i, sp := range e.exitKnownSpans[:nexit] {
+			t.exitKnown[i] = slab[sp[0]:sp[1]:sp[1]]
+		}
+	}
+	if p != nil {
+		root := t
+		if t.root != nil {
+			root = t.root
+		}
+		root.variant = append(root.variant, p.stores...)
+	}
 	for _, i := range periodic {
 		ex[int(exitBase)+i].state = C.TV_EXIT_DEAD
 		t.periodic = append(t.periodic, exitBase+uint32(i))
@@ -705,6 +768,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		t.root.nsides++
 		m.stats.sideTraces.Add(1)
+		if p != nil {
+			m.stats.sidesOptimized.Add(1)
+		}
 		m.stats.tracesCompiled.Add(1)
 	}
 	if m.cfg.Log != nil {

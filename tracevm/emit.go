@@ -24,6 +24,10 @@ type emitter struct {
 	exitLabels []label
 	exitSlab   []regValue
 	exitSpans  [][2]int32
+	// exitKnown[exitKnownSpans[i]]: what exit i knows for a side trace
+	// of it (sideEntry.known).
+	exitKnown      []regValue
+	exitKnownSpans [][2]int32
 	// Its results, valid until the next generate with this emitter.
 	patch, periodic []int
 	origs           []uint64

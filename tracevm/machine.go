@@ -202,6 +202,11 @@ type trace struct {
 	// guard failures: they are reported apart).
 	periodic []uint32
 	insns    int
+	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry).
+	exitKnown [][]regValue
+	// variant: memory the loop stores to at known addresses, in its
+	// root trace and optimised side traces (kept in the root).
+	variant []addrRange
 }
 
 // Machine is the process's JIT.

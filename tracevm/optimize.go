@@ -2,6 +2,7 @@ package tracevm
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"sync"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -104,6 +105,29 @@ func (p *plan) release() {
 	p.known, p.flagsAt = nil, nil
 }
 
+// sideEntry is what a side trace starts from: the registers its parent
+// knows at the exit it leaves from, certain whenever that exit is taken
+// (they rest on nothing but the parent's head guards), and the memory its
+// loop stores to at known addresses, which changes from one iteration to
+// the next: no speculation on what a side trace loads from there (its
+// own stores show it nothing of the root's).
+type sideEntry struct {
+	known   []regValue
+	variant []addrRange
+}
+
+// addrRange is [lo, hi).
+type addrRange struct{ lo, hi uint64 }
+
+func (s *sideEntry) isVariant(a uint64, size int) bool {
+	for _, r := range s.variant {
+		if a < r.hi && a+uint64(size) > r.lo {
+			return true
+		}
+	}
+	return false
+}
+
 // plan is the optimiser's decision for one trace.
 type plan struct {
 	headRegs []x86enc.Reg // registers guarded at the head
@@ -129,6 +153,26 @@ type plan struct {
 	insts   []*x86dec.Inst
 	ok      bool
 	flagsAt []flagState // the optimiser's, kept for release
+	// stores: where the trace stores at known addresses (for its side
+	// traces' sideEntry.variant).
+	stores []addrRange
+	// specGuard[k]: the op before which speculation k's guard runs.
+	specGuard []int
+}
+
+// certainAt reports whether a value resting on deps is certain at an exit
+// taken from op i: its speculations were all checked before op i (the
+// head guards come before every op).
+func (p *plan) certainAt(deps assume, i int) bool {
+	specs := uint64(deps >> 16)
+	for specs != 0 {
+		k := bits.TrailingZeros64(specs)
+		specs &= specs - 1
+		if k >= len(p.specGuard) || p.specGuard[k] >= i {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *plan) inst(i int) *x86dec.Inst { return p.insts[i] }
@@ -166,6 +210,7 @@ type optimizer struct {
 	insts []*x86dec.Inst
 	head  [16]uint64
 	inv   uint16 // head registers that may be assumed
+	side  *sideEntry
 	// results of the last eval
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
@@ -213,9 +258,9 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.RSP | 1<<x86enc.R1
 // known addresses; %rsp itself is never left virtual (liveness).
 const allRegs16 = 0xffff
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) (p *plan) {
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
-	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}}
+	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}, side: side}
 	if s, ok := evalScratch.Get().(*scratch); ok {
 		o.known, o.flagsAt = s.known, s.flagsAt[:0]
 	} else {
@@ -227,7 +272,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 		}
 	}()
 	for r := 0; r < 16; r++ {
-		if meaningful&(1<<r) != 0 && head[r] == close[r] {
+		if side == nil && meaningful&(1<<r) != 0 && head[r] == close[r] {
 			o.inv |= 1 << r
 		}
 	}
@@ -252,7 +297,12 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	if _, ok := o.eval(chosen, need); !ok {
 		return nil
 	}
+	p.specGuard = make([]int, len(o.specOp))
 	for k, i := range o.specOp {
+		p.specGuard[k] = i
+		if at := o.specPost[k]; at >= 0 {
+			p.specGuard[k] = at
+		}
 		if !chosen[i] {
 			continue
 		}
@@ -275,6 +325,9 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16) 
 	}
 	if !o.liveness(p, need) {
 		return nil
+	}
+	for _, r := range o.storeRanges {
+		p.stores = append(p.stores, addrRange{r.lo, r.hi})
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
 	p.ok, kept = true, true
@@ -338,7 +391,9 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 			need |= f.deps
 		}
 	}
-	if need == 0 {
+	if need == 0 && (o.side == nil || len(folded) == 0) {
+		// A side trace folds guards on what its entry knows at no
+		// cost: it pays without any assumption of its own.
 		return 0, nil, false
 	}
 	chosen = make(map[int]bool)
@@ -452,6 +507,11 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	for r := 0; r < 16; r++ {
 		if o.inv&(1<<r) != 0 && allowed&(1<<r) != 0 {
 			s.regs[r] = val{known: true, v: o.head[r], deps: 1 << r}
+		}
+	}
+	if o.side != nil {
+		for _, rv := range o.side.known {
+			s.regs[rv.r] = val{known: true, v: rv.v}
 		}
 	}
 	// The maps live as long as the optimiser: cleared, not made again
@@ -634,6 +694,9 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{known: true, v: st.v, deps: deps}
 		}
 		want := (chosen == nil && !o.banned[i]) || chosen[i]
+		if o.side != nil && o.side.isVariant(ad.v, size) {
+			want = false
+		}
 		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
 			return val{}
 		}
@@ -1300,10 +1363,17 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 		op := &o.ops[i]
 		p.liveAfter[i] = live
 		switch op.kind {
-		case opClose, opLink, opExit, opCall:
+		case opClose, opLink, opCall:
 			// Every register matters there, but the known ones are
-			// set from their values (materialised) on the way.
+			// set from their values (materialised) on the way. The
+			// flags are dead at a trace head (a dispatch or an
+			// annotation's return) and across a call.
 			live, flags = unknownAt(i), false
+		case opExit:
+			// The original code it resumes may read the flags (a
+			// side trace that ends between a compare and its
+			// branch): they stay as the code before left them.
+			live, flags = unknownAt(i), true
 		case opPush, opPop:
 			live |= 1 << 4
 		case opIsTraced:

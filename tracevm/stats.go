@@ -26,6 +26,11 @@ type Stats struct {
 	recordedInsns  atomic.Uint64
 	chainedBlocks  atomic.Uint64
 	recorderEvents atomic.Uint64
+	sidesOptimized atomic.Uint64
+	// sideEntryMismatch: side recordings whose machine state at the
+	// exit contradicted what the parent trace knew there (never, unless
+	// the optimiser is wrong: such a side trace is not optimised).
+	sideEntryMismatch atomic.Uint64
 
 	mu     sync.Mutex
 	aborts map[string]uint64
@@ -73,8 +78,13 @@ type Snapshot struct {
 	RecorderEvents uint64 `json:"recorder_events"`
 	// TracesDropped: root traces the runtime measured slower than the
 	// interpreter and unpublished (their loops are never recorded again).
-	TracesDropped uint64       `json:"traces_dropped"`
-	Traces        []TraceStats `json:"traces"`
+	TracesDropped uint64 `json:"traces_dropped"`
+	// SidesOptimized: side traces optimised from what their parents
+	// know at their exits; SideEntryMismatches: side recordings whose
+	// state contradicted it (0 unless the optimiser is wrong).
+	SidesOptimized      uint64       `json:"side_traces_optimized"`
+	SideEntryMismatches uint64       `json:"side_entry_mismatches"`
+	Traces              []TraceStats `json:"traces"`
 }
 
 // TraceStats describes one compiled trace.
@@ -113,18 +123,20 @@ var exitStates = [...]string{"open", "linked", "dead"}
 // Snapshot reads every counter.
 func (m *Machine) Snapshot() Snapshot {
 	s := Snapshot{
-		TracesCompiled: m.stats.tracesCompiled.Load(),
-		SideTraces:     m.stats.sideTraces.Load(),
-		Recordings:     m.stats.recordings.Load(),
-		TraceEntries:   uint64(C.tv_g.trace_entries),
-		Flushes:        m.stats.flushes.Load(),
-		RecordSeconds:  float64(m.stats.recordNanos.Load()) / 1e9,
-		CompileSeconds: float64(m.stats.compileNanos.Load()) / 1e9,
-		RecordedInsns:  m.stats.recordedInsns.Load(),
-		ChainedBlocks:  m.stats.chainedBlocks.Load(),
-		RecorderEvents: m.stats.recorderEvents.Load(),
-		Aborts:         map[string]uint64{},
-		Traces:         []TraceStats{},
+		TracesCompiled:      m.stats.tracesCompiled.Load(),
+		SideTraces:          m.stats.sideTraces.Load(),
+		Recordings:          m.stats.recordings.Load(),
+		TraceEntries:        uint64(C.tv_g.trace_entries),
+		Flushes:             m.stats.flushes.Load(),
+		RecordSeconds:       float64(m.stats.recordNanos.Load()) / 1e9,
+		CompileSeconds:      float64(m.stats.compileNanos.Load()) / 1e9,
+		RecordedInsns:       m.stats.recordedInsns.Load(),
+		ChainedBlocks:       m.stats.chainedBlocks.Load(),
+		RecorderEvents:      m.stats.recorderEvents.Load(),
+		SidesOptimized:      m.stats.sidesOptimized.Load(),
+		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
+		Aborts:              map[string]uint64{},
+		Traces:              []TraceStats{},
 	}
 	if el := time.Since(m.started); el > 0 {
 		if cyc := uint64(C.tv_rdtsc_now() - C.tv_g.start_tsc); cyc > 0 {
