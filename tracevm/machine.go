@@ -251,6 +251,10 @@ type Machine struct {
 
 type loopState struct {
 	aborts int
+	// blockedBy: the loop without a trace that its last recording
+	// reached (inner-loop); its aborts are forgiven when that loop gets
+	// a trace, which its next recording then links to.
+	blockedBy *loopKey
 	// calleeRetries: recordings that ended to make a callee native.
 	calleeRetries int
 	recording     bool

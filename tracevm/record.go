@@ -237,6 +237,11 @@ func (r *recording) end(reason string) {
 			C.tv_bump_generation()
 		} else if reason != "" {
 			st.aborts++
+			st.blockedBy = nil
+			if reason == "inner-loop" && r.handoff != nil {
+				k := r.handoff.key
+				st.blockedBy = &k
+			}
 		}
 	} else if (reason == abortCalleeLoop || reason == "inner-loop") && m.exitRetries[r.exitID] < maxExitRetries {
 		// The recording made a callee native, or handed over to a loop
