@@ -392,3 +392,25 @@ func TestRunExitCodes(t *testing.T) {
 		assert.FileExists(t, filepath.Join(dir, f))
 	}
 }
+
+// The report's loop columns: back-edges in traces as a share of all, and
+// the abandoned recordings by reason, most first.
+func TestLoopCoverageCells(t *testing.T) {
+	rec := &Record{RuntimeStats: json.RawMessage(`{"site_hits": 250, "jit": {"trace_iterations": 750, "aborts": {"inner-loop": 3, "budget": 7, "callee-loop": 3}}}`)}
+	c, ok := coverageOf(rec)
+	require.True(t, ok)
+	assert.Equal(t, "75.0%", c.inTracesCell())
+	assert.Equal(t, "budget 7, callee-loop 3, inner-loop 3", c.abortsCell())
+	n, ok := backEdges(rec)
+	require.True(t, ok)
+	assert.Equal(t, int64(1000), n)
+
+	// The JIT never started: all in the original code, nothing abandoned.
+	c, ok = coverageOf(&Record{RuntimeStats: json.RawMessage(`{"site_hits": 40, "jit": null}`)})
+	require.True(t, ok)
+	assert.Equal(t, "0.0%", c.inTracesCell())
+	assert.Equal(t, "", c.abortsCell())
+
+	_, ok = coverageOf(&Record{})
+	assert.False(t, ok)
+}

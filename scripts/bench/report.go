@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 )
@@ -86,27 +87,66 @@ func cell(rec *Record) string {
 	return fmt.Sprintf("%.2fx (%.2f-%.2f)", s.Median, s.Min, s.Max)
 }
 
-// backEdges pulls the loop back-edges out of a runtime-on record's
-// statistics: those the original code ran (site_hits) and those taken
-// inside traces (jit.trace_iterations).
-func backEdges(rec *Record) (int64, bool) {
+// loopCoverage is what a runtime-on record's statistics say about its
+// loops: back-edges taken in the original code (site_hits) and inside
+// traces (jit.trace_iterations), and the recordings abandoned, by reason.
+type loopCoverage struct {
+	hits, inTraces int64
+	aborts         map[string]int64
+}
+
+func coverageOf(rec *Record) (loopCoverage, bool) {
 	if rec == nil || len(rec.RuntimeStats) == 0 {
-		return 0, false
+		return loopCoverage{}, false
 	}
 	var st struct {
 		SiteHits *int64 `json:"site_hits"`
 		JIT      *struct {
-			TraceIterations int64 `json:"trace_iterations"`
+			TraceIterations int64            `json:"trace_iterations"`
+			Aborts          map[string]int64 `json:"aborts"`
 		} `json:"jit"`
 	}
 	if json.Unmarshal(rec.RuntimeStats, &st) != nil || st.SiteHits == nil {
-		return 0, false
+		return loopCoverage{}, false
 	}
-	n := *st.SiteHits
+	c := loopCoverage{hits: *st.SiteHits}
 	if st.JIT != nil {
-		n += st.JIT.TraceIterations
+		c.inTraces, c.aborts = st.JIT.TraceIterations, st.JIT.Aborts
 	}
-	return n, true
+	return c, true
+}
+
+// backEdges pulls the loop back-edges out of a runtime-on record's
+// statistics: those the original code ran and those taken inside traces.
+func backEdges(rec *Record) (int64, bool) {
+	c, ok := coverageOf(rec)
+	return c.hits + c.inTraces, ok
+}
+
+// inTracesCell is the share of back-edges taken inside traces.
+func (c loopCoverage) inTracesCell() string {
+	n := c.hits + c.inTraces
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(c.inTraces)/float64(n))
+}
+
+// abortsCell lists the abandoned recordings by reason, most first.
+func (c loopCoverage) abortsCell() string {
+	reasons := make([]string, 0, len(c.aborts))
+	for r := range c.aborts {
+		reasons = append(reasons, r)
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		a, b := c.aborts[reasons[i]], c.aborts[reasons[j]]
+		return a > b || (a == b && reasons[i] < reasons[j])
+	})
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%s %d", r, c.aborts[r])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WriteMarkdown writes the machine, the speedup table and, if measured,
@@ -136,8 +176,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	for _, c := range cols {
 		b.WriteString(" " + c + " |")
 	}
-	b.WriteString(" back-edges counted (runtime on) |")
-	extra := 1
+	b.WriteString(" back-edges counted (runtime on) | in traces | recordings abandoned |")
+	extra := 3
 	if judged {
 		b.WriteString(" verdict |")
 		extra++
@@ -166,11 +206,12 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, c := range cols {
 			b.WriteString(" " + cell(row[c]) + " |")
 		}
-		hits := ""
-		if n, ok := backEdges(row["patched, runtime on"]); ok {
-			hits = fmt.Sprintf("%d", n)
+		hits, share, aborts := "", "", ""
+		if c, ok := coverageOf(row["patched, runtime on"]); ok {
+			hits = fmt.Sprintf("%d", c.hits+c.inTraces)
+			share, aborts = c.inTracesCell(), c.abortsCell()
 		}
-		b.WriteString(" " + hits + " |")
+		b.WriteString(" " + hits + " | " + share + " | " + aborts + " |")
 		if judged {
 			b.WriteString(" " + verdicts[name].Cell() + " |")
 		}
