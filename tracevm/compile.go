@@ -183,7 +183,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		e.leaRSP(-128)
 		e.pushReg(lg.aux)
 		e.shr32(lg.aux, 7)
-		e.leaScaled4(lg.aux, lg.id.r, lg.aux, -4*0xffffff)
+		e.leaScaled4(lg.aux, lg.id.r, lg.aux, -4*luaSJExcess)
 		e.cmpRegRIP(lg.aux, lit(lg.header))
 		e.popReg(lg.aux)
 		e.leaRSP(128)
@@ -641,7 +641,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize {
 		side = m.sideEntryOf(r)
 	}
-	if ((r.side == nil && last == opClose) || side != nil) && !m.cfg.NoOptimize {
+	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
 		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side)
 		if p != nil && !p.ok {
 			p.release()
@@ -743,7 +743,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		if t.root != nil {
 			root = t.root
 		}
-		root.variant = append(root.variant, p.stores...)
+		for _, st := range p.stores {
+			root.variant = addRange(root.variant, st)
+		}
 	}
 	for _, i := range periodic {
 		ex[int(exitBase)+i].state = C.TV_EXIT_DEAD

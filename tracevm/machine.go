@@ -127,11 +127,16 @@ func (be *BackEdge) loopID(id, aux uint64) (key uint64, ok bool) {
 	return id + uint64(sj*4), true
 }
 
+// luaSJExcess is what a Lua 5.4 sJ field holds for a jump of 0 (the
+// runtime's hit function and a header-keyed trace's head guard decode it
+// the same way).
+const luaSJExcess = 0xffffff
+
 // luaSJ decodes the signed sJ operand of a Lua 5.4 instruction word (25
 // bits above the 7-bit opcode, in excess-0xffffff form); back reports a
 // negative jump.
 func luaSJ(word uint64) (sj int64, back bool) {
-	sj = int64((word>>7)&0x1ffffff) - 0xffffff
+	sj = int64((word>>7)&0x1ffffff) - luaSJExcess
 	return sj, sj < 0
 }
 

@@ -3,6 +3,7 @@ package tracevm
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"sync"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -118,6 +119,15 @@ type sideEntry struct {
 
 // addrRange is [lo, hi).
 type addrRange struct{ lo, hi uint64 }
+
+// addRange appends r to rs unless it is there: a trace stores to the
+// same slots over and over, and a loop's side traces to its root's.
+func addRange(rs []addrRange, r addrRange) []addrRange {
+	if slices.Contains(rs, r) {
+		return rs
+	}
+	return append(rs, r)
+}
 
 func (s *sideEntry) isVariant(a uint64, size int) bool {
 	for _, r := range s.variant {
@@ -327,7 +337,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		return nil
 	}
 	for _, r := range o.storeRanges {
-		p.stores = append(p.stores, addrRange{r.lo, r.hi})
+		p.stores = addRange(p.stores, addrRange{r.lo, r.hi})
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
 	p.ok, kept = true, true
