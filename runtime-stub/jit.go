@@ -111,6 +111,7 @@ func startJIT() (bool, error) {
 		}
 	}
 	cfg.NoOptimize = os.Getenv("REDMAGIC_OPT") == "0"
+	cfg.NoPeel = os.Getenv("REDMAGIC_PEEL") == "0"
 	if w := jitLog(os.Getenv("REDMAGIC_LOG")); w != nil {
 		cfg.Log = w
 	}

@@ -62,7 +62,10 @@ type codeMap struct {
 // so that the runtime sees a loop that never leaves its traces (and its
 // governor can judge it). periodic lists those exits by index; they never
 // get side traces.
-func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p *plan, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
+//
+// peeled, if not nil, is the plan of the loop's second copy (peel.go):
+// p's close then jumps to it, and it closes on itself.
+func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p, peeled *plan, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
 	e.reset(base)
 	logging := m.cfg.Log != nil
 	head := e.newLabel()
@@ -87,6 +90,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	exitKnown, exitKnownSpans := e.exitKnown[:0], e.exitKnownSpans[:0]
 	defer func() { e.exitKnown, e.exitKnownSpans = exitKnown, exitKnownSpans }()
 	exitState := -1
+	// cur: the plan of the copy being emitted, whose known registers the
+	// exits take.
+	cur := p
 	// So do its results (callers copy what they keep).
 	patch, periodic, origs, stacks = e.patch[:0], e.periodic[:0], e.origs[:0], e.stacks[:0]
 	defer func() { e.patch, e.periodic, e.origs, e.stacks = patch, periodic, origs, stacks }()
@@ -106,10 +112,10 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		exitSpans = append(exitSpans, [2]int32{int32(lo), int32(len(exitSlab))})
 		stacks = append(stacks, stk)
 		lo = len(exitKnown)
-		if p != nil && exitState >= 0 && exitState < p.known.len() {
-			st := p.known.at(exitState)
+		if cur != nil && exitState >= 0 && exitState < cur.known.len() {
+			st := cur.known.at(exitState)
 			for r := range st {
-				if st[r].known && p.certainAt(st[r].deps, exitState) {
+				if st[r].known && cur.certainAt(st[r].deps, exitState) {
 					exitKnown = append(exitKnown, regValue{x86enc.Reg(r), st[r].v})
 				}
 			}
@@ -168,7 +174,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		patch = append(patch, e.jcc(x86enc.NE, newExit(resume)))
 	}
 	postGuard := func(k int) {
-		if g, ok := p.postAt(k); ok {
+		if g, ok := cur.postAt(k); ok {
 			guardReg(g.reg, g.v, g.resume)
 		}
 	}
@@ -215,213 +221,269 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			e.bind(body)
 		}
 	}
-	for i := range ops {
-		o := &ops[i]
-		exitState = i
-		postGuard(i)
-		if logging {
-			cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
+	var recheck2, enterRegs []regValue
+	if peeled != nil {
+		re, ok := closeRechecks(ops, peeled, lg.atClose())
+		if !ok || body == head {
+			peeled = nil
+		} else {
+			recheck2 = re
+			enterRegs = peelEntryRegs(ops, p, peeled)
 		}
-		if v, ok := p.specAt(i); ok && o.kind == opInsn {
-			// Guard the loaded value: a plain load or compare is then
-			// done (below); any other instruction runs, or is dropped,
-			// like any other.
-			inst := p.inst(i)
-			g, err := valueGuard(o.code, int32(v), inst.MemBytes)
-			if err != nil {
-				return nil, nil, nil, nil, nil, nil, err
+	}
+	// emitOps emits one copy of the ops under plan p; its close checks
+	// recheck and jumps to closeTo. With enter, the close goes on to
+	// closeTo only when the registers and loads of enter hold what the
+	// peeled copy assumes, else to stay.
+	emitOps := func(p *plan, recheck []regValue, closeTo, stay label, enter *plan) error {
+		for i := range ops {
+			o := &ops[i]
+			exitState = i
+			postGuard(i)
+			if logging {
+				cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
 			}
-			rip := false
-			st := p.known.at(i)
-			a, known := memKnownIn(inst, &st)
-			origRIP, wasRIP := inst.MemRIPTarget()
-			if wasRIP {
-				a, known = origRIP, true
-			}
-			if known {
-				if rg, ok := ripForm(g, a, e.pc()); ok {
-					g, rip = rg, true
+			if v, ok := p.specAt(i); ok && o.kind == opInsn {
+				// Guard the loaded value: a plain load or compare is then
+				// done (below); any other instruction runs, or is dropped,
+				// like any other.
+				inst := p.inst(i)
+				g, err := valueGuard(o.code, int32(v), inst.MemBytes)
+				if err != nil {
+					return err
 				}
-			}
-			if wasRIP && !rip {
-				// Its displacement was for the original address.
-				return nil, nil, nil, nil, nil, nil, fmt.Errorf("tracevm: value guard at %#x: %%rip operand out of reach", o.addr)
-			}
-			if !rip {
-				materialize(regBits(memArg(inst)))
-			}
-			e.bytes(g...)
-			e.alignRel32(2)
-			patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
-		}
-		if p != nil && p.drop[i] {
-			if o.kind == opInsn {
-				w, _ := writes(p.inst(i))
-				for r := x86enc.Reg(0); r < 16; r++ {
-					if w&(1<<r) != 0 {
-						setVirtual(r, p.known.get(i+1, int(r)).v)
+				rip := false
+				st := p.known.at(i)
+				a, known := memKnownIn(inst, &st)
+				origRIP, wasRIP := inst.MemRIPTarget()
+				if wasRIP {
+					a, known = origRIP, true
+				}
+				if known {
+					if rg, ok := ripForm(g, a, e.pc()); ok {
+						g, rip = rg, true
 					}
 				}
-			}
-			continue
-		}
-		code, reencoded := o.code, false
-		if p != nil && o.kind == opInsn {
-			inst := p.inst(i)
-			if rw, ok := p.rewrite[i]; ok {
-				if rw.code == nil {
-					continue
+				if wasRIP && !rip {
+					// Its displacement was for the original address.
+					return fmt.Errorf("tracevm: value guard at %#x: %%rip operand out of reach", o.addr)
 				}
-				inst, code, reencoded = rw.inst, rw.code, true
+				if !rip {
+					materialize(regBits(memArg(inst)))
+				}
+				e.bytes(g...)
+				e.alignRel32(2)
+				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
 			}
-			if p.replaced[i] {
-				// The guard did the load: its register gets the value
-				// now if something reads it, else at the exits.
-				w, _ := writes(inst)
-				for r := x86enc.Reg(0); r < 16; r++ {
-					if w&(1<<r) == 0 {
-						continue
-					}
-					if p.liveAfter[i]&(1<<r) != 0 {
-						clearVirtual(1 << r)
-						e.movImm(r, p.known.get(i+1, int(r)).v)
-					} else {
-						setVirtual(r, p.known.get(i+1, int(r)).v)
+			if p != nil && p.drop[i] {
+				if o.kind == opInsn {
+					w, _ := writes(p.inst(i))
+					for r := x86enc.Reg(0); r < 16; r++ {
+						if w&(1<<r) != 0 {
+							setVirtual(r, p.known.get(i+1, int(r)).v)
+						}
 					}
 				}
 				continue
 			}
-			rd, _ := reads(inst)
-			st := p.known.at(i)
-			if a, ok := memKnownIn(inst, &st); ok {
-				// Set the registers the instruction still reads as
-				// operands (not for the address) first: the %rip
-				// displacement depends on where it lands.
-				var opRegs uint16
-				for k, arg := range inst.Args {
-					if arg == nil {
-						break
+			code, reencoded := o.code, false
+			if p != nil && o.kind == opInsn {
+				inst := p.inst(i)
+				if rw, ok := p.rewrite[i]; ok {
+					if rw.code == nil {
+						continue
 					}
-					if _, isMem := arg.(x86asm.Mem); !isMem && (k > 0 || !destOnly.has(inst.Op)) {
-						opRegs |= regBits(arg)
-					}
+					inst, code, reencoded = rw.inst, rw.code, true
 				}
-				if _, imp := implicitRegs.get(inst.Op); imp {
-					opRegs = rd
-				}
-				if _, wall := writes(inst); wall || rd == allRegs {
-					// Not modelled (a vector instruction): it may read
-					// or clobber any register, so every virtual one is
-					// set first.
-					opRegs = allRegs
-				}
-				mark := len(e.buf)
-				saved := append([]regValue(nil), virtual...)
-				materialize(opRegs)
-				if b, ok := ripForm(code, a, e.pc()); ok {
+				if p.replaced[i] {
+					// The guard did the load: its register gets the value
+					// now if something reads it, else at the exits.
 					w, _ := writes(inst)
-					clearVirtual(w)
-					e.bytes(b...)
+					for r := x86enc.Reg(0); r < 16; r++ {
+						if w&(1<<r) == 0 {
+							continue
+						}
+						if p.liveAfter[i]&(1<<r) != 0 {
+							clearVirtual(1 << r)
+							e.movImm(r, p.known.get(i+1, int(r)).v)
+						} else {
+							setVirtual(r, p.known.get(i+1, int(r)).v)
+						}
+					}
 					continue
 				}
-				e.buf, virtual = e.buf[:mark], saved
-			}
-			materialize(rd)
-			w, _ := writes(inst)
-			clearVirtual(w)
-		}
-		switch o.kind {
-		case opCall, opClose, opLink:
-			materialize(allRegs)
-		case opGuardTarget:
-			materialize(regBits(o.inst.Args[0]))
-		case opPush, opPop:
-			materialize(1 << x86enc.RSP)
-		case opIsTraced:
-			clearVirtual(1)
-		}
-		switch o.kind {
-		case opInsn:
-			if reencoded {
-				e.bytes(code...) // no %rip operand (constForm)
-				break
-			}
-			if err := m.emitInsn(e, o); err != nil {
-				return nil, nil, nil, nil, nil, nil, err
-			}
-		case opGuard:
-			e.alignRel32(2)
-			at := e.jcc(o.cond, newExit(o.exit))
-			patch = append(patch, at)
-		case opGuardTarget:
-			if r, ok := targetReg(o.inst); ok && flagsDeadAfter(ops, i) {
-				// The flags are dead where the trace goes on; an
-				// indirect jump's other targets are entered with dead
-				// flags too (compilers keep no flags live across
-				// indirect branches), so a plain compare will do.
-				if v := int64(o.target); v == int64(int32(v)) {
-					e.cmpRegImm32(r, int32(v))
-				} else {
-					e.cmpRegRIP(r, lit(o.target))
+				rd, _ := reads(inst)
+				st := p.known.at(i)
+				if a, ok := memKnownIn(inst, &st); ok {
+					// Set the registers the instruction still reads as
+					// operands (not for the address) first: the %rip
+					// displacement depends on where it lands.
+					var opRegs uint16
+					for k, arg := range inst.Args {
+						if arg == nil {
+							break
+						}
+						if _, isMem := arg.(x86asm.Mem); !isMem && (k > 0 || !destOnly.has(inst.Op)) {
+							opRegs |= regBits(arg)
+						}
+					}
+					if _, imp := implicitRegs.get(inst.Op); imp {
+						opRegs = rd
+					}
+					if _, wall := writes(inst); wall || rd == allRegs {
+						// Not modelled (a vector instruction): it may read
+						// or clobber any register, so every virtual one is
+						// set first.
+						opRegs = allRegs
+					}
+					mark := len(e.buf)
+					saved := append([]regValue(nil), virtual...)
+					materialize(opRegs)
+					if b, ok := ripForm(code, a, e.pc()); ok {
+						w, _ := writes(inst)
+						clearVirtual(w)
+						e.bytes(b...)
+						continue
+					}
+					e.buf, virtual = e.buf[:mark], saved
 				}
+				materialize(rd)
+				w, _ := writes(inst)
+				clearVirtual(w)
+			}
+			switch o.kind {
+			case opCall, opClose, opLink:
+				materialize(allRegs)
+			case opGuardTarget:
+				materialize(regBits(o.inst.Args[0]))
+			case opPush, opPop:
+				materialize(1 << x86enc.RSP)
+			case opIsTraced:
+				clearVirtual(1)
+			}
+			switch o.kind {
+			case opInsn:
+				if reencoded {
+					e.bytes(code...) // no %rip operand (constForm)
+					break
+				}
+				if err := m.emitInsn(e, o); err != nil {
+					return err
+				}
+			case opGuard:
 				e.alignRel32(2)
-				patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
-				break
-			}
-			if g, ok := memTargetGuard(o, e.pc()); ok && flagsDeadAfter(ops, i) {
-				// The same for a target read from memory (a type slot,
-				// a GOT entry): cmpq $target, M.
-				e.bytes(g...)
-				e.alignRel32(2)
-				patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
-				break
-			}
-			if err := m.guardTarget(e, o, newExit(o.exit), lit, &patch); err != nil {
-				return nil, nil, nil, nil, nil, nil, err
-			}
-		case opPush:
-			stk = append(stk[:len(stk):len(stk)], o.target)
-			if o.target < 1<<31 {
-				e.pushImm32(int32(o.target))
-			} else {
-				e.pushRIP(lit(o.target))
-			}
-		case opPop:
-			if len(stk) > 0 {
-				stk = stk[: len(stk)-1 : len(stk)-1]
-			}
-			e.leaRSP(8)
-		case opCall:
-			e.callRIP(lit(o.target))
-		case opIsTraced:
-			e.movEAX0()
-		case opClose:
-			// Closing replaces an annotation call: the flags are dead.
-			for _, rv := range recheck {
-				guardReg(rv.r, rv.v, o.addr)
-			}
-			periodicExit(o, tick)
-			for _, c := range iterCtrs {
-				e.incRIPAbs(c)
-			}
-			e.jmpLabel(body)
-		case opLink:
-			switch {
-			case o.count && o.otherCtr != 0:
-				// Another loop's back-edge: its iteration, its period.
-				periodicExit(o, o.otherTick)
-				e.incRIPAbs(o.otherCtr)
-			case o.count:
+				at := e.jcc(o.cond, newExit(o.exit))
+				patch = append(patch, at)
+			case opGuardTarget:
+				if r, ok := targetReg(o.inst); ok && flagsDeadAfter(ops, i) {
+					// The flags are dead where the trace goes on; an
+					// indirect jump's other targets are entered with dead
+					// flags too (compilers keep no flags live across
+					// indirect branches), so a plain compare will do.
+					if v := int64(o.target); v == int64(int32(v)) {
+						e.cmpRegImm32(r, int32(v))
+					} else {
+						e.cmpRegRIP(r, lit(o.target))
+					}
+					e.alignRel32(2)
+					patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
+					break
+				}
+				if g, ok := memTargetGuard(o, e.pc()); ok && flagsDeadAfter(ops, i) {
+					// The same for a target read from memory (a type slot,
+					// a GOT entry): cmpq $target, M.
+					e.bytes(g...)
+					e.alignRel32(2)
+					patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
+					break
+				}
+				if err := m.guardTarget(e, o, newExit(o.exit), lit, &patch); err != nil {
+					return err
+				}
+			case opPush:
+				stk = append(stk[:len(stk):len(stk)], o.target)
+				if o.target < 1<<31 {
+					e.pushImm32(int32(o.target))
+				} else {
+					e.pushRIP(lit(o.target))
+				}
+			case opPop:
+				if len(stk) > 0 {
+					stk = stk[: len(stk)-1 : len(stk)-1]
+				}
+				e.leaRSP(8)
+			case opCall:
+				e.callRIP(lit(o.target))
+			case opIsTraced:
+				e.movEAX0()
+			case opClose:
+				// Closing replaces an annotation call: the flags are dead.
+				for _, rv := range recheck {
+					guardReg(rv.r, rv.v, o.addr)
+				}
 				periodicExit(o, tick)
 				for _, c := range iterCtrs {
 					e.incRIPAbs(c)
 				}
+				if enter == nil {
+					e.jmpLabel(closeTo)
+					break
+				}
+				miss := e.newLabel()
+				for _, rv := range enterRegs {
+					if int64(rv.v) == int64(int32(rv.v)) {
+						e.cmpRegImm32(rv.r, int32(rv.v))
+					} else {
+						e.cmpRegRIP(rv.r, lit(rv.v))
+					}
+					e.jcc(x86enc.NE, miss)
+				}
+				for _, g := range enter.invariants {
+					checkLoad(e, g, miss, lit)
+				}
+				e.jmpLabel(closeTo)
+				e.bind(miss)
+				if enter.misses != 0 {
+					e.incRIPAbs(enter.misses)
+				}
+				e.jmpLabel(stay)
+			case opLink:
+				switch {
+				case o.count && o.otherCtr != 0:
+					// Another loop's back-edge: its iteration, its period.
+					periodicExit(o, o.otherTick)
+					e.incRIPAbs(o.otherCtr)
+				case o.count:
+					periodicExit(o, tick)
+					for _, c := range iterCtrs {
+						e.incRIPAbs(c)
+					}
+				}
+				e.jmpAbs(o.target)
+			case opExit:
+				e.alignRel32(1)
+				patch = append(patch, len(e.buf)+1)
+				e.jmpLabel(newExit(o.exit))
 			}
-			e.jmpAbs(o.target)
-		case opExit:
-			e.alignRel32(1)
-			patch = append(patch, len(e.buf)+1)
-			e.jmpLabel(newExit(o.exit))
+		}
+		return nil
+	}
+	if peeled == nil {
+		if err := emitOps(p, recheck, body, body, nil); err != nil {
+			return nil, nil, nil, nil, nil, nil, err
+		}
+	} else {
+		body2 := e.newLabel()
+		if err := emitOps(p, recheck, body2, body, peeled); err != nil {
+			return nil, nil, nil, nil, nil, nil, err
+		}
+		cur, virtual, stk = peeled, nil, initStack
+		e.bind(body2)
+		if logging {
+			cm = append(cm, codeMap{off: len(e.buf), addr: start, what: "peeled"})
+		}
+		if err := emitOps(peeled, recheck2, body2, body2, nil); err != nil {
+			return nil, nil, nil, nil, nil, nil, err
 		}
 	}
 	for i, l := range exitLabels {
@@ -444,6 +506,41 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	flushLits(e, lits)
 	code, err = e.finish()
 	return code, patch, origs, cm, stacks, periodic, err
+}
+
+// peelEntryRegs: the head registers the peeled copy q rests on that the
+// first copy p neither guards nor knows to hold their head values at its
+// close: its close checks them before entering q.
+func peelEntryRegs(ops []op, p, q *plan) []regValue {
+	at := p.known.at(len(ops) - 1)
+	var regs []regValue
+	for _, r := range q.headRegs {
+		if slices.Contains(p.headRegs, r) || (at[r].known && at[r].v == q.headVals[r]) {
+			continue
+		}
+		regs = append(regs, regValue{r, q.headVals[r]})
+	}
+	return regs
+}
+
+// checkLoad jumps to fail unless memory holds g's value. %rip-relative
+// when g is within reach and its value an immediate, else through %rax,
+// saved below the red zone. The flags must be dead.
+func checkLoad(e *emitter, g guardedLoad, fail label, lit func(uint64) label) {
+	v := int64(signExtend(g.v, g.size))
+	if e.reachRIP(g.addr) && v == int64(int32(v)) {
+		e.cmpAbsImm(g.addr, g.size, int32(v))
+		e.jcc(x86enc.NE, fail)
+		return
+	}
+	e.leaRSP(-128)
+	e.pushReg(x86enc.RAX)
+	e.movImm(x86enc.RAX, g.addr)
+	e.loadRAXAt(g.size)
+	e.cmpRegRIP(x86enc.RAX, lit(g.v))
+	e.popReg(x86enc.RAX)
+	e.leaRSP(128)
+	e.jcc(x86enc.NE, fail)
 }
 
 type regValue struct {
@@ -642,12 +739,22 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		side = m.sideEntryOf(r)
 	}
 	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
-		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side)
+		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil)
 		if p != nil && !p.ok {
 			p.release()
 			p = nil
 		}
 		defer p.release()
+	}
+	var peeled *plan
+	if p != nil && side == nil && !m.cfg.NoPeel {
+		peeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
+		defer peeled.release()
+	}
+	if peeled != nil {
+		m.mu.Lock()
+		peeled.misses = m.data.alloc8() // 0 when full: not counted
+		m.mu.Unlock()
 	}
 	e := m.emitters.Get().(*emitter)
 	defer m.emitters.Put(e)
@@ -694,7 +801,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	)
 	for try := 0; ; try++ {
 		base = m.cache.Next(64)
-		code, patch, origs, cm, stacks, periodic, err = m.generate(e, ops, base, exitBase, ctrs, t.tick, p, r.start, lg, r.initStack)
+		code, patch, origs, cm, stacks, periodic, err = m.generate(e, ops, base, exitBase, ctrs, t.tick, p, peeled, r.start, lg, r.initStack)
 		if err != nil {
 			return nil, err
 		}
@@ -711,6 +818,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		return nil, fmt.Errorf("tracevm: trace generated at %#x allocated at %#x", base, a)
 	}
 	t.head = base
+	if peeled != nil {
+		t.hoisted = len(p.guarded) - len(peeled.guarded)
+		t.peelMisses = peeled.misses
+		m.stats.peeled.Add(1)
+	}
 	nexit := len(origs)
 	t.nexits = uint32(nexit)
 	if C.tv_grow_exits(C.uint32_t(exitBase+uint32(nexit))) != 0 {
@@ -745,6 +857,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		for _, st := range p.stores {
 			root.variant = addRange(root.variant, st)
+		}
+		if peeled != nil {
+			for _, st := range peeled.stores {
+				root.variant = addRange(root.variant, st)
+			}
 		}
 	}
 	for _, i := range periodic {
@@ -803,6 +920,9 @@ func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap) {
 	for off := 0; off < len(code); {
 		for j+1 < len(cm) && cm[j+1].off <= off {
 			j++
+			if cm[j].what == "peeled" {
+				b.WriteString("  ; peeled: the loop's second copy, entered from the first's close\n")
+			}
 		}
 		inst, err := x86dec.Decode(code[off:], t.head+uint64(off))
 		if err != nil {

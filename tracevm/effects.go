@@ -196,12 +196,22 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 	return r | m, false
 }
 
+// registerOnly: instructions that never write memory, whatever their
+// operands (a memory operand of one is read).
+var registerOnly = opSetOf(map[x86asm.Op]bool{
+	x86asm.CQO: true, x86asm.CDQ: true, x86asm.CDQE: true, x86asm.CWDE: true, x86asm.CWD: true,
+	x86asm.CBW: true, x86asm.IDIV: true, x86asm.DIV: true, x86asm.MUL: true,
+	x86asm.CLC: true, x86asm.STC: true, x86asm.CMC: true, x86asm.LAHF: true,
+	x86asm.BSF: true, x86asm.BSR: true, x86asm.TZCNT: true, x86asm.LZCNT: true,
+	x86asm.PREFETCHT0: true, x86asm.PREFETCHT1: true, x86asm.PREFETCHT2: true, x86asm.PREFETCHNTA: true,
+})
+
 // storesMemory: inst may write memory.
 func storesMemory(inst *x86dec.Inst) bool {
 	if inst.Special != x86dec.SpecialNone {
 		return inst.Special != x86dec.SpecialEndbr64
 	}
-	if readOnlyOps.has(inst.Op) {
+	if readOnlyOps.has(inst.Op) || registerOnly.has(inst.Op) {
 		return false
 	}
 	if destOnly.has(inst.Op) || readWrite.has(inst.Op) || inst.Op == x86asm.IMUL {

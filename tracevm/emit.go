@@ -3,6 +3,7 @@ package tracevm
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
@@ -255,6 +256,59 @@ func (e *emitter) movImm(r x86enc.Reg, v uint64) {
 func (e *emitter) cmpRegRIP(r x86enc.Reg, lit label) {
 	e.bytes(rexW(r, 0), 0x3b, byte(r&7)<<3|5)
 	e.rel32To(lit, 0, 0)
+}
+
+// cmpAbsImm: cmp $v, a(%rip) on size bytes (1, 2, 4, or 8 with v
+// sign-extended), with an 8-bit immediate when v fits one; a must be
+// within rel32 reach (reachRIP).
+func (e *emitter) cmpAbsImm(a uint64, size int, v int32) {
+	switch {
+	case size == 1:
+		e.bytes(0x80, 0x3d)
+		e.rel32To(-1, a, 1)
+		e.bytes(byte(v))
+		return
+	case size == 2:
+		e.bytes(0x66)
+		v = int32(int16(v))
+	case size == 8:
+		e.bytes(0x48)
+	}
+	if v == int32(int8(v)) {
+		e.bytes(0x83, 0x3d)
+		e.rel32To(-1, a, 1)
+		e.bytes(byte(v))
+		return
+	}
+	e.bytes(0x81, 0x3d)
+	if size == 2 {
+		e.rel32To(-1, a, 2)
+		e.bytes(byte(v), byte(v>>8))
+		return
+	}
+	e.rel32To(-1, a, 4)
+	e.u32(uint32(v))
+}
+
+// reachRIP reports whether a %rip operand of an instruction starting at
+// the cursor (at most 16 bytes long) reaches a.
+func (e *emitter) reachRIP(a uint64) bool {
+	d := int64(a - e.pc())
+	return d > math.MinInt32+16 && d < math.MaxInt32
+}
+
+// loadRAXAt: %rax = the size bytes at (%rax), zero-extended.
+func (e *emitter) loadRAXAt(size int) {
+	switch size {
+	case 1:
+		e.bytes(0x0f, 0xb6, 0x00)
+	case 2:
+		e.bytes(0x0f, 0xb7, 0x00)
+	case 4:
+		e.bytes(0x8b, 0x00)
+	default:
+		e.bytes(0x48, 0x8b, 0x00)
+	}
 }
 
 // cmpRegImm32: cmp $imm32, %r (sign-extended).

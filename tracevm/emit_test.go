@@ -264,6 +264,55 @@ func encodingCases() []emitCase {
 		s.absolute(fmt.Sprintf("incRIPAbs/%d", d), d, func(e *emitter, a uint64) { e.incRIPAbs(a) },
 			wantInst{op: x86asm.INC, n: 7, size: 64, args: args(ripMem(d))}, "incq %s(%%rip)")
 	}
+	for _, c := range []struct {
+		size, n int // n: with a 32-bit (16-bit) immediate
+		sfx     string
+	}{{1, 7, "b"}, {2, 9, "w"}, {4, 10, "l"}, {8, 11, "q"}} {
+		for _, v := range imm32s {
+			imm := int64(v)
+			switch c.size {
+			case 1:
+				imm = int64(uint8(v)) // x86asm shows a byte's immediate unsigned
+			case 2:
+				imm = int64(int16(v))
+			}
+			n, immBytes := c.n, min(c.size, 4)
+			if c.size > 1 && imm == int64(int8(imm)) {
+				n, immBytes = c.n-immBytes+1, 1
+			}
+			dataSize := 8 * c.size // x86asm's operand size; 32 for a byte
+			if c.size == 1 {
+				dataSize = 32
+			}
+			for _, d := range absDists(n) {
+				if d == math.MaxInt32 {
+					// GNU ld checks a %rip displacement's reach before
+					// the immediate after it: the field's own limit.
+					d -= int64(immBytes)
+				}
+				s.absolute(fmt.Sprintf("cmpAbsImm/%d/%d/%d", c.size, v, d), d, func(e *emitter, a uint64) { e.cmpAbsImm(a, c.size, v) },
+					wantInst{op: x86asm.CMP, n: n, size: dataSize, args: args(ripMem(d), x86asm.Imm(imm))},
+					fmt.Sprintf("cmp%s $%d, %%s(%%%%rip)", c.sfx, imm))
+			}
+		}
+	}
+	for _, c := range []struct {
+		size int
+		want wantInst
+		gnu  string
+	}{
+		{1, wantInst{op: x86asm.MOVZX, n: 3, size: 32, args: args(x86asm.EAX, x86asm.Mem{Base: x86asm.RAX})}, "movzbl (%rax), %eax"},
+		{2, wantInst{op: x86asm.MOVZX, n: 3, size: 32, args: args(x86asm.EAX, x86asm.Mem{Base: x86asm.RAX})}, "movzwl (%rax), %eax"},
+		{4, wantInst{op: x86asm.MOV, n: 2, size: 32, args: args(x86asm.EAX, x86asm.Mem{Base: x86asm.RAX})}, "mov (%rax), %eax"},
+		{8, wantInst{op: x86asm.MOV, n: 3, size: 64, args: args(x86asm.RAX, x86asm.Mem{Base: x86asm.RAX})}, "mov (%rax), %rax"},
+	} {
+		s.add(emitCase{
+			name:  fmt.Sprintf("loadRAXAt/%d", c.size),
+			emit:  func(e *emitter) { e.loadRAXAt(c.size) },
+			insts: []wantInst{c.want},
+			gnu:   c.gnu,
+		})
+	}
 	for _, d := range absDists(7) {
 		s.absolute(fmt.Sprintf("movRCXFromAbs/%d", d), d, func(e *emitter, a uint64) { e.movRCXFromAbs(a) },
 			wantInst{op: x86asm.MOV, n: 7, size: 64, args: args(x86asm.RCX, ripMem(d))}, "mov %s(%%rip), %%rcx")

@@ -169,6 +169,9 @@ type Config struct {
 	Log io.Writer
 	// NoOptimize compiles traces as recorded (REDMAGIC_OPT=0).
 	NoOptimize bool
+	// NoPeel emits root traces once, guarding what they load at every
+	// iteration (REDMAGIC_PEEL=0; peel.go).
+	NoPeel bool
 }
 
 const (
@@ -207,6 +210,11 @@ type trace struct {
 	// guard failures: they are reported apart).
 	periodic []uint32
 	insns    int
+	// hoisted: guards its peeled copy leaves out of every iteration but
+	// the first (0: not peeled); peelMisses: the counter of the first
+	// copy's closes that stayed in it (0: none).
+	hoisted    int
+	peelMisses uint64
 	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry).
 	exitKnown [][]regValue
 	// variant: memory the loop stores to at known addresses, in its

@@ -1,6 +1,7 @@
 package tracevm
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math/bits"
 	"slices"
@@ -168,6 +169,32 @@ type plan struct {
 	stores []addrRange
 	// specGuard[k]: the op before which speculation k's guard runs.
 	specGuard []int
+	// guarded: the speculations the trace guards (chosen); epoch:
+	// stores through unknown pointers and calls in the trace;
+	// invariants: a peeled copy's loads known from its entry (peel.go).
+	guarded    []guardedLoad
+	epoch      uint32
+	invariants []guardedLoad
+	storeVals  []storeRange // a peeled copy's stores, with their values
+	// need and chosen: the assumptions the plan rests on and the loads
+	// it speculates on (optimize's pass 2), for its peeled copy.
+	need   assume
+	chosen map[int]bool
+	// misses: for a peeled copy, the data-area counter of the first
+	// copy's closes that stayed in it (0: none).
+	misses uint64
+}
+
+// guardedLoad is a load the trace replaces by a guard on its value.
+type guardedLoad struct {
+	addr, v   uint64
+	size      int
+	forwarded bool // its value is one the trace stored
+	post      bool // guarded in a register after a 64-bit load
+	// firstChecks: a peeled copy's invariant that the first copy
+	// guards too (its close's check of it cannot fail unless the
+	// first copy wrote it).
+	firstChecks bool
 }
 
 // certainAt reports whether a value resting on deps is certain at an exit
@@ -247,6 +274,10 @@ type optimizer struct {
 	// The eval state's maps, reused by every eval.
 	specMap, savedMap map[uint64]val
 	storeMap          map[uint64]storedVal
+	// peel: the second copy of a peeled loop is being optimised
+	// (peel.go). epoch: the last eval's final epoch.
+	peel  *peelState
+	epoch uint32
 }
 
 type peekResult struct {
@@ -268,9 +299,9 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.RSP | 1<<x86enc.R1
 // known addresses; %rsp itself is never left virtual (liveness).
 const allRegs16 = 0xffff
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry) (p *plan) {
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
-	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}, side: side}
+	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}, side: side, peel: peel}
 	if s, ok := evalScratch.Get().(*scratch); ok {
 		o.known, o.flagsAt = s.known, s.flagsAt[:0]
 	} else {
@@ -287,8 +318,11 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		}
 	}
 	o.insts = make([]*x86dec.Inst, len(ops))
+	if peel != nil && len(peel.insts) == len(ops) {
+		copy(o.insts, peel.insts) // the first copy's, decoded once
+	}
 	for i := range ops {
-		if ops[i].kind == opInsn {
+		if ops[i].kind == opInsn && o.insts[i] == nil {
 			inst, err := ops[i].decoded()
 			if err != nil {
 				return nil
@@ -296,11 +330,24 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 			o.insts[i] = inst
 		}
 	}
-	need, chosen, ok := o.choose()
-	if !ok {
-		return nil
+	var need assume
+	var chosen map[int]bool
+	if peel != nil {
+		// A peeled copy speculates where the first copy does, and
+		// rests on every register that stays the same: its stores
+		// must go to known addresses, not only its guards fold. The
+		// first copy's close checks them, once.
+		need, chosen = peel.need|assume(o.inv), peel.chosen
+		if chosen == nil {
+			chosen = map[int]bool{} // nil would speculate everywhere
+		}
+	} else {
+		var ok bool
+		if need, chosen, ok = o.choose(); !ok {
+			return nil
+		}
 	}
-	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}}
+	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}, need: need, chosen: chosen}
 	// Pass 2: only the assumptions chosen.
 	o.specAddr, o.specOp, o.specVal, o.specPost = nil, nil, nil, nil
 	o.specSize, o.specFwd = nil, nil
@@ -316,6 +363,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		if !chosen[i] {
 			continue
 		}
+		p.guarded = append(p.guarded, guardedLoad{addr: o.specAddr[k], v: o.specVal[k], size: o.specSize[k], forwarded: o.specFwd[k], post: o.specPost[k] >= 0})
 		if at := o.specPost[k]; at >= 0 {
 			r, _, _ := gpr(regArg(o.insts[i].Args[0]))
 			resume := o.ops[at].addr
@@ -338,6 +386,24 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	}
 	for _, r := range o.storeRanges {
 		p.stores = addRange(p.stores, addrRange{r.lo, r.hi})
+	}
+	p.epoch = o.epoch
+	if o.peel != nil {
+		p.storeVals = slices.Clone(o.storeRanges)
+		for key := range o.peel.used {
+			p.invariants = append(p.invariants, guardedLoad{addr: key >> 4, size: int(key & 15), v: o.peel.values[key], firstChecks: o.peel.guarded[key]})
+		}
+		// Those the first copy does not guard first: the check that
+		// fails, when a loop is entered with other values, fails early.
+		slices.SortFunc(p.invariants, func(a, b guardedLoad) int {
+			if a.firstChecks != b.firstChecks {
+				if b.firstChecks {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Compare(a.addr, b.addr)
+		})
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
 	p.ok, kept = true, true
@@ -401,7 +467,7 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 			need |= f.deps
 		}
 	}
-	if need == 0 && (o.side == nil || len(folded) == 0) {
+	if need == 0 && ((o.side == nil && o.peel == nil) || len(folded) == 0) {
 		// A side trace folds guards on what its entry knows at no
 		// cost: it pays without any assumption of its own.
 		return 0, nil, false
@@ -533,6 +599,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	clear(o.specMap)
 	clear(o.storeMap)
 	clear(o.savedMap)
+	if o.peel != nil {
+		clear(o.peel.used)
+	}
 	s.spec, s.stores, s.saved = o.specMap, o.storeMap, o.savedMap
 	o.storeRanges = o.storeRanges[:0]
 	s.ranges = &o.storeRanges
@@ -554,6 +623,11 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 	o.contra = 0
 	contradicted := false
 	for i := range o.ops {
+		if o.peel != nil && s.epoch != 0 {
+			// A peeled copy that may store anywhere assumes nothing:
+			// no need to go on.
+			return nil, false
+		}
 		op := &o.ops[i]
 		s.op = i
 		o.known.add(&s.regs)
@@ -603,6 +677,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		}
 	}
 	o.known.add(&s.regs)
+	o.epoch = s.epoch
 	if contradicted {
 		return nil, false
 	}
@@ -686,6 +761,9 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
 		}
 		key := ad.v<<4 | uint64(size)
+		if v, ok := o.invariantLoad(key, ad.v, size, s); ok {
+			return val{known: true, v: v, deps: ad.deps}
+		}
 		if v, ok := s.spec[key]; ok {
 			return v
 		}

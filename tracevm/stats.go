@@ -27,6 +27,7 @@ type Stats struct {
 	chainedBlocks  atomic.Uint64
 	recorderEvents atomic.Uint64
 	sidesOptimized atomic.Uint64
+	peeled         atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
 	// the optimiser is wrong: such a side trace is not optimised).
@@ -82,18 +83,27 @@ type Snapshot struct {
 	// SidesOptimized: side traces optimised from what their parents
 	// know at their exits; SideEntryMismatches: side recordings whose
 	// state contradicted it (0 unless the optimiser is wrong).
-	SidesOptimized      uint64       `json:"side_traces_optimized"`
-	SideEntryMismatches uint64       `json:"side_entry_mismatches"`
-	Traces              []TraceStats `json:"traces"`
+	SidesOptimized      uint64 `json:"side_traces_optimized"`
+	SideEntryMismatches uint64 `json:"side_entry_mismatches"`
+	// LoopsPeeled: root traces emitted twice, the second copy without
+	// the guards on what the loop never writes (peel.go).
+	LoopsPeeled uint64       `json:"loops_peeled"`
+	Traces      []TraceStats `json:"traces"`
 }
 
 // TraceStats describes one compiled trace.
 type TraceStats struct {
-	Head       uint64 `json:"head"`
-	Site       uint32 `json:"site"`
-	ID         uint64 `json:"id"`
-	Side       bool   `json:"side,omitempty"`
-	Insns      int    `json:"insns"`
+	Head  uint64 `json:"head"`
+	Site  uint32 `json:"site"`
+	ID    uint64 `json:"id"`
+	Side  bool   `json:"side,omitempty"`
+	Insns int    `json:"insns"`
+	// Hoisted: guards a peeled root trace checks at its first iteration
+	// only (absent: not peeled); PeelMisses: closes of its first copy
+	// that found other values than its second copy assumes, and looped
+	// in the first copy.
+	Hoisted    int    `json:"hoisted_guards,omitempty"`
+	PeelMisses uint64 `json:"peel_misses,omitempty"`
 	Bytes      int    `json:"bytes"`
 	Iterations uint64 `json:"iterations"`
 	Exits      uint64 `json:"exits"`
@@ -135,6 +145,7 @@ func (m *Machine) Snapshot() Snapshot {
 		RecorderEvents:      m.stats.recorderEvents.Load(),
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
+		LoopsPeeled:         m.stats.peeled.Load(),
 		Aborts:              map[string]uint64{},
 		Traces:              []TraceStats{},
 	}
@@ -159,7 +170,7 @@ func (m *Machine) Snapshot() Snapshot {
 	s.CodeBytes = uint64(m.cache.Used())
 	exits := exitTable()
 	for _, t := range m.traces {
-		ts := TraceStats{Head: t.head, Site: t.key.gsite, ID: t.key.id, Side: t.side, Insns: t.insns, Bytes: t.size}
+		ts := TraceStats{Head: t.head, Site: t.key.gsite, ID: t.key.id, Side: t.side, Insns: t.insns, Bytes: t.size, Hoisted: t.hoisted}
 		if !t.side {
 			var i16, t16 C.uint32_t
 			switch C.tv_verdict_of(C.uint32_t(t.key.gsite), C.uint64_t(t.key.id), &i16, &t16) {
@@ -175,6 +186,9 @@ func (m *Machine) Snapshot() Snapshot {
 		}
 		if t.iterCtr != 0 {
 			ts.Iterations = m.data.load(t.iterCtr)
+		}
+		if t.peelMisses != 0 {
+			ts.PeelMisses = m.data.load(t.peelMisses)
 		}
 		for _, x := range t.periodic {
 			ts.PeriodicExits += uint64(exits[x].count)

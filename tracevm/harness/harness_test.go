@@ -940,3 +940,23 @@ func TestSelfModifyingInterpreter(t *testing.T) {
 	require.Equal(t, r.res, r.native(SelfMod, n, k))
 	r.checkTraced(t, n-1, 0.9)
 }
+
+// TestPeeledLoop: a loop whose dispatch reads a program it never writes
+// is peeled (tracevm/peel.go): the second copy checks none of the
+// opcodes the first guards, and the results are the native ones.
+func TestPeeledLoop(t *testing.T) {
+	const n, k = 100000, 0x5a5
+	want, steps := refInterp(n, k)
+	r := runJIT(t, Interp, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, steps, r.res.Out[0])
+	require.Equal(t, r.res, r.native(Interp, n, k))
+	log := r.log()
+	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
+	first, second, ok := strings.Cut(log, "; peeled:")
+	require.True(t, ok, log)
+	// The opcode guards (cmp $op, slot(%rip)) of the first copy are not
+	// in the second one.
+	assert.Less(t, strings.Count(second, "cmp"), strings.Count(first, "cmp"), log)
+	r.checkTraced(t, n-1, 0.99)
+}

@@ -1,0 +1,198 @@
+package tracevm
+
+import (
+	"slices"
+
+	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
+)
+
+// Loop peeling (after LuaJIT's lj_opt_loop, in its simplest form): a root
+// trace that closes its loop is emitted twice. The first copy is the trace
+// as optimised, entered at the head. The second copy is optimised again
+// taking the loads the first replaces by guards on their values (the
+// bytecode words an interpreter dispatches on) as known, without a guard,
+// when the loop never leaves other values there: it checks none of them
+// per iteration, and folds what follows from them. It rests on every head
+// register that stays the same, so that its stores go to known addresses.
+//
+// The first copy's close checks that memory holds those values and that
+// the head registers the second copy rests on hold theirs, then jumps into
+// the second copy; if anything differs it loops in the first copy
+// instead. The second copy closes on itself. Nothing in it may change what
+// it assumes: it stores only to known addresses, writes back the value a
+// location held at the loop head wherever it assumes one, and calls
+// nothing natively.
+//
+// Memory another thread or a signal handler writes (a flag an interpreter
+// polls to hand over its lock, a hook's trap) is still seen: a root trace
+// leaves through the original dispatch every periodTicks iterations, and
+// is entered again at its head, through the first copy.
+
+// maxInvariants bounds the loads a second copy takes as known, so that
+// the first copy's close checks a bounded number of values.
+const maxInvariants = 64
+
+// peelState is what the optimiser of a second copy works from: the
+// values of the loads it may take as known (addr<<4 | size), those its
+// last pass did, and those not to (the loop leaves other values there).
+type peelState struct {
+	values map[uint64]uint64
+	used   map[uint64]bool
+	banned map[uint64]bool
+	// need, chosen and insts: the first copy's (plan.need, plan.chosen,
+	// plan.insts).
+	need   assume
+	chosen map[int]bool
+	insts  []*x86dec.Inst
+	// near: where loads not guarded by the first copy may be taken as
+	// known too (nearBytecode); guarded: the keys it guards.
+	near    []addrRange
+	guarded map[uint64]bool
+}
+
+// Around each word the first copy guards, the span taken for the rest of
+// its instruction; above the head %rsp, the span taken for the
+// interpreter's frame.
+const (
+	bytecodeSpan = 64
+	frameSpan    = 1024
+)
+
+// invariantLoad returns the value a second copy takes a load at key (a,
+// size bytes) to have. A location the iteration has already stored to
+// holds what it stored instead.
+func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64, bool) {
+	ps := o.peel
+	if ps == nil || ps.banned[key] {
+		return 0, false
+	}
+	v, ok := ps.values[key]
+	if !ok && !ps.nearBytecode(a, size) {
+		return 0, false
+	}
+	// Stored to earlier in the iteration: the load reads that store's
+	// value (forwarded, or unknown), not the one at the loop's head.
+	for _, r := range *s.ranges {
+		if a < r.hi && r.lo < a+uint64(size) {
+			return 0, false
+		}
+	}
+	if !ok {
+		if len(ps.values) >= maxInvariants || (size != 1 && size != 2 && size != 4 && size != 8) {
+			return 0, false
+		}
+		pr, seen := o.peeked[key]
+		if !seen {
+			pr.v, pr.ok = peek(o.m.pid, a, size)
+			o.peeked[key] = pr
+		}
+		if !pr.ok {
+			ps.banned[key] = true
+			return 0, false
+		}
+		v = pr.v
+		ps.values[key] = v
+	}
+	ps.used[key] = true
+	return v, true
+}
+
+// nearBytecode reports whether [a, a+size) lies where the loop's own
+// code is likely to be: beside a word the first copy guards (an
+// instruction's operands beside its opcode), or in the interpreter's
+// frame (the pointers to its program and registers). The second copy may
+// take such a load as known although the first did not guard it: the
+// first copy's close checks it, and stays in the first copy if the loop
+// was entered with another value there.
+func (ps *peelState) nearBytecode(a uint64, size int) bool {
+	return slices.ContainsFunc(ps.near, func(r addrRange) bool { return a >= r.lo && a+uint64(size) <= r.hi })
+}
+
+// peel returns the plan of the second copy of a root trace whose first
+// copy is p, or nil when the loop may write what the copy would assume,
+// or it would check no less per iteration than p. head, close and
+// meaningful are as for optimize.
+func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *plan) *plan {
+	if p == nil || !p.ok || len(ops) == 0 || ops[len(ops)-1].kind != opClose {
+		return nil
+	}
+	if slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
+		return nil // a native call may write anything
+	}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts}
+	for _, g := range p.guarded {
+		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
+			ps.values[g.addr<<4|uint64(g.size)] = g.v
+			ps.guarded[g.addr<<4|uint64(g.size)] = true
+			ps.near = append(ps.near, addrRange{g.addr - bytecodeSpan, g.addr + bytecodeSpan})
+		}
+	}
+	if len(ps.values) == 0 {
+		return nil
+	}
+	if meaningful&(1<<x86enc.RSP) != 0 && head[x86enc.RSP] == close[x86enc.RSP] {
+		sp := head[x86enc.RSP]
+		ps.near = append(ps.near, addrRange{sp, sp + frameSpan})
+	}
+	for try := 0; try < 4; try++ {
+		q := m.optimize(ops, head, close, meaningful, nil, ps)
+		if q == nil {
+			return nil
+		}
+		if !q.ok || q.epoch != 0 {
+			q.release()
+			return nil
+		}
+		// A load the iteration writes after it reads it is not
+		// invariant, unless it writes the same value back.
+		written := false
+		for _, g := range q.invariants {
+			if changes(q.storeVals, g) {
+				ps.banned[g.addr<<4|uint64(g.size)] = true
+				written = true
+			}
+		}
+		if written {
+			q.release()
+			continue
+		}
+		if len(q.invariants) == 0 || q.checks(ops) >= p.checks(ops) {
+			q.release()
+			return nil
+		}
+		return q
+	}
+	return nil
+}
+
+// checks counts the guards an iteration of ops under p runs: guards and
+// indirect-target guards not folded, and guarded loads.
+func (p *plan) checks(ops []op) int {
+	n := len(p.guarded)
+	for i := range ops {
+		if (ops[i].kind == opGuard || ops[i].kind == opGuardTarget) && !p.drop[i] {
+			n++
+		}
+	}
+	return n
+}
+
+// changes reports whether the stores of an iteration, rs in their order,
+// may leave other than g's value in g's memory when it ends: the last
+// store over it must write exactly that value. (Loads after a store to
+// it within the iteration read the store's value, not g's.)
+func changes(rs []storeRange, g guardedLoad) bool {
+	end := g.addr + uint64(g.size)
+	last := -1
+	for i, r := range rs {
+		if g.addr < r.hi && r.lo < end {
+			last = i
+		}
+	}
+	if last < 0 {
+		return false
+	}
+	r := rs[last]
+	return r.lo != g.addr || r.hi != end || !r.scalar || !r.known || r.v != truncate(g.v, g.size)
+}
