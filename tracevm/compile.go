@@ -65,8 +65,12 @@ type codeMap struct {
 //
 // peeled, if not nil, is the plan of the loop's second copy (peel.go):
 // p's close then jumps to it, and it closes on itself.
-func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p, peeled *plan, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
+//
+// link, if not nil, lets a side trace that closes its root's loop enter the
+// root's peeled copy directly (bodyLink).
+func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p, peeled *plan, link *bodyLink, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
 	e.reset(base)
+	e.peelExit, e.body2 = -1, -1
 	logging := m.cfg.Log != nil
 	head := e.newLabel()
 	e.bind(head)
@@ -429,6 +433,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					e.jmpLabel(closeTo)
 					break
 				}
+				// Entered with other values peelMissLimit times in a
+				// row, the loop stays in the first copy without
+				// checking.
+				streak := enter.misses + 8
+				if enter.misses != 0 {
+					e.cmpAbsImm(streak, 1, peelMissLimit)
+					e.jcc(x86enc.AE, stay)
+				}
 				miss := e.newLabel()
 				for _, rv := range enterRegs {
 					if int64(rv.v) == int64(int32(rv.v)) {
@@ -441,10 +453,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				for _, g := range enter.invariants {
 					checkLoad(e, g, miss, lit)
 				}
+				if enter.misses != 0 {
+					e.movbRIPAbs(streak, 0)
+				}
 				e.jmpLabel(closeTo)
 				e.bind(miss)
 				if enter.misses != 0 {
 					e.incRIPAbs(enter.misses)
+					e.incbRIPAbs(streak)
 				}
 				e.jmpLabel(stay)
 			case opLink:
@@ -458,6 +474,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					for _, c := range iterCtrs {
 						e.incRIPAbs(c)
 					}
+				}
+				if link != nil && o.target == link.head && cur != nil {
+					link.enter(e, cur.known.at(i), lit)
 				}
 				e.jmpAbs(o.target)
 			case opExit:
@@ -478,6 +497,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			return nil, nil, nil, nil, nil, nil, err
 		}
 		cur, virtual, stk = peeled, nil, initStack
+		e.peelExit, e.body2 = len(exitLabels), len(e.buf)
 		e.bind(body2)
 		if logging {
 			cm = append(cm, codeMap{off: len(e.buf), addr: start, what: "peeled"})
@@ -506,6 +526,74 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	flushLits(e, lits)
 	code, err = e.finish()
 	return code, patch, origs, cm, stacks, periodic, err
+}
+
+// bodyLink is how a side trace enters its root's peeled copy (peel.go)
+// where it closes the loop, instead of the root's head: when the side
+// trace starts where the copy's assumptions about memory hold (an exit of
+// the copy, or of a side trace that keeps them) and keeps them itself.
+// The registers the copy rests on must hold their values: those the side
+// trace does not know there are checked, and lead to the head if not.
+type bodyLink struct {
+	head, body2 uint64
+	regs        []regValue
+	// header: for a loop keyed by header (a Lua OP_JMP), the registers
+	// the header is computed from, known at the link, must lead to it.
+	header      *BackEdge
+	headerValue uint64
+}
+
+// enter emits the checks and the jump into the peeled copy, at a link
+// whose registers are known as in st.
+func (l *bodyLink) enter(e *emitter, st [16]val, lit func(uint64) label) {
+	if be := l.header; be != nil {
+		id, aux := st[be.IDReg], st[be.AuxReg]
+		if !id.known || !aux.known {
+			return
+		}
+		if h, ok := be.loopID(id.v, aux.v); !ok || h != l.headerValue {
+			return
+		}
+	}
+	toHead := e.newLabel()
+	for _, rv := range l.regs {
+		if st[rv.r].known && st[rv.r].v == rv.v {
+			continue
+		}
+		if int64(rv.v) == int64(int32(rv.v)) {
+			e.cmpRegImm32(rv.r, int32(rv.v))
+		} else {
+			e.cmpRegRIP(rv.r, lit(rv.v))
+		}
+		e.jcc(x86enc.NE, toHead)
+	}
+	e.jmpAbs(l.body2)
+	e.bind(toHead)
+}
+
+// holdsAt reports whether the memory t's root's peeled copy assumes holds
+// its values at exit id of t.
+func (t *trace) holdsAt(id uint32) bool {
+	if t.side {
+		return t.keepsPeeled
+	}
+	return t.body2 != 0 && id >= t.exitBase+uint32(t.peelExit)
+}
+
+// keepsPeeled reports whether a side trace of plan p, compiled from ops,
+// leaves the memory its root's peeled copy assumes (ps.values) as it was:
+// it stores only to known addresses, never other values there, and calls
+// nothing.
+func keepsPeeled(ops []op, p *plan, ps *peelState) bool {
+	if p == nil || p.epoch != 0 || slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
+		return false
+	}
+	for key, v := range ps.values {
+		if changes(p.storeVals, guardedLoad{addr: key >> 4, size: int(key & 15), v: v}) {
+			return false
+		}
+	}
+	return true
 }
 
 // peelEntryRegs: the head registers the peeled copy q rests on that the
@@ -738,13 +826,44 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize {
 		side = m.sideEntryOf(r)
 	}
+	// A side trace that starts where its root's peeled copy holds (an
+	// exit of the copy, or of a side trace that keeps it) is optimised
+	// knowing the memory the copy assumes, and closes the loop in the
+	// copy, when it keeps that memory itself (bodyLink).
+	var link *bodyLink
+	var inherit *peelState
+	if side != nil {
+		m.mu.Lock()
+		root := r.side.rootTrace()
+		if root.body2 != 0 && r.side.holdsAt(r.exitID) {
+			link = &bodyLink{head: root.head, body2: root.body2, regs: root.peelRegs}
+			if root.headerOf != nil {
+				link.header, link.headerValue = root.headerOf, root.key.id
+			}
+			inherit = inheritedPeel(root, !r.side.side)
+		}
+		m.mu.Unlock()
+	}
 	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
-		p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil)
+		if inherit != nil {
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit)
+			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
+				p.release()
+				p = nil
+			}
+		}
+		if p == nil {
+			link = nil
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil)
+		}
 		if p != nil && !p.ok {
 			p.release()
 			p = nil
 		}
 		defer p.release()
+	}
+	if p == nil {
+		link = nil
 	}
 	var peeled *plan
 	if p != nil && side == nil && !m.cfg.NoPeel {
@@ -753,7 +872,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	if peeled != nil {
 		m.mu.Lock()
-		peeled.misses = m.data.alloc8() // 0 when full: not counted
+		peeled.misses = m.data.alloc16() // 0 when full: not counted
 		m.mu.Unlock()
 	}
 	e := m.emitters.Get().(*emitter)
@@ -801,7 +920,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	)
 	for try := 0; ; try++ {
 		base = m.cache.Next(64)
-		code, patch, origs, cm, stacks, periodic, err = m.generate(e, ops, base, exitBase, ctrs, t.tick, p, peeled, r.start, lg, r.initStack)
+		code, patch, origs, cm, stacks, periodic, err = m.generate(e, ops, base, exitBase, ctrs, t.tick, p, peeled, link, r.start, lg, r.initStack)
 		if err != nil {
 			return nil, err
 		}
@@ -818,10 +937,26 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		return nil, fmt.Errorf("tracevm: trace generated at %#x allocated at %#x", base, a)
 	}
 	t.head = base
-	if peeled != nil {
+	if peeled != nil && e.body2 >= 0 {
 		t.hoisted = len(p.guarded) - len(peeled.guarded)
 		t.peelMisses = peeled.misses
+		t.body2, t.peelExit = base+uint64(e.body2), e.peelExit
+		t.invariants = peeled.invariants
+		for _, r := range peeled.headRegs {
+			t.peelRegs = append(t.peelRegs, regValue{r, peeled.headVals[r]})
+		}
+		switch {
+		case lg == nil:
+		case lg.byHeader:
+			t.headerOf = m.backEdgeOfSite(r.key.gsite)
+		default:
+			t.peelRegs = append(t.peelRegs, lg.id)
+		}
 		m.stats.peeled.Add(1)
+	}
+	t.keepsPeeled = link != nil
+	if link != nil {
+		m.stats.sidesIntoPeeled.Add(1)
 	}
 	nexit := len(origs)
 	t.nexits = uint32(nexit)

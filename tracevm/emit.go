@@ -35,6 +35,9 @@ type emitter struct {
 	stacks          [][]uint64
 	// blockLits: the recorder's literals of one block.
 	blockLits []pendingLit
+	// peelExit and body2: where generate began a root trace's peeled
+	// copy, its first exit and its offset (-1: not peeled).
+	peelExit, body2 int
 }
 
 // refFixup: an imm32 that holds a label's offset from cacheLo.
@@ -288,6 +291,16 @@ func (e *emitter) cmpAbsImm(a uint64, size int, v int32) {
 	}
 	e.rel32To(-1, a, 4)
 	e.u32(uint32(v))
+}
+
+// incbRIPAbs: incb a(%rip).
+func (e *emitter) incbRIPAbs(a uint64) { e.bytes(0xfe, 0x05); e.rel32To(-1, a, 0) }
+
+// movbRIPAbs: movb $v, a(%rip).
+func (e *emitter) movbRIPAbs(a uint64, v uint8) {
+	e.bytes(0xc6, 0x05)
+	e.rel32To(-1, a, 1)
+	e.bytes(v)
 }
 
 // reachRIP reports whether a %rip operand of an instruction starting at

@@ -313,6 +313,19 @@ func encodingCases() []emitCase {
 			gnu:   c.gnu,
 		})
 	}
+	for _, d := range absDists(6) {
+		s.absolute(fmt.Sprintf("incbRIPAbs/%d", d), d, func(e *emitter, a uint64) { e.incbRIPAbs(a) },
+			wantInst{op: x86asm.INC, n: 6, args: args(ripMem(d))}, "incb %s(%%rip)")
+	}
+	for _, v := range []uint8{0, 1, 0x7f, 0x80, 0xff} {
+		for _, d := range absDists(7) {
+			if d == math.MaxInt32 {
+				d-- // GNU ld checks the field's own reach (see cmpAbsImm)
+			}
+			s.absolute(fmt.Sprintf("movbRIPAbs/%d/%d", v, d), d, func(e *emitter, a uint64) { e.movbRIPAbs(a, v) },
+				wantInst{op: x86asm.MOV, n: 7, args: args(ripMem(d), x86asm.Imm(v))}, fmt.Sprintf("movb $%d, %%s(%%%%rip)", v))
+		}
+	}
 	for _, d := range absDists(7) {
 		s.absolute(fmt.Sprintf("movRCXFromAbs/%d", d), d, func(e *emitter, a uint64) { e.movRCXFromAbs(a) },
 			wantInst{op: x86asm.MOV, n: 7, size: 64, args: args(x86asm.RCX, ripMem(d))}, "mov %s(%%rip), %%rcx")

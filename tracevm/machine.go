@@ -215,6 +215,17 @@ type trace struct {
 	// copy's closes that stayed in it (0: none).
 	hoisted    int
 	peelMisses uint64
+	// A peeled root: its second copy's address, the first of its exits
+	// (relative to exitBase), the memory it assumes, the registers it
+	// rests on, and for a loop keyed by header its back-edge (bodyLink).
+	body2      uint64
+	peelExit   int
+	invariants []guardedLoad
+	peelRegs   []regValue
+	headerOf   *BackEdge
+	// keepsPeeled: a side trace that starts and ends where its root's
+	// peeled copy's assumptions hold (it enters the copy directly).
+	keepsPeeled bool
 	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry).
 	exitKnown [][]regValue
 	// variant: memory the loop stores to at known addresses, in its

@@ -175,13 +175,14 @@ type plan struct {
 	guarded    []guardedLoad
 	epoch      uint32
 	invariants []guardedLoad
-	storeVals  []storeRange // a peeled copy's stores, with their values
+	storeVals  []storeRange // the stores at known addresses, with their values
 	// need and chosen: the assumptions the plan rests on and the loads
 	// it speculates on (optimize's pass 2), for its peeled copy.
 	need   assume
 	chosen map[int]bool
 	// misses: for a peeled copy, the data-area counter of the first
-	// copy's closes that stayed in it (0: none).
+	// copy's closes that stayed in it, followed by a byte counting them
+	// since the last that did not (0: none).
 	misses uint64
 }
 
@@ -332,18 +333,29 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	}
 	var need assume
 	var chosen map[int]bool
-	if peel != nil {
+	if peel != nil && peel.chosen != nil {
 		// A peeled copy speculates where the first copy does, and
 		// rests on every register that stays the same: its stores
 		// must go to known addresses, not only its guards fold. The
 		// first copy's close checks them, once.
 		need, chosen = peel.need|assume(o.inv), peel.chosen
-		if chosen == nil {
-			chosen = map[int]bool{} // nil would speculate everywhere
-		}
 	} else {
 		var ok bool
-		if need, chosen, ok = o.choose(); !ok {
+		need, chosen, ok = o.choose()
+		if peel != nil && len(peel.near) > 0 {
+			// A side trace entering a peeled copy: it guards every
+			// load of the loop's bytecode, so that its stores go to
+			// known addresses (bodyLink).
+			if !ok {
+				need, chosen, ok = 0, map[int]bool{}, true
+			}
+			for k, i := range o.specOp {
+				if !o.specFwd[k] && o.specPost[k] < 0 && peel.nearBytecode(o.specAddr[k], o.specSize[k]) {
+					chosen[i] = true
+				}
+			}
+		}
+		if !ok {
 			return nil
 		}
 	}
@@ -388,8 +400,8 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		p.stores = addRange(p.stores, addrRange{r.lo, r.hi})
 	}
 	p.epoch = o.epoch
+	p.storeVals = slices.Clone(o.storeRanges)
 	if o.peel != nil {
-		p.storeVals = slices.Clone(o.storeRanges)
 		for key := range o.peel.used {
 			p.invariants = append(p.invariants, guardedLoad{addr: key >> 4, size: int(key & 15), v: o.peel.values[key], firstChecks: o.peel.guarded[key]})
 		}

@@ -29,6 +29,11 @@ import (
 // leaves through the original dispatch every periodTicks iterations, and
 // is entered again at its head, through the first copy.
 
+// peelMissLimit: closes of a first copy in a row that found other values
+// than its second copy assumes, after which it stops checking (the loop's
+// data is not what it was when it was compiled).
+const peelMissLimit = 64
+
 // maxInvariants bounds the loads a second copy takes as known, so that
 // the first copy's close checks a bounded number of values.
 const maxInvariants = 64
@@ -41,14 +46,37 @@ type peelState struct {
 	used   map[uint64]bool
 	banned map[uint64]bool
 	// need, chosen and insts: the first copy's (plan.need, plan.chosen,
-	// plan.insts).
+	// plan.insts); chosen is nil for a side trace inheriting a peeled
+	// copy's assumptions (bodyLink), optimised as any other.
 	need   assume
 	chosen map[int]bool
 	insts  []*x86dec.Inst
 	// near: where loads not guarded by the first copy may be taken as
-	// known too (nearBytecode); guarded: the keys it guards.
-	near    []addrRange
-	guarded map[uint64]bool
+	// known too when peekNear (nearBytecode), or where a side trace
+	// inheriting the copy's assumptions guards every load; guarded: the
+	// keys the first copy guards.
+	near     []addrRange
+	peekNear bool
+	guarded  map[uint64]bool
+}
+
+// inheritedPeel is what a side trace starting where root's peeled copy
+// holds may assume (root's invariants) and, with guards, where it may
+// take the loop's bytecode to be (beside the words the root guards; not
+// for a side trace of a side trace, whose exit may be such a guard that
+// failed). The caller holds the machine's lock.
+func inheritedPeel(root *trace, guardNear bool) *peelState {
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}}
+	for _, g := range root.invariants {
+		ps.values[g.addr<<4|uint64(g.size)] = g.v
+		if guardNear && g.firstChecks {
+			// The bytecode the root dispatches on, not the frame's
+			// slots or the words beside them: a guard on what
+			// changes would fail at every iteration.
+			ps.near = append(ps.near, addrRange{g.addr - bytecodeSpan, g.addr + bytecodeSpan})
+		}
+	}
+	return ps
 }
 
 // Around each word the first copy guards, the span taken for the rest of
@@ -68,7 +96,7 @@ func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64
 		return 0, false
 	}
 	v, ok := ps.values[key]
-	if !ok && !ps.nearBytecode(a, size) {
+	if !ok && (!ps.peekNear || !ps.nearBytecode(a, size)) {
 		return 0, false
 	}
 	// Stored to earlier in the iteration: the load reads that store's
@@ -120,7 +148,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	if slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
 		return nil // a native call may write anything
 	}
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, peekNear: true}
 	for _, g := range p.guarded {
 		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
 			ps.values[g.addr<<4|uint64(g.size)] = g.v

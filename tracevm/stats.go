@@ -17,17 +17,18 @@ import (
 // Stats are the machine's counters. Per-exit and per-entry counts live in
 // C (tv.c) and are read by Snapshot.
 type Stats struct {
-	tracesCompiled atomic.Uint64
-	sideTraces     atomic.Uint64
-	recordings     atomic.Uint64
-	flushes        atomic.Uint64
-	recordNanos    atomic.Int64
-	compileNanos   atomic.Int64
-	recordedInsns  atomic.Uint64
-	chainedBlocks  atomic.Uint64
-	recorderEvents atomic.Uint64
-	sidesOptimized atomic.Uint64
-	peeled         atomic.Uint64
+	tracesCompiled  atomic.Uint64
+	sideTraces      atomic.Uint64
+	recordings      atomic.Uint64
+	flushes         atomic.Uint64
+	recordNanos     atomic.Int64
+	compileNanos    atomic.Int64
+	recordedInsns   atomic.Uint64
+	chainedBlocks   atomic.Uint64
+	recorderEvents  atomic.Uint64
+	sidesOptimized  atomic.Uint64
+	peeled          atomic.Uint64
+	sidesIntoPeeled atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
 	// the optimiser is wrong: such a side trace is not optimised).
@@ -87,8 +88,11 @@ type Snapshot struct {
 	SideEntryMismatches uint64 `json:"side_entry_mismatches"`
 	// LoopsPeeled: root traces emitted twice, the second copy without
 	// the guards on what the loop never writes (peel.go).
-	LoopsPeeled uint64       `json:"loops_peeled"`
-	Traces      []TraceStats `json:"traces"`
+	LoopsPeeled uint64 `json:"loops_peeled"`
+	// SidesIntoPeeled: side traces that close their loop in its peeled
+	// copy, not at its head.
+	SidesIntoPeeled uint64       `json:"side_traces_into_peeled"`
+	Traces          []TraceStats `json:"traces"`
 }
 
 // TraceStats describes one compiled trace.
@@ -146,6 +150,7 @@ func (m *Machine) Snapshot() Snapshot {
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
+		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
 		Aborts:              map[string]uint64{},
 		Traces:              []TraceStats{},
 	}

@@ -29,37 +29,38 @@ type Func struct {
 
 // The test functions (tt_loops.c and tt_simd.c say what each computes).
 var (
-	Sum       = Func{"tt_sum", C.tt_sum}
-	Branchy   = Func{"tt_branchy", C.tt_branchy}
-	Chain     = Func{"tt_chain", C.tt_chain}
-	ChainLong = Func{"tt_chain_long", C.tt_chain_long}
-	ChainRet  = Func{"tt_chain_ret", C.tt_chain_ret}
-	Nested    = Func{"tt_nested", C.tt_nested}
-	Calls     = Func{"tt_calls", C.tt_calls}
-	CalleeLp  = Func{"tt_callee_loop", C.tt_callee_loop}
-	Recurse   = Func{"tt_recurse", C.tt_recurse}
-	Interp    = Func{"tt_interp", C.tt_interp}
-	MemInterp = Func{"tt_mem_interp", C.tt_mem_interp}
-	Alias     = Func{"tt_alias", C.tt_alias}
-	FuncPtr   = Func{"tt_fptr", C.tt_fptr}
-	Globals   = Func{"tt_globals", C.tt_globals}
-	IsTraced  = Func{"tt_is_traced", C.tt_is_traced}
-	Ensure    = Func{"tt_ensure", C.tt_ensure}
-	Merge     = Func{"tt_merge", C.tt_merge}
-	HelperRet = Func{"tt_helper_ret", C.tt_helper_ret}
-	Syscall   = Func{"tt_syscall", C.tt_syscall}
-	Spin      = Func{"tt_spin", C.tt_spin}
-	Fork      = Func{"tt_fork", C.tt_fork}
-	InvFP     = Func{"tt_invariant_fp", C.tt_invariant_fp}
-	NativeAPI = Func{"tt_native_api", C.tt_native_api}
-	SelfMod   = Func{"tt_smc", C.tt_smc}
-	FPC       = Func{"tt_fp_c", C.tt_fp_c}
-	FPSSE2    = Func{"tt_fp_sse2", C.tt_fp_sse2}
-	FPAVX2    = Func{"tt_fp_avx2", C.tt_fp_avx2}
-	FPAVX512  = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs     = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, Recurse, Interp, MemInterp, Alias, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
-	nextIDs   atomic.Uint64
-	idsPerRun = uint64(1 << 12)
+	Sum          = Func{"tt_sum", C.tt_sum}
+	Branchy      = Func{"tt_branchy", C.tt_branchy}
+	Chain        = Func{"tt_chain", C.tt_chain}
+	ChainLong    = Func{"tt_chain_long", C.tt_chain_long}
+	ChainRet     = Func{"tt_chain_ret", C.tt_chain_ret}
+	Nested       = Func{"tt_nested", C.tt_nested}
+	Calls        = Func{"tt_calls", C.tt_calls}
+	CalleeLp     = Func{"tt_callee_loop", C.tt_callee_loop}
+	Recurse      = Func{"tt_recurse", C.tt_recurse}
+	Interp       = Func{"tt_interp", C.tt_interp}
+	InterpBranch = Func{"tt_interp_branch", C.tt_interp_branch}
+	MemInterp    = Func{"tt_mem_interp", C.tt_mem_interp}
+	Alias        = Func{"tt_alias", C.tt_alias}
+	FuncPtr      = Func{"tt_fptr", C.tt_fptr}
+	Globals      = Func{"tt_globals", C.tt_globals}
+	IsTraced     = Func{"tt_is_traced", C.tt_is_traced}
+	Ensure       = Func{"tt_ensure", C.tt_ensure}
+	Merge        = Func{"tt_merge", C.tt_merge}
+	HelperRet    = Func{"tt_helper_ret", C.tt_helper_ret}
+	Syscall      = Func{"tt_syscall", C.tt_syscall}
+	Spin         = Func{"tt_spin", C.tt_spin}
+	Fork         = Func{"tt_fork", C.tt_fork}
+	InvFP        = Func{"tt_invariant_fp", C.tt_invariant_fp}
+	NativeAPI    = Func{"tt_native_api", C.tt_native_api}
+	SelfMod      = Func{"tt_smc", C.tt_smc}
+	FPC          = Func{"tt_fp_c", C.tt_fp_c}
+	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
+	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
+	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, Recurse, Interp, MemInterp, Alias, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	nextIDs      atomic.Uint64
+	idsPerRun    = uint64(1 << 12)
 )
 
 // NewIDs returns the base of a block of loop ids no run has used: a test

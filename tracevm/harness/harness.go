@@ -364,6 +364,7 @@ type Loop struct {
 	Iterations uint64 // back-edges taken inside these traces
 	Exits      uint64 // exits taken from them
 	Periodic   uint64 // periodic exits (tracevm.TraceStats.PeriodicExits)
+	PeelMisses uint64 // tracevm.TraceStats.PeelMisses
 	Heads      []uint64
 }
 
@@ -383,6 +384,7 @@ func LoopFigures(s tracevm.Snapshot, lo, hi uint64) Loop {
 		l.Iterations += t.Iterations
 		l.Exits += t.Exits
 		l.Periodic += t.PeriodicExits
+		l.PeelMisses += t.PeelMisses
 		l.Heads = append(l.Heads, t.Head)
 	}
 	return l

@@ -960,3 +960,58 @@ func TestPeeledLoop(t *testing.T) {
 	assert.Less(t, strings.Count(second, "cmp"), strings.Count(first, "cmp"), log)
 	r.checkTraced(t, n-1, 0.99)
 }
+
+func refInterpBranch(n, k int64) (r1, steps int64) {
+	steps = 4
+	r6 := int64(0)
+	for c := n; c > 0; c-- {
+		r1 += (c * c) ^ k
+		steps += 4
+		if r6 == 0 {
+			r6 = 3
+			r1 -= 7
+			steps += 2
+		}
+		r1 += 7
+		r6--
+		steps += 4
+	}
+	return r1, steps + 1
+}
+
+// TestSideTraceIntoPeeledLoop: the side trace of a peeled loop's branch
+// starts where the peeled copy's assumptions hold and keeps them, so it
+// closes the loop in the peeled copy, not at the head (bodyLink).
+func TestSideTraceIntoPeeledLoop(t *testing.T) {
+	const n, k = 100000, 0x3a7
+	want, steps := refInterpBranch(n, k)
+	r := runJIT(t, InterpBranch, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, steps, r.res.Out[0])
+	require.Equal(t, r.res, r.native(InterpBranch, n, k))
+	log := r.log()
+	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
+	assert.Greater(t, r.after.SidesIntoPeeled, r.before.SidesIntoPeeled, log)
+	r.checkTraced(t, n-1, 0.99)
+}
+
+// TestPeeledLoopOtherData: the peeled copy assumes the VM registers the
+// loop only reads (k, in the interpreter's frame) hold what they held
+// when it was compiled. Entered again with another k, the first copy's
+// close finds another value and the loop runs on in the first copy: the
+// results are right, and after peelMissLimit closes in a row it stops
+// checking.
+func TestPeeledLoopOtherData(t *testing.T) {
+	const n, k1, k2 = 100000, 0x3a7, 0x51
+	r := runJIT(t, InterpBranch, n, k1)
+	want, _ := refInterpBranch(n, k1)
+	require.Equal(t, want, r.res.Ret)
+	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, r.log())
+	want2, steps2 := refInterpBranch(n, k2)
+	res := InterpBranch.Run(int64(r.ids), n, k2)
+	require.Equal(t, want2, res.Ret)
+	require.Equal(t, steps2, res.Out[0])
+	l := LoopFigures(Machine().Snapshot(), r.ids, r.ids+IDSpan())
+	assert.Positive(t, l.PeelMisses, "k2 entered the peeled copy compiled for k1")
+	assert.Less(t, l.PeelMisses, uint64(n/100), "it stopped checking")
+}

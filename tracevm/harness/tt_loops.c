@@ -223,6 +223,63 @@ struct vm_ins {
 	int32_t imm;
 };
 
+/* The switch interpreter's loop over prog, with in and out in scope: a
+ * macro, so that each interpreter below is one function with its own jump
+ * table, as a real interpreter's eval loop is. */
+#define TT_VM_RUN(prog) \
+	int64_t r[8] = { 0 }; \
+	int64_t steps = 0; \
+	for (uint32_t pc = 0;;) { \
+		const struct vm_ins *p = &prog[pc++]; \
+		steps++; \
+		switch (p->op) { \
+		case VM_LI: \
+			r[p->a] = p->imm; \
+			break; \
+		case VM_MOV: \
+			r[p->a] = r[p->b]; \
+			break; \
+		case VM_ADD: \
+			r[p->a] = r[p->b] + r[p->c]; \
+			break; \
+		case VM_SUB: \
+			r[p->a] = r[p->b] - r[p->c]; \
+			break; \
+		case VM_MUL: \
+			r[p->a] = r[p->b] * r[p->c]; \
+			break; \
+		case VM_XOR: \
+			r[p->a] = r[p->b] ^ r[p->c]; \
+			break; \
+		case VM_ADDI: \
+			r[p->a] = r[p->b] + p->imm; \
+			break; \
+		case VM_SHR: \
+			r[p->a] = (int64_t)((uint64_t)r[p->b] >> p->imm); \
+			break; \
+		case VM_AND: \
+			r[p->a] = r[p->b] & r[p->c]; \
+			break; \
+		case VM_JNZ: \
+			if (r[p->a]) { \
+				uint32_t to = (uint32_t)p->imm; \
+				int back = to < pc; \
+				pc = to; \
+				if (back) \
+					th_backwards_branch(ID(to)); \
+			} \
+			break; \
+		case VM_NOP: \
+			break; \
+		case VM_HALT: \
+			out[0] = steps; \
+			return r[p->a]; \
+		default: \
+			th_ensure_not_traced(); \
+			return -1; \
+		} \
+	}
+
 TT int64_t tt_interp(const int64_t *in, int64_t *out)
 {
 	/* r1 = sum over c = n..1 of (c*c ^ k) + ((c >> 1) & 7) */
@@ -243,58 +300,33 @@ TT int64_t tt_interp(const int64_t *in, int64_t *out)
 		{ VM_JNZ, 0, 0, 0, 3 },               /* 13: if r0 goto 3 */
 		{ VM_HALT, 1, 0, 0, 0 },              /* 14: return r1 */
 	};
-	int64_t r[8] = { 0 };
-	int64_t steps = 0;
-	for (uint32_t pc = 0;;) {
-		const struct vm_ins *p = &prog[pc++];
-		steps++;
-		switch (p->op) {
-		case VM_LI:
-			r[p->a] = p->imm;
-			break;
-		case VM_MOV:
-			r[p->a] = r[p->b];
-			break;
-		case VM_ADD:
-			r[p->a] = r[p->b] + r[p->c];
-			break;
-		case VM_SUB:
-			r[p->a] = r[p->b] - r[p->c];
-			break;
-		case VM_MUL:
-			r[p->a] = r[p->b] * r[p->c];
-			break;
-		case VM_XOR:
-			r[p->a] = r[p->b] ^ r[p->c];
-			break;
-		case VM_ADDI:
-			r[p->a] = r[p->b] + p->imm;
-			break;
-		case VM_SHR:
-			r[p->a] = (int64_t)((uint64_t)r[p->b] >> p->imm);
-			break;
-		case VM_AND:
-			r[p->a] = r[p->b] & r[p->c];
-			break;
-		case VM_JNZ:
-			if (r[p->a]) {
-				uint32_t to = (uint32_t)p->imm;
-				int back = to < pc;
-				pc = to;
-				if (back)
-					th_backwards_branch(ID(to));
-			}
-			break;
-		case VM_NOP:
-			break;
-		case VM_HALT:
-			out[0] = steps;
-			return r[p->a];
-		default:
-			th_ensure_not_traced();
-			return -1;
-		}
-	}
+	TT_VM_RUN(prog);
+}
+
+/* The same interpreter on a loop with a branch in its body: every third
+ * iteration takes a forward jump over two instructions, so the loop has a
+ * root trace and a side trace that closes it:
+ * r1 = sum over c = n..1 of (c*c ^ k) + (c % 3 ? 7 : 0). */
+TT int64_t tt_interp_branch(const int64_t *in, int64_t *out)
+{
+	const struct vm_ins prog[] = {
+		{ VM_LI, 0, 0, 0, (int32_t)in[1] },   /* 0: r0 = n */
+		{ VM_LI, 1, 0, 0, 0 },                /* 1: r1 = 0 */
+		{ VM_LI, 2, 0, 0, (int32_t)in[2] },   /* 2: r2 = k */
+		{ VM_LI, 6, 0, 0, 0 },                /* 3: r6 = 0 (c % 3) */
+		{ VM_MUL, 3, 0, 0, 0 },               /* 4: r3 = r0 * r0 */
+		{ VM_XOR, 3, 3, 2, 0 },               /* 5: r3 ^= r2 */
+		{ VM_ADD, 1, 1, 3, 0 },               /* 6: r1 += r3 */
+		{ VM_JNZ, 6, 0, 0, 10 },              /* 7: if r6 goto 10 */
+		{ VM_LI, 6, 0, 0, 3 },                /* 8: r6 = 3 */
+		{ VM_ADDI, 1, 1, 0, -7 },             /* 9: r1 -= 7 */
+		{ VM_ADDI, 1, 1, 0, 7 },              /* 10: r1 += 7 */
+		{ VM_ADDI, 6, 6, 0, -1 },             /* 11: r6-- */
+		{ VM_ADDI, 0, 0, 0, -1 },             /* 12: r0-- */
+		{ VM_JNZ, 0, 0, 0, 4 },               /* 13: if r0 goto 4 */
+		{ VM_HALT, 1, 0, 0, 0 },              /* 14: return r1 */
+	};
+	TT_VM_RUN(prog);
 }
 
 /* The same interpreter with its state in memory, as interpreters that keep
