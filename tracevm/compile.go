@@ -581,15 +581,16 @@ func (t *trace) holdsAt(id uint32) bool {
 }
 
 // keepsPeeled reports whether a side trace of plan p, compiled from ops,
-// leaves the memory its root's peeled copy assumes (ps.values) as it was:
-// it stores only to known addresses, never other values there, and calls
-// nothing.
+// leaves the memory its root's peeled copy assumes (ps.values) alone: it
+// stores only to known addresses, never there (its own side traces start
+// anywhere in it), and calls nothing.
 func keepsPeeled(ops []op, p *plan, ps *peelState) bool {
 	if p == nil || p.epoch != 0 || slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
 		return false
 	}
-	for key, v := range ps.values {
-		if changes(p.storeVals, guardedLoad{addr: key >> 4, size: int(key & 15), v: v}) {
+	for key := range ps.values {
+		a, size := key>>4, key&15
+		if slices.ContainsFunc(p.storeVals, func(r storeRange) bool { return a < r.hi && r.lo < a+size }) {
 			return false
 		}
 	}
@@ -941,7 +942,13 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.hoisted = len(p.guarded) - len(peeled.guarded)
 		t.peelMisses = peeled.misses
 		t.body2, t.peelExit = base+uint64(e.body2), e.peelExit
-		t.invariants = peeled.invariants
+		// A side trace starts mid-iteration: it may assume only what
+		// the copy never stores to, not what it stores and writes back.
+		for _, g := range peeled.invariants {
+			if !slices.ContainsFunc(peeled.storeVals, func(r storeRange) bool { return g.addr < r.hi && r.lo < g.addr+uint64(g.size) }) {
+				t.invariants = append(t.invariants, g)
+			}
+		}
 		for _, r := range peeled.headRegs {
 			t.peelRegs = append(t.peelRegs, regValue{r, peeled.headVals[r]})
 		}

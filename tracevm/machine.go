@@ -216,8 +216,9 @@ type trace struct {
 	hoisted    int
 	peelMisses uint64
 	// A peeled root: its second copy's address, the first of its exits
-	// (relative to exitBase), the memory it assumes, the registers it
-	// rests on, and for a loop keyed by header its back-edge (bodyLink).
+	// (relative to exitBase), the memory it assumes and never writes
+	// (what its side traces may assume), the registers it rests on, and
+	// for a loop keyed by header its back-edge (bodyLink).
 	body2      uint64
 	peelExit   int
 	invariants []guardedLoad

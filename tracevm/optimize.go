@@ -350,7 +350,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 				need, chosen, ok = 0, map[int]bool{}, true
 			}
 			for k, i := range o.specOp {
-				if !o.specFwd[k] && o.specPost[k] < 0 && peel.nearBytecode(o.specAddr[k], o.specSize[k]) {
+				if !o.banned[i] && !o.specFwd[k] && o.specPost[k] < 0 && peel.nearBytecode(o.specAddr[k], o.specSize[k]) {
 					chosen[i] = true
 				}
 			}
