@@ -180,6 +180,8 @@ type plan struct {
 	// it speculates on (optimize's pass 2), for its peeled copy.
 	need   assume
 	chosen map[int]bool
+	// peeked: the memory the optimiser read (optimizer.peeked).
+	peeked map[uint64]peekResult
 	// misses: for a peeled copy, the data-area counter of the first
 	// copy's closes that stayed in it, followed by a byte counting them
 	// since the last that did not (0: none).
@@ -303,6 +305,9 @@ const allRegs16 = 0xffff
 func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
 	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}, side: side, peel: peel}
+	if peel != nil && peel.peeked != nil {
+		o.peeked = peel.peeked // the first copy's reads: each is a system call
+	}
 	if s, ok := evalScratch.Get().(*scratch); ok {
 		o.known, o.flagsAt = s.known, s.flagsAt[:0]
 	} else {
@@ -401,6 +406,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	}
 	p.epoch = o.epoch
 	p.storeVals = slices.Clone(o.storeRanges)
+	p.peeked = o.peeked
 	if o.peel != nil {
 		for key := range o.peel.used {
 			p.invariants = append(p.invariants, guardedLoad{addr: key >> 4, size: int(key & 15), v: o.peel.values[key], firstChecks: o.peel.guarded[key]})

@@ -45,12 +45,14 @@ type peelState struct {
 	values map[uint64]uint64
 	used   map[uint64]bool
 	banned map[uint64]bool
-	// need, chosen and insts: the first copy's (plan.need, plan.chosen,
-	// plan.insts); chosen is nil for a side trace inheriting a peeled
-	// copy's assumptions (bodyLink), optimised as any other.
+	// need, chosen, insts and peeked: the first copy's (plan.need,
+	// plan.chosen, plan.insts, plan.peeked); chosen is nil for a side
+	// trace inheriting a peeled copy's assumptions (bodyLink), optimised
+	// as any other.
 	need   assume
 	chosen map[int]bool
 	insts  []*x86dec.Inst
+	peeked map[uint64]peekResult
 	// near: where loads not guarded by the first copy may be taken as
 	// known too when peekNear (nearBytecode), or where a side trace
 	// inheriting the copy's assumptions guards every load; guarded: the
@@ -148,7 +150,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	if slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
 		return nil // a native call may write anything
 	}
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, peekNear: true}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, peeked: p.peeked, peekNear: true}
 	for _, g := range p.guarded {
 		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
 			ps.values[g.addr<<4|uint64(g.size)] = g.v
