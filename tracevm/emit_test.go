@@ -1217,6 +1217,26 @@ var fzOps = []struct {
 		p.abs, p.hasAbs = m.base+uint64(m.pos+n), true
 	}},
 	{"incRIPAbs", func(m *fzModel, r *fzReader) { a := m.far(r, 7); m.e.incRIPAbs(a); m.toAbs(7, x86asm.INC, a) }},
+	{"incbRIPAbs", func(m *fzModel, r *fzReader) { a := m.far(r, 6); m.e.incbRIPAbs(a); m.toAbs(6, x86asm.INC, a) }},
+	{"movbRIPAbs", func(m *fzModel, r *fzReader) {
+		v := r.u8()
+		a := m.far(r, 7)
+		m.e.movbRIPAbs(a, v)
+		m.toAbs(7, x86asm.MOV, a)
+	}},
+	{"cmpAbsImm", func(m *fzModel, r *fzReader) {
+		size := []int{1, 2, 4, 8}[r.u8()%4]
+		v := int32(r.u32())
+		n := map[int]int{1: 7, 2: 9, 4: 10, 8: 11}[size]
+		switch {
+		case size == 1:
+		case size == 2 && int16(v) == int16(int8(v)), size > 2 && v == int32(int8(v)):
+			n = map[int]int{2: 8, 4: 7, 8: 8}[size]
+		}
+		a := m.far(r, n)
+		m.e.cmpAbsImm(a, size, v)
+		m.toAbs(n, x86asm.CMP, a)
+	}},
 	{"literal", func(m *fzModel, r *fzReader) {
 		v := r.u64()
 		l := m.e.literal(v)
