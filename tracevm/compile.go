@@ -169,11 +169,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	// guardReg leaves for resume unless register r holds v (an
 	// immediate when v fits one, else a literal); the flags must be dead.
 	guardReg := func(r x86enc.Reg, v, resume uint64) {
-		if int64(v) == int64(int32(v)) {
-			e.cmpRegImm32(r, int32(v))
-		} else {
-			e.cmpRegRIP(r, lit(v))
-		}
+		cmpRegValue(e, r, v, lit)
 		e.alignRel32(2)
 		patch = append(patch, e.jcc(x86enc.NE, newExit(resume)))
 	}
@@ -384,11 +380,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					// indirect jump's other targets are entered with dead
 					// flags too (compilers keep no flags live across
 					// indirect branches), so a plain compare will do.
-					if v := int64(o.target); v == int64(int32(v)) {
-						e.cmpRegImm32(r, int32(v))
-					} else {
-						e.cmpRegRIP(r, lit(o.target))
-					}
+					cmpRegValue(e, r, o.target, lit)
 					e.alignRel32(2)
 					patch = append(patch, e.jcc(x86enc.NE, newExit(o.exit)))
 					break
@@ -443,11 +435,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				}
 				miss := e.newLabel()
 				for _, rv := range enterRegs {
-					if int64(rv.v) == int64(int32(rv.v)) {
-						e.cmpRegImm32(rv.r, int32(rv.v))
-					} else {
-						e.cmpRegRIP(rv.r, lit(rv.v))
-					}
+					cmpRegValue(e, rv.r, rv.v, lit)
 					e.jcc(x86enc.NE, miss)
 				}
 				for _, g := range enter.invariants {
@@ -560,11 +548,7 @@ func (l *bodyLink) enter(e *emitter, st [16]val, lit func(uint64) label) {
 		if st[rv.r].known && st[rv.r].v == rv.v {
 			continue
 		}
-		if int64(rv.v) == int64(int32(rv.v)) {
-			e.cmpRegImm32(rv.r, int32(rv.v))
-		} else {
-			e.cmpRegRIP(rv.r, lit(rv.v))
-		}
+		cmpRegValue(e, rv.r, rv.v, lit)
 		e.jcc(x86enc.NE, toHead)
 	}
 	e.jmpAbs(l.body2)
@@ -589,12 +573,21 @@ func keepsPeeled(ops []op, p *plan, ps *peelState) bool {
 		return false
 	}
 	for key := range ps.values {
-		a, size := key>>4, key&15
-		if slices.ContainsFunc(p.storeVals, func(r storeRange) bool { return a < r.hi && r.lo < a+size }) {
+		if storedOver(p.storeVals, key>>4, int(key&15)) {
 			return false
 		}
 	}
 	return true
+}
+
+// cmpRegValue compares register r with v: cmp $imm32 when v is one
+// sign-extended, else cmp with a literal.
+func cmpRegValue(e *emitter, r x86enc.Reg, v uint64, lit func(uint64) label) {
+	if int64(v) == int64(int32(v)) {
+		e.cmpRegImm32(r, int32(v))
+	} else {
+		e.cmpRegRIP(r, lit(v))
+	}
 }
 
 // peelEntryRegs: the head registers the peeled copy q rests on that the
@@ -945,7 +938,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		// A side trace starts mid-iteration: it may assume only what
 		// the copy never stores to, not what it stores and writes back.
 		for _, g := range peeled.invariants {
-			if !slices.ContainsFunc(peeled.storeVals, func(r storeRange) bool { return g.addr < r.hi && r.lo < g.addr+uint64(g.size) }) {
+			if !storedOver(peeled.storeVals, g.addr, g.size) {
 				t.invariants = append(t.invariants, g)
 			}
 		}

@@ -70,7 +70,7 @@ type peelState struct {
 func inheritedPeel(root *trace, guardNear bool) *peelState {
 	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}}
 	for _, g := range root.invariants {
-		ps.values[g.addr<<4|uint64(g.size)] = g.v
+		ps.values[g.key()] = g.v
 		if guardNear && g.firstChecks {
 			// The bytecode the root dispatches on, not the frame's
 			// slots or the words beside them: a guard on what
@@ -103,10 +103,8 @@ func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64
 	}
 	// Stored to earlier in the iteration: the load reads that store's
 	// value (forwarded, or unknown), not the one at the loop's head.
-	for _, r := range *s.ranges {
-		if a < r.hi && r.lo < a+uint64(size) {
-			return 0, false
-		}
+	if storedOver(*s.ranges, a, size) {
+		return 0, false
 	}
 	if !ok {
 		if len(ps.values) >= maxInvariants || (size != 1 && size != 2 && size != 4 && size != 8) {
@@ -127,6 +125,9 @@ func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64
 	ps.used[key] = true
 	return v, true
 }
+
+// key is g's location as the optimiser keys loads: addr<<4 | size.
+func (g guardedLoad) key() uint64 { return g.addr<<4 | uint64(g.size) }
 
 // nearBytecode reports whether [a, a+size) lies where the loop's own
 // code is likely to be: beside a word the first copy guards (an
@@ -153,8 +154,8 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, peeked: p.peeked, peekNear: true}
 	for _, g := range p.guarded {
 		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
-			ps.values[g.addr<<4|uint64(g.size)] = g.v
-			ps.guarded[g.addr<<4|uint64(g.size)] = true
+			ps.values[g.key()] = g.v
+			ps.guarded[g.key()] = true
 			ps.near = append(ps.near, addrRange{g.addr - bytecodeSpan, g.addr + bytecodeSpan})
 		}
 	}
@@ -179,7 +180,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		written := false
 		for _, g := range q.invariants {
 			if changes(q.storeVals, g) {
-				ps.banned[g.addr<<4|uint64(g.size)] = true
+				ps.banned[g.key()] = true
 				written = true
 			}
 		}
@@ -208,6 +209,14 @@ func (p *plan) checks(ops []op) int {
 	return n
 }
 
+// over reports whether the store meets [a, a+size).
+func (r storeRange) over(a uint64, size int) bool { return a < r.hi && r.lo < a+uint64(size) }
+
+// storedOver reports whether any store of rs meets [a, a+size).
+func storedOver(rs []storeRange, a uint64, size int) bool {
+	return slices.ContainsFunc(rs, func(r storeRange) bool { return r.over(a, size) })
+}
+
 // changes reports whether the stores of an iteration, rs in their order,
 // may leave other than g's value in g's memory when it ends: the last
 // store over it must write exactly that value. (Loads after a store to
@@ -216,7 +225,7 @@ func changes(rs []storeRange, g guardedLoad) bool {
 	end := g.addr + uint64(g.size)
 	last := -1
 	for i, r := range rs {
-		if g.addr < r.hi && r.lo < end {
+		if r.over(g.addr, g.size) {
 			last = i
 		}
 	}

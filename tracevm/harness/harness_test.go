@@ -52,6 +52,18 @@ func runJIT(t *testing.T, f Func, in ...int64) traced {
 	return r
 }
 
+// runInterp runs the switch interpreter f under the JIT and checks its
+// result and step count against ref's and against a native run.
+func runInterp(t *testing.T, f Func, ref func(n, k int64) (int64, int64), n, k int64) traced {
+	t.Helper()
+	want, steps := ref(n, k)
+	r := runJIT(t, f, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, steps, r.res.Out[0])
+	require.Equal(t, r.res, r.native(f, n, k))
+	return r
+}
+
 // native runs f with the JIT off and the same loop ids.
 func (r traced) native(f Func, in ...int64) Result {
 	return f.RunNative(append([]int64{int64(r.ids)}, in...)...)
@@ -411,11 +423,7 @@ func TestSwitchInterpreter(t *testing.T) {
 		}
 	}
 	require.Positive(t, jumps, "gcc compiled the switch without a jump table")
-	want, steps := refInterp(n, k)
-	r := runJIT(t, Interp, n, k)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, steps, r.res.Out[0])
-	require.Equal(t, r.res, r.native(Interp, n, k))
+	r := runInterp(t, Interp, refInterp, n, k)
 	// The program array is on the interpreter's stack, at addresses the
 	// trace knows (%rsp is the same at every annotation call): each
 	// dispatch becomes a guard on the opcode it reads, not on the jump
@@ -946,11 +954,7 @@ func TestSelfModifyingInterpreter(t *testing.T) {
 // opcodes the first guards, and the results are the native ones.
 func TestPeeledLoop(t *testing.T) {
 	const n, k = 100000, 0x5a5
-	want, steps := refInterp(n, k)
-	r := runJIT(t, Interp, n, k)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, steps, r.res.Out[0])
-	require.Equal(t, r.res, r.native(Interp, n, k))
+	r := runInterp(t, Interp, refInterp, n, k)
 	log := r.log()
 	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
 	first, second, ok := strings.Cut(log, "; peeled:")
@@ -984,11 +988,7 @@ func refInterpBranch(n, k int64) (r1, steps int64) {
 // closes the loop in the peeled copy, not at the head (bodyLink).
 func TestSideTraceIntoPeeledLoop(t *testing.T) {
 	const n, k = 100000, 0x3a7
-	want, steps := refInterpBranch(n, k)
-	r := runJIT(t, InterpBranch, n, k)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, steps, r.res.Out[0])
-	require.Equal(t, r.res, r.native(InterpBranch, n, k))
+	r := runInterp(t, InterpBranch, refInterpBranch, n, k)
 	log := r.log()
 	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
 	assert.Greater(t, r.after.SidesIntoPeeled, r.before.SidesIntoPeeled, log)
