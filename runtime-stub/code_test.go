@@ -56,12 +56,20 @@ func TestFastPathCode(t *testing.T) {
 	suffix := `(\.(cold|part\.\d+|isra\.\d+|constprop\.\d+))*$`
 	fast := regexp.MustCompile(`^(rm_hit_(lua_)?\d|rm_api_call|rm_api_\w+_entry(_\d)?|rm_first|rm_insert|` +
 		`rm_grow|rm_hot|rm_count_overflow|rm_invalid_site|rm_map|rm_unmap|rm_table_new|` +
-		`rm_thread_forget|rm_thread_nomem|rm_jit_call|rm_pend|rm_record_due|rm_hit_hot|rm_sample_open|rm_govern|rm_enter|rm_quiet_check|rm_jit_try|rm_spent|rm_ic_put|rm_ic_forget|rm_interp_close|rm_window_c16|rm_window_open|` +
+		`rm_thread_forget|rm_thread_nomem|rm_jit_call|rm_park|rm_pend|rm_record_due|rm_hit_hot|rm_sample_open|rm_govern|rm_enter|rm_quiet_check|rm_jit_try|rm_spent|rm_ic_put|rm_ic_forget|rm_interp_close|rm_window_c16|rm_window_open|` +
 		// The tracing machine's C side (tracevm/tv.c) runs on the same
 		// terms: it is reached from trampolines and generated code.
 		`tv_\w+|__get_cpuid)` + suffix)
 	funcs := disassemble(t, fx.so, fast)
+	// Parking (tracevm/park.c) calls the C library: it is entered only
+	// with the state saved, except its cheap test, tv_park_due, and the
+	// fork child's reset.
+	parking := regexp.MustCompile(`^(tv_park(_\w+)?|tv_unpark|tv_go_enter|tv_futex)` + suffix)
+	parkingFast := regexp.MustCompile(`^(tv_park_due|tv_park_fork_child)` + suffix)
 	for name, f := range disassemble(t, fx.jit, fast) {
+		if parking.MatchString(name) && !parkingFast.MatchString(name) {
+			continue
+		}
 		funcs[name] = f
 	}
 	hot := regexp.MustCompile(`^rm_hit_(lua_)?\d$`)
@@ -69,7 +77,8 @@ func TestFastPathCode(t *testing.T) {
 	callRe := regexp.MustCompile(`^call\s+\S+\s+<([^>]+)>`)
 	// Calls that may leave the file, and only with the state saved.
 	guarded := map[string]bool{"rm_thread_register": true, "rm_jit_load": true, "rm_jit_begin": true, "rm_go_quiet": true, "rm_jit_due": true,
-		"tvBeginRecord": true, "tvStep": true, "tvSideExit": true, "tvAbortStale": true}
+		"tvBeginRecord": true, "tvStep": true, "tvSideExit": true, "tvAbortStale": true,
+		"tv_park": true, "tv_go_enter": true, "tv_unpark": true}
 	// The fork handlers are plain C calls from pthread_atfork, where the
 	// vector registers are the caller's to save: they may call Go as is.
 	forkGo := map[string]map[string]bool{
@@ -122,7 +131,7 @@ func TestFastPathCode(t *testing.T) {
 	}
 	slices.Sort(seen)
 	for _, want := range []string{"rm_hit_0", "rm_hit_lua_7", "rm_api_call", "rm_api_backwards_branch_entry_1",
-		"rm_api_end_merge_block_entry_7", "rm_hot", "rm_first", "rm_jit_call", "tv_trace_lookup", "tv_try_record"} {
+		"rm_api_end_merge_block_entry_7", "rm_hot", "rm_first", "rm_jit_call", "tv_trace_lookup", "tv_try_record", "tv_park_due"} {
 		assert.Contains(t, seen, want)
 	}
 }

@@ -175,3 +175,52 @@ func TestDispatchEntriesRestored(t *testing.T) {
 		})
 	}
 }
+
+// Between calls into Go the JIT's threads are parked and glibc's malloc
+// goes back to its single-threaded path (__libc_single_threaded = 1):
+// after the JIT has been idle for a while, through a fork (the child has
+// none of them), not while the program has a thread of its own (created
+// by it, which sets the flag to 0), and again once that thread is gone.
+// Allocation, forking and threads work throughout; REDMAGIC_PARK=0
+// leaves the threads running.
+func TestParking(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	ops := args("hit", siteJump, 1, 0, 1000, "sleep", 80, "hit", siteJump, 1, 0, 10, "single",
+		"churn", 20000, "fork", siteJump, 2, "single",
+		"threads", 2, siteJump, 10, "single",
+		"sleep", 80, "hit", siteJump, 1, 0, 10, "single", "churn", 20000)
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		singles []string
+		parking string
+	}{
+		{"on", nil, []string{"single=1", "single=1", "single=0", "single=1"}, "on"},
+		{"off", []string{"REDMAGIC_PARK=0"}, []string{"single=0", "single=0", "single=0", "single=0"}, "off: REDMAGIC_PARK=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runHarness(t, bin, tc.env, ops...)
+			require.Equal(t, 0, r.exit, r.stderr)
+			assert.Empty(t, r.stderr)
+			var singles []string
+			for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+				if strings.HasPrefix(l, "single=") {
+					singles = append(singles, l)
+				}
+			}
+			assert.Equal(t, tc.singles, singles, r.stdout)
+			assert.Contains(t, r.stdout, "churn=")
+			require.NotNil(t, r.stats.JIT)
+			assert.Equal(t, tc.parking, r.stats.JIT.Parking)
+			if tc.parking == "on" {
+				assert.GreaterOrEqual(t, r.stats.JIT.Parks, uint64(2), "refusals %d", r.stats.JIT.ParkRefusals)
+				assert.Greater(t, r.stats.JIT.ParkedSeconds, 0.0)
+				// The report at exit released them.
+				assert.Equal(t, r.stats.JIT.Parks, r.stats.JIT.Unparks)
+			} else {
+				assert.Zero(t, r.stats.JIT.Parks)
+			}
+		})
+	}
+}

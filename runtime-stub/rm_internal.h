@@ -59,7 +59,7 @@
 
 #define RM_JIT_LIBRARY "libredmagic-jit.so"
 #define RM_JIT_START "rm_jit_start"
-#define RM_JIT_ABI 4
+#define RM_JIT_ABI 5
 
 /* The site of redmagic_force_jump_to_trace(id), which names none: every
  * root trace is also filed under it (tracevm's TV_ANY_SITE). */
@@ -89,7 +89,14 @@ struct rm_host {
 	/* Empties every trampoline inline cache (RM_SITE_IC): the JIT calls
 	 * it when it unpublishes its traces (a flush). */
 	void (*ic_clear)(void);
+	/* The thread id of the runtime's quiet thread (0: none), which
+	 * never allocates: parking the JIT's threads leaves it running. */
+	const volatile int32_t *quiet_tid;
 };
+
+/* The signal that parks the JIT's threads (tracevm's TV_PARK_SIGNAL):
+ * loading leaves it unblocked in them. */
+#define RM_PARK_SIGNAL_OFFSET 7
 
 /* What the JIT gives the runtime. Called on the interpreter's stack with
  * only the general registers and flags saved, except annotate and report,
@@ -119,6 +126,11 @@ struct rm_jit_ops {
 	const volatile uint64_t *cache;
 	/* Changes whenever trace_lookup or retry_due may answer anew. */
 	const volatile uint64_t *generation;
+	/* Parking the JIT's threads while it is idle (tracevm/park.c):
+	 * park_due is cheap; park (force: even before it is due) is called
+	 * with the vector state saved. */
+	int (*park_due)(void);
+	int (*park)(int force);
 };
 
 /* Exported by the JIT library. Returns 0 when the JIT runs; 1 when it has
@@ -178,6 +190,7 @@ struct rm_global {
 	uint64_t gov_rearm_ns;        /* the next quiet period */
 	uint64_t gov_quiet_ns;        /* the first (REDMAGIC_GOVERNOR_QUIET) */
 	uint64_t gov_quiets;          /* quiet periods so far */
+	volatile int32_t quiet_tid;   /* the quiet thread, once started */
 	uint32_t gov_measure;     /* the governor measures loops */
 	volatile uint32_t jit_tried; /* the JIT library was loaded or refused */
 	uint32_t jit_started;     /* its loading began (rm_jit_begin) */

@@ -239,6 +239,8 @@ type Machine struct {
 	cfg   Config
 	tls   uint64
 	stats Stats
+	// parkState: "on", or why parking is off (SetParking).
+	parkState atomic.Pointer[string]
 	// emitters: the compiler's reusable code buffers.
 	emitters sync.Pool
 

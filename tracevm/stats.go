@@ -91,8 +91,16 @@ type Snapshot struct {
 	LoopsPeeled uint64 `json:"loops_peeled"`
 	// SidesIntoPeeled: side traces that close their loop in its peeled
 	// copy, not at its head.
-	SidesIntoPeeled uint64       `json:"side_traces_into_peeled"`
-	Traces          []TraceStats `json:"traces"`
+	SidesIntoPeeled uint64 `json:"side_traces_into_peeled"`
+	// Parking (park.c): whether it is on (or why not), how often the
+	// JIT's threads were parked and released, attempts that found a
+	// thread outside Go code, and the time spent parked.
+	Parking       string       `json:"parking"`
+	Parks         uint64       `json:"parks"`
+	Unparks       uint64       `json:"unparks"`
+	ParkRefusals  uint64       `json:"park_refusals"`
+	ParkedSeconds float64      `json:"parked_seconds"`
+	Traces        []TraceStats `json:"traces"`
 }
 
 // TraceStats describes one compiled trace.
@@ -151,6 +159,11 @@ func (m *Machine) Snapshot() Snapshot {
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
+		Parking:             m.parking(),
+		Parks:               uint64(C.tv_park_g.parks),
+		Unparks:             uint64(C.tv_park_g.unparks),
+		ParkRefusals:        uint64(C.tv_park_g.refusals),
+		ParkedSeconds:       parkedSeconds(),
 		Aborts:              map[string]uint64{},
 		Traces:              []TraceStats{},
 	}
@@ -223,4 +236,29 @@ func (m *Machine) Snapshot() Snapshot {
 	}
 	sort.Slice(s.Traces, func(i, j int) bool { return s.Traces[i].Head < s.Traces[j].Head })
 	return s
+}
+
+// parkedSeconds is the time the JIT's threads have spent parked, the
+// current parking included.
+func parkedSeconds() float64 {
+	ns := uint64(C.tv_park_g.parked_ns)
+	if C.tv_park_g.parked != 0 {
+		ns += uint64(C.tv_park_now_ns() - C.tv_park_g.parked_at)
+	}
+	return float64(ns) / 1e9
+}
+
+// SetParking records whether parking is on, or why not, for the
+// statistics.
+func SetParking(state string) {
+	if m := active.Load(); m != nil {
+		m.parkState.Store(&state)
+	}
+}
+
+func (m *Machine) parking() string {
+	if p := m.parkState.Load(); p != nil {
+		return *p
+	}
+	return "off"
 }

@@ -337,6 +337,7 @@ void tv_abort_stale(void)
 		return;
 	t->in_go = 1;
 	tv_xsave(t->xbuf);
+	tv_go_enter();
 	uint64_t t0 = tv_rdtsc();
 	tvAbortStale(t->rec);
 	tv_spent(t, t0);
@@ -382,6 +383,7 @@ uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 	t->rec = 0;
 	t->in_go = 1;
 	tv_xsave(t->xbuf);
+	tv_go_enter();
 	uint64_t t0 = tv_rdtsc();
 	uint64_t h = tvBeginRecord(gsite, id, resume, reason, old);
 	tv_spent(t, t0);
@@ -421,7 +423,11 @@ void tv_fork_prepare(void)
 	uint64_t len = tv_g.cache_hi - tv_g.cache_lo;
 	if (!len || tv_g.forked || tv_tls.in_go)
 		return;
-	tv_fork_frozen = tvFreezeCache();
+	/* With the JIT's threads parked nothing writes the cache, and they
+	 * stay parked through the fork (glibc decided before this handler
+	 * that the process has one thread, and takes no malloc lock). */
+	if (!__atomic_load_n(&tv_park_g.parked, __ATOMIC_ACQUIRE))
+		tv_fork_frozen = tvFreezeCache();
 	uint64_t *tmp = tv_map(len);
 	if (!tmp)
 		return;
@@ -442,6 +448,7 @@ void tv_fork_parent(void)
 
 void tv_fork_child(void)
 {
+	tv_park_fork_child();
 	tv_g.forked = 1;
 	tv_g.enabled = 0;
 	tv_tls.rec = 0;
@@ -495,6 +502,7 @@ static void tv_switch(void)
 		    tv_ready() && !tv_over_budget()) {
 			t->in_go = 1;
 			tv_xsave(t->xbuf);
+			tv_go_enter();
 			uint64_t t0 = tv_rdtsc();
 			uint64_t n = tvSideExit(why);
 			tv_spent(t, t0);
@@ -502,6 +510,16 @@ static void tv_switch(void)
 			t->in_go = 0;
 			if (n)
 				t->next = n;
+		} else if (unlikely((t->exits_taken & 1023) == 0) &&
+			   tv_park_due() && !t->rec && !t->in_go &&
+			   tv_ready()) {
+			/* Traces that run for long without a call into Go:
+			 * the JIT's threads can be parked. */
+			t->in_go = 1;
+			tv_xsave(t->xbuf);
+			tv_park(0);
+			tv_xrstor(t->xbuf);
+			t->in_go = 0;
 		}
 		return;
 	}
@@ -518,6 +536,7 @@ static void tv_switch(void)
 	}
 	t->in_go = 1;
 	tv_xsave(t->xbuf);
+	tv_go_enter();
 	uint64_t t0 = tv_rdtsc();
 	t->next = tvStep(t->rec, why);
 	tv_spent(t, t0);

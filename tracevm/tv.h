@@ -13,6 +13,7 @@
 #ifndef TV_H
 #define TV_H
 
+#include <signal.h>
 #include <stdint.h>
 
 /* Offsets into struct tv_tls used by generated code (checked by
@@ -115,6 +116,51 @@ struct tv_global {
 #define TV_BUDGET_FREE (20ull << 20)
 
 extern struct tv_global tv_g;
+
+/* Parking the Go runtime's threads while the JIT is idle (park.c). The
+ * signal is SIGRTMIN + TV_PARK_SIGNAL_OFFSET; the runtime leaves it
+ * unblocked in the threads the JIT's loading starts. */
+#define TV_PARK_SIGNAL_OFFSET 7
+#define TV_PARK_SIGNAL (SIGRTMIN + TV_PARK_SIGNAL_OFFSET)
+struct tv_park {
+	volatile char *flag;          /* glibc's __libc_single_threaded */
+	uint64_t go_lo, go_hi;        /* the JIT library's Go code */
+	const volatile int32_t *trusted; /* a runtime thread left running */
+	int32_t self;                 /* the process id */
+	volatile int32_t sig;         /* 0: parking off */
+	volatile uint32_t req;        /* generation being asked for, 0 none */
+	volatile uint32_t released;   /* last generation released */
+	volatile uint32_t acked, busy;
+	volatile uint32_t inside;     /* threads in the handler */
+	uint32_t gen;
+	volatile uint32_t parked;
+	uint32_t set_flag;            /* parking set __libc_single_threaded */
+	volatile uint32_t busy_attempt;
+	uint32_t forked;
+	uint64_t cycles_per_ms;       /* time stamp counter rate */
+	uint64_t due_tsc, backoff_ms; /* the next attempt */
+	int64_t parked_at;
+	/* statistics */
+	uint64_t parks, refusals, unparks, parked_ns;
+};
+extern struct tv_park tv_park_g;
+/* Installs the handler; go_lo..go_hi is the JIT library's Go code, trusted
+ * the thread id of a runtime thread that never allocates (0 none). Returns
+ * 1 when parking is on. */
+int tv_park_setup(uint64_t go_lo, uint64_t go_hi,
+		  const volatile int32_t *trusted);
+/* Whether an attempt is due now (cheap; general registers only). */
+int tv_park_due(void);
+/* Parks the other threads if due (force: now); the caller is a program
+ * thread outside Go with its vector state saved. 1 when parked. */
+int tv_park(int force);
+/* Before any call into Go: releases parked threads. */
+void tv_go_enter(void);
+void tv_unpark(void);
+void tv_park_fork_child(void);
+/* The address of a C function of the library (a check of the bounds). */
+uint64_t tv_park_addr(void);
+int64_t tv_park_now_ns(void);
 
 /* tv_publish also files every root trace under this site, for
  * redmagic_force_jump_to_trace(id), which names no site. */

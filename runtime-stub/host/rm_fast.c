@@ -410,6 +410,16 @@ static COLD void rm_jit_call(int what, uint64_t arg);
  * loops have gone by since the entries were last armed, they go back to
  * the original (rm_go_quiet: libc, with the vector state saved). w: the
  * hits this call stands for. */
+/* Parks the JIT's threads (tracevm/park.c) while it has nothing to do:
+ * the program's malloc goes back to its single-threaded path. */
+static COLD void rm_park(struct rm_thread *t, int force)
+{
+	if (rm_g.forked || !rm_slow_begin(t))
+		return;
+	rm_g.ops.park(force);
+	rm_slow_end(t);
+}
+
 static COLD void rm_quiet_check(uint64_t w)
 {
 	if (rm_g.gov_kept || rm_g.gov_dropped < RM_GOV_QUIET_DROPS ||
@@ -423,6 +433,9 @@ static COLD void rm_quiet_check(uint64_t w)
 	if (!rm_slow_begin(t))
 		return;
 	rm_go_quiet();
+	/* Nothing for the JIT to do until the entries are re-armed. */
+	if (rm_g.jit && rm_g.gov_quiet)
+		rm_g.ops.park(1);
 	rm_slow_end(t);
 }
 
@@ -637,6 +650,8 @@ static COLD uint64_t rm_hit_hot(uint32_t gs, uint64_t id, uint64_t c,
 	if (!rm_g.jit && !rm_jit_later(c, w))
 		return 0;
 	struct rm_thread *t = rm_self;
+	if (rm_g.jit && unlikely(rm_g.ops.park_due()))
+		rm_park(t, 0);
 	struct rm_entry *e = t->last_site1 == gs + 1 && t->last_id == id ?
 				     t->last_e : NULL;
 	/* A loop whose trace this thread dropped: nothing more to look up. */

@@ -13,11 +13,13 @@
 #include <limits.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -424,18 +426,36 @@ int rm_spawn_quiet(void *(*fn)(void *), void *arg, size_t stack)
 	return ok;
 }
 
-/* Sleeps through a quiet period, then re-arms. A thread of its own with
+/* The quiet thread: sleeps through each quiet period, then re-arms. One
+ * thread for the whole run, started at the first quiet period, with
  * every signal blocked: no timer of Go's (its first timer would open an
  * epoll and an eventfd descriptor in the program's table) and no signal
- * taken from the program's threads. */
-static void *rm_rearm_thread(void *arg)
+ * taken from the program's threads. It never allocates, so it may run
+ * while the JIT's threads are parked (tracevm/park.c), which know it by
+ * rm_g.quiet_tid. */
+static pthread_cond_t rm_quiet_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t rm_quiet_period_ns; /* under rm_quiet_mu */
+static int rm_quiet_started;
+
+static void *rm_quiet_thread(void *arg)
 {
-	uint64_t ns = (uint64_t)(uintptr_t)arg;
-	struct timespec ts = { .tv_sec = ns / 1000000000ull,
-			       .tv_nsec = ns % 1000000000ull };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-	rm_rearm();
+	(void)arg;
+	__atomic_store_n(&rm_g.quiet_tid, (int32_t)syscall(SYS_gettid),
+			 __ATOMIC_RELEASE);
+	pthread_mutex_lock(&rm_quiet_mu);
+	for (;;) {
+		while (!rm_quiet_period_ns)
+			pthread_cond_wait(&rm_quiet_cv, &rm_quiet_mu);
+		uint64_t ns = rm_quiet_period_ns;
+		rm_quiet_period_ns = 0;
+		pthread_mutex_unlock(&rm_quiet_mu);
+		struct timespec ts = { .tv_sec = ns / 1000000000ull,
+				       .tv_nsec = ns % 1000000000ull };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		rm_rearm();
+		pthread_mutex_lock(&rm_quiet_mu);
+	}
 	return NULL;
 }
 
@@ -447,10 +467,13 @@ void rm_go_quiet(void)
 	pthread_mutex_lock(&rm_quiet_mu);
 	if (!rm_g.gov_quiet) {
 		uint64_t ns = rm_g.gov_rearm_ns ? rm_g.gov_rearm_ns : rm_g.gov_quiet_ns;
-		int ok = rm_spawn_quiet(rm_rearm_thread, (void *)(uintptr_t)ns,
-					64 << 10);
+		if (!rm_quiet_started)
+			rm_quiet_started = rm_spawn_quiet(rm_quiet_thread, NULL,
+							  64 << 10);
 		/* Without a thread to re-arm them, the entries stay. */
-		if (ok) {
+		if (rm_quiet_started) {
+			rm_quiet_period_ns = ns;
+			pthread_cond_signal(&rm_quiet_cv);
 			rm_dispatch_all(1);
 			rm_g.gov_quiet = 1;
 			rm_g.gov_quiets++;
@@ -458,6 +481,10 @@ void rm_go_quiet(void)
 		}
 	}
 	pthread_mutex_unlock(&rm_quiet_mu);
+	/* Parking skips the quiet thread by its id: wait for it. */
+	for (int i = 0; i < 1000 && rm_quiet_started &&
+			!__atomic_load_n(&rm_g.quiet_tid, __ATOMIC_ACQUIRE); i++)
+		sched_yield();
 }
 
 RM_HIDDEN int rm_object_desc(uint32_t k, struct rm_jit_obj *out)

@@ -41,6 +41,7 @@ static struct rm_host rm_host = {
 	.abi = RM_JIT_ABI,
 	.object_desc = rm_object_desc,
 	.ic_clear = rm_ic_clear,
+	.quiet_tid = &rm_g.quiet_tid,
 };
 
 static int rm_why(char *why, size_t n, const char *fmt, ...)
@@ -127,7 +128,8 @@ static int rm_ops_complete(const struct rm_jit_ops *o)
 	       o->jit_cycles &&
 	       o->retry_due && o->try_record &&
 	       o->annotate && o->fork_prepare && o->fork_parent &&
-	       o->fork_child && o->report && o->cache;
+	       o->fork_child && o->report && o->cache && o->park_due &&
+	       o->park;
 }
 
 /* Loads and starts the JIT. Returns 0 when it runs. */
@@ -152,7 +154,11 @@ static int rm_jit_open(char *why, size_t n)
 					 SIGTRAP, SIGSYS };
 	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
 		sigdelset(&all, sync_sigs[i]);
-	int masked = pthread_sigmask(SIG_BLOCK, &all, &saved) == 0;
+	/* Sent to each of them alone, to park it while the JIT is idle. */
+	sigdelset(&all, SIGRTMIN + RM_PARK_SIGNAL_OFFSET);
+	/* Set, not added to: the loader thread starts with everything
+	 * blocked. */
+	int masked = pthread_sigmask(SIG_SETMASK, &all, &saved) == 0;
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (masked)
 		pthread_sigmask(SIG_SETMASK, &saved, NULL);

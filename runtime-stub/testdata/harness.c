@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -201,6 +202,7 @@ static void *child_thread(void *p)
  * from a new thread, then exits through exit() so atexit handlers run. */
 static void forkop(uint32_t site, uint64_t n)
 {
+	fflush(stdout); /* the child must not print it again */
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork");
@@ -422,6 +424,8 @@ static void usage(void)
 	      "  bench SITE N           ns per hit_fn call\n"
 	      "  bench-api SITE N       ns per backwards_branch API call\n"
 	      "  bench-empty N          ns per call of an empty function\n"
+	      "  single                 print __libc_single_threaded\n"
+	      "  churn N                malloc and free N blocks\n"
 	      "  tasks                  print the number of threads\n"
 	      "  sleep MS               sleep MS milliseconds\n"
 	      "  tables                 print the test's dispatch entries\n"
@@ -444,6 +448,41 @@ static int tasks(void)
 		n += e->d_name[0] != '.';
 	closedir(d);
 	return n;
+}
+
+/* glibc's own __libc_single_threaded, which its malloc reads: this
+ * program's references to the name go to a copy (a copy relocation). */
+static int libc_single_threaded(void)
+{
+	void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+	const volatile char *flag = libc ? dlsym(libc, "__libc_single_threaded") : NULL;
+	if (!flag)
+		die("dlsym __libc_single_threaded");
+	int v = *flag;
+	dlclose(libc);
+	return v;
+}
+
+/* Allocates and frees n blocks of assorted sizes, keeping some alive:
+ * malloc's single-threaded path while the JIT's threads are parked. */
+static void churn(uint64_t n)
+{
+	void *keep[64] = { 0 };
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		size_t sz = 16 + (i * 37) % 2048;
+		unsigned char *p = malloc(sz);
+		if (!p)
+			die("malloc");
+		p[0] = (unsigned char)i;
+		p[sz - 1] = (unsigned char)(i >> 3);
+		sum += p[0] + p[sz - 1];
+		free(keep[i % 64]);
+		keep[i % 64] = p;
+	}
+	for (int k = 0; k < 64; k++)
+		free(keep[k]);
+	printf("churn=%" PRIu64 "\n", sum);
 }
 
 /* A process-directed SIGUSR1 while this thread blocks it: it must stay
@@ -533,6 +572,14 @@ int main(int argc, char **argv)
 			uint64_t ms = num(argv[i + 1]);
 			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 			nanosleep(&ts, NULL);
+			i += 2;
+		} else if (!strcmp(op, "single")) {
+			/* glibc's view: 1 while the JIT's threads are parked. */
+			printf("single=%d\n", libc_single_threaded());
+			i += 1;
+		} else if (!strcmp(op, "churn")) {
+			NEED(1);
+			churn(num(argv[i + 1]));
 			i += 2;
 		} else if (!strcmp(op, "tasks")) {
 			printf("threads=%d\n", tasks());

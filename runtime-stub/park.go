@@ -1,0 +1,84 @@
+package main
+
+/*
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdint.h>
+#include "rm_internal.h"
+#include "tv.h"
+
+const volatile int32_t *rm_host_quiet_tid(void);
+
+// The JIT library's file and load address, found by one of its C
+// functions.
+static const char *rm_jit_self(uintptr_t *base)
+{
+	Dl_info info;
+	if (!dladdr((void *)tv_park, &info) || !info.dli_fname)
+		return 0;
+	*base = (uintptr_t)info.dli_fbase;
+	return info.dli_fname;
+}
+*/
+import "C"
+
+import (
+	"debug/elf"
+	"fmt"
+	"os"
+	"reflect"
+)
+
+// startParking turns on parking of the Go runtime's threads while the JIT
+// is idle (tracevm/park.c): it needs the bounds of this library's Go code,
+// which only its symbol table has (runtime.text, runtime.etext). It
+// reports whether parking is on; REDMAGIC_PARK=0 turns it off.
+func startParking() (bool, error) {
+	if os.Getenv("REDMAGIC_PARK") == "0" {
+		return false, nil
+	}
+	lo, hi, err := goText()
+	if err != nil {
+		return false, err
+	}
+	return C.tv_park_setup(C.uint64_t(lo), C.uint64_t(hi), C.rm_host_quiet_tid()) != 0, nil
+}
+
+// goText returns the run-time bounds of the library's Go code, checked
+// against a Go function and a C one.
+func goText() (lo, hi uint64, err error) {
+	var base C.uintptr_t
+	name := C.rm_jit_self(&base)
+	if name == nil {
+		return 0, 0, fmt.Errorf("cannot find the JIT library's file")
+	}
+	path := C.GoString(name)
+	f, err := elf.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	syms, err := f.Symbols()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, s := range syms {
+		switch s.Name {
+		case "runtime.text":
+			lo = s.Value
+		case "runtime.etext":
+			hi = s.Value
+		}
+	}
+	if lo == 0 || hi <= lo {
+		return 0, 0, fmt.Errorf("%s: no runtime.text/runtime.etext symbols", path)
+	}
+	lo += uint64(base)
+	hi += uint64(base)
+	goFn := uint64(reflect.ValueOf(goText).Pointer())
+	cFn := uint64(uintptr(C.tv_park_addr()))
+	if goFn-lo >= hi-lo || cFn-lo < hi-lo {
+		return 0, 0, fmt.Errorf("%s: Go code bounds %#x-%#x do not fit its functions", path, lo, hi)
+	}
+	return lo, hi, nil
+}
