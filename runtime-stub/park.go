@@ -23,7 +23,6 @@ static const char *rm_jit_self(uintptr_t *base)
 import "C"
 
 import (
-	"debug/elf"
 	"fmt"
 	"os"
 	"reflect"
@@ -53,11 +52,11 @@ func goText() (lo, hi uint64, err error) {
 		return 0, 0, fmt.Errorf("cannot find the JIT library's file")
 	}
 	path := C.GoString(name)
-	f, err := elf.Open(path)
+	f, unmap, err := openELFRaw(path) // not os: no network poller
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.Close()
+	defer unmap()
 	syms, err := f.Symbols()
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", path, err)
