@@ -344,6 +344,8 @@ int tv_park(int force)
 	struct tv_park *p = &tv_park_g;
 	if (!__atomic_load_n(&p->sig, __ATOMIC_ACQUIRE) || p->forked)
 		return 0;
+	if (p->parked && *p->flag)
+		return 1; /* already */
 	if (!force && !tv_park_due())
 		return 0;
 	if (__atomic_exchange_n(&p->busy_attempt, 1, __ATOMIC_ACQUIRE))
