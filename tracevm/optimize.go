@@ -254,10 +254,12 @@ type optimizer struct {
 	// results of the last eval
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
-	specVal  []uint64
-	specPost []int // speculation k is guarded before this op (-1: not after its load)
-	specSize []int
-	specFwd  []bool // speculation k's value is one the trace stored
+	// foldedBuf: the storage of eval's list of folded guards.
+	foldedBuf []foldedGuard
+	specVal   []uint64
+	specPost  []int // speculation k is guarded before this op (-1: not after its load)
+	specSize  []int
+	specFwd   []bool // speculation k's value is one the trace stored
 	// storeRanges: every store at a known address in the last eval:
 	// memory the loop rewrites.
 	storeRanges []storeRange
@@ -366,8 +368,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	}
 	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}, need: need, chosen: chosen}
 	// Pass 2: only the assumptions chosen.
-	o.specAddr, o.specOp, o.specVal, o.specPost = nil, nil, nil, nil
-	o.specSize, o.specFwd = nil, nil
+	o.resetSpecs()
 	if _, ok := o.eval(chosen, need); !ok {
 		return nil
 	}
@@ -408,6 +409,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	p.storeVals = slices.Clone(o.storeRanges)
 	p.peeked = o.peeked
 	if o.peel != nil {
+		p.invariants = make([]guardedLoad, 0, len(o.peel.used))
 		for key := range o.peel.used {
 			p.invariants = append(p.invariants, guardedLoad{addr: key >> 4, size: int(key & 15), v: o.peel.values[key], firstChecks: o.peel.guarded[key]})
 		}
@@ -439,8 +441,7 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 	var folded []foldedGuard
 	for try := 0; ; try++ {
 		var ok bool
-		o.specAddr, o.specOp, o.specVal, o.specPost = nil, nil, nil, nil
-		o.specSize, o.specFwd = nil, nil
+		o.resetSpecs()
 		folded, ok = o.eval(nil, allSpecs)
 		if ok && !o.banVariant() {
 			break
@@ -634,7 +635,10 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		o.flagsAt = o.flagsAt[:n]
 	}
 	clear(o.foldOps)
-	var folded []foldedGuard
+	// The storage of the last evaluation's list: only the latest is
+	// read (choose), so each evaluation may reuse it.
+	folded := o.foldedBuf[:0]
+	defer func() { o.foldedBuf = folded[:0] }()
 	// A contradiction does not stop the pass: the others are found in
 	// the same pass, and choose bans every speculation they rest on at
 	// once instead of one pass per contradiction.
@@ -1578,11 +1582,18 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 
 func memArg(inst *x86dec.Inst) x86asm.Arg {
 	for _, a := range inst.Args {
-		if m, ok := a.(x86asm.Mem); ok {
-			return m
+		if _, ok := a.(x86asm.Mem); ok {
+			return a // as it is: the Mem again would be a new allocation
 		}
 	}
 	return nil
+}
+
+// resetSpecs empties the speculated loads of the last evaluation, keeping
+// the slices' storage for the next (every evaluation refills them).
+func (o *optimizer) resetSpecs() {
+	o.specAddr, o.specOp, o.specVal = o.specAddr[:0], o.specOp[:0], o.specVal[:0]
+	o.specPost, o.specSize, o.specFwd = o.specPost[:0], o.specSize[:0], o.specFwd[:0]
 }
 
 func isGPRArg(a x86asm.Arg) bool {
