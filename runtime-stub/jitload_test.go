@@ -224,3 +224,21 @@ func TestParking(t *testing.T) {
 		})
 	}
 }
+
+// A program that installs a handler for the signal parking uses, after
+// the JIT started, ends parking at the next attempt (threads parked
+// before wait in the runtime's handler until the next call into Go): its
+// handler never runs for it.
+func TestParkingSignalTaken(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	r := runHarness(t, bin, nil, args("hit", siteJump, 1, 0, 1000, "sleep", 80, "hit", siteJump, 1, 0, 10, "single",
+		"take-park-signal", "hit", siteJump, 1, 0, 1000, "sleep", 80, "hit", siteJump, 1, 0, 10, "single",
+		"park-signals", "churn", 1000)...)
+	require.Equal(t, 0, r.exit, r.stderr)
+	assert.Empty(t, r.stderr)
+	assert.Contains(t, r.stdout, "single=1\nsingle=0\npark-signals=0\n")
+	require.NotNil(t, r.stats.JIT)
+	assert.Equal(t, "off: the program installed a handler for its signal", r.stats.JIT.Parking)
+	assert.Equal(t, uint64(1), r.stats.JIT.Parks)
+}

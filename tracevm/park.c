@@ -360,6 +360,16 @@ int tv_park(int force)
 	while (__atomic_load_n(&p->inside, __ATOMIC_ACQUIRE) &&
 	       tv_park_now_fine() < settle)
 		syscall(SYS_sched_yield);
+	/* The program may have taken the signal since (a handler of its
+	 * own): its handler must never run for us. Parking ends for good. */
+	struct sigaction cur;
+	if (sigaction(p->sig, NULL, &cur) != 0 ||
+	    !(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != tv_park_handler) {
+		__atomic_store_n(&p->sig, 0, __ATOMIC_RELEASE);
+		p->lost = 1;
+		__atomic_store_n(&p->busy_attempt, 0, __ATOMIC_RELEASE);
+		return 0;
+	}
 	int32_t self = (int32_t)syscall(SYS_gettid);
 	int32_t tids[TV_PARK_MAX_THREADS], again[TV_PARK_MAX_THREADS];
 	int n = tv_park_tasks(tids, TV_PARK_MAX_THREADS, self);

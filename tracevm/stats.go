@@ -257,6 +257,9 @@ func SetParking(state string) {
 }
 
 func (m *Machine) parking() string {
+	if C.tv_park_g.lost != 0 {
+		return "off: the program installed a handler for its signal"
+	}
 	if p := m.parkState.Load(); p != nil {
 		return *p
 	}

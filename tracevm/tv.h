@@ -137,6 +137,7 @@ struct tv_park {
 	uint32_t set_flag;            /* parking set __libc_single_threaded */
 	volatile uint32_t busy_attempt;
 	uint32_t forked;
+	uint32_t lost;                /* the program took the signal */
 	uint64_t cycles_per_ms;       /* time stamp counter rate */
 	uint64_t due_tsc, backoff_ms; /* the next attempt */
 	int64_t parked_at;

@@ -426,6 +426,8 @@ static void usage(void)
 	      "  bench-empty N          ns per call of an empty function\n"
 	      "  single                 print __libc_single_threaded\n"
 	      "  churn N                malloc and free N blocks\n"
+	      "  take-park-signal       install a handler for SIGRTMIN+7\n"
+	      "  park-signals           print how often it ran\n"
 	      "  tasks                  print the number of threads\n"
 	      "  sleep MS               sleep MS milliseconds\n"
 	      "  tables                 print the test's dispatch entries\n"
@@ -448,6 +450,14 @@ static int tasks(void)
 		n += e->d_name[0] != '.';
 	closedir(d);
 	return n;
+}
+
+static volatile sig_atomic_t park_signals;
+
+static void count_park_signal(int sig)
+{
+	(void)sig;
+	park_signals++;
 }
 
 /* glibc's own __libc_single_threaded, which its malloc reads: this
@@ -576,6 +586,18 @@ int main(int argc, char **argv)
 		} else if (!strcmp(op, "single")) {
 			/* glibc's view: 1 while the JIT's threads are parked. */
 			printf("single=%d\n", libc_single_threaded());
+			i += 1;
+		} else if (!strcmp(op, "take-park-signal")) {
+			/* The program's own handler for the signal the runtime
+			 * parks its threads with: it must never run for that. */
+			struct sigaction sa;
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = count_park_signal;
+			if (sigaction(SIGRTMIN + 7, &sa, NULL))
+				die("sigaction");
+			i += 1;
+		} else if (!strcmp(op, "park-signals")) {
+			printf("park-signals=%d\n", (int)park_signals);
 			i += 1;
 		} else if (!strcmp(op, "churn")) {
 			NEED(1);
