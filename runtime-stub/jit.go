@@ -134,16 +134,7 @@ func startJIT() (bool, error) {
 	if _, err := tracevm.Start(cfg); err != nil {
 		return false, err
 	}
-	switch on, err := startParking(); {
-	case err != nil:
-		tracevm.SetParking("off: " + err.Error())
-	case on:
-		tracevm.SetParking("on")
-	case os.Getenv("REDMAGIC_PARK") == "0":
-		tracevm.SetParking("off: REDMAGIC_PARK=0")
-	default:
-		tracevm.SetParking("off: its signal is taken")
-	}
+	tracevm.SetParking(startParking())
 	if C.rm_host_on_loader() != 0 {
 		warmHeap(warmHeapBytes)
 	}

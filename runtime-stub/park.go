@@ -33,21 +33,25 @@ import (
 // startParking turns on parking of the Go runtime's threads while the JIT
 // is idle (tracevm/park.c): it needs the bounds of this library's Go code,
 // which only its symbol table has (runtime.text, runtime.etext). It
-// reports whether parking is on; REDMAGIC_PARK=0 turns it off.
-func startParking() (bool, error) {
+// returns "on", or "off: " and why (for the statistics); REDMAGIC_PARK=0
+// turns it off.
+func startParking() string {
 	if os.Getenv("REDMAGIC_PARK") == "0" {
-		return false, nil
+		return "off: REDMAGIC_PARK=0"
 	}
 	if underCallgrind() {
 		// Its signal tracking asserts when threads of one process wait
 		// in signal handlers while others run (valgrind 3.19).
-		return false, fmt.Errorf("under callgrind")
+		return "off: under callgrind"
 	}
 	lo, hi, err := goText()
 	if err != nil {
-		return false, err
+		return "off: " + err.Error()
 	}
-	return C.tv_park_setup(C.uint64_t(lo), C.uint64_t(hi), C.rm_host_quiet_tid()) != 0, nil
+	if C.tv_park_setup(C.uint64_t(lo), C.uint64_t(hi), C.rm_host_quiet_tid()) == 0 {
+		return "off: its signal is taken"
+	}
+	return "on"
 }
 
 // goText returns the run-time bounds of the library's Go code, checked

@@ -254,12 +254,12 @@ type optimizer struct {
 	// results of the last eval
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
+	specVal  []uint64
+	specPost []int // speculation k is guarded before this op (-1: not after its load)
+	specSize []int
+	specFwd  []bool // speculation k's value is one the trace stored
 	// foldedBuf: the storage of eval's list of folded guards.
 	foldedBuf []foldedGuard
-	specVal   []uint64
-	specPost  []int // speculation k is guarded before this op (-1: not after its load)
-	specSize  []int
-	specFwd   []bool // speculation k's value is one the trace stored
 	// storeRanges: every store at a known address in the last eval:
 	// memory the loop rewrites.
 	storeRanges []storeRange

@@ -67,12 +67,18 @@
 
 struct tv_park tv_park_g;
 
-static int64_t tv_park_now_fine(void)
+int64_t tv_park_now_ns(void)
 {
 	struct timespec ts;
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
 		return 0;
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* The next attempt is due in ms milliseconds. */
+static void tv_park_after(struct tv_park *p, uint64_t ms)
+{
+	p->due_tsc = tv_rdtsc() + ms * p->cycles_per_ms;
 }
 
 static long tv_futex(volatile uint32_t *w, int op, uint32_t v)
@@ -151,12 +157,12 @@ int tv_park_setup(uint64_t go_lo, uint64_t go_hi, const volatile int32_t *truste
 		return 0;
 	/* Time stamp cycles per millisecond, for tv_park_due, which must
 	 * not call the C library: measured over 2 ms. */
-	int64_t n0 = tv_park_now_fine();
+	int64_t n0 = tv_park_now_ns();
 	uint64_t c0 = tv_rdtsc();
 	struct timespec two = { 0, 2000000 };
 	while (nanosleep(&two, &two) != 0 && errno == EINTR)
 		;
-	int64_t n1 = tv_park_now_fine();
+	int64_t n1 = tv_park_now_ns();
 	uint64_t c1 = tv_rdtsc();
 	if (n1 <= n0 || c1 <= c0)
 		return 0;
@@ -169,14 +175,15 @@ int tv_park_setup(uint64_t go_lo, uint64_t go_hi, const volatile int32_t *truste
 	p->trusted = trusted;
 	p->self = getpid();
 	p->backoff_ms = TV_PARK_IDLE_MS;
-	p->due_tsc = tv_rdtsc() + p->backoff_ms * p->cycles_per_ms;
+	tv_park_after(p, p->backoff_ms);
 	__atomic_store_n(&p->sig, sig, __ATOMIC_RELEASE);
 	return 1;
 }
 
-/* The process's threads other than the caller, at most max; -1 when they
- * cannot be listed or are too many. Raw system calls: no allocation. */
-static int tv_park_tasks(int32_t *tids, int max, int32_t self)
+/* The process's threads other than the caller (self) and the trusted one,
+ * at most max; -1 when they cannot be listed or are too many. Raw system
+ * calls: no allocation. */
+static int tv_park_tasks(int32_t *tids, int max, int32_t self, int32_t trusted)
 {
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task",
 			      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -203,7 +210,7 @@ static int tv_park_tasks(int32_t *tids, int max, int32_t self)
 			int32_t tid = 0;
 			for (const char *c = name; *c >= '0' && *c <= '9'; c++)
 				tid = tid * 10 + (*c - '0');
-			if (tid == self)
+			if (tid == self || tid == trusted)
 				continue;
 			if (n >= max) {
 				n = -1;
@@ -309,7 +316,7 @@ void tv_unpark(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	p->set_flag = 0;
 	tv_park_release(p);
-	int64_t now = tv_park_now_fine();
+	int64_t now = tv_park_now_ns();
 	if (now > p->parked_at)
 		p->parked_ns += (uint64_t)(now - p->parked_at);
 	p->unparks++;
@@ -323,7 +330,7 @@ void tv_go_enter(void)
 		return;
 	tv_unpark();
 	p->backoff_ms = TV_PARK_IDLE_MS;
-	p->due_tsc = tv_rdtsc() + p->backoff_ms * p->cycles_per_ms;
+	tv_park_after(p, p->backoff_ms);
 }
 
 int tv_park_due(void)
@@ -356,9 +363,9 @@ int tv_park(int force)
 	 * them. */
 	if (p->parked)
 		tv_unpark();
-	int64_t settle = tv_park_now_fine() + TV_PARK_WAIT_NS;
+	int64_t settle = tv_park_now_ns() + TV_PARK_WAIT_NS;
 	while (__atomic_load_n(&p->inside, __ATOMIC_ACQUIRE) &&
-	       tv_park_now_fine() < settle)
+	       tv_park_now_ns() < settle)
 		syscall(SYS_sched_yield);
 	/* The program may have taken the signal since (a handler of its
 	 * own): its handler must never run for us. Parking ends for good. */
@@ -371,19 +378,13 @@ int tv_park(int force)
 		return 0;
 	}
 	int32_t self = (int32_t)syscall(SYS_gettid);
-	int32_t tids[TV_PARK_MAX_THREADS], again[TV_PARK_MAX_THREADS];
-	int n = tv_park_tasks(tids, TV_PARK_MAX_THREADS, self);
-	int ok = n >= 0;
-	int32_t trusted = p->trusted ? *p->trusted : 0;
 	/* The trusted thread is not signalled (it blocks every signal). */
-	int m = 0;
-	for (int i = 0; ok && i < n; i++) {
-		if (tids[i] == trusted)
-			continue;
-		if (!tv_park_golike(tids[i], p->sig))
-			ok = 0;
-		tids[m++] = tids[i];
-	}
+	int32_t trusted = p->trusted ? *p->trusted : 0;
+	int32_t tids[TV_PARK_MAX_THREADS], again[TV_PARK_MAX_THREADS];
+	int m = tv_park_tasks(tids, TV_PARK_MAX_THREADS, self, trusted);
+	int ok = m >= 0;
+	for (int i = 0; ok && i < m; i++)
+		ok = tv_park_golike(tids[i], p->sig);
 	uint32_t gen = 0;
 	if (ok && m > 0) {
 		gen = ++p->gen;
@@ -392,19 +393,17 @@ int tv_park(int force)
 		__atomic_store_n(&p->acked, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&p->busy, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&p->req, gen, __ATOMIC_RELEASE);
-		for (int i = 0; ok && i < m; i++) {
-			siginfo_t si;
-			memset(&si, 0, sizeof si);
-			si.si_signo = p->sig;
-			si.si_code = SI_QUEUE;
-			si.si_pid = p->self;
-			si.si_uid = getuid();
-			si.si_value.sival_int = (int)gen;
-			if (syscall(SYS_rt_tgsigqueueinfo, p->self, tids[i],
-				    p->sig, &si) != 0)
-				ok = 0;
-		}
-		int64_t until = tv_park_now_fine() + TV_PARK_WAIT_NS;
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		si.si_signo = p->sig;
+		si.si_code = SI_QUEUE;
+		si.si_pid = p->self;
+		si.si_uid = getuid();
+		si.si_value.sival_int = (int)gen;
+		for (int i = 0; ok && i < m; i++)
+			ok = syscall(SYS_rt_tgsigqueueinfo, p->self, tids[i],
+				     p->sig, &si) == 0;
+		int64_t until = tv_park_now_ns() + TV_PARK_WAIT_NS;
 		while (ok) {
 			uint32_t a = __atomic_load_n(&p->acked, __ATOMIC_ACQUIRE);
 			uint32_t b = __atomic_load_n(&p->busy, __ATOMIC_ACQUIRE);
@@ -412,7 +411,7 @@ int tv_park(int force)
 				ok = 0;
 			else if (a == (uint32_t)m)
 				break;
-			else if (tv_park_now_fine() > until)
+			else if (tv_park_now_ns() > until)
 				ok = 0;
 			else
 				syscall(SYS_sched_yield);
@@ -420,18 +419,14 @@ int tv_park(int force)
 	}
 	if (ok) {
 		/* Nobody was creating a thread when it was stopped. */
-		int n2 = tv_park_tasks(again, TV_PARK_MAX_THREADS, self);
-		int m2 = 0;
-		for (int i = 0; i < n2; i++)
-			if (again[i] != trusted)
-				again[m2++] = again[i];
-		ok = n2 >= 0 && tv_park_same(tids, m, again, m2);
+		int m2 = tv_park_tasks(again, TV_PARK_MAX_THREADS, self, trusted);
+		ok = m2 >= 0 && tv_park_same(tids, m, again, m2);
 	}
 	if (!ok) {
 		if (gen)
 			tv_park_release(p);
 		p->refusals++;
-		p->due_tsc = tv_rdtsc() + p->backoff_ms * p->cycles_per_ms;
+		tv_park_after(p, p->backoff_ms);
 		p->backoff_ms *= 2;
 		if (p->backoff_ms > TV_PARK_BACKOFF_MAX_MS)
 			p->backoff_ms = TV_PARK_BACKOFF_MAX_MS;
@@ -440,7 +435,7 @@ int tv_park(int force)
 	}
 	p->set_flag = !*p->flag;
 	*p->flag = 1;
-	p->parked_at = tv_park_now_fine();
+	p->parked_at = tv_park_now_ns();
 	p->parks++;
 	p->backoff_ms = TV_PARK_IDLE_MS;
 	__atomic_store_n(&p->parked, 1, __ATOMIC_RELEASE);
@@ -461,9 +456,4 @@ void tv_park_fork_child(void)
 uint64_t tv_park_addr(void)
 {
 	return (uint64_t)(uintptr_t)tv_park;
-}
-
-int64_t tv_park_now_ns(void)
-{
-	return tv_park_now_fine();
 }
