@@ -1010,11 +1010,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		// Loops that gave up on reaching this one untraced may link to
 		// it now: which of two nested loops gets hot first is up to
 		// the program, and the outer one must not be lost for good.
-		for _, st := range m.loops {
+		for _, st := range m.blocked[r.key] {
 			if st.blockedBy != nil && *st.blockedBy == r.key {
 				st.aborts, st.blockedBy = 0, nil
 			}
 		}
+		delete(m.blocked, r.key)
 		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base), C.uint64_t(t.iterCtr))
 		m.stats.tracesCompiled.Add(1)
 	} else {

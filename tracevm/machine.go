@@ -7,7 +7,6 @@ package tracevm
 import "C"
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -255,6 +253,9 @@ type Machine struct {
 	traces    []*trace
 	byKey     map[loopKey]*trace
 	loops     map[loopKey]*loopState
+	// blocked: by loop without a trace, the loops whose recordings
+	// reached it (loopState.blockedBy; stale entries are skipped).
+	blocked   map[loopKey][]*loopState
 	doNotCall map[uint64]bool // do_not_trace_function targets
 	// exitRetries: side recordings of an exit that ended to be retried.
 	exitRetries map[uint32]int
@@ -263,7 +264,7 @@ type Machine struct {
 	// blocks that inline calls of them are dropped (recBuf.gen).
 	nativeGen atomic.Uint64
 	nativeLog []uint64 // the functions made native, in order (under mu)
-	pid       int      // for peek
+	pid       int      // for memView
 	off       bool
 	// started: the wall time of tv_g.start_tsc, to convert the C side's
 	// time stamp cycles into seconds.
@@ -324,6 +325,7 @@ func Start(cfg Config) (*Machine, error) {
 		tls:         uint64(C.tv_g.tls_off),
 		byKey:       make(map[loopKey]*trace),
 		loops:       make(map[loopKey]*loopState),
+		blocked:     make(map[loopKey][]*loopState),
 		doNotCall:   make(map[uint64]bool),
 		exitRetries: make(map[uint32]int),
 		backBySite:  make(map[uint32]*BackEdge),
@@ -538,31 +540,6 @@ func (m *Machine) readOnly(a uint64, n int) bool {
 	}
 	return false
 }
-
-// peek reads n <= 8 bytes of this process's memory at a, zero-extended,
-// without risking a fault: the kernel copies them (process_vm_readv on
-// our own pid) and reports a page that is unmapped or not readable
-// (a guard page, PROT_NONE) as an error instead of a SIGSEGV. mincore
-// is not enough: it succeeds on mapped PROT_NONE pages.
-// pid is this process's (the machine's, cached: a getpid per read cost
-// as much as the read; a fork child never runs the machine).
-func peek(pid int, a uint64, n int) (uint64, bool) {
-	if n <= 0 || n > 8 || a+uint64(n) < a {
-		return 0, false
-	}
-	var buf [8]byte
-	local := syscall.Iovec{Base: &buf[0], Len: uint64(n)}
-	remote := syscall.Iovec{Base: (*byte)(addrPtr(a)), Len: uint64(n)}
-	got, _, errno := syscall.Syscall6(sysProcessVMReadv, uintptr(pid),
-		uintptr(unsafe.Pointer(&local)), 1, uintptr(unsafe.Pointer(&remote)), 1, 0)
-	if errno != 0 || int(got) != n {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint64(buf[:]), true
-}
-
-// sysProcessVMReadv is process_vm_readv's number on x86-64.
-const sysProcessVMReadv = 310
 
 // DoNotTrace makes calls to fn run natively from now on (also for a
 // callee found to loop); the recorder's kept blocks that inline calls of

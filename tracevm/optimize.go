@@ -180,8 +180,8 @@ type plan struct {
 	// it speculates on (optimize's pass 2), for its peeled copy.
 	need   assume
 	chosen map[int]bool
-	// peeked: the memory the optimiser read (optimizer.peeked).
-	peeked map[uint64]peekResult
+	// mem: the memory the optimiser read (optimizer.mem).
+	mem *memView
 	// misses: for a peeled copy, the data-area counter of the first
 	// copy's closes that stayed in it, followed by a byte counting them
 	// since the last that did not (0: none).
@@ -271,9 +271,8 @@ type optimizer struct {
 	banned map[int]bool
 	// contra: the assumptions a contradiction rested on.
 	contra assume
-	// peeked: memory read by earlier passes (addr<<4 | size): a read is
-	// a system call.
-	peeked map[uint64]peekResult
+	// mem: memory as this trace's passes read it.
+	mem *memView
 	// knownMask[i]: the registers known in state i (liveness).
 	knownMask []uint16
 	// The eval state's maps, reused by every eval.
@@ -283,11 +282,6 @@ type optimizer struct {
 	// (peel.go). epoch: the last eval's final epoch.
 	peel  *peelState
 	epoch uint32
-}
-
-type peekResult struct {
-	v  uint64
-	ok bool
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -306,9 +300,11 @@ const allRegs16 = 0xffff
 
 func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
-	o := &optimizer{m: m, ops: ops, head: head, peeked: map[uint64]peekResult{}, side: side, peel: peel}
-	if peel != nil && peel.peeked != nil {
-		o.peeked = peel.peeked // the first copy's reads: each is a system call
+	o := &optimizer{m: m, ops: ops, head: head, side: side, peel: peel}
+	if peel != nil && peel.mem != nil {
+		o.mem = peel.mem // the first copy's reads: the same values
+	} else {
+		o.mem = newMemView(m.pid)
 	}
 	if s, ok := evalScratch.Get().(*scratch); ok {
 		o.known, o.flagsAt = s.known, s.flagsAt[:0]
@@ -369,7 +365,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}, need: need, chosen: chosen}
 	// Pass 2: only the assumptions chosen.
 	o.resetSpecs()
-	if _, ok := o.eval(chosen, need); !ok {
+	if _, ok := o.eval(chosen, need, true); !ok {
 		return nil
 	}
 	p.specGuard = make([]int, len(o.specOp))
@@ -407,7 +403,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	}
 	p.epoch = o.epoch
 	p.storeVals = slices.Clone(o.storeRanges)
-	p.peeked = o.peeked
+	p.mem = o.mem
 	if o.peel != nil {
 		p.invariants = make([]guardedLoad, 0, len(o.peel.used))
 		for key := range o.peel.used {
@@ -442,7 +438,7 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 	for try := 0; ; try++ {
 		var ok bool
 		o.resetSpecs()
-		folded, ok = o.eval(nil, allSpecs)
+		folded, ok = o.eval(nil, allSpecs, false)
 		if ok && !o.banVariant() {
 			break
 		}
@@ -595,9 +591,11 @@ type evalState struct {
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
-// eligible load; otherwise only at those ops. It records, per op, the
-// known registers before it (o.known) and the guards it can fold.
-func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bool) {
+// eligible load; otherwise only at those ops. It returns the guards it
+// can fold and, with keepStates, records per op the known registers and
+// flags before it (o.known, o.flagsAt) for liveness and generate: only
+// the final pass needs them, and they are most of a pass's cost.
+func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) ([]foldedGuard, bool) {
 	var s evalState
 	for r := 0; r < 16; r++ {
 		if o.inv&(1<<r) != 0 && allowed&(1<<r) != 0 {
@@ -652,8 +650,10 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 		}
 		op := &o.ops[i]
 		s.op = i
-		o.known.add(&s.regs)
-		o.flagsAt[i] = s.flags
+		if keepStates {
+			o.known.add(&s.regs)
+			o.flagsAt[i] = s.flags
+		}
 		switch op.kind {
 		case opInsn:
 			if !o.step(i, &s, chosen) {
@@ -698,7 +698,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume) ([]foldedGuard, bo
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
 	}
-	o.known.add(&s.regs)
+	if keepStates {
+		o.known.add(&s.regs)
+	}
 	o.epoch = s.epoch
 	if contradicted {
 		return nil, false
@@ -777,7 +779,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		}
 		if o.m.readOnly(ad.v, size) {
 			// Inside a loaded object's read-only segments: mapped
-			// and readable, so no syscall (peek) is needed.
+			// and readable, so read in place (no memView copy).
 			var buf [8]byte
 			copy(buf[:], memAt(ad.v, size))
 			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
@@ -820,15 +822,10 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			// holds once the recording is over.
 			v, deps = st.v, st.deps
 		} else {
-			pr, seen := o.peeked[key]
-			if !seen {
-				pr.v, pr.ok = peek(o.m.pid, ad.v, size)
-				o.peeked[key] = pr
-			}
-			if !pr.ok {
+			var ok bool
+			if v, ok = o.mem.read(ad.v, size); !ok {
 				return val{} // not readable here: the trace reads it, or faults, as the interpreter would
 			}
-			v = pr.v
 		}
 		post := -1
 		if size == 8 && int64(v) != int64(int32(v)) {
@@ -1199,20 +1196,25 @@ func (s *evalState) forget(a val, size int) {
 		return
 	}
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
+	s.forgetIn(a.v, size)
+}
+
+// forgetIn drops the entries of the maps that overlap [a, a+size).
+func (s *evalState) forgetIn(a uint64, size int) {
 	for k := range s.spec {
 		at, n := k>>4, k&15
-		if at < a.v+uint64(size) && a.v < at+n {
+		if at < a+uint64(size) && a < at+n {
 			delete(s.spec, k)
 		}
 	}
 	for at := range s.saved {
-		if at < a.v+uint64(size) && a.v < at+8 {
+		if at < a+uint64(size) && a < at+8 {
 			delete(s.saved, at)
 		}
 	}
 	for k := range s.stores {
 		at, n := k>>4, k&15
-		if at < a.v+uint64(size) && a.v < at+n {
+		if at < a+uint64(size) && a < at+n {
 			delete(s.stores, k)
 		}
 	}

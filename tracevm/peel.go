@@ -45,14 +45,14 @@ type peelState struct {
 	values map[uint64]uint64
 	used   map[uint64]bool
 	banned map[uint64]bool
-	// need, chosen, insts and peeked: the first copy's (plan.need,
-	// plan.chosen, plan.insts, plan.peeked); chosen is nil for a side
+	// need, chosen, insts and mem: the first copy's (plan.need,
+	// plan.chosen, plan.insts, plan.mem); chosen is nil for a side
 	// trace inheriting a peeled copy's assumptions (bodyLink), optimised
 	// as any other.
 	need   assume
 	chosen map[int]bool
 	insts  []*x86dec.Inst
-	peeked map[uint64]peekResult
+	mem    *memView
 	// near: where loads not guarded by the first copy may be taken as
 	// known too when peekNear (nearBytecode), or where a side trace
 	// inheriting the copy's assumptions guards every load; guarded: the
@@ -110,16 +110,10 @@ func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64
 		if len(ps.values) >= maxInvariants || (size != 1 && size != 2 && size != 4 && size != 8) {
 			return 0, false
 		}
-		pr, seen := o.peeked[key]
-		if !seen {
-			pr.v, pr.ok = peek(o.m.pid, a, size)
-			o.peeked[key] = pr
-		}
-		if !pr.ok {
+		if v, ok = o.mem.read(a, size); !ok {
 			ps.banned[key] = true
 			return 0, false
 		}
-		v = pr.v
 		ps.values[key] = v
 	}
 	ps.used[key] = true
@@ -151,7 +145,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	if slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
 		return nil // a native call may write anything
 	}
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, peeked: p.peeked, peekNear: true}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true}
 	for _, g := range p.guarded {
 		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
 			ps.values[g.key()] = g.v

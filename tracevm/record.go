@@ -241,6 +241,7 @@ func (r *recording) end(reason string) {
 			if reason == "inner-loop" && r.handoff != nil {
 				k := r.handoff.key
 				st.blockedBy = &k
+				m.blocked[k] = append(m.blocked[k], st)
 			}
 		}
 	} else if (reason == abortCalleeLoop || reason == "inner-loop") && m.exitRetries[r.exitID] < maxExitRetries {

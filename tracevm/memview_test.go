@@ -10,16 +10,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestPeek checks that the optimiser's memory reads never fault: a
+// TestMemView checks that the optimiser's memory reads never fault: a
 // guard page (mapped, PROT_NONE) and an unmapped page are reported as
-// unreadable, a readable word is read whole and zero-extended.
-func TestPeek(t *testing.T) {
+// unreadable, a readable word is read whole and zero-extended, also
+// across two lines.
+func TestMemView(t *testing.T) {
 	page, err := syscall.Mmap(-1, 0, 2*4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	require.NoError(t, err)
 	defer syscall.Munmap(page)
 	require.NoError(t, syscall.Mprotect(page[4096:], syscall.PROT_NONE))
 	base := uint64(uintptr(unsafe.Pointer(&page[0])))
 	copy(page[8:], []byte{1, 2, 3, 4, 5, 6, 7, 0x88})
+	copy(page[memLine:], []byte{9, 10, 11, 12})
 
 	tests := []struct {
 		name string
@@ -31,6 +33,7 @@ func TestPeek(t *testing.T) {
 		{"word", base + 8, 8, 0x8807060504030201, true},
 		{"dword", base + 8, 4, 0x04030201, true},
 		{"byte", base + 15, 1, 0x88, true},
+		{"straddles two lines", base + memLine - 4, 8, 0x0c0b0a09_00000000, true},
 		{"guard page", base + 4096, 8, 0, false},
 		{"straddles the guard page", base + 4092, 8, 0, false},
 		{"last bytes before the guard page", base + 4088, 8, 0, true},
@@ -41,9 +44,29 @@ func TestPeek(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, ok := peek(os.Getpid(), tt.addr, tt.size)
+			v, ok := newMemView(os.Getpid()).read(tt.addr, tt.size)
 			assert.Equal(t, tt.ok, ok)
 			assert.Equal(t, tt.want, v)
 		})
 	}
+}
+
+// TestMemViewIsASnapshot checks that one view answers an address with
+// the value of its first read: the passes of one trace must agree on
+// what they folded.
+func TestMemViewIsASnapshot(t *testing.T) {
+	page, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	require.NoError(t, err)
+	defer syscall.Munmap(page)
+	a := uint64(uintptr(unsafe.Pointer(&page[0])))
+	page[0] = 7
+	v := newMemView(os.Getpid())
+	got, ok := v.read(a, 8)
+	require.True(t, ok)
+	assert.Equal(t, uint64(7), got)
+	page[0] = 9
+	got, _ = v.read(a, 8)
+	assert.Equal(t, uint64(7), got, "the same view")
+	got, _ = newMemView(os.Getpid()).read(a, 8)
+	assert.Equal(t, uint64(9), got, "a new view")
 }
