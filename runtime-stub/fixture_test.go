@@ -62,7 +62,7 @@ type rmSite struct {
 	Slot      uint64    `c:"slot"`
 	SlotOrig  uint64    `c:"slot_orig"`
 	SlotKind  uint32    `c:"slot_kind"`
-	Pad       uint32    `c:"pad"`
+	Frame     uint32    `c:"frame"`
 	Countdown int64     `c:"countdown"`
 	ICID      [2]uint64 `c:"ic_id"`
 	ICHead    [2]uint64 `c:"ic_head"`

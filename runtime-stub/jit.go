@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"unsafe"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
@@ -239,13 +240,15 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 				IDReg:   gprOfDWARF(int(s.id_reg)),
 				AuxReg:  gprOfDWARF(int(s.aux_reg)),
 				LuaSJ:   s.flags&C.RM_SITE_LUA54_SJ != 0,
+				Frame:   frame.Unpack(uint32(s.frame)),
 			}
 			continue
 		}
 		if s.kind != C.RM_SITE_API_CALL {
 			continue
 		}
-		o.Sites[bias+uint64(s.addr)] = tracevm.Site{GSite: uint32(d.base) + uint32(i), API: tracevm.API(s.api), Elided: s.trampoline == 0}
+		o.Sites[bias+uint64(s.addr)] = tracevm.Site{GSite: uint32(d.base) + uint32(i), API: tracevm.API(s.api), Elided: s.trampoline == 0,
+			Frame: frame.Unpack(uint32(s.frame))}
 	}
 	return o, nil
 }

@@ -125,7 +125,7 @@ func cLayout() map[string]uintptr {
 		"site.slot":           unsafe.Offsetof(s.slot),
 		"site.slot_orig":      unsafe.Offsetof(s.slot_orig),
 		"site.slot_kind":      unsafe.Offsetof(s.slot_kind),
-		"site.pad":            unsafe.Offsetof(s.pad),
+		"site.frame":          unsafe.Offsetof(s.frame),
 		"site.countdown":      unsafe.Offsetof(s.countdown),
 		"site.ic_id":          unsafe.Offsetof(s.ic_id),
 		"site.ic_head":        unsafe.Offsetof(s.ic_head),

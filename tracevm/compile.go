@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"slices"
 	"strings"
 	"unsafe"
@@ -784,9 +785,10 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 		}
 	}
 	m.mu.Lock()
-	variant := slices.Clone(parent.rootTrace().variant)
+	root := parent.rootTrace()
+	variant := slices.Clone(root.variant)
 	m.mu.Unlock()
-	return &sideEntry{known: known, variant: variant}
+	return &sideEntry{known: known, variant: variant, private: root.private}
 }
 
 // install compiles r into the code cache and makes it reachable: a root
@@ -840,7 +842,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
 		if inherit != nil {
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit)
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{})
 			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
 				p.release()
 				p = nil
@@ -848,7 +850,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		if p == nil {
 			link = nil
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil)
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.loopFrame(r))
 		}
 		if p != nil && !p.ok {
 			p.release()
@@ -880,6 +882,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	t := &trace{key: r.key, index: uint32(len(m.traces)), side: r.side != nil, insns: r.ninsns, exitBase: exitBase}
 	if r.side != nil {
 		t.root = r.side.rootTrace()
+	}
+	if r.side == nil && p != nil {
+		t.private = p.private
 	}
 	// Back-edges taken in a trace count in its own counter and, for the
 	// runtime's measure of the loop (the governor), in its root's pair:

@@ -9,6 +9,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"io"
 	"os"
 	"slices"
@@ -62,6 +63,9 @@ type Site struct {
 	// instruction with the default's effect (a nop; mov $0, %eax for
 	// is_traced); the recorder sees the site only through this table.
 	Elided bool
+	// Frame: the private slots of the calling function's frame (as
+	// BackEdge.Frame), for loop annotations.
+	Frame frame.Slots
 }
 
 // Object is code the recorder may copy into traces: a patched object.
@@ -91,6 +95,10 @@ type Object struct {
 	// BackEdges: patched back-edge handlers by the run-time address of
 	// their trampoline, where the redirected dispatch now lands.
 	BackEdges map[uint64]BackEdge
+	// Funcs: the functions' code ranges (.eh_frame FDEs), sorted and
+	// disjoint; where a frame's private slots are looked for
+	// (privateFrame).
+	Funcs []Range
 	// ReadOnly: memory that never changes once the object is loaded
 	// (segments without write permission, RELRO); loads from it at
 	// constant addresses fold to constants.
@@ -105,6 +113,9 @@ type BackEdge struct {
 	IDReg   int    // register holding the loop id (x86 number), -1 none
 	AuxReg  int    // register holding aux, -1 none
 	LuaSJ   bool   // a back-edge only when aux's Lua 5.4 sJ is negative
+	// Frame: the private slots of the handler's function, as the patcher
+	// found them (empty: unknown, looked for in Object.Funcs).
+	Frame frame.Slots
 }
 
 // loopID returns the key of the loop a jump through be closes, from the
@@ -230,6 +241,8 @@ type trace struct {
 	// variant: memory the loop stores to at known addresses, in its
 	// root trace and optimised side traces (kept in the root).
 	variant []addrRange
+	// private: a root's plan.private, for its side traces.
+	private addrRange
 }
 
 // Machine is the process's JIT.
@@ -255,8 +268,12 @@ type Machine struct {
 	loops     map[loopKey]*loopState
 	// blocked: by loop without a trace, the loops whose recordings
 	// reached it (loopState.blockedBy; stale entries are skipped).
-	blocked   map[loopKey][]*loopState
-	doNotCall map[uint64]bool // do_not_trace_function targets
+	blocked map[loopKey][]*loopState
+	// frames: private stack slots by function entry (privateFrame).
+	frames map[uint64]frame.Slots
+	// siteFrames: the frames of API sites by global site number.
+	siteFrames map[uint32]frame.Slots
+	doNotCall  map[uint64]bool // do_not_trace_function targets
 	// exitRetries: side recordings of an exit that ended to be retried.
 	exitRetries map[uint32]int
 	backBySite  map[uint32]*BackEdge
@@ -326,6 +343,7 @@ func Start(cfg Config) (*Machine, error) {
 		byKey:       make(map[loopKey]*trace),
 		loops:       make(map[loopKey]*loopState),
 		blocked:     make(map[loopKey][]*loopState),
+		frames:      make(map[uint64]frame.Slots),
 		doNotCall:   make(map[uint64]bool),
 		exitRetries: make(map[uint32]int),
 		backBySite:  make(map[uint32]*BackEdge),
@@ -363,6 +381,26 @@ func Start(cfg Config) (*Machine, error) {
 	if err := m.emitStubs(); err != nil {
 		c.Close()
 		return nil, err
+	}
+	// Frames the file does not name are read here, where the JIT starts
+	// (on a thread of its own by default), not on a recording's path.
+	m.siteFrames = make(map[uint32]frame.Slots)
+	for i := range cfg.Objects {
+		for _, be := range cfg.Objects[i].BackEdges {
+			if be.Frame.Empty() {
+				m.privateFrame(be.Handler)
+			}
+		}
+		for a, site := range cfg.Objects[i].Sites {
+			if site.API != APIBackwardsBranch {
+				continue
+			}
+			fr := site.Frame
+			if fr.Empty() {
+				fr = m.privateFrame(a)
+			}
+			m.siteFrames[site.GSite] = fr
+		}
 	}
 	C.tv_g.side_threshold = C.uint64_t(cfg.SideThreshold)
 	C.tv_g.budget_pct = C.uint64_t(cfg.BudgetPct)

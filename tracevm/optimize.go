@@ -3,6 +3,7 @@ package tracevm
 import (
 	"cmp"
 	"encoding/binary"
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"math/bits"
 	"slices"
 	"sync"
@@ -116,10 +117,16 @@ func (p *plan) release() {
 type sideEntry struct {
 	known   []regValue
 	variant []addrRange
+	private addrRange // the root's (plan.private)
 }
 
 // addrRange is [lo, hi).
 type addrRange struct{ lo, hi uint64 }
+
+// holds reports whether [a, a+size) lies in r.
+func (r addrRange) holds(a uint64, size int) bool {
+	return a >= r.lo && a+uint64(size) <= r.hi && a+uint64(size) > a
+}
 
 // addRange appends r to rs unless it is there: a trace stores to the
 // same slots over and over, and a loop's side traces to its root's.
@@ -180,6 +187,10 @@ type plan struct {
 	// it speculates on (optimize's pass 2), for its peeled copy.
 	need   assume
 	chosen map[int]bool
+	// private: the eval loop frame's private slots, absolute (its %rsp
+	// is guarded at the head): memory only the trace's own stores at
+	// known addresses change (privateSlots).
+	private addrRange
 	// mem: the memory the optimiser read (optimizer.mem).
 	mem *memView
 	// misses: for a peeled copy, the data-area counter of the first
@@ -273,6 +284,9 @@ type optimizer struct {
 	contra assume
 	// mem: memory as this trace's passes read it.
 	mem *memView
+	// private: the private slots of the loop's frame (plan.private),
+	// while the evaluation knows the head's %rsp.
+	private addrRange
 	// knownMask[i]: the registers known in state i (liveness).
 	knownMask []uint16
 	// The eval state's maps, reused by every eval.
@@ -298,7 +312,7 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.RSP | 1<<x86enc.R1
 // known addresses; %rsp itself is never left virtual (liveness).
 const allRegs16 = 0xffff
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState) (p *plan) {
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState, fr frame.Slots) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
 	o := &optimizer{m: m, ops: ops, head: head, side: side, peel: peel}
 	if peel != nil && peel.mem != nil {
@@ -320,6 +334,15 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		if side == nil && meaningful&(1<<r) != 0 && head[r] == close[r] {
 			o.inv |= 1 << r
 		}
+	}
+	switch {
+	case side != nil:
+		o.private = side.private
+	case peel != nil:
+		o.private = peel.private
+	case o.inv&(1<<x86enc.RSP) != 0 && !fr.Empty():
+		sp := head[x86enc.RSP]
+		o.private = addrRange{sp + uint64(fr.Lo), sp + uint64(fr.Hi)}
 	}
 	o.insts = make([]*x86dec.Inst, len(ops))
 	if peel != nil && len(peel.insts) == len(ops) {
@@ -363,6 +386,9 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		}
 	}
 	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}, need: need, chosen: chosen}
+	if side != nil || need&(1<<x86enc.RSP) != 0 {
+		p.private = o.private
+	}
 	// Pass 2: only the assumptions chosen.
 	o.resetSpecs()
 	if _, ok := o.eval(chosen, need, true); !ok {
@@ -564,6 +590,9 @@ type storedVal struct {
 	// (evalState.ranges[:at]); those after it, up to a load that reads
 	// it back, had to be at known addresses for the value to survive.
 	at int
+	// private: stored in the frame's private slots, it survives the
+	// epochs (evalState.clobber).
+	private bool
 }
 
 // evalState is the forward state of pass i.
@@ -588,6 +617,9 @@ type evalState struct {
 	// stack address, until popped. Their slots' addresses never escape,
 	// so calls leave them alone.
 	saved map[uint64]val
+	// private: the frame's private slots (optimizer.private), which
+	// calls and stores through unknown pointers leave alone too.
+	private addrRange
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -620,6 +652,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		clear(o.peel.used)
 	}
 	s.spec, s.stores, s.saved = o.specMap, o.storeMap, o.savedMap
+	if o.side != nil || s.regs[x86enc.RSP].known {
+		s.private = o.private
+	}
 	o.storeRanges = o.storeRanges[:0]
 	s.ranges = &o.storeRanges
 	// Every pass rewrites the states and flags: the memory of the
@@ -692,8 +727,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				s.regs[r] = val{}
 			}
 			s.flags = flagState{}
-			clear(s.spec)
-			s.epoch++
+			s.clobber()
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
@@ -792,7 +826,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return v
 		}
 		st, forwarded := s.stores[key]
-		if forwarded && st.epoch == s.epoch {
+		if forwarded && (st.epoch == s.epoch || st.private) {
 			// Stored by the trace with nothing since that could have
 			// written it (no store through an unknown pointer, no
 			// call): certain, no guard. It rests also on what kept
@@ -977,7 +1011,8 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			ad := o.addr(inst, m, s)
 			o.stored(inst, s)
 			if ad.known && v.known {
-				s.stores[ad.v<<4|uint64(size)] = storedVal{val: val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}, epoch: s.epoch, at: len(*s.ranges)}
+				s.stores[ad.v<<4|uint64(size)] = storedVal{val: val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}, epoch: s.epoch, at: len(*s.ranges),
+					private: s.private.holds(ad.v, size)}
 				last := &(*s.ranges)[len(*s.ranges)-1]
 				last.v, last.known = truncate(v.v, size), true
 			}
@@ -1183,20 +1218,34 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 		s.forget(o.addr(inst, m, s), inst.MemBytes)
 		return
 	}
-	clear(s.spec)
-	s.epoch++
+	s.clobber()
 }
 
 // forget drops the speculated values overlapping [a, a+size), or all of
 // them when a is not known.
 func (s *evalState) forget(a val, size int) {
 	if !a.known {
-		clear(s.spec)
-		s.epoch++
+		s.clobber()
 		return
 	}
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
 	s.forgetIn(a.v, size)
+}
+
+// clobber forgets what a call or a store through an unknown pointer may
+// have changed: every speculated value but those in the frame's private
+// slots, and, by the epoch, every value stored but those there.
+func (s *evalState) clobber() {
+	s.epoch++
+	if s.private.lo == s.private.hi {
+		clear(s.spec)
+		return
+	}
+	for k := range s.spec {
+		if !s.private.holds(k>>4, int(k&15)) {
+			delete(s.spec, k)
+		}
+	}
 }
 
 // forgetIn drops the entries of the maps that overlap [a, a+size).

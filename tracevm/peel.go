@@ -1,6 +1,7 @@
 package tracevm
 
 import (
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"slices"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -53,6 +54,8 @@ type peelState struct {
 	chosen map[int]bool
 	insts  []*x86dec.Inst
 	mem    *memView
+	// private: the first copy's (plan.private).
+	private addrRange
 	// near: where loads not guarded by the first copy may be taken as
 	// known too when peekNear (nearBytecode), or where a side trace
 	// inheriting the copy's assumptions guards every load; guarded: the
@@ -145,7 +148,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	if slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
 		return nil // a native call may write anything
 	}
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private}
 	for _, g := range p.guarded {
 		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
 			ps.values[g.key()] = g.v
@@ -161,7 +164,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		ps.near = append(ps.near, addrRange{sp, sp + frameSpan})
 	}
 	for try := 0; try < 4; try++ {
-		q := m.optimize(ops, head, close, meaningful, nil, ps)
+		q := m.optimize(ops, head, close, meaningful, nil, ps, frame.Slots{})
 		if q == nil {
 			return nil
 		}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
@@ -45,6 +47,7 @@ const (
 	siteSlot      = 48
 	siteSlotOrig  = 56
 	siteSlotKind  = 64
+	siteFrame     = 68
 	siteCountdown = 72
 	siteICID      = 80 // ic_id[icWays]
 	siteICHead    = siteICID + 8*icWays
@@ -128,6 +131,9 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		}
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])
+		if s.Kind == sites.KindBackEdge || (s.Kind == sites.KindAPI && s.API == abi.Prefix+"backwards_branch") {
+			le.PutUint32(e[siteFrame:], frame.Analyse(imageCode{f}, s.Addr).Pack())
+		}
 		switch s.Via {
 		case sites.ViaTableEntry, sites.ViaTableRelative:
 			le.PutUint64(e[siteSlot:], s.Slot)
@@ -154,6 +160,30 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 	le.PutUint32(h[hdrStrtabSz:], uint32(strs.Len()))
 	out := append(h, table...)
 	return append(out, strs.Bytes()...), nil
+}
+
+// imageCode reads a file's functions for frame.Analyse: their ranges
+// from .eh_frame, their code at link-time addresses.
+type imageCode struct{ f *elfimage.File }
+
+func (c imageCode) FuncAt(pc uint64) (frame.Range, bool) {
+	fdes := c.f.FDEs
+	k := sort.Search(len(fdes), func(k int) bool { return fdes[k].End > pc })
+	if k < len(fdes) && fdes[k].Start <= pc && pc < fdes[k].End {
+		return frame.Range{Lo: fdes[k].Start, Hi: fdes[k].End}, true
+	}
+	return frame.Range{}, false
+}
+
+func (c imageCode) Bytes(r frame.Range) []byte {
+	if !c.f.IsCode(r.Lo) || !c.f.IsCode(r.Hi-1) {
+		return nil
+	}
+	b, err := c.f.Read(r.Lo, int(r.Hi-r.Lo))
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // Info is what a patched file's header says.

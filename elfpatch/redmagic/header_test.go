@@ -30,7 +30,7 @@ int main(void) {
 	H(tool_version); H(build_id); H(reserved);
 	printf("sizeof_header %zu\n", sizeof(struct rm_patch_header));
 	S(addr); S(resume); S(kind); S(api); S(id_reg); S(aux_reg); S(name); S(flags);
-	S(trampoline); S(slot); S(slot_orig); S(slot_kind); S(countdown); S(ic_id); S(ic_head);
+	S(trampoline); S(slot); S(slot_orig); S(slot_kind); S(frame); S(countdown); S(ic_id); S(ic_head);
 	printf("sizeof_site %zu\n", sizeof(struct rm_site));
 	printf("abi %d\napi_count %d\ndt %d\nkind_back %d\nkind_api %d\nflag_sj %u\nflag_notrace %u\nflag_sampled %u\nflag_ic %u\nic_ways %d\nic_empty %llu\n",
 		RM_ABI_VERSION, RM_API_COUNT, DT_REDMAGIC, RM_SITE_BACKEDGE, RM_SITE_API_CALL, RM_SITE_LUA54_SJ,
@@ -58,7 +58,7 @@ int main(void) {
 		"site_addr":     siteAddr, "site_resume": siteResume, "site_kind": siteKind, "site_api": siteAPI,
 		"site_id_reg": siteIDReg, "site_aux_reg": siteAuxReg, "site_name": siteName,
 		"site_flags": siteFlags, "site_trampoline": siteTramp, "site_slot": siteSlot,
-		"site_slot_orig": siteSlotOrig, "site_slot_kind": siteSlotKind, "site_countdown": siteCountdown,
+		"site_slot_orig": siteSlotOrig, "site_slot_kind": siteSlotKind, "site_frame": siteFrame, "site_countdown": siteCountdown,
 		"site_ic_id": siteICID, "site_ic_head": siteICHead, "flag_ic": siteFlagIC, "ic_ways": icWays, "ic_empty": icEmpty,
 		"sizeof_site": siteSize,
 		"slot_none":   slotNone, "slot_addr64": slotAddr64, "slot_off32": slotOff32,

@@ -165,7 +165,15 @@ struct rm_site {
 	uint64_t slot;      /* link-time address of the entry */
 	uint64_t slot_orig; /* its original value (enum rm_slot_kind) */
 	uint32_t slot_kind; /* enum rm_slot_kind */
-	uint32_t pad;
+	/*
+	 * For a back-edge and a call of redmagic_backwards_branch: the stack
+	 * slots of the site's function whose addresses never leave it, as
+	 * offsets [lo, hi) from %rsp in its body, packed lo | hi << 16; 0
+	 * when there are none or the patcher did not look (the JIT forwards
+	 * values a trace stores there across calls and stores through
+	 * unknown pointers).
+	 */
+	uint32_t frame;
 	/*
 	 * RM_SITE_SAMPLED back-edges: the trampoline subtracts 1 and calls
 	 * hit_fn only when the result is below 0, so the runtime sees one hit

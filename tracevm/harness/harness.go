@@ -186,6 +186,11 @@ func readObject(f *elf.File) (tracevm.Object, error) {
 		}
 	}
 	sort.Slice(st.fdes, func(i, j int) bool { return st.fdes[i].Start < st.fdes[j].Start })
+	for _, d := range st.fdes {
+		if n := len(o.Funcs); n == 0 || d.Start >= o.Funcs[n-1].Hi {
+			o.Funcs = append(o.Funcs, tracevm.Range{Lo: d.Start, Hi: d.End})
+		}
+	}
 	// Code is read from the file: the text has no relocations, so the
 	// file's bytes are the ones that run.
 	type segment struct {
