@@ -34,6 +34,8 @@ var readWrite = opSetOf(map[x86asm.Op]bool{
 	x86asm.SETA: true, x86asm.SETAE: true, x86asm.SETB: true, x86asm.SETBE: true,
 	x86asm.SETE: true, x86asm.SETNE: true, x86asm.SETG: true, x86asm.SETGE: true,
 	x86asm.SETL: true, x86asm.SETLE: true, x86asm.SETS: true, x86asm.SETNS: true,
+	x86asm.SETP: true, x86asm.SETNP: true, x86asm.SETO: true, x86asm.SETNO: true,
+	x86asm.CMOVP: true, x86asm.CMOVNP: true, x86asm.CMOVO: true, x86asm.CMOVNO: true,
 	x86asm.ADDSD: true, x86asm.SUBSD: true, x86asm.MULSD: true, x86asm.DIVSD: true,
 	x86asm.ADDSS: true, x86asm.SUBSS: true, x86asm.MULSS: true, x86asm.DIVSS: true,
 	x86asm.PXOR: true, x86asm.XORPS: true, x86asm.XORPD: true, x86asm.ANDPD: true,
@@ -130,8 +132,47 @@ func fullWrite(a x86asm.Arg) bool {
 var implicitRegs = opRegsOf(map[x86asm.Op]uint16{
 	x86asm.CQO: 1<<0 | 1<<2, x86asm.CDQ: 1<<0 | 1<<2, x86asm.CDQE: 1 << 0,
 	x86asm.IDIV: 1<<0 | 1<<2, x86asm.DIV: 1<<0 | 1<<2, x86asm.MUL: 1<<0 | 1<<2,
+	x86asm.IMUL: 1<<0 | 1<<2, // the one-operand form (%rdx:%rax = %rax * src)
 	x86asm.PUSH: 1 << 4, x86asm.POP: 1 << 4,
 })
+
+// implicitVector: SSE instructions that use general registers their
+// operands do not name (string compares: %rcx, %rax, %rdx; maskmovdqu:
+// %rdi).
+var implicitVector = opSetOf(map[x86asm.Op]bool{
+	x86asm.PCMPISTRI: true, x86asm.PCMPESTRI: true, x86asm.PCMPISTRM: true, x86asm.PCMPESTRM: true,
+	x86asm.MASKMOVDQU: true,
+})
+
+// vectorOnly reports whether inst is an SSE instruction that touches
+// general registers only through its operands: one it names as its
+// destination is written, the others and an address's registers are
+// read. Counted as unknown, every one of them (punpcklqdq, sqrtsd,
+// movhps: hundreds in a float-heavy CPython trace) made the optimiser
+// forget every register, %rsp included, and all memory.
+func vectorOnly(inst *x86dec.Inst) bool {
+	if inst.Special != x86dec.SpecialNone || implicitVector.has(inst.Op) {
+		return false
+	}
+	vec := false
+	for _, a := range inst.Args {
+		if a == nil {
+			break
+		}
+		r, ok := a.(x86asm.Reg)
+		if !ok {
+			continue
+		}
+		switch {
+		case r >= x86asm.X0 && r <= x86asm.X15:
+			vec = true
+		case regBits(r) != 0:
+		default:
+			return false // MMX, segment, control or wider vector registers
+		}
+	}
+	return vec
+}
 
 // writes returns the general registers inst may write; all when unknown.
 func writes(inst *x86dec.Inst) (uint16, bool) {
@@ -149,6 +190,11 @@ func writes(inst *x86dec.Inst) (uint16, bool) {
 		return 0, false
 	case op == x86asm.IMUL && inst.Args[1] != nil:
 		return regBits(inst.Args[0]), false
+	case vectorOnly(inst):
+		if r, ok := inst.Args[0].(x86asm.Reg); ok {
+			return regBits(r), false
+		}
+		return 0, false
 	}
 	if m, ok := implicitRegs.get(op); ok {
 		w := m
@@ -169,6 +215,23 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 	var r uint16
 	known := destOnly.has(op) || readWrite.has(op) || readOnlyOps.has(op) || (op == x86asm.IMUL && inst.Args[1] != nil)
 	m, implicit := implicitRegs.get(op)
+	if op == x86asm.IMUL && inst.Args[1] != nil {
+		m = 0
+	}
+	if vectorOnly(inst) {
+		// A named general destination is written whole or zero-extended
+		// (movq, movd, pextr*, movmskp*, cvt*2si): not read.
+		for k, a := range inst.Args {
+			if a == nil {
+				break
+			}
+			if r, isReg := a.(x86asm.Reg); k == 0 && isReg && regBits(r) != 0 {
+				continue
+			}
+			r |= regBits(a)
+		}
+		return r, false
+	}
 	if !known && !implicit {
 		return allRegs, true
 	}
@@ -214,7 +277,10 @@ func storesMemory(inst *x86dec.Inst) bool {
 	if readOnlyOps.has(inst.Op) || registerOnly.has(inst.Op) {
 		return false
 	}
-	if destOnly.has(inst.Op) || readWrite.has(inst.Op) || inst.Op == x86asm.IMUL {
+	if inst.Op == x86asm.IMUL && inst.Args[1] == nil {
+		return false // the one-operand form reads its operand
+	}
+	if destOnly.has(inst.Op) || readWrite.has(inst.Op) || inst.Op == x86asm.IMUL || vectorOnly(inst) {
 		_, isMem := inst.Args[0].(x86asm.Mem)
 		return isMem
 	}

@@ -232,3 +232,54 @@ func TestHighByteRegisters(t *testing.T) {
 		})
 	}
 }
+
+// TestRegisterEffects checks the general registers instructions the
+// optimiser meets in interpreters' float code read and write: SSE
+// instructions touch only the general registers they name (unknown, each
+// made the optimiser forget every register, %rsp included), and the
+// one-operand imul writes %rdx:%rax. Encodings from GNU as.
+func TestRegisterEffects(t *testing.T) {
+	const (
+		rax = 1 << x86enc.RAX
+		rcx = 1 << x86enc.RCX
+		rdx = 1 << x86enc.RDX
+		rbx = 1 << x86enc.RBX
+		rsi = 1 << x86enc.RSI
+		rdi = 1 << x86enc.RDI
+	)
+	tests := []struct {
+		name         string
+		code         []byte
+		reads, write uint16
+		all, stores  bool
+	}{
+		{"punpcklqdq %xmm1,%xmm0", []byte{0x66, 0x0f, 0x6c, 0xc1}, 0, 0, false, false},
+		{"sqrtsd %xmm2,%xmm1", []byte{0xf2, 0x0f, 0x51, 0xca}, 0, 0, false, false},
+		{"andnpd %xmm1,%xmm0", []byte{0x66, 0x0f, 0x55, 0xc1}, 0, 0, false, false},
+		{"movhps %xmm0,0x8(%rdi)", []byte{0x0f, 0x17, 0x47, 0x08}, rdi, 0, false, true},
+		{"movhps 0x10(%rsi),%xmm3", []byte{0x0f, 0x16, 0x5e, 0x10}, rsi, 0, false, false},
+		{"pextrw $1,%xmm0,%eax", []byte{0x66, 0x0f, 0xc5, 0xc0, 0x01}, 0, rax, false, false},
+		{"movmskpd %xmm1,%ecx", []byte{0x66, 0x0f, 0x50, 0xc9}, 0, rcx, false, false},
+		// Uses %rcx, %rax and %rdx without naming them: unknown.
+		{"pcmpistri $0,%xmm1,%xmm0", []byte{0x66, 0x0f, 0x3a, 0x63, 0xc1, 0x00}, 0, 0, true, true},
+		{"imul %rdi", []byte{0x48, 0xf7, 0xef}, rax | rdx | rdi, rax | rdx, false, false},
+		{"imull 0x8(%rbx)", []byte{0xf7, 0x6b, 0x08}, rax | rdx | rbx, rax | rdx, false, false},
+		{"imul %rcx,%rdx", []byte{0x48, 0x0f, 0xaf, 0xd1}, rcx | rdx, rdx, false, false},
+		{"setnp %al", []byte{0x0f, 0x9b, 0xc0}, rax, rax, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inst, err := x86dec.Decode(tt.code, 0x1000)
+			require.NoError(t, err)
+			w, wall := writes(&inst)
+			r, rall := reads(&inst)
+			assert.Equal(t, tt.all, wall, "writes all")
+			assert.Equal(t, tt.all, rall, "reads all")
+			if !tt.all {
+				assert.Equal(t, tt.write, w, "writes")
+				assert.Equal(t, tt.reads, r, "reads")
+			}
+			assert.Equal(t, tt.stores, storesMemory(&inst), "stores")
+		})
+	}
+}

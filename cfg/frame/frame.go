@@ -41,10 +41,6 @@ type Range struct{ Lo, Hi uint64 }
 
 func (r Range) contains(a uint64) bool { return a >= r.Lo && a < r.Hi }
 
-// maxStackArgScan bounds how far before a call its stack arguments are
-// looked for.
-const maxStackArgScan = 24
-
 // maxFrameParts bounds the code ranges one frame is read from: the
 // function and the cold parts it jumps to.
 const maxFrameParts = 16
@@ -58,27 +54,30 @@ type Code interface {
 
 // frameScan is Analyse's state.
 type frameScan struct {
-	frame  int64 // N, once the prologue's sub $N,%rsp is seen (-1: not yet)
-	hi     int64 // lowest offset that may be reached through a pointer
-	lo     int64 // end of the stack-argument run
-	shift  int64 // bytes %rsp may be below the body's by pushes and adjustments after the prologue
-	recent []int64
-	near   int
-	jumps  []uint64 // direct jump targets outside the parts read so far
+	frame int64    // N, once the prologue's sub $N,%rsp is seen (-1: not yet)
+	hi    int64    // lowest offset that may be reached through a pointer
+	shift int64    // bytes %rsp may be below the body's by pushes and adjustments after the prologue
+	jumps []uint64 // direct jump targets outside the parts read so far
 }
 
 // Analyse finds the private slots of the function containing entry
 // from its machine code, read linearly (gcc and clang put no data in
-// x86-64 text), with the cold parts it jumps into (gcc's .cold
-// functions: their own FDEs, the same frame). The frame is the one the
-// prologue allocates: pushes, then sub $N,%rsp. A slot is not private
-// when the code takes an address in the frame (lea off(%rsp):
-// everything from off up may be reached through it), indexes the frame
-// (an array), may hold a callee's stack arguments (the run of slots from
-// 0(%rsp) stored shortly before a call) or lies where a later push or
-// %rsp adjustment moves the offsets. A function that copies %rsp
-// anywhere (a frame pointer, alloca), or whose code does not decode, has
-// none.
+// x86-64 text), with every function it jumps into: the cold parts of
+// its own code (gcc's .cold functions, their own FDEs, the same frame),
+// and the functions it tail-calls, which are read as if their code ran
+// in this frame: a cold part may begin like a function, and reading too
+// much only loses slots. The frame is the one the prologue allocates:
+// pushes, then sub $N,%rsp. A slot is not private when the code takes an
+// address in the frame (lea off(%rsp): everything from off up may be
+// reached through it), indexes the frame (an array), or lies where a
+// later push or %rsp adjustment moves the offsets. A function that
+// copies %rsp anywhere (a frame pointer, alloca), or whose code does not
+// decode, has none.
+//
+// A callee's stack arguments stay in: it may change them, but compiled
+// code never reads an argument slot after the call without storing it
+// again (what the callee left there means nothing to the caller), so
+// a value the JIT keeps for such a slot across the call is never read.
 func Analyse(rd Code, entry uint64) Slots {
 	fn, ok := rd.FuncAt(entry)
 	if !ok {
@@ -98,9 +97,6 @@ func Analyse(rd Code, entry uint64) Slots {
 			if !ok || slices.ContainsFunc(parts, func(p Range) bool { return p.contains(t) }) {
 				continue
 			}
-			if part.Lo == t && startsFrame(rd.Bytes(part), t) {
-				continue // a tail call: another function's frame
-			}
 			if len(parts) == maxFrameParts {
 				return Slots{}
 			}
@@ -108,7 +104,7 @@ func Analyse(rd Code, entry uint64) Slots {
 		}
 		s.jumps = s.jumps[:0]
 	}
-	lo, hi := s.lo+s.shift, min(s.hi, s.frame)-s.shift
+	lo, hi := s.shift, min(s.hi, s.frame)-s.shift
 	if lo >= hi {
 		return Slots{}
 	}
@@ -153,15 +149,6 @@ func (s *frameScan) sweep(code []byte, addr uint64, prologue bool) bool {
 				}
 				continue
 			}
-		case x86asm.CALL, x86asm.JMP:
-			if slices.Contains(s.recent, 0) {
-				end := int64(0)
-				for slices.Contains(s.recent, end) {
-					end += 8
-				}
-				s.lo = max(s.lo, end)
-			}
-			s.recent, s.near = s.recent[:0], 0
 		}
 		if inst.Op == x86asm.JMP || isJcc(inst.Op) {
 			if rel, ok := inst.Args[0].(x86asm.Rel); ok {
@@ -174,7 +161,7 @@ func (s *frameScan) sweep(code []byte, addr uint64, prologue bool) bool {
 		if readsRSP(&inst) {
 			return false // %rsp copied: the frame's address escapes
 		}
-		for i, a := range inst.Args {
+		for _, a := range inst.Args {
 			m, ok := a.(x86asm.Mem)
 			if !ok || m.Base != x86asm.RSP {
 				continue
@@ -184,38 +171,10 @@ func (s *frameScan) sweep(code []byte, addr uint64, prologue bool) bool {
 				return false // the frame addressed before it is allocated
 			case inst.Op == x86asm.LEA || m.Index != 0:
 				s.hi = min(s.hi, m.Disp)
-			case i == 0 && m.Disp >= 0 && m.Disp%8 == 0:
-				s.recent = append(s.recent, m.Disp)
 			}
-		}
-		if s.near++; s.near > maxStackArgScan {
-			s.recent, s.near = s.recent[:0], 0
 		}
 	}
 	return true
-}
-
-// startsFrame reports whether code at addr begins a function of its own:
-// pushes or a frame allocation before anything else.
-func startsFrame(code []byte, addr uint64) bool {
-	for off := 0; off < len(code) && off < 32; {
-		inst, err := x86dec.Decode(code[off:], addr+uint64(off))
-		if err != nil {
-			return false
-		}
-		off += inst.Len
-		switch {
-		case inst.Special == x86dec.SpecialEndbr64:
-		case inst.Op == x86asm.PUSH:
-			return true
-		case inst.Op == x86asm.SUB:
-			r, ok := inst.Args[0].(x86asm.Reg)
-			return ok && r == x86asm.RSP
-		default:
-			return false
-		}
-	}
-	return false
 }
 
 func isJcc(op x86asm.Op) bool {

@@ -1,8 +1,6 @@
 package frame
 
 import (
-	"cmp"
-	"debug/elf"
 	"os"
 	"slices"
 	"sort"
@@ -11,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
+	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 )
 
 // codeFrames is a Code over functions given as code at addresses
@@ -94,8 +92,8 @@ func TestAnalyse(t *testing.T) {
 		{"spills only", [][]byte{join(prologue, spill28, callRel, reload28, epilogue)}, Slots{0, 0x68}},
 		{"an address taken", [][]byte{join(prologue, lea40, spill28, epilogue)}, Slots{0, 0x40}},
 		{"an indexed array", [][]byte{join(prologue, indexed30, epilogue)}, Slots{0, 0x30}},
-		{"stack arguments", [][]byte{join(prologue, spill0, spill8, callRel, epilogue)}, Slots{0x10, 0x68}},
-		{"a spill at 0 before a call", [][]byte{join(prologue, spill0, callRel, epilogue)}, Slots{8, 0x68}},
+		// Argument slots stay: the caller never reads them back.
+		{"stack arguments", [][]byte{join(prologue, spill0, spill8, callRel, epilogue)}, Slots{0, 0x68}},
 		{"a push in the body", [][]byte{join(prologue, lea40, pushInBody, callRel, epilogue)}, Slots{8, 0x38}},
 		{"a frame pointer", [][]byte{join(push15, movRspRbp, sub68, spill28, epilogue)}, Slots{}},
 		{"no frame", [][]byte{join(spill28, ret)}, Slots{}},
@@ -103,9 +101,11 @@ func TestAnalyse(t *testing.T) {
 		// The cold part (second function, no prologue of its own) takes
 		// an address in the frame the first allocated.
 		{"a cold part", [][]byte{join(prologue, jeCold(int32(len(epilogue))+5), jmpCold(int32(len(epilogue))), epilogue), join(lea40, jmpCold(-100))}, Slots{0, 0x40}},
-		// A jump to another function's entry is a tail call: its frame
-		// is its own.
-		{"a tail call", [][]byte{join(prologue, add68, popRbx, pop15, jmpCold(0)), join(push15, sub68, lea40, add68, pop15, ret)}, Slots{0, 0x68}},
+		// A tail-called function is read as if it were a cold part:
+		// its pushes and its frame shift the offsets, and nothing is
+		// left.
+		{"a tail call", [][]byte{join(prologue, add68, popRbx, pop15, jmpCold(0)), join(push15, sub68, lea40, add68, pop15, ret)}, Slots{}},
+		{"a tail call to a leaf", [][]byte{join(prologue, spill28, add68, popRbx, pop15, jmpCold(0)), join(reload28, ret)}, Slots{0, 0x68}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,27 +146,19 @@ func TestAnalyseRealInterpreters(t *testing.T) {
 
 // elfFrames reads an ELF file's text and FDEs at their link addresses.
 func elfFrames(t *testing.T, path string) *codeFrames {
-	f, err := elf.Open(path)
-	if os.IsNotExist(err) {
+	if _, err := os.Stat(path); os.IsNotExist(err) {
 		t.Skipf("%s: not installed", path)
 	}
+	f, err := elfimage.Open(path)
 	require.NoError(t, err)
-	defer f.Close()
 	text := f.Section(".text")
 	require.NotNil(t, text)
-	data, err := text.Data()
-	require.NoError(t, err)
-	eh := f.Section(".eh_frame")
-	require.NotNil(t, eh)
-	ehData, err := eh.Data()
-	require.NoError(t, err)
-	fdes, err := ehframe.Parse(ehData, eh.Addr)
+	data, err := f.Read(text.Addr, int(text.Size))
 	require.NoError(t, err)
 	c := &codeFrames{text: data, base: text.Addr}
-	for _, fde := range fdes {
+	for _, fde := range f.FDEs {
 		c.funcs = append(c.funcs, Range{Lo: fde.Start, Hi: fde.End})
 	}
-	slices.SortFunc(c.funcs, func(a, b Range) int { return cmp.Compare(a.Lo, b.Lo) })
 	return c
 }
 
