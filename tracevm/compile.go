@@ -1057,6 +1057,9 @@ func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap) {
 	}
 	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x\n",
 		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head)
+	if !t.side && t.private.hi > t.private.lo {
+		fmt.Fprintf(&b, "  ; the loop frame's private slots: [%#x, %#x), what the trace stores there stays known\n", t.private.lo, t.private.hi)
+	}
 	j := 0
 	for off := 0; off < len(code); {
 		for j+1 < len(cm) && cm[j+1].off <= off {

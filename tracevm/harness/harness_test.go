@@ -470,6 +470,27 @@ func TestStoreThroughUnknownPointer(t *testing.T) {
 	r.checkTraced(t, n, 0.9)
 }
 
+// TestPrivateFrameSlots runs a loop whose frame has a slot only the
+// function addresses and one whose address a helper writes through: the
+// first is forwarded across the helper's store through an unknown
+// pointer, the second reloaded, and the results are the native ones.
+func TestPrivateFrameSlots(t *testing.T) {
+	const n = 100000
+	var want int64
+	for i := int64(0); i < n; i++ {
+		e := int64(1)
+		if i%5 == 4 {
+			e += i
+		}
+		want += e * 3
+	}
+	r := runJIT(t, Frame, n)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, r.res, r.native(Frame, n))
+	r.checkTraced(t, n, 0.9)
+	assert.Contains(t, r.log(), "the loop frame's private slots", "the frame's slots were found")
+}
+
 func refFuncPtr(n, k, mask int64) int64 {
 	fs := []func(x int64) int64{
 		func(x int64) int64 { return x + k },

@@ -423,6 +423,41 @@ TT int64_t tt_alias(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A frame with a slot whose address leaves it (escaped: a global points
+ * at it and a helper writes through that pointer now and then) beside one
+ * only the function addresses (mode, volatile so that it stays a stack
+ * slot): what the trace stores in mode stays known across the helper's
+ * store through an unknown pointer, and the branch on it folds; what it
+ * stores in escaped must not. */
+int64_t *volatile tt_escaped;
+
+TT_HELPER void tt_frame_poke(int64_t i)
+{
+	if (i % 5 == 4)
+		*tt_escaped += i;
+}
+
+TT int64_t tt_frame(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	volatile int64_t mode;
+	int64_t escaped;
+	tt_escaped = &escaped;
+	for (int64_t i = 0; i < n; i++) {
+		mode = 3;
+		escaped = 1;
+		tt_frame_poke(i);
+		if (mode == 3)
+			s += escaped * 3;
+		else
+			s += tt_alias_mix(escaped);
+		th_backwards_branch(ID(0));
+	}
+	out[0] = escaped;
+	tt_escaped = 0;
+	return s;
+}
+
 /* Calls through a table of function pointers: indirect calls whose target
  * changes every iteration. The table is writable so that gcc cannot
  * resolve the calls. */
