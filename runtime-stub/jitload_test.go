@@ -186,10 +186,10 @@ func TestDispatchEntriesRestored(t *testing.T) {
 func TestParking(t *testing.T) {
 	fx := getFixture(t)
 	bin := fx.patched(t, "pie", patchSpec{})
-	ops := args("hit", siteJump, 1, 0, 1000, "sleep", 80, "hit", siteJump, 1, 0, 10, "single",
+	ops := args("hit", siteJump, 1, 0, 1000, "park-wait", siteJump, parkWaitMS, "single",
 		"churn", 20000, "fork", siteJump, 2, "single",
 		"threads", 2, siteJump, 10, "single",
-		"sleep", 80, "hit", siteJump, 1, 0, 10, "single", "churn", 20000)
+		"park-wait", siteJump, parkWaitMS, "single", "churn", 20000)
 	for _, tc := range []struct {
 		name    string
 		env     []string
@@ -225,6 +225,11 @@ func TestParking(t *testing.T) {
 	}
 }
 
+// parkWaitMS bounds how long a test waits for the JIT's threads to park:
+// on a loaded machine an attempt is refused while a thread is busy, and
+// the next waits twice as long.
+const parkWaitMS = 3000
+
 // A program that installs a handler for the signal parking uses, after
 // the JIT started, ends parking at the next attempt (threads parked
 // before wait in the runtime's handler until the next call into Go): its
@@ -232,7 +237,7 @@ func TestParking(t *testing.T) {
 func TestParkingSignalTaken(t *testing.T) {
 	fx := getFixture(t)
 	bin := fx.patched(t, "pie", patchSpec{})
-	r := runHarness(t, bin, nil, args("hit", siteJump, 1, 0, 1000, "sleep", 80, "hit", siteJump, 1, 0, 10, "single",
+	r := runHarness(t, bin, nil, args("hit", siteJump, 1, 0, 1000, "park-wait", siteJump, parkWaitMS, "single",
 		"take-park-signal", "hit", siteJump, 1, 0, 1000, "sleep", 80, "hit", siteJump, 1, 0, 10, "single",
 		"park-signals", "churn", 1000)...)
 	require.Equal(t, 0, r.exit, r.stderr)

@@ -424,6 +424,7 @@ static void usage(void)
 	      "  bench SITE N           ns per hit_fn call\n"
 	      "  bench-api SITE N       ns per backwards_branch API call\n"
 	      "  bench-empty N          ns per call of an empty function\n"
+	      "  park-wait SITE MS      hit SITE every 20 ms until parked (MS at most)\n"
 	      "  single                 print __libc_single_threaded\n"
 	      "  churn N                malloc and free N blocks\n"
 	      "  take-park-signal       install a handler for SIGRTMIN+7\n"
@@ -583,6 +584,19 @@ int main(int argc, char **argv)
 			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 			nanosleep(&ts, NULL);
 			i += 2;
+		} else if (!strcmp(op, "park-wait")) {
+			/* Hits SITE ten times every 20 ms until glibc's flag
+			 * says the JIT's threads are parked, for at most MS
+			 * milliseconds: a loaded machine may refuse (a thread
+			 * busy) and back off before an attempt succeeds. */
+			NEED(2);
+			uint64_t site = num(argv[i + 1]), ms = num(argv[i + 2]);
+			struct timespec ts = { 0, 20 * 1000000 };
+			for (uint64_t waited = 0; waited < ms && !libc_single_threaded(); waited += 20) {
+				nanosleep(&ts, NULL);
+				hit(site, 1, 0, 10);
+			}
+			i += 3;
 		} else if (!strcmp(op, "single")) {
 			/* glibc's view: 1 while the JIT's threads are parked. */
 			printf("single=%d\n", libc_single_threaded());
