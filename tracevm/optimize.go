@@ -1229,7 +1229,23 @@ func (s *evalState) forget(a val, size int) {
 		return
 	}
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
-	s.forgetIn(a.v, size)
+	for k := range s.spec {
+		at, n := k>>4, k&15
+		if at < a.v+uint64(size) && a.v < at+n {
+			delete(s.spec, k)
+		}
+	}
+	for at := range s.saved {
+		if at < a.v+uint64(size) && a.v < at+8 {
+			delete(s.saved, at)
+		}
+	}
+	for k := range s.stores {
+		at, n := k>>4, k&15
+		if at < a.v+uint64(size) && a.v < at+n {
+			delete(s.stores, k)
+		}
+	}
 }
 
 // clobber forgets what a call or a store through an unknown pointer may
@@ -1244,27 +1260,6 @@ func (s *evalState) clobber() {
 	for k := range s.spec {
 		if !s.private.holds(k>>4, int(k&15)) {
 			delete(s.spec, k)
-		}
-	}
-}
-
-// forgetIn drops the entries of the maps that overlap [a, a+size).
-func (s *evalState) forgetIn(a uint64, size int) {
-	for k := range s.spec {
-		at, n := k>>4, k&15
-		if at < a+uint64(size) && a < at+n {
-			delete(s.spec, k)
-		}
-	}
-	for at := range s.saved {
-		if at < a+uint64(size) && a < at+8 {
-			delete(s.saved, at)
-		}
-	}
-	for k := range s.stores {
-		at, n := k>>4, k&15
-		if at < a+uint64(size) && a < at+n {
-			delete(s.stores, k)
 		}
 	}
 }
