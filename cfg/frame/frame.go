@@ -8,6 +8,7 @@ package frame
 
 import (
 	"slices"
+	"sort"
 
 	"golang.org/x/arch/x86/x86asm"
 
@@ -40,6 +41,19 @@ func Unpack(v uint32) Slots { return Slots{Lo: v & 0xffff, Hi: v >> 16} }
 type Range struct{ Lo, Hi uint64 }
 
 func (r Range) contains(a uint64) bool { return a >= r.Lo && a < r.Hi }
+
+// Funcs are functions' code ranges, sorted and disjoint: what a Code's
+// FuncAt searches.
+type Funcs []Range
+
+// At returns the range containing pc.
+func (fs Funcs) At(pc uint64) (Range, bool) {
+	k := sort.Search(len(fs), func(k int) bool { return fs[k].Hi > pc })
+	if k < len(fs) && fs[k].contains(pc) {
+		return fs[k], true
+	}
+	return Range{}, false
+}
 
 // maxFrameParts bounds the code ranges one frame is read from: the
 // function and the cold parts it jumps to.

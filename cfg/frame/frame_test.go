@@ -3,7 +3,6 @@ package frame
 import (
 	"os"
 	"slices"
-	"sort"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,18 +14,12 @@ import (
 // codeFrames is a Code over functions given as code at addresses
 // (the tests' own, or an ELF file's text).
 type codeFrames struct {
-	funcs []Range
+	funcs Funcs
 	text  []byte
 	base  uint64
 }
 
-func (c *codeFrames) FuncAt(pc uint64) (Range, bool) {
-	k := sort.Search(len(c.funcs), func(k int) bool { return c.funcs[k].Hi > pc })
-	if k < len(c.funcs) && c.funcs[k].contains(pc) {
-		return c.funcs[k], true
-	}
-	return Range{}, false
-}
+func (c *codeFrames) FuncAt(pc uint64) (Range, bool) { return c.funcs.At(pc) }
 
 func (c *codeFrames) Bytes(r Range) []byte {
 	if r.Lo < c.base || r.Hi > c.base+uint64(len(c.text)) {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
@@ -86,6 +85,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 	sitesOff := uint64(headerSize)
 	strOff := sitesOff + uint64(siteSize*len(res.Sites))
 	table := make([]byte, siteSize*len(res.Sites))
+	frames := newImageCode(f)
 	for i, s := range res.Sites {
 		e := table[i*siteSize:]
 		le.PutUint64(e[siteAddr:], s.Addr)
@@ -132,7 +132,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])
 		if s.Kind == sites.KindBackEdge || (s.Kind == sites.KindAPI && s.API == abi.Prefix+"backwards_branch") {
-			le.PutUint32(e[siteFrame:], frame.Analyse(imageCode{f}, s.Addr).Pack())
+			le.PutUint32(e[siteFrame:], frames.of(s.Addr))
 		}
 		switch s.Via {
 		case sites.ViaTableEntry, sites.ViaTableRelative:
@@ -164,18 +164,23 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 
 // imageCode reads a file's functions for frame.Analyse: their ranges
 // from .eh_frame, their code at link-time addresses.
-type imageCode struct{ f *elfimage.File }
-
-func (c imageCode) FuncAt(pc uint64) (frame.Range, bool) {
-	fdes := c.f.FDEs
-	k := sort.Search(len(fdes), func(k int) bool { return fdes[k].End > pc })
-	if k < len(fdes) && fdes[k].Start <= pc && pc < fdes[k].End {
-		return frame.Range{Lo: fdes[k].Start, Hi: fdes[k].End}, true
-	}
-	return frame.Range{}, false
+type imageCode struct {
+	f     *elfimage.File
+	funcs frame.Funcs
+	done  map[uint64]uint32 // packed slots by function start
 }
 
-func (c imageCode) Bytes(r frame.Range) []byte {
+func newImageCode(f *elfimage.File) *imageCode {
+	c := &imageCode{f: f, done: map[uint64]uint32{}}
+	for _, fde := range f.FDEs {
+		c.funcs = append(c.funcs, frame.Range{Lo: fde.Start, Hi: fde.End})
+	}
+	return c
+}
+
+func (c *imageCode) FuncAt(pc uint64) (frame.Range, bool) { return c.funcs.At(pc) }
+
+func (c *imageCode) Bytes(r frame.Range) []byte {
 	if !c.f.IsCode(r.Lo) || !c.f.IsCode(r.Hi-1) {
 		return nil
 	}
@@ -184,6 +189,22 @@ func (c imageCode) Bytes(r frame.Range) []byte {
 		return nil
 	}
 	return b
+}
+
+// of returns the packed private slots (rm_site.frame) of the function
+// holding pc, analysed once per function: CPython's seven back-edge
+// handlers share one 60 KiB eval function.
+func (c *imageCode) of(pc uint64) uint32 {
+	fn, ok := c.funcs.At(pc)
+	if !ok {
+		return 0
+	}
+	v, seen := c.done[fn.Lo]
+	if !seen {
+		v = frame.Analyse(c, pc).Pack()
+		c.done[fn.Lo] = v
+	}
+	return v
 }
 
 // Info is what a patched file's header says.
