@@ -850,7 +850,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		if p == nil {
 			link = nil
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.loopFrame(r))
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite])
 		}
 		if p != nil && !p.ok {
 			p.release()

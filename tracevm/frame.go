@@ -2,7 +2,6 @@ package tracevm
 
 import (
 	"slices"
-	"sort"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 )
@@ -14,10 +13,8 @@ type objectFrames struct{ m *Machine }
 
 func (f objectFrames) FuncAt(pc uint64) (frame.Range, bool) {
 	for i := range f.m.cfg.Objects {
-		fs := f.m.cfg.Objects[i].Funcs
-		k := sort.Search(len(fs), func(k int) bool { return fs[k].Hi > pc })
-		if k < len(fs) && fs[k].contains(pc) {
-			return frame.Range{Lo: fs[k].Lo, Hi: fs[k].Hi}, true
+		if r, ok := f.m.cfg.Objects[i].Funcs.At(pc); ok {
+			return r, true
 		}
 	}
 	return frame.Range{}, false
@@ -31,34 +28,36 @@ func (f objectFrames) Bytes(r frame.Range) []byte {
 	return memAt(r.Lo, int(r.Hi-r.Lo))
 }
 
-// privateFrame returns the private slots of the function containing pc
-// (frame.Slots), analysed once per function; none without Object.Funcs.
-func (m *Machine) privateFrame(pc uint64) frame.Slots {
-	fn, ok := objectFrames{m}.FuncAt(pc)
-	if !ok {
-		return frame.Slots{}
-	}
-	m.mu.Lock()
-	ps, seen := m.frames[fn.Lo]
-	m.mu.Unlock()
-	if seen {
-		return ps
-	}
-	ps = frame.Analyse(objectFrames{m}, pc)
-	m.mu.Lock()
-	m.frames[fn.Lo] = ps
-	m.mu.Unlock()
-	return ps
-}
-
-// loopFrame returns the private slots of the frame r's loop runs in: the
-// file's (BackEdge.Frame, Site.Frame), else what Object.Funcs shows.
-func (m *Machine) loopFrame(r *recording) frame.Slots {
-	if be := m.backEdgeOfSite(r.key.gsite); be != nil {
-		if !be.Frame.Empty() {
-			return be.Frame
+// loopFrames gives every loop site the private slots of the frame its
+// loops run in (siteFrames): the file's (BackEdge.Frame, Site.Frame), else
+// what Object.Funcs shows, analysed here, where the JIT starts (on a
+// thread of its own by default), once per function.
+func (m *Machine) loopFrames() {
+	m.siteFrames = make(map[uint32]frame.Slots)
+	byFunc := map[uint64]frame.Slots{}
+	frameOf := func(given frame.Slots, pc uint64) frame.Slots {
+		if !given.Empty() {
+			return given
 		}
-		return m.privateFrame(be.Handler)
+		fn, ok := objectFrames{m}.FuncAt(pc)
+		if !ok {
+			return frame.Slots{}
+		}
+		s, seen := byFunc[fn.Lo]
+		if !seen {
+			s = frame.Analyse(objectFrames{m}, pc)
+			byFunc[fn.Lo] = s
+		}
+		return s
 	}
-	return m.siteFrames[r.key.gsite]
+	for i := range m.cfg.Objects {
+		for _, be := range m.cfg.Objects[i].BackEdges {
+			m.siteFrames[be.GSite] = frameOf(be.Frame, be.Handler)
+		}
+		for a, site := range m.cfg.Objects[i].Sites {
+			if site.API == APIBackwardsBranch {
+				m.siteFrames[site.GSite] = frameOf(site.Frame, a)
+			}
+		}
+	}
 }

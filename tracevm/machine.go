@@ -96,9 +96,9 @@ type Object struct {
 	// their trampoline, where the redirected dispatch now lands.
 	BackEdges map[uint64]BackEdge
 	// Funcs: the functions' code ranges (.eh_frame FDEs), sorted and
-	// disjoint; where a frame's private slots are looked for
-	// (privateFrame).
-	Funcs []Range
+	// disjoint; where a frame's private slots are looked for when the
+	// file names none (loopFrames).
+	Funcs frame.Funcs
 	// ReadOnly: memory that never changes once the object is loaded
 	// (segments without write permission, RELRO); loads from it at
 	// constant addresses fold to constants.
@@ -269,9 +269,8 @@ type Machine struct {
 	// blocked: by loop without a trace, the loops whose recordings
 	// reached it (loopState.blockedBy; stale entries are skipped).
 	blocked map[loopKey][]*loopState
-	// frames: private stack slots by function entry (privateFrame).
-	frames map[uint64]frame.Slots
-	// siteFrames: the frames of API sites by global site number.
+	// siteFrames: the private slots of the frame each loop site's loops
+	// run in, by global site number (loopFrames).
 	siteFrames map[uint32]frame.Slots
 	doNotCall  map[uint64]bool // do_not_trace_function targets
 	// exitRetries: side recordings of an exit that ended to be retried.
@@ -343,7 +342,6 @@ func Start(cfg Config) (*Machine, error) {
 		byKey:       make(map[loopKey]*trace),
 		loops:       make(map[loopKey]*loopState),
 		blocked:     make(map[loopKey][]*loopState),
-		frames:      make(map[uint64]frame.Slots),
 		doNotCall:   make(map[uint64]bool),
 		exitRetries: make(map[uint32]int),
 		backBySite:  make(map[uint32]*BackEdge),
@@ -382,26 +380,7 @@ func Start(cfg Config) (*Machine, error) {
 		c.Close()
 		return nil, err
 	}
-	// Frames the file does not name are read here, where the JIT starts
-	// (on a thread of its own by default), not on a recording's path.
-	m.siteFrames = make(map[uint32]frame.Slots)
-	for i := range cfg.Objects {
-		for _, be := range cfg.Objects[i].BackEdges {
-			if be.Frame.Empty() {
-				m.privateFrame(be.Handler)
-			}
-		}
-		for a, site := range cfg.Objects[i].Sites {
-			if site.API != APIBackwardsBranch {
-				continue
-			}
-			fr := site.Frame
-			if fr.Empty() {
-				fr = m.privateFrame(a)
-			}
-			m.siteFrames[site.GSite] = fr
-		}
-	}
+	m.loopFrames()
 	C.tv_g.side_threshold = C.uint64_t(cfg.SideThreshold)
 	C.tv_g.budget_pct = C.uint64_t(cfg.BudgetPct)
 	if !active.CompareAndSwap(nil, m) {

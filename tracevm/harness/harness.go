@@ -25,6 +25,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"io"
 	"os"
 	"regexp"
@@ -188,7 +189,7 @@ func readObject(f *elf.File) (tracevm.Object, error) {
 	sort.Slice(st.fdes, func(i, j int) bool { return st.fdes[i].Start < st.fdes[j].Start })
 	for _, d := range st.fdes {
 		if n := len(o.Funcs); n == 0 || d.Start >= o.Funcs[n-1].Hi {
-			o.Funcs = append(o.Funcs, tracevm.Range{Lo: d.Start, Hi: d.End})
+			o.Funcs = append(o.Funcs, frame.Range{Lo: d.Start, Hi: d.End})
 		}
 	}
 	// Code is read from the file: the text has no relocations, so the
