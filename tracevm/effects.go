@@ -213,24 +213,13 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 	}
 	op := inst.Op
 	var r uint16
-	known := destOnly.has(op) || readWrite.has(op) || readOnlyOps.has(op) || (op == x86asm.IMUL && inst.Args[1] != nil)
+	// A vector instruction's named general destination is written whole
+	// or zero-extended (movq, movd, pextr*, movmskp*): not read.
+	vector := vectorOnly(inst)
+	known := destOnly.has(op) || readWrite.has(op) || readOnlyOps.has(op) || (op == x86asm.IMUL && inst.Args[1] != nil) || vector
 	m, implicit := implicitRegs.get(op)
 	if op == x86asm.IMUL && inst.Args[1] != nil {
 		m = 0
-	}
-	if vectorOnly(inst) {
-		// A named general destination is written whole or zero-extended
-		// (movq, movd, pextr*, movmskp*, cvt*2si): not read.
-		for k, a := range inst.Args {
-			if a == nil {
-				break
-			}
-			if r, isReg := a.(x86asm.Reg); k == 0 && isReg && regBits(r) != 0 {
-				continue
-			}
-			r |= regBits(a)
-		}
-		return r, false
 	}
 	if !known && !implicit {
 		return allRegs, true
@@ -247,7 +236,7 @@ func reads(inst *x86dec.Inst) (uint16, bool) {
 				r |= regBits(a)
 				continue
 			}
-			if destOnly.has(op) && fullWrite(a) {
+			if (destOnly.has(op) || vector) && fullWrite(a) {
 				continue
 			}
 			if op == x86asm.POP {
