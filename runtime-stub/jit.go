@@ -209,6 +209,9 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	o := tracevm.Object{Name: name, Sites: map[uint64]tracevm.Site{}}
 	for _, p := range f.Progs {
 		r := tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz}
+		if p.Type == elf.PT_LOAD {
+			o.Image = append(o.Image, r)
+		}
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
 			o.Text = append(o.Text, r)
 		}
@@ -222,6 +225,13 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 		switch s.Name {
 		case ".plt", ".plt.got", ".plt.sec":
 			o.Native = append(o.Native, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
+		case ".probes":
+			// USDT semaphores: written only by a tracer attaching
+			// from outside (uprobes), never by the program. Traces
+			// take them as constant (a probe attached later does not
+			// fire inside a trace compiled before), and lose the
+			// check CPython 3.11 makes at every dispatch.
+			o.ReadOnly = append(o.ReadOnly, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
 		}
 	}
 	o.ReturnsTwice = returnsTwice(f, bias)

@@ -103,6 +103,9 @@ type Object struct {
 	// (segments without write permission, RELRO); loads from it at
 	// constant addresses fold to constants.
 	ReadOnly []Range
+	// Image: the object's loaded segments, written or not; a pointer
+	// into it is to a static object (heapPointer).
+	Image []Range
 }
 
 // BackEdge is a loop back-edge handler the patcher redirected through a
@@ -551,6 +554,18 @@ func (m *Machine) readOnly(a uint64, n int) bool {
 	for i := range m.cfg.Objects {
 		for _, r := range m.cfg.Objects[i].ReadOnly {
 			if a >= r.Lo && a+uint64(n) <= r.Hi && a+uint64(n) > a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// inImage reports whether a lies in a loaded object's segments.
+func (m *Machine) inImage(a uint64) bool {
+	for i := range m.cfg.Objects {
+		for _, r := range m.cfg.Objects[i].Image {
+			if a >= r.Lo && a < r.Hi {
 				return true
 			}
 		}

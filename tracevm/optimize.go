@@ -39,10 +39,19 @@ import (
 // whole optimisation and the trace is compiled as recorded.
 
 // assume names the assumptions a known value rests on: bits 0-15 head
-// registers, bit 16+k speculation k.
+// registers, bit 16+k%specBits speculation k. Speculations past the
+// first specBits share bits: a value resting on a shared bit is taken to
+// rest on every speculation that has it, which may keep or ban more
+// guards than it needs, never fewer.
 type assume uint64
 
-const maxSpecs = 48
+const (
+	specBits = 48
+	maxSpecs = 192
+)
+
+// specBit is speculation k's bit.
+func specBit(k int) assume { return 1 << (16 + k%specBits) }
 
 type val struct {
 	known bool
@@ -174,8 +183,9 @@ type plan struct {
 	// stores: where the trace stores at known addresses (for its side
 	// traces' sideEntry.variant).
 	stores []addrRange
-	// specGuard[k]: the op before which speculation k's guard runs.
-	specGuard []int
+	// specGuard[k]: the op before which speculation k's guard runs;
+	// specLoad[k]: the op of its load.
+	specGuard, specLoad []int
 	// guarded: the speculations the trace guards (chosen); epoch:
 	// stores through unknown pointers and calls in the trace;
 	// invariants: a peeled copy's loads known from its entry (peel.go).
@@ -213,14 +223,20 @@ type guardedLoad struct {
 
 // certainAt reports whether a value resting on deps is certain at an exit
 // taken from op i: its speculations were all checked before op i (the
-// head guards come before every op).
+// head guards come before every op). Of those sharing a bit, only the
+// ones loaded by op i can be what the value rests on.
 func (p *plan) certainAt(deps assume, i int) bool {
 	specs := uint64(deps >> 16)
 	for specs != 0 {
-		k := bits.TrailingZeros64(specs)
+		b := bits.TrailingZeros64(specs)
 		specs &= specs - 1
-		if k >= len(p.specGuard) || p.specGuard[k] >= i {
+		if b >= len(p.specGuard) {
 			return false
+		}
+		for k := b; k < len(p.specGuard) && p.specLoad[k] <= i; k += specBits {
+			if p.specGuard[k] >= i {
+				return false
+			}
 		}
 	}
 	return true
@@ -280,8 +296,9 @@ type optimizer struct {
 	// banned: loads never to speculate (their value now is not the one
 	// the recording saw: memory the iteration itself rewrites).
 	banned map[int]bool
-	// contra: the assumptions a contradiction rested on.
-	contra assume
+	// contras: the contradictions of the last pass, each as the op
+	// where it showed and what it rested on (foldedGuard's fields).
+	contras []foldedGuard
 	// mem: memory as this trace's passes read it.
 	mem *memView
 	// private: the private slots of the loop's frame (plan.private),
@@ -394,7 +411,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	if _, ok := o.eval(chosen, need, true); !ok {
 		return nil
 	}
-	p.specGuard = make([]int, len(o.specOp))
+	p.specGuard, p.specLoad = make([]int, len(o.specOp)), slices.Clone(o.specOp)
 	for k, i := range o.specOp {
 		p.specGuard[k] = i
 		if at := o.specPost[k]; at >= 0 {
@@ -474,34 +491,21 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 			}
 			continue
 		}
-		specs := o.contra >> 16
-		if specs == 0 || try == 32 {
+		if try == 32 || !o.banContradicted() {
 			return 0, nil, false
-		}
-		for k := 0; k < maxSpecs; k++ {
-			if specs&(1<<k) != 0 {
-				o.banned[o.specOp[k]] = true
-			}
 		}
 	}
 	// A speculation costs a guard: keep those that remove at least two
 	// guards, or an indirect-target guard, alone or with others.
-	var cnt [maxSpecs]int
+	cnt := make([]int, len(o.specOp))
 	var worth assume
 	for _, f := range folded {
-		for k := 0; k < maxSpecs; k++ {
-			if f.deps&(1<<(16+k)) != 0 {
-				cnt[k]++
-				if f.target {
-					worth |= 1 << (16 + k)
-				}
+		o.specsOf(f, func(k int) {
+			cnt[k]++
+			if f.target || cnt[k] == 2 {
+				worth |= specBit(k)
 			}
-		}
-	}
-	for k := 0; k < maxSpecs; k++ {
-		if cnt[k] >= 2 {
-			worth |= 1 << (16 + k)
-		}
+		})
 	}
 	for _, f := range folded {
 		if specs := f.deps &^ 0xffff; specs&^worth == 0 {
@@ -515,7 +519,7 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 	}
 	chosen = make(map[int]bool)
 	for k := range o.specOp {
-		if need&(1<<(16+k)) != 0 {
+		if need&specBit(k) != 0 && cnt[k] > 0 {
 			chosen[o.specOp[k]] = true
 		}
 	}
@@ -536,16 +540,17 @@ type storeRange struct {
 	deps   assume // what made its address known
 }
 
-// banVariant bans the speculations on a slot the trace itself writes
-// whole with a plain store of a value it does not know (a VM stack slot:
-// the loop variable's object): what memory held when the trace was
-// compiled is only the last iteration's value, and a guard on it would
-// fail in the next. A slot whose plain stores all write known values
-// keeps its speculation when the last one after the load writes the value
-// speculated (the pc an interpreter stores before its back-edge). Partial
-// and vector stores over a slot do not ban it: a VM value written whole
-// by a 16-byte move keeps the same type tag at every iteration. It
-// reports whether it banned any.
+// banVariant bans the speculations whose value the next iteration would
+// not find, by the plain whole stores the trace makes over their slot: a
+// load after one of a value the trace does not know reads that value, not
+// what memory held at the head; and the last one in the trace must write
+// the value speculated, for the head to find it again. So a VM stack slot
+// that takes the loop variable's object is banned, and the pc an
+// interpreter stores before its back-edge is kept, as is a spill slot the
+// compiler shares with other values within the iteration (CPython 2.7
+// keeps its bytecode pointer in one). Partial and vector stores over a
+// slot do not ban it: a VM value written whole by a 16-byte move keeps the
+// same type tag at every iteration. It reports whether it banned any.
 func (o *optimizer) banVariant() bool {
 	banned := false
 	for k, i := range o.specOp {
@@ -560,17 +565,41 @@ func (o *optimizer) banVariant() bool {
 			if r.lo != lo || r.hi != hi || !r.scalar {
 				continue
 			}
-			if !r.known {
-				ban = true
+			if !r.known && r.op < i {
+				ban = true // the load reads what the trace stored
 				break
 			}
-			if r.op > i {
-				last = r
-			}
+			last = r
 		}
-		if ban || (last != nil && last.v != o.specVal[k]) {
+		if ban || (last != nil && (!last.known || last.v != o.specVal[k])) {
 			o.banned[i], banned = true, true
 		}
+	}
+	return banned
+}
+
+// specsOf calls fn with each speculation f may rest on: those with a bit
+// in f.deps made before f's op (a later one that shares the bit cannot
+// be what f rests on).
+func (o *optimizer) specsOf(f foldedGuard, fn func(k int)) {
+	for specs := uint64(f.deps >> 16); specs != 0; specs &= specs - 1 {
+		for k := bits.TrailingZeros64(specs); k < len(o.specOp); k += specBits {
+			if o.specOp[k] < f.op {
+				fn(k)
+			}
+		}
+	}
+}
+
+// banContradicted bans the speculations the last pass's contradictions
+// may rest on. It reports false when none does: a contradiction resting
+// on head registers alone cannot be lifted by banning.
+func (o *optimizer) banContradicted() bool {
+	banned := false
+	for _, c := range o.contras {
+		o.specsOf(c, func(k int) {
+			o.banned[o.specOp[k]], banned = true, true
+		})
 	}
 	return banned
 }
@@ -675,7 +704,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 	// A contradiction does not stop the pass: the others are found in
 	// the same pass, and choose bans every speculation they rest on at
 	// once instead of one pass per contradiction.
-	o.contra = 0
+	o.contras = o.contras[:0]
 	contradicted := false
 	for i := range o.ops {
 		if o.peel != nil && s.epoch != 0 {
@@ -698,7 +727,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
 					// Contradicts the recording.
-					o.contra |= s.flags.deps
+					o.contras = append(o.contras, foldedGuard{op: i, deps: s.flags.deps})
 					contradicted = true
 					s.flags = flagState{}
 					continue
@@ -709,7 +738,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		case opGuardTarget:
 			if r, ok := targetReg(op.inst); ok && s.regs[r].known {
 				if s.regs[r].v != op.target {
-					o.contra |= s.regs[r].deps
+					o.contras = append(o.contras, foldedGuard{op: i, deps: s.regs[r].deps})
 					contradicted = true
 					s.regs[r] = val{}
 					continue
@@ -861,6 +890,9 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 				return val{} // not readable here: the trace reads it, or faults, as the interpreter would
 			}
 		}
+		if size == 8 && !forwarded && !o.private.holds(ad.v, size) && o.heapPointer(v) {
+			return val{}
+		}
 		post := -1
 		if size == 8 && int64(v) != int64(int32(v)) {
 			// cmp takes a 32-bit immediate: a plain 64-bit load runs
@@ -868,8 +900,12 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			// Only for a value the trace stored itself, derived from
 			// what it assumes anyway: a wide value read from memory
 			// is mostly a pointer to whatever object the iteration
-			// works on, different in the next one.
-			if !forwarded || !postGuardable(inst) {
+			// works on, different in the next one; but not in the
+			// loop frame's private slots, where the interpreter keeps
+			// its own pointers (bytecode, frame, locals) across calls:
+			// one the trace stores with another value, or an unknown
+			// one, is banned (banVariant).
+			if (!forwarded && !o.private.holds(ad.v, size)) || !postGuardable(inst) {
 				return val{}
 			}
 			r, _, _ := gpr(regArg(inst.Args[0]))
@@ -884,11 +920,27 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		k := len(o.specOp)
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
 		o.specPost, o.specSize, o.specFwd = append(o.specPost, post), append(o.specSize, size), append(o.specFwd, forwarded)
-		sv := val{known: true, v: v, deps: ad.deps | deps | 1<<(16+k)}
+		sv := val{known: true, v: v, deps: ad.deps | deps | specBit(k)}
 		s.spec[key] = sv
 		return sv
 	}
 	return val{}
+}
+
+// heapPointer reports whether v, read from memory, looks like a pointer
+// to an object no loaded file holds (the heap's, a stack's): mostly the
+// object an iteration works on, different in the next, as the too-wide
+// values that are not speculated are (operand). Natively such pointers
+// are too wide anyway unless the heap is low (a non-PIE program's brk
+// heap); the test keeps traces the same there, and under tools that map
+// memory low (valgrind), whose instruction counts would otherwise measure
+// other traces than the program runs natively.
+func (o *optimizer) heapPointer(v uint64) bool {
+	if v < 1<<16 || int64(v) != int64(int32(v)) || o.m.inImage(v) {
+		return false
+	}
+	_, mapped := o.mem.read(v, 1)
+	return mapped
 }
 
 // postGuardable: inst is a plain 64-bit load into a general register,

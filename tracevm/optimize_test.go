@@ -283,3 +283,72 @@ func TestRegisterEffects(t *testing.T) {
 		})
 	}
 }
+
+// banVariant keeps a speculation only where the next iteration finds the
+// value again: no store of an unknown value before the load, and the last
+// whole store over the slot writes the value speculated.
+func TestBanVariant(t *testing.T) {
+	const slot, v = 0x7000, 0x7f00_1234_5678
+	unknown := func(op int) storeRange { return storeRange{lo: slot, hi: slot + 8, op: op, scalar: true} }
+	known := func(op int, x uint64) storeRange {
+		return storeRange{lo: slot, hi: slot + 8, op: op, v: x, known: true, scalar: true}
+	}
+	for _, tc := range []struct {
+		name   string
+		load   int
+		stores []storeRange
+		banned bool
+	}{
+		{"never stored", 5, nil, false},
+		{"stored back", 5, []storeRange{known(9, v)}, false},
+		{"another value last", 5, []storeRange{known(9, v+1)}, true},
+		{"unknown last", 5, []storeRange{known(7, v), unknown(9)}, true},
+		{"shared spill slot, restored", 5, []storeRange{unknown(6), unknown(7), known(9, v)}, false},
+		{"read after an unknown store", 8, []storeRange{unknown(6), known(9, v)}, true},
+		{"vector store", 5, []storeRange{{lo: slot, hi: slot + 8, op: 9, v: 1, known: true}}, false},
+		{"another slot", 5, []storeRange{{lo: slot + 8, hi: slot + 16, op: 9, scalar: true}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &optimizer{banned: map[int]bool{}, storeRanges: tc.stores}
+			o.specOp, o.specAddr, o.specVal = []int{tc.load}, []uint64{slot}, []uint64{v}
+			o.specSize, o.specFwd, o.specPost = []int{8}, []bool{false}, []int{-1}
+			assert.Equal(t, tc.banned, o.banVariant())
+			assert.Equal(t, tc.banned, o.banned[tc.load])
+		})
+	}
+}
+
+// Speculations past the first specBits share bits; what rests on a shared
+// bit is attributed only to the speculations made before it, so that a
+// contradiction early in a trace does not ban a load near its end, and a
+// guard folded early does not make a later speculation worth its guard.
+func TestSharedSpecBits(t *testing.T) {
+	o := &optimizer{banned: map[int]bool{}}
+	for k := 0; k < 2*specBits+5; k++ {
+		o.specOp = append(o.specOp, 10*k)
+	}
+	b := specBit(3)
+	require.Equal(t, b, specBit(3+specBits))
+	require.Equal(t, b, specBit(3+2*specBits))
+	var got []int
+	o.specsOf(foldedGuard{op: 10*(3+specBits) + 1, deps: b | 1<<2}, func(k int) { got = append(got, k) })
+	assert.Equal(t, []int{3, 3 + specBits}, got, "those before the op, not the third")
+
+	o.contras = []foldedGuard{{op: 10*3 + 1, deps: b}}
+	require.True(t, o.banContradicted())
+	assert.True(t, o.banned[10*3])
+	assert.False(t, o.banned[10*(3+specBits)], "made after the contradiction")
+	o.contras = []foldedGuard{{op: 5, deps: 1 << 4}} // a head register alone
+	assert.False(t, o.banContradicted())
+
+	// An exit knows a value certain only when every speculation with its
+	// bit was guarded before the exit.
+	p := &plan{specGuard: make([]int, len(o.specOp)), specLoad: o.specOp}
+	for k := range p.specGuard {
+		p.specGuard[k] = o.specOp[k] + 1 // a guard after its load
+	}
+	assert.False(t, p.certainAt(b, 10*3+1), "guarded after op 31")
+	assert.True(t, p.certainAt(b, 10*3+2), "the later ones that share the bit are not loaded yet")
+	assert.False(t, p.certainAt(b, 10*(3+specBits)+1))
+	assert.True(t, p.certainAt(b, 10*(3+2*specBits)+2))
+}

@@ -153,6 +153,9 @@ func readObject(f *elf.File) (tracevm.Object, error) {
 	}
 	var exec []*elf.Prog
 	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			o.Image = append(o.Image, tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz})
+		}
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 {
 			o.Text = append(o.Text, tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz})
 			exec = append(exec, p)
