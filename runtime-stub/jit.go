@@ -238,6 +238,12 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	o.Longjmps = importSlots(f, bias, longjmpNames)
 	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
 		o.NativeEntries = symbolEntries(f, bias, p.Native)
+		o.RefcountWords = p.RefcountWords
+	}
+	// CPython under any profile (the annotated CPython 2.7): its
+	// reference counts are such words too.
+	if !o.RefcountWords && len(symbolEntries(f, bias, []string{"Py_IncRef"})) > 0 {
+		o.RefcountWords = true
 	}
 	sites := unsafe.Slice((*byte)(unsafe.Pointer(d.sites)), int(d.nsites)*int(d.site_size))
 	o.BackEdges = map[uint64]tracevm.BackEdge{}

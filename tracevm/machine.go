@@ -106,6 +106,12 @@ type Object struct {
 	// Image: the object's loaded segments, written or not; a pointer
 	// into it is to a static object (heapPointer).
 	Image []Range
+	// RefcountWords: the object's code keeps reference counts in 8-byte
+	// words it only adds one to or subtracts one from in place, and
+	// never accesses at another width (sites.Profile.RefcountWords);
+	// such a store through an unknown pointer leaves narrower memory
+	// known (refcountStore).
+	RefcountWords bool
 }
 
 // BackEdge is a loop back-edge handler the patcher redirected through a
@@ -554,6 +560,22 @@ func (m *Machine) readOnly(a uint64, n int) bool {
 	for i := range m.cfg.Objects {
 		for _, r := range m.cfg.Objects[i].ReadOnly {
 			if a >= r.Lo && a+uint64(n) <= r.Hi && a+uint64(n) > a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refcounting reports whether the code at pc is of an object that keeps
+// reference counts in words (Object.RefcountWords).
+func (m *Machine) refcounting(pc uint64) bool {
+	for i := range m.cfg.Objects {
+		if !m.cfg.Objects[i].RefcountWords {
+			continue
+		}
+		for _, r := range m.cfg.Objects[i].Text {
+			if pc >= r.Lo && pc < r.Hi {
 				return true
 			}
 		}

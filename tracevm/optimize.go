@@ -592,13 +592,25 @@ func (o *optimizer) specsOf(f foldedGuard, fn func(k int)) {
 }
 
 // banContradicted bans the speculations the last pass's contradictions
-// may rest on. It reports false when none does: a contradiction resting
-// on head registers alone cannot be lifted by banning.
+// may rest on. Where one rests on 8-byte values read from outside the
+// frame's private slots (the object a variable holds, mostly different
+// at the next iteration), only those are banned: the bytecode words and
+// flags beside them are rarely what is wrong, and another pass finds out.
+// It reports false when it bans none: a contradiction resting on head
+// registers alone cannot be lifted by banning.
 func (o *optimizer) banContradicted() bool {
 	banned := false
 	for _, c := range o.contras {
+		var words []int
 		o.specsOf(c, func(k int) {
-			o.banned[o.specOp[k]], banned = true, true
+			if o.specSize[k] == 8 && !o.private.holds(o.specAddr[k], 8) {
+				words = append(words, k)
+			}
+		})
+		o.specsOf(c, func(k int) {
+			if len(words) == 0 || slices.Contains(words, k) {
+				o.banned[o.specOp[k]], banned = true, true
+			}
 		})
 	}
 	return banned
@@ -649,6 +661,13 @@ type evalState struct {
 	// private: the frame's private slots (optimizer.private), which
 	// calls and stores through unknown pointers leave alone too.
 	private addrRange
+	// wordsForgotten: a reference count changed through an unknown
+	// pointer (forgetWords); a peeled copy no longer takes an 8-byte
+	// word at the loop head's value.
+	wordsForgotten bool
+	// counts: registers holding a word loaded through another register,
+	// to find a reference count changed by load, adjust and store.
+	counts countRegs
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -723,6 +742,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 			if !o.step(i, &s, chosen) {
 				return nil, false
 			}
+			s.counts.after(o.insts[i])
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
@@ -757,6 +777,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 			}
 			s.flags = flagState{}
 			s.clobber()
+			s.counts = countRegs{}
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
@@ -1267,10 +1288,135 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 		return
 	}
 	if m, ok := memArg(inst).(x86asm.Mem); ok && m.Segment == 0 && inst.MemBytes > 0 && inst.MemBytes <= 64 {
-		s.forget(o.addr(inst, m, s), inst.MemBytes)
+		a := o.addr(inst, m, s)
+		if !a.known && (refcountStore(inst, m) || s.counts.storesBack(inst, m)) && o.m.refcounting(inst.Addr) {
+			s.forgetWords()
+			return
+		}
+		s.forget(a, inst.MemBytes)
 		return
 	}
 	s.clobber()
+}
+
+// refcountStore reports whether inst adds one to or subtracts one from
+// the 8-byte word a register points to, in place: how an interpreter
+// with Object.RefcountWords changes a reference count.
+func refcountStore(inst *x86dec.Inst, m x86asm.Mem) bool {
+	if inst.MemBytes != 8 || m.Disp != 0 || m.Index != 0 || m.Base == 0 || m.Base == x86asm.RIP {
+		return false
+	}
+	switch inst.Op {
+	case x86asm.INC, x86asm.DEC:
+		return true
+	case x86asm.ADD, x86asm.SUB:
+		one, ok := inst.Args[1].(x86asm.Imm)
+		return ok && one == 1
+	}
+	return false
+}
+
+// countRegs follows, per register, a word loaded through a base register
+// and adjusted by one: what a compiler makes of a reference count's
+// decrement when it keeps the count (mov (%rdx),%rax; sub $1,%rax; mov
+// %rax,(%rdx)), which storesBack recognises as refcountStore's kind.
+type countRegs struct {
+	base     [16]x86enc.Reg // +1: 0 means none
+	adjusted uint16
+}
+
+// after updates c for inst, run.
+func (c *countRegs) after(inst *x86dec.Inst) {
+	if inst.Special != x86dec.SpecialNone {
+		*c = countRegs{}
+		return
+	}
+	dst, dsize, dreg := x86enc.Reg(0), 0, false
+	if r, ok := inst.Args[0].(x86asm.Reg); ok {
+		dst, dsize, dreg = gpr(r)
+	}
+	if dreg && dsize == 8 {
+		switch inst.Op {
+		case x86asm.MOV:
+			if m, ok := inst.Args[1].(x86asm.Mem); ok && wordAt(inst, m) {
+				b, _, _ := gpr(m.Base)
+				c.drop(dst)
+				if b != dst {
+					c.base[dst], c.adjusted = b+1, c.adjusted&^(1<<dst)
+				}
+				return
+			}
+		case x86asm.ADD, x86asm.SUB:
+			if one, ok := inst.Args[1].(x86asm.Imm); ok && one == 1 && c.base[dst] != 0 {
+				c.adjusted |= 1 << dst
+				return
+			}
+		case x86asm.INC, x86asm.DEC:
+			if c.base[dst] != 0 {
+				c.adjusted |= 1 << dst
+				return
+			}
+		}
+	}
+	w, all := writes(inst)
+	if all {
+		*c = countRegs{}
+		return
+	}
+	for r := x86enc.Reg(0); r < 16; r++ {
+		if w&(1<<r) != 0 {
+			c.drop(r)
+		}
+	}
+}
+
+// drop forgets register r, and the words loaded through it.
+func (c *countRegs) drop(r x86enc.Reg) {
+	c.base[r], c.adjusted = 0, c.adjusted&^(1<<r)
+	for x := range c.base {
+		if c.base[x] == r+1 {
+			c.base[x], c.adjusted = 0, c.adjusted&^(1<<x)
+		}
+	}
+}
+
+// storesBack reports whether inst stores a register holding the word at
+// m's base, adjusted by one, back there.
+func (c *countRegs) storesBack(inst *x86dec.Inst, m x86asm.Mem) bool {
+	if inst.Op != x86asm.MOV || !wordAt(inst, m) {
+		return false
+	}
+	r, size, ok := gpr(regArg(inst.Args[1]))
+	b, _, _ := gpr(m.Base)
+	return ok && size == 8 && c.base[r] == b+1 && c.adjusted&(1<<r) != 0
+}
+
+// wordAt: m is the 8-byte word a general register points to.
+func wordAt(inst *x86dec.Inst, m x86asm.Mem) bool {
+	if inst.MemBytes != 8 || m.Disp != 0 || m.Index != 0 || m.Segment != 0 {
+		return false
+	}
+	_, size, ok := gpr(m.Base)
+	return ok && size == 8
+}
+
+// forgetWords forgets what a reference count's change through an unknown
+// pointer may have changed: the 8-byte values (speculated, or stored by
+// the trace) outside the frame's private slots. The narrower ones cannot
+// be part of a reference count, which is only ever accessed whole; the
+// epoch stays, so what the trace stored there stays certain.
+func (s *evalState) forgetWords() {
+	s.wordsForgotten = true
+	for k := range s.spec {
+		if k&15 >= 8 && !s.private.holds(k>>4, int(k&15)) {
+			delete(s.spec, k)
+		}
+	}
+	for k := range s.stores {
+		if k&15 >= 8 && !s.stores[k].private {
+			delete(s.stores, k)
+		}
+	}
 }
 
 // forget drops the speculated values overlapping [a, a+size), or all of

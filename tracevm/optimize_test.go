@@ -1,7 +1,9 @@
 package tracevm
 
 import (
+	"maps"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -325,7 +327,7 @@ func TestBanVariant(t *testing.T) {
 func TestSharedSpecBits(t *testing.T) {
 	o := &optimizer{banned: map[int]bool{}}
 	for k := 0; k < 2*specBits+5; k++ {
-		o.specOp = append(o.specOp, 10*k)
+		o.specOp, o.specAddr, o.specSize = append(o.specOp, 10*k), append(o.specAddr, 0x1000+uint64(16*k)), append(o.specSize, 2)
 	}
 	b := specBit(3)
 	require.Equal(t, b, specBit(3+specBits))
@@ -341,6 +343,20 @@ func TestSharedSpecBits(t *testing.T) {
 	o.contras = []foldedGuard{{op: 5, deps: 1 << 4}} // a head register alone
 	assert.False(t, o.banContradicted())
 
+	// A contradiction resting on a word read from memory (a variable's
+	// object) and on bytecode: the word is banned, the bytecode kept.
+	clear(o.banned)
+	o.specSize[5] = 8
+	o.contras = []foldedGuard{{op: 10*6 + 1, deps: specBit(4) | specBit(5)}}
+	require.True(t, o.banContradicted())
+	assert.Equal(t, map[int]bool{10 * 5: true}, o.banned)
+	// In the frame's private slots it is the interpreter's own pointer:
+	// both go.
+	clear(o.banned)
+	o.private = addrRange{0x1000 + 16*5, 0x1000 + 16*5 + 8}
+	require.True(t, o.banContradicted())
+	assert.Equal(t, map[int]bool{10 * 4: true, 10 * 5: true}, o.banned)
+
 	// An exit knows a value certain only when every speculation with its
 	// bit was guarded before the exit.
 	p := &plan{specGuard: make([]int, len(o.specOp)), specLoad: o.specOp}
@@ -351,4 +367,106 @@ func TestSharedSpecBits(t *testing.T) {
 	assert.True(t, p.certainAt(b, 10*3+2), "the later ones that share the bit are not loaded yet")
 	assert.False(t, p.certainAt(b, 10*(3+specBits)+1))
 	assert.True(t, p.certainAt(b, 10*(3+2*specBits)+2))
+}
+
+// refcountStore: only an in-place add or subtract of one on the 8-byte
+// word a register points to counts as a reference count's change.
+func TestRefcountStore(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+		want bool
+	}{
+		{"addq $0x1,(%rax)", []byte{0x48, 0x83, 0x00, 0x01}, true},
+		{"subq $0x1,(%rdi)", []byte{0x48, 0x83, 0x2f, 0x01}, true},
+		{"incq (%r9)", []byte{0x49, 0xff, 0x01}, true},
+		{"decq (%rbx)", []byte{0x48, 0xff, 0x0b}, true},
+		{"addq $0x2,(%rax)", []byte{0x48, 0x83, 0x00, 0x02}, false},
+		{"addl $0x1,(%rax)", []byte{0x83, 0x00, 0x01}, false},
+		{"addq $0x1,0x8(%rax)", []byte{0x48, 0x83, 0x40, 0x08, 0x01}, false},
+		{"addq $0x1,(%rax,%rcx,8)", []byte{0x48, 0x83, 0x04, 0xc8, 0x01}, false},
+		{"addq $0x1,0x10(%rip)", []byte{0x48, 0x83, 0x05, 0x10, 0, 0, 0, 0x01}, false},
+		{"mov %rdx,(%rax)", []byte{0x48, 0x89, 0x10}, false},
+		{"add %rdx,(%rax)", []byte{0x48, 0x01, 0x10}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst, err := x86dec.Decode(tc.code, 0x1000)
+			require.NoError(t, err)
+			m, ok := memArg(&inst).(x86asm.Mem)
+			require.True(t, ok)
+			assert.Equal(t, tc.want, refcountStore(&inst, m))
+		})
+	}
+}
+
+// forgetWords keeps every value narrower than a word, and the words in
+// the frame's private slots; a store through an unknown pointer keeps
+// only the latter.
+func TestForgetWords(t *testing.T) {
+	key := func(a uint64, size int) uint64 { return a<<4 | uint64(size) }
+	fill := func() *evalState {
+		s := &evalState{spec: map[uint64]val{}, stores: map[uint64]storedVal{}, private: addrRange{0x7000, 0x7100}}
+		for _, k := range []uint64{key(0x1000, 2), key(0x1008, 8), key(0x2000, 1), key(0x7008, 8), key(0x3000, 4)} {
+			s.spec[k] = val{known: true, v: 1}
+		}
+		s.stores[key(0x4000, 8)] = storedVal{val: val{known: true, v: 2}}
+		s.stores[key(0x4008, 4)] = storedVal{val: val{known: true, v: 3}}
+		s.stores[key(0x7010, 8)] = storedVal{val: val{known: true, v: 4}, private: true}
+		return s
+	}
+	s := fill()
+	s.forgetWords()
+	assert.ElementsMatch(t, []uint64{key(0x1000, 2), key(0x2000, 1), key(0x7008, 8), key(0x3000, 4)}, slices.Collect(maps.Keys(s.spec)))
+	assert.ElementsMatch(t, []uint64{key(0x4008, 4), key(0x7010, 8)}, slices.Collect(maps.Keys(s.stores)))
+	assert.Zero(t, s.epoch, "what the trace stored stays certain")
+	assert.True(t, s.wordsForgotten)
+
+	s = fill()
+	s.clobber()
+	assert.ElementsMatch(t, []uint64{key(0x7008, 8)}, slices.Collect(maps.Keys(s.spec)))
+	assert.Equal(t, uint32(1), s.epoch)
+}
+
+// countRegs finds a reference count changed by load, adjust by one and
+// store back through the same, unchanged, base register.
+func TestCountRegs(t *testing.T) {
+	var (
+		load     = []byte{0x48, 0x8b, 0x02}             // mov (%rdx),%rax
+		spill    = []byte{0x48, 0x89, 0x44, 0x24, 0x10} // mov %rax,0x10(%rsp)
+		dec      = []byte{0x48, 0x83, 0xe8, 0x01}       // sub $0x1,%rax
+		inc      = []byte{0x48, 0xff, 0xc0}             // inc %rax
+		add2     = []byte{0x48, 0x83, 0xc0, 0x02}       // add $0x2,%rax
+		moveBase = []byte{0x48, 0x89, 0xca}             // mov %rcx,%rdx
+		reload   = []byte{0x48, 0x8b, 0x44, 0x24, 0x10} // mov 0x10(%rsp),%rax
+		store    = []byte{0x48, 0x89, 0x02}             // mov %rax,(%rdx)
+		storeAt8 = []byte{0x48, 0x89, 0x42, 0x08}       // mov %rax,0x8(%rdx)
+	)
+	for _, tc := range []struct {
+		name string
+		seq  [][]byte
+		want bool
+	}{
+		{"decrement", [][]byte{load, spill, dec, store}, true},
+		{"increment", [][]byte{load, inc, store}, true},
+		{"not adjusted", [][]byte{load, store}, false},
+		{"by two", [][]byte{load, add2, store}, false},
+		{"base changed", [][]byte{load, dec, moveBase, store}, false},
+		{"value reloaded", [][]byte{load, dec, reload, store}, false},
+		{"another word", [][]byte{load, dec, storeAt8}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c countRegs
+			for k, code := range tc.seq {
+				inst, err := x86dec.Decode(code, 0x1000)
+				require.NoError(t, err)
+				if k == len(tc.seq)-1 {
+					m, ok := memArg(&inst).(x86asm.Mem)
+					require.True(t, ok)
+					assert.Equal(t, tc.want, c.storesBack(&inst, m))
+					return
+				}
+				c.after(&inst)
+			}
+		})
+	}
 }

@@ -106,7 +106,7 @@ func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64
 	}
 	// Stored to earlier in the iteration: the load reads that store's
 	// value (forwarded, or unknown), not the one at the loop's head.
-	if storedOver(*s.ranges, a, size) {
+	if storedOver(*s.ranges, a, size) || (size == 8 && s.wordsForgotten) {
 		return 0, false
 	}
 	if !ok {

@@ -55,6 +55,14 @@ type Profile struct {
 	// runtime resolves them in the object's symbol tables. Functions
 	// that run loops of their own are found at run time as well.
 	Native []string `json:"native,omitempty"`
+	// RefcountWords: the interpreter counts references in 8-byte words
+	// that it changes only by adding or subtracting one in place (add,
+	// sub, inc, dec on the word a register points to) and never reads
+	// or writes at another width (CPython's ob_refcnt). Such a store
+	// through a pointer the JIT cannot place then changes no memory
+	// narrower than a word: the bytecode, flags and counters it knows
+	// stay known.
+	RefcountWords bool `json:"refcount_words,omitempty"`
 }
 
 // BuiltinNamed returns the built-in profile called name, or nil.
