@@ -239,6 +239,8 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
 		o.NativeEntries = symbolEntries(f, bias, p.Native)
 		o.RefcountWords = p.RefcountWords
+		o.Allocators = symbolEntries(f, bias, p.Allocators)
+		o.Frees = symbolEntries(f, bias, p.Frees)
 	}
 	// CPython under any profile (the annotated CPython 2.7): its
 	// reference counts are such words too.

@@ -112,6 +112,13 @@ type Object struct {
 	// such a store through an unknown pointer leaves narrower memory
 	// known (refcountStore).
 	RefcountWords bool
+	// Allocators: functions, by entry address, that return a fresh
+	// block and change no other memory the program reads
+	// (sites.Profile.Allocators).
+	Allocators map[uint64]bool
+	// Frees: functions, by entry address, that give a block back and
+	// change no other memory the program reads (sites.Profile.Frees).
+	Frees map[uint64]bool
 }
 
 // BackEdge is a loop back-edge handler the patcher redirected through a
@@ -581,6 +588,22 @@ func (m *Machine) refcounting(pc uint64) bool {
 		}
 	}
 	return false
+}
+
+// allocation classifies a call to target: alloc, it returns a fresh block
+// and changes nothing else (Object.Allocators); free, it gives one back
+// and changes nothing else (Object.Frees).
+func (m *Machine) allocation(target uint64) (alloc, free bool) {
+	for i := range m.cfg.Objects {
+		o := &m.cfg.Objects[i]
+		if o.Allocators[target] {
+			return true, false
+		}
+		if o.Frees[target] {
+			return false, true
+		}
+	}
+	return false, false
 }
 
 // inImage reports whether a lies in a loaded object's segments.

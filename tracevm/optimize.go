@@ -668,6 +668,9 @@ type evalState struct {
 	// counts: registers holding a word loaded through another register,
 	// to find a reference count changed by load, adjust and store.
 	counts countRegs
+	// fresh: registers holding a block an allocator returned in this
+	// trace (Object.Allocators), whose stores change nothing it knows.
+	fresh uint16
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -743,6 +746,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				return nil, false
 			}
 			s.counts.after(o.insts[i])
+			s.freshAfter(o.insts[i])
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
@@ -776,8 +780,16 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				s.regs[r] = val{}
 			}
 			s.flags = flagState{}
+			s.counts, s.fresh = countRegs{}, 0
+			if alloc, free := o.m.allocation(op.target); alloc || free {
+				// Nothing the trace knows changed; a fresh block
+				// in %rax.
+				if alloc {
+					s.fresh = 1 << x86enc.RAX
+				}
+				break
+			}
 			s.clobber()
-			s.counts = countRegs{}
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 		}
@@ -1289,6 +1301,9 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 	}
 	if m, ok := memArg(inst).(x86asm.Mem); ok && m.Segment == 0 && inst.MemBytes > 0 && inst.MemBytes <= 64 {
 		a := o.addr(inst, m, s)
+		if !a.known && s.intoFresh(m) {
+			return
+		}
 		if !a.known && (refcountStore(inst, m) || s.counts.storesBack(inst, m)) && o.m.refcounting(inst.Addr) {
 			s.forgetWords()
 			return
@@ -1300,10 +1315,11 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 }
 
 // refcountStore reports whether inst adds one to or subtracts one from
-// the 8-byte word a register points to, in place: how an interpreter
-// with Object.RefcountWords changes a reference count.
+// an 8-byte word in place: how an interpreter with Object.RefcountWords
+// changes a reference count (at a pointer to the object, or in a static
+// array of them: CPython's small integers).
 func refcountStore(inst *x86dec.Inst, m x86asm.Mem) bool {
-	if inst.MemBytes != 8 || m.Disp != 0 || m.Index != 0 || m.Base == 0 || m.Base == x86asm.RIP {
+	if inst.MemBytes != 8 || m.Segment != 0 || m.Base == x86asm.RIP {
 		return false
 	}
 	switch inst.Op {
@@ -1314,6 +1330,38 @@ func refcountStore(inst *x86dec.Inst, m x86asm.Mem) bool {
 		return ok && one == 1
 	}
 	return false
+}
+
+// intoFresh reports whether m lies in a block an allocator returned in
+// this trace: the memory the trace knows is at addresses it knows, none of
+// them a block allocated since (a heap object's address is never known:
+// heapPointer), so a store there forgets nothing.
+func (s *evalState) intoFresh(m x86asm.Mem) bool {
+	r, size, ok := gpr(m.Base)
+	return ok && size == 8 && m.Index == 0 && m.Disp >= 0 && m.Disp < 4096 && s.fresh&(1<<r) != 0
+}
+
+// freshAfter updates s.fresh for inst, run: a register written loses its
+// block, unless copied from another that holds one.
+func (s *evalState) freshAfter(inst *x86dec.Inst) {
+	if s.fresh == 0 {
+		return
+	}
+	w, all := writes(inst)
+	if all {
+		s.fresh = 0
+		return
+	}
+	keep := false
+	if inst.Op == x86asm.MOV {
+		src, ss, ok1 := gpr(regArg(inst.Args[1]))
+		_, ds, ok2 := gpr(regArg(inst.Args[0]))
+		keep = ok1 && ok2 && ss == 8 && ds == 8 && s.fresh&(1<<src) != 0
+	}
+	s.fresh &^= w
+	if keep {
+		s.fresh |= w
+	}
 }
 
 // countRegs follows, per register, a word loaded through a base register

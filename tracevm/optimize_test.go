@@ -383,8 +383,10 @@ func TestRefcountStore(t *testing.T) {
 		{"decq (%rbx)", []byte{0x48, 0xff, 0x0b}, true},
 		{"addq $0x2,(%rax)", []byte{0x48, 0x83, 0x00, 0x02}, false},
 		{"addl $0x1,(%rax)", []byte{0x83, 0x00, 0x01}, false},
-		{"addq $0x1,0x8(%rax)", []byte{0x48, 0x83, 0x40, 0x08, 0x01}, false},
-		{"addq $0x1,(%rax,%rcx,8)", []byte{0x48, 0x83, 0x04, 0xc8, 0x01}, false},
+		{"addq $0x1,0x8(%rax)", []byte{0x48, 0x83, 0x40, 0x08, 0x01}, true},
+		{"addq $0x1,0xa56228(%rbx)", []byte{0x48, 0x83, 0x83, 0x28, 0x62, 0xa5, 0x00, 0x01}, true},
+		{"addq $0x1,(%rax,%rcx,8)", []byte{0x48, 0x83, 0x04, 0xc8, 0x01}, true},
+		{"addq $0x1,%fs:(%rax)", []byte{0x64, 0x48, 0x83, 0x00, 0x01}, false},
 		{"addq $0x1,0x10(%rip)", []byte{0x48, 0x83, 0x05, 0x10, 0, 0, 0, 0x01}, false},
 		{"mov %rdx,(%rax)", []byte{0x48, 0x89, 0x10}, false},
 		{"add %rdx,(%rax)", []byte{0x48, 0x01, 0x10}, false},
@@ -469,4 +471,35 @@ func TestCountRegs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A block an allocator returned stays fresh in the registers it is copied
+// to until they are written; stores into it (not before it, not indexed)
+// change nothing the trace knows.
+func TestFreshBlocks(t *testing.T) {
+	dec := func(code ...byte) *x86dec.Inst {
+		inst, err := x86dec.Decode(code, 0x1000)
+		require.NoError(t, err)
+		return &inst
+	}
+	mem := func(inst *x86dec.Inst) x86asm.Mem {
+		m, ok := memArg(inst).(x86asm.Mem)
+		require.True(t, ok)
+		return m
+	}
+	s := &evalState{fresh: 1 << x86enc.RAX}
+	assert.True(t, s.intoFresh(mem(dec(0x48, 0xc7, 0x40, 0x08, 0x20, 0, 0, 0))), "movq $0x20,0x8(%rax)")
+	assert.True(t, s.intoFresh(mem(dec(0x48, 0xc7, 0x00, 0x01, 0, 0, 0))), "movq $0x1,(%rax)")
+	assert.False(t, s.intoFresh(mem(dec(0x48, 0x89, 0x48, 0xf8))), "mov %rcx,-0x8(%rax): before the block")
+	assert.False(t, s.intoFresh(mem(dec(0x48, 0x89, 0x0c, 0xd0))), "mov %rcx,(%rax,%rdx,8)")
+	assert.False(t, s.intoFresh(mem(dec(0x48, 0x89, 0x4b, 0x08))), "mov %rcx,0x8(%rbx)")
+
+	s.freshAfter(dec(0x48, 0x89, 0xc3)) // mov %rax,%rbx
+	assert.Equal(t, uint16(1<<x86enc.RAX|1<<x86enc.RBX), s.fresh)
+	s.freshAfter(dec(0x48, 0x89, 0x4b, 0x08)) // a store: no register written
+	assert.Equal(t, uint16(1<<x86enc.RAX|1<<x86enc.RBX), s.fresh)
+	s.freshAfter(dec(0x48, 0x8b, 0x00)) // mov (%rax),%rax
+	assert.Equal(t, uint16(1<<x86enc.RBX), s.fresh)
+	s.freshAfter(dec(0x48, 0x83, 0xc3, 0x08)) // add $0x8,%rbx
+	assert.Zero(t, s.fresh)
 }

@@ -145,8 +145,14 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	if p == nil || !p.ok || len(ops) == 0 || ops[len(ops)-1].kind != opClose {
 		return nil
 	}
-	if slices.ContainsFunc(ops, func(o op) bool { return o.kind == opCall }) {
-		return nil // a native call may write anything
+	if slices.ContainsFunc(ops, func(o op) bool {
+		if o.kind != opCall {
+			return false
+		}
+		alloc, free := m.allocation(o.target)
+		return !alloc && !free
+	}) {
+		return nil // a native call may write anything (an allocator's, nothing known)
 	}
 	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private}
 	for _, g := range p.guarded {

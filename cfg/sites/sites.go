@@ -55,14 +55,23 @@ type Profile struct {
 	// runtime resolves them in the object's symbol tables. Functions
 	// that run loops of their own are found at run time as well.
 	Native []string `json:"native,omitempty"`
-	// RefcountWords: the interpreter counts references in 8-byte words
-	// that it changes only by adding or subtracting one in place (add,
-	// sub, inc, dec on the word a register points to) and never reads
-	// or writes at another width (CPython's ob_refcnt). Such a store
-	// through a pointer the JIT cannot place then changes no memory
+	// RefcountWords: the interpreter counts references in 8-byte words,
+	// and the words it adds one to or subtracts one from in place (add,
+	// sub, inc, dec of one on memory) it never reads or writes at
+	// another width (CPython's ob_refcnt, its Py_ssize_t counters). Such
+	// a store at an address the JIT cannot place then changes no memory
 	// narrower than a word: the bytecode, flags and counters it knows
 	// stay known.
 	RefcountWords bool `json:"refcount_words,omitempty"`
+	// Allocators names functions, by symbol, that return a fresh block
+	// and change no other memory the program reads (pymalloc's entry
+	// points): a call to one leaves what a trace knows of memory known,
+	// and stores through the block's pointer cannot change it either.
+	Allocators []string `json:"allocators,omitempty"`
+	// Frees names functions that give a block back and change no other
+	// memory the program reads: a call to one leaves what a trace knows
+	// of memory known (it knows nothing at a heap object's address).
+	Frees []string `json:"frees,omitempty"`
 }
 
 // BuiltinNamed returns the built-in profile called name, or nil.
