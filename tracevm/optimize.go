@@ -881,7 +881,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
 		}
 		key := ad.v<<4 | uint64(size)
-		if v, ok := o.invariantLoad(key, ad.v, size, s); ok {
+		if v, ok := o.invariantLoad(i, key, ad.v, size, s); ok {
 			return val{known: true, v: v, deps: ad.deps}
 		}
 		if v, ok := s.spec[key]; ok {

@@ -2,6 +2,7 @@ package tracevm
 
 import (
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
+	"golang.org/x/arch/x86/x86asm"
 	"slices"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -63,6 +64,12 @@ type peelState struct {
 	near     []addrRange
 	peekNear bool
 	guarded  map[uint64]bool
+	// pointers: ops loading a word the trace then addresses memory with
+	// (pointerLoads); with refcounted, the loads a second copy may take
+	// at the head's value wherever they are, a reference count never
+	// being one.
+	pointers   map[int]bool
+	refcounted bool
 }
 
 // inheritedPeel is what a side trace starting where root's peeled copy
@@ -95,18 +102,22 @@ const (
 // invariantLoad returns the value a second copy takes a load at key (a,
 // size bytes) to have. A location the iteration has already stored to
 // holds what it stored instead.
-func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64, bool) {
+func (o *optimizer) invariantLoad(i int, key, a uint64, size int, s *evalState) (uint64, bool) {
 	ps := o.peel
 	if ps == nil || ps.banned[key] {
 		return 0, false
 	}
+	// A pointer the loop reads where the interpreter keeps it (a
+	// range iterator on CPython's value stack): not a reference count
+	// (Object.RefcountWords), so what changes those cannot change it.
+	pointer := ps.refcounted && ps.peekNear && size == 8 && ps.pointers[i]
 	v, ok := ps.values[key]
-	if !ok && (!ps.peekNear || !ps.nearBytecode(a, size)) {
+	if !ok && !pointer && (!ps.peekNear || !ps.nearBytecode(a, size)) {
 		return 0, false
 	}
 	// Stored to earlier in the iteration: the load reads that store's
 	// value (forwarded, or unknown), not the one at the loop's head.
-	if storedOver(*s.ranges, a, size) || (size == 8 && s.wordsForgotten) {
+	if storedOver(*s.ranges, a, size) || (size == 8 && s.wordsForgotten && !pointer) {
 		return 0, false
 	}
 	if !ok {
@@ -121,6 +132,45 @@ func (o *optimizer) invariantLoad(key, a uint64, size int, s *evalState) (uint64
 	}
 	ps.used[key] = true
 	return v, true
+}
+
+// pointerLoads returns the ops that load a 64-bit register from memory
+// and then, before it is written again, address memory with it: the
+// words an interpreter uses as pointers.
+func pointerLoads(ops []op, insts []*x86dec.Inst) map[int]bool {
+	out := map[int]bool{}
+	for i := range ops {
+		inst := insts[i]
+		if ops[i].kind != opInsn || inst == nil || inst.Op != x86asm.MOV || inst.MemBytes != 8 {
+			continue
+		}
+		r, size, ok := gpr(regArg(inst.Args[0]))
+		if _, isMem := inst.Args[1].(x86asm.Mem); !ok || size != 8 || !isMem {
+			continue
+		}
+	scan:
+		for j := i + 1; j < len(ops) && j < i+64; j++ {
+			if ops[j].kind == opCall {
+				break
+			}
+			next := insts[j]
+			if ops[j].kind != opInsn || next == nil || next.Special != x86dec.SpecialNone {
+				continue
+			}
+			if m, ok := memArg(next).(x86asm.Mem); ok && next.Op != x86asm.LEA {
+				for _, x := range []x86asm.Reg{m.Base, m.Index} {
+					if n, sz, ok := gpr(x); ok && sz == 8 && n == r {
+						out[i] = true
+						break scan
+					}
+				}
+			}
+			if w, all := writes(next); all || w&(1<<r) != 0 {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // key is g's location as the optimiser keys loads: addr<<4 | size.
@@ -155,6 +205,9 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		return nil // a native call may write anything (an allocator's, nothing known)
 	}
 	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private}
+	if len(ops) > 0 && m.refcounting(ops[0].addr) {
+		ps.pointers, ps.refcounted = pointerLoads(ops, p.insts), true
+	}
 	for _, g := range p.guarded {
 		if !g.forwarded && !g.post && len(ps.values) < maxInvariants {
 			ps.values[g.key()] = g.v

@@ -70,3 +70,44 @@ func TestStoresMemory(t *testing.T) {
 		})
 	}
 }
+
+// pointerLoads finds the words a trace loads and then addresses memory
+// with, before the register is written again or a native call.
+func TestPointerLoads(t *testing.T) {
+	dec := func(code ...byte) *x86dec.Inst {
+		inst, err := x86dec.Decode(code, 0x1000)
+		require.NoError(t, err)
+		return &inst
+	}
+	var (
+		loadRDI   = dec(0x48, 0x8b, 0x7b, 0x10)             // mov 0x10(%rbx),%rdi
+		useRDI    = dec(0x48, 0x8b, 0x47, 0x10)             // mov 0x10(%rdi),%rax
+		indexRDI  = dec(0x48, 0x8b, 0x04, 0xf9)             // mov (%rcx,%rdi,8),%rax
+		leaRDI    = dec(0x48, 0x8d, 0x47, 0x10)             // lea 0x10(%rdi),%rax
+		setRDI    = dec(0x48, 0x89, 0xcf)                   // mov %rcx,%rdi
+		addRAX    = dec(0x48, 0x01, 0xc1)                   // add %rax,%rcx
+		loadEDI   = dec(0x8b, 0x7b, 0x10)                   // mov 0x10(%rbx),%edi
+		storeRDI  = dec(0x48, 0x89, 0x7b, 0x10)             // mov %rdi,0x10(%rbx)
+		storeInto = dec(0x48, 0xc7, 0x47, 0x08, 1, 0, 0, 0) // movq $1,0x8(%rdi)
+	)
+	insn := op{kind: opInsn}
+	for _, tc := range []struct {
+		name  string
+		ops   []op
+		insts []*x86dec.Inst
+		want  map[int]bool
+	}{
+		{"load then address", []op{insn, insn}, []*x86dec.Inst{loadRDI, useRDI}, map[int]bool{0: true}},
+		{"as an index", []op{insn, insn}, []*x86dec.Inst{loadRDI, indexRDI}, map[int]bool{0: true}},
+		{"a store through it", []op{insn, insn, insn}, []*x86dec.Inst{loadRDI, addRAX, storeInto}, map[int]bool{0: true}},
+		{"lea computes, does not address", []op{insn, insn}, []*x86dec.Inst{loadRDI, leaRDI}, map[int]bool{}},
+		{"written first", []op{insn, insn, insn}, []*x86dec.Inst{loadRDI, setRDI, useRDI}, map[int]bool{}},
+		{"a call first", []op{insn, {kind: opCall}, insn}, []*x86dec.Inst{loadRDI, nil, useRDI}, map[int]bool{}},
+		{"32-bit", []op{insn, insn}, []*x86dec.Inst{loadEDI, useRDI}, map[int]bool{}},
+		{"stored, not loaded", []op{insn, insn}, []*x86dec.Inst{storeRDI, useRDI}, map[int]bool{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, pointerLoads(tc.ops, tc.insts))
+		})
+	}
+}

@@ -58,10 +58,11 @@ type Profile struct {
 	// RefcountWords: the interpreter counts references in 8-byte words,
 	// and the words it adds one to or subtracts one from in place (add,
 	// sub, inc, dec of one on memory) it never reads or writes at
-	// another width (CPython's ob_refcnt, its Py_ssize_t counters). Such
-	// a store at an address the JIT cannot place then changes no memory
-	// narrower than a word: the bytecode, flags and counters it knows
-	// stay known.
+	// another width, nor uses as pointers (CPython's ob_refcnt, its
+	// Py_ssize_t counters). Such a store at an address the JIT cannot
+	// place then changes no memory narrower than a word, and no word
+	// the interpreter addresses memory with: the bytecode, flags,
+	// counters and pointers it knows stay known.
 	RefcountWords bool `json:"refcount_words,omitempty"`
 	// Allocators names functions, by symbol, that return a fresh block
 	// and change no other memory the program reads (pymalloc's entry
