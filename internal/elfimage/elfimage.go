@@ -25,8 +25,11 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
 )
@@ -112,7 +115,9 @@ func (e *FormatError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	b.WriteString(": ")
-	b.WriteString(e.Msg)
+	// The message may hold a name read from the file (a section's):
+	// a hostile one must not break the error's one line.
+	b.WriteString(graphic(e.Msg))
 	if e.Val != nil {
 		b.WriteString(" (")
 		b.WriteString(formatVal(e.Val))
@@ -129,6 +134,30 @@ func (e *FormatError) Error() string {
 }
 
 func (e *FormatError) Unwrap() error { return e.Err }
+
+// graphic returns s with each character that is not graphic (a newline,
+// another control character, a byte that is not UTF-8) escaped as Go
+// quotes it.
+func graphic(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsGraphic(r):
+			b.WriteString(s[:n])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		s = s[n:]
+	}
+	return b.String()
+}
 
 // formatVal prints integers in hex and bytes quoted, as readelf users expect.
 func formatVal(v any) string {

@@ -905,3 +905,15 @@ func TestFileKind(t *testing.T) {
 		assert.Equal(t, tt.want, FileKind(tt.mode), "%v", tt.mode)
 	}
 }
+
+// A name read from a hostile file keeps a FormatError on one line.
+func TestFormatErrorGraphic(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"section .text", "section .text"},
+		{"section .rela.dyn\n.rela.plt", `section .rela.dyn\n.rela.plt`},
+		{"section \xff\x01é", `section \xff\x01é`},
+	} {
+		err := &FormatError{File: "f", Off: -1, Msg: tc.in}
+		assert.Equal(t, "f: "+tc.want, err.Error())
+	}
+}
