@@ -1334,8 +1334,10 @@ func refcountStore(inst *x86dec.Inst, m x86asm.Mem) bool {
 
 // intoFresh reports whether m lies in a block an allocator returned in
 // this trace: the memory the trace knows is at addresses it knows, none of
-// them a block allocated since (a heap object's address is never known:
-// heapPointer), so a store there forgets nothing.
+// them in a block allocated since (a heap object's address is known only
+// when a pointer to it is kept where the loop finds it again, a private
+// slot or a peeled copy's invariant: an object alive, which a new block
+// cannot overlap), so a store there forgets nothing.
 func (s *evalState) intoFresh(m x86asm.Mem) bool {
 	r, size, ok := gpr(m.Base)
 	return ok && size == 8 && m.Index == 0 && m.Disp >= 0 && m.Disp < 4096 && s.fresh&(1<<r) != 0
