@@ -236,16 +236,18 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	}
 	o.ReturnsTwice = returnsTwice(f, bias)
 	o.Longjmps = importSlots(f, bias, longjmpNames)
-	if p := sites.BuiltinNamed(C.GoString(d.profile)); p != nil {
-		o.NativeEntries = symbolEntries(f, bias, p.Native)
-		o.RefcountWords = p.RefcountWords
-		o.Allocators = symbolEntries(f, bias, p.Allocators)
-		o.Frees = symbolEntries(f, bias, p.Frees)
+	// CPython under any profile (the annotated CPython 2.7) keeps its
+	// reference counts in such words: Py_IncRef says it is CPython.
+	lists := [][]string{{"Py_IncRef"}}
+	p := sites.BuiltinNamed(C.GoString(d.profile))
+	if p != nil {
+		lists = append(lists, p.Native, p.Allocators, p.Frees)
 	}
-	// CPython under any profile (the annotated CPython 2.7): its
-	// reference counts are such words too.
-	if !o.RefcountWords && len(symbolEntries(f, bias, []string{"Py_IncRef"})) > 0 {
-		o.RefcountWords = true
+	entries := symbolEntries(f, bias, lists...)
+	o.RefcountWords = len(entries[0]) > 0
+	if p != nil {
+		o.NativeEntries, o.Allocators, o.Frees = entries[1], entries[2], entries[3]
+		o.RefcountWords = o.RefcountWords || p.RefcountWords
 	}
 	sites := unsafe.Slice((*byte)(unsafe.Pointer(d.sites)), int(d.nsites)*int(d.site_size))
 	o.BackEdges = map[uint64]tracevm.BackEdge{}
@@ -354,22 +356,30 @@ func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]boo
 	return out
 }
 
-// symbolEntries returns the run-time entry of each named function found in
-// f's symbol tables (.dynsym, and .symtab when not stripped); names not
-// found are skipped: a profile serves several builds.
-func symbolEntries(f *elf.File, bias uint64, names []string) map[uint64]bool {
-	if len(names) == 0 {
-		return nil
+// symbolEntries returns, for each list of function names, the run-time
+// entries of those found in f's symbol tables (.dynsym, and .symtab when
+// not stripped), nil for an empty list; names not found are skipped: a
+// profile serves several builds. The tables are read once for all lists.
+func symbolEntries(f *elf.File, bias uint64, lists ...[]string) []map[uint64]bool {
+	out := make([]map[uint64]bool, len(lists))
+	want := map[string][]int{}
+	for k, names := range lists {
+		if len(names) > 0 {
+			out[k] = map[uint64]bool{}
+		}
+		for _, n := range names {
+			want[n] = append(want[n], k)
+		}
 	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
+	if len(want) == 0 {
+		return out
 	}
-	out := map[uint64]bool{}
 	for _, typ := range []elf.SectionType{elf.SHT_DYNSYM, elf.SHT_SYMTAB} {
 		scanSymbols(f, typ, func(_ int, name []byte, s elf.Symbol) {
-			if want[string(name)] && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
-				out[bias+s.Value] = true
+			if ks := want[string(name)]; len(ks) > 0 && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
+				for _, k := range ks {
+					out[k][bias+s.Value] = true
+				}
 			}
 		})
 	}

@@ -30,7 +30,7 @@ func TestSymbolEntries(t *testing.T) {
 			require.NoError(t, err)
 			defer f.Close()
 			const bias = 0x10000
-			got := symbolEntries(f, bias, p.Native)
+			got := symbolEntries(f, bias, p.Native)[0]
 			syms, err := f.DynamicSymbols()
 			require.NoError(t, err)
 			byName := map[string]uint64{}

@@ -581,10 +581,8 @@ func (m *Machine) refcounting(pc uint64) bool {
 		if !m.cfg.Objects[i].RefcountWords {
 			continue
 		}
-		for _, r := range m.cfg.Objects[i].Text {
-			if pc >= r.Lo && pc < r.Hi {
-				return true
-			}
+		if slices.ContainsFunc(m.cfg.Objects[i].Text, func(r Range) bool { return r.contains(pc) }) {
+			return true
 		}
 	}
 	return false
@@ -609,10 +607,8 @@ func (m *Machine) allocation(target uint64) (alloc, free bool) {
 // inImage reports whether a lies in a loaded object's segments.
 func (m *Machine) inImage(a uint64) bool {
 	for i := range m.cfg.Objects {
-		for _, r := range m.cfg.Objects[i].Image {
-			if a >= r.Lo && a < r.Hi {
-				return true
-			}
+		if slices.ContainsFunc(m.cfg.Objects[i].Image, func(r Range) bool { return r.contains(a) }) {
+			return true
 		}
 	}
 	return false

@@ -1,12 +1,12 @@
 package tracevm
 
 import (
-	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
-	"golang.org/x/arch/x86/x86asm"
 	"slices"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // Loop peeling (after LuaJIT's lj_opt_loop, in its simplest form): a root
@@ -205,7 +205,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		return nil // a native call may write anything (an allocator's, nothing known)
 	}
 	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private}
-	if len(ops) > 0 && m.refcounting(ops[0].addr) {
+	if m.refcounting(ops[0].addr) {
 		ps.pointers, ps.refcounted = pointerLoads(ops, p.insts), true
 	}
 	for _, g := range p.guarded {

@@ -71,7 +71,8 @@ type Profile struct {
 	Allocators []string `json:"allocators,omitempty"`
 	// Frees names functions that give a block back and change no other
 	// memory the program reads: a call to one leaves what a trace knows
-	// of memory known (it knows nothing at a heap object's address).
+	// of memory known (what it knows at a heap object's address is in an
+	// object the loop keeps a pointer to, alive, not the block freed).
 	Frees []string `json:"frees,omitempty"`
 }
 

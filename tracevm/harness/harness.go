@@ -25,7 +25,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"io"
 	"os"
 	"regexp"
@@ -34,6 +33,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/internal/ehframe"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/tracevm"
