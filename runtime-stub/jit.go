@@ -113,6 +113,9 @@ func startJIT() (bool, error) {
 	}
 	cfg.NoOptimize = os.Getenv("REDMAGIC_OPT") == "0"
 	cfg.NoPeel = os.Getenv("REDMAGIC_PEEL") == "0"
+	// REDMAGIC_JIT_BACKGROUND=0 (tests, instruction counts) wants each
+	// trace in place once its recording ends: no compiler thread either.
+	cfg.Background = os.Getenv("REDMAGIC_JIT_BACKGROUND") != "0"
 	if w := jitLog(os.Getenv("REDMAGIC_LOG")); w != nil {
 		cfg.Log = w
 	}

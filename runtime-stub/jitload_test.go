@@ -86,6 +86,26 @@ func TestJITDelay(t *testing.T) {
 	assert.NotEqual(t, "threads=1", lines[1], "loaded once the delay passed")
 	assert.NotNil(t, r.stats.JIT)
 
+	// A loop that has run REDMAGIC_JIT_EAGER iterations loads it after a
+	// quarter of the delay, not before.
+	eager := []string{"REDMAGIC_JIT_DELAY=800", "REDMAGIC_JIT_EAGER=131072"}
+	for _, tc := range []struct {
+		sleep   int
+		threads bool
+	}{{0, false}, {300, true}} {
+		r = runHarness(t, bin, eager,
+			args("hit", siteJump, 1, 0, 1500, "tasks", "sleep", tc.sleep, "hit", siteJump, 1, 0, 140000, "tasks")...)
+		require.Equal(t, 0, r.exit, r.stderr)
+		lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+		require.Len(t, lines, 2)
+		assert.Equal(t, "threads=1", lines[0], "hot, but too early")
+		if tc.threads {
+			assert.NotEqual(t, "threads=1", lines[1], "loaded after %d ms and 141,500 iterations", tc.sleep)
+		} else {
+			assert.Equal(t, "threads=1", lines[1], "141,500 iterations, but too early")
+		}
+	}
+
 	r = runHarness(t, bin, []string{"REDMAGIC_JIT_DELAY=x"}, "slots")
 	assert.Equal(t, "redmagic: REDMAGIC_JIT_DELAY=x is not a count of milliseconds, using 200\n", r.stderr)
 }

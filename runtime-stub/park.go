@@ -24,6 +24,7 @@ import "C"
 
 import (
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"os"
 	"reflect"
@@ -68,18 +69,17 @@ func goText() (lo, hi uint64, err error) {
 		return 0, 0, err
 	}
 	defer unmap()
-	syms, err := f.Symbols()
-	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", path, err)
-	}
-	for _, s := range syms {
-		switch s.Name {
+	// Scanned in place: the Go library's table has tens of thousands of
+	// symbols, and debug/elf's Symbols allocating each one's name was a
+	// millisecond of the JIT's start.
+	scanSymbols(f, elf.SHT_SYMTAB, func(_ int, name []byte, s elf.Symbol) {
+		switch string(name) {
 		case "runtime.text":
 			lo = s.Value
 		case "runtime.etext":
 			hi = s.Value
 		}
-	}
+	})
 	if lo == 0 || hi <= lo {
 		return 0, 0, fmt.Errorf("%s: no runtime.text/runtime.etext symbols", path)
 	}

@@ -37,6 +37,16 @@
  * loaded only in a process that has run this long, so that a short
  * program never pays for it: REDMAGIC_JIT_DELAY, in milliseconds. */
 #define RM_JIT_DELAY_MS 200
+/* ... but a quarter of it once one loop has run this many iterations
+ * (counted every 2^RM_JIT_RECHECK_LOG2): a loop that fast has a short body,
+ * where a trace gains most for the least recording and compiling, and a
+ * program that runs it for long gets the JIT's start-up back soonest (Lua's
+ * numeric loops get there in 20-30 ms: 1.6x -> 1.8x on a 0.8 s program).
+ * Not sooner: loaded within the first 50 ms, the JIT's start (5-10 ms of
+ * the program's time, most of it the loading thread's page faults and
+ * first recordings) was 7-15% of programs that ended soon after.
+ * REDMAGIC_JIT_EAGER, 0: never. */
+#define RM_JIT_EAGER_HITS (1ull << 20)
 /* A trace must run a loop at 97% of the interpreter's cost or less. */
 #define RM_GOV_KEEP_PCT 97
 /* Quiet mode: entered after RM_GOV_QUIET_DROPS traces were dropped and
@@ -59,7 +69,7 @@
 
 #define RM_JIT_LIBRARY "libredmagic-jit.so"
 #define RM_JIT_START "rm_jit_start"
-#define RM_JIT_ABI 5
+#define RM_JIT_ABI 6
 
 /* The site of redmagic_force_jump_to_trace(id), which names none: every
  * root trace is also filed under it (tracevm's TV_ANY_SITE). */
@@ -92,6 +102,9 @@ struct rm_host {
 	/* The thread id of the runtime's quiet thread (0: none), which
 	 * never allocates: parking the JIT's threads leaves it running. */
 	const volatile int32_t *quiet_tid;
+	/* The time stamp counter at the runtime's constructor: the JIT's
+	 * budget is a share of the program's run time, not of its own. */
+	uint64_t start_tsc;
 };
 
 /* The signal that parks the JIT's threads (tracevm's TV_PARK_SIGNAL):
@@ -176,7 +189,9 @@ struct rm_global {
 	volatile uint32_t jit;    /* the tracing JIT is running: ops is set */
 	uint32_t jit_wanted;      /* REDMAGIC_JIT is not 0: load it when hot */
 	uint64_t start_ns;        /* CLOCK_MONOTONIC at the constructor */
+	uint64_t start_tsc;       /* the time stamp counter then */
 	uint64_t jit_delay_ns;    /* the JIT loads no earlier than this */
+	uint64_t jit_eager;       /* ... unless a loop counts this many hits */
 	uint32_t gov_on;          /* REDMAGIC_GOVERNOR is not 0 */
 	uint32_t gov_keep_pct;    /* a trace is kept at this % of the
 				   * interpreter's cost or less */
@@ -298,9 +313,10 @@ RM_HIDDEN void rm_jit_fork_unlock(int child);
 RM_HIDDEN void rm_jit_replay(void);
 /* Whether the process has run long enough for the JIT to pay for its
  * start (REDMAGIC_JIT_DELAY; rm_load.c). */
-RM_HIDDEN int rm_jit_due(void);
+RM_HIDDEN int rm_jit_due(uint64_t c);
 /* CLOCK_MONOTONIC in nanoseconds, 0 if it cannot be read (rm_load.c). */
 RM_HIDDEN uint64_t rm_now_ns(void);
+RM_HIDDEN uint64_t rm_tsc_now(void);
 /* The JIT will not run: puts the original dispatch entries back unless
  * statistics are wanted (rm_init.c). */
 RM_HIDDEN void rm_step_aside(void);

@@ -65,6 +65,7 @@ rm_jit_start(const struct rm_host *host, struct rm_jit_ops *ops, char *why,
 	int r = rmJITStart(why, whylen);
 	if (r != 0)
 		return r;
+	tv_budget_from(host->start_tsc);
 	*ops = (struct rm_jit_ops){
 		.trace_lookup = tv_trace_lookup,
 		.trace_iters = tv_trace_iters,

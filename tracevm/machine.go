@@ -183,7 +183,9 @@ type Config struct {
 	// SideThreshold: exits taken before a side trace is recorded.
 	SideThreshold uint64
 	// BudgetPct bounds recording and compiling to this percentage of the
-	// run time since Start, past a first TV_BUDGET_FREE time-stamp cycles,
+	// program's run time (since Start, or since the program started when
+	// the embedding runtime says when: tv_budget_from), past a first
+	// TV_BUDGET_FREE time-stamp cycles,
 	// plus what the traces the runtime's governor kept have saved; 0
 	// means no bound.
 	BudgetPct int
@@ -197,6 +199,11 @@ type Config struct {
 	// NoPeel emits root traces once, guarding what they load at every
 	// iteration (REDMAGIC_PEEL=0; peel.go).
 	NoPeel bool
+	// Background compiles each finished recording on a goroutine of the
+	// JIT's while the program thread goes on in the original code, which
+	// enters the trace once it is installed (background.go); without it
+	// the recording thread compiles before it goes on.
+	Background bool
 }
 
 const (
@@ -285,6 +292,12 @@ type Machine struct {
 	// blocked: by loop without a trace, the loops whose recordings
 	// reached it (loopState.blockedBy; stale entries are skipped).
 	blocked map[loopKey][]*loopState
+	// compiles: the recordings waiting for the compiler goroutine,
+	// started once by SetBackground; background: whether finished
+	// recordings go there (Config.Background).
+	compiles     chan *recording
+	compilerOnce sync.Once
+	background   atomic.Bool
 	// siteFrames: the private slots of the frame each loop site's loops
 	// run in, by global site number (loopFrames).
 	siteFrames map[uint32]frame.Slots
@@ -318,7 +331,10 @@ type loopState struct {
 	// calleeRetries: recordings that ended to make a callee native.
 	calleeRetries int
 	recording     bool
-	disabled      bool
+	// compiling: a recording of the loop waits for the compiler
+	// (Config.Background); no other starts meanwhile.
+	compiling bool
+	disabled  bool
 }
 
 var active atomic.Pointer[Machine]
@@ -403,6 +419,7 @@ func Start(cfg Config) (*Machine, error) {
 		c.Close()
 		return nil, errors.New("tracevm: a machine is already running")
 	}
+	m.SetBackground(cfg.Background)
 	C.tv_g.enabled = 1
 	return m, nil
 }

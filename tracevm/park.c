@@ -6,8 +6,10 @@
  * call its thread cache does not serve (its __libc_single_threaded goes to
  * 0 for good): an interpreter that allocates as much as Lua does ran 5-9%
  * slower with one idle thread beside it, whether or not a trace ever ran.
- * All the JIT's Go work is done on the calling program thread (recording,
- * compiling), so between calls into Go its threads only wait.
+ * The JIT's Go work is done on the calling program thread (recording) or
+ * on its compiler goroutine (tv_g.bg_jobs counts its work: no parking
+ * meanwhile), so between calls into Go and compilations its threads only
+ * wait.
  *
  * Parking stops them where they cannot be inside the C library and gives
  * the program its single-threaded malloc back. Each other thread of the
@@ -336,7 +338,8 @@ void tv_go_enter(void)
 int tv_park_due(void)
 {
 	struct tv_park *p = &tv_park_g;
-	if (!__atomic_load_n(&p->sig, __ATOMIC_ACQUIRE) || p->forked)
+	if (!__atomic_load_n(&p->sig, __ATOMIC_ACQUIRE) || p->forked ||
+	    __atomic_load_n(&tv_g.bg_jobs, __ATOMIC_ACQUIRE))
 		return 0;
 	/* Parked, and the flag still ours: nothing to do. */
 	if (p->parked && *p->flag)

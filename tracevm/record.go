@@ -159,7 +159,7 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		m.loops[key] = st
 	}
 	if side == nil {
-		if st.recording || st.disabled || (st.aborts >= m.cfg.MaxAborts && !force) {
+		if st.recording || st.compiling || st.disabled || (st.aborts >= m.cfg.MaxAborts && !force) {
 			return nil
 		}
 		if _, ok := m.byKey[key]; ok && !force {
@@ -1292,6 +1292,16 @@ func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
 		return r.pc, true, "empty-side-trace", false
 	}
 	r.ops = append(r.ops, last)
+	if next == 0 {
+		// A new root trace: the loop goes on in the original code, and
+		// the runtime enters the trace at its next back-edge, once its
+		// governor has sampled the interpreter (which the loop running
+		// on in the trace from here would spoil).
+		next = r.pc
+	}
+	if r.m.queueCompile(r) {
+		return next, true, "", false
+	}
 	t0 := time.Now()
 	_, err := r.m.install(r)
 	r.m.stats.compileNanos.Add(int64(time.Since(t0)))
@@ -1300,13 +1310,6 @@ func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
 			fmt.Fprintf(r.m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", r.key.gsite, r.key.id, r.start, err)
 		}
 		return r.pc, true, "compile", false
-	}
-	if next == 0 {
-		// A new root trace: the loop goes on in the original code, and
-		// the runtime enters the trace at its next back-edge, once its
-		// governor has sampled the interpreter (which the loop running
-		// on in the trace from here would spoil).
-		next = r.pc
 	}
 	return next, true, "", false
 }

@@ -80,6 +80,11 @@ static void tv_spent(struct tv_tls *t, uint64_t t0)
 	__atomic_fetch_add(&tv_g.jit_cycles, d, __ATOMIC_RELAXED);
 }
 
+void tv_spent_bg(uint64_t t0)
+{
+	__atomic_fetch_add(&tv_g.jit_cycles, tv_rdtsc() - t0, __ATOMIC_RELAXED);
+}
+
 static uint64_t tv_earned(void);
 
 /* Whether the JIT has spent more than its share of the run time: a base
@@ -95,7 +100,7 @@ static int tv_over_budget(void)
 	uint64_t spent = __atomic_load_n(&tv_g.jit_cycles, __ATOMIC_RELAXED);
 	if (!tv_g.budget_pct || spent < TV_BUDGET_FREE)
 		return 0;
-	uint64_t base = (tv_rdtsc() - tv_g.start_tsc) * tv_g.budget_pct / 100;
+	uint64_t base = (tv_rdtsc() - tv_g.budget_tsc) * tv_g.budget_pct / 100;
 	if (spent <= base)
 		return 0;
 	uint64_t credit = tv_earned() / 2;
@@ -107,9 +112,16 @@ static int tv_over_budget(void)
 	return 1;
 }
 
+void tv_budget_from(uint64_t t)
+{
+	if (t && t < tv_rdtsc())
+		tv_g.budget_tsc = t;
+}
+
 void tv_setup(void)
 {
 	tv_g.start_tsc = tv_rdtsc();
+	tv_g.budget_tsc = tv_g.start_tsc;
 	tv_g.tls_off = tv_tls_offset();
 	tv_xsave_probe(&tv_g.xsave_mask, &tv_g.xsave_size, &tv_g.use_xsave);
 }

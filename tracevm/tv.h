@@ -99,6 +99,10 @@ struct tv_global {
 	 * recordings refused for being over it. */
 	uint64_t jit_cycles;
 	uint64_t start_tsc;
+	/* What the budget is a share of the time since: the program's start
+	 * when the embedding runtime knows it (tv_budget_from), else
+	 * start_tsc. */
+	uint64_t budget_tsc;
 	uint64_t budget_refusals;
 	uint64_t budget_pct;  /* 0: no budget */
 	/* Called by tv_unpublish_all (a flush), so that the embedding runtime
@@ -109,10 +113,16 @@ struct tv_global {
 	 * a trace published or flushed, a recording asking to be retried.
 	 * The runtime remembers a loop's missed lookup with it. */
 	volatile uint64_t generation;
+	/* Recordings handed to the JIT's compiler thread and not yet
+	 * installed (Config.Background): the Go runtime's threads are not
+	 * parked while there are any, or the compile would wait for the
+	 * program's next call into Go. */
+	uint64_t bg_jobs;
 };
 
 /* Recordings start only while the JIT's cycles stay under budget_pct
- * percent of the time since it started, past a first TV_BUDGET_FREE. */
+ * percent of the program's time (since budget_tsc), past a first
+ * TV_BUDGET_FREE. */
 #define TV_BUDGET_FREE (20ull << 20)
 
 extern struct tv_global tv_g;
@@ -178,6 +188,9 @@ const volatile uint64_t *tv_trace_iters(uint32_t gsite, uint64_t id);
 /* Time stamp cycles the calling thread has spent recording and compiling. */
 uint64_t tv_jit_cycles(void);
 uint64_t tv_rdtsc_now(void);
+/* Adds the cycles since t0 (tv_rdtsc_now) to the JIT's process-wide
+ * spending, for work done on the JIT's own threads. */
+void tv_spent_bg(uint64_t t0);
 /* The runtime's verdict on the trace of (gsite, id): cycles per loop
  * iteration (x16) in the interpreter and with the trace. A trace that does
  * not pay is dropped: unpublished, and its loop never recorded again. */
@@ -200,6 +213,11 @@ static inline int tv_in_cache(uint64_t a)
 struct tv_tls *tv_self(void);
 uint64_t tv_tls_offset(void);
 void tv_setup(void);
+/* The budget counts the program's time since t (a time stamp taken when
+ * it started), not only the JIT's: a JIT loaded early in a short program
+ * may spend no more of it than one loaded late. Ignored unless t is in
+ * the past. */
+void tv_budget_from(uint64_t t);
 int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters);
 /* What tv_trace_verdict recorded: 0 none, 1 kept, 2 dropped. */
 int tv_verdict_of(uint32_t gsite, uint64_t id, uint32_t *interp16,

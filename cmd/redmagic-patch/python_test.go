@@ -83,7 +83,9 @@ func TestPythonPrograms(t *testing.T) {
 	configs := []jitConfig{
 		{"default", nil, false},
 		{"threshold=1", []string{"REDMAGIC_THRESHOLD=1"}, true},
-		{"threshold=7,side=1", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_SIDE_THRESHOLD=1"}, false},
+		// Compiled on the JIT's own thread, as by default: the
+		// traces arrive while the program runs on.
+		{"threshold=7,side=1,background", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_SIDE_THRESHOLD=1", "REDMAGIC_JIT_BACKGROUND=1"}, false},
 	}
 	for _, prog := range progs {
 		prog := prog

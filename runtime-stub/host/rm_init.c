@@ -712,8 +712,13 @@ __attribute__((constructor)) static void rm_ctor(void)
 						RM_JIT_DELAY_MS, 0, 86400000,
 						"a count of milliseconds") *
 				    1000000ull;
+		rm_g.jit_eager = rm_env_uint("REDMAGIC_JIT_EAGER",
+					     RM_JIT_EAGER_HITS, 0,
+					     1ull << 40,
+					     "a count of loop iterations");
 		rm_g.jit_sync = !rm_env_bool("REDMAGIC_JIT_BACKGROUND", 1);
 		rm_g.start_ns = rm_now_ns();
+		rm_g.start_tsc = rm_tsc_now();
 		rm_g.gov_on = rm_env_bool("REDMAGIC_GOVERNOR", 1);
 		rm_g.gov_keep_pct = (uint32_t)rm_env_uint(
 			"REDMAGIC_GOVERNOR_PCT", RM_GOV_KEEP_PCT, 0, 1000,

@@ -189,10 +189,15 @@ uint64_t rm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
-int rm_jit_due(void)
+int rm_jit_due(uint64_t c)
 {
 	uint64_t now = rm_now_ns();
-	return !now || now - rm_g.start_ns >= rm_g.jit_delay_ns;
+	if (!now)
+		return 1;
+	uint64_t ran = now - rm_g.start_ns, delay = rm_g.jit_delay_ns;
+	if (rm_g.jit_eager && c >= rm_g.jit_eager)
+		delay /= 4;
+	return ran >= delay;
 }
 
 /* Held while the JIT loads; a fork waits for it (rm_jit_fork_lock), so
@@ -219,6 +224,7 @@ static int rm_jit_load_on(int on_loader)
 	pthread_mutex_lock(&rm_jit_mu);
 	if (!rm_g.jit_tried && !rm_g.forked) {
 		rm_host.on_loader = (uint32_t)on_loader;
+		rm_host.start_tsc = rm_g.start_tsc;
 		char why[512];
 		int r = rm_jit_open(why, sizeof why);
 		if (r < 0)

@@ -219,6 +219,35 @@ func TestDataDependentBranch(t *testing.T) {
 	assert.Contains(t, r.log(), "side of")
 }
 
+// TestBackgroundCompile: with the compiler on a goroutine of its own (as
+// in a patched program), a finished recording's thread goes on at once in
+// the original code and its trace is installed meanwhile; the loop and its
+// exits get one trace each, and the results stay exact. A second run of
+// the same loops runs in the traces the first one left.
+func TestBackgroundCompile(t *testing.T) {
+	m := Machine()
+	m.SetBackground(true)
+	defer m.SetBackground(false)
+	const n = 200000
+	seed := uint64(0x9e3779b97f4a7c15)
+	s, odd, x := refBranchy(n, seed)
+	r := runJIT(t, Branchy, n, int64(seed))
+	require.Equal(t, s, r.res.Ret)
+	require.Equal(t, odd, r.res.Out[0])
+	require.Equal(t, int64(x), r.res.Out[1])
+	require.True(t, m.WaitCompiled(time.Minute), "recordings still waiting for the compiler")
+	after := m.Snapshot()
+	l := LoopFigures(after, r.ids, r.ids+IDSpan())
+	assert.Equal(t, 1, l.RootTraces, "one root trace for the loop; aborts %v", after.Aborts)
+	assert.Zero(t, after.Aborts["internal-error"]-r.before.Aborts["internal-error"])
+	assert.Zero(t, after.Aborts["compile"]-r.before.Aborts["compile"])
+
+	again := Branchy.Run(int64(r.ids), n, int64(seed))
+	require.Equal(t, r.res, again, "the second run, in the traces")
+	l2 := LoopFigures(m.Snapshot(), r.ids, r.ids+IDSpan())
+	assert.Greater(t, l2.Iterations, l.Iterations, "iterations in the traces")
+}
+
 // TestBlockCache records the same loop body twice (fresh loop ids): the
 // second recording runs the body's blocks from the recorder's cache,
 // chained without a switch to the recorder, and its trace computes what

@@ -1,0 +1,143 @@
+package tracevm
+
+/*
+#include "tv.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Compiling in the background (Config.Background). Optimising and emitting
+// a trace took 60-70% of the JIT's time on the program's thread (python
+// richards: 6.3 of 8.8 ms), and nothing the program does next needs it: a
+// new root trace is entered only at a later back-edge (after the
+// governor's sample of the interpreter), and the path a side recording
+// ends on (a link to a trace, an exit to the original code) is where the
+// program goes on without it. So a finished recording is handed to one
+// goroutine, and the program thread goes on at once; the trace is
+// published (root) or linked into its parent's guard (side) when ready,
+// as a trace compiled by another program thread always was. Until then the
+// loop starts no other recording and the exit none (no twin traces).
+
+// compileQueue bounds the recordings waiting for the compiler; past it a
+// recording is compiled on its own thread, as without a compiler.
+const compileQueue = 16
+
+// bgJobs is tv_g.bg_jobs, which parking reads.
+func bgJobs() *uint64 { return (*uint64)(unsafe.Pointer(&C.tv_g.bg_jobs)) }
+
+// SetBackground turns compiling in the background on or off
+// (Config.Background); recordings already queued are compiled either way.
+func (m *Machine) SetBackground(on bool) {
+	if on {
+		m.compilerOnce.Do(func() {
+			m.compiles = make(chan *recording, compileQueue)
+			go m.compileLoop()
+		})
+	}
+	m.background.Store(on)
+}
+
+// WaitCompiled waits until no recording waits for the compiler, at most
+// timeout; it reports whether none does.
+func (m *Machine) WaitCompiled(timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); atomic.LoadUint64(bgJobs()) != 0; {
+		if time.Now().After(end) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// queueCompile hands r, which has just ended with its last op, to the
+// compiler; false when it is off or full, and the caller compiles r
+// itself. The job takes r's ops.
+func (m *Machine) queueCompile(r *recording) bool {
+	if !m.background.Load() {
+		return false
+	}
+	job := &recording{m: m, key: r.key, side: r.side, exitID: r.exitID, start: r.start,
+		headRegs: r.headRegs, closeRegs: r.closeRegs, initStack: r.initStack, ninsns: r.ninsns, ops: r.ops}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.off {
+		return false
+	}
+	st := m.loops[r.key]
+	ex := exitTable()
+	switch {
+	case r.side == nil && st == nil:
+		return false
+	case r.side != nil && int(r.exitID) >= len(ex):
+		return false
+	}
+	atomic.AddUint64(bgJobs(), 1)
+	select {
+	case m.compiles <- job:
+	default:
+		atomic.AddUint64(bgJobs(), ^uint64(0))
+		return false
+	}
+	if r.side == nil {
+		st.compiling = true
+	} else {
+		// Counted no more, so never recorded twice; linked, or
+		// killed, once compiled.
+		ex[r.exitID].state = C.TV_EXIT_DEAD
+	}
+	r.ops = nil
+	return true
+}
+
+// compileLoop is the compiler goroutine: it runs for the process's life.
+func (m *Machine) compileLoop() {
+	for job := range m.compiles {
+		m.compileJob(job)
+	}
+}
+
+// compileJob installs one queued recording and settles its loop or exit
+// as finish and end would have on the recording's thread.
+func (m *Machine) compileJob(job *recording) {
+	t0, c0 := time.Now(), C.tv_rdtsc_now()
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				// A bug of ours: the recording is lost, the
+				// program never sees it.
+				m.stats.abort("internal-error")
+				err = fmt.Errorf("tracevm: internal error compiling: %v", p)
+			}
+		}()
+		_, err = m.install(job)
+		return err
+	}()
+	C.tv_spent_bg(c0)
+	m.stats.compileNanos.Add(int64(time.Since(t0)))
+	m.mu.Lock()
+	if job.side == nil {
+		if st := m.loops[job.key]; st != nil {
+			st.compiling = false
+			if err != nil {
+				st.aborts++
+			}
+		}
+	} else if err != nil {
+		m.killExit(job.exitID)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.stats.abort("compile")
+		if m.cfg.Log != nil {
+			fmt.Fprintf(m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", job.key.gsite, job.key.id, job.start, err)
+		}
+	}
+	job.recycle()
+	atomic.AddUint64(bgJobs(), ^uint64(0))
+}
