@@ -239,6 +239,8 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 	}
 	o.ReturnsTwice = returnsTwice(f, bias)
 	o.Longjmps = importSlots(f, bias, longjmpNames)
+	o.ErrnoCalls = importSlots(f, bias, map[string]bool{"__errno_location": true})
+	o.ErrnoOnly = importSlots(f, bias, errnoOnlyNames)
 	// CPython under any profile (the annotated CPython 2.7) keeps its
 	// reference counts in such words: Py_IncRef says it is CPython.
 	lists := [][]string{{"Py_IncRef"}}
@@ -287,6 +289,20 @@ var returnsTwiceNames = map[string]bool{
 var longjmpNames = map[string]bool{
 	"longjmp": true, "_longjmp": true, "siglongjmp": true, "__longjmp_chk": true,
 	"__libc_longjmp": true, "__libc_siglongjmp": true, "setcontext": true, "swapcontext": true,
+}
+
+// errnoOnlyNames: C library functions that write no memory but errno (and
+// their own stack): the math library's (not frexp, modf, lgamma, sincos:
+// they write through a pointer or a global) and string reads.
+var errnoOnlyNames = map[string]bool{
+	"sqrt": true, "pow": true, "exp": true, "exp2": true, "expm1": true, "log": true, "log2": true,
+	"log10": true, "log1p": true, "sin": true, "cos": true, "tan": true, "asin": true, "acos": true,
+	"atan": true, "atan2": true, "sinh": true, "cosh": true, "tanh": true, "asinh": true,
+	"acosh": true, "atanh": true, "fmod": true, "floor": true, "ceil": true, "round": true,
+	"trunc": true, "hypot": true, "cbrt": true, "ldexp": true, "copysign": true, "fabs": true,
+	"erf": true, "erfc": true, "tgamma": true, "nextafter": true, "remainder": true,
+	"strlen": true, "strnlen": true, "strcmp": true, "strncmp": true, "memcmp": true,
+	"memchr": true, "strchr": true, "strrchr": true,
 }
 
 // returnsTwice finds the GOT slots and PLT stubs of returnsTwiceNames.

@@ -862,8 +862,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		link = nil
 	}
 	var peeled *plan
+	notPeeled := ""
 	if p != nil && side == nil && !m.cfg.NoPeel {
-		peeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
+		peeled, notPeeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
 		defer peeled.release()
 	}
 	if peeled != nil {
@@ -1042,14 +1043,14 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.stats.tracesCompiled.Add(1)
 	}
 	if m.cfg.Log != nil {
-		m.logTrace(t, r, code, cm)
+		m.logTrace(t, r, code, cm, notPeeled)
 	}
 	return t, nil
 }
 
 // logTrace writes the trace's disassembly, each instruction beside the
 // original address it comes from.
-func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap) {
+func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, notPeeled string) {
 	var b strings.Builder
 	kind := "root"
 	if t.side {
@@ -1057,6 +1058,9 @@ func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap) {
 	}
 	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x\n",
 		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head)
+	if notPeeled != "" {
+		fmt.Fprintf(&b, "  ; not peeled: %s\n", notPeeled)
+	}
 	if !t.side && t.private.hi > t.private.lo {
 		fmt.Fprintf(&b, "  ; the loop frame's private slots: [%#x, %#x), what the trace stores there stays known\n", t.private.lo, t.private.hi)
 	}

@@ -119,6 +119,16 @@ type Object struct {
 	// Frees: functions, by entry address, that give a block back and
 	// change no other memory the program reads (sites.Profile.Frees).
 	Frees map[uint64]bool
+	// ErrnoCalls: the PLT stubs (and GOT slots) of __errno_location,
+	// which changes nothing and returns the thread's errno word; and
+	// ErrnoOnly: those of C library functions that change no memory
+	// but errno (the math library's, strlen's kind). No address the
+	// trace knows is errno's (a thread-local word: not in a loaded
+	// file, not on the loop's stack, not in a heap object), so neither
+	// these calls nor stores through __errno_location's result forget
+	// anything: CPython's float power (errno = 0; pow(); errno?) then
+	// keeps the loop's memory known, and its loop can be peeled.
+	ErrnoCalls, ErrnoOnly map[uint64]bool
 }
 
 // BackEdge is a loop back-edge handler the patcher redirected through a
@@ -606,15 +616,19 @@ func (m *Machine) refcounting(pc uint64) bool {
 }
 
 // allocation classifies a call to target: alloc, it returns a fresh block
-// and changes nothing else (Object.Allocators); free, it gives one back
-// and changes nothing else (Object.Frees).
+// and changes nothing else (Object.Allocators, Object.ErrnoCalls); free,
+// it gives one back and changes nothing else (Object.Frees), or changes
+// only errno (Object.ErrnoOnly).
 func (m *Machine) allocation(target uint64) (alloc, free bool) {
 	for i := range m.cfg.Objects {
 		o := &m.cfg.Objects[i]
 		if o.Allocators[target] {
 			return true, false
 		}
-		if o.Frees[target] {
+		if o.ErrnoCalls[target] {
+			return true, false // errno: a word no one else's
+		}
+		if o.Frees[target] || o.ErrnoOnly[target] {
 			return false, true
 		}
 	}

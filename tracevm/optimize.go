@@ -278,6 +278,9 @@ type optimizer struct {
 	head  [16]uint64
 	inv   uint16 // head registers that may be assumed
 	side  *sideEntry
+	// popsFresh: the trace's interpreter keeps only dead blocks on
+	// free lists (Object.RefcountWords: CPython), see popRegs.
+	popsFresh bool
 	// results of the last eval
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
@@ -332,6 +335,7 @@ const allRegs16 = 0xffff
 func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState, fr frame.Slots) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
 	o := &optimizer{m: m, ops: ops, head: head, side: side, peel: peel}
+	o.popsFresh = len(ops) > 0 && m.refcounting(ops[0].addr)
 	if peel != nil && peel.mem != nil {
 		o.mem = peel.mem // the first copy's reads: the same values
 	} else {
@@ -669,8 +673,12 @@ type evalState struct {
 	// to find a reference count changed by load, adjust and store.
 	counts countRegs
 	// fresh: registers holding a block an allocator returned in this
-	// trace (Object.Allocators), whose stores change nothing it knows.
+	// trace (Object.Allocators) or popped off a free list (popRegs), whose
+	// stores change nothing it knows.
 	fresh uint16
+	pops  popRegs
+	// clobberedAt: the op of the first clobber.
+	clobberedAt int
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -732,6 +740,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		if o.peel != nil && s.epoch != 0 {
 			// A peeled copy that may store anywhere assumes nothing:
 			// no need to go on.
+			if o.peel.unknownStore < 0 {
+				o.peel.unknownStore = s.clobberedAt
+			}
 			return nil, false
 		}
 		op := &o.ops[i]
@@ -746,6 +757,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				return nil, false
 			}
 			s.counts.after(o.insts[i])
+			if popped := s.pops.after(o.insts[i]); popped != 0 && o.popsFresh {
+				s.fresh |= popped
+			}
 			s.freshAfter(o.insts[i])
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
@@ -780,7 +794,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				s.regs[r] = val{}
 			}
 			s.flags = flagState{}
-			s.counts, s.fresh = countRegs{}, 0
+			s.counts, s.fresh, s.pops = countRegs{}, 0, popRegs{}
 			if alloc, free := o.m.allocation(op.target); alloc || free {
 				// Nothing the trace knows changed; a fresh block
 				// in %rax.
@@ -1500,6 +1514,9 @@ func (s *evalState) forget(a val, size int) {
 // have changed: every speculated value but those in the frame's private
 // slots, and, by the epoch, every value stored but those there.
 func (s *evalState) clobber() {
+	if s.epoch == 0 {
+		s.clobberedAt = s.op
+	}
 	s.epoch++
 	if s.private.lo == s.private.hi {
 		clear(s.spec)

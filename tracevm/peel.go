@@ -1,6 +1,7 @@
 package tracevm
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
@@ -70,6 +71,10 @@ type peelState struct {
 	// being one.
 	pointers   map[int]bool
 	refcounted bool
+	// unknownStore: the op of the first store through an unknown
+	// pointer (or call) the copy's optimiser met, -1 none: why there is
+	// no copy, for the log.
+	unknownStore int
 }
 
 // inheritedPeel is what a side trace starting where root's peeled copy
@@ -188,23 +193,25 @@ func (ps *peelState) nearBytecode(a uint64, size int) bool {
 }
 
 // peel returns the plan of the second copy of a root trace whose first
-// copy is p, or nil when the loop may write what the copy would assume,
-// or it would check no less per iteration than p. head, close and
-// meaningful are as for optimize.
-func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *plan) *plan {
+// copy is p, or nil and why not (for the log) when the loop may write what
+// the copy would assume, or it would check no less per iteration than p.
+// head, close and meaningful are as for optimize.
+func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *plan) (*plan, string) {
 	if p == nil || !p.ok || len(ops) == 0 || ops[len(ops)-1].kind != opClose {
-		return nil
+		return nil, "not a closed loop"
 	}
-	if slices.ContainsFunc(ops, func(o op) bool {
+	if i := slices.IndexFunc(ops, func(o op) bool {
 		if o.kind != opCall {
 			return false
 		}
 		alloc, free := m.allocation(o.target)
 		return !alloc && !free
-	}) {
-		return nil // a native call may write anything (an allocator's, nothing known)
+	}); i >= 0 {
+		// A native call may write anything (an allocator's, nothing
+		// known).
+		return nil, fmt.Sprintf("the native call of %#x at %#x", ops[i].target, ops[i].addr)
 	}
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private, unknownStore: -1}
 	if m.refcounting(ops[0].addr) {
 		ps.pointers, ps.refcounted = pointerLoads(ops, p.insts), true
 	}
@@ -216,7 +223,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		}
 	}
 	if len(ps.values) == 0 {
-		return nil
+		return nil, "no guarded load to take as known"
 	}
 	if meaningful&(1<<x86enc.RSP) != 0 && head[x86enc.RSP] == close[x86enc.RSP] {
 		sp := head[x86enc.RSP]
@@ -225,11 +232,18 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 	for try := 0; try < 4; try++ {
 		q := m.optimize(ops, head, close, meaningful, nil, ps, frame.Slots{})
 		if q == nil {
-			return nil
+			if ps.unknownStore >= 0 && ps.unknownStore < len(ops) {
+				at := ops[ps.unknownStore].addr
+				if inst := p.insts[ps.unknownStore]; inst != nil {
+					return nil, fmt.Sprintf("the store through an unknown pointer at %#x (%v)", at, inst)
+				}
+				return nil, fmt.Sprintf("what may store anywhere at %#x", at)
+			}
+			return nil, "its assumptions contradict the recording"
 		}
-		if !q.ok || q.epoch != 0 {
+		if !q.ok {
 			q.release()
-			return nil
+			return nil, "its assumptions contradict the recording"
 		}
 		// A load the iteration writes after it reads it is not
 		// invariant, unless it writes the same value back.
@@ -246,11 +260,11 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		}
 		if len(q.invariants) == 0 || q.checks(ops) >= p.checks(ops) {
 			q.release()
-			return nil
+			return nil, "it would check no less per iteration"
 		}
-		return q
+		return q, ""
 	}
-	return nil
+	return nil, "the loop writes what it would assume"
 }
 
 // checks counts the guards an iteration of ops under p runs: guards and
