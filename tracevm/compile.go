@@ -1043,14 +1043,27 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.stats.tracesCompiled.Add(1)
 	}
 	if m.cfg.Log != nil {
-		m.logTrace(t, r, code, cm, notPeeled)
+		note := ""
+		if notPeeled != "" {
+			note = "not peeled: " + notPeeled
+		}
+		if peeled != nil {
+			var b strings.Builder
+			b.WriteString("peeled; the second copy takes as known")
+			for _, g := range peeled.invariants {
+				fmt.Fprintf(&b, " [%#x]=%#x/%d", g.addr, g.v, g.size)
+			}
+			note = b.String()
+		}
+		m.logTrace(t, r, code, cm, note)
 	}
 	return t, nil
 }
 
 // logTrace writes the trace's disassembly, each instruction beside the
-// original address it comes from.
-func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, notPeeled string) {
+// original address it comes from, after peelNote: whether and how its loop
+// was peeled.
+func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, peelNote string) {
 	var b strings.Builder
 	kind := "root"
 	if t.side {
@@ -1058,8 +1071,8 @@ func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, no
 	}
 	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x\n",
 		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head)
-	if notPeeled != "" {
-		fmt.Fprintf(&b, "  ; not peeled: %s\n", notPeeled)
+	if peelNote != "" {
+		fmt.Fprintf(&b, "  ; %s\n", peelNote)
 	}
 	if !t.side && t.private.hi > t.private.lo {
 		fmt.Fprintf(&b, "  ; the loop frame's private slots: [%#x, %#x), what the trace stores there stays known\n", t.private.lo, t.private.hi)
