@@ -202,15 +202,27 @@ func refBranchy(n int64, seed uint64) (s, odd int64, x uint64) {
 	return s, odd, x
 }
 
-func TestDataDependentBranch(t *testing.T) {
-	const n = 200000
-	seed := uint64(0x9e3779b97f4a7c15)
-	s, odd, x := refBranchy(n, seed)
-	r := runJIT(t, Branchy, n, int64(seed))
+// branchyN and branchySeed: the run of Branchy the tests make.
+const branchyN = 200000
+
+var branchySeed = uint64(0x9e3779b97f4a7c15)
+
+// runBranchy runs Branchy with the JIT on and checks its results against
+// refBranchy's.
+func runBranchy(t *testing.T) traced {
+	t.Helper()
+	s, odd, x := refBranchy(branchyN, branchySeed)
+	r := runJIT(t, Branchy, branchyN, int64(branchySeed))
 	require.Equal(t, s, r.res.Ret)
 	require.Equal(t, odd, r.res.Out[0])
 	require.Equal(t, int64(x), r.res.Out[1])
-	require.Equal(t, r.res, r.native(Branchy, n, int64(seed)))
+	return r
+}
+
+func TestDataDependentBranch(t *testing.T) {
+	const n = branchyN
+	r := runBranchy(t)
+	require.Equal(t, r.res, r.native(Branchy, n, int64(branchySeed)))
 	// Both sides are common: the root trace's guard exits, and the other
 	// side gets a side trace linked back to the root.
 	r.checkTraced(t, n, 0.95)
@@ -228,13 +240,7 @@ func TestBackgroundCompile(t *testing.T) {
 	m := Machine()
 	m.SetBackground(true)
 	defer m.SetBackground(false)
-	const n = 200000
-	seed := uint64(0x9e3779b97f4a7c15)
-	s, odd, x := refBranchy(n, seed)
-	r := runJIT(t, Branchy, n, int64(seed))
-	require.Equal(t, s, r.res.Ret)
-	require.Equal(t, odd, r.res.Out[0])
-	require.Equal(t, int64(x), r.res.Out[1])
+	r := runBranchy(t)
 	require.True(t, m.WaitCompiled(time.Minute), "recordings still waiting for the compiler")
 	after := m.Snapshot()
 	l := LoopFigures(after, r.ids, r.ids+IDSpan())
@@ -242,7 +248,7 @@ func TestBackgroundCompile(t *testing.T) {
 	assert.Zero(t, after.Aborts["internal-error"]-r.before.Aborts["internal-error"])
 	assert.Zero(t, after.Aborts["compile"]-r.before.Aborts["compile"])
 
-	again := Branchy.Run(int64(r.ids), n, int64(seed))
+	again := Branchy.Run(int64(r.ids), branchyN, int64(branchySeed))
 	require.Equal(t, r.res, again, "the second run, in the traces")
 	l2 := LoopFigures(m.Snapshot(), r.ids, r.ids+IDSpan())
 	assert.Greater(t, l2.Iterations, l.Iterations, "iterations in the traces")
