@@ -1,6 +1,8 @@
 package tracevm
 
 import (
+	"math/bits"
+
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -18,6 +20,9 @@ import (
 // profiles keep live objects on such lists too (a queue's nodes): only
 // objects with Object.RefcountWords (CPython) take pops as fresh.
 type popRegs struct {
+	// live: the registers whose head is set (a pass over a trace
+	// without loads from memory does no more than test it).
+	live uint16
 	head [16]popHead
 	// next: for a register loaded from a block, that block's register
 	// plus one; 0 for none.
@@ -35,6 +40,9 @@ type popHead struct {
 // after updates p for inst, run, and returns the registers that now hold
 // a popped block.
 func (p *popRegs) after(inst *x86dec.Inst) (popped uint16) {
+	if p.live == 0 && (inst.Op != x86asm.MOV || inst.MemBytes != 8) {
+		return 0 // nothing followed, and no load to follow
+	}
 	w, all := writes(inst)
 	if all {
 		*p = popRegs{}
@@ -50,7 +58,7 @@ func (p *popRegs) after(inst *x86dec.Inst) (popped uint16) {
 		if r := p.next[reg.n]; r != 0 {
 			if h := p.head[r-1]; h.ok && h == mem {
 				popped |= 1 << (r - 1)
-				p.head[r-1] = popHead{}
+				p.drop(int(r - 1))
 			}
 		}
 	}
@@ -64,15 +72,17 @@ func (p *popRegs) after(inst *x86dec.Inst) (popped uint16) {
 			nextOf = uint8(b) + 1
 		}
 	}
-	for r := 0; r < 16; r++ {
-		if w&(1<<r) == 0 {
-			continue
-		}
-		p.head[r], p.next[r] = popHead{}, 0
-		for x := range p.head {
+	for ws := w; ws != 0; ws &= ws - 1 {
+		r := bits.TrailingZeros16(ws)
+		p.drop(r)
+		p.next[r] = 0
+		for xs := p.live; xs != 0; xs &= xs - 1 {
+			x := bits.TrailingZeros16(xs)
 			if b, ok := regNum(p.head[x].base); ok && b == r {
-				p.head[x] = popHead{}
+				p.drop(x)
 			}
+		}
+		for x := range p.next {
 			if int(p.next[x]) == r+1 {
 				p.next[x] = 0
 			}
@@ -82,8 +92,15 @@ func (p *popRegs) after(inst *x86dec.Inst) (popped uint16) {
 		// (A register loaded through itself no longer holds
 		// what it was loaded through.)
 		p.head[reg.n], p.next[reg.n] = from, nextOf
+		p.live |= 1 << reg.n
 	}
 	return popped
+}
+
+// drop forgets register r's head.
+func (p *popRegs) drop(r int) {
+	p.head[r] = popHead{}
+	p.live &^= 1 << r
 }
 
 // popReg is a 64-bit general register operand, by number.

@@ -757,8 +757,8 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				return nil, false
 			}
 			s.counts.after(o.insts[i])
-			if popped := s.pops.after(o.insts[i]); popped != 0 && o.popsFresh {
-				s.fresh |= popped
+			if o.popsFresh {
+				s.fresh |= s.pops.after(o.insts[i])
 			}
 			s.freshAfter(o.insts[i])
 		case opGuard:
