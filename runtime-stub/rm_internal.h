@@ -314,6 +314,7 @@ RM_HIDDEN void rm_jit_replay(void);
 /* Whether the process has run long enough for the JIT to pay for its
  * start (REDMAGIC_JIT_DELAY; rm_load.c). */
 RM_HIDDEN int rm_jit_due(uint64_t c);
+RM_HIDDEN int rm_std_fds_open(void);
 /* CLOCK_MONOTONIC in nanoseconds, 0 if it cannot be read (rm_load.c). */
 RM_HIDDEN uint64_t rm_now_ns(void);
 RM_HIDDEN uint64_t rm_tsc_now(void);

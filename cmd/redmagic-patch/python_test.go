@@ -94,6 +94,15 @@ func TestPythonPrograms(t *testing.T) {
 			t.Parallel()
 			want := runPython(t, origPython, prog, nil, "")
 			for _, c := range configs {
+				if name == "fds" && strings.HasSuffix(c.name, "background") {
+					// A JIT loading on its own thread holds
+					// descriptors for moments (its files, the
+					// maps) that a listing of /proc/self/fd
+					// made meanwhile shows (README: the JIT's
+					// descriptors); with stdin, stdout or stderr
+					// closed it loads on the program's thread.
+					continue
+				}
 				comparePython(t, jit, prog, c, want)
 			}
 		})

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -264,12 +265,32 @@ static void *rm_jit_loader(void *arg)
  * done (rm_g.jit). Without a thread (limits), or with
  * REDMAGIC_JIT_BACKGROUND=0 (tests that want the JIT at the first hot
  * loop), it loads here.
+ *
+ * Loading opens descriptors for a moment (the program's files, the maps,
+ * the Go runtime's reading of cgroups), each the lowest free number: from
+ * another thread, one could take the number a program that closed its
+ * stdin, stdout or stderr is about to open again, or be seen there (a
+ * child started with stdin closed found fd 0 open). With any of the three
+ * closed, the JIT loads here, where the program waits for it.
  */
 void rm_jit_begin(void)
 {
 	if (__atomic_exchange_n(&rm_g.jit_started, 1, __ATOMIC_ACQ_REL))
 		return;
-	if (!rm_g.jit_sync && rm_spawn_quiet(rm_jit_loader, NULL, 0))
-		return;
-	rm_jit_load();
+	/* Loading calls the C library (fcntl, thread creation, dlopen):
+	 * the program's errno stays its own. */
+	int saved = errno;
+	if (rm_g.jit_sync || !rm_std_fds_open() ||
+	    !rm_spawn_quiet(rm_jit_loader, NULL, 0))
+		rm_jit_load();
+	errno = saved;
+}
+
+/* Whether descriptors 0, 1 and 2 are all open. */
+int rm_std_fds_open(void)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) == -1)
+			return 0;
+	return 1;
 }
