@@ -237,10 +237,8 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 			o.ReadOnly = append(o.ReadOnly, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
 		}
 	}
-	o.ReturnsTwice = returnsTwice(f, bias)
-	o.Longjmps = importSlots(f, bias, longjmpNames)
-	o.ErrnoCalls = importSlots(f, bias, map[string]bool{"__errno_location": true})
-	o.ErrnoOnly = importSlots(f, bias, errnoOnlyNames)
+	imports := importSlots(f, bias, returnsTwiceNames, longjmpNames, errnoLocationName, errnoOnlyNames)
+	o.ReturnsTwice, o.Longjmps, o.ErrnoCalls, o.ErrnoOnly = imports[0], imports[1], imports[2], imports[3]
 	// CPython under any profile (the annotated CPython 2.7) keeps its
 	// reference counts in such words: Py_IncRef says it is CPython.
 	lists := [][]string{{"Py_IncRef"}}
@@ -291,6 +289,9 @@ var longjmpNames = map[string]bool{
 	"__libc_longjmp": true, "__libc_siglongjmp": true, "setcontext": true, "swapcontext": true,
 }
 
+// errnoLocationName: the function that returns the thread's errno word.
+var errnoLocationName = map[string]bool{"__errno_location": true}
+
 // errnoOnlyNames: C library functions that write no memory but errno (and
 // their own stack): the math library's (not frexp, modf, lgamma, sincos:
 // they write through a pointer or a global) and string reads.
@@ -305,27 +306,27 @@ var errnoOnlyNames = map[string]bool{
 	"memchr": true, "strchr": true, "strrchr": true,
 }
 
-// returnsTwice finds the GOT slots and PLT stubs of returnsTwiceNames.
-func returnsTwice(f *elf.File, bias uint64) map[uint64]bool {
-	return importSlots(f, bias, returnsTwiceNames)
-}
-
-// importSlots finds, at run time, the GOT slots the dynamic linker fills
-// with the named imported functions (from .rela.plt and .rela.dyn) and
-// the PLT stubs that jump through them.
-func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]bool {
-	// Symbol indexes of the names (no names kept: the program's dynamic
-	// symbols, thousands, are read at the JIT's start).
-	wanted := map[int]bool{}
+// importSlots finds, at run time and for each set of names, the GOT slots
+// the dynamic linker fills with those imported functions (from .rela.plt
+// and .rela.dyn) and the PLT stubs that jump through them; nil for a set
+// none of whose functions is imported. The file is read once for all sets.
+func importSlots(f *elf.File, bias uint64, sets ...map[string]bool) []map[uint64]bool {
+	out := make([]map[uint64]bool, len(sets))
+	// Symbol indexes of the names, with the sets naming them (no names
+	// kept: the program's dynamic symbols, thousands, are read at the
+	// JIT's start).
+	wanted := map[int][]int{}
 	scanSymbols(f, elf.SHT_DYNSYM, func(i int, name []byte, _ elf.Symbol) {
-		if names[string(name)] {
-			wanted[i] = true
+		for k, names := range sets {
+			if names[string(name)] {
+				wanted[i] = append(wanted[i], k)
+			}
 		}
 	})
 	if len(wanted) == 0 {
-		return nil
+		return out
 	}
-	out := map[uint64]bool{}
+	slots := map[uint64][]int{} // run-time GOT slot -> sets
 	for _, name := range []string{".rela.plt", ".rela.dyn"} {
 		s := f.Section(name)
 		if s == nil {
@@ -339,13 +340,26 @@ func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]boo
 			slot := binary.LittleEndian.Uint64(data[off:])
 			info := binary.LittleEndian.Uint64(data[off+8:])
 			typ, sym := elf.R_X86_64(info&0xffffffff), int(info>>32)
-			if (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) && wanted[sym] {
-				out[bias+slot] = true
+			if ks := wanted[sym]; len(ks) > 0 && (typ == elf.R_X86_64_JMP_SLOT || typ == elf.R_X86_64_GLOB_DAT) {
+				slots[bias+slot] = ks
 			}
 		}
 	}
-	if len(out) == 0 {
-		return nil
+	if len(slots) == 0 {
+		return out
+	}
+	add := func(ks []int, addrs ...uint64) {
+		for _, k := range ks {
+			if out[k] == nil {
+				out[k] = map[uint64]bool{}
+			}
+			for _, a := range addrs {
+				out[k][a] = true
+			}
+		}
+	}
+	for slot, ks := range slots {
+		add(ks, slot)
 	}
 	for _, name := range []string{".plt", ".plt.sec", ".plt.got"} {
 		s := f.Section(name)
@@ -362,12 +376,11 @@ func importSlots(f *elf.File, bias uint64, names map[string]bool) map[uint64]boo
 				off++
 				continue
 			}
-			if slot, ok := inst.MemRIPTarget(); ok && inst.Op == x86asm.JMP && out[bias+slot] {
+			if slot, ok := inst.MemRIPTarget(); ok && inst.Op == x86asm.JMP && len(slots[bias+slot]) > 0 {
 				// Callers call the stub's start: its 16-byte entry
 				// (with an endbr64 before the jump in .plt.sec), or the
 				// jump itself in the 8-byte entries of .plt.got.
-				out[bias+inst.Addr] = true
-				out[bias+(inst.Addr&^15)] = true
+				add(slots[bias+slot], bias+inst.Addr, bias+(inst.Addr&^15))
 			}
 			off += inst.Len
 		}

@@ -95,6 +95,11 @@ func (m *Machine) queueCompile(r *recording) bool {
 	return true
 }
 
+// logCompileFailure writes to the log why r's trace was not compiled.
+func (m *Machine) logCompileFailure(r *recording, err error) {
+	fmt.Fprintf(m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", r.key.gsite, r.key.id, r.start, err)
+}
+
 // compileLoop is the compiler goroutine: it runs for the process's life.
 func (m *Machine) compileLoop() {
 	for job := range m.compiles {
@@ -135,7 +140,7 @@ func (m *Machine) compileJob(job *recording) {
 	if err != nil {
 		m.stats.abort("compile")
 		if m.cfg.Log != nil {
-			fmt.Fprintf(m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", job.key.gsite, job.key.id, job.start, err)
+			m.logCompileFailure(job, err)
 		}
 	}
 	job.recycle()

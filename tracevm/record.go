@@ -1307,7 +1307,7 @@ func (r *recording) finish(last op, next uint64) (uint64, bool, string, bool) {
 	r.m.stats.compileNanos.Add(int64(time.Since(t0)))
 	if err != nil {
 		if r.m.cfg.Log != nil {
-			fmt.Fprintf(r.m.cfg.Log, "redmagic: compiling the recording of site %d id %#x from %#x: %v\n", r.key.gsite, r.key.id, r.start, err)
+			r.m.logCompileFailure(r, err)
 		}
 		return r.pc, true, "compile", false
 	}
