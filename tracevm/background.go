@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
 
 // Compiling in the background (Config.Background). Optimising and emitting
@@ -63,7 +65,9 @@ func (m *Machine) queueCompile(r *recording) bool {
 		return false
 	}
 	job := &recording{m: m, key: r.key, side: r.side, exitID: r.exitID, start: r.start,
-		headRegs: r.headRegs, closeRegs: r.closeRegs, initStack: r.initStack, ninsns: r.ninsns, ops: r.ops}
+		headRegs: r.headRegs, closeRegs: r.closeRegs, initStack: r.initStack, ninsns: r.ninsns, ops: r.ops,
+		mem: newMemView(m.pid)}
+	job.mem.snapshot(&r.closeRegs, int(x86enc.RSP))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.off {

@@ -842,7 +842,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
 		if inherit != nil {
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{})
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem)
 			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
 				p.release()
 				p = nil
@@ -850,7 +850,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		if p == nil {
 			link = nil
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite])
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem)
 		}
 		if p != nil && !p.ok {
 			p.release()

@@ -76,3 +76,37 @@ func copyOwn(pid int, dst unsafe.Pointer, a uint64, n int) bool {
 
 // sysProcessVMReadv is process_vm_readv's number on x86-64.
 const sysProcessVMReadv = 310
+
+// Windows a snapshot copies around the registers at a recording's end:
+// the stack pointer's covers the loop frame's slots and the spill slots
+// below them (CPython 2.7 keeps its bytecode pointer in one), any other
+// register's the object or array it points into.
+const (
+	snapStackBelow, snapStackAbove = 512, 4096
+	snapBelow, snapAbove           = 256, 768
+)
+
+// snapshot copies now, on the recording's thread, the lines around what
+// regs point to (sp: the stack pointer's number), so that a compilation
+// in the background reads the values the recording ended with, not those
+// the program has written since: a spill slot the loop rewrites every
+// iteration would otherwise be speculated on at another iteration's value
+// and the guards resting on it contradict the recording.
+func (v *memView) snapshot(regs *[16]uint64, sp int) {
+	for r, x := range regs {
+		if x < 1<<16 {
+			continue // not a pointer: a count, a small constant
+		}
+		below, above := uint64(snapBelow), uint64(snapAbove)
+		if r == sp {
+			below, above = snapStackBelow, snapStackAbove
+		}
+		lo, hi := x-min(x, below), x+above
+		if hi < x {
+			hi = ^uint64(0)
+		}
+		for base := lo &^ (memLine - 1); base < hi && base >= lo&^(memLine-1); base += memLine {
+			v.line(base)
+		}
+	}
+}

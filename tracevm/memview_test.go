@@ -70,3 +70,38 @@ func TestMemViewIsASnapshot(t *testing.T) {
 	got, _ = newMemView(os.Getpid()).read(a, 8)
 	assert.Equal(t, uint64(9), got, "a new view")
 }
+
+// TestMemViewSnapshotAtRecordingEnd checks that snapshot copies the
+// windows around the registers at once: a compilation later reads the
+// values the recording ended with there (a spill slot rewritten since),
+// and what lies outside every window as it is when first read.
+func TestMemViewSnapshotAtRecordingEnd(t *testing.T) {
+	page, err := syscall.Mmap(-1, 0, 4*4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	require.NoError(t, err)
+	defer syscall.Munmap(page)
+	base := uint64(uintptr(unsafe.Pointer(&page[0])))
+	le := func(off int, v byte) { page[off] = v }
+	const sp, obj, far = 64, 3 * 4096, 2 * 4096
+	le(sp+0x18, 1)             // a spill slot above the stack pointer
+	le(sp+snapStackAbove-8, 2) // the stack window's far end
+	le(obj-snapBelow, 3)       // the lowest byte of another register's window
+	le(far, 4)                 // in no window
+	le(obj+snapAbove-1, 5)     // the last byte of that window
+	var regs [16]uint64
+	regs[4], regs[0], regs[1] = base+sp, base+obj, 7 // %rsp, %rax, a count
+	v := newMemView(os.Getpid())
+	v.snapshot(&regs, 4)
+	for _, off := range []int{sp + 0x18, sp + snapStackAbove - 8, obj - snapBelow, far, obj + snapAbove - 1} {
+		page[off] = 0xee // the program goes on
+	}
+	for _, tt := range []struct {
+		off  int
+		want uint64
+	}{
+		{sp + 0x18, 1}, {sp + snapStackAbove - 8, 2}, {obj - snapBelow, 3}, {far, 0xee}, {obj + snapAbove - 1, 5},
+	} {
+		got, ok := v.read(base+uint64(tt.off), 1)
+		assert.True(t, ok)
+		assert.Equal(t, tt.want, got, "offset %#x", tt.off)
+	}
+}

@@ -278,9 +278,13 @@ type optimizer struct {
 	head  [16]uint64
 	inv   uint16 // head registers that may be assumed
 	side  *sideEntry
-	// popsFresh: the trace's interpreter keeps only dead blocks on
-	// free lists (Object.RefcountWords: CPython), see popRegs.
-	popsFresh bool
+	// freshAt: the registers that hold a free block after op i, where
+	// the trace's interpreter keeps only dead blocks on free lists
+	// (Object.RefcountWords: CPython), see popRegs.
+	freshAt map[int]uint16
+	// links: the ops that link a block onto a free list (linkStores),
+	// where the trace's interpreter has Object.RefcountWords.
+	links map[int]bool
 	// results of the last eval
 	specAddr []uint64 // speculation k: address of the load
 	specOp   []int
@@ -332,13 +336,15 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.RSP | 1<<x86enc.R1
 // known addresses; %rsp itself is never left virtual (liveness).
 const allRegs16 = 0xffff
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState, fr frame.Slots) (p *plan) {
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState, fr frame.Slots, mem *memView) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
 	o := &optimizer{m: m, ops: ops, head: head, side: side, peel: peel}
-	o.popsFresh = len(ops) > 0 && m.refcounting(ops[0].addr)
-	if peel != nil && peel.mem != nil {
+	switch {
+	case peel != nil && peel.mem != nil:
 		o.mem = peel.mem // the first copy's reads: the same values
-	} else {
+	case mem != nil:
+		o.mem = mem // the recording's snapshot (queueCompile)
+	default:
 		o.mem = newMemView(m.pid)
 	}
 	if s, ok := evalScratch.Get().(*scratch); ok {
@@ -377,6 +383,9 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 			}
 			o.insts[i] = inst
 		}
+	}
+	if len(ops) > 0 && m.refcounting(ops[0].addr) {
+		o.freshAt, o.links = freshLoads(ops, o.insts), linkStores(ops, o.insts)
 	}
 	var need assume
 	var chosen map[int]bool
@@ -676,7 +685,6 @@ type evalState struct {
 	// trace (Object.Allocators) or popped off a free list (popRegs), whose
 	// stores change nothing it knows.
 	fresh uint16
-	pops  popRegs
 	// clobberedAt: the op of the first clobber.
 	clobberedAt int
 }
@@ -757,10 +765,8 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				return nil, false
 			}
 			s.counts.after(o.insts[i])
-			if o.popsFresh {
-				s.fresh |= s.pops.after(o.insts[i])
-			}
 			s.freshAfter(o.insts[i])
+			s.fresh |= o.freshAt[i]
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
@@ -794,7 +800,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				s.regs[r] = val{}
 			}
 			s.flags = flagState{}
-			s.counts, s.fresh, s.pops = countRegs{}, 0, popRegs{}
+			s.counts, s.fresh = countRegs{}, 0
 			if alloc, free := o.m.allocation(op.target); alloc || free {
 				// Nothing the trace knows changed; a fresh block
 				// in %rax.
@@ -1318,7 +1324,7 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 		if !a.known && s.intoFresh(m) {
 			return
 		}
-		if !a.known && (refcountStore(inst, m) || s.counts.storesBack(inst, m)) && o.m.refcounting(inst.Addr) {
+		if !a.known && (refcountStore(inst, m) || s.counts.storesBack(inst, m) || o.links[s.op]) && o.m.refcounting(inst.Addr) {
 			s.forgetWords()
 			return
 		}

@@ -170,12 +170,34 @@ func pointerLoads(ops []op, insts []*x86dec.Inst) map[int]bool {
 					}
 				}
 			}
+			if to, ok := leaFrom(next, r); ok {
+				// An element's address computed from it (CPython
+				// 2.7's fastlocals + oparg): the pointer goes on in
+				// to.
+				r = to
+				continue
+			}
 			if w, all := writes(next); all || w&(1<<r) != 0 {
 				break
 			}
 		}
 	}
 	return out
+}
+
+// leaFrom reports whether inst is a 64-bit lea based on register r, and
+// the register it writes.
+func leaFrom(inst *x86dec.Inst, r x86enc.Reg) (x86enc.Reg, bool) {
+	if inst.Op != x86asm.LEA {
+		return 0, false
+	}
+	m, ok := inst.Args[1].(x86asm.Mem)
+	if !ok || m.Segment != 0 {
+		return 0, false
+	}
+	b, bsz, ok := gpr(m.Base)
+	to, tsz, ok2 := gpr(regArg(inst.Args[0]))
+	return to, ok && ok2 && bsz == 8 && tsz == 8 && b == r
 }
 
 // key is g's location as the optimiser keys loads: addr<<4 | size.
@@ -230,7 +252,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		ps.near = append(ps.near, addrRange{sp, sp + frameSpan})
 	}
 	for try := 0; try < 4; try++ {
-		q := m.optimize(ops, head, close, meaningful, nil, ps, frame.Slots{})
+		q := m.optimize(ops, head, close, meaningful, nil, ps, frame.Slots{}, nil)
 		if q == nil {
 			if ps.unknownStore >= 0 && ps.unknownStore < len(ops) {
 				at := ops[ps.unknownStore].addr

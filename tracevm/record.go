@@ -117,6 +117,9 @@ type recording struct {
 	// initStack: the inlined return addresses already on the stack where
 	// a side recording starts (its parent's at that exit).
 	initStack []uint64
+	// mem: memory as the recording ended, for a compilation in the
+	// background (queueCompile); nil: read when compiling.
+	mem *memView
 	// handoff: the recording ended at another loop's back-edge, which has
 	// no trace: record that loop from here instead (inner loops first).
 	handoff *handoff
