@@ -105,6 +105,10 @@ struct tv_global {
 	uint64_t budget_tsc;
 	uint64_t budget_refusals;
 	uint64_t budget_pct;  /* 0: no budget */
+	/* Of jit_cycles, those the compiler thread spent (Config.Background),
+	 * which the budget charges shifted right by bg_shift (tv_setup). */
+	uint64_t bg_cycles;
+	uint32_t bg_shift;
 	/* Called by tv_unpublish_all (a flush), so that the embedding runtime
 	 * forgets the trace heads it keeps outside the trace table (its
 	 * trampolines' inline caches). */
@@ -124,6 +128,12 @@ struct tv_global {
  * percent of the program's time (since budget_tsc), past a first
  * TV_BUDGET_FREE. */
 #define TV_BUDGET_FREE (20ull << 20)
+/* Side recordings may spend up to this many times the root recordings'
+ * share: a root trace whose hot exits stay open is judged by the governor
+ * with every exit's return to the interpreter in its cost, so the root's
+ * own spending is lost unless its side traces follow (a CPython 2.7 loop
+ * leaves its trace every 19 iterations for the ticker's work). */
+#define TV_SIDE_SHARE 2
 
 extern struct tv_global tv_g;
 

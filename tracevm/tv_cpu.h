@@ -32,6 +32,7 @@ static inline long tv_syscall6(long n, long a, long b, long c, long d,
 #define TV_SYS_MPROTECT 10
 #define TV_SYS_MUNMAP 11
 #define TV_SYS_MREMAP 25
+#define TV_SYS_SCHED_GETAFFINITY 204
 
 /* The time-stamp counter: the JIT's and the governor's clock. */
 static inline uint64_t tv_rdtsc(void)
