@@ -282,6 +282,9 @@ type optimizer struct {
 	// the trace's interpreter keeps only dead blocks on free lists
 	// (Object.RefcountWords: CPython), see popRegs.
 	freshAt map[int]uint16
+	// reloads: the ops of the last keepStates eval that load a register
+	// from where it holds the value already (reloads.go).
+	reloads map[int]bool
 	// links: the ops that link a block onto a free list (linkStores),
 	// where the trace's interpreter has Object.RefcountWords.
 	links map[int]bool
@@ -687,6 +690,11 @@ type evalState struct {
 	fresh uint16
 	// clobberedAt: the op of the first clobber.
 	clobberedAt int
+	// mirror: for a register, the known address (addr<<4 | 8) whose
+	// 8 bytes it holds since it stored them there or loaded them from
+	// there, neither it nor they written since; 0 none (reloads.go).
+	mirror   [16]uint64
+	mirrored uint16 // the registers with a mirror
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -735,6 +743,12 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		o.flagsAt = o.flagsAt[:n]
 	}
 	clear(o.foldOps)
+	if keepStates {
+		if o.reloads == nil {
+			o.reloads = map[int]bool{}
+		}
+		clear(o.reloads)
+	}
 	// The storage of the last evaluation's list: only the latest is
 	// read (choose), so each evaluation may reuse it.
 	folded := o.foldedBuf[:0]
@@ -761,12 +775,27 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		}
 		switch op.kind {
 		case opInsn:
+			var r x86enc.Reg
+			var slot uint64
+			var load bool
+			if keepStates {
+				// Only the last pass's reloads are used.
+				r, slot, load = o.slotMove(i, &s)
+			}
 			if !o.step(i, &s, chosen) {
 				return nil, false
 			}
 			s.counts.after(o.insts[i])
 			s.freshAfter(o.insts[i])
 			s.fresh |= o.freshAt[i]
+			if keepStates && load && slot != 0 && s.mirror[r] == slot && s.regs[r].lowBytes() == 0 {
+				// (A register with a known value is the constant
+				// forms' business: it may be left virtual.)
+				o.reloads[i] = true
+			}
+			if keepStates {
+				s.mirrorAfter(o.insts[i], r, slot)
+			}
 		case opGuard:
 			if s.flags.known && op.cond != x86enc.P && op.cond != x86enc.NP {
 				if condHolds(op.cond, s.flags) {
@@ -791,13 +820,16 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				o.foldOps[i] = true
 			}
 		case opPush:
+			s.unmirror(x86enc.RSP)
 			s.regs[x86enc.RSP] = addConst(s.regs[x86enc.RSP], -8)
 			s.forget(s.regs[x86enc.RSP], 8)
 		case opPop:
+			s.unmirror(x86enc.RSP)
 			s.regs[x86enc.RSP] = addConst(s.regs[x86enc.RSP], 8)
 		case opCall:
 			for _, r := range []x86enc.Reg{x86enc.RAX, x86enc.RCX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11} {
 				s.regs[r] = val{}
+				s.unmirror(r)
 			}
 			s.flags = flagState{}
 			s.counts, s.fresh = countRegs{}, 0
@@ -812,6 +844,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 			s.clobber()
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
+			s.unmirror(x86enc.RAX)
 		}
 	}
 	if keepStates {
@@ -1393,6 +1426,11 @@ func (s *evalState) freshAfter(inst *x86dec.Inst) {
 type countRegs struct {
 	base     [16]x86enc.Reg // +1: 0 means none
 	adjusted uint16
+	// live: the registers whose base is set (a pass over code that
+	// loads no word does no more than test it: it ran for every
+	// instruction of every pass, 7% of a python3.11 fannkuch's
+	// instructions under valgrind).
+	live uint16
 }
 
 // after updates c for inst, run.
@@ -1400,6 +1438,9 @@ func (c *countRegs) after(inst *x86dec.Inst) {
 	if inst.Special != x86dec.SpecialNone {
 		*c = countRegs{}
 		return
+	}
+	if c.live == 0 && (inst.Op != x86asm.MOV || inst.MemBytes != 8) {
+		return // nothing followed, and no word loaded to follow
 	}
 	dst, dsize, dreg := x86enc.Reg(0), 0, false
 	if r, ok := inst.Args[0].(x86asm.Reg); ok {
@@ -1413,6 +1454,7 @@ func (c *countRegs) after(inst *x86dec.Inst) {
 				c.drop(dst)
 				if b != dst {
 					c.base[dst], c.adjusted = b+1, c.adjusted&^(1<<dst)
+					c.live |= 1 << dst
 				}
 				return
 			}
@@ -1442,10 +1484,11 @@ func (c *countRegs) after(inst *x86dec.Inst) {
 
 // drop forgets register r, and the words loaded through it.
 func (c *countRegs) drop(r x86enc.Reg) {
-	c.base[r], c.adjusted = 0, c.adjusted&^(1<<r)
-	for x := range c.base {
+	c.base[r], c.adjusted, c.live = 0, c.adjusted&^(1<<r), c.live&^(1<<r)
+	for ls := c.live; ls != 0; ls &= ls - 1 {
+		x := bits.TrailingZeros16(ls)
 		if c.base[x] == r+1 {
-			c.base[x], c.adjusted = 0, c.adjusted&^(1<<x)
+			c.base[x], c.adjusted, c.live = 0, c.adjusted&^(1<<x), c.live&^(1<<x)
 		}
 	}
 }
@@ -1477,6 +1520,7 @@ func wordAt(inst *x86dec.Inst, m x86asm.Mem) bool {
 // epoch stays, so what the trace stored there stays certain.
 func (s *evalState) forgetWords() {
 	s.wordsForgotten = true
+	s.forgetMirrors(func(at uint64) bool { return !s.private.holds(at, 8) })
 	for k := range s.spec {
 		if k&15 >= 8 && !s.private.holds(k>>4, int(k&15)) {
 			delete(s.spec, k)
@@ -1497,6 +1541,7 @@ func (s *evalState) forget(a val, size int) {
 		return
 	}
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
+	s.forgetMirrors(func(at uint64) bool { return at < a.v+uint64(size) && a.v < at+8 })
 	for k := range s.spec {
 		at, n := k>>4, k&15
 		if at < a.v+uint64(size) && a.v < at+n {
@@ -1524,6 +1569,7 @@ func (s *evalState) clobber() {
 		s.clobberedAt = s.op
 	}
 	s.epoch++
+	s.forgetMirrors(func(at uint64) bool { return !s.private.holds(at, 8) })
 	if s.private.lo == s.private.hi {
 		clear(s.spec)
 		return
@@ -1853,6 +1899,12 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			// included (sbb %r,%r), no longer matter.
 			if pure && known && w&live == 0 && !(writesFlags && flags) {
 				p.drop[i] = true
+				continue
+			}
+			if o.reloads[i] {
+				// The register holds what it loads (reloads.go): left
+				// out, nothing before it changes.
+				p.rewrite[i] = rewritten{}
 				continue
 			}
 			if rw, elide, ok := o.constForm(i, flags); ok {
