@@ -176,8 +176,12 @@ type plan struct {
 	liveAfter []uint16 // registers read after op i (before being written)
 	// known[i]: registers known before op i, so also after op i-1;
 	// known[len(ops)] is after the last op.
-	known   *knownStates
-	insts   []*x86dec.Inst
+	known *knownStates
+	insts []*x86dec.Inst
+	// freshAt and links: optimizer.freshAt and .links, for the peeled
+	// copy of the same ops.
+	freshAt map[int]uint16
+	links   map[int]bool
 	ok      bool
 	flagsAt []flagState // the optimiser's, kept for release
 	// stores: where the trace stores at known addresses (for its side
@@ -387,7 +391,10 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 			o.insts[i] = inst
 		}
 	}
-	if len(ops) > 0 && m.refcounting(ops[0].addr) {
+	switch {
+	case peel != nil && len(peel.insts) == len(ops):
+		o.freshAt, o.links = peel.freshAt, peel.links // the first copy's ops
+	case len(ops) > 0 && m.refcounting(ops[0].addr):
 		o.freshAt, o.links = freshLoads(ops, o.insts), linkStores(ops, o.insts)
 	}
 	var need assume
@@ -481,6 +488,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		})
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
+	p.freshAt, p.links = o.freshAt, o.links
 	p.ok, kept = true, true
 	return p
 }
@@ -788,12 +796,13 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 			s.counts.after(o.insts[i])
 			s.freshAfter(o.insts[i])
 			s.fresh |= o.freshAt[i]
-			if keepStates && load && slot != 0 && s.mirror[r] == slot && s.regs[r].lowBytes() == 0 {
-				// (A register with a known value is the constant
-				// forms' business: it may be left virtual.)
-				o.reloads[i] = true
-			}
 			if keepStates {
+				if load && slot != 0 && s.mirror[r] == slot && s.regs[r].lowBytes() == 0 {
+					// (A register with a known value is the
+					// constant forms' business: it may be left
+					// virtual.)
+					o.reloads[i] = true
+				}
 				s.mirrorAfter(o.insts[i], r, slot)
 			}
 		case opGuard:

@@ -56,6 +56,10 @@ type peelState struct {
 	chosen map[int]bool
 	insts  []*x86dec.Inst
 	mem    *memView
+	// freshAt and links: the first copy's free-list pops and pushes
+	// (plan.freshAt), found once for the ops both copies share.
+	freshAt map[int]uint16
+	links   map[int]bool
 	// private: the first copy's (plan.private).
 	private addrRange
 	// near: where loads not guarded by the first copy may be taken as
@@ -233,7 +237,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		// known).
 		return nil, fmt.Sprintf("the native call of %#x at %#x", ops[i].target, ops[i].addr)
 	}
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, peekNear: true, private: p.private, unknownStore: -1}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, freshAt: p.freshAt, links: p.links, peekNear: true, private: p.private, unknownStore: -1}
 	if m.refcounting(ops[0].addr) {
 		ps.pointers, ps.refcounted = pointerLoads(ops, p.insts), true
 	}
