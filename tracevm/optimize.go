@@ -47,7 +47,7 @@ type assume uint64
 
 const (
 	specBits = 48
-	maxSpecs = 192
+	maxSpecs = 384
 )
 
 // specBit is speculation k's bit.
@@ -299,6 +299,10 @@ type optimizer struct {
 	specPost []int // speculation k is guarded before this op (-1: not after its load)
 	specSize []int
 	specFwd  []bool // speculation k's value is one the trace stored
+	// specAt: the speculation (k) that loaded each key (addr<<4 | size)
+	// last; specReuse: the ops that loaded its value again (op, k).
+	specAt    map[uint64]int
+	specReuse [][2]int
 	// foldedBuf: the storage of eval's list of folded guards.
 	foldedBuf []foldedGuard
 	// storeRanges: every store at a known address in the last eval:
@@ -323,6 +327,9 @@ type optimizer struct {
 	// The eval state's maps, reused by every eval.
 	specMap, savedMap map[uint64]val
 	storeMap          map[uint64]storedVal
+	unknownMap        map[uint64]bool
+	// code: where the last eval speculated on bytecode words (noteCode).
+	code []addrRange
 	// peel: the second copy of a peeled loop is being optimised
 	// (peel.go). epoch: the last eval's final epoch.
 	peel  *peelState
@@ -450,7 +457,8 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 			if at == i+1 {
 				resume = o.ops[i].addr + uint64(len(o.ops[i].code))
 			}
-			p.post[at] = postGuardAt{reg: r, v: o.specVal[k], resume: resume}
+			v, _ := loadedValue(o.insts[i], o.specVal[k])
+			p.post[at] = postGuardAt{reg: r, v: v, resume: resume}
 		} else {
 			p.spec[i] = o.specVal[k]
 		}
@@ -545,6 +553,11 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 	for k := range o.specOp {
 		if need&specBit(k) != 0 && cnt[k] > 0 {
 			chosen[o.specOp[k]] = true
+		}
+	}
+	for _, u := range o.specReuse {
+		if chosen[o.specOp[u[1]]] {
+			chosen[u[0]] = true
 		}
 	}
 	return need, chosen, true
@@ -703,6 +716,15 @@ type evalState struct {
 	// there, neither it nor they written since; 0 none (reloads.go).
 	mirror   [16]uint64
 	mirrored uint16 // the registers with a mirror
+	// unknownAt: the known addresses (addr<<4 | size) the trace last
+	// stored a value it does not know to, by a plain store: a load from
+	// one reads that value, not what memory holds once the recording is
+	// over (a called function's frame, written by the next iteration's
+	// other callee), so it is never speculated on.
+	unknownAt map[uint64]bool
+	// words: the 8-byte values stored since the last forgetWords, which
+	// it makes stale.
+	words []uint64
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -726,11 +748,13 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 	// (new memory is a page fault per 4 KB in this process).
 	if o.specMap == nil {
 		o.specMap, o.storeMap, o.savedMap = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
-		o.foldOps = map[int]bool{}
+		o.foldOps, o.unknownMap = map[int]bool{}, map[uint64]bool{}
 	}
 	clear(o.specMap)
 	clear(o.storeMap)
 	clear(o.savedMap)
+	clear(o.unknownMap)
+	s.unknownAt = o.unknownMap
 	if o.peel != nil {
 		clear(o.peel.used)
 	}
@@ -739,6 +763,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		s.private = o.private
 	}
 	o.storeRanges = o.storeRanges[:0]
+	o.code = o.code[:0]
 	s.ranges = &o.storeRanges
 	// Every pass rewrites the states and flags: the memory of the
 	// previous pass, or of an earlier trace (evalScratch), is reused (new
@@ -947,6 +972,15 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{known: true, v: v, deps: ad.deps}
 		}
 		if v, ok := s.spec[key]; ok {
+			// Loaded again: through an address that may rest on other
+			// assumptions than the first load's. Where the first load
+			// is chosen, so is this one: the pass that guards only the
+			// chosen loads may have forgotten the first one's value by
+			// here (a store it no longer knows the address of).
+			v.deps |= ad.deps
+			if k, ok := o.specAt[key]; ok && chosen == nil {
+				o.specReuse = append(o.specReuse, [2]int{i, k})
+			}
 			return v
 		}
 		st, forwarded := s.stores[key]
@@ -963,7 +997,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			}
 			return val{known: true, v: st.v, deps: deps}
 		}
-		want := (chosen == nil && !o.banned[i]) || chosen[i]
+		want := ((chosen == nil && !o.banned[i]) || chosen[i]) && !s.unknownAt[key]
 		if o.side != nil && o.side.isVariant(ad.v, size) {
 			want = false
 		}
@@ -985,7 +1019,8 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 				return val{} // not readable here: the trace reads it, or faults, as the interpreter would
 			}
 		}
-		if size == 8 && !forwarded && !o.private.holds(ad.v, size) && o.heapPointer(v) {
+		stacky := size == 8 && !forwarded && (o.frameStackPointer(v) || o.inCode(ad.v, size))
+		if size == 8 && !forwarded && !o.private.holds(ad.v, size) && !stacky && o.heapPointer(v) {
 			return val{}
 		}
 		post := -1
@@ -1000,7 +1035,7 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			// its own pointers (bytecode, frame, locals) across calls:
 			// one the trace stores with another value, or an unknown
 			// one, is banned (banVariant).
-			if (!forwarded && !o.private.holds(ad.v, size)) || !postGuardable(inst) {
+			if (!forwarded && !o.private.holds(ad.v, size) && !stacky) || !postGuardable(inst) {
 				return val{}
 			}
 			r, _, _ := gpr(regArg(inst.Args[0]))
@@ -1010,9 +1045,25 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			}
 			post = at
 		} else if !flagsDeadAfter(o.ops, i-1) {
-			return val{} // the value guard's cmp would clobber live flags
+			// The value guard's cmp would clobber live flags (a
+			// compiler schedules the next bytecode word's load
+			// between a compare and its setcc): the load runs and
+			// its register is checked where the flags are dead.
+			r, _, ok := gpr(regArg(inst.Args[0]))
+			if !ok || !postGuardable(inst) {
+				return val{}
+			}
+			at, ok := postPoint(o.ops, o.insts, i, r)
+			if !ok {
+				return val{}
+			}
+			post = at
+		}
+		if size <= 2 && !forwarded && !o.private.holds(ad.v, size) {
+			o.noteCode(ad.v)
 		}
 		k := len(o.specOp)
+		o.specAt[key] = k
 		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
 		o.specPost, o.specSize, o.specFwd = append(o.specPost, post), append(o.specSize, size), append(o.specFwd, forwarded)
 		sv := val{known: true, v: v, deps: ad.deps | deps | specBit(k)}
@@ -1021,6 +1072,63 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 	}
 	return val{}
 }
+
+// noteCode records that the trace speculates on the 1- or 2-byte word at
+// a: an interpreter's bytecode, whose inline caches beside it hold
+// pointers (CPython's: the method a call site found, a global's dict
+// keys) that stay the same as long as the bytecode does.
+func (o *optimizer) noteCode(a uint64) {
+	if o.side != nil || o.peel != nil {
+		return
+	}
+	r := addrRange{a - bytecodeSpan, a + bytecodeSpan}
+	if n := len(o.code); n > 0 && o.code[n-1].hi >= r.lo && o.code[n-1].lo <= r.hi {
+		o.code[n-1].lo, o.code[n-1].hi = min(o.code[n-1].lo, r.lo), max(o.code[n-1].hi, r.hi)
+		return
+	}
+	o.code = append(o.code, r)
+}
+
+// inCode reports whether [a, a+size) lies near a bytecode word the trace
+// speculates on (noteCode).
+func (o *optimizer) inCode(a uint64, size int) bool {
+	for _, r := range o.code {
+		if r.holds(a, size) {
+			return true
+		}
+	}
+	return false
+}
+
+// frameStackPointer reports whether v, read from memory, points near
+// the frame the loop runs in: a head register the trace assumes that
+// holds a pointer (CPython's frame on its frame stack, Lua's stack base),
+// within frameStackReach. Such a pointer is the top of the interpreter's
+// own stack of frames, the same at every iteration that calls at the
+// same depth (the frame a called function gets), unlike the objects an
+// iteration works on.
+func (o *optimizer) frameStackPointer(v uint64) bool {
+	if o.side != nil || o.peel != nil {
+		return false
+	}
+	for r := 0; r < 16; r++ {
+		if o.inv&(1<<r) == 0 || r == int(x86enc.RSP) {
+			continue
+		}
+		h := o.head[r]
+		if h < 1<<16 || o.m.inImage(h) {
+			continue
+		}
+		if v+frameStackReach >= h && v <= h+frameStackReach {
+			return true
+		}
+	}
+	return false
+}
+
+// frameStackReach: how far from the loop's frame a called function's
+// frame is taken to lie on the same frame stack.
+const frameStackReach = 64 << 10
 
 // heapPointer reports whether v, read from memory, looks like a pointer
 // to an object no loaded file holds (the heap's, a stack's): mostly the
@@ -1038,14 +1146,29 @@ func (o *optimizer) heapPointer(v uint64) bool {
 	return mapped
 }
 
-// postGuardable: inst is a plain 64-bit load into a general register,
-// whose result a guard after it can compare.
+// postGuardable: inst loads into a whole general register (a 32-bit
+// destination zeroes the upper half), whose result a guard after it can
+// compare (loadedValue).
 func postGuardable(inst *x86dec.Inst) bool {
-	if inst.Op != x86asm.MOV {
-		return false
-	}
+	_, ok := loadedValue(inst, 0)
+	return ok
+}
+
+// loadedValue is the whole register a load inst sets from memory value v
+// (of inst.MemBytes bytes); false for a load that leaves part of it as it
+// was or is not a plain load.
+func loadedValue(inst *x86dec.Inst, v uint64) (uint64, bool) {
 	_, size, ok := gpr(regArg(inst.Args[0]))
-	return ok && size == 8
+	if !ok || (size != 8 && size != 4) {
+		return 0, false
+	}
+	switch inst.Op {
+	case x86asm.MOV, x86asm.MOVZX:
+		return v, true
+	case x86asm.MOVSX, x86asm.MOVSXD:
+		return truncate(signExtend(v, inst.MemBytes), size), true
+	}
+	return 0, false
 }
 
 func regArg(a x86asm.Arg) x86asm.Reg {
@@ -1157,9 +1280,19 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			}
 			ad := o.addr(inst, m, s)
 			o.stored(inst, s)
+			if ad.known {
+				if v.known {
+					delete(s.unknownAt, ad.v<<4|uint64(size))
+				} else {
+					s.unknownAt[ad.v<<4|uint64(size)] = true
+				}
+			}
 			if ad.known && v.known {
 				s.stores[ad.v<<4|uint64(size)] = storedVal{val: val{known: true, v: truncate(v.v, size), deps: v.deps | ad.deps}, epoch: s.epoch, at: len(*s.ranges),
 					private: s.private.holds(ad.v, size)}
+				if size == 8 {
+					s.words = append(s.words, ad.v<<4|8)
+				}
 				last := &(*s.ranges)[len(*s.ranges)-1]
 				last.v, last.known = truncate(v.v, size), true
 			}
@@ -1526,7 +1659,10 @@ func wordAt(inst *x86dec.Inst, m x86asm.Mem) bool {
 // pointer may have changed: the 8-byte values (speculated, or stored by
 // the trace) outside the frame's private slots. The narrower ones cannot
 // be part of a reference count, which is only ever accessed whole; the
-// epoch stays, so what the trace stored there stays certain.
+// epoch stays, so what the trace stored there stays certain. An 8-byte
+// value the trace stored becomes stale, not forgotten: a load of it is
+// guarded on that value, which memory once the recording is over no
+// longer holds (a frame's saved bytecode pointer).
 func (s *evalState) forgetWords() {
 	s.wordsForgotten = true
 	s.forgetMirrors(func(at uint64) bool { return !s.private.holds(at, 8) })
@@ -1535,12 +1671,17 @@ func (s *evalState) forgetWords() {
 			delete(s.spec, k)
 		}
 	}
-	for k := range s.stores {
-		if k&15 >= 8 && !s.stores[k].private {
-			delete(s.stores, k)
+	for _, k := range s.words {
+		if st, ok := s.stores[k]; ok && !st.private && st.epoch != staleEpoch {
+			st.epoch = staleEpoch
+			s.stores[k] = st
 		}
 	}
+	s.words = s.words[:0]
 }
+
+// staleEpoch marks a stored value no epoch makes certain (forgetWords).
+const staleEpoch = ^uint32(0)
 
 // forget drops the speculated values overlapping [a, a+size), or all of
 // them when a is not known.
@@ -1551,21 +1692,38 @@ func (s *evalState) forget(a val, size int) {
 	}
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
 	s.forgetMirrors(func(at uint64) bool { return at < a.v+uint64(size) && a.v < at+8 })
-	for k := range s.spec {
-		at, n := k>>4, k&15
-		if at < a.v+uint64(size) && a.v < at+n {
-			delete(s.spec, k)
+	lo, hi := a.v, a.v+uint64(size)
+	deleteOverlapping(s.spec, lo, hi)
+	deleteOverlapping(s.stores, lo, hi)
+	if len(s.saved) > 0 {
+		for at := range s.saved {
+			if at < hi && lo < at+8 {
+				delete(s.saved, at)
+			}
 		}
 	}
-	for at := range s.saved {
-		if at < a.v+uint64(size) && a.v < at+8 {
-			delete(s.saved, at)
+}
+
+// deleteOverlapping deletes the entries of m (keyed addr<<4 | size, size
+// at most 8) that overlap [lo, hi): by looking each possible key up when
+// m is larger than that, else by walking m. A long trace keeps hundreds
+// of values (stale ones too, forgetWords), and walked them all at every
+// store.
+func deleteOverlapping[V any](m map[uint64]V, lo, hi uint64) {
+	if probes := 4 * (hi - lo + 7); uint64(len(m)) > probes {
+		for at := lo - 7; at != hi; at++ {
+			for _, n := range [...]uint64{1, 2, 4, 8} {
+				if at < hi && lo < at+n {
+					delete(m, at<<4|n)
+				}
+			}
 		}
+		return
 	}
-	for k := range s.stores {
+	for k := range m {
 		at, n := k>>4, k&15
-		if at < a.v+uint64(size) && a.v < at+n {
-			delete(s.stores, k)
+		if at < hi && lo < at+n {
+			delete(m, k)
 		}
 	}
 }
@@ -1972,6 +2130,11 @@ func memArg(inst *x86dec.Inst) x86asm.Arg {
 func (o *optimizer) resetSpecs() {
 	o.specAddr, o.specOp, o.specVal = o.specAddr[:0], o.specOp[:0], o.specVal[:0]
 	o.specPost, o.specSize, o.specFwd = o.specPost[:0], o.specSize[:0], o.specFwd[:0]
+	o.specReuse = o.specReuse[:0]
+	if o.specAt == nil {
+		o.specAt = map[uint64]int{}
+	}
+	clear(o.specAt)
 }
 
 func isGPRArg(a x86asm.Arg) bool {

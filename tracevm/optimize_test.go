@@ -414,12 +414,17 @@ func TestForgetWords(t *testing.T) {
 		s.stores[key(0x4000, 8)] = storedVal{val: val{known: true, v: 2}}
 		s.stores[key(0x4008, 4)] = storedVal{val: val{known: true, v: 3}}
 		s.stores[key(0x7010, 8)] = storedVal{val: val{known: true, v: 4}, private: true}
+		s.words = []uint64{key(0x4000, 8), key(0x7010, 8)} // as the stores made them
 		return s
 	}
 	s := fill()
 	s.forgetWords()
 	assert.ElementsMatch(t, []uint64{key(0x1000, 2), key(0x2000, 1), key(0x7008, 8), key(0x3000, 4)}, slices.Collect(maps.Keys(s.spec)))
-	assert.ElementsMatch(t, []uint64{key(0x4008, 4), key(0x7010, 8)}, slices.Collect(maps.Keys(s.stores)))
+	assert.ElementsMatch(t, []uint64{key(0x4000, 8), key(0x4008, 4), key(0x7010, 8)}, slices.Collect(maps.Keys(s.stores)))
+	assert.Equal(t, staleEpoch, s.stores[key(0x4000, 8)].epoch, "an 8-byte word stored is stale: guarded when loaded, never certain")
+	assert.Zero(t, s.stores[key(0x4008, 4)].epoch, "a narrower one stays certain")
+	assert.Zero(t, s.stores[key(0x7010, 8)].epoch, "so does one in the private slots")
+	assert.Empty(t, s.words)
 	assert.Zero(t, s.epoch, "what the trace stored stays certain")
 	assert.True(t, s.wordsForgotten)
 
