@@ -194,6 +194,17 @@ func jitLog(v string) io.Writer {
 	return f
 }
 
+// keying is how the loops of a back-edge site with these flags are keyed.
+func keying(flags uint32) tracevm.Keying {
+	switch {
+	case flags&C.RM_SITE_LUA54_SJ != 0:
+		return tracevm.KeyLuaSJ
+	case flags&C.RM_SITE_OPARG_BACK != 0:
+		return tracevm.KeyOparg
+	}
+	return tracevm.KeyByID
+}
+
 // jitObject reads what the recorder needs from the object's file: its
 // executable segments, its PLT (calls there run natively) and its
 // annotation call sites (those elided in place have no trampoline).
@@ -262,7 +273,7 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 				Handler: bias + uint64(s.resume),
 				IDReg:   gprOfDWARF(int(s.id_reg)),
 				AuxReg:  gprOfDWARF(int(s.aux_reg)),
-				LuaSJ:   s.flags&C.RM_SITE_LUA54_SJ != 0,
+				Keying:  keying(uint32(s.flags)),
 				Frame:   frame.Unpack(uint32(s.frame)),
 			}
 			continue

@@ -189,8 +189,15 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		// dead at a handler entry (an indirect jump's target).
 		e.leaRSP(-128)
 		e.pushReg(lg.aux)
-		e.shr32(lg.aux, 7)
-		e.leaScaled4(lg.aux, lg.id.r, lg.aux, -4*luaSJExcess)
+		switch lg.keying {
+		case KeyLuaSJ:
+			e.shr32(lg.aux, 7)
+			e.leaScaled(lg.aux, lg.id.r, lg.aux, 4, -4*luaSJExcess)
+		case KeyOparg:
+			e.zext32(lg.aux)
+			e.neg64(lg.aux)
+			e.leaScaled(lg.aux, lg.id.r, lg.aux, 2, 2)
+		}
 		e.cmpRegRIP(lg.aux, lit(lg.header))
 		e.popReg(lg.aux)
 		e.leaRSP(128)
@@ -643,6 +650,7 @@ type loopGuard struct {
 	// byHeader: the loop is keyed by header (a Lua OP_JMP): the head
 	// computes it from id and aux, and compares.
 	byHeader bool
+	keying   Keying
 	aux      x86enc.Reg
 	header   uint64
 }
@@ -804,7 +812,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		case be.IDReg < 0 || r.side != nil:
 		case be.keyedByHeader():
 			id := x86enc.Reg(be.IDReg)
-			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, byHeader: true, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
+			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, byHeader: true, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
 			canon, err := canonicalOps(r.start, lg, &r.headRegs)
 			if err != nil {
 				return nil, err

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 )
@@ -199,9 +200,9 @@ func (e *emitter) shr32(r x86enc.Reg, n uint8) {
 	e.bytes(0xc1, 0xe8|byte(r&7), n)
 }
 
-// leaScaled4 is lea d(%base,%index,4), %dst, always with a disp32; index
-// cannot be %rsp.
-func (e *emitter) leaScaled4(dst, base, index x86enc.Reg, d int32) {
+// leaScaled is lea d(%base,%index,scale), %dst, always with a disp32;
+// scale is 1, 2, 4 or 8 and index cannot be %rsp.
+func (e *emitter) leaScaled(dst, base, index x86enc.Reg, scale int, d int32) {
 	rex := byte(0x48)
 	if dst >= 8 {
 		rex |= 4
@@ -212,8 +213,26 @@ func (e *emitter) leaScaled4(dst, base, index x86enc.Reg, d int32) {
 	if base >= 8 {
 		rex |= 1
 	}
-	e.bytes(rex, 0x8d, 0x84|byte(dst&7)<<3, 0x80|byte(index&7)<<3|byte(base&7))
+	ss := byte(bits.TrailingZeros(uint(scale)))
+	e.bytes(rex, 0x8d, 0x84|byte(dst&7)<<3, ss<<6|byte(index&7)<<3|byte(base&7))
 	e.u32(uint32(d))
+}
+
+// zext32 is mov %r32, %r32: the upper half of r cleared.
+func (e *emitter) zext32(r x86enc.Reg) {
+	if r >= 8 {
+		e.bytes(0x45)
+	}
+	e.bytes(0x89, 0xc0|byte(r&7)<<3|byte(r&7))
+}
+
+// neg64 is neg %r.
+func (e *emitter) neg64(r x86enc.Reg) {
+	rex := byte(0x48)
+	if r >= 8 {
+		rex |= 1
+	}
+	e.bytes(rex, 0xf7, 0xd8|byte(r&7))
 }
 
 func (e *emitter) movEAX0() { e.bytes(0xb8, 0, 0, 0, 0) }

@@ -409,6 +409,18 @@ func encodingCases() []emitCase {
 			gnu:   fmt.Sprintf("pop %%%s", r),
 		})
 		s.add(emitCase{
+			name:  fmt.Sprintf("zext32/%s", r),
+			emit:  func(e *emitter) { e.zext32(r) },
+			insts: []wantInst{{op: x86asm.MOV, n: n + 1, size: 32, args: args(gpr32[r], gpr32[r])}},
+			gnu:   fmt.Sprintf("mov %%%s, %%%[1]s", strings.Replace(strings.ToLower(gpr32[r].String()), "l", "d", 1)),
+		})
+		s.add(emitCase{
+			name:  fmt.Sprintf("neg64/%s", r),
+			emit:  func(e *emitter) { e.neg64(r) },
+			insts: []wantInst{{op: x86asm.NEG, n: 3, size: 64, args: args(gpr64[r])}},
+			gnu:   fmt.Sprintf("neg %%%s", r),
+		})
+		s.add(emitCase{
 			name:  fmt.Sprintf("shr32/%s", r),
 			emit:  func(e *emitter) { e.shr32(r, 7) },
 			insts: []wantInst{{op: x86asm.SHR, n: n + 2, size: 32, args: args(gpr32[r], x86asm.Imm(7))}},
@@ -420,12 +432,14 @@ func encodingCases() []emitCase {
 				continue
 			}
 			for _, d := range []int32{-0x3fffffc, 0} {
-				s.add(emitCase{
-					name:  fmt.Sprintf("leaScaled4/%s/%s/%s/%d", r, base, index, d),
-					emit:  func(e *emitter) { e.leaScaled4(r, base, index, d) },
-					insts: []wantInst{{op: x86asm.LEA, n: 8, size: 64, args: args(gpr64[r], x86asm.Mem{Base: gpr64[base], Index: gpr64[index], Scale: 4, Disp: int64(d)})}},
-					gnu:   fmt.Sprintf("{disp32} lea %d(%%%s,%%%s,4), %%%s", d, base, index, r),
-				})
+				for _, scale := range []int{1, 2, 4, 8} {
+					s.add(emitCase{
+						name:  fmt.Sprintf("leaScaled/%s/%s/%s/%d/%d", r, base, index, scale, d),
+						emit:  func(e *emitter) { e.leaScaled(r, base, index, scale, d) },
+						insts: []wantInst{{op: x86asm.LEA, n: 8, size: 64, args: args(gpr64[r], x86asm.Mem{Base: gpr64[base], Index: gpr64[index], Scale: uint8(scale), Disp: int64(d)})}},
+						gnu:   fmt.Sprintf("{disp32} lea %d(%%%s,%%%s,%d), %%%s", d, base, index, scale, r),
+					})
+				}
 			}
 		}
 	}

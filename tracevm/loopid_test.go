@@ -14,9 +14,10 @@ func luaJMP(sj int64) uint64 { return uint64(56 | (sj+0xffffff)<<7) }
 // pc past the jump plus sJ words), a forward jump closes no loop, and
 // other back-edges are keyed by their id register.
 func TestLoopID(t *testing.T) {
-	lua := BackEdge{IDReg: 13, AuxReg: 12, LuaSJ: true}
-	noAux := BackEdge{IDReg: 13, AuxReg: -1, LuaSJ: true}
+	lua := BackEdge{IDReg: 13, AuxReg: 12, Keying: KeyLuaSJ}
+	noAux := BackEdge{IDReg: 13, AuxReg: -1, Keying: KeyLuaSJ}
 	plain := BackEdge{IDReg: 15, AuxReg: -1}
+	cpy := BackEdge{IDReg: 15, AuxReg: 9, Keying: KeyOparg}
 	const pc = 0x5555_0000_1000
 	for _, c := range []struct {
 		be       BackEdge
@@ -32,6 +33,10 @@ func TestLoopID(t *testing.T) {
 		{lua, pc, luaJMP(0), 0, false, true},
 		{lua, pc, luaJMP(5), 0, false, true},
 		{noAux, pc, luaJMP(-3), pc, true, false},
+		// JUMP_BACKWARD at pc, oparg 11: past it (pc+2) less 11 units.
+		{cpy, pc, 11, pc + 2 - 22, true, true},
+		{cpy, pc + 40, 31, pc + 2 - 22, true, true},      // the else branch's jump back
+		{cpy, pc, 0xffff_ffff_0000_0001, pc, true, true}, // the upper half is not oparg
 		{plain, pc, 0, pc, true, false},
 	} {
 		t.Run(fmt.Sprintf("%+v/%#x/%#x", c.be, c.id, c.aux), func(t *testing.T) {

@@ -138,28 +138,60 @@ type BackEdge struct {
 	Handler uint64 // run-time address of the original handler
 	IDReg   int    // register holding the loop id (x86 number), -1 none
 	AuxReg  int    // register holding aux, -1 none
-	LuaSJ   bool   // a back-edge only when aux's Lua 5.4 sJ is negative
+	Keying  Keying // how the loop it closes is keyed
 	// Frame: the private slots of the handler's function, as the patcher
 	// found them (empty: unknown, looked for in Object.Funcs).
 	Frame frame.Slots
 }
 
+// Keying is how a back-edge site's loops are keyed: by the id register,
+// or by the header the jump goes to, since every back jump to one header
+// (each branch of an if/else that ends a loop body jumps back on its own)
+// is one loop.
+type Keying uint8
+
+const (
+	// KeyByID: the id register is the loop's key.
+	KeyByID Keying = iota
+	// KeyLuaSJ: aux is a Lua 5.4 instruction word whose sJ operand is
+	// the jump in 4-byte words from the pc past it (id); a back-edge
+	// only when negative (OP_JMP serves both directions).
+	KeyLuaSJ
+	// KeyOparg: aux holds the jump back in 2-byte code units from past
+	// the jump instruction, id the instruction (CPython 3.11's
+	// JUMP_BACKWARD and POP_JUMP_BACKWARD_*: frame->prev_instr and
+	// oparg).
+	KeyOparg
+)
+
 // loopID returns the key of the loop a jump through be closes, from the
-// values of its id and aux registers at the handler: the id itself, or
-// for a Lua OP_JMP the pc it jumps to, since every back jump to one
-// header (each branch of an if/elseif chain that ends a while body jumps
-// back on its own) is one loop. ok is false when the jump goes forward.
-// The runtime's hit function (rm_fast.c) computes the same key.
+// values of its id and aux registers at the handler (Keying). ok is false
+// when the jump goes forward. The runtime's hit function (rm_fast.c)
+// computes the same key.
 func (be *BackEdge) loopID(id, aux uint64) (key uint64, ok bool) {
-	if !be.LuaSJ || be.AuxReg < 0 {
+	if be.AuxReg < 0 {
 		return id, true
 	}
-	sj, back := luaSJ(aux)
-	if !back {
-		return 0, false
+	switch be.Keying {
+	case KeyLuaSJ:
+		sj, back := luaSJ(aux)
+		if !back {
+			return 0, false
+		}
+		// id is the pc past the jump, which the handler moves by sJ
+		// words.
+		return id + uint64(sj*4), true
+	case KeyOparg:
+		return opargHeader(id, aux), true
 	}
-	// id is the pc past the jump, which the handler moves by sJ words.
-	return id + uint64(sj*4), true
+	return id, true
+}
+
+// opargHeader is where a CPython 3.11 backward jump at instruction id
+// with oparg in the low half of aux lands (the head guard of a
+// header-keyed trace computes the same).
+func opargHeader(id, aux uint64) uint64 {
+	return id + 2 - 2*uint64(uint32(aux))
 }
 
 // luaSJExcess is what a Lua 5.4 sJ field holds for a jump of 0 (the
@@ -179,7 +211,7 @@ func luaSJ(word uint64) (sj int64, back bool) {
 // the id register, so that traces of one loop are entered from several
 // back jumps whose id and aux registers differ.
 func (be *BackEdge) keyedByHeader() bool {
-	return be.LuaSJ && be.IDReg >= 0 && be.AuxReg >= 0
+	return be.Keying != KeyByID && be.IDReg >= 0 && be.AuxReg >= 0
 }
 
 // Config is what Start needs.

@@ -98,7 +98,7 @@ func BuiltinNamed(name string) *Profile {
 type ProfileSite struct {
 	Name   string   `json:"name"`
 	Opcode int      `json:"opcode"`
-	Flags  []string `json:"flags,omitempty"` // "lua54-sj"
+	Flags  []string `json:"flags,omitempty"` // "lua54-sj", "oparg-back"
 }
 
 //go:embed profiles/*.json
@@ -172,7 +172,7 @@ func parseProfile(data []byte, source string) (*Profile, error) {
 				return nil, fmt.Errorf("profile %s: site %s: opcode %d out of range", source, s.Name, s.Opcode)
 			}
 			for _, fl := range s.Flags {
-				if fl != FlagLua54SJ {
+				if fl != FlagLua54SJ && fl != FlagOpargBack {
 					return nil, fmt.Errorf("profile %s: site %s: unknown flag %q", source, s.Name, fl)
 				}
 			}
@@ -191,6 +191,11 @@ func parseProfile(data []byte, source string) (*Profile, error) {
 // FlagLua54SJ marks a Lua 5.4 OP_JMP site: a back-edge only when the
 // instruction's sJ operand is negative.
 const FlagLua54SJ = "lua54-sj"
+
+// FlagOpargBack marks a site that jumps back by its oparg (the aux
+// register) in 2-byte code units from past the instruction at its id
+// (CPython 3.11): its loops are keyed by the header it lands at.
+const FlagOpargBack = "oparg-back"
 
 var dwarfRegs = map[string]int{
 	"rax": 0, "rdx": 1, "rcx": 2, "rbx": 3, "rsi": 4, "rdi": 5, "rbp": 6, "rsp": 7,

@@ -195,3 +195,68 @@ os.close(fd)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, strings.Count(string(log), "redmagic: trace "), 2, "both loops were traced and logged:\n%s", log)
 }
+
+// TestPythonLoopIsItsHeader: a loop whose body ends in if/elif/else jumps
+// back from each branch, through one JUMP_BACKWARD each; the runtime keys
+// all of them by the header they land at (oparg code units back from past
+// the jump), so the loop is counted as one and gets one root trace, its
+// other branches side traces of it, instead of one root trace per branch
+// whose recordings each ended at another branch's jump.
+func TestPythonLoopIsItsHeader(t *testing.T) {
+	requireRuntime(t)
+	const n = 300000
+	prog := filepath.Join(t.TempDir(), "branches.py")
+	require.NoError(t, os.WriteFile(prog, []byte(`import sys
+def run(n):
+    s = t = 0
+    for i in range(n):
+        if i % 3 == 0:
+            s += i
+        elif i % 3 == 1:
+            t += 1
+        else:
+            s -= 1
+    return s, t
+print(run(int(sys.argv[1]) if len(sys.argv) > 1 else `+fmt.Sprint(n)+`))
+`), 0o644))
+	jit := filepath.Join(t.TempDir(), "python3-jit")
+	patch(t, origPython, jit)
+	want := runPython(t, origPython, prog, nil, "")
+	// Counted with the JIT off and every hit counted: one loop.
+	statsPath := filepath.Join(t.TempDir(), "counts.json")
+	got := runPython(t, jit, prog, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, statsPath)
+	require.Equal(t, want.stdout, got.stdout, got.stderr)
+	require.NotNil(t, got.stats, got.stderr)
+	var loops []struct {
+		ID   float64 `json:"id"`
+		Hits float64 `json:"hits"`
+	}
+	data, err := json.Marshal(got.stats["hot_loops"])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &loops))
+	require.NotEmpty(t, loops)
+	top := loops[0]
+	for _, l := range loops {
+		if l.Hits > top.Hits {
+			top = l
+		}
+	}
+	// The adaptive JUMP_BACKWARD counts the first iterations at a site
+	// of its own until it is quickened.
+	assert.Greater(t, top.Hits, 0.95*n, "the three branches' jumps back counted as one loop: %+v", loops)
+	// Traced: one root trace, entered from every branch's jump back.
+	statsPath = filepath.Join(t.TempDir(), "stats.json")
+	got = runPython(t, jit, prog, []string{"REDMAGIC_GOVERNOR=0", "REDMAGIC_JIT_BUDGET=0"}, statsPath)
+	require.Equal(t, want.stdout, got.stdout, got.stderr)
+	require.Equal(t, want.status, got.status, got.stderr)
+	require.NotNil(t, got.stats, got.stderr)
+	j := got.stats["jit"].(map[string]any)
+	assert.Equal(t, 1.0, j["traces_compiled"].(float64)-j["side_traces"].(float64), "one root trace: %v", j["traces"])
+	traces := j["traces"].([]any)
+	require.NotEmpty(t, traces)
+	for _, tr := range traces {
+		assert.Equal(t, traces[0].(map[string]any)["id"], tr.(map[string]any)["id"], "every trace is the loop's (ids differ from run to run)")
+	}
+	assert.Greater(t, j["trace_iterations"].(float64), 0.9*n, "iterations in traces")
+	assertNoInternalError(t, j, "branches")
+}

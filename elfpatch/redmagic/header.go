@@ -65,6 +65,8 @@ const (
 	// siteFlagIC is RM_SITE_IC.
 	siteFlagIC  = 1 << 3
 	flagLua54SJ = 1
+	// flagOpargBack is RM_SITE_OPARG_BACK.
+	flagOpargBack = 1 << 4
 )
 
 // Magic starts the header ("RMPATCH" and a NUL).
@@ -112,8 +114,11 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		le.PutUint32(e[siteName:], str(s.Name))
 		var flags uint32
 		for _, fl := range s.Flags {
-			if fl == sites.FlagLua54SJ {
+			switch fl {
+			case sites.FlagLua54SJ:
 				flags |= flagLua54SJ
+			case sites.FlagOpargBack:
+				flags |= flagOpargBack
 			}
 		}
 		if res.NoTrace && s.Kind == sites.KindBackEdge {

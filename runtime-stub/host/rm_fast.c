@@ -795,6 +795,10 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
 		 * jump back on their own) is one loop, counted and traced
 		 * once. id is the pc past the jump. */
 		key = id + (uint64_t)(sj * 4);
+	} else if (lua && (fl & RM_SITE_OPARG_BACK)) {
+		/* The same for CPython's backward jumps: id is the jump
+		 * instruction, oparg how many code units back from past it. */
+		key = id + 2 - 2 * (uint64_t)(uint32_t)aux;
 	}
 	uint32_t gs = o->base + site;
 	uint64_t c = rm_count(gs, key, 1, w);

@@ -214,7 +214,8 @@ static void rm_install(struct rm_scan *sc)
 							 __ATOMIC_RELEASE);
 				}
 			}
-			f->lua |= (s.flags & RM_SITE_LUA54_SJ) != 0;
+			f->lua |= (s.flags & (RM_SITE_LUA54_SJ |
+					      RM_SITE_OPARG_BACK)) != 0;
 		}
 		const char *str = f->info.strtab;
 		struct rm_patch_header *h = f->info.hdr;

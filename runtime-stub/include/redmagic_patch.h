@@ -134,6 +134,12 @@ enum rm_site_flags {
 	 * the site's inline cache (ic_id, ic_head) and enters the trace found
 	 * there directly. Needs RM_SITE_SAMPLED and an id register. */
 	RM_SITE_IC = 1u << 3,
+	/* aux holds, in its low 32 bits, how far the site jumps back in
+	 * 2-byte code units from past the instruction whose address is the
+	 * id (CPython 3.11's JUMP_BACKWARD: frame->prev_instr and oparg): the
+	 * loop is keyed by the header it lands at, id + 2 - 2 * oparg, so
+	 * that every back jump to one header is one loop. */
+	RM_SITE_OPARG_BACK = 1u << 4,
 };
 
 /* Entries of a site's inline cache of traces (RM_SITE_IC). */
