@@ -108,6 +108,9 @@ func (m *Machine) logCompileFailure(r *recording, err error) {
 func (m *Machine) compileLoop() {
 	for job := range m.compiles {
 		m.compileJob(job)
+		if m.cfg.Collect != nil {
+			m.cfg.Collect()
+		}
 	}
 }
 

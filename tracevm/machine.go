@@ -246,6 +246,10 @@ type Config struct {
 	// enters the trace once it is installed (background.go); without it
 	// the recording thread compiles before it goes on.
 	Background bool
+	// Collect, if set, runs on the background compiler after each
+	// compile, no lock held: where the embedder may collect the heap the
+	// compiles allocate from (never on a program thread).
+	Collect func()
 }
 
 const (
