@@ -1,6 +1,7 @@
 package tracevm
 
 import (
+	"encoding/hex"
 	"maps"
 	"math/rand"
 	"slices"
@@ -507,4 +508,50 @@ func TestFreshBlocks(t *testing.T) {
 	assert.Equal(t, uint16(1<<x86enc.RBX), s.fresh)
 	s.freshAfter(dec(0x48, 0x83, 0xc3, 0x08)) // add $0x8,%rbx
 	assert.Zero(t, s.fresh)
+}
+
+// A load of a slot the trace last stored a value it does not know to
+// reads that value, not what memory holds once the recording is over (a
+// called function's frame, written by the next iteration's other callee):
+// it is never speculated on. A known value stored over it lifts that; a
+// vector store makes each 8-byte word under it such a slot.
+func TestUnknownStores(t *testing.T) {
+	const sp = 0x7fff0000
+	key := func(a uint64) uint64 { return a<<4 | 8 }
+	code := map[string]string{
+		"store":  "4889442418",         // mov %rax,0x18(%rsp)
+		"load":   "488b4c2418",         // mov 0x18(%rsp),%rcx
+		"imm":    "48c744241805000000", // movq $0x5,0x18(%rsp)
+		"vector": "f30f7f442420",       // movdqu %xmm0,0x20(%rsp)
+	}
+	run := func(names ...string) (*optimizer, *evalState) {
+		o := &optimizer{m: &Machine{}}
+		var rs []storeRange
+		s := &evalState{ranges: &rs, spec: map[uint64]val{}, stores: map[uint64]storedVal{}, saved: map[uint64]val{}, unknownAt: map[uint64]bool{}}
+		s.regs[x86enc.RSP] = val{known: true, v: sp}
+		for i, n := range names {
+			b, err := hex.DecodeString(code[n])
+			require.NoError(t, err)
+			inst, err := x86dec.Decode(b, 0x1000)
+			require.NoError(t, err)
+			o.ops = append(o.ops, op{kind: opInsn, addr: 0x1000, code: b})
+			o.insts = append(o.insts, &inst)
+			s.op = i
+			require.True(t, o.step(i, s, nil), n)
+		}
+		return o, s
+	}
+	o, s := run("store", "load")
+	assert.True(t, s.unknownAt[key(sp+0x18)])
+	assert.Empty(t, o.specOp, "the load reads what the trace stored")
+	assert.False(t, s.regs[x86enc.RCX].known)
+
+	_, s = run("store", "imm")
+	assert.False(t, s.unknownAt[key(sp+0x18)], "a known value stored over it")
+	assert.Equal(t, uint64(5), s.stores[key(sp+0x18)].v)
+
+	_, s = run("vector")
+	assert.True(t, s.unknownAt[key(sp+0x20)])
+	assert.True(t, s.unknownAt[key(sp+0x28)])
+	assert.False(t, s.unknownAt[(sp+0x28)<<4|1], "a type tag beside a word may be speculated on")
 }
