@@ -725,6 +725,9 @@ type evalState struct {
 	// words: the 8-byte values stored since the last forgetWords, which
 	// it makes stale.
 	words []uint64
+	// escaped: stack slots whose address the trace took (lea), which a
+	// native call may write (calledOut).
+	escaped []uint64
 }
 
 // eval runs the trace symbolically. chosen == nil: speculate every
@@ -876,6 +879,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				break
 			}
 			s.clobber()
+			s.calledOut()
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 			s.unmirror(x86enc.RAX)
@@ -1323,7 +1327,13 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 	case x86asm.LEA:
 		if dreg {
 			if m, ok := args[1].(x86asm.Mem); ok {
-				setReg(s, dst, dsize, o.addr(inst, m, s))
+				a := o.addr(inst, m, s)
+				if a.known && m.Base == x86asm.RSP {
+					// A stack slot's address taken: an out
+					// argument of a call, which writes it.
+					s.escaped = append(s.escaped, a.v)
+				}
+				setReg(s, dst, dsize, a)
 				return true
 			}
 		}
@@ -1736,6 +1746,22 @@ func deleteOverlapping[V any](m map[uint64]V, lo, hi uint64) {
 		if at < hi && lo < at+n {
 			delete(m, k)
 		}
+	}
+}
+
+// calledOut forgets what a native call may have written in the stack
+// slots whose address the trace took (CPython's _Py_dict_lookup returns
+// its value through one), private ones too: their words are written with
+// values the trace does not know (unknownAt). Speculated on from the
+// recording's last state instead, the value of another lookup of the
+// iteration made every entry of a module-level loop's trace leave it at
+// its first guard. The slot is taken to be at most 16 bytes.
+func (s *evalState) calledOut() {
+	for _, a := range s.escaped {
+		s.forgetMirrors(func(at uint64) bool { return at < a+16 && a < at+8 })
+		deleteOverlapping(s.spec, a, a+16)
+		deleteOverlapping(s.stores, a, a+16)
+		s.unknownAt[a<<4|8], s.unknownAt[(a+8)<<4|8] = true, true
 	}
 }
 

@@ -514,7 +514,8 @@ func TestFreshBlocks(t *testing.T) {
 // reads that value, not what memory holds once the recording is over (a
 // called function's frame, written by the next iteration's other callee):
 // it is never speculated on. A known value stored over it lifts that; a
-// vector store makes each 8-byte word under it such a slot.
+// vector store makes each 8-byte word under it such a slot, and so does a
+// native call that may have written a slot whose address the trace took.
 func TestUnknownStores(t *testing.T) {
 	const sp = 0x7fff0000
 	key := func(a uint64) uint64 { return a<<4 | 8 }
@@ -522,7 +523,8 @@ func TestUnknownStores(t *testing.T) {
 		"store":  "4889442418",         // mov %rax,0x18(%rsp)
 		"load":   "488b4c2418",         // mov 0x18(%rsp),%rcx
 		"imm":    "48c744241805000000", // movq $0x5,0x18(%rsp)
-		"vector": "f30f7f442420",       // movdqu %xmm0,0x20(%rsp)
+		"vector": "f30f7f442420",
+		"lea":    "488d4c2418", // lea 0x18(%rsp),%rcx       // movdqu %xmm0,0x20(%rsp)
 	}
 	run := func(names ...string) (*optimizer, *evalState) {
 		o := &optimizer{m: &Machine{}}
@@ -549,6 +551,18 @@ func TestUnknownStores(t *testing.T) {
 	_, s = run("store", "imm")
 	assert.False(t, s.unknownAt[key(sp+0x18)], "a known value stored over it")
 	assert.Equal(t, uint64(5), s.stores[key(sp+0x18)].v)
+
+	// An out argument: the slot's address taken, then a native call.
+	_, s = run("lea", "imm")
+	require.Equal(t, []uint64{sp + 0x18}, s.escaped)
+	s.spec[key(sp+0x20)] = val{known: true, v: 7}
+	s.spec[key(sp+0x30)] = val{known: true, v: 7}
+	s.calledOut()
+	assert.True(t, s.unknownAt[key(sp+0x18)], "the call writes the slot")
+	assert.True(t, s.unknownAt[key(sp+0x20)], "16 bytes of it")
+	assert.NotContains(t, s.stores, key(sp+0x18))
+	assert.NotContains(t, s.spec, key(sp+0x20))
+	assert.Contains(t, s.spec, key(sp+0x30), "past it")
 
 	_, s = run("vector")
 	assert.True(t, s.unknownAt[key(sp+0x20)])
