@@ -54,7 +54,7 @@ func disassemble(t *testing.T, path string, keep *regexp.Regexp) map[string]*fun
 func TestFastPathCode(t *testing.T) {
 	fx := getFixture(t)
 	suffix := `(\.(cold|part\.\d+|isra\.\d+|constprop\.\d+))*$`
-	fast := regexp.MustCompile(`^(rm_hit_(lua_)?\d|rm_api_call|rm_api_\w+_entry(_\d)?|rm_first|rm_insert|` +
+	fast := regexp.MustCompile(`^(rm_hit_(keyed_)?\d|rm_api_call|rm_api_\w+_entry(_\d)?|rm_first|rm_insert|` +
 		`rm_grow|rm_hot|rm_count_overflow|rm_invalid_site|rm_map|rm_unmap|rm_table_new|` +
 		`rm_thread_forget|rm_thread_nomem|rm_jit_call|rm_park|rm_pend|rm_record_due|rm_hit_hot|rm_sample_open|rm_govern|rm_enter|rm_quiet_check|rm_jit_try|rm_spent|rm_ic_put|rm_ic_forget|rm_interp_close|rm_window_c16|rm_window_open|` +
 		// The tracing machine's C side (tracevm/tv.c) runs on the same
@@ -72,7 +72,7 @@ func TestFastPathCode(t *testing.T) {
 		}
 		funcs[name] = f
 	}
-	hot := regexp.MustCompile(`^rm_hit_(lua_)?\d$`)
+	hot := regexp.MustCompile(`^rm_hit_(keyed_)?\d$`)
 	vector := regexp.MustCompile(`%([xyz]mm\d+|k[0-7]\b|st\b|st\(\d\))`)
 	callRe := regexp.MustCompile(`^call\s+\S+\s+<([^>]+)>`)
 	// Calls that may leave the file, and only with the state saved.
@@ -130,7 +130,7 @@ func TestFastPathCode(t *testing.T) {
 		}
 	}
 	slices.Sort(seen)
-	for _, want := range []string{"rm_hit_0", "rm_hit_lua_7", "rm_api_call", "rm_api_backwards_branch_entry_1",
+	for _, want := range []string{"rm_hit_0", "rm_hit_keyed_7", "rm_api_call", "rm_api_backwards_branch_entry_1",
 		"rm_api_end_merge_block_entry_7", "rm_hot", "rm_first", "rm_jit_call", "tv_trace_lookup", "tv_try_record", "tv_park_due"} {
 		assert.Contains(t, seen, want)
 	}

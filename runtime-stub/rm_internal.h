@@ -328,8 +328,8 @@ RM_HIDDEN void rm_go_quiet(void);
 RM_HIDDEN void rm_ic_clear(void);
 
 /* Defined in rm_fast.c. */
-/* rm_hit_fns[k][lua]: object k's hit function; lua = 1 for objects with
- * RM_SITE_LUA54_SJ sites. */
+/* rm_hit_fns[k][keyed]: object k's hit function; keyed = 1 for objects with
+ * sites keyed by header (RM_SITE_LUA54_SJ, RM_SITE_OPARG_BACK). */
 RM_HIDDEN extern void *const rm_hit_fns[RM_MAX_OBJECTS][2];
 RM_HIDDEN void rm_unmap(void *p, uint64_t len);
 

@@ -756,11 +756,12 @@ static inline void rm_miss(struct rm_site_rt *sr)
 }
 
 /* uint64_t hit(uint32_t site, uint64_t id, uint64_t aux): one per object,
- * in two variants: objects with RM_SITE_LUA54_SJ sites get the one that
- * reads the site flags, the others skip that load. Returns where the
+ * in two variants: objects with sites keyed by header (RM_SITE_LUA54_SJ,
+ * RM_SITE_OPARG_BACK) get the one that reads the site flags, the others
+ * skip that load. Returns where the
  * trampoline continues: 0 for the handler, or a trace or the recorder. */
 static inline __attribute__((always_inline)) uint64_t
-rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
+rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 	   uint64_t resume)
 {
 	const struct rm_obj_rt *o = &rm_g.obj[k];
@@ -778,7 +779,7 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
 		w = rm_resample(o, site, sr);
 	}
 	uint64_t key = id;
-	if (lua && (fl & RM_SITE_LUA54_SJ)) {
+	if (keyed && (fl & RM_SITE_LUA54_SJ)) {
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. */
 		int64_t sj = (int64_t)((aux >> 7) & 0x1ffffff) - 0xffffff;
@@ -795,7 +796,7 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
 		 * jump back on their own) is one loop, counted and traced
 		 * once. id is the pc past the jump. */
 		key = id + (uint64_t)(sj * 4);
-	} else if (lua && (fl & RM_SITE_OPARG_BACK)) {
+	} else if (keyed && (fl & RM_SITE_OPARG_BACK)) {
 		/* The same for CPython's backward jumps: id is the jump
 		 * instruction, oparg how many code units back from past it. */
 		key = id + 2 - 2 * (uint64_t)(uint32_t)aux;
@@ -828,7 +829,7 @@ rm_hit_obj(unsigned k, int lua, uint32_t site, uint64_t id, uint64_t aux,
 	{                                                                      \
 		return rm_hit_obj(k, 0, site, id, aux, 0);                     \
 	}                                                                      \
-	RM_HIDDEN uint64_t rm_hit_lua_##k(uint32_t site, uint64_t id,          \
+	RM_HIDDEN uint64_t rm_hit_keyed_##k(uint32_t site, uint64_t id,          \
 					  uint64_t aux)                        \
 	{                                                                      \
 		return rm_hit_obj(k, 1, site, id, aux, 0);                     \
@@ -843,7 +844,7 @@ RM_HIT_FN(6)
 RM_HIT_FN(7)
 
 void *const rm_hit_fns[RM_MAX_OBJECTS][2] = {
-#define RM_HIT_PAIR(k) { (void *)rm_hit_##k, (void *)rm_hit_lua_##k }
+#define RM_HIT_PAIR(k) { (void *)rm_hit_##k, (void *)rm_hit_keyed_##k }
 	RM_HIT_PAIR(0), RM_HIT_PAIR(1), RM_HIT_PAIR(2), RM_HIT_PAIR(3),
 	RM_HIT_PAIR(4), RM_HIT_PAIR(5), RM_HIT_PAIR(6), RM_HIT_PAIR(7),
 #undef RM_HIT_PAIR

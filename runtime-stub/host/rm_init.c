@@ -68,7 +68,7 @@ struct rm_found {
 	uintptr_t bias;
 	struct rm_seg *segs;    /* for rm_restore_dispatch */
 	int nsegs;
-	int lua;        /* has RM_SITE_LUA54_SJ sites */
+	int keyed;      /* has sites keyed by header (RM_SITE_LUA54_SJ, RM_SITE_OPARG_BACK) */
 };
 
 static struct rm_restore_obj rm_restore_of(const struct rm_found *f)
@@ -190,7 +190,7 @@ static void rm_install(struct rm_scan *sc)
 		uint64_t *resume = calloc(f->info.nsites ? f->info.nsites : 1, 8);
 		struct rm_site_rt *srt = calloc(f->info.nsites ? f->info.nsites : 1,
 						sizeof *srt);
-		f->lua = 0;
+		f->keyed = 0;
 		if (!flags || !resume || !srt) {
 			rm_refuse(f->path, "out of memory");
 			return;
@@ -214,7 +214,7 @@ static void rm_install(struct rm_scan *sc)
 							 __ATOMIC_RELEASE);
 				}
 			}
-			f->lua |= (s.flags & (RM_SITE_LUA54_SJ |
+			f->keyed |= (s.flags & (RM_SITE_LUA54_SJ |
 					      RM_SITE_OPARG_BACK)) != 0;
 		}
 		const char *str = f->info.strtab;
@@ -245,7 +245,7 @@ static void rm_install(struct rm_scan *sc)
 			__atomic_store_n(&h->api_fn[a],
 					 (uint64_t)(uintptr_t)rm_api_entries[k][a],
 					 __ATOMIC_RELEASE);
-		__atomic_store_n(&h->hit_fn, (uint64_t)(uintptr_t)rm_hit_fns[k][sc->found[k].lua],
+		__atomic_store_n(&h->hit_fn, (uint64_t)(uintptr_t)rm_hit_fns[k][sc->found[k].keyed],
 				 __ATOMIC_RELEASE);
 	}
 }
