@@ -181,7 +181,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	}
 	switch {
 	case lg == nil:
-	case lg.byHeader:
+	case lg.keying != KeyByID:
 		// The header the id and aux registers lead to, computed in aux
 		// (saved below the red zone: the handler entry is mid-function),
 		// must be the trace's; its first ops then set both registers to
@@ -647,12 +647,12 @@ type loopGuard struct {
 	// the close (keyed by header: the back jump's own id, which
 	// determines its header).
 	id regValue
-	// byHeader: the loop is keyed by header (a Lua OP_JMP): the head
-	// computes it from id and aux, and compares.
-	byHeader bool
-	keying   Keying
-	aux      x86enc.Reg
-	header   uint64
+	// keying: other than KeyByID, the loop is keyed by header (a Lua
+	// OP_JMP, CPython's backward jumps): the head computes it from id and
+	// aux, and compares.
+	keying Keying
+	aux    x86enc.Reg
+	header uint64
 }
 
 // atClose is what the close checks, if the trace does not know it.
@@ -812,7 +812,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		case be.IDReg < 0 || r.side != nil:
 		case be.keyedByHeader():
 			id := x86enc.Reg(be.IDReg)
-			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, byHeader: true, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
+			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
 			canon, err := canonicalOps(r.start, lg, &r.headRegs)
 			if err != nil {
 				return nil, err
@@ -961,7 +961,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		switch {
 		case lg == nil:
-		case lg.byHeader:
+		case lg.keying != KeyByID:
 			t.headerOf = m.backEdgeOfSite(r.key.gsite)
 		default:
 			t.peelRegs = append(t.peelRegs, lg.id)

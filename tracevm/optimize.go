@@ -1521,9 +1521,7 @@ func (o *optimizer) stored(inst *x86dec.Inst, s *evalState) {
 			// A vector store of values the trace does not know (a
 			// VM value copied whole): its 8-byte words are not
 			// speculated on (unknownAt); a type tag beside one is.
-			for off := uint64(0); off+8 <= uint64(inst.MemBytes); off += 8 {
-				s.unknownAt[(a.v+off)<<4|8] = true
-			}
+			s.unknownWords(a.v, inst.MemBytes)
 		}
 		return
 	}
@@ -1761,7 +1759,15 @@ func (s *evalState) calledOut() {
 		s.forgetMirrors(func(at uint64) bool { return at < a+16 && a < at+8 })
 		deleteOverlapping(s.spec, a, a+16)
 		deleteOverlapping(s.stores, a, a+16)
-		s.unknownAt[a<<4|8], s.unknownAt[(a+8)<<4|8] = true, true
+		s.unknownWords(a, 16)
+	}
+}
+
+// unknownWords marks the 8-byte words of [a, a+n) as written with values
+// the trace does not know (unknownAt).
+func (s *evalState) unknownWords(a uint64, n int) {
+	for off := 0; off+8 <= n; off += 8 {
+		s.unknownAt[(a+uint64(off))<<4|8] = true
 	}
 }
 
