@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/redmagic-patch/redmagic-patch/elfpatch/redmagic"
 	"github.com/redmagic-patch/redmagic-patch/internal/testenv"
 )
 
@@ -221,6 +222,16 @@ print(run(int(sys.argv[1]) if len(sys.argv) > 1 else `+fmt.Sprint(n)+`))
 `), 0o644))
 	jit := filepath.Join(t.TempDir(), "python3-jit")
 	patch(t, origPython, jit)
+	// inspect reads the header back and names the back jumps' keying.
+	r := inProcess("inspect", jit, "--json")
+	require.Equal(t, 0, r.status, r.stderr)
+	var info redmagic.Info
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+	for _, s := range info.Sites {
+		if s.Name == "JUMP_BACKWARD" {
+			assert.Contains(t, s.FlagNames(), "oparg-back")
+		}
+	}
 	want := runPython(t, origPython, prog, nil, "")
 	// Counted with the JIT off and every hit counted: one loop.
 	statsPath := filepath.Join(t.TempDir(), "counts.json")

@@ -63,11 +63,47 @@ const (
 	// siteFlagSampled is RM_SITE_SAMPLED.
 	siteFlagSampled = 1 << 2
 	// siteFlagIC is RM_SITE_IC.
-	siteFlagIC  = 1 << 3
+	siteFlagIC = 1 << 3
+	// flagLua54SJ is RM_SITE_LUA54_SJ.
 	flagLua54SJ = 1
 	// flagOpargBack is RM_SITE_OPARG_BACK.
 	flagOpargBack = 1 << 4
 )
+
+// siteFlagNames names each site flag (RM_SITE_*): profile is the profile's
+// name for the flags a profile sets, display the name people read.
+var siteFlagNames = []struct {
+	bit              uint32
+	profile, display string
+}{
+	{flagLua54SJ, sites.FlagLua54SJ, "lua-sj"},
+	{siteFlagNoTrace, "", "no-trace"},
+	{siteFlagSampled, "", "sampled"},
+	{siteFlagIC, "", "inline-cache"},
+	{flagOpargBack, sites.FlagOpargBack, "oparg-back"},
+}
+
+// knownSiteFlags is every flag the runtime accepts.
+var knownSiteFlags = func() uint32 {
+	var m uint32
+	for _, f := range siteFlagNames {
+		m |= f.bit
+	}
+	return m
+}()
+
+// profileFlags is the bits of a profile site's flags.
+func profileFlags(names []string) uint32 {
+	var flags uint32
+	for _, fl := range names {
+		for _, f := range siteFlagNames {
+			if f.profile != "" && f.profile == fl {
+				flags |= f.bit
+			}
+		}
+	}
+	return flags
+}
 
 // Magic starts the header ("RMPATCH" and a NUL).
 var Magic = [8]byte{'R', 'M', 'P', 'A', 'T', 'C', 'H', 0}
@@ -112,15 +148,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		le.PutUint32(e[siteIDReg:], uint32(int32(id)))
 		le.PutUint32(e[siteAuxReg:], uint32(int32(aux)))
 		le.PutUint32(e[siteName:], str(s.Name))
-		var flags uint32
-		for _, fl := range s.Flags {
-			switch fl {
-			case sites.FlagLua54SJ:
-				flags |= flagLua54SJ
-			case sites.FlagOpargBack:
-				flags |= flagOpargBack
-			}
-		}
+		flags := profileFlags(s.Flags)
 		if res.NoTrace && s.Kind == sites.KindBackEdge {
 			flags |= siteFlagNoTrace
 		}
@@ -235,12 +263,9 @@ type SiteInfo struct {
 // FlagNames names the site's flags (RM_SITE_*), for people.
 func (s SiteInfo) FlagNames() []string {
 	var names []string
-	for _, f := range []struct {
-		bit  uint32
-		name string
-	}{{flagLua54SJ, "lua-sj"}, {siteFlagNoTrace, "no-trace"}, {siteFlagSampled, "sampled"}, {siteFlagIC, "inline-cache"}} {
+	for _, f := range siteFlagNames {
 		if s.Flags&f.bit != 0 {
-			names = append(names, f.name)
+			names = append(names, f.display)
 		}
 	}
 	return names

@@ -195,7 +195,7 @@ func (m *memImage) validate(hv uint64) error {
 			return fail("site %d: bad kind %d", i, kind)
 		case kind == siteKindAPI && api >= apiCount:
 			return fail("site %d: bad api %d", i, api)
-		case flags&^uint32(flagLua54SJ|siteFlagNoTrace|siteFlagSampled|siteFlagIC) != 0:
+		case flags&^knownSiteFlags != 0:
 			return fail("site %d: unknown flags %#x", i, flags)
 		case flags&siteFlagIC != 0 && (flags&siteFlagSampled == 0 || idReg < 0 || idReg > 16):
 			return fail("site %d: an inline cache without sampling or an id register", i)
