@@ -121,6 +121,10 @@ func encCases() (cases []encCase, syms map[string]uint64) {
 				wantInst{op: x86asm.MOV, args: []x86asm.Arg{r64(dst), mem}})
 			add("store "+at, fmt.Sprintf("mov %%%s,%s", dst, at), func(a *Asm) { a.Store(m, dst) },
 				wantInst{op: x86asm.MOV, args: []x86asm.Arg{mem, r64(dst)}})
+			for _, v := range []int32{0x7fffff80, 128, -129, math.MaxInt32, math.MinInt32} {
+				add(fmt.Sprintf("cmpl %#x,%s", v, at), fmt.Sprintf("cmpl $%d,%s", v, at), func(a *Asm) { a.CmpMemImm32(m, v) },
+					wantInst{op: x86asm.CMP, args: []x86asm.Arg{mem, x86asm.Imm(v)}})
+			}
 			add("xsave64 "+at, "xsave64 "+at, func(a *Asm) { a.Xsave64(m) },
 				wantInst{op: x86asm.XSAVE64, args: []x86asm.Arg{mem}})
 			add("xrstor64 "+at, "xrstor64 "+at, func(a *Asm) { a.Xrstor64(m) },
