@@ -56,7 +56,7 @@ func TestFastPathCode(t *testing.T) {
 	suffix := `(\.(cold|part\.\d+|isra\.\d+|constprop\.\d+))*$`
 	fast := regexp.MustCompile(`^(rm_hit_(keyed_)?\d|rm_api_call|rm_api_\w+_entry(_\d)?|rm_first|rm_insert|` +
 		`rm_grow|rm_hot|rm_count_overflow|rm_invalid_site|rm_map|rm_unmap|rm_table_new|` +
-		`rm_thread_forget|rm_thread_nomem|rm_jit_call|rm_park|rm_pend|rm_record_due|rm_hit_hot|rm_sample_open|rm_govern|rm_enter|rm_quiet_check|rm_jit_try|rm_spent|rm_ic_put|rm_ic_forget|rm_interp_close|rm_window_c16|rm_window_open|` +
+		`rm_thread_forget|rm_thread_nomem|rm_jit_call|rm_park|rm_pend|rm_record_due|rm_hit_hot|rm_sample_open|rm_govern|rm_enter|rm_quiet_check|rm_jit_try|rm_spent|rm_ic_put|rm_ic_forget|rm_interp_close|rm_window_c16|rm_window_open|rm_thread_init|rm_cond_forward|rm_cond_new_hot|` +
 		// The tracing machine's C side (tracevm/tv.c) runs on the same
 		// terms: it is reached from trampolines and generated code.
 		`tv_\w+|__get_cpuid)` + suffix)
@@ -77,6 +77,7 @@ func TestFastPathCode(t *testing.T) {
 	callRe := regexp.MustCompile(`^call\s+\S+\s+<([^>]+)>`)
 	// Calls that may leave the file, and only with the state saved.
 	guarded := map[string]bool{"rm_thread_register": true, "rm_jit_load": true, "rm_jit_begin": true, "rm_go_quiet": true, "rm_jit_due": true,
+		"rm_disarm_site": true, "rm_rearm_disarmed": true,
 		"tvBeginRecord": true, "tvStep": true, "tvSideExit": true, "tvAbortStale": true,
 		"tv_park": true, "tv_go_enter": true, "tv_unpark": true}
 	// The fork handlers are plain C calls from pthread_atfork, where the

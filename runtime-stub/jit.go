@@ -229,6 +229,8 @@ func keying(flags uint32) tracevm.Keying {
 	switch {
 	case flags&C.RM_SITE_LUA54_SJ != 0:
 		return tracevm.KeyLuaSJ
+	case flags&C.RM_SITE_LUA54_COND_SJ != 0:
+		return tracevm.KeyLuaCondSJ
 	case flags&C.RM_SITE_OPARG_BACK != 0:
 		return tracevm.KeyOparg
 	}

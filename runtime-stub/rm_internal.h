@@ -166,6 +166,8 @@ struct rm_site_rt {
 	uint32_t misses;        /* full-rate hits since a trace was entered */
 	uint32_t full;          /* every hit calls: a trace may be entered */
 	uint32_t ic_next;       /* the inline-cache entry to fill next */
+	uint32_t backs;         /* RM_SITE_LUA54_COND_SJ: back jumps sampled
+				   since its forward countdown last ran out */
 };
 
 struct rm_obj_rt {
@@ -201,6 +203,11 @@ struct rm_global {
 	uint32_t gov_kept, gov_dropped;
 	uint64_t ic_fills;       /* inline-cache entries written */
 	volatile uint32_t gov_quiet;  /* the entries are back */
+	/* Lua comparison sites put back for closing no loop (rm_disarm_site),
+	 * re-armed when new loops become hot: at the rearm_at'th, which
+	 * doubles each time. */
+	uint32_t cond_disarmed;
+	uint32_t cond_new_hot, cond_rearm_at;
 	uint64_t gov_quiet_hits;      /* dropped-loop hits since re-armed */
 	uint64_t gov_rearm_ns;        /* the next quiet period */
 	uint64_t gov_quiet_ns;        /* the first (REDMAGIC_GOVERNOR_QUIET) */
@@ -326,10 +333,15 @@ RM_HIDDEN void rm_step_aside(void);
 RM_HIDDEN void rm_go_quiet(void);
 /* Empties every inline cache of every object (rm_fast.c). */
 RM_HIDDEN void rm_ic_clear(void);
+/* Puts site's dispatch entry of object k back to its handler (a Lua
+ * comparison that closes no loop), or every such entry back to its
+ * trampoline (rm_init.c). */
+RM_HIDDEN void rm_disarm_site(unsigned k, uint32_t site);
+RM_HIDDEN void rm_rearm_disarmed(void);
 
 /* Defined in rm_fast.c. */
 /* rm_hit_fns[k][keyed]: object k's hit function; keyed = 1 for objects with
- * sites keyed by header (RM_SITE_LUA54_SJ, RM_SITE_OPARG_BACK). */
+ * sites keyed by header (RM_SITE_LUA54_SJ, _COND_SJ, RM_SITE_OPARG_BACK). */
 RM_HIDDEN extern void *const rm_hit_fns[RM_MAX_OBJECTS][2];
 RM_HIDDEN void rm_unmap(void *p, uint64_t len);
 
@@ -385,6 +397,9 @@ uint32_t rm_restore_dispatch(const struct rm_restore_obj *o);
 /* The inverse: every entry of o that holds its original gets its
  * trampoline back. */
 uint32_t rm_rearm_dispatch(const struct rm_restore_obj *o);
+/* Moves site i's entry of o to its original (to_orig) or back to its
+ * trampoline; 1 if it moved. */
+uint32_t rm_swap_site(const struct rm_restore_obj *o, uint32_t i, int to_orig);
 
 /* ------------------------------------------------------------------------ */
 /* Statistics snapshot written at exit. */

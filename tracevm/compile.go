@@ -818,6 +818,10 @@ func (m *Machine) install(r *recording) (*trace, error) {
 				return nil, err
 			}
 			ops = append(canon, r.ops...)
+		case be.Keying == KeyLuaCondSJ:
+			// Keyed by header, entered from its own comparison only.
+			id := x86enc.Reg(be.IDReg)
+			lg = &loopGuard{id: regValue{id, r.headRegs[id]}}
 		default:
 			lg = &loopGuard{id: regValue{x86enc.Reg(be.IDReg), r.key.id}}
 		}

@@ -2,7 +2,9 @@ package tracevm
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -47,5 +49,25 @@ func TestLoopID(t *testing.T) {
 			}
 			assert.Equal(t, c.byHeader, c.be.keyedByHeader())
 		})
+	}
+}
+
+// TestLoopIDOfComparison: a Lua comparison's back-edge is the OP_JMP after
+// it, read from the code at its id (the pc past the comparison): keyed by
+// where that jump lands; a comparison followed by a forward jump closes
+// nothing. Its traces are entered from the comparison itself (keyed by
+// header for counting, not for entry).
+func TestLoopIDOfComparison(t *testing.T) {
+	cmp := BackEdge{IDReg: 13, AuxReg: 12, Keying: KeyLuaCondSJ}
+	assert.False(t, cmp.keyedByHeader())
+	for _, sj := range []int64{-1, -7, -0xffffff, 0, 3} {
+		code := []uint32{58 /* OP_LT */, uint32(luaJMP(sj))}
+		id := uint64(uintptr(unsafe.Pointer(&code[1])))
+		key, back := cmp.loopID(id, 0x1234)
+		runtime.KeepAlive(code)
+		assert.Equal(t, sj < 0, back, "sJ %d", sj)
+		if back {
+			assert.Equal(t, id+4+uint64(sj*4), key, "sJ %d", sj)
+		}
 	}
 }

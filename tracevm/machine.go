@@ -7,6 +7,7 @@ package tracevm
 import "C"
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
@@ -157,6 +158,13 @@ const (
 	// the jump in 4-byte words from the pc past it (id); a back-edge
 	// only when negative (OP_JMP serves both directions).
 	KeyLuaSJ
+	// KeyLuaCondSJ: id is the pc past a Lua 5.4 comparison, which takes
+	// the OP_JMP there inline (repeat ... until): a back-edge only when
+	// that jump's sJ is negative, keyed by where it lands. A trace of
+	// such a loop is entered from its own comparison only (the head
+	// checks the id): another comparison that jumps to the same header
+	// runs other operands.
+	KeyLuaCondSJ
 	// KeyOparg: aux holds the jump back in 2-byte code units from past
 	// the jump instruction, id the instruction (CPython 3.11's
 	// JUMP_BACKWARD and POP_JUMP_BACKWARD_*: frame->prev_instr and
@@ -181,6 +189,14 @@ func (be *BackEdge) loopID(id, aux uint64) (key uint64, ok bool) {
 		// id is the pc past the jump, which the handler moves by sJ
 		// words.
 		return id + uint64(sj*4), true
+	case KeyLuaCondSJ:
+		// The handler reads the jump at id; the id register points into
+		// the live function's code at every handler entry.
+		sj, back := luaSJ(uint64(binary.LittleEndian.Uint32(memAt(id, 4))))
+		if !back {
+			return 0, false
+		}
+		return id + 4 + uint64(sj*4), true
 	case KeyOparg:
 		return opargHeader(id, aux), true
 	}
@@ -211,7 +227,7 @@ func luaSJ(word uint64) (sj int64, back bool) {
 // the id register, so that traces of one loop are entered from several
 // back jumps whose id and aux registers differ.
 func (be *BackEdge) keyedByHeader() bool {
-	return be.Keying != KeyByID && be.IDReg >= 0 && be.AuxReg >= 0
+	return be.Keying != KeyByID && be.Keying != KeyLuaCondSJ && be.IDReg >= 0 && be.AuxReg >= 0
 }
 
 // Config is what Start needs.

@@ -1271,6 +1271,14 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 	if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
 		return next, done, reason, cont
 	}
+	if be.Keying == KeyLuaCondSJ {
+		// A comparison that may jump back, to a loop without a trace:
+		// mostly an if ending a while body, whose false branch Lua
+		// sends straight back to the loop's header. The recording goes
+		// on through it, as through the rest of the body, until its
+		// own loop's back-edge.
+		return 0, false, "", true
+	}
 	// Another loop's back-edge, and that loop has no trace: record it
 	// from here (a side recording gives up its exit, which then leads to
 	// the original code and, at this back-edge, to the new trace).

@@ -98,7 +98,7 @@ func BuiltinNamed(name string) *Profile {
 type ProfileSite struct {
 	Name   string   `json:"name"`
 	Opcode int      `json:"opcode"`
-	Flags  []string `json:"flags,omitempty"` // "lua54-sj", "oparg-back"
+	Flags  []string `json:"flags,omitempty"` // "lua54-sj", "lua54-cond-sj", "oparg-back"
 }
 
 //go:embed profiles/*.json
@@ -172,7 +172,7 @@ func parseProfile(data []byte, source string) (*Profile, error) {
 				return nil, fmt.Errorf("profile %s: site %s: opcode %d out of range", source, s.Name, s.Opcode)
 			}
 			for _, fl := range s.Flags {
-				if fl != FlagLua54SJ && fl != FlagOpargBack {
+				if fl != FlagLua54SJ && fl != FlagLua54CondSJ && fl != FlagOpargBack {
 					return nil, fmt.Errorf("profile %s: site %s: unknown flag %q", source, s.Name, fl)
 				}
 			}
@@ -191,6 +191,13 @@ func parseProfile(data []byte, source string) (*Profile, error) {
 // FlagLua54SJ marks a Lua 5.4 OP_JMP site: a back-edge only when the
 // instruction's sJ operand is negative.
 const FlagLua54SJ = "lua54-sj"
+
+// FlagLua54CondSJ marks a Lua 5.4 comparison or test site (OP_EQ ...
+// OP_TESTSET), which takes the OP_JMP that follows it inline: a back-edge
+// only when that jump, the word at its id (the pc past the comparison),
+// goes back. The loops Lua closes this way (repeat ... until) are keyed by
+// the pc the jump lands at.
+const FlagLua54CondSJ = "lua54-cond-sj"
 
 // FlagOpargBack marks a site that jumps back by its oparg (the aux
 // register) in 2-byte code units from past the instruction at its id

@@ -1,6 +1,7 @@
 package sites_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -62,10 +63,17 @@ func TestPythonSites(t *testing.T) {
 
 func TestLuaSites(t *testing.T) {
 	r := discover(t, "/usr/bin/lua5.4", "lua5.4")
-	require.Len(t, r.Sites, 4)
+	// The loop handlers, OP_JMP, and the comparisons and tests that take
+	// the OP_JMP after them inline (OP_EQ ... OP_TESTSET).
+	require.Len(t, r.Sites, 15)
+	cond := 0
 	for _, s := range r.Sites {
 		assert.Equal(t, sites.ViaTableRelative, s.Via)
+		if slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
+			cond++
+		}
 	}
+	assert.Equal(t, 11, cond)
 }
 
 func TestUnrecognised(t *testing.T) {

@@ -35,6 +35,7 @@ var luaPrograms = []struct {
 	{"arith.lua", 0},
 	{"closures.lua", 0},
 	{"compare.lua", 0},
+	{"cond_phases.lua", 0},
 	{"coroutines.lua", 0},
 	{"errors.lua", 0},
 	{"exit.lua", 108}, // os.exit(s % 200 + 3) from inside a loop
@@ -50,6 +51,7 @@ var luaPrograms = []struct {
 	{"nested.lua", 0},
 	{"numfor.lua", 0},
 	{"recursion.lua", 0},
+	{"repeat_until.lua", 0},
 	{"stack_debug.lua", 0},
 	{"strings.lua", 0},
 	{"toperror.lua", 1},
@@ -220,11 +222,15 @@ func TestLuaLoopByHeader(t *testing.T) {
 	} {
 		got := runBin(t, patched, args, env, true)
 		require.Equal(t, want.result, got.result, "%v", env)
-		// Two while loops at OP_JMP (chain's, run twice, and dispatch's),
-		// whatever number of back jumps each has.
-		var loops []float64
+		// Two while loops (chain's, run twice, and dispatch's), keyed by
+		// their headers whatever number of back jumps each has: at
+		// OP_JMP, and at the comparisons whose false branch Lua sends
+		// straight back to the header (dispatch's innermost ifs), which
+		// count at their own sites.
+		loops := map[float64]float64{}
 		for _, h := range got.stats["hot_loops"].([]any) {
-			loops = append(loops, h.(map[string]any)["hits"].(float64))
+			h := h.(map[string]any)
+			loops[h["id"].(float64)] += h["hits"].(float64)
 		}
 		assert.LessOrEqual(t, len(loops), 2, "%v: hot loops %v", env, loops)
 		jit, ok := got.stats["jit"].(map[string]any)
@@ -241,6 +247,108 @@ func TestLuaLoopByHeader(t *testing.T) {
 		t.Logf("%v: hot loops %v, traces %v, %.0f of %.0f back jumps in traces, aborts %v",
 			env, loops, jit["traces_compiled"], iters, backJumps, jit["aborts"])
 	}
+}
+
+// TestLuaRepeatUntil: a repeat-until loop closes inside the comparison
+// or test that ends its body, which takes the jump back itself; before the
+// comparisons were sites such loops were not even counted. Each loop of
+// the program must be one hot loop at its comparison's site, and nearly
+// all of its iterations inside traces.
+func TestLuaRepeatUntil(t *testing.T) {
+	requireRuntime(t)
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	script := filepath.Join(root, "testdata", "lua", "repeat_until.lua")
+	patched := filepath.Join(t.TempDir(), "lua5.4")
+	patch(t, origLua, patched)
+	const n = 200000
+	args := []string{script, fmt.Sprint(n)}
+	want := runBin(t, origLua, args, nil, false)
+	require.Equal(t, 0, want.status, want.stderr)
+	sites := map[float64]string{}
+	r := inProcess("inspect", patched, "--json")
+	require.Equal(t, 0, r.status, r.stderr)
+	var info redmagic.Info
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+	for i, s := range info.Sites {
+		sites[float64(i)] = s.Name
+		if strings.HasPrefix(s.Name, "OP_LE") || s.Name == "OP_TEST" {
+			assert.Contains(t, s.FlagNames(), "lua-cond-sj", s.Name)
+			assert.NotContains(t, s.FlagNames(), "inline-cache", s.Name)
+		}
+	}
+	// Counted with the JIT off and every hit counted: the first loop's
+	// n iterations at OP_LE, the second's n/4 at OP_TEST.
+	got := runBin(t, patched, args, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
+	require.Equal(t, want.result, got.result)
+	hits := map[string]float64{}
+	for _, h := range got.stats["hot_loops"].([]any) {
+		h := h.(map[string]any)
+		hits[sites[h["site"].(float64)]] += h["hits"].(float64)
+	}
+	assert.Equal(t, float64(n), hits["OP_LE"], "hot loops by site %v", hits)
+	assert.Equal(t, float64(n/4), hits["OP_TEST"], "hot loops by site %v", hits)
+	for _, env := range [][]string{
+		{"REDMAGIC_GOVERNOR=0"},
+		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_THRESHOLD=1"},
+		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_OPT=0"},
+	} {
+		got := runBin(t, patched, args, env, true)
+		require.Equal(t, want.result, got.result, "%v", env)
+		jit, ok := got.stats["jit"].(map[string]any)
+		require.True(t, ok, "%v: the JIT never started", env)
+		assertNoInternalError(t, jit, fmt.Sprint(env))
+		inTraces := map[string]float64{}
+		for _, tr := range jit["traces"].([]any) {
+			tr := tr.(map[string]any)
+			inTraces[sites[tr["site"].(float64)]] += tr["iterations"].(float64)
+		}
+		assert.Greater(t, inTraces["OP_LE"], 0.9*n, "%v: iterations in traces by site %v", env, inTraces)
+		assert.Greater(t, inTraces["OP_TEST"], 0.9*n/4, "%v: iterations in traces by site %v", env, inTraces)
+	}
+}
+
+// TestLuaComparisonSitesStepAside: a comparison site through which no
+// loop closes puts its dispatch entry back (fib's n < 2, all forward: a
+// comparison then costs what it did before patching), and is re-armed
+// when a loop becomes hot, so that a repeat-until loop closing there
+// later is still counted exactly and traced.
+func TestLuaComparisonSitesStepAside(t *testing.T) {
+	requireRuntime(t)
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	args := []string{filepath.Join(root, "testdata", "lua", "cond_phases.lua")}
+	patched := filepath.Join(t.TempDir(), "lua5.4")
+	patch(t, origLua, patched)
+	want := runBin(t, origLua, args, nil, false)
+	require.Equal(t, 0, want.status, want.stderr)
+	const n = 2000 * 100 // the repeat loop's iterations
+	got := runBin(t, patched, args, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
+	require.Equal(t, want.result, got.result)
+	assert.GreaterOrEqual(t, got.stats["dispatch_restored"].(float64), 1.0, "fib's comparison site put back")
+	hits := map[string]float64{}
+	for _, s := range got.stats["sites"].([]any) {
+		s := s.(map[string]any)
+		hits[s["name"].(string)] = s["hits"].(float64)
+	}
+	assert.Equal(t, float64(n), hits["OP_LTI"], "the repeat loop counted at its re-armed site: %v", hits)
+	got = runBin(t, patched, args, []string{"REDMAGIC_GOVERNOR=0"}, true)
+	require.Equal(t, want.result, got.result)
+	jit, ok := got.stats["jit"].(map[string]any)
+	require.True(t, ok, "the JIT never started")
+	assertNoInternalError(t, jit, "cond_phases")
+	var siteNames []string
+	for _, s := range got.stats["sites"].([]any) {
+		siteNames = append(siteNames, s.(map[string]any)["name"].(string))
+	}
+	inTraces := 0.0
+	for _, tr := range jit["traces"].([]any) {
+		tr := tr.(map[string]any)
+		if siteNames[int(tr["site"].(float64))] == "OP_LTI" {
+			inTraces += tr["iterations"].(float64)
+		}
+	}
+	assert.Greater(t, inTraces, 0.9*n, "iterations of the repeat loop in traces")
 }
 
 // TestStatsOfChildren: a patched lua5.4 starts another through io.popen
@@ -312,7 +420,7 @@ func TestInspect(t *testing.T) {
 	var info redmagic.Info
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
 	assert.Equal(t, "lua5.4", info.Profile)
-	assert.Len(t, info.Sites, 4)
+	assert.Len(t, info.Sites, 15) // the loop handlers, OP_JMP and the 11 comparisons and tests
 
 	// header_size (offset 12 of struct rm_patch_header) of 0xffffffff.
 	data, err := os.ReadFile(out)

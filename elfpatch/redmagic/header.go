@@ -68,6 +68,10 @@ const (
 	flagLua54SJ = 1
 	// flagOpargBack is RM_SITE_OPARG_BACK.
 	flagOpargBack = 1 << 4
+	// flagLua54CondSJ is RM_SITE_LUA54_COND_SJ.
+	flagLua54CondSJ = 1 << 5
+	// condForwardPeriod is RM_COND_FORWARD_PERIOD.
+	condForwardPeriod = 1 << 16
 )
 
 // siteFlagNames names each site flag (RM_SITE_*): profile is the profile's
@@ -81,6 +85,7 @@ var siteFlagNames = []struct {
 	{siteFlagSampled, "", "sampled"},
 	{siteFlagIC, "", "inline-cache"},
 	{flagOpargBack, sites.FlagOpargBack, "oparg-back"},
+	{flagLua54CondSJ, sites.FlagLua54CondSJ, "lua-cond-sj"},
 }
 
 // knownSiteFlags is every flag the runtime accepts.
@@ -161,6 +166,11 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 		for k := range icWays {
 			le.PutUint64(e[siteICID+8*k:], icEmpty)
 			le.PutUint64(e[siteICHead+8*k:], s.Resume)
+		}
+		if flags&flagLua54CondSJ != 0 {
+			// No inline cache: ic_id[0] counts forward comparisons
+			// down (condJumpFilter).
+			le.PutUint64(e[siteICID:], condForwardPeriod-1)
 		}
 		le.PutUint32(e[siteFlags:], flags)
 		le.PutUint64(e[siteTramp:], tramps[i])

@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/sites"
 	"github.com/redmagic-patch/redmagic-patch/elfpatch"
@@ -179,7 +180,11 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 		switch s.Kind {
 		case sites.KindBackEdge:
 			if sampled != nil && sampled[i] {
-				sampledPrefix(a, s, dataAddr, i)
+				slow := a.NewLabel()
+				if err := condJumpFilter(a, s, dataAddr, i, slow); err != nil {
+					return nil, nil, addrErr(file, elfpatch.ErrPlan, s.Addr, "site %s: %v", s.Name, err)
+				}
+				sampledPrefix(a, s, dataAddr, i, slow)
 			}
 			if err := backEdgeTrampoline(a, uint32(i), s, hitSlot); err != nil {
 				return nil, nil, addrErr(file, elfpatch.ErrPlan, s.Addr, "site %s: %v", s.Name, err)
@@ -215,8 +220,14 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 }
 
 // icReg returns the register a sampled back-edge's inline cache compares
-// (its loop id), if the site has one: RM_SITE_IC.
+// (its loop id), if the site has one: RM_SITE_IC. A Lua comparison has
+// none: its handler runs for every comparison of the program, nearly all
+// of them forward, and the cache's compares would cost each of them more
+// than the few loops that close there gain.
 func icReg(s sites.Site) (x86enc.Reg, bool) {
+	if slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
+		return 0, false
+	}
 	d, err := sites.DWARFReg(s.IDReg)
 	if err != nil || d < 0 {
 		return 0, false
@@ -226,6 +237,39 @@ func icReg(s sites.Site) (x86enc.Reg, bool) {
 		return 0, false
 	}
 	return r, true
+}
+
+// luaSJBackBelow: a Lua 5.4 instruction word below it has a negative sJ
+// operand (bits 7-31, excess 0xffffff): a jump back, whatever its opcode.
+const luaSJBackBelow = 0xffffff << 7
+
+// condJumpFilter emits, for a Lua comparison site (FlagLua54CondSJ), the
+// test that sends a comparison whose OP_JMP (the word at the id register,
+// the pc past it) goes forward on to the handler, counting it down in the
+// site's ic_id[0] (it has no inline cache): one in RM_COND_FORWARD_PERIOD
+// goes to slow, the call of the runtime, which puts the site's dispatch
+// entry back if no back jump came by meanwhile (rm_fast.c). A jump back
+// goes on to the sampled prefix. The flags are dead at a sampled site.
+func condJumpFilter(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x86enc.Label) error {
+	if !slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
+		return nil
+	}
+	d, err := sites.DWARFReg(s.IDReg)
+	if err != nil {
+		return err
+	}
+	r, err := x86enc.FromDWARF(d)
+	if err != nil {
+		return err
+	}
+	back := a.NewLabel()
+	a.CmpMemImm32(x86enc.Mem{Base: r}, luaSJBackBelow)
+	a.JccLabel(x86enc.B, back)
+	a.SubRIPImm8(siteFieldAddr(dataAddr, i, siteICID), 1)
+	a.Jcc(x86enc.GE, s.Resume)
+	a.JmpLabel(slow)
+	a.Bind(back)
+	return nil
 }
 
 // sampledPrefix emits what a sampled back-edge trampoline (site i) does
@@ -243,7 +287,7 @@ func icReg(s sites.Site) (x86enc.Reg, bool) {
 // sampled site. The runtime writes a head before its id and empties an
 // entry by its id, so a racing reader finds either the head of its id or
 // a head whose first guard sends any other id to the handler.
-func sampledPrefix(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int) {
+func sampledPrefix(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x86enc.Label) {
 	r, ic := icReg(s)
 	var hits [icWays]x86enc.Label
 	if ic {
@@ -253,7 +297,6 @@ func sampledPrefix(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int) {
 			a.JccLabel(x86enc.E, hits[k])
 		}
 	}
-	slow := a.NewLabel()
 	a.SubRIPImm8(siteFieldAddr(dataAddr, i, siteCountdown), 1)
 	a.JccLabel(x86enc.L, slow)
 	a.Jmp(s.Resume)

@@ -332,10 +332,9 @@ static COLD void rm_insert(struct rm_thread *t, uint32_t gsite, uint64_t id,
 
 static uint64_t rm_count(uint32_t gsite, uint64_t id, int hot, uint64_t w);
 
-/* First hit on this thread: map its state, then register it (libc: mutex,
- * pthread key) with the vector state saved. */
-static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot,
-			      uint64_t w)
+/* This thread's state, mapped and registered (libc: mutex, pthread key)
+ * with the vector state saved, at its first hit. */
+static COLD struct rm_thread *rm_thread_init(void)
 {
 	struct rm_thread *t = &rm_nomem_thread;
 	uint64_t head = (sizeof(struct rm_thread) + 63) & ~63ull;
@@ -358,6 +357,13 @@ static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot,
 		rm_thread_register(t);
 		rm_slow_end(t);
 	}
+	return t;
+}
+
+static COLD uint64_t rm_first(uint32_t gsite, uint64_t id, int hot,
+			      uint64_t w)
+{
+	rm_thread_init();
 	return rm_count(gsite, id, hot, w);
 }
 
@@ -746,6 +752,55 @@ static inline uint64_t rm_resample(const struct rm_obj_rt *o, uint32_t site,
 	return w;
 }
 
+/* A Lua comparison site's forward countdown (ic_id[0]: such sites have
+ * no inline cache). */
+static inline int64_t *rm_cond_countdown(const struct rm_obj_rt *o,
+					 uint32_t site)
+{
+	return (int64_t *)(o->sites + (uint64_t)site * o->site_size +
+			   offsetof(struct rm_site, ic_id));
+}
+
+/* A Lua comparison site's trampoline let RM_COND_FORWARD_PERIOD
+ * comparisons jump forward since the last call: if no back jump was
+ * sampled meanwhile, nothing closes a loop there now, and its dispatch
+ * entry goes back to the handler (a program's comparisons are mostly
+ * if-tests: counting them would cost it about one percent for nothing).
+ * It is re-armed when new loops become hot (rm_cond_new_hot). */
+static COLD void rm_cond_forward(unsigned k, const struct rm_obj_rt *o,
+				 uint32_t site, struct rm_site_rt *sr)
+{
+	struct rm_thread *t = rm_self;
+	if (!sr->backs && !t)
+		t = rm_thread_init(); /* a program whose first hit this is */
+	if (!sr->backs && !rm_g.forked && rm_slow_begin(t)) {
+		rm_disarm_site(k, site); /* libc: mprotect, a lock */
+		rm_slow_end(t);
+	}
+	sr->backs = 0;
+	__atomic_store_n(rm_cond_countdown(o, site),
+			 (int64_t)RM_COND_FORWARD_PERIOD - 1, __ATOMIC_RELAXED);
+}
+
+/* A loop just became hot while comparison sites are disarmed: the program
+ * may have moved on to loops that close at them. Re-armed at the first
+ * such loop, then the second after, the fourth, ...: a program that keeps
+ * finding new hot loops pays for a few forward periods only. */
+static COLD void rm_cond_new_hot(void)
+{
+	if (!rm_g.cond_rearm_at)
+		rm_g.cond_rearm_at = 1;
+	if (++rm_g.cond_new_hot < rm_g.cond_rearm_at)
+		return;
+	struct rm_thread *t = rm_self;
+	if (rm_g.forked || !rm_slow_begin(t))
+		return;
+	rm_g.cond_new_hot = 0;
+	rm_g.cond_rearm_at *= 2;
+	rm_rearm_disarmed();
+	rm_slow_end(t);
+}
+
 /* A full-rate hit that entered no trace. */
 static inline void rm_miss(struct rm_site_rt *sr)
 {
@@ -779,10 +834,22 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 		w = rm_resample(o, site, sr);
 	}
 	uint64_t key = id;
-	if (keyed && (fl & RM_SITE_LUA54_SJ)) {
+	if (keyed && (fl & (RM_SITE_LUA54_SJ | RM_SITE_LUA54_COND_SJ))) {
 		/* OP_JMP serves both directions: only a negative sJ closes
-		 * a loop. */
-		int64_t sj = (int64_t)((aux >> 7) & 0x1ffffff) - 0xffffff;
+		 * a loop. A comparison takes the OP_JMP after it, the word
+		 * at its pc (its trampoline sent the forward ones on). */
+		uint64_t word = aux, past = id;
+		if (fl & RM_SITE_LUA54_COND_SJ) {
+			word = *(const uint32_t *)id;
+			past = id + 4;
+		}
+		int64_t sj = (int64_t)((word >> 7) & 0x1ffffff) - 0xffffff;
+		if (sj >= 0 && sr && (fl & RM_SITE_LUA54_COND_SJ)) {
+			rm_cond_forward(k, o, site, sr);
+			return 0;
+		}
+		if (sr && (fl & RM_SITE_LUA54_COND_SJ))
+			sr->backs++;
 		if (sj >= 0) {
 			/* A forward jump enters no trace either: at full
 			 * rate it must count towards going back to
@@ -794,8 +861,8 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 		/* A loop is its header: every back jump to one pc (the
 		 * branches of an if/elseif chain ending a while body each
 		 * jump back on their own) is one loop, counted and traced
-		 * once. id is the pc past the jump. */
-		key = id + (uint64_t)(sj * 4);
+		 * once. past is the pc past the jump. */
+		key = past + (uint64_t)(sj * 4);
 	} else if (keyed && (fl & RM_SITE_OPARG_BACK)) {
 		/* The same for CPython's backward jumps: id is the jump
 		 * instruction, oparg how many code units back from past it. */
@@ -803,6 +870,9 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 	}
 	uint32_t gs = o->base + site;
 	uint64_t c = rm_count(gs, key, 1, w);
+	if (unlikely(rm_g.cond_disarmed) && c >= rm_g.hot_threshold &&
+	    c - w < rm_g.hot_threshold)
+		rm_cond_new_hot();
 	uint64_t next = 0;
 	int cached = 0;
 	if (unlikely(c >= rm_g.hot_threshold) && !(fl & RM_SITE_NO_TRACE))

@@ -68,7 +68,7 @@ struct rm_found {
 	uintptr_t bias;
 	struct rm_seg *segs;    /* for rm_restore_dispatch */
 	int nsegs;
-	int keyed;      /* has sites keyed by header (RM_SITE_LUA54_SJ, RM_SITE_OPARG_BACK) */
+	int keyed;      /* has sites keyed by header (RM_SITE_LUA54_SJ, _COND_SJ, RM_SITE_OPARG_BACK) */
 };
 
 static struct rm_restore_obj rm_restore_of(const struct rm_found *f)
@@ -215,6 +215,7 @@ static void rm_install(struct rm_scan *sc)
 				}
 			}
 			f->keyed |= (s.flags & (RM_SITE_LUA54_SJ |
+					      RM_SITE_LUA54_COND_SJ |
 					      RM_SITE_OPARG_BACK)) != 0;
 		}
 		const char *str = f->info.strtab;
@@ -398,11 +399,38 @@ void rm_step_aside(void)
 /* Serialises going quiet and re-arming. */
 static pthread_mutex_t rm_quiet_mu = PTHREAD_MUTEX_INITIALIZER;
 
+void rm_disarm_site(unsigned k, uint32_t site)
+{
+	pthread_mutex_lock(&rm_quiet_mu);
+	if (!rm_g.gov_quiet && k < rm_s.nobjs &&
+	    rm_swap_site(&rm_s.obj[k].restore, site, 1)) {
+		rm_s.restored++;
+		rm_g.cond_disarmed++;
+	}
+	pthread_mutex_unlock(&rm_quiet_mu);
+}
+
+void rm_rearm_disarmed(void)
+{
+	pthread_mutex_lock(&rm_quiet_mu);
+	if (rm_g.cond_disarmed && !rm_g.gov_quiet) {
+		for (uint32_t k = 0; k < rm_s.nobjs; k++) {
+			const struct rm_obj_rt *o = &rm_g.obj[k];
+			for (uint32_t i = 0; i < o->nsites; i++)
+				if (o->flags[i] & RM_SITE_LUA54_COND_SJ)
+					rm_swap_site(&rm_s.obj[k].restore, i, 0);
+		}
+		rm_g.cond_disarmed = 0;
+	}
+	pthread_mutex_unlock(&rm_quiet_mu);
+}
+
 static void rm_rearm(void)
 {
 	pthread_mutex_lock(&rm_quiet_mu);
 	if (rm_g.gov_quiet && !rm_g.forked) {
 		rm_g.gov_quiet_hits = 0;
+		rm_g.cond_disarmed = 0;
 		rm_dispatch_all(0);
 		__atomic_store_n(&rm_g.gov_quiet, 0, __ATOMIC_RELEASE);
 	}

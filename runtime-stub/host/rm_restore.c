@@ -70,41 +70,48 @@ static int rm_swap_entry(void *p, unsigned width, uint64_t want, uint64_t v)
 	return 1;
 }
 
+uint32_t rm_swap_site(const struct rm_restore_obj *o, uint32_t i, int to_orig)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	if (i >= o->nsites)
+		return 0;
+	struct rm_site s;
+	memcpy(&s, o->sites + (uint64_t)i * o->site_size, sizeof s);
+	if (s.slot_kind == RM_SLOT_NONE)
+		return 0;
+	unsigned width = s.slot_kind == RM_SLOT_ADDR64 ? 8 : 4;
+	uint64_t want, orig;
+	if (s.slot_kind == RM_SLOT_ADDR64) {
+		want = o->bias + s.trampoline;
+		orig = o->bias + s.slot_orig;
+	} else {
+		want = (uint32_t)(s.slot_orig + s.trampoline - s.resume);
+		orig = (uint32_t)s.slot_orig;
+	}
+	int prot = rm_prot_at(o, s.slot, width);
+	if (prot < 0)
+		return 0;
+	void *p = (void *)(o->bias + s.slot);
+	uintptr_t lo = (uintptr_t)p & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)p + width + page - 1) & ~(page - 1);
+	if (!(prot & PROT_WRITE) &&
+	    mprotect((void *)lo, hi - lo, prot | PROT_WRITE) != 0)
+		return 0;
+	uint32_t moved = to_orig ? rm_swap_entry(p, width, want, orig) :
+				   rm_swap_entry(p, width, orig, want);
+	if (!(prot & PROT_WRITE))
+		mprotect((void *)lo, hi - lo, prot);
+	return moved;
+}
+
 /* Moves every entry of o from its trampoline to its original (to_orig) or
  * back; returns how many moved. */
 static uint32_t rm_swap_dispatch(const struct rm_restore_obj *o, int to_orig)
 {
-	uint32_t restored = 0;
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	for (uint32_t i = 0; i < o->nsites; i++) {
-		struct rm_site s;
-		memcpy(&s, o->sites + (uint64_t)i * o->site_size, sizeof s);
-		if (s.slot_kind == RM_SLOT_NONE)
-			continue;
-		unsigned width = s.slot_kind == RM_SLOT_ADDR64 ? 8 : 4;
-		uint64_t want, orig;
-		if (s.slot_kind == RM_SLOT_ADDR64) {
-			want = o->bias + s.trampoline;
-			orig = o->bias + s.slot_orig;
-		} else {
-			want = (uint32_t)(s.slot_orig + s.trampoline - s.resume);
-			orig = (uint32_t)s.slot_orig;
-		}
-		int prot = rm_prot_at(o, s.slot, width);
-		if (prot < 0)
-			continue;
-		void *p = (void *)(o->bias + s.slot);
-		uintptr_t lo = (uintptr_t)p & ~(page - 1);
-		uintptr_t hi = ((uintptr_t)p + width + page - 1) & ~(page - 1);
-		if (!(prot & PROT_WRITE) &&
-		    mprotect((void *)lo, hi - lo, prot | PROT_WRITE) != 0)
-			continue;
-		restored += to_orig ? rm_swap_entry(p, width, want, orig) :
-				      rm_swap_entry(p, width, orig, want);
-		if (!(prot & PROT_WRITE))
-			mprotect((void *)lo, hi - lo, prot);
-	}
-	return restored;
+	uint32_t moved = 0;
+	for (uint32_t i = 0; i < o->nsites; i++)
+		moved += rm_swap_site(o, i, to_orig);
+	return moved;
 }
 
 uint32_t rm_restore_dispatch(const struct rm_restore_obj *o)

@@ -140,7 +140,22 @@ enum rm_site_flags {
 	 * loop is keyed by the header it lands at, id + 2 - 2 * oparg, so
 	 * that every back jump to one header is one loop. */
 	RM_SITE_OPARG_BACK = 1u << 4,
+	/* A Lua 5.4 comparison or test (OP_EQ ... OP_TESTSET), which takes the
+	 * OP_JMP after it inline: the site is a back-edge only when that
+	 * jump, the instruction word at the id (the pc past the comparison),
+	 * has a negative sJ; the loop (repeat ... until) is keyed by where it
+	 * lands, id + 4 + 4 * sJ. No inline cache. */
+	RM_SITE_LUA54_COND_SJ = 1u << 5,
 };
+
+/* A RM_SITE_LUA54_COND_SJ site has no inline cache: its ic_id[0] counts
+ * down the comparisons whose jump goes forward, which its trampoline sends
+ * straight on to the handler, and below 0 it calls hit_fn, which sets it to
+ * RM_COND_FORWARD_PERIOD - 1 again. A comparison site that no sampled
+ * back jump reached in that time has its dispatch entry put back, so that
+ * the comparisons of a program whose loops do not close there cost nothing
+ * (rm_fast.c). */
+#define RM_COND_FORWARD_PERIOD (1 << 16)
 
 /* Entries of a site's inline cache of traces (RM_SITE_IC). */
 #define RM_IC_WAYS 2
