@@ -223,9 +223,12 @@ func luaSJ(word uint64) (sj int64, back bool) {
 	return sj, sj < 0
 }
 
-// keyedByHeader: be's loops are keyed by the header they jump to, not by
-// the id register, so that traces of one loop are entered from several
-// back jumps whose id and aux registers differ.
+// keyedByHeader: be's traces are entered from every back jump to their
+// header, whose id and aux registers differ: the head computes the header
+// and then sets both to the recorded jump's (canonicalOps). A Lua
+// comparison's loops are keyed by header too, but its traces begin with
+// the comparison, whose operands the id determines: they are entered as a
+// loop keyed by id is.
 func (be *BackEdge) keyedByHeader() bool {
 	return be.Keying != KeyByID && be.Keying != KeyLuaCondSJ && be.IDReg >= 0 && be.AuxReg >= 0
 }
