@@ -197,6 +197,31 @@ func TestLuaPrograms(t *testing.T) {
 	}
 }
 
+// luaScript patches lua5.4 into a temporary directory and runs
+// testdata/lua/script with args under the original: the patched file, the
+// full argument list and the original's result (which must succeed).
+func luaScript(t *testing.T, script string, args ...string) (patched string, argv []string, want runResult) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	patched = filepath.Join(t.TempDir(), "lua5.4")
+	patch(t, origLua, patched)
+	argv = append([]string{filepath.Join(root, "testdata", "lua", script)}, args...)
+	want = runBin(t, origLua, argv, nil, false)
+	require.Equal(t, 0, want.status, want.stderr)
+	return patched, argv, want
+}
+
+// siteNames are the names of the sites a statistics report lists, by
+// global site index (one object).
+func siteNames(stats map[string]any) []string {
+	var names []string
+	for _, s := range stats["sites"].([]any) {
+		names = append(names, s.(map[string]any)["name"].(string))
+	}
+	return names
+}
+
 // TestLuaLoopByHeader: a Lua loop is its header. In ifchain.lua each
 // branch of an if/elseif chain that ends a while body jumps back to the
 // header on its own (Lua's code generator sends every jump to a jump
@@ -206,15 +231,8 @@ func TestLuaPrograms(t *testing.T) {
 // loop, and nearly every back jump taken inside traces.
 func TestLuaLoopByHeader(t *testing.T) {
 	requireRuntime(t)
-	root, err := testenv.RepoRoot()
-	require.NoError(t, err)
-	script := filepath.Join(root, "testdata", "lua", "ifchain.lua")
-	patched := filepath.Join(t.TempDir(), "lua5.4")
-	patch(t, origLua, patched)
 	const n = 200000
-	args := []string{script, fmt.Sprint(n)}
-	want := runBin(t, origLua, args, nil, false)
-	require.Equal(t, 0, want.status, want.stderr)
+	patched, args, want := luaScript(t, "ifchain.lua", fmt.Sprint(n))
 	for _, env := range [][]string{
 		{"REDMAGIC_GOVERNOR=0"},
 		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_THRESHOLD=1"},
@@ -256,22 +274,13 @@ func TestLuaLoopByHeader(t *testing.T) {
 // all of its iterations inside traces.
 func TestLuaRepeatUntil(t *testing.T) {
 	requireRuntime(t)
-	root, err := testenv.RepoRoot()
-	require.NoError(t, err)
-	script := filepath.Join(root, "testdata", "lua", "repeat_until.lua")
-	patched := filepath.Join(t.TempDir(), "lua5.4")
-	patch(t, origLua, patched)
 	const n = 200000
-	args := []string{script, fmt.Sprint(n)}
-	want := runBin(t, origLua, args, nil, false)
-	require.Equal(t, 0, want.status, want.stderr)
-	sites := map[float64]string{}
+	patched, args, want := luaScript(t, "repeat_until.lua", fmt.Sprint(n))
 	r := inProcess("inspect", patched, "--json")
 	require.Equal(t, 0, r.status, r.stderr)
 	var info redmagic.Info
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
-	for i, s := range info.Sites {
-		sites[float64(i)] = s.Name
+	for _, s := range info.Sites {
 		if strings.HasPrefix(s.Name, "OP_LE") || s.Name == "OP_TEST" {
 			assert.Contains(t, s.FlagNames(), "lua-cond-sj", s.Name)
 			assert.NotContains(t, s.FlagNames(), "inline-cache", s.Name)
@@ -281,10 +290,11 @@ func TestLuaRepeatUntil(t *testing.T) {
 	// n iterations at OP_LE, the second's n/4 at OP_TEST.
 	got := runBin(t, patched, args, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
 	require.Equal(t, want.result, got.result)
+	sites := siteNames(got.stats)
 	hits := map[string]float64{}
 	for _, h := range got.stats["hot_loops"].([]any) {
 		h := h.(map[string]any)
-		hits[sites[h["site"].(float64)]] += h["hits"].(float64)
+		hits[sites[int(h["site"].(float64))]] += h["hits"].(float64)
 	}
 	assert.Equal(t, float64(n), hits["OP_LE"], "hot loops by site %v", hits)
 	assert.Equal(t, float64(n/4), hits["OP_TEST"], "hot loops by site %v", hits)
@@ -301,7 +311,7 @@ func TestLuaRepeatUntil(t *testing.T) {
 		inTraces := map[string]float64{}
 		for _, tr := range jit["traces"].([]any) {
 			tr := tr.(map[string]any)
-			inTraces[sites[tr["site"].(float64)]] += tr["iterations"].(float64)
+			inTraces[sites[int(tr["site"].(float64))]] += tr["iterations"].(float64)
 		}
 		assert.Greater(t, inTraces["OP_LE"], 0.9*n, "%v: iterations in traces by site %v", env, inTraces)
 		assert.Greater(t, inTraces["OP_TEST"], 0.9*n/4, "%v: iterations in traces by site %v", env, inTraces)
@@ -315,13 +325,7 @@ func TestLuaRepeatUntil(t *testing.T) {
 // later is still counted exactly and traced.
 func TestLuaComparisonSitesStepAside(t *testing.T) {
 	requireRuntime(t)
-	root, err := testenv.RepoRoot()
-	require.NoError(t, err)
-	args := []string{filepath.Join(root, "testdata", "lua", "cond_phases.lua")}
-	patched := filepath.Join(t.TempDir(), "lua5.4")
-	patch(t, origLua, patched)
-	want := runBin(t, origLua, args, nil, false)
-	require.Equal(t, 0, want.status, want.stderr)
+	patched, args, want := luaScript(t, "cond_phases.lua")
 	const n = 2000 * 100 // the repeat loop's iterations
 	got := runBin(t, patched, args, []string{"REDMAGIC_JIT=0", "REDMAGIC_SAMPLE=1"}, true)
 	require.Equal(t, want.result, got.result)
@@ -337,14 +341,11 @@ func TestLuaComparisonSitesStepAside(t *testing.T) {
 	jit, ok := got.stats["jit"].(map[string]any)
 	require.True(t, ok, "the JIT never started")
 	assertNoInternalError(t, jit, "cond_phases")
-	var siteNames []string
-	for _, s := range got.stats["sites"].([]any) {
-		siteNames = append(siteNames, s.(map[string]any)["name"].(string))
-	}
+	sites := siteNames(got.stats)
 	inTraces := 0.0
 	for _, tr := range jit["traces"].([]any) {
 		tr := tr.(map[string]any)
-		if siteNames[int(tr["site"].(float64))] == "OP_LTI" {
+		if sites[int(tr["site"].(float64))] == "OP_LTI" {
 			inTraces += tr["iterations"].(float64)
 		}
 	}

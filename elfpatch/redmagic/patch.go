@@ -228,15 +228,20 @@ func icReg(s sites.Site) (x86enc.Reg, bool) {
 	if slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
 		return 0, false
 	}
-	d, err := sites.DWARFReg(s.IDReg)
-	if err != nil || d < 0 {
-		return 0, false
-	}
-	r, err := x86enc.FromDWARF(d)
+	r, err := idReg(s)
 	if err != nil || r == x86enc.RSP {
 		return 0, false
 	}
 	return r, true
+}
+
+// idReg is the register holding s's loop id at the handler.
+func idReg(s sites.Site) (x86enc.Reg, error) {
+	d, err := sites.DWARFReg(s.IDReg)
+	if err != nil {
+		return 0, err
+	}
+	return x86enc.FromDWARF(d)
 }
 
 // luaSJBackBelow: a Lua 5.4 instruction word below it has a negative sJ
@@ -254,11 +259,7 @@ func condJumpFilter(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x8
 	if !slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
 		return nil
 	}
-	d, err := sites.DWARFReg(s.IDReg)
-	if err != nil {
-		return err
-	}
-	r, err := x86enc.FromDWARF(d)
+	r, err := idReg(s)
 	if err != nil {
 		return err
 	}
