@@ -212,6 +212,15 @@ func luaScript(t *testing.T, script string, args ...string) (patched string, arg
 	return patched, argv, want
 }
 
+// everyTraceKept: the governor off (no trace dropped), at the default
+// threshold and 1, and unoptimised: the settings under which a loop's
+// share of iterations in traces is checked.
+var everyTraceKept = [][]string{
+	{"REDMAGIC_GOVERNOR=0"},
+	{"REDMAGIC_GOVERNOR=0", "REDMAGIC_THRESHOLD=1"},
+	{"REDMAGIC_GOVERNOR=0", "REDMAGIC_OPT=0"},
+}
+
 // siteNames are the names of the sites a statistics report lists, by
 // global site index (one object).
 func siteNames(stats map[string]any) []string {
@@ -233,11 +242,7 @@ func TestLuaLoopByHeader(t *testing.T) {
 	requireRuntime(t)
 	const n = 200000
 	patched, args, want := luaScript(t, "ifchain.lua", fmt.Sprint(n))
-	for _, env := range [][]string{
-		{"REDMAGIC_GOVERNOR=0"},
-		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_THRESHOLD=1"},
-		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_OPT=0"},
-	} {
+	for _, env := range everyTraceKept {
 		got := runBin(t, patched, args, env, true)
 		require.Equal(t, want.result, got.result, "%v", env)
 		// Two while loops (chain's, run twice, and dispatch's), keyed by
@@ -298,11 +303,7 @@ func TestLuaRepeatUntil(t *testing.T) {
 	}
 	assert.Equal(t, float64(n), hits["OP_LE"], "hot loops by site %v", hits)
 	assert.Equal(t, float64(n/4), hits["OP_TEST"], "hot loops by site %v", hits)
-	for _, env := range [][]string{
-		{"REDMAGIC_GOVERNOR=0"},
-		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_THRESHOLD=1"},
-		{"REDMAGIC_GOVERNOR=0", "REDMAGIC_OPT=0"},
-	} {
+	for _, env := range everyTraceKept {
 		got := runBin(t, patched, args, env, true)
 		require.Equal(t, want.result, got.result, "%v", env)
 		jit, ok := got.stats["jit"].(map[string]any)
