@@ -161,6 +161,11 @@ int rm_host_on_loader(void);
 
 /* A sampled back-edge site's state (rm_fast.c). Threads update it
  * without locks: a lost update only moves the next sample. */
+/* Flags of sites keyed by header: their object gets the hit function that
+ * reads site flags (rm_hit_keyed_<k>). */
+#define RM_SITE_KEYED \
+	(RM_SITE_LUA54_SJ | RM_SITE_LUA54_COND_SJ | RM_SITE_OPARG_BACK)
+
 struct rm_site_rt {
 	uint32_t weight;        /* hits the running countdown stands for */
 	uint32_t misses;        /* full-rate hits since a trace was entered */
@@ -341,7 +346,7 @@ RM_HIDDEN void rm_rearm_disarmed(void);
 
 /* Defined in rm_fast.c. */
 /* rm_hit_fns[k][keyed]: object k's hit function; keyed = 1 for objects with
- * sites keyed by header (RM_SITE_LUA54_SJ, _COND_SJ, RM_SITE_OPARG_BACK). */
+ * sites keyed by header (RM_SITE_KEYED). */
 RM_HIDDEN extern void *const rm_hit_fns[RM_MAX_OBJECTS][2];
 RM_HIDDEN void rm_unmap(void *p, uint64_t len);
 

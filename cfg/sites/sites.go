@@ -172,7 +172,7 @@ func parseProfile(data []byte, source string) (*Profile, error) {
 				return nil, fmt.Errorf("profile %s: site %s: opcode %d out of range", source, s.Name, s.Opcode)
 			}
 			for _, fl := range s.Flags {
-				if fl != FlagLua54SJ && fl != FlagLua54CondSJ && fl != FlagOpargBack {
+				if !slices.Contains(ProfileFlags, fl) {
 					return nil, fmt.Errorf("profile %s: site %s: unknown flag %q", source, s.Name, fl)
 				}
 			}
@@ -203,6 +203,10 @@ const FlagLua54CondSJ = "lua54-cond-sj"
 // register) in 2-byte code units from past the instruction at its id
 // (CPython 3.11): its loops are keyed by the header it lands at.
 const FlagOpargBack = "oparg-back"
+
+// ProfileFlags are the flags a profile's site may carry (each has its bit
+// in the patch header: elfpatch/redmagic checks that it does).
+var ProfileFlags = []string{FlagLua54SJ, FlagLua54CondSJ, FlagOpargBack}
 
 var dwarfRegs = map[string]int{
 	"rax": 0, "rdx": 1, "rcx": 2, "rbx": 3, "rsi": 4, "rdi": 5, "rbp": 6, "rsp": 7,

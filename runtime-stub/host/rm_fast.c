@@ -770,12 +770,13 @@ static inline int64_t *rm_cond_countdown(const struct rm_obj_rt *o,
 static COLD void rm_cond_forward(unsigned k, const struct rm_obj_rt *o,
 				 uint32_t site, struct rm_site_rt *sr)
 {
-	struct rm_thread *t = rm_self;
-	if (!sr->backs && !t)
-		t = rm_thread_init(); /* a program whose first hit this is */
-	if (!sr->backs && !rm_g.forked && rm_slow_begin(t)) {
-		rm_disarm_site(k, site); /* libc: mprotect, a lock */
-		rm_slow_end(t);
+	if (!sr->backs && !rm_g.forked) {
+		/* The first call of a program without a loop maps its state. */
+		struct rm_thread *t = rm_self ? rm_self : rm_thread_init();
+		if (rm_slow_begin(t)) {
+			rm_disarm_site(k, site); /* libc: mprotect, a lock */
+			rm_slow_end(t);
+		}
 	}
 	sr->backs = 0;
 	__atomic_store_n(rm_cond_countdown(o, site),
@@ -811,10 +812,9 @@ static inline void rm_miss(struct rm_site_rt *sr)
 }
 
 /* uint64_t hit(uint32_t site, uint64_t id, uint64_t aux): one per object,
- * in two variants: objects with sites keyed by header (RM_SITE_LUA54_SJ,
- * RM_SITE_OPARG_BACK) get the one that reads the site flags, the others
- * skip that load. Returns where the
- * trampoline continues: 0 for the handler, or a trace or the recorder. */
+ * in two variants: objects with sites keyed by header (RM_SITE_KEYED) get
+ * the one that reads the site flags, the others skip that load. Returns
+ * where the trampoline continues: 0 for the handler, or a trace or the recorder. */
 static inline __attribute__((always_inline)) uint64_t
 rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 	   uint64_t resume)

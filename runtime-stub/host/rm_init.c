@@ -68,7 +68,7 @@ struct rm_found {
 	uintptr_t bias;
 	struct rm_seg *segs;    /* for rm_restore_dispatch */
 	int nsegs;
-	int keyed;      /* has sites keyed by header (RM_SITE_LUA54_SJ, _COND_SJ, RM_SITE_OPARG_BACK) */
+	int keyed;      /* has sites keyed by header (RM_SITE_KEYED) */
 };
 
 static struct rm_restore_obj rm_restore_of(const struct rm_found *f)
@@ -214,9 +214,7 @@ static void rm_install(struct rm_scan *sc)
 							 __ATOMIC_RELEASE);
 				}
 			}
-			f->keyed |= (s.flags & (RM_SITE_LUA54_SJ |
-					      RM_SITE_LUA54_COND_SJ |
-					      RM_SITE_OPARG_BACK)) != 0;
+			f->keyed |= (s.flags & RM_SITE_KEYED) != 0;
 		}
 		const char *str = f->info.strtab;
 		struct rm_patch_header *h = f->info.hdr;

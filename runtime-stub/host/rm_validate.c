@@ -124,10 +124,7 @@ int rm_validate(const struct rm_objdesc *d, struct rm_objinfo *out,
 				       s.kind);
 		if (s.kind == RM_SITE_API_CALL && s.api >= RM_API_COUNT)
 			return rm_fail(why, n, "site %u: bad api %u", i, s.api);
-		if (s.flags & ~(uint32_t)(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE |
-					  RM_SITE_SAMPLED | RM_SITE_IC |
-					  RM_SITE_OPARG_BACK |
-					  RM_SITE_LUA54_COND_SJ))
+		if (s.flags & ~(uint32_t)RM_SITE_FLAGS_KNOWN)
 			return rm_fail(why, n, "site %u: unknown flags %#x", i,
 				       s.flags);
 		if ((s.flags & RM_SITE_SAMPLED) && s.kind != RM_SITE_BACKEDGE &&

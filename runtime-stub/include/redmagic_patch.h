@@ -148,6 +148,11 @@ enum rm_site_flags {
 	RM_SITE_LUA54_COND_SJ = 1u << 5,
 };
 
+/* Every flag above: the runtime refuses a site with any other. */
+#define RM_SITE_FLAGS_KNOWN                                                   \
+	(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE | RM_SITE_SAMPLED | RM_SITE_IC |  \
+	 RM_SITE_OPARG_BACK | RM_SITE_LUA54_COND_SJ)
+
 /* A RM_SITE_LUA54_COND_SJ site has no inline cache: its ic_id[0] counts
  * down the comparisons whose jump goes forward, which its trampoline sends
  * straight on to the handler, and below 0 it calls hit_fn, which sets it to
