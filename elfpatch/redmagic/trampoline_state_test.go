@@ -94,11 +94,14 @@ type stRun struct {
 	// none), and which entry holds the run's loop id (0: none).
 	ic    uint64
 	icWay int
-	in    stMachine
+	// forward: a Lua OP_JMP site entered with a forward jump in its aux
+	// register, which goes straight on to the handler.
+	forward bool
+	in      stMachine
 }
 
 // icHit: the run must go straight to the cached head (rm_cont).
-func (r *stRun) icHit() bool { return r.ic != 0 && r.icWay > 0 }
+func (r *stRun) icHit() bool { return r.ic != 0 && r.icWay > 0 && !r.forward }
 
 // sampled: the run enters a sampling trampoline.
 func (r *stRun) sampled() bool { return r.countdown != 0 }
@@ -106,7 +109,7 @@ func (r *stRun) sampled() bool { return r.countdown != 0 }
 // calls: the run must reach hit (a sampling trampoline's countdown falls
 // below 0).
 func (r *stRun) calls() bool {
-	return r.slot != 0 && !r.icHit() && (!r.sampled() || r.cd <= 0)
+	return r.slot != 0 && !r.icHit() && !r.forward && (!r.sampled() || r.cd <= 0)
 }
 
 // stResult is what the harness captured for one run.
@@ -173,8 +176,8 @@ func (r *stRun) mismatches(res stResult) []string {
 	if r.sampled() {
 		kept = stDF // the countdown's sub changes the arithmetic flags
 		want := r.cd - 1
-		if r.icHit() {
-			want = r.cd // the cache hit comes first
+		if r.icHit() || r.forward {
+			want = r.cd // the cache hit or the jump's direction comes first
 		}
 		if res.cdAfter != want {
 			bad = append(bad, fmt.Sprintf("countdown %d after the run, want %d", res.cdAfter, want))
@@ -458,6 +461,64 @@ func TestBackEdgeTrampolineState(t *testing.T) {
 			for _, b := range r.in.GPR[i+1:] {
 				require.NotEqual(t, a, b, "register values must be distinct")
 			}
+		}
+	}
+	results := h.run(t, code, runs)
+	for i := range runs {
+		r := &runs[i]
+		t.Run(r.name, func(t *testing.T) {
+			assert.Empty(t, r.mismatches(results[i]))
+		})
+	}
+}
+
+// TestLuaJumpTrampolineState runs sampled Lua OP_JMP trampolines
+// (FlagLua54SJ) with jump words in their aux register: a forward jump goes
+// straight on to the handler, its countdown and inline cache untouched; a
+// jump back is a back-edge hit like any other. The words' upper 32 bits
+// are garbage, as in a register the handler loaded a 32-bit word into.
+func TestLuaJumpTrampolineState(t *testing.T) {
+	h := stBuildHarness(t)
+	var ss []sites.Site
+	for _, s := range stSiteList(h.landing) {
+		if s.AuxReg == "" {
+			continue // an OP_JMP site has its instruction word
+		}
+		s.Name = "lua-jmp/" + s.Name
+		s.Flags = []string{sites.FlagLua54SJ}
+		ss = append(ss, s)
+	}
+	sampled := make([]bool, len(ss))
+	for i := range sampled {
+		sampled[i] = true
+	}
+	code, addrs, err := trampolines("harness", stText, stData, ss, sampled)
+	require.NoError(t, err)
+	words := []struct {
+		name    string
+		word    uint32
+		forward bool
+	}{
+		{"sJ=0", 0xffffff<<7 | 0x38, true},
+		{"sJ=0-op=0", luaSJBackBelow, true},
+		{"sJ=+1", 0x1000000<<7 | 0x38, true},
+		{"sJ=max", 0xffffffff, true},
+		{"sJ=-1", 0xfffffe<<7 | 0x38, false},
+		{"sJ=min", 0x38, false},
+		{"below-by-one", luaSJBackBelow - 1, false},
+	}
+	var runs []stRun
+	for _, r := range stRuns(h, ss, addrs, sampled) {
+		for k, w := range words {
+			r := r
+			r.name += "/" + w.name
+			r.forward = w.forward
+			for i, n := range stRegs {
+				if n == r.site.AuxReg {
+					r.in.GPR[i] = r.in.GPR[i]&^0xffffffff | uint64(w.word) + uint64(k)<<40
+				}
+			}
+			runs = append(runs, r)
 		}
 	}
 	results := h.run(t, code, runs)

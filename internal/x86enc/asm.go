@@ -26,6 +26,8 @@ const (
 	opCmpRIPImm8
 	opCmpRegRIP
 	opCmpMemImm32
+	opCmpReg32Imm32
+	opCmpEAXImm32
 	opSubRIPImm8
 	opStoreRIP
 	opCall
@@ -91,20 +93,22 @@ var forms = [numOp]form{
 	opCmpRIPImm8: {name: "cmpq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 7, imm: 1},
 	opCmpRegRIP:  {name: "cmp", rexW: true, opcode: []byte{0x3B}, modrm: mrRIP, digit: regOp},
 	// 81 /7 id: GNU as's form for an immediate outside int8's range.
-	opCmpMemImm32: {name: "cmpl", opcode: []byte{0x81}, modrm: mrMem, digit: 7, imm: 4},
-	opSubRIPImm8:  {name: "subq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 5, imm: 1},
-	opStoreRIP:    {name: "mov", rexW: true, opcode: []byte{0x89}, modrm: mrRIP, digit: regOp},
-	opCall:        {name: "call", opcode: []byte{0xE8}, rel: true},
-	opCallRIP:     {name: "call", opcode: []byte{0xFF}, modrm: mrRIP, digit: 2},
-	opCallReg:     {name: "call", opcode: []byte{0xFF}, modrm: mrReg, digit: 2},
-	opJmp:         {name: "jmp", opcode: []byte{0xE9}, rel: true},
-	opJmpRIP:      {name: "jmp", opcode: []byte{0xFF}, modrm: mrRIP, digit: 4},
-	opJmpReg:      {name: "jmp", opcode: []byte{0xFF}, modrm: mrReg, digit: 4},
-	opJcc:         {name: "jcc", opcode: []byte{0x0F, 0x80}, cond: true, rel: true},
-	opXsave64:     {name: "xsave64", rexW: true, opcode: []byte{0x0F, 0xAE}, modrm: mrMem, digit: 4},
-	opXrstor64:    {name: "xrstor64", rexW: true, opcode: []byte{0x0F, 0xAE}, modrm: mrMem, digit: 5},
-	opRet:         {name: "ret", opcode: []byte{0xC3}},
-	opInt3:        {name: "int3", opcode: []byte{0xCC}},
+	opCmpMemImm32:   {name: "cmpl", opcode: []byte{0x81}, modrm: mrMem, digit: 7, imm: 4},
+	opCmpReg32Imm32: {name: "cmp", opcode: []byte{0x81}, modrm: mrReg, digit: 7, imm: 4},
+	opCmpEAXImm32:   {name: "cmp", opcode: []byte{0x3D}, imm: 4},
+	opSubRIPImm8:    {name: "subq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 5, imm: 1},
+	opStoreRIP:      {name: "mov", rexW: true, opcode: []byte{0x89}, modrm: mrRIP, digit: regOp},
+	opCall:          {name: "call", opcode: []byte{0xE8}, rel: true},
+	opCallRIP:       {name: "call", opcode: []byte{0xFF}, modrm: mrRIP, digit: 2},
+	opCallReg:       {name: "call", opcode: []byte{0xFF}, modrm: mrReg, digit: 2},
+	opJmp:           {name: "jmp", opcode: []byte{0xE9}, rel: true},
+	opJmpRIP:        {name: "jmp", opcode: []byte{0xFF}, modrm: mrRIP, digit: 4},
+	opJmpReg:        {name: "jmp", opcode: []byte{0xFF}, modrm: mrReg, digit: 4},
+	opJcc:           {name: "jcc", opcode: []byte{0x0F, 0x80}, cond: true, rel: true},
+	opXsave64:       {name: "xsave64", rexW: true, opcode: []byte{0x0F, 0xAE}, modrm: mrMem, digit: 4},
+	opXrstor64:      {name: "xrstor64", rexW: true, opcode: []byte{0x0F, 0xAE}, modrm: mrMem, digit: 5},
+	opRet:           {name: "ret", opcode: []byte{0xC3}},
+	opInt3:          {name: "int3", opcode: []byte{0xCC}},
 }
 
 // operands are the values a form takes; which ones are used depends on
@@ -358,6 +362,16 @@ func (a *Asm) CmpRegRIP(r Reg, addr uint64) { a.emit(opCmpRegRIP, operands{reg: 
 // at m - v. Always the imm32 form, as GNU as encodes a v outside int8.
 func (a *Asm) CmpMemImm32(m Mem, v int32) {
 	a.emit(opCmpMemImm32, operands{rm: m.Base, disp: m.Disp, imm: int64(v)})
+}
+
+// CmpReg32Imm32 emits cmp $v,%r32: the flags of r's low 32 bits against v,
+// in GNU as's short form for %eax.
+func (a *Asm) CmpReg32Imm32(r Reg, v int32) {
+	if r == RAX {
+		a.emit(opCmpEAXImm32, operands{imm: int64(v)})
+		return
+	}
+	a.emit(opCmpReg32Imm32, operands{rm: r, imm: int64(v)})
 }
 
 // SubRIPImm8 emits subq $v,addr(%rip).

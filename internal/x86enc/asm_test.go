@@ -99,6 +99,10 @@ func encCases() (cases []encCase, syms map[string]uint64) {
 			add(fmt.Sprintf("movabs %#x,%s", v, r), fmt.Sprintf("movabs $%#x,%%%s", v, r), func(a *Asm) { a.MovImm64(r, v) },
 				wantInst{op: x86asm.MOV, args: []x86asm.Arg{r64(r), x86asm.Imm(v)}})
 		}
+		for _, v := range []int32{0x7fffff80, 128, -129, math.MaxInt32, math.MinInt32} {
+			add(fmt.Sprintf("cmp %#x,%s", v, r), fmt.Sprintf("cmp $%d,%%%s", v, gnu32(r)), func(a *Asm) { a.CmpReg32Imm32(r, v) },
+				wantInst{op: x86asm.CMP, args: []x86asm.Arg{r32(r), x86asm.Imm(v)}})
+		}
 		for _, v := range []int8{-16, -128, 0, 1, 127} {
 			add(fmt.Sprintf("and %d,%s", v, r), fmt.Sprintf("and $%d,%%%s", v, r), func(a *Asm) { a.AndImm8(r, v) },
 				wantInst{op: x86asm.AND, args: []x86asm.Arg{r64(r), x86asm.Imm(v)}})
