@@ -135,6 +135,10 @@ struct tv_global {
  * leaves its trace every 19 iterations for the ticker's work). */
 #define TV_SIDE_SHARE 2
 
+/* The budget's rule (tv.c), apart from the clock and the counters. */
+int tv_budget_refuses(uint64_t spent, uint64_t elapsed, uint64_t pct,
+		      uint64_t share, uint64_t earned);
+
 extern struct tv_global tv_g;
 
 /* Parking the Go runtime's threads while the JIT is idle (park.c). The
