@@ -1056,7 +1056,10 @@ func TestSideTraceIntoPeeledLoop(t *testing.T) {
 // when it was compiled. Entered again with another k, the first copy's
 // close finds another value and the loop runs on in the first copy: the
 // results are right, and after peelMissLimit closes in a row it stops
-// checking.
+// checking. Where the first copy itself guards k's load (the optimiser's
+// choice of loads to guard varies from run to run), k2 leaves it at that
+// guard before its close instead, and side traces take over: right
+// results too, and no miss.
 func TestPeeledLoopOtherData(t *testing.T) {
 	const n, k1, k2 = 100000, 0x3a7, 0x51
 	r := runJIT(t, InterpBranch, n, k1)
@@ -1068,6 +1071,8 @@ func TestPeeledLoopOtherData(t *testing.T) {
 	require.Equal(t, want2, res.Ret)
 	require.Equal(t, steps2, res.Out[0])
 	l := LoopFigures(Machine().Snapshot(), r.ids, r.ids+IDSpan())
-	assert.Positive(t, l.PeelMisses, "k2 entered the peeled copy compiled for k1")
+	if l.PeelMisses == 0 {
+		assert.Greater(t, l.SideTraces, r.loop.SideTraces, "k2 neither missed at the close nor left the first copy before it")
+	}
 	assert.Less(t, l.PeelMisses, uint64(n/100), "it stopped checking")
 }
