@@ -485,6 +485,45 @@ func TestMemoryPCInterpreter(t *testing.T) {
 	assert.Zero(t, strings.Count(log, "; guard-target "), "dispatches left to check:\n%s", log)
 }
 
+// TestPeeledTaggedInterpreter: a tagged register machine whose registers
+// and frame lie far from its program and from the C frame (tt_tagged): the
+// loop calls nothing natively, so its peeled copy takes every location it
+// reads at a known address as known unless the loop changes it: the
+// registers' tags (stored back unchanged), the frame's register count and
+// the function's constant k, which neither the first copy's guards nor
+// the bytecode's neighbourhood cover. The second copy checks fewer of them, and the results are the
+// native ones.
+func TestPeeledTaggedInterpreter(t *testing.T) {
+	const n, k = 100000, 0x2b5
+	var want int64
+	for c := int64(n); c > 0; c-- {
+		want += (c * c) ^ k
+	}
+	r := runJIT(t, Tagged, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, int64(5*n+1), r.res.Out[0], "steps")
+	require.Equal(t, r.res, r.native(Tagged, n, k))
+	log := r.log()
+	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
+	regs := uint64(r.res.Out[1])
+	const tagOff, tvalSize = 8, 16
+	// r3 is written before it is read: its tag is the store's, not an
+	// assumption.
+	for _, reg := range []uint64{0, 1} {
+		assert.Contains(t, log, fmt.Sprintf("[%#x]=0x3/1", regs+reg*tvalSize+tagOff), "register %d's tag", reg)
+	}
+	assert.NotContains(t, log, fmt.Sprintf("[%#x]=", regs+3*tvalSize+tagOff), "r3's tag")
+	// k is only xored in: the first copy has no guard to gain by it.
+	consts := uint64(r.res.Out[3])
+	assert.Contains(t, log, fmt.Sprintf("[%#x]=0x%x/8", consts, k), "the constant k")
+	assert.Contains(t, log, fmt.Sprintf("[%#x]=0x3/1", consts+tagOff), "the constant's tag")
+	assert.Contains(t, log, fmt.Sprintf("[%#x]=0x8/8", uint64(r.res.Out[2])), "the register count")
+	first, second, ok := strings.Cut(log, "; peeled:")
+	require.True(t, ok, log)
+	assert.Less(t, strings.Count(second, "cmp"), strings.Count(first, "cmp")/2, log)
+	r.checkTraced(t, n-1, 0.99)
+}
+
 // TestStoreThroughUnknownPointer: a value the trace stored is forwarded
 // to its load for certain only while nothing could have overwritten it; a
 // store through a pointer the optimiser does not know could, and once in

@@ -216,6 +216,7 @@ TT int64_t tt_recurse(const int64_t *in, int64_t *out)
 enum {
 	VM_LI, VM_MOV, VM_ADD, VM_SUB, VM_MUL, VM_XOR, VM_ADDI, VM_SHR,
 	VM_AND, VM_JNZ, VM_NOP, VM_HALT,
+	VM_XORK, /* r[a] = r[b] ^ constant c (tt_tagged) */
 };
 
 struct vm_ins {
@@ -387,6 +388,106 @@ TT int64_t tt_mem_interp(const int64_t *in, int64_t *out)
 		case VM_HALT:
 			out[0] = tt_mem_vm.steps;
 			return r[p->a];
+		default:
+			th_ensure_not_traced();
+			return -1;
+		}
+	}
+}
+
+/* A tagged register machine, as Lua's and other dynamic languages' VMs
+ * are: each register holds a type tag beside its value, each instruction
+ * checks its operands' tags against the integer tag and stores its result
+ * with that tag, and the frame says how many registers there are. The
+ * registers and the frame are static data far from the program (not beside
+ * a word the trace guards, not in the C frame), and so are the function's
+ * constants: a peeled copy takes their tags, the frame's size and the
+ * constant k as known (the loop stores each tag back unchanged), and
+ * checks none of them per iteration. r1 = sum over c = n..1 of
+ * (c*c ^ k); out[1], out[2] and out[3] are the addresses of the register
+ * file, the register count and the constants. */
+enum { TT_TAG_INT = 3, TT_TAG_STR = 4 };
+struct tt_tval {
+	int64_t v;
+	uint8_t tag;
+};
+static const struct vm_ins tt_tagged_prog[] = {
+	{ VM_MUL, 3, 0, 0, 0 },   /* 0: r3 = r0 * r0 */
+	{ VM_XORK, 3, 3, 0, 0 },  /* 1: r3 ^= K[0] */
+	{ VM_ADD, 1, 1, 3, 0 },   /* 2: r1 += r3 */
+	{ VM_ADDI, 0, 0, 0, -1 }, /* 3: r0-- */
+	{ VM_JNZ, 0, 0, 0, 0 },   /* 4: if r0 goto 0 */
+	{ VM_HALT, 1, 0, 0, 0 },  /* 5: return r1 */
+};
+/* The function's constants, as Lua keeps them apart from its code. */
+static struct {
+	char far_from_the_rest[4096];
+	struct tt_tval k[2];
+} tt_tagged_consts;
+static struct {
+	char far_from_the_program[4096];
+	struct tt_tval r[8];
+	char far_from_the_registers[4096];
+	uint64_t nregs;
+} tt_tagged_vm;
+
+TT int64_t tt_tagged(const int64_t *in, int64_t *out)
+{
+	struct tt_tval *r = tt_tagged_vm.r;
+	tt_tagged_vm.nregs = 8;
+	for (int i = 0; i < 8; i++)
+		r[i] = (struct tt_tval){ 0, TT_TAG_INT };
+	r[0].v = in[1];
+	tt_tagged_consts.k[0] = (struct tt_tval){ in[2], TT_TAG_INT };
+	int64_t steps = 0;
+	for (uint32_t pc = 0;;) {
+		const struct vm_ins *p = &tt_tagged_prog[pc++];
+		steps++;
+		if (p->a >= tt_tagged_vm.nregs || p->b >= tt_tagged_vm.nregs ||
+		    p->c >= tt_tagged_vm.nregs)
+			return -2;
+		switch (p->op) {
+		case VM_MUL:
+		case VM_XOR:
+		case VM_ADD:
+			if (r[p->b].tag != TT_TAG_INT || r[p->c].tag != TT_TAG_INT)
+				return -3;
+			if (p->op == VM_MUL)
+				r[p->a].v = r[p->b].v * r[p->c].v;
+			else if (p->op == VM_XOR)
+				r[p->a].v = r[p->b].v ^ r[p->c].v;
+			else
+				r[p->a].v = r[p->b].v + r[p->c].v;
+			r[p->a].tag = TT_TAG_INT;
+			break;
+		case VM_ADDI:
+			if (r[p->b].tag != TT_TAG_INT)
+				return -3;
+			r[p->a].v = r[p->b].v + p->imm;
+			r[p->a].tag = TT_TAG_INT;
+			break;
+		case VM_XORK:
+			if (r[p->b].tag != TT_TAG_INT ||
+			    tt_tagged_consts.k[p->c].tag != TT_TAG_INT)
+				return -3;
+			r[p->a].v = r[p->b].v ^ tt_tagged_consts.k[p->c].v;
+			r[p->a].tag = TT_TAG_INT;
+			break;
+		case VM_JNZ:
+			if (r[p->a].tag == TT_TAG_STR || r[p->a].v) {
+				uint32_t to = (uint32_t)p->imm;
+				int back = to < pc;
+				pc = to;
+				if (back)
+					th_backwards_branch(ID(to));
+			}
+			break;
+		case VM_HALT:
+			out[0] = steps;
+			out[1] = (int64_t)(uintptr_t)r;
+			out[2] = (int64_t)(uintptr_t)&tt_tagged_vm.nregs;
+			out[3] = (int64_t)(uintptr_t)tt_tagged_consts.k;
+			return r[p->a].v;
 		default:
 			th_ensure_not_traced();
 			return -1;
