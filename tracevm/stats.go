@@ -265,11 +265,3 @@ func (m *Machine) parking() string {
 	}
 	return "off"
 }
-
-// budgetRefuses is the JIT budget's rule (tv_budget_refuses): whether a
-// recording of share (1 root, 2 side) is refused once the JIT has spent
-// spent cycles of elapsed at pct percent, its kept traces having earned
-// earned cycles.
-func budgetRefuses(spent, elapsed, pct, share, earned uint64) bool {
-	return C.tv_budget_refuses(C.uint64_t(spent), C.uint64_t(elapsed), C.uint64_t(pct), C.uint64_t(share), C.uint64_t(earned)) != 0
-}

@@ -467,19 +467,28 @@ func TestSwitchInterpreter(t *testing.T) {
 	r.checkTraced(t, n-1, 0.99)
 }
 
+// runSquaresXor runs f, an interpreter of the five-instruction program
+// r1 = sum over c = n..1 of (c*c ^ k), under the JIT and checks its
+// result and step count against the sum and against a native run.
+func runSquaresXor(t *testing.T, f Func, n, k int64) traced {
+	t.Helper()
+	var want int64
+	for c := n; c > 0; c-- {
+		want += (c * c) ^ k
+	}
+	r := runJIT(t, f, n, k)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, 5*n+1, r.res.Out[0], "steps")
+	require.Equal(t, r.res, r.native(f, n, k))
+	return r
+}
+
 // An interpreter whose pc lives in memory: the trace forwards each
 // stored pc to the load that reads it back, so every dispatch is on a
 // known instruction of read-only code and its jump-table guard goes.
 func TestMemoryPCInterpreter(t *testing.T) {
 	const n, k = 100000, 0x3c9
-	var want int64
-	for c := int64(n); c > 0; c-- {
-		want += (c * c) ^ k
-	}
-	r := runJIT(t, MemInterp, n, k)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, int64(5*n+1), r.res.Out[0], "steps")
-	require.Equal(t, r.res, r.native(MemInterp, n, k))
+	r := runSquaresXor(t, MemInterp, n, k)
 	r.checkTraced(t, n-1, 0.99)
 	log := r.log()
 	assert.Zero(t, strings.Count(log, "; guard-target "), "dispatches left to check:\n%s", log)
@@ -491,18 +500,11 @@ func TestMemoryPCInterpreter(t *testing.T) {
 // reads at a known address as known unless the loop changes it: the
 // registers' tags (stored back unchanged), the frame's register count and
 // the function's constant k, which neither the first copy's guards nor
-// the bytecode's neighbourhood cover. The second copy checks fewer of them, and the results are the
-// native ones.
+// the bytecode's neighbourhood cover. The second copy checks fewer of
+// them, and the results are the native ones.
 func TestPeeledTaggedInterpreter(t *testing.T) {
 	const n, k = 100000, 0x2b5
-	var want int64
-	for c := int64(n); c > 0; c-- {
-		want += (c * c) ^ k
-	}
-	r := runJIT(t, Tagged, n, k)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, int64(5*n+1), r.res.Out[0], "steps")
-	require.Equal(t, r.res, r.native(Tagged, n, k))
+	r := runSquaresXor(t, Tagged, n, k)
 	log := r.log()
 	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
 	regs := uint64(r.res.Out[1])
