@@ -129,7 +129,8 @@ struct tv_global {
  * TV_BUDGET_FREE. */
 #define TV_BUDGET_FREE (20ull << 20)
 /* Side recordings may spend up to this many times the root recordings'
- * share: a root trace whose hot exits stay open is judged by the governor
+ * share, once a kept trace has earned anything (before, the same share):
+ * a root trace whose hot exits stay open is judged by the governor
  * with every exit's return to the interpreter in its cost, so the root's
  * own spending is lost unless its side traces follow (a CPython 2.7 loop
  * leaves its trace every 19 iterations for the ticker's work). */
