@@ -239,8 +239,11 @@ func icReg(s sites.Site) (x86enc.Reg, bool) {
 }
 
 // idReg is the register holding s's loop id at the handler.
-func idReg(s sites.Site) (x86enc.Reg, error) {
-	d, err := sites.DWARFReg(s.IDReg)
+func idReg(s sites.Site) (x86enc.Reg, error) { return siteReg(s.IDReg) }
+
+// siteReg is the register a site's profile names (IDReg, AuxReg).
+func siteReg(name string) (x86enc.Reg, error) {
+	d, err := sites.DWARFReg(name)
 	if err != nil {
 		return 0, err
 	}
@@ -263,11 +266,7 @@ func forwardJumpFilter(a *x86enc.Asm, s sites.Site) error {
 	if !slices.Contains(s.Flags, sites.FlagLua54SJ) {
 		return nil
 	}
-	d, err := sites.DWARFReg(s.AuxReg)
-	if err != nil {
-		return err
-	}
-	r, err := x86enc.FromDWARF(d)
+	r, err := siteReg(s.AuxReg)
 	if err != nil {
 		return err
 	}

@@ -837,7 +837,10 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 	if (keyed && (fl & (RM_SITE_LUA54_SJ | RM_SITE_LUA54_COND_SJ))) {
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. A comparison takes the OP_JMP after it, the word
-		 * at its pc (its trampoline sent the forward ones on). */
+		 * at its pc. A sampled site's trampoline sends an OP_JMP
+		 * that goes forward on itself, and counts a comparison's
+		 * down (rm_cond_forward); an unsampled one calls for every
+		 * jump. */
 		uint64_t word = aux, past = id;
 		if (fl & RM_SITE_LUA54_COND_SJ) {
 			word = *(const uint32_t *)id;
@@ -850,14 +853,8 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 		}
 		if (sr && (fl & RM_SITE_LUA54_COND_SJ))
 			sr->backs++;
-		if (sj >= 0) {
-			/* A forward jump enters no trace either: at full
-			 * rate it must count towards going back to
-			 * sampling. */
-			if (sr && sr->full)
-				rm_miss(sr);
-			return 0;
-		}
+		if (sj >= 0)
+			return 0; /* an unsampled site's: no full rate to end */
 		/* A loop is its header: every back jump to one pc (the
 		 * branches of an if/elseif chain ending a while body each
 		 * jump back on their own) is one loop, counted and traced
