@@ -879,6 +879,10 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		peeled, notPeeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
 		defer peeled.release()
 	}
+	splits := 0
+	if !m.cfg.NoSplit {
+		splits = splitWideLoads(ops, p) + splitWideLoads(ops, peeled)
+	}
 	if peeled != nil {
 		m.mu.Lock()
 		peeled.misses = m.data.alloc16() // 0 when full: not counted
@@ -949,6 +953,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		return nil, fmt.Errorf("tracevm: trace generated at %#x allocated at %#x", base, a)
 	}
 	t.head = base
+	m.stats.wideSplits.Add(uint64(splits))
 	if peeled != nil && e.body2 >= 0 {
 		t.hoisted = len(p.guarded) - len(peeled.guarded)
 		t.peelMisses = peeled.misses
@@ -1066,6 +1071,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 				fmt.Fprintf(&b, " [%#x]=%#x/%d", g.addr, g.v, g.size)
 			}
 			note = b.String()
+		}
+		if splits > 0 {
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d wide loads split", note, splits), "; ")
 		}
 		m.logTrace(t, r, code, cm, note)
 	}

@@ -260,6 +260,9 @@ type Config struct {
 	// NoPeel emits root traces once, guarding what they load at every
 	// iteration (REDMAGIC_PEEL=0; peel.go).
 	NoPeel bool
+	// NoSplit leaves 16-byte loads over narrower stores whole
+	// (REDMAGIC_SPLIT=0; widesplit.go).
+	NoSplit bool
 	// Background compiles each finished recording on a goroutine of the
 	// JIT's while the program thread goes on in the original code, which
 	// enters the trace once it is installed (background.go); without it

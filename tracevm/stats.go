@@ -28,6 +28,7 @@ type Stats struct {
 	recorderEvents  atomic.Uint64
 	sidesOptimized  atomic.Uint64
 	peeled          atomic.Uint64
+	wideSplits      atomic.Uint64
 	sidesIntoPeeled atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
@@ -92,6 +93,9 @@ type Snapshot struct {
 	// SidesIntoPeeled: side traces that close their loop in its peeled
 	// copy, not at its head.
 	SidesIntoPeeled uint64 `json:"side_traces_into_peeled"`
+	// WideLoadsSplit: 16-byte loads of compiled traces emitted as two
+	// 8-byte ones, their halves having been stored apart (widesplit.go).
+	WideLoadsSplit uint64 `json:"wide_loads_split"`
 	// Parking (park.c): whether it is on (or why not), how often the
 	// JIT's threads were parked and released, attempts that found a
 	// thread outside Go code, and the time spent parked.
@@ -158,6 +162,7 @@ func (m *Machine) Snapshot() Snapshot {
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
+		WideLoadsSplit:      m.stats.wideSplits.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
 		Parking:             m.parking(),
 		Parks:               uint64(C.tv_park_g.parks),

@@ -526,6 +526,27 @@ func TestPeeledTaggedInterpreter(t *testing.T) {
 	r.checkTraced(t, n-1, 0.99)
 }
 
+// TestWideLoadsSplit: a stack machine of 16-byte tagged values (tt_tvstack)
+// copies out, at each pop after an add, a value whose tag a whole copy
+// stored and whose payload the add's 8-byte store changed: the trace loads
+// such a value as two halves (widesplit.go) and only such a value, and its
+// results are the native ones.
+func TestWideLoadsSplit(t *testing.T) {
+	const n = 100000
+	r := runJIT(t, TVStack, n)
+	log := r.log()
+	require.Equal(t, int64(n*(n+1)/2), r.res.Out[1], log)
+	require.Equal(t, int64(10*n+1), r.res.Out[0], "steps")
+	require.Equal(t, r.res, r.native(TVStack, n))
+	r.checkTraced(t, n-1, 0.99)
+	split := r.after.WideLoadsSplit - r.before.WideLoadsSplit
+	require.NotZero(t, split, log)
+	assert.Equal(t, strings.Count(log, "movhps"), int(split), log)
+	// Two pops an iteration follow an add; the pushes copy what a whole
+	// store wrote and stay whole.
+	assert.Regexp(t, `movdq[au] \(`, log)
+}
+
 // TestStoreThroughUnknownPointer: a value the trace stored is forwarded
 // to its load for certain only while nothing could have overwritten it; a
 // store through a pointer the optimiser does not know could, and once in

@@ -495,6 +495,73 @@ TT int64_t tt_tagged(const int64_t *in, int64_t *out)
 	}
 }
 
+/* A stack machine whose values are 16-byte tagged structs, as a C
+ * interpreter with struct values is: a push and a pop copy a value whole
+ * (gcc: one SSE load and store), an add updates the payload beneath the
+ * top in place (an 8-byte store), and the pop that follows copies out
+ * what the two wrote. out[1] = sum over c = 1..n of c; 10 bytecodes an
+ * iteration. */
+enum { TS_PUSHL, TS_PUSHI, TS_ADD, TS_STOREL, TS_JNZ, TS_HALT };
+static const struct vm_ins tt_tvstack_prog[] = {
+	{ TS_PUSHL, 1, 0, 0, 0 },   /* 0: push acc */
+	{ TS_PUSHL, 0, 0, 0, 0 },   /* 1: push c */
+	{ TS_ADD, 0, 0, 0, 0 },     /* 2: add */
+	{ TS_STOREL, 1, 0, 0, 0 },  /* 3: acc = pop */
+	{ TS_PUSHL, 0, 0, 0, 0 },   /* 4: push c */
+	{ TS_PUSHI, 0, 0, 0, -1 },  /* 5: push -1 */
+	{ TS_ADD, 0, 0, 0, 0 },     /* 6: add */
+	{ TS_STOREL, 0, 0, 0, 0 },  /* 7: c = pop */
+	{ TS_PUSHL, 0, 0, 0, 0 },   /* 8: push c */
+	{ TS_JNZ, 0, 0, 0, 0 },     /* 9: if pop goto 0 */
+	{ TS_HALT, 1, 0, 0, 0 },    /* 10: return acc */
+};
+static struct tt_tval tt_tvstack_stack[16], tt_tvstack_locals[4];
+
+TT int64_t tt_tvstack(const int64_t *in, int64_t *out)
+{
+	struct tt_tval *sp = tt_tvstack_stack, *l = tt_tvstack_locals;
+	l[0] = (struct tt_tval){ in[1], TT_TAG_INT };
+	l[1] = (struct tt_tval){ 0, TT_TAG_INT };
+	int64_t steps = 0;
+	for (uint32_t pc = 0;;) {
+		const struct vm_ins *p = &tt_tvstack_prog[pc++];
+		steps++;
+		switch (p->op) {
+		case TS_PUSHL:
+			*sp++ = l[p->a];
+			break;
+		case TS_PUSHI:
+			*sp++ = (struct tt_tval){ p->imm, TT_TAG_INT };
+			break;
+		case TS_ADD:
+			if (sp[-1].tag != TT_TAG_INT || sp[-2].tag != TT_TAG_INT)
+				return -3;
+			sp[-2].v += sp[-1].v;
+			sp--;
+			break;
+		case TS_STOREL:
+			l[p->a] = *--sp;
+			break;
+		case TS_JNZ:
+			if ((--sp)->v) {
+				uint32_t to = (uint32_t)p->imm;
+				int back = to < pc;
+				pc = to;
+				if (back)
+					th_backwards_branch(ID(to));
+			}
+			break;
+		case TS_HALT:
+			out[0] = steps;
+			out[1] = l[p->a].v;
+			return sp - tt_tvstack_stack;
+		default:
+			th_ensure_not_traced();
+			return -1;
+		}
+	}
+}
+
 /* A store at an address the trace knows, then a store through a pointer
  * it does not know that writes the same slot once in 97 iterations (the
  * recorded one almost surely does not), then the load: the first store's
