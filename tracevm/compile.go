@@ -294,6 +294,25 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				}
 				continue
 			}
+			if pr, ok := p.pairAt(i); ok {
+				// A vector copy through two general registers: the
+				// generator sets them again where they are read and at
+				// the exits (vecpair.go).
+				materialize(pr.reads)
+				e.bytes(pr.code...)
+				if !pr.store {
+					if pr.keep {
+						vec := o.code
+						if rw, ok := p.rewrite[i]; ok && rw.code != nil {
+							vec = rw.code
+						}
+						e.bytes(vec...)
+					}
+					setVirtual(pr.a, pr.va)
+					setVirtual(pr.b, pr.vb)
+				}
+				continue
+			}
 			code, reencoded := o.code, false
 			if p != nil && o.kind == opInsn {
 				inst := p.inst(i)
@@ -879,8 +898,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		peeled, notPeeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
 		defer peeled.release()
 	}
-	splits := 0
+	splits, pairs := 0, 0
 	if !m.cfg.NoSplit {
+		pairs = pairVectorCopies(ops, p) + pairVectorCopies(ops, peeled)
 		splits = splitWideLoads(ops, p) + splitWideLoads(ops, peeled)
 	}
 	if peeled != nil {
@@ -954,6 +974,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	t.head = base
 	m.stats.wideSplits.Add(uint64(splits))
+	m.stats.vectorPairs.Add(uint64(pairs))
 	if peeled != nil && e.body2 >= 0 {
 		t.hoisted = len(p.guarded) - len(peeled.guarded)
 		t.peelMisses = peeled.misses
@@ -1072,8 +1093,8 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			}
 			note = b.String()
 		}
-		if splits > 0 {
-			note = strings.TrimPrefix(fmt.Sprintf("%s; %d wide loads split", note, splits), "; ")
+		if splits > 0 || pairs > 0 {
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d wide loads split, %d vector copies through general registers", note, splits, pairs), "; ")
 		}
 		m.logTrace(t, r, code, cm, note)
 	}

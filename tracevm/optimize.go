@@ -172,7 +172,9 @@ type plan struct {
 	// rewrite: op i is emitted as this re-encoding with a known operand
 	// as an immediate (constform.go); no code: op i is left out, and
 	// unlike a dropped op sets no register.
-	rewrite   map[int]rewritten
+	rewrite map[int]rewritten
+	// pairs: vector copies moved through general registers (vecpair.go).
+	pairs     map[int]vecPair
 	liveAfter []uint16 // registers read after op i (before being written)
 	// known[i]: registers known before op i, so also after op i-1;
 	// known[len(ops)] is after the last op.

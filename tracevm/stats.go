@@ -29,6 +29,7 @@ type Stats struct {
 	sidesOptimized  atomic.Uint64
 	peeled          atomic.Uint64
 	wideSplits      atomic.Uint64
+	vectorPairs     atomic.Uint64
 	sidesIntoPeeled atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
@@ -96,6 +97,9 @@ type Snapshot struct {
 	// WideLoadsSplit: 16-byte loads of compiled traces emitted as two
 	// 8-byte ones, their halves having been stored apart (widesplit.go).
 	WideLoadsSplit uint64 `json:"wide_loads_split"`
+	// VectorCopiesPaired: 16-byte copies (an SSE load and its store) of
+	// compiled traces made through two general registers (vecpair.go).
+	VectorCopiesPaired uint64 `json:"vector_copies_paired"`
 	// Parking (park.c): whether it is on (or why not), how often the
 	// JIT's threads were parked and released, attempts that found a
 	// thread outside Go code, and the time spent parked.
@@ -163,6 +167,7 @@ func (m *Machine) Snapshot() Snapshot {
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
 		WideLoadsSplit:      m.stats.wideSplits.Load(),
+		VectorCopiesPaired:  m.stats.vectorPairs.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
 		Parking:             m.parking(),
 		Parks:               uint64(C.tv_park_g.parks),

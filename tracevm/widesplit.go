@@ -164,7 +164,8 @@ func splitWideLoads(ops []op, p *plan) int {
 				inst = rw.inst
 			}
 			known := p.known.ref(i)
-			if last := pass == passes-1; last && !p.drop[i] && !p.replaced[i] && !spec && !reencoded && wideLoad(inst) {
+			pr, paired := p.pairs[i]
+			if last := pass == passes-1; last && !p.drop[i] && !p.replaced[i] && !spec && !reencoded && wideLoad(inst) && (!paired || pr.keep) {
 				if at, off, ok := w.address(inst, known); ok && w.spansStores(at, off) {
 					if code, ok := splitLoad(o.code); ok {
 						if d, err := x86dec.Decode(code, 0); err == nil {
@@ -178,7 +179,12 @@ func splitWideLoads(ops []op, p *plan) int {
 				// Stores the window cannot place (a segment, a string
 				// store) are left out: the marking is a guess anyway.
 				if at, off, ok := w.address(inst, known); ok {
-					w.store(at, off, inst.MemBytes)
+					if pr, paired := p.pairs[i]; paired && pr.store {
+						w.store(at, off, 8) // two general stores (vecpair.go)
+						w.store(at, off+8, 8)
+					} else {
+						w.store(at, off, inst.MemBytes)
+					}
 				}
 			}
 			wr, all := writes(inst)

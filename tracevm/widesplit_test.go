@@ -7,8 +7,10 @@ import (
 
 	"github.com/redmagic-patch/redmagic-patch/internal/gnuref"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // TestSplitLoad splits loads GNU as assembled and compares the result with
@@ -114,4 +116,75 @@ func TestStoreWindowBound(t *testing.T) {
 	assert.True(t, w.spansStores(abs, 0x1000))
 	w.store(abs, 0x9000, 8)
 	assert.False(t, w.spansStores(abs, 0x1000))
+}
+
+// TestGPRMemForm: a vector copy's general loads and stores take its memory
+// operand, the high half's 8 bytes on, checked against GNU as.
+func TestGPRMemForm(t *testing.T) {
+	cases := []struct {
+		asm  string // the vector instruction whose operand is taken
+		r    x86enc.Reg
+		load bool
+		d    int64
+		want string
+	}{
+		{"movdqu (%rcx,%rax,1),%xmm4", x86enc.RDX, true, 0, "mov (%rcx,%rax,1),%rdx"},
+		{"movdqu (%rcx,%rax,1),%xmm4", x86enc.RBX, true, 8, "mov 0x8(%rcx,%rax,1),%rbx"},
+		{"movups %xmm4,-0x10(%rbp)", x86enc.RDX, false, 0, "mov %rdx,-0x10(%rbp)"},
+		{"movups %xmm4,-0x10(%rbp)", x86enc.R11, false, 8, "mov %r11,-0x8(%rbp)"},
+		{"movaps %xmm9,0x78(%r13)", x86enc.R8, false, 8, "mov %r8,0x80(%r13)"},
+		{"movdqa (%r12,%r14,8),%xmm15", x86enc.R15, true, 8, "mov 0x8(%r12,%r14,8),%r15"},
+		{"movdqu (%rsp),%xmm0", x86enc.RAX, true, 0, "mov (%rsp),%rax"},
+		{"movdqu 0x1000(,%rdx,8),%xmm3", x86enc.RSI, true, 8, "mov 0x1008(,%rdx,8),%rsi"},
+	}
+	texts := make([]string, len(cases))
+	for k, c := range cases {
+		texts[k] = c.asm
+	}
+	const base = 0x401000
+	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	for k, c := range cases {
+		inst, err := x86dec.Decode(slots[k], base)
+		require.NoError(t, err, c.asm)
+		m, ok := parseMemInsn(gnuref.TrimSlot(t, slots[k], inst.Len, c.asm))
+		require.True(t, ok, c.asm)
+		opc := byte(0x89)
+		if c.load {
+			opc = 0x8b
+		}
+		out, ok := gprMemForm(opc, c.r, m, c.d)
+		require.True(t, ok, c.asm)
+		assert.Equal(t, []string{c.want}, gnuref.Disasm(t, 0x1000, out), "%s: % x", c.asm, out)
+	}
+}
+
+// TestTouchesVector: what ends a vector copy's window (the register it
+// copies read or written, or every vector register).
+func TestTouchesVector(t *testing.T) {
+	cases := []struct {
+		asm  string
+		x    x86asm.Reg
+		want bool
+	}{
+		{"mov %rax,(%rbx)", x86asm.X4, false},
+		{"movups %xmm4,(%rbx)", x86asm.X4, true},
+		{"movups %xmm5,(%rbx)", x86asm.X4, false},
+		{"pxor %xmm4,%xmm4", x86asm.X4, true},
+		{"vaddpd %ymm4,%ymm1,%ymm2", x86asm.X4, true},
+		{"vzeroupper", x86asm.X4, true},
+		{"blendvps %xmm0,%xmm2,%xmm1", x86asm.X0, true},
+		{"pcmpistri $0x1a,%xmm2,%xmm1", x86asm.X4, true},
+		{"add $0x1,%rcx", x86asm.X0, false},
+	}
+	texts := make([]string, len(cases))
+	for k, c := range cases {
+		texts[k] = c.asm
+	}
+	const base = 0x401000
+	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	for k, c := range cases {
+		inst, err := x86dec.Decode(slots[k], base)
+		require.NoError(t, err, c.asm)
+		assert.Equal(t, c.want, touchesVector(&inst, c.x), c.asm)
+	}
 }

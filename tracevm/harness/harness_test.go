@@ -526,25 +526,56 @@ func TestPeeledTaggedInterpreter(t *testing.T) {
 	r.checkTraced(t, n-1, 0.99)
 }
 
-// TestWideLoadsSplit: a stack machine of 16-byte tagged values (tt_tvstack)
-// copies out, at each pop after an add, a value whose tag a whole copy
-// stored and whose payload the add's 8-byte store changed: the trace loads
-// such a value as two halves (widesplit.go) and only such a value, and its
-// results are the native ones.
-func TestWideLoadsSplit(t *testing.T) {
-	const n = 100000
-	r := runJIT(t, TVStack, n)
+// runTVStack runs the stack machine of 16-byte tagged values (tt_tvstack)
+// under the JIT, retagging its accumulator at c == retag, and checks its
+// results against the closed form and a native run.
+func runTVStack(t *testing.T, n, retag int64) traced {
+	t.Helper()
+	r := runJIT(t, TVStack, n, retag)
 	log := r.log()
-	require.Equal(t, int64(n*(n+1)/2), r.res.Out[1], log)
-	require.Equal(t, int64(10*n+1), r.res.Out[0], "steps")
-	require.Equal(t, r.res, r.native(TVStack, n))
+	require.Equal(t, n*(n+1)/2, r.res.Out[1], log)
+	require.Equal(t, 11*n+1, r.res.Out[0], "steps")
+	tag := int64(3)
+	if retag >= 1 && retag <= n {
+		tag = 5
+	}
+	require.Equal(t, tag, r.res.Out[2], "the accumulator's tag")
+	require.Equal(t, r.res, r.native(TVStack, n, retag))
+	return r
+}
+
+// TestVectorCopies: the stack machine copies out, at each pop after an
+// add, a value whose tag a whole copy stored and whose payload the add's
+// 8-byte store changed. Its pushes and pops go through general registers
+// (vecpair.go), and a 16-byte load the trace still makes after stores of
+// its halves apart is made in halves (widesplit.go).
+func TestVectorCopies(t *testing.T) {
+	const n = 100000
+	r := runTVStack(t, n, 0)
 	r.checkTraced(t, n-1, 0.99)
+	log := r.log()
+	pairs := r.after.VectorCopiesPaired - r.before.VectorCopiesPaired
+	require.NotZero(t, pairs, log)
 	split := r.after.WideLoadsSplit - r.before.WideLoadsSplit
-	require.NotZero(t, split, log)
 	assert.Equal(t, strings.Count(log, "movhps"), int(split), log)
-	// Two pops an iteration follow an add; the pushes copy what a whole
-	// store wrote and stay whole.
-	assert.Regexp(t, `movdq[au] \(`, log)
+	// Five pushes and pops an iteration, in each of the two copies.
+	assert.GreaterOrEqual(t, pairs, uint64(4), log)
+}
+
+// TestVectorCopiesExits: the accumulator takes another tag halfway, and
+// from then on the trace's tag guard fails in every iteration, right
+// after a copy through general registers the trace took from registers it
+// knows: each exit leaves the machine state the interpreter expects (the
+// results are the native ones), and a side trace takes over.
+func TestVectorCopiesExits(t *testing.T) {
+	const n = 100000
+	r := runTVStack(t, n, n/2)
+	require.NotZero(t, r.after.VectorCopiesPaired-r.before.VectorCopiesPaired, r.log())
+	require.NotZero(t, r.after.SideTraces-r.before.SideTraces, r.log())
+	r.checkTraced(t, n-1, 0.9)
+	for _, retag := range []int64{1, 2, 7, n - 1, n} {
+		runTVStack(t, 5000, retag)
+	}
 }
 
 // TestStoreThroughUnknownPointer: a value the trace stored is forwarded

@@ -499,23 +499,33 @@ TT int64_t tt_tagged(const int64_t *in, int64_t *out)
  * interpreter with struct values is: a push and a pop copy a value whole
  * (gcc: one SSE load and store), an add updates the payload beneath the
  * top in place (an 8-byte store), and the pop that follows copies out
- * what the two wrote. out[1] = sum over c = 1..n of c; 10 bytecodes an
- * iteration. */
-enum { TS_PUSHL, TS_PUSHI, TS_ADD, TS_STOREL, TS_JNZ, TS_HALT };
+ * what the two wrote. out[1] = sum over c = 1..n of c; 11 bytecodes an
+ * iteration. When c reaches in[2] (0: never) the accumulator takes a
+ * second integer tag, which the adds keep from then on: the trace's tag
+ * guards fail mid-iteration from there. out[2] is the accumulator's
+ * final tag. */
+enum { TS_PUSHL, TS_PUSHI, TS_ADD, TS_STOREL, TS_JNZ, TS_RETAG, TS_HALT };
+enum { TT_TAG_INT2 = 5 };
 static const struct vm_ins tt_tvstack_prog[] = {
-	{ TS_PUSHL, 1, 0, 0, 0 },   /* 0: push acc */
-	{ TS_PUSHL, 0, 0, 0, 0 },   /* 1: push c */
-	{ TS_ADD, 0, 0, 0, 0 },     /* 2: add */
-	{ TS_STOREL, 1, 0, 0, 0 },  /* 3: acc = pop */
-	{ TS_PUSHL, 0, 0, 0, 0 },   /* 4: push c */
-	{ TS_PUSHI, 0, 0, 0, -1 },  /* 5: push -1 */
-	{ TS_ADD, 0, 0, 0, 0 },     /* 6: add */
-	{ TS_STOREL, 0, 0, 0, 0 },  /* 7: c = pop */
-	{ TS_PUSHL, 0, 0, 0, 0 },   /* 8: push c */
-	{ TS_JNZ, 0, 0, 0, 0 },     /* 9: if pop goto 0 */
-	{ TS_HALT, 1, 0, 0, 0 },    /* 10: return acc */
+	{ TS_RETAG, 1, 0, 0, 0 },   /* 0: retag acc when c == in[2] */
+	{ TS_PUSHL, 1, 0, 0, 0 },   /* 1: push acc */
+	{ TS_PUSHL, 0, 0, 0, 0 },   /* 2: push c */
+	{ TS_ADD, 0, 0, 0, 0 },     /* 3: add */
+	{ TS_STOREL, 1, 0, 0, 0 },  /* 4: acc = pop */
+	{ TS_PUSHL, 0, 0, 0, 0 },   /* 5: push c */
+	{ TS_PUSHI, 0, 0, 0, -1 },  /* 6: push -1 */
+	{ TS_ADD, 0, 0, 0, 0 },     /* 7: add */
+	{ TS_STOREL, 0, 0, 0, 0 },  /* 8: c = pop */
+	{ TS_PUSHL, 0, 0, 0, 0 },   /* 9: push c */
+	{ TS_JNZ, 0, 0, 0, 0 },     /* 10: if pop goto 0 */
+	{ TS_HALT, 1, 0, 0, 0 },    /* 11: return acc */
 };
 static struct tt_tval tt_tvstack_stack[16], tt_tvstack_locals[4];
+
+static int tt_int_tag(uint8_t tag)
+{
+	return tag == TT_TAG_INT || tag == TT_TAG_INT2;
+}
 
 TT int64_t tt_tvstack(const int64_t *in, int64_t *out)
 {
@@ -534,8 +544,11 @@ TT int64_t tt_tvstack(const int64_t *in, int64_t *out)
 			*sp++ = (struct tt_tval){ p->imm, TT_TAG_INT };
 			break;
 		case TS_ADD:
-			if (sp[-1].tag != TT_TAG_INT || sp[-2].tag != TT_TAG_INT)
-				return -3;
+			if (sp[-1].tag != TT_TAG_INT || sp[-2].tag != TT_TAG_INT) {
+				if (!tt_int_tag(sp[-1].tag) || !tt_int_tag(sp[-2].tag))
+					return -3;
+				sp[-2].tag = TT_TAG_INT2;
+			}
 			sp[-2].v += sp[-1].v;
 			sp--;
 			break;
@@ -551,9 +564,14 @@ TT int64_t tt_tvstack(const int64_t *in, int64_t *out)
 					th_backwards_branch(ID(to));
 			}
 			break;
+		case TS_RETAG:
+			if (l[0].v == in[2])
+				l[p->a].tag = TT_TAG_INT2;
+			break;
 		case TS_HALT:
 			out[0] = steps;
 			out[1] = l[p->a].v;
+			out[2] = l[p->a].tag;
 			return sp - tt_tvstack_stack;
 		default:
 			th_ensure_not_traced();
