@@ -8,7 +8,10 @@
 //
 // The package owns, as separate parts in the manner of DynamoRIO: the
 // recorder (record.go), the optimiser (optimize.go, with the register and
-// flag effects of instructions in effects.go and flags.go), the trace
+// flag effects of instructions in effects.go and flags.go; loop peeling in
+// peel.go; vector copies through general registers and split wide loads,
+// vecpair.go and widesplit.go, which serve the processor's store
+// forwarding), the trace
 // compiler and its instruction emitter (compile.go, emit.go), the code
 // cache and its generations (package codecache, with data areas near it in
 // data.go), the switch between the interpreter's state and the machine's,
