@@ -71,7 +71,7 @@ type codeMap struct {
 // root's peeled copy directly (bodyLink).
 func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p, peeled *plan, link *bodyLink, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
 	e.reset(base)
-	e.peelExit, e.body2 = -1, -1
+	e.peelExit, e.body2, e.carried = -1, -1, nil
 	logging := m.cfg.Log != nil
 	head := e.newLabel()
 	e.bind(head)
@@ -229,7 +229,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			e.bind(body)
 		}
 	}
-	var recheck2, enterRegs []regValue
+	var recheck2, enterRegs, carried2 []regValue
 	if peeled != nil {
 		re, ok := closeRechecks(ops, peeled, lg.atClose())
 		if !ok || body == head {
@@ -237,13 +237,22 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		} else {
 			recheck2 = re
 			enterRegs = peelEntryRegs(ops, p, peeled)
+			var check []regValue
+			carried2, check = carriedRegs(ops, peeled, p)
+			for _, rv := range check {
+				if !slices.ContainsFunc(enterRegs, func(h regValue) bool { return h.r == rv.r }) {
+					enterRegs = append(enterRegs, rv)
+				}
+			}
 		}
 	}
 	// emitOps emits one copy of the ops under plan p; its close checks
 	// recheck and jumps to closeTo. With enter, the close goes on to
 	// closeTo only when the registers and loads of enter hold what the
-	// peeled copy assumes, else to stay.
-	emitOps := func(p *plan, recheck []regValue, closeTo, stay label, enter *plan) error {
+	// peeled copy assumes, else to stay. carried: registers the copy
+	// starts with virtual (carriedRegs), which its close leaves so when
+	// they still hold those values.
+	emitOps := func(p *plan, recheck []regValue, closeTo, stay label, enter *plan, carried []regValue) error {
 		for i := range ops {
 			o := &ops[i]
 			exitState = i
@@ -379,7 +388,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				clearVirtual(w)
 			}
 			switch o.kind {
-			case opCall, opClose, opLink:
+			case opClose:
+				materialize(allRegs &^ stillCarried(carried, virtual))
+			case opCall, opLink:
 				materialize(allRegs)
 			case opGuardTarget:
 				materialize(regBits(o.inst.Args[0]))
@@ -503,21 +514,29 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		return nil
 	}
 	if peeled == nil {
-		if err := emitOps(p, recheck, body, body, nil); err != nil {
+		var carried []regValue
+		if body != head {
+			// The close jumps past the head guards, which read the
+			// registers themselves.
+			carried, _ = carriedRegs(ops, p, nil)
+			virtual = append(virtual, carried...)
+		}
+		if err := emitOps(p, recheck, body, body, nil, carried); err != nil {
 			return nil, nil, nil, nil, nil, nil, err
 		}
 	} else {
 		body2 := e.newLabel()
-		if err := emitOps(p, recheck, body2, body, peeled); err != nil {
+		if err := emitOps(p, recheck, body2, body, peeled, nil); err != nil {
 			return nil, nil, nil, nil, nil, nil, err
 		}
-		cur, virtual, stk = peeled, nil, initStack
+		cur, virtual, stk = peeled, append([]regValue(nil), carried2...), initStack
+		e.carried = carried2
 		e.peelExit, e.body2 = len(exitLabels), len(e.buf)
 		e.bind(body2)
 		if logging {
 			cm = append(cm, codeMap{off: len(e.buf), addr: start, what: "peeled"})
 		}
-		if err := emitOps(peeled, recheck2, body2, body2, nil); err != nil {
+		if err := emitOps(peeled, recheck2, body2, body2, nil, carried2); err != nil {
 			return nil, nil, nil, nil, nil, nil, err
 		}
 	}
@@ -541,6 +560,61 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	flushLits(e, lits)
 	code, err = e.finish()
 	return code, patch, origs, cm, stacks, periodic, err
+}
+
+// carriedRegs returns the registers a copy of ops under plan p, which
+// loops to itself, knows with one value where it closes, certain there,
+// and holds with that value wherever it starts: p knows it there, or the
+// close of entry (the plan whose close enters the copy; nil: none) knows
+// it with the same value, or, when entry is not nil, checks it (check:
+// those, for the close of entry to compare before it enters the copy).
+// The copy starts with them virtual (the generator sets them where they
+// are read and in every exit stub) and its close need not set them again
+// for the next iteration. A loop keeps its interpreter's dispatch state
+// there (Lua's base and constants, a VM's frame, the registers its back
+// jump leaves), each set at every close.
+func carriedRegs(ops []op, p, entry *plan) (carried, check []regValue) {
+	c := len(ops) - 1
+	if p == nil || c < 0 || ops[c].kind != opClose || p.known.len() <= c {
+		return nil, nil
+	}
+	first, last := p.known.at(0), p.known.at(c)
+	var enter [16]val
+	if entry != nil && entry.known.len() > c {
+		enter = entry.known.at(c)
+	}
+	for r := x86enc.Reg(0); r < 16; r++ {
+		b := last[r]
+		if r == x86enc.RSP || !b.known || !p.certainAt(b.deps, c) {
+			continue
+		}
+		rv := regValue{r, b.v}
+		a, e := first[r], enter[r]
+		switch {
+		case a.known && a.v == b.v && p.certainAt(a.deps, 0):
+		case entry != nil && e.known && e.v == b.v && entry.certainAt(e.deps, c):
+		case entry != nil && !e.known:
+			check = append(check, rv)
+		default:
+			continue
+		}
+		carried = append(carried, rv)
+	}
+	return carried, check
+}
+
+// stillCarried returns the registers of carried that are virtual with
+// their carried values in virtual.
+func stillCarried(carried, virtual []regValue) uint16 {
+	var m uint16
+	for _, c := range carried {
+		for _, v := range virtual {
+			if v.r == c.r && v.v == c.v {
+				m |= 1 << c.r
+			}
+		}
+	}
+	return m
 }
 
 // bodyLink is how a side trace enters its root's peeled copy (peel.go)
@@ -995,6 +1069,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			t.headerOf = m.backEdgeOfSite(r.key.gsite)
 		default:
 			t.peelRegs = append(t.peelRegs, lg.id)
+		}
+		for _, rv := range e.carried {
+			if !slices.ContainsFunc(t.peelRegs, func(h regValue) bool { return h.r == rv.r }) {
+				t.peelRegs = append(t.peelRegs, rv)
+			}
 		}
 		m.stats.peeled.Add(1)
 	}

@@ -37,8 +37,11 @@ type emitter struct {
 	// blockLits: the recorder's literals of one block.
 	blockLits []pendingLit
 	// peelExit and body2: where generate began a root trace's peeled
-	// copy, its first exit and its offset (-1: not peeled).
+	// copy, its first exit and its offset (-1: not peeled); carried: the
+	// registers the copy starts with virtual (carriedRegs), which a side
+	// trace entering it must hold.
 	peelExit, body2 int
+	carried         []regValue
 }
 
 // refFixup: an imm32 that holds a label's offset from cacheLo.

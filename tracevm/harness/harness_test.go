@@ -578,6 +578,23 @@ func TestVectorCopiesExits(t *testing.T) {
 	}
 }
 
+// TestCarriedRegisters: the tagged machine's peeled copy knows its
+// dispatch registers (the program counter's, the register file's) with
+// the same values where it starts and where it closes: its close leaves
+// them to the exits instead of setting them for every iteration.
+func TestCarriedRegisters(t *testing.T) {
+	const n, k = 100000, 0x1d3
+	r := runSquaresXor(t, Tagged, n, k)
+	log := r.log()
+	_, second, ok := strings.Cut(log, "; peeled:")
+	require.True(t, ok, log)
+	_, close, ok := strings.Cut(second, "; close ")
+	require.True(t, ok, log)
+	close, _, _ = strings.Cut(close, "jmpq")
+	assert.NotContains(t, close, "mov $", log)
+	r.checkTraced(t, n-1, 0.99)
+}
+
 // TestStoreThroughUnknownPointer: a value the trace stored is forwarded
 // to its load for certain only while nothing could have overwritten it; a
 // store through a pointer the optimiser does not know could, and once in
