@@ -315,6 +315,10 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 						if rw, ok := p.rewrite[i]; ok && rw.code != nil {
 							vec = rw.code
 						}
+						// Its own address's registers: the general loads
+						// may have taken a known index as a displacement.
+						rd, _ := reads(p.inst(i))
+						materialize(rd)
 						e.bytes(vec...)
 					}
 					setVirtual(pr.a, pr.va)
@@ -571,14 +575,16 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 // The copy starts with them virtual (the generator sets them where they
 // are read and in every exit stub) and its close need not set them again
 // for the next iteration. A loop keeps its interpreter's dispatch state
-// there (Lua's base and constants, a VM's frame, the registers its back
-// jump leaves), each set at every close.
+// there (Lua's base and constants, the registers its back jump leaves),
+// each set at every close. Those the copy reads before it writes them
+// (readFirst) are left out: they stay in place as before.
 func carriedRegs(ops []op, p, entry *plan) (carried, check []regValue) {
 	c := len(ops) - 1
 	if p == nil || c < 0 || ops[c].kind != opClose || p.known.len() <= c {
 		return nil, nil
 	}
 	first, last := p.known.at(0), p.known.at(c)
+	stays := readFirst(ops, p)
 	var enter [16]val
 	if entry != nil && entry.known.len() > c {
 		enter = entry.known.at(c)
@@ -591,6 +597,8 @@ func carriedRegs(ops []op, p, entry *plan) (carried, check []regValue) {
 		rv := regValue{r, b.v}
 		a, e := first[r], enter[r]
 		switch {
+		case stays&(1<<r) != 0:
+			continue
 		case a.known && a.v == b.v && p.certainAt(a.deps, 0):
 		case entry != nil && e.known && e.v == b.v && entry.certainAt(e.deps, c):
 		case entry != nil && !e.known:
@@ -601,6 +609,69 @@ func carriedRegs(ops []op, p, entry *plan) (carried, check []regValue) {
 		carried = append(carried, rv)
 	}
 	return carried, check
+}
+
+// readFirst returns the registers a copy of ops under plan p reads before
+// it writes them, as generate emits it (an op the copy drops writes its
+// registers virtually; a call, a link or the close reads them all).
+// Those the copy carries stay in place from one iteration to the next: a
+// copy that started with them virtual would set them at its first read in
+// every iteration instead of once.
+func readFirst(ops []op, p *plan) uint16 {
+	var read, written uint16
+	note := func(r, w uint16) {
+		read |= r &^ written
+		written |= w
+	}
+	for k := range ops {
+		if read|written == allRegs {
+			break // every register decided, most often within a few ops
+		}
+		if g, ok := p.postAt(k); ok {
+			note(1<<g.reg, 0)
+		}
+		o := &ops[k]
+		switch o.kind {
+		case opInsn:
+		case opGuardTarget:
+			if !p.drop[k] {
+				note(regBits(o.inst.Args[0]), 0)
+			}
+			continue
+		case opPush, opPop:
+			note(1<<x86enc.RSP, 1<<x86enc.RSP)
+			continue
+		case opIsTraced:
+			note(0, 1)
+			continue
+		case opGuard, opExit:
+			continue
+		default:
+			note(allRegs, 0)
+			return read
+		}
+		inst := p.inst(k)
+		if pr, ok := p.pairs[k]; ok {
+			note(pr.reads, 0)
+			continue
+		}
+		if rw, ok := p.rewrite[k]; ok {
+			if rw.code == nil {
+				continue
+			}
+			inst = rw.inst
+		}
+		r, _ := reads(inst)
+		w, all := writes(inst)
+		if all {
+			w = allRegs
+		}
+		if p.drop[k] || p.replaced[k] {
+			r = 0
+		}
+		note(r, w)
+	}
+	return read
 }
 
 // stillCarried returns the registers of carried that are virtual with

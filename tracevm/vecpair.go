@@ -76,6 +76,9 @@ func plainOp(ops []op, p *plan, i int) (*x86dec.Inst, bool) {
 // pairOne pairs the load at op i with its store, if it can, and returns
 // the store's op.
 func pairOne(ops []op, p *plan, i int) (int, bool) {
+	if inst := p.inst(i); ops[i].kind != opInsn || inst == nil || !wideLoad(inst) {
+		return 0, false // most ops: no map lookups
+	}
 	ld, ok := plainOp(ops, p, i)
 	if !ok || !wideLoad(ld) {
 		return 0, false
@@ -142,7 +145,7 @@ func pairOne(ops []op, p *plan, i int) (int, bool) {
 	}
 	sr, _ := reads(st)
 	busy |= sr | 1<<x86enc.RSP
-	known := p.known.ref(i)
+	known := p.known.at(i) // a copy: ref's is reused by the next state read
 	var free []x86enc.Reg
 	for r := x86enc.Reg(0); r < 16; r++ {
 		if busy&(1<<r) == 0 && known[r].known && p.certainAt(known[r].deps, i) {
@@ -154,21 +157,51 @@ func pairOne(ops []op, p *plan, i int) (int, bool) {
 	}
 	a, b := pickScratch(ops, p, j, free)
 	va, vb := known[a].v, known[b].v
-	loadCode, ok1 := gprMemForm(0x8b, a, lm, 0)
-	hi, ok2 := gprMemForm(0x8b, b, lm, 8)
-	storeCode, ok3 := gprMemForm(0x89, a, sm, 0)
-	shi, ok4 := gprMemForm(0x89, b, sm, 8)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
+	atStore := p.known.at(j)
+	loadCode, lr, ok1 := pairForm(0x8b, a, b, ld, lm, &known)
+	storeCode, sr, ok2 := pairForm(0x89, a, b, st, sm, &atStore)
+	if !ok1 || !ok2 {
 		return 0, false
 	}
 	keep := exits || vectorReadAfter(ops, p, j, x)
-	lr, _ := reads(ld)
 	if p.pairs == nil {
 		p.pairs = make(map[int]vecPair)
 	}
-	p.pairs[i] = vecPair{code: append(loadCode, hi...), reads: lr, keep: keep, a: a, b: b, va: va, vb: vb}
-	p.pairs[j] = vecPair{code: append(storeCode, shi...), reads: sr, store: true, a: a, b: b}
+	p.pairs[i] = vecPair{code: loadCode, reads: lr, keep: keep, a: a, b: b, va: va, vb: vb}
+	p.pairs[j] = vecPair{code: storeCode, reads: sr, store: true, a: a, b: b}
 	return j, true
+}
+
+// pairForm encodes the two 64-bit movs (opc 0x8b: loads into a and b,
+// 0x89: stores of them) of the low and high halves of inst's memory
+// operand (m, parsed), and returns the general registers they read. An
+// index register known before inst goes into the displacement, so that
+// the generator need not set it.
+func pairForm(opc byte, a, b x86enc.Reg, inst *x86dec.Inst, m memInsn, known *[16]val) ([]byte, uint16, bool) {
+	mem, _ := memArg(inst).(x86asm.Mem)
+	base, bsize, bok := gpr(mem.Base)
+	index, isize, iok := gpr(mem.Index)
+	if bok && iok && bsize == 8 && isize == 8 && known[index].known {
+		d := mem.Disp + int64(known[index].v)*int64(mem.Scale)
+		if d == int64(int32(d)) && d+8 == int64(int32(d+8)) {
+			as := x86enc.New(0)
+			for k, r := range []x86enc.Reg{a, b} {
+				at := x86enc.Mem{Base: base, Disp: int32(d) + int32(8*k)}
+				if opc == 0x8b {
+					as.Load(r, at)
+				} else {
+					as.Store(at, r)
+				}
+			}
+			if code, err := as.Bytes(); err == nil {
+				return code, 1 << base, true
+			}
+		}
+	}
+	lo, ok1 := gprMemForm(opc, a, m, 0)
+	hi, ok2 := gprMemForm(opc, b, m, 8)
+	r, _ := reads(inst)
+	return append(lo, hi...), r, ok1 && ok2
 }
 
 // pickScratch chooses two of free (at least two), those the ops after j

@@ -2,6 +2,7 @@ package tracevm
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"golang.org/x/arch/x86/x86asm"
@@ -130,6 +131,9 @@ func splitWideLoads(ops []op, p *plan) int {
 	if p == nil || p.known == nil {
 		return 0
 	}
+	if !slices.ContainsFunc(p.insts, func(inst *x86dec.Inst) bool { return inst != nil && wideLoad(inst) }) {
+		return 0 // most traces: no window to follow
+	}
 	passes := 1
 	if len(ops) > 0 && ops[len(ops)-1].kind == opClose {
 		passes = 2
@@ -163,7 +167,12 @@ func splitWideLoads(ops []op, p *plan) int {
 				}
 				inst = rw.inst
 			}
-			known := p.known.ref(i)
+			if memArg(inst) == nil {
+				w.bumpWrites(inst)
+				continue
+			}
+			st := p.known.at(i)
+			known := &st
 			pr, paired := p.pairs[i]
 			if last := pass == passes-1; last && !p.drop[i] && !p.replaced[i] && !spec && !reencoded && wideLoad(inst) && (!paired || pr.keep) {
 				if at, off, ok := w.address(inst, known); ok && w.spansStores(at, off) {
@@ -187,14 +196,19 @@ func splitWideLoads(ops []op, p *plan) int {
 					}
 				}
 			}
-			wr, all := writes(inst)
-			if all {
-				wr = allRegs
-			}
-			w.bump(wr)
+			w.bumpWrites(inst)
 		}
 	}
 	return n
+}
+
+// bumpWrites bumps the versions of the registers inst writes.
+func (w *storeWindow) bumpWrites(inst *x86dec.Inst) {
+	wr, all := writes(inst)
+	if all {
+		wr = allRegs
+	}
+	w.bump(wr)
 }
 
 // wideLoad: inst is a legacy-encoded 16-byte SSE load of an xmm register

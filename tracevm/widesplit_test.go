@@ -188,3 +188,69 @@ func TestTouchesVector(t *testing.T) {
 		assert.Equal(t, c.want, touchesVector(&inst, c.x), c.asm)
 	}
 }
+
+// TestPairUsesLoadState: a vector copy's general loads take the load's
+// own known index (the optimiser's states come in blocks of knownEvery,
+// and a state read later must not change it), its scratch registers are
+// known, unread and unwritten between load and store, and the load's
+// vector register is kept when an exit follows the store.
+func TestPairUsesLoadState(t *testing.T) {
+	texts := []string{
+		"movdqu (%rsi,%rax,1),%xmm4", // the load
+		"mov $0x99,%eax",             // dropped: %rax changes
+		"movups %xmm4,-0x10(%rbx)",   // the store
+		"cmpq $0x0,-0x20(%rbx)",
+	}
+	const base = 0x401000
+	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	var code [][]byte
+	var insts []*x86dec.Inst
+	for k, text := range texts {
+		inst, err := x86dec.Decode(slots[k], base)
+		require.NoError(t, err, text)
+		code = append(code, gnuref.TrimSlot(t, slots[k], inst.Len, text))
+		insts = append(insts, &inst)
+	}
+	// The load sits last in the first block of states, and the second
+	// block is full (its last state has %rax = 0x99).
+	const at = knownEvery - 1
+	n := 2*knownEvery + 1
+	ops := make([]op, n)
+	p := &plan{known: new(knownStates), insts: make([]*x86dec.Inst, n), drop: make([]bool, n),
+		replaced: map[int]bool{}, spec: map[int]uint64{}, rewrite: map[int]rewritten{}}
+	nop, err := x86dec.Decode([]byte{0x90}, base)
+	require.NoError(t, err)
+	for i := range ops {
+		ops[i] = op{kind: opInsn, code: []byte{0x90}}
+		p.insts[i] = &nop
+		if k := i - at; k >= 0 && k < len(texts) {
+			ops[i].code, p.insts[i] = code[k], insts[k]
+		}
+	}
+	ops[at+len(texts)] = op{kind: opGuard}
+	p.drop[at+1] = true
+	known := func(v uint64) val { return val{known: true, v: v} }
+	for i := 0; i <= n; i++ {
+		var s [16]val
+		s[x86enc.RCX], s[x86enc.RDX], s[x86enc.RBX] = known(0x1000), known(0x2000), known(0x3000)
+		s[x86enc.RAX] = known(0x30)
+		if i > at+1 {
+			s[x86enc.RAX] = known(0x99)
+		}
+		p.known.add(&s)
+	}
+	require.Equal(t, 1, pairVectorCopies(ops, p))
+	ld, st := p.pairs[at], p.pairs[at+2]
+	require.False(t, ld.store)
+	require.True(t, st.store)
+	assert.ElementsMatch(t, []x86enc.Reg{x86enc.RCX, x86enc.RDX}, []x86enc.Reg{ld.a, ld.b})
+	assert.Equal(t, uint64(0x1000), map[x86enc.Reg]uint64{ld.a: ld.va, ld.b: ld.vb}[x86enc.RCX])
+	a, b := ld.a.String(), ld.b.String()
+	assert.Equal(t, []string{
+		fmt.Sprintf("mov 0x30(%%rsi),%%%s", a), fmt.Sprintf("mov 0x38(%%rsi),%%%s", b),
+	}, gnuref.Disasm(t, 0x1000, ld.code))
+	assert.Equal(t, []string{
+		fmt.Sprintf("mov %%%s,-0x10(%%rbx)", a), fmt.Sprintf("mov %%%s,-0x8(%%rbx)", b),
+	}, gnuref.Disasm(t, 0x1000, st.code))
+	assert.True(t, ld.keep, "an exit follows the store")
+}
