@@ -239,11 +239,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			enterRegs = peelEntryRegs(ops, p, peeled)
 			var check []regValue
 			carried2, check = carriedRegs(ops, peeled, p)
-			for _, rv := range check {
-				if !slices.ContainsFunc(enterRegs, func(h regValue) bool { return h.r == rv.r }) {
-					enterRegs = append(enterRegs, rv)
-				}
-			}
+			enterRegs = addRegValues(enterRegs, check)
 		}
 	}
 	// emitOps emits one copy of the ops under plan p; its close checks
@@ -672,6 +668,16 @@ func readFirst(ops []op, p *plan) uint16 {
 		note(r, w)
 	}
 	return read
+}
+
+// addRegValues appends to regs those of more whose register it lacks.
+func addRegValues(regs, more []regValue) []regValue {
+	for _, rv := range more {
+		if !slices.ContainsFunc(regs, func(h regValue) bool { return h.r == rv.r }) {
+			regs = append(regs, rv)
+		}
+	}
+	return regs
 }
 
 // stillCarried returns the registers of carried that are virtual with
@@ -1141,11 +1147,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		default:
 			t.peelRegs = append(t.peelRegs, lg.id)
 		}
-		for _, rv := range e.carried {
-			if !slices.ContainsFunc(t.peelRegs, func(h regValue) bool { return h.r == rv.r }) {
-				t.peelRegs = append(t.peelRegs, rv)
-			}
-		}
+		t.peelRegs = addRegValues(t.peelRegs, e.carried)
 		m.stats.peeled.Add(1)
 	}
 	t.keepsPeeled = link != nil
