@@ -35,12 +35,9 @@ func TestGPRMemForm(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.asm
 	}
-	const base = 0x401000
-	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	_, codes := assembled(t, texts)
 	for k, c := range cases {
-		inst, err := x86dec.Decode(slots[k], base)
-		require.NoError(t, err, c.asm)
-		m, ok := parseMemInsn(gnuref.TrimSlot(t, slots[k], inst.Len, c.asm))
+		m, ok := parseMemInsn(codes[k])
 		require.True(t, ok, c.asm)
 		opc := byte(0x89)
 		if c.load {
@@ -74,12 +71,9 @@ func TestTouchesVector(t *testing.T) {
 	for k, c := range cases {
 		texts[k] = c.asm
 	}
-	const base = 0x401000
-	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	insts, _ := assembled(t, texts)
 	for k, c := range cases {
-		inst, err := x86dec.Decode(slots[k], base)
-		require.NoError(t, err, c.asm)
-		assert.Equal(t, c.want, touchesVector(&inst, c.x), c.asm)
+		assert.Equal(t, c.want, touchesVector(insts[k], c.x), c.asm)
 	}
 }
 
@@ -95,16 +89,7 @@ func TestPairUsesLoadState(t *testing.T) {
 		"movups %xmm4,-0x10(%rbx)",   // the store
 		"cmpq $0x0,-0x20(%rbx)",
 	}
-	const base = 0x401000
-	slots := gnuref.Assemble(t, base, 16, texts, nil)
-	var code [][]byte
-	var insts []*x86dec.Inst
-	for k, text := range texts {
-		inst, err := x86dec.Decode(slots[k], base)
-		require.NoError(t, err, text)
-		code = append(code, gnuref.TrimSlot(t, slots[k], inst.Len, text))
-		insts = append(insts, &inst)
-	}
+	insts, code := assembled(t, texts)
 	// The load sits last in the first block of states, and the second
 	// block is full (its last state has %rax = 0x99).
 	const at = knownEvery - 1
@@ -112,7 +97,7 @@ func TestPairUsesLoadState(t *testing.T) {
 	ops := make([]op, n)
 	p := &plan{known: new(knownStates), insts: make([]*x86dec.Inst, n), drop: make([]bool, n),
 		replaced: map[int]bool{}, spec: map[int]uint64{}, rewrite: map[int]rewritten{}}
-	nop, err := x86dec.Decode([]byte{0x90}, base)
+	nop, err := x86dec.Decode([]byte{0x90}, 0x401000)
 	require.NoError(t, err)
 	for i := range ops {
 		ops[i] = op{kind: opInsn, code: []byte{0x90}}

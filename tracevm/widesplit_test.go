@@ -42,14 +42,11 @@ func TestSplitLoad(t *testing.T) {
 		}
 	}
 	const base = 0x401000
-	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	_, codes := assembled(t, texts)
 	refs := gnuref.Assemble(t, base, 32, want, nil)
 	n := 0
 	for k, c := range cases {
-		inst, err := x86dec.Decode(slots[k], base)
-		require.NoError(t, err, c.asm)
-		code := gnuref.TrimSlot(t, slots[k], inst.Len, c.asm)
-		out, ok := splitLoad(code)
+		out, ok := splitLoad(codes[k])
 		if c.lo == "" {
 			assert.False(t, ok, "%s: % x", c.asm, out)
 			continue
@@ -114,4 +111,20 @@ func TestStoreWindowBound(t *testing.T) {
 	assert.True(t, w.spansStores(abs, 0x1000))
 	w.store(abs, 0x9000, 8)
 	assert.False(t, w.spansStores(abs, 0x1000))
+}
+
+// assembled assembles each of texts with GNU as and returns it decoded
+// (at address 0x401000) and its bytes.
+func assembled(t *testing.T, texts []string) ([]*x86dec.Inst, [][]byte) {
+	t.Helper()
+	const base = 0x401000
+	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	insts := make([]*x86dec.Inst, len(texts))
+	codes := make([][]byte, len(texts))
+	for k, text := range texts {
+		inst, err := x86dec.Decode(slots[k], base)
+		require.NoError(t, err, text)
+		insts[k], codes[k] = &inst, gnuref.TrimSlot(t, slots[k], inst.Len, text)
+	}
+	return insts, codes
 }
