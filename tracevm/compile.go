@@ -658,14 +658,10 @@ func readFirst(ops []op, p *plan) uint16 {
 			inst = rw.inst
 		}
 		r, _ := reads(inst)
-		w, all := writes(inst)
-		if all {
-			w = allRegs
-		}
 		if p.drop[k] || p.replaced[k] {
 			r = 0
 		}
-		note(r, w)
+		note(r, writeMask(inst))
 	}
 	return read
 }

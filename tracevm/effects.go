@@ -174,6 +174,16 @@ func vectorOnly(inst *x86dec.Inst) bool {
 	return vec
 }
 
+// writeMask returns the general registers inst may write, every one when
+// writes does not know.
+func writeMask(inst *x86dec.Inst) uint16 {
+	w, all := writes(inst)
+	if all {
+		return allRegs
+	}
+	return w
+}
+
 // writes returns the general registers inst may write; all when unknown.
 func writes(inst *x86dec.Inst) (uint16, bool) {
 	if inst.Special != x86dec.SpecialNone {

@@ -48,10 +48,7 @@ func (o *optimizer) slotMove(i int, s *evalState) (r x86enc.Reg, slot uint64, lo
 // memory side is forgetMirrors', called where stores forget.
 func (s *evalState) mirrorAfter(inst *x86dec.Inst, r x86enc.Reg, slot uint64) {
 	if s.mirrored != 0 {
-		w, all := writes(inst)
-		if all {
-			w = 0xffff
-		}
+		w := writeMask(inst)
 		for ws := w & s.mirrored; ws != 0; ws &= ws - 1 {
 			s.mirror[bits.TrailingZeros16(ws)] = 0
 		}

@@ -58,7 +58,7 @@ func pairVectorCopies(ops []op, p *plan) int {
 }
 
 // plainOp returns op i's instruction when it is emitted as recorded (not
-// dropped, speculated on, replaced or re-encoded).
+// dropped, speculated on, replaced, re-encoded or left out).
 func plainOp(ops []op, p *plan, i int) (*x86dec.Inst, bool) {
 	if ops[i].kind != opInsn || p.drop[i] || p.replaced[i] {
 		return nil, false
@@ -66,7 +66,7 @@ func plainOp(ops []op, p *plan, i int) (*x86dec.Inst, bool) {
 	if _, ok := p.spec[i]; ok {
 		return nil, false
 	}
-	if rw, ok := p.rewrite[i]; ok && rw.code != nil {
+	if _, ok := p.rewrite[i]; ok {
 		return nil, false
 	}
 	inst := p.inst(i)
@@ -80,7 +80,7 @@ func pairOne(ops []op, p *plan, i int) (int, bool) {
 		return 0, false // most ops: no map lookups
 	}
 	ld, ok := plainOp(ops, p, i)
-	if !ok || !wideLoad(ld) {
+	if !ok {
 		return 0, false
 	}
 	x := ld.Args[0].(x86asm.Reg)

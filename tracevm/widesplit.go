@@ -159,22 +159,21 @@ func splitWideLoads(ops []op, p *plan) int {
 				continue
 			}
 			inst := p.inst(i)
-			_, spec := p.spec[i]
-			rw, reencoded := p.rewrite[i]
-			if reencoded {
+			if rw, ok := p.rewrite[i]; ok {
 				if rw.code == nil {
 					continue // left out: no effect at all
 				}
 				inst = rw.inst
 			}
 			if memArg(inst) == nil {
-				w.bumpWrites(inst)
+				w.bump(writeMask(inst))
 				continue
 			}
 			st := p.known.at(i)
 			known := &st
 			pr, paired := p.pairs[i]
-			if last := pass == passes-1; last && !p.drop[i] && !p.replaced[i] && !spec && !reencoded && wideLoad(inst) && (!paired || pr.keep) {
+			_, plain := plainOp(ops, p, i)
+			if last := pass == passes-1; last && plain && wideLoad(inst) && (!paired || pr.keep) {
 				if at, off, ok := w.address(inst, known); ok && w.spansStores(at, off) {
 					if code, ok := splitLoad(o.code); ok {
 						if d, err := x86dec.Decode(code, 0); err == nil {
@@ -196,19 +195,10 @@ func splitWideLoads(ops []op, p *plan) int {
 					}
 				}
 			}
-			w.bumpWrites(inst)
+			w.bump(writeMask(inst))
 		}
 	}
 	return n
-}
-
-// bumpWrites bumps the versions of the registers inst writes.
-func (w *storeWindow) bumpWrites(inst *x86dec.Inst) {
-	wr, all := writes(inst)
-	if all {
-		wr = allRegs
-	}
-	w.bump(wr)
 }
 
 // wideLoad: inst is a legacy-encoded 16-byte SSE load of an xmm register
