@@ -354,7 +354,7 @@ var errnoOnlyNames = map[string]bool{
 // the dynamic linker fills with those imported functions (from .rela.plt
 // and .rela.dyn) and the PLT stubs that jump through them; nil for a set
 // none of whose functions is imported. The file is read once for all sets.
-func importSlots(f *elf.File, bias uint64, sets ...map[string]bool) []map[uint64]bool {
+func importSlots(f *mappedELF, bias uint64, sets ...map[string]bool) []map[uint64]bool {
 	out := make([]map[uint64]bool, len(sets))
 	// Symbol indexes of the names, with the sets naming them (no names
 	// kept: the program's dynamic symbols, thousands, are read at the
@@ -376,7 +376,7 @@ func importSlots(f *elf.File, bias uint64, sets ...map[string]bool) []map[uint64
 		if s == nil {
 			continue
 		}
-		data, err := s.Data()
+		data, err := f.sectionBytes(s)
 		if err != nil {
 			continue
 		}
@@ -410,7 +410,7 @@ func importSlots(f *elf.File, bias uint64, sets ...map[string]bool) []map[uint64
 		if s == nil {
 			continue
 		}
-		code, err := s.Data()
+		code, err := f.sectionBytes(s)
 		if err != nil {
 			continue
 		}
@@ -436,7 +436,7 @@ func importSlots(f *elf.File, bias uint64, sets ...map[string]bool) []map[uint64
 // entries of those found in f's symbol tables (.dynsym, and .symtab when
 // not stripped), nil for an empty list; names not found are skipped: a
 // profile serves several builds. The tables are read once for all lists.
-func symbolEntries(f *elf.File, bias uint64, lists ...[]string) []map[uint64]bool {
+func symbolEntries(f *mappedELF, bias uint64, lists ...[]string) []map[uint64]bool {
 	out := make([]map[uint64]bool, len(lists))
 	want := map[string][]int{}
 	for k, names := range lists {
@@ -467,16 +467,16 @@ func symbolEntries(f *elf.File, bias uint64, lists ...[]string) []map[uint64]boo
 // name's bytes (valid during the call) and Info, Section and Value set:
 // debug/elf's Symbols would allocate a name for each of thousands. A
 // table that is missing or malformed is skipped (or cut short).
-func scanSymbols(f *elf.File, typ elf.SectionType, fn func(i int, name []byte, s elf.Symbol)) {
+func scanSymbols(f *mappedELF, typ elf.SectionType, fn func(i int, name []byte, s elf.Symbol)) {
 	for _, sec := range f.Sections {
 		if sec.Type != typ || sec.Entsize != 24 || int(sec.Link) >= len(f.Sections) {
 			continue
 		}
-		syms, err := sec.Data()
+		syms, err := f.sectionBytes(sec)
 		if err != nil {
 			return
 		}
-		strs, err := f.Sections[sec.Link].Data()
+		strs, err := f.sectionBytes(f.Sections[sec.Link])
 		if err != nil {
 			return
 		}

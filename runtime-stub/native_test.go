@@ -26,9 +26,9 @@ func TestSymbolEntries(t *testing.T) {
 			p := sites.BuiltinNamed(tc.profile)
 			require.NotNil(t, p)
 			require.NotEmpty(t, p.Native)
-			f, err := elf.Open(tc.path)
+			f, unmap, err := openELFRaw(tc.path)
 			require.NoError(t, err)
-			defer f.Close()
+			defer unmap()
 			const bias = 0x10000
 			got := symbolEntries(f, bias, p.Native)[0]
 			syms, err := f.DynamicSymbols()
@@ -70,9 +70,9 @@ func TestMapFileRaw(t *testing.T) {
 // __longjmp_chk (returns to an earlier frame): each one's GOT slot (from
 // .rela.plt) and the PLT stub that jumps through it, and nothing else.
 func TestImportSlots(t *testing.T) {
-	f, err := elf.Open("/usr/bin/lua5.4")
+	f, unmap, err := openELFRaw("/usr/bin/lua5.4")
 	require.NoError(t, err)
-	defer f.Close()
+	defer unmap()
 	out, err := exec.Command("objdump", "-d", "-j", ".plt", "/usr/bin/lua5.4").Output()
 	require.NoError(t, err)
 	rels, err := exec.Command("readelf", "-rW", "/usr/bin/lua5.4").Output()
@@ -106,4 +106,27 @@ func TestImportSlots(t *testing.T) {
 	assert.Equal(t, importSlots(f, 0, returnsTwiceNames)[0], both[0])
 	assert.Equal(t, importSlots(f, 0, longjmpNames)[0], both[1])
 	assert.Nil(t, both[2])
+}
+
+// TestSectionBytes: a section read in place is what debug/elf copies out,
+// for every section of the interpreters; a section the header places past
+// the file's end is an error, not a slice of someone else's bytes.
+func TestSectionBytes(t *testing.T) {
+	for _, path := range []string{"/usr/bin/lua5.4", "/usr/bin/python3.11"} {
+		t.Run(path, func(t *testing.T) {
+			f, unmap, err := openELFRaw(path)
+			require.NoError(t, err)
+			defer unmap()
+			for _, s := range f.Sections {
+				want, wantErr := s.Data()
+				got, err := f.sectionBytes(s)
+				assert.Equal(t, wantErr, err, s.Name)
+				assert.Equal(t, want, got, s.Name)
+			}
+			s := *f.Section(".dynsym")
+			s.Offset = uint64(len(f.data)) - 8
+			_, err = f.sectionBytes(&s)
+			assert.ErrorContains(t, err, "outside the file")
+		})
+	}
 }
