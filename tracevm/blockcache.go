@@ -245,6 +245,9 @@ func (r *recording) replay() string {
 			r.ninsns++
 			r.pc = g.target
 		default:
+			if r.leftCalleeLoop(code == 1) {
+				return abortCalleeLoop
+			}
 			r.resolve(code == 1)
 		}
 		next, ok := b.byPC[r.pc]

@@ -439,6 +439,9 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 		}
 	case C.TV_REC_TAKEN, C.TV_REC_NOT_TAKEN:
 		taken := ev == C.TV_REC_TAKEN
+		if r.leftCalleeLoop(taken) {
+			return r.stop(t, r.statePC, abortCalleeLoop)
+		}
 		r.resolve(taken)
 		if r.pendBlock >= 0 {
 			r.linkFrom, r.linkSide = r.pendBlock, 0
@@ -900,6 +903,37 @@ func (r *recording) calleeLoops() bool {
 	if prev := r.seen.get(pc); prev != c.serial {
 		r.seen.set(pc, c.serial)
 		r.unmark.set, r.unmark.pc, r.unmark.prev = true, pc, prev
+		return false
+	}
+	r.m.DoNotTrace(c.entry)
+	return true
+}
+
+// leftCalleeLoop reports whether the pending branch, about to go the way
+// taken says, leaves one of an inlined function's loops after a single
+// trip: a backward branch not taken whose target already ran in this call
+// (the block ending with it starts at or before the target, or
+// calleeLoops marked it). Recorded so, the loop would exit the trace
+// whenever its trip count changes (copying a call's results, filling
+// missing arguments); the function is made native as calleeLoops does.
+func (r *recording) leftCalleeLoop(taken bool) bool {
+	p := &r.pend
+	if taken || p.target > p.addr {
+		return false
+	}
+	n := len(r.callees)
+	if n == 0 || n != len(r.stack) {
+		return false // the root frame's loops are the interpreter's
+	}
+	c := r.callees[n-1]
+	if c.entry == 0 {
+		return false
+	}
+	ran := r.seen != nil && r.seen.get(p.target) == c.serial
+	if i := r.pendBlock; i >= 0 && r.buf.blocks[i].pc <= p.target {
+		ran = true
+	}
+	if !ran {
 		return false
 	}
 	r.m.DoNotTrace(c.entry)

@@ -37,6 +37,7 @@ var (
 	Nested       = Func{"tt_nested", C.tt_nested}
 	Calls        = Func{"tt_calls", C.tt_calls}
 	CalleeLp     = Func{"tt_callee_loop", C.tt_callee_loop}
+	CalleeOnce   = Func{"tt_callee_once", C.tt_callee_once}
 	Recurse      = Func{"tt_recurse", C.tt_recurse}
 	Interp       = Func{"tt_interp", C.tt_interp}
 	InterpBranch = Func{"tt_interp_branch", C.tt_interp_branch}
@@ -61,7 +62,7 @@ var (
 	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs      atomic.Uint64
 	idsPerRun    = uint64(1 << 12)
 )

@@ -390,6 +390,40 @@ func TestCalleeLoop(t *testing.T) {
 	assert.Zero(t, r.loop.SideTraces, "no guard depends on the bit count")
 }
 
+// TestCalleeLoopOnce: a helper's loop that ran once while the trace was
+// recorded (its back-branch not taken) makes the helper native, as one
+// that ran twice does: unrolled once, the trace would leave at that
+// branch whenever the data gave the loop more trips.
+func TestCalleeLoopOnce(t *testing.T) {
+	const n = 100000
+	var want int64
+	for i := int64(0); i < n; i++ {
+		x := uint64(i) * 0x9e3779b9
+		if i < n/2 {
+			x = uint64(1 + i&1)
+		}
+		for {
+			if x&3 == 3 {
+				want++
+			}
+			x >>= 2
+			if x == 0 {
+				break
+			}
+		}
+		want += (i * 31) ^ 5
+	}
+	r := runJIT(t, CalleeOnce, n)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(CalleeOnce, n).Ret)
+	r.checkTraced(t, n, 0.99)
+	assert.Equal(t, uint64(1), r.aborts("callee-loop"))
+	log := r.log()
+	assert.Equal(t, 1, strings.Count(log, "; call "), "tt_h_pairs runs natively: %s", log)
+	assert.Equal(t, 1, strings.Count(log, "; push-ret "), "tt_h_mix is inlined: %s", log)
+	assert.Zero(t, r.loop.SideTraces, "no guard depends on the pair count")
+}
+
 func refRecurse(depth, n, below int64, act, edges *int64) int64 {
 	var s int64
 	for i := int64(0); i < n; i++ {

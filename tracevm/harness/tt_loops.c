@@ -186,6 +186,31 @@ TT int64_t tt_callee_loop(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A helper whose loop ran once when the trace was recorded (x is 1 or 2
+ * for the first half of the iterations) and more often later: the loop's
+ * back-branch, not taken, to code the call already ran, is the loop's
+ * sign, and the helper must be called natively from the start. */
+TT_HELPER int64_t tt_h_pairs(uint64_t x)
+{
+	int64_t c = 0;
+	do {
+		c += (x & 3) == 3;
+		x >>= 2;
+	} while (x);
+	return c;
+}
+
+TT int64_t tt_callee_once(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		s += tt_h_pairs(i < n / 2 ? 1 + (i & 1) : (uint64_t)i * 0x9e3779b9u) + tt_h_mix(i, 5);
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
 /* A user-level call made as a C call inside a branchable frame: the
  * function runs its loop again, one level down, as an interpreter runs a
  * called user function. Each level's loop has an id of its own (level d
