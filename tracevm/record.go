@@ -853,6 +853,10 @@ func newScratch(n int) *recordingScratch {
 	return &recordingScratch{ops: ops[:0]}
 }
 
+// maxScratch bounds the pool of finished recordings' buffers: one per
+// thread recording at once is all it serves, and a kept one is megabytes.
+const maxScratch = 4
+
 // recycle hands r's buffers to the next recording; r is done with.
 func (r *recording) recycle() {
 	if r.ops == nil && r.seen == nil {
@@ -864,7 +868,9 @@ func (r *recording) recycle() {
 	}
 	m := r.m
 	m.mu.Lock()
-	m.scratch = append(m.scratch, &recordingScratch{ops: r.ops[:0], seen: r.seen, emit: r.emit})
+	if len(m.scratch) < maxScratch {
+		m.scratch = append(m.scratch, &recordingScratch{ops: r.ops[:0], seen: r.seen, emit: r.emit})
+	}
 	m.mu.Unlock()
 	r.ops, r.seen, r.emit = nil, nil, nil
 }
