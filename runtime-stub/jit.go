@@ -281,8 +281,8 @@ func jitObject(d *C.struct_rm_jit_obj) (tracevm.Object, error) {
 			o.ReadOnly = append(o.ReadOnly, tracevm.Range{Lo: bias + s.Addr, Hi: bias + s.Addr + s.Size})
 		}
 	}
-	imports := importSlots(f, bias, returnsTwiceNames, longjmpNames, errnoLocationName, errnoOnlyNames)
-	o.ReturnsTwice, o.Longjmps, o.ErrnoCalls, o.ErrnoOnly = imports[0], imports[1], imports[2], imports[3]
+	imports := importSlots(f, bias, returnsTwiceNames, longjmpNames, errnoLocationName, errnoOnlyNames, noReturnNames)
+	o.ReturnsTwice, o.Longjmps, o.ErrnoCalls, o.ErrnoOnly, o.NoReturn = imports[0], imports[1], imports[2], imports[3], imports[4]
 	// CPython under any profile (the annotated CPython 2.7) keeps its
 	// reference counts in such words: Py_IncRef says it is CPython.
 	lists := [][]string{{"Py_IncRef"}}
@@ -331,6 +331,14 @@ var returnsTwiceNames = map[string]bool{
 var longjmpNames = map[string]bool{
 	"longjmp": true, "_longjmp": true, "siglongjmp": true, "__longjmp_chk": true,
 	"__libc_longjmp": true, "__libc_siglongjmp": true, "setcontext": true, "swapcontext": true,
+}
+
+// noReturnNames: imported functions that never return to their caller
+// (the stack protector's and assertions' failures, the ways out).
+var noReturnNames = map[string]bool{
+	"__stack_chk_fail": true, "abort": true, "__assert_fail": true, "__fortify_fail": true,
+	"__chk_fail": true, "exit": true, "_exit": true, "_Exit": true, "quick_exit": true,
+	"__libc_fatal": true,
 }
 
 // errnoLocationName: the function that returns the thread's errno word.

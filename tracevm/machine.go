@@ -90,6 +90,10 @@ type Object struct {
 	// one ends there: it would never hear from the recording again,
 	// which went stale, its block buffer lost to later recordings.
 	Longjmps map[uint64]bool
+	// NoReturn: PLT stubs and GOT slots of functions that never return
+	// (abort, __stack_chk_fail, exit): a path that calls one ends there,
+	// for writesNoMemory.
+	NoReturn map[uint64]bool
 	// Sites: annotation calls by the run-time address of their call
 	// instruction.
 	Sites map[uint64]Site
@@ -370,6 +374,9 @@ type Machine struct {
 	// run in, by global site number (loopFrames).
 	siteFrames map[uint32]frame.Slots
 	doNotCall  map[uint64]bool // do_not_trace_function targets
+	// noWriteFns: functions known to write no memory but their own
+	// frame, or not (writesNoMemory; under mu).
+	noWriteFns map[uint64]bool
 	// exitRetries: side recordings of an exit that ended to be retried.
 	exitRetries map[uint32]int
 	backBySite  map[uint32]*BackEdge

@@ -872,7 +872,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 			}
 			s.flags = flagState{}
 			s.counts, s.fresh = countRegs{}, 0
-			if alloc, free := o.m.allocation(op.target); alloc || free {
+			if alloc, free := o.m.allocation(op.target); alloc || free || o.m.writesNoMemory(op.target) {
 				// Nothing the trace knows changed; a fresh block
 				// in %rax.
 				if alloc {

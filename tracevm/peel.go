@@ -237,10 +237,10 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 			return false
 		}
 		alloc, free := m.allocation(o.target)
-		return !alloc && !free
+		return !alloc && !free && !m.writesNoMemory(o.target)
 	}); i >= 0 {
-		// A native call may write anything (an allocator's, nothing
-		// known).
+		// A native call may write anything (an allocator's, or a
+		// read-only function's, nothing known).
 		return nil, fmt.Sprintf("the native call of %#x at %#x", ops[i].target, ops[i].addr)
 	}
 	// Where the loop calls nothing natively, every store of the copy is

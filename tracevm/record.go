@@ -1013,18 +1013,7 @@ func importCall(slots map[uint64]bool, target uint64, inst *x86dec.Inst) bool {
 
 // nativeTarget: target is code the recorder does not copy (outside the
 // traced objects, or in their native ranges such as the PLT).
-func (r *recording) nativeTarget(target uint64) bool {
-	o, ok := r.m.objectOf(target)
-	if !ok || o.NativeEntries[target] {
-		return true
-	}
-	for _, n := range o.Native {
-		if n.contains(target) {
-			return true
-		}
-	}
-	return false
-}
+func (r *recording) nativeTarget(target uint64) bool { return r.m.nativeEntry(target) }
 
 // tailCall turns a jump to native code from an inlined function into what
 // it amounts to: that function's return address leaves the stack, the

@@ -38,6 +38,7 @@ var (
 	Calls        = Func{"tt_calls", C.tt_calls}
 	CalleeLp     = Func{"tt_callee_loop", C.tt_callee_loop}
 	CalleeOnce   = Func{"tt_callee_once", C.tt_callee_once}
+	LookupLoop   = Func{"tt_lookup_loop", C.tt_lookup_loop}
 	Recurse      = Func{"tt_recurse", C.tt_recurse}
 	Interp       = Func{"tt_interp", C.tt_interp}
 	InterpBranch = Func{"tt_interp_branch", C.tt_interp_branch}
@@ -62,7 +63,7 @@ var (
 	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs      atomic.Uint64
 	idsPerRun    = uint64(1 << 12)
 )
@@ -77,6 +78,15 @@ func IDSpan() uint64 { return idsPerRun }
 
 // Addr returns the function's address.
 func (f Func) Addr() uint64 { return uint64(uintptr(f.ptr)) }
+
+// Functions that are never run, for tracevm's scan of functions that
+// write no memory (Machine.WritesNoMemory): NoWrites write none, Writes
+// do.
+var (
+	NoWrites = []Func{{"tt_nw_sum", C.tt_nw_sum}, {"tt_nw_switch", C.tt_nw_switch},
+		{"tt_nw_frame", C.tt_nw_frame}, {"tt_nw_calls", C.tt_nw_calls}}
+	Writes = []Func{{"tt_w_out", C.tt_w_out}, {"tt_w_calls", C.tt_w_calls}, {"tt_w_global", C.tt_w_global}}
+)
 
 // Result is what a test function returned.
 type Result struct {

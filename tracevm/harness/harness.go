@@ -160,6 +160,10 @@ func readObject(f *elf.File) (tracevm.Object, error) {
 			o.Text = append(o.Text, tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Memsz})
 			exec = append(exec, p)
 		}
+		// As the runtime reads them (runtime-stub's jitObject).
+		if (p.Type == elf.PT_LOAD && p.Flags&elf.PF_W == 0) || p.Type == elf.PT_GNU_RELRO {
+			o.ReadOnly = append(o.ReadOnly, tracevm.Range{Lo: bias + p.Vaddr, Hi: bias + p.Vaddr + p.Filesz})
+		}
 	}
 	if len(exec) == 0 {
 		return o, errors.New("harness: no executable segment")

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -1219,4 +1220,36 @@ func TestPeeledLoopOtherData(t *testing.T) {
 		assert.Greater(t, l.SideTraces, r.loop.SideTraces, "k2 neither missed at the close nor left the first copy before it")
 	}
 	assert.Less(t, l.PeelMisses, uint64(n/100), "it stopped checking")
+}
+
+// TestWritesNoMemory: the scan finds the functions that write no memory
+// but their own frame (a loop, a switch through its table, a local
+// array, calls of those) and no others (an output, a global, a call of a
+// function that writes).
+func TestWritesNoMemory(t *testing.T) {
+	m := Machine()
+	for _, f := range NoWrites {
+		assert.True(t, m.WritesNoMemory(f.Addr()), f.Name)
+	}
+	for _, f := range Writes {
+		assert.False(t, m.WritesNoMemory(f.Addr()), f.Name)
+	}
+}
+
+// TestPeeledAcrossNoWritesCall: a loop that calls a native function that
+// writes no memory is peeled; its second copy no longer reads the mode
+// word the first guards.
+func TestPeeledAcrossNoWritesCall(t *testing.T) {
+	const n = 100000
+	tab := []int64{5, 3, 9, 1, 7, 2, 8, 6}
+	var want int64
+	for i := int64(0); i < n; i++ {
+		want += int64(slices.Index(tab, i&7)) * 3
+	}
+	r := runJIT(t, LookupLoop, n, 1)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(LookupLoop, n, 1).Ret)
+	log := r.log()
+	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
+	r.checkTraced(t, n, 0.99)
 }

@@ -96,6 +96,14 @@ TT_DECL(tt_nested)
 TT_DECL(tt_calls)
 TT_DECL(tt_callee_loop)
 TT_DECL(tt_callee_once)
+TT_DECL(tt_lookup_loop)
+TT_DECL(tt_nw_sum)
+TT_DECL(tt_nw_switch)
+TT_DECL(tt_nw_frame)
+TT_DECL(tt_nw_calls)
+TT_DECL(tt_w_out)
+TT_DECL(tt_w_calls)
+TT_DECL(tt_w_global)
 TT_DECL(tt_recurse)
 TT_DECL(tt_interp)
 TT_DECL(tt_interp_branch)
@@ -125,6 +133,7 @@ void th_globals_extra(int64_t *ticks, int64_t *last);
 /* Native helpers: a trace calls them, never inlines them. */
 TH_HIDDEN void tn_fork_at(int64_t i, int64_t at, int64_t *pid);
 TH_HIDDEN int tn_in_trace(void);
+TH_HIDDEN int64_t tn_lookup(const int64_t *tab, int64_t n, int64_t key);
 
 enum { TH_CPU_SSE2, TH_CPU_AVX2_FMA, TH_CPU_AVX512F };
 int th_cpu_has(int feature);

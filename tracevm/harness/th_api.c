@@ -181,6 +181,16 @@ TH_HIDDEN __attribute__((noinline)) int tn_in_trace(void)
 	return tv_in_cache((uint64_t)__builtin_return_address(0));
 }
 
+/* A table lookup that writes no memory, run natively (th_natives): a
+ * trace that calls it may still take what it read before as known. */
+TH_HIDDEN __attribute__((noinline, noipa)) int64_t tn_lookup(const int64_t *tab, int64_t n, int64_t key)
+{
+	for (int64_t i = 0; i < n; i++)
+		if (tab[i] == key)
+			return i;
+	return -1;
+}
+
 uint64_t th_api(uint64_t arg, uint64_t unused, uint32_t api, uint64_t ret)
 {
 	(void)unused;

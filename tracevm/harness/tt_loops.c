@@ -211,6 +211,95 @@ TT int64_t tt_callee_once(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A loop that calls a native lookup (tn_lookup, which writes no memory)
+ * and reads a mode word of its input each iteration (in[2], volatile: as
+ * an interpreter reads its program), compared twice: the call does not
+ * keep the loop from being peeled, and the second copy takes the word as
+ * known. */
+static const int64_t tt_lookup_tab[8] = { 5, 3, 9, 1, 7, 2, 8, 6 };
+
+TT int64_t tt_lookup_loop(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], s = 0;
+	(void)out;
+	for (int64_t i = 0; i < n; i++) {
+		int64_t mode = *(volatile const int64_t *)&in[2];
+		if (mode > 2)
+			s ^= 5;
+		if (mode == 1)
+			s += tn_lookup(tt_lookup_tab, 8, i & 7) * 3;
+		else
+			s -= i;
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
+/* For tracevm's scan of functions that write no memory (never run): a
+ * loop, a switch through a table, stores into its own frame, calls of
+ * those; and functions that write their output, a global, or call one
+ * that does. */
+TT int64_t tt_nw_sum(const int64_t *in, int64_t *out)
+{
+	int64_t s = 0;
+	(void)out;
+	for (int64_t i = 0; i < in[1]; i++)
+		s += in[2 + (i & 3)];
+	return s;
+}
+
+TT int64_t tt_nw_switch(const int64_t *in, int64_t *out)
+{
+	(void)out;
+	switch (in[1]) {
+	case 0: return in[2] * 3;
+	case 1: return in[3] + 7;
+	case 2: return in[2] ^ in[3];
+	case 3: return in[4] - 1;
+	case 4: return in[2] << 3;
+	case 5: return in[3] >> 2;
+	case 6: return in[4] * in[2];
+	case 7: return -in[3];
+	case 8: return in[2] | 9;
+	case 9: return in[4] & 0x55;
+	case 10: return in[2] / 7;
+	case 11: return in[3] % 5;
+	default: return 0;
+	}
+}
+
+TT int64_t tt_nw_frame(const int64_t *in, int64_t *out)
+{
+	volatile int64_t a = in[1], b = in[2];
+	(void)out;
+	return a * b;
+}
+
+TT int64_t tt_nw_calls(const int64_t *in, int64_t *out)
+{
+	return tt_nw_sum(in, out) + tt_nw_switch(in, out) + tt_nw_frame(in, out);
+}
+
+TT int64_t tt_w_out(const int64_t *in, int64_t *out)
+{
+	out[0] = in[1];
+	return 0;
+}
+
+TT int64_t tt_w_calls(const int64_t *in, int64_t *out)
+{
+	return tt_nw_sum(in, out) + tt_w_out(in, out);
+}
+
+static int64_t tt_w_global_word;
+
+TT int64_t tt_w_global(const int64_t *in, int64_t *out)
+{
+	(void)out;
+	tt_w_global_word += in[1];
+	return tt_w_global_word;
+}
+
 /* A user-level call made as a C call inside a branchable frame: the
  * function runs its loop again, one level down, as an interpreter runs a
  * called user function. Each level's loop has an id of its own (level d
