@@ -623,6 +623,22 @@ func (m *Machine) objectOf(a uint64) (*Object, bool) {
 	return nil, false
 }
 
+// nativeEntry: target is code the recorder never copies (outside the
+// traced objects, or in their native ranges such as the PLT): what it
+// does is not known.
+func (m *Machine) nativeEntry(target uint64) bool {
+	o, ok := m.objectOf(target)
+	if !ok || o.NativeEntries[target] {
+		return true
+	}
+	for _, n := range o.Native {
+		if n.contains(target) {
+			return true
+		}
+	}
+	return false
+}
+
 // textEnd returns the end of the executable range holding a, or 0.
 func (m *Machine) textEnd(a uint64) uint64 {
 	for i := range m.cfg.Objects {

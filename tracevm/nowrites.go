@@ -284,22 +284,6 @@ func (m *Machine) importCalled(pc uint64, d *decoded) int {
 	return importOther
 }
 
-// nativeEntry: target is code the recorder never copies (outside the
-// traced objects, or in their native ranges such as the PLT): what it
-// does is not known.
-func (m *Machine) nativeEntry(target uint64) bool {
-	o, ok := m.objectOf(target)
-	if !ok || o.NativeEntries[target] {
-		return true
-	}
-	for _, n := range o.Native {
-		if n.contains(target) {
-			return true
-		}
-	}
-	return false
-}
-
 // frameEffect returns the stack depth after inst, which runs at depth
 // (bytes below the return address), and whether inst writes no memory but
 // that frame and changes %rsp only in ways depth follows.

@@ -612,7 +612,7 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 				return r.tailAPI(t, site, regs)
 			}
 			r.ninsns++
-			if r.nativeTarget(info.Target) {
+			if r.m.nativeEntry(info.Target) {
 				// A tail call of native code (a PLT stub, libc).
 				keep = false
 				if !r.tailCall(e, &lits, info.Target) {
@@ -753,7 +753,7 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 					r.pc = be.Handler
 					continue
 				}
-				if r.nativeTarget(target) {
+				if r.m.nativeEntry(target) {
 					if !r.tailCall(e, &lits, target) {
 						return abort("tail-call-from-root")
 					}
@@ -1010,10 +1010,6 @@ func importCall(slots map[uint64]bool, target uint64, inst *x86dec.Inst) bool {
 	slot, ok := inst.MemRIPTarget()
 	return ok && slots[slot]
 }
-
-// nativeTarget: target is code the recorder does not copy (outside the
-// traced objects, or in their native ranges such as the PLT).
-func (r *recording) nativeTarget(target uint64) bool { return r.m.nativeEntry(target) }
 
 // tailCall turns a jump to native code from an inlined function into what
 // it amounts to: that function's return address leaves the stack, the
