@@ -893,15 +893,23 @@ func (r *recording) popFrame() {
 // loop is recorded again.
 const abortCalleeLoop = "callee-loop"
 
+// inlinedCall returns the innermost inlined call the recording is in,
+// when the recording entered it (its entry known): the root frame's loops
+// are the interpreter's, and a side trace's inherited frames have no
+// entry.
+func (r *recording) inlinedCall() (callee, bool) {
+	n := len(r.callees)
+	if n == 0 || n != len(r.stack) || r.callees[n-1].entry == 0 {
+		return callee{}, false
+	}
+	return r.callees[n-1], true
+}
+
 // calleeLoops reports whether the instruction at r.pc runs a second time
 // in the same inlined call, and if so marks that function native.
 func (r *recording) calleeLoops() bool {
-	n := len(r.callees)
-	if n == 0 || n != len(r.stack) {
-		return false // the root frame's loops are the interpreter's
-	}
-	c := r.callees[n-1]
-	if c.entry == 0 {
+	c, ok := r.inlinedCall()
+	if !ok {
 		return false
 	}
 	if r.seen == nil {
@@ -929,12 +937,8 @@ func (r *recording) leftCalleeLoop(taken bool) bool {
 	if taken || p.target > p.addr {
 		return false
 	}
-	n := len(r.callees)
-	if n == 0 || n != len(r.stack) {
-		return false // the root frame's loops are the interpreter's
-	}
-	c := r.callees[n-1]
-	if c.entry == 0 {
+	c, ok := r.inlinedCall()
+	if !ok {
 		return false
 	}
 	ran := r.seen != nil && r.seen.get(p.target) == c.serial

@@ -380,15 +380,25 @@ func TestCalleeLoop(t *testing.T) {
 		}
 		want += (i * 31) ^ 3
 	}
-	r := runJIT(t, CalleeLp, n)
+	checkCalleeNative(t, CalleeLp, n, want, "tt_h_bits")
+}
+
+// checkCalleeNative runs f (n iterations of a loop calling a helper with
+// a loop of its own, and tt_h_mix): the result is want, natively and
+// traced; after one recording that finds the helper's loop, the trace
+// calls it natively and inlines tt_h_mix, and no side trace depends on
+// the helper's trip count.
+func checkCalleeNative(t *testing.T, f Func, n, want int64, helper string) {
+	t.Helper()
+	r := runJIT(t, f, n)
 	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, want, r.native(CalleeLp, n).Ret)
+	require.Equal(t, want, r.native(f, n).Ret)
 	r.checkTraced(t, n, 0.99)
 	assert.Equal(t, uint64(1), r.aborts("callee-loop"))
 	log := r.log()
-	assert.Equal(t, 1, strings.Count(log, "; call "), "tt_h_bits runs natively: %s", log)
+	assert.Equal(t, 1, strings.Count(log, "; call "), "%s runs natively: %s", helper, log)
 	assert.Equal(t, 1, strings.Count(log, "; push-ret "), "tt_h_mix is inlined: %s", log)
-	assert.Zero(t, r.loop.SideTraces, "no guard depends on the bit count")
+	assert.Zero(t, r.loop.SideTraces, "no guard depends on the helper's trip count")
 }
 
 // TestCalleeLoopOnce: a helper's loop that ran once while the trace was
@@ -414,15 +424,7 @@ func TestCalleeLoopOnce(t *testing.T) {
 		}
 		want += (i * 31) ^ 5
 	}
-	r := runJIT(t, CalleeOnce, n)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, want, r.native(CalleeOnce, n).Ret)
-	r.checkTraced(t, n, 0.99)
-	assert.Equal(t, uint64(1), r.aborts("callee-loop"))
-	log := r.log()
-	assert.Equal(t, 1, strings.Count(log, "; call "), "tt_h_pairs runs natively: %s", log)
-	assert.Equal(t, 1, strings.Count(log, "; push-ret "), "tt_h_mix is inlined: %s", log)
-	assert.Zero(t, r.loop.SideTraces, "no guard depends on the pair count")
+	checkCalleeNative(t, CalleeOnce, n, want, "tt_h_pairs")
 }
 
 func refRecurse(depth, n, below int64, act, edges *int64) int64 {
