@@ -11,7 +11,8 @@
 // flag effects of instructions in effects.go and flags.go; loop peeling in
 // peel.go; vector copies through general registers and split wide loads,
 // vecpair.go and widesplit.go, which serve the processor's store
-// forwarding), the trace
+// forwarding; native functions found to write no memory, nowrites.go),
+// the trace
 // compiler and its instruction emitter (compile.go, emit.go), the code
 // cache and its generations (package codecache, with data areas near it in
 // data.go), the switch between the interpreter's state and the machine's,
