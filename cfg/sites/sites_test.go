@@ -54,8 +54,11 @@ func TestAutoDetect(t *testing.T) {
 
 func TestPythonSites(t *testing.T) {
 	r := discover(t, "/usr/bin/python3.11", "cpython3.11")
-	require.Len(t, r.Sites, 7)
+	// The back-edge opcodes but the yield from loop's
+	// (JUMP_BACKWARD_NO_INTERRUPT, which never stays in its frame).
+	require.Len(t, r.Sites, 6)
 	for _, s := range r.Sites {
+		assert.NotEqual(t, "JUMP_BACKWARD_NO_INTERRUPT", s.Name)
 		assert.Equal(t, sites.ViaTableEntry, s.Via)
 		assert.Equal(t, "r15", s.IDReg)
 	}

@@ -16,8 +16,8 @@ import (
 // back-edge opcodes (testdata/python-sites/backedges.py) at threshold 1:
 // every loop opcode must lead into traces that run the loop's iterations.
 // The yield from loop (JUMP_BACKWARD_NO_INTERRUPT) switches generators
-// on every iteration, where a recording must end: it is counted, and
-// correct, but runs in the original code.
+// on every iteration, where a recording must end: it is not a site, and
+// runs in the original code, uncounted.
 func TestCPythonBackEdgeTraces(t *testing.T) {
 	requireRuntime(t)
 	root, err := testenv.RepoRoot()
@@ -69,5 +69,6 @@ func TestCPythonBackEdgeTraces(t *testing.T) {
 		"POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE"} {
 		assert.Greater(t, iters[site], int64(2500), site)
 	}
-	assert.Equal(t, int64(3000), hits["JUMP_BACKWARD_NO_INTERRUPT"])
+	_, counted := hits["JUMP_BACKWARD_NO_INTERRUPT"]
+	assert.False(t, counted, "the yield from loop is not a site")
 }
