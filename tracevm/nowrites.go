@@ -85,12 +85,21 @@ func (m *Machine) scanNoWrites(entry uint64, depth int, budget *int) bool {
 					return false
 				}
 				w.depth = nd
+				w.followBound(&d.inst)
 				w.setRegs(&d.inst)
 				w.prev[0], w.prev[1] = w.prev[1], d
 				w.pc = next
 				continue
 			case insn.CondJump:
-				work = append(work, noWritesPath{pc: d.info.Target, noWritesState: w.noWritesState})
+				taken := noWritesPath{pc: d.info.Target, noWritesState: w.noWritesState}
+				if b, takenSide, ok := boundsCheck(w.prev[1], d.info.Cond); ok {
+					checked := &w.noWritesBound
+					if takenSide {
+						checked = &taken.noWritesBound
+					}
+					*checked = b
+				}
+				work = append(work, taken)
 			case insn.Jump:
 				// A jump within the function, or a tail call at
 				// depth 0, whose frame then starts where this
@@ -129,6 +138,9 @@ func (m *Machine) scanNoWrites(entry uint64, depth int, budget *int) bool {
 			}
 			w.pc = next
 			w.prev = [2]*decoded{} // a new block
+			if d.info.Kind != insn.CondJump {
+				w.cases = 0 // a bounds check holds only in the block after it
+			}
 		}
 	}
 	return true
@@ -148,6 +160,61 @@ type noWritesPath struct {
 	pc uint64
 	noWritesState
 	prev [2]*decoded
+	noWritesBound
+}
+
+// noWritesBound: the block follows an unsigned bounds check (cmp $n and
+// the ja/jae that leaves, or the jbe/jb that comes here): at most cases
+// values pass (0: no check), of the register boundReg (boundOnReg) or of
+// the memory word boundMem, until a load of that word names its register.
+type noWritesBound struct {
+	cases      uint64
+	boundReg   x86enc.Reg
+	boundOnReg bool
+	boundMem   x86asm.Mem
+	boundBytes int
+	// indexed: the table's load has read the index: what the register
+	// holds after it no longer matters.
+	indexed bool
+}
+
+// followBound carries the bounds check over inst, in the checked block: a
+// load of the checked word (of its size) names the index's register; a
+// load indexed by that register is the table's, after which nothing more
+// is followed; before it, a write to the checked register, or to the
+// word's address registers or into the frame it may lie in, ends it.
+func (w *noWritesBound) followBound(inst *x86dec.Inst) {
+	if w.cases == 0 || w.indexed {
+		return
+	}
+	wr := writeMask(inst)
+	if !w.boundOnReg {
+		if inst.Op == x86asm.MOV && len(inst.Args) > 1 {
+			if mem, ok := inst.Args[1].(x86asm.Mem); ok && mem == w.boundMem && int(inst.MemBytes) == w.boundBytes {
+				if r, _, ok := gpr(regArg(inst.Args[0])); ok {
+					w.boundReg, w.boundOnReg = r, true
+					return
+				}
+			}
+		}
+		b, _, okb := gpr(w.boundMem.Base)
+		i, _, oki := gpr(w.boundMem.Index)
+		if okb && wr&(1<<b) != 0 || oki && wr&(1<<i) != 0 || w.boundMem.Base == x86asm.RSP && storesMemory(inst) {
+			w.cases = 0
+		}
+		return
+	}
+	for _, a := range inst.Args {
+		if mem, ok := a.(x86asm.Mem); ok {
+			if i, _, ok := gpr(mem.Index); ok && i == w.boundReg {
+				w.indexed = true // the table's load
+				return
+			}
+		}
+	}
+	if wr&(1<<w.boundReg) != 0 {
+		w.cases = 0
+	}
 }
 
 // callerSaved: the registers a call may change.
@@ -169,6 +236,43 @@ func (s *noWritesState) setRegs(inst *x86dec.Inst) {
 	s.known &^= writeMask(inst)
 }
 
+// boundsCheck recognises, in cmp (the instruction before a conditional
+// jump on cond), a switch's check of its index: cmp $n of a register or
+// a memory word, then ja or jae to the default (the values that pass fall
+// through) or jbe or jb to the table (they are taken). It returns the
+// check and on which side the values that pass go.
+func boundsCheck(cmp *decoded, cond x86enc.Cond) (b noWritesBound, takenSide, ok bool) {
+	if cmp == nil || cmp.inst.Op != x86asm.CMP {
+		return b, false, false
+	}
+	imm, isImm := cmp.inst.Args[1].(x86asm.Imm)
+	if !isImm || int64(imm) < 0 {
+		return b, false, false
+	}
+	switch a := cmp.inst.Args[0].(type) {
+	case x86asm.Reg:
+		r, _, isReg := gpr(a)
+		if !isReg {
+			return b, false, false
+		}
+		b.boundReg, b.boundOnReg = r, true
+	case x86asm.Mem:
+		b.boundMem, b.boundBytes = a, int(cmp.inst.MemBytes)
+	default:
+		return b, false, false
+	}
+	n := uint64(imm)
+	switch cond {
+	case x86enc.A, x86enc.BE:
+		b.cases = n + 1
+	case x86enc.AE, x86enc.B:
+		b.cases = n
+	default:
+		return noWritesBound{}, false, false
+	}
+	return b, cond == x86enc.BE || cond == x86enc.B, true
+}
+
 // redZone: the bytes below %rsp a function may use without moving it
 // (the System V x86-64 ABI).
 const redZone = 128
@@ -179,23 +283,22 @@ const maxSwitchCases = 1024
 // switchTargets returns where the indirect jump d, ending w's block, may
 // go when it is a switch's jump through a table: jmp *T(,idx,8); mov
 // T(,idx,8),r then jmp *r; or movslq T(base,idx,4),r, add base,r, jmp *r
-// with base a %rip-relative address. Without the index's bound, the
-// table is read while its entries lead into the jump's own function (as
-// the patcher's CFG reads them): a table followed by another only adds
-// paths, which makes the answer no less safe.
+// with base a %rip-relative address. The table holds as many entries as
+// the bounds check of its index in the block's head lets pass (boundsCheck),
+// each of which must lead into traced text; without that check the jump
+// is not followed. (Read while its entries led into the jump's own
+// function, a table whose case the compiler moved to the function's cold
+// part ended early, and the cases after it went unscanned.)
 func (m *Machine) switchTargets(d *decoded, w *noWritesPath) ([]uint64, bool) {
-	fn, ok := objectFrames{m}.FuncAt(d.inst.Addr)
-	if !ok {
-		return nil, false
-	}
 	var table, base uint64
+	var index x86asm.Reg
 	var entry int // bytes: 8 absolute, 4 relative to base
 	switch a := d.inst.Args[0].(type) {
 	case x86asm.Mem:
 		if a.Base != 0 || a.Index == 0 || a.Scale != 8 || a.Segment != 0 {
 			return nil, false
 		}
-		table, entry = uint64(a.Disp), 8
+		table, entry, index = uint64(a.Disp), 8, a.Index
 	case x86asm.Reg:
 		r, size, ok := gpr(a)
 		last, before := w.prev[1], w.prev[0]
@@ -209,7 +312,7 @@ func (m *Machine) switchTargets(d *decoded, w *noWritesPath) ([]uint64, bool) {
 				mem.Base != 0 || mem.Index == 0 || mem.Scale != 8 || mem.Segment != 0 {
 				return nil, false
 			}
-			table, entry = uint64(mem.Disp), 8
+			table, entry, index = uint64(mem.Disp), 8, mem.Index
 		case x86asm.ADD:
 			a0, _, ok0 := gpr(regArg(last.inst.Args[0]))
 			a1, _, ok1 := gpr(regArg(last.inst.Args[1]))
@@ -233,21 +336,21 @@ func (m *Machine) switchTargets(d *decoded, w *noWritesPath) ([]uint64, bool) {
 				return nil, false
 			}
 			base = w.consts[other]
-			table, entry = base+uint64(mem.Disp), 4
+			table, entry, index = base+uint64(mem.Disp), 4, mem.Index
 		default:
 			return nil, false
 		}
 	default:
 		return nil, false
 	}
-	var targets []uint64
-	for k := 0; ; k++ {
-		if k == maxSwitchCases {
-			return nil, false
-		}
+	if idx, _, ok := gpr(index); !ok || w.cases == 0 || w.cases > maxSwitchCases || !w.boundOnReg || idx != w.boundReg {
+		return nil, false
+	}
+	targets := make([]uint64, 0, w.cases)
+	for k := 0; k < int(w.cases); k++ {
 		at := table + uint64(k*entry)
 		if !m.readOnly(at, entry) {
-			break
+			return nil, false
 		}
 		var t uint64
 		if entry == 8 {
@@ -255,12 +358,12 @@ func (m *Machine) switchTargets(d *decoded, w *noWritesPath) ([]uint64, bool) {
 		} else {
 			t = base + uint64(int64(int32(binary.LittleEndian.Uint32(memAt(at, 4)))))
 		}
-		if t < fn.Lo || t >= fn.Hi {
-			break
+		if m.textEnd(t) == 0 {
+			return nil, false
 		}
 		targets = append(targets, t)
 	}
-	return targets, len(targets) > 0
+	return targets, true
 }
 
 // Imports a function may call and remain without writes (importCalled).

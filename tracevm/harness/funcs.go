@@ -85,7 +85,8 @@ func (f Func) Addr() uint64 { return uint64(uintptr(f.ptr)) }
 var (
 	NoWrites = []Func{{"tt_nw_sum", C.tt_nw_sum}, {"tt_nw_switch", C.tt_nw_switch},
 		{"tt_nw_frame", C.tt_nw_frame}, {"tt_nw_calls", C.tt_nw_calls}}
-	Writes = []Func{{"tt_w_out", C.tt_w_out}, {"tt_w_calls", C.tt_w_calls}, {"tt_w_global", C.tt_w_global}}
+	Writes = []Func{{"tt_w_out", C.tt_w_out}, {"tt_w_calls", C.tt_w_calls}, {"tt_w_global", C.tt_w_global},
+		{"tt_w_switch_split", C.tt_w_switch_split}}
 )
 
 // Result is what a test function returned.

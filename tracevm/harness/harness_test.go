@@ -1227,7 +1227,8 @@ func TestPeeledLoopOtherData(t *testing.T) {
 // TestWritesNoMemory: the scan finds the functions that write no memory
 // but their own frame (a loop, a switch through its table, a local
 // array, calls of those) and no others (an output, a global, a call of a
-// function that writes).
+// function that writes, a switch whose writing case follows in its table
+// one in another function).
 func TestWritesNoMemory(t *testing.T) {
 	m := Machine()
 	for _, f := range NoWrites {
