@@ -1240,8 +1240,8 @@ func TestWritesNoMemory(t *testing.T) {
 }
 
 // TestPeeledAcrossNoWritesCall: a loop that calls a native function that
-// writes no memory is peeled; its second copy no longer reads the mode
-// word the first guards.
+// writes no memory is peeled, which any native call but an allocator's
+// kept it from (the results the native ones).
 func TestPeeledAcrossNoWritesCall(t *testing.T) {
 	const n = 100000
 	tab := []int64{5, 3, 9, 1, 7, 2, 8, 6}
