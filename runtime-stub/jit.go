@@ -232,6 +232,8 @@ func keying(flags uint32) tracevm.Keying {
 		return tracevm.KeyLuaSJ
 	case flags&C.RM_SITE_LUA54_COND_SJ != 0:
 		return tracevm.KeyLuaCondSJ
+	case flags&C.RM_SITE_CPY311_CMP_JUMP != 0:
+		return tracevm.KeyCPyCmpJump
 	case flags&C.RM_SITE_OPARG_BACK != 0:
 		return tracevm.KeyOparg
 	}

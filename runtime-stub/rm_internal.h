@@ -164,14 +164,14 @@ int rm_host_on_loader(void);
 /* Flags of sites keyed by header: their object gets the hit function that
  * reads site flags (rm_hit_keyed_<k>). */
 #define RM_SITE_KEYED \
-	(RM_SITE_LUA54_SJ | RM_SITE_LUA54_COND_SJ | RM_SITE_OPARG_BACK)
+	(RM_SITE_LUA54_SJ | RM_SITE_COND | RM_SITE_OPARG_BACK)
 
 struct rm_site_rt {
 	uint32_t weight;        /* hits the running countdown stands for */
 	uint32_t misses;        /* full-rate hits since a trace was entered */
 	uint32_t full;          /* every hit calls: a trace may be entered */
 	uint32_t ic_next;       /* the inline-cache entry to fill next */
-	uint32_t backs;         /* RM_SITE_LUA54_COND_SJ: back jumps sampled
+	uint32_t backs;         /* RM_SITE_COND: back jumps sampled
 				   since its forward countdown last ran out */
 };
 

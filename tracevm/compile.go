@@ -984,7 +984,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 				return nil, err
 			}
 			ops = append(canon, r.ops...)
-		case be.Keying == KeyLuaCondSJ:
+		case be.Keying.cond():
 			// Keyed by header, entered from its own comparison only.
 			id := x86enc.Reg(be.IDReg)
 			lg = &loopGuard{id: regValue{id, r.headRegs[id]}}

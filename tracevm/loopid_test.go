@@ -71,3 +71,32 @@ func TestLoopIDOfComparison(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopIDOfCPythonComparison: a CPython 3.11 combined compare-and-jump
+// takes the POP_JUMP_* past its two cache entries: a back-edge only when
+// that jump is backward, keyed by the header it lands at (past the jump
+// less oparg code units); its traces are entered from the comparison.
+func TestLoopIDOfCPythonComparison(t *testing.T) {
+	cmp := BackEdge{IDReg: 15, AuxReg: 9, Keying: KeyCPyCmpJump}
+	assert.False(t, cmp.keyedByHeader())
+	assert.True(t, cmp.Keying.cond())
+	for _, c := range []struct {
+		jumpOp, oparg uint8
+		back          bool
+	}{
+		{176, 12, true},  // POP_JUMP_BACKWARD_IF_TRUE
+		{175, 255, true}, // POP_JUMP_BACKWARD_IF_FALSE, the longest
+		{114, 12, false}, // POP_JUMP_FORWARD_IF_FALSE
+		{115, 3, false},  // POP_JUMP_FORWARD_IF_TRUE
+	} {
+		// COMPARE_OP_INT_JUMP <, two cache entries, then the jump.
+		code := []uint8{28, 0, 0, 0, 0, 0, c.jumpOp, c.oparg}
+		id := uint64(uintptr(unsafe.Pointer(&code[0])))
+		key, back := cmp.loopID(id, 0)
+		runtime.KeepAlive(code)
+		assert.Equal(t, c.back, back, "opcode %d", c.jumpOp)
+		if back {
+			assert.Equal(t, id+8-2*uint64(c.oparg), key, "oparg %d", c.oparg)
+		}
+	}
+}

@@ -174,6 +174,27 @@ const (
 	// JUMP_BACKWARD and POP_JUMP_BACKWARD_*: frame->prev_instr and
 	// oparg).
 	KeyOparg
+	// KeyCPyCmpJump: id is a CPython 3.11 combined compare-and-jump
+	// (COMPARE_OP_INT_JUMP ...), which takes the POP_JUMP_* cpyCmpJumpAt
+	// bytes on inline: a back-edge only when that jump goes back, keyed
+	// by the header it lands at. Its traces begin with the comparison
+	// and are entered from it only, as KeyLuaCondSJ's.
+	KeyCPyCmpJump
+)
+
+// cond reports a comparison's keying: the site is a back-edge only when
+// the jump the comparison takes inline goes back; its traces begin with
+// the comparison, whose operands the id determines, and are entered from
+// it only.
+func (k Keying) cond() bool { return k == KeyLuaCondSJ || k == KeyCPyCmpJump }
+
+// cpyCmpJumpAt is where a CPython 3.11 combined compare-and-jump finds its
+// POP_JUMP_*: past its own code unit and COMPARE_OP's two cache entries.
+// A jump there goes back when its opcode is at least cpyJumpBackMin
+// (POP_JUMP_BACKWARD_IF_FALSE, _IF_TRUE; the forward ones are 114, 115).
+const (
+	cpyCmpJumpAt   = 6
+	cpyJumpBackMin = 175
 )
 
 // loopID returns the key of the loop a jump through be closes, from the
@@ -203,6 +224,14 @@ func (be *BackEdge) loopID(id, aux uint64) (key uint64, ok bool) {
 		return id + 4 + uint64(sj*4), true
 	case KeyOparg:
 		return opargHeader(id, aux), true
+	case KeyCPyCmpJump:
+		// The id register points into the live function's code at
+		// every handler entry, as a Lua comparison's does.
+		jump := memAt(id+cpyCmpJumpAt, 2)
+		if jump[0] < cpyJumpBackMin {
+			return 0, false
+		}
+		return opargHeader(id+cpyCmpJumpAt, uint64(jump[1])), true
 	}
 	return id, true
 }
@@ -234,7 +263,7 @@ func luaSJ(word uint64) (sj int64, back bool) {
 // the comparison, whose operands the id determines: they are entered as a
 // loop keyed by id is.
 func (be *BackEdge) keyedByHeader() bool {
-	return be.Keying != KeyByID && be.Keying != KeyLuaCondSJ && be.IDReg >= 0 && be.AuxReg >= 0
+	return be.Keying != KeyByID && !be.Keying.cond() && be.IDReg >= 0 && be.AuxReg >= 0
 }
 
 // Config is what Start needs.

@@ -1302,12 +1302,15 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 	if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
 		return next, done, reason, cont
 	}
-	if be.Keying == KeyLuaCondSJ {
+	if be.Keying == KeyLuaCondSJ || (be.Keying == KeyCPyCmpJump && lid == r.key.id) {
 		// A comparison that may jump back, to a loop without a trace:
 		// mostly an if ending a while body, whose false branch Lua
-		// sends straight back to the loop's header. The recording goes
-		// on through it, as through the rest of the body, until its
-		// own loop's back-edge.
+		// sends straight back to the loop's header (CPython threads
+		// such jumps too, to the header of the loop recorded). The
+		// recording goes on through it, as through the rest of the
+		// body, until its own loop's back-edge. A CPython comparison
+		// that jumps back to another header closes an inner while
+		// loop, recorded first as the other inner loops are.
 		return 0, false, "", true
 	}
 	// Another loop's back-edge, and that loop has no trace: record it

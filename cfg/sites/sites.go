@@ -204,9 +204,16 @@ const FlagLua54CondSJ = "lua54-cond-sj"
 // (CPython 3.11): its loops are keyed by the header it lands at.
 const FlagOpargBack = "oparg-back"
 
+// FlagCPython311CmpJump marks a CPython 3.11 combined compare-and-jump
+// (COMPARE_OP_INT_JUMP, _FLOAT_JUMP, _STR_JUMP), which takes the
+// POP_JUMP_* after it inline, past COMPARE_OP's inline cache: a back-edge
+// only when that jump goes back (the end of a while loop whose condition
+// compares ints, floats or strings), keyed by the header it lands at.
+const FlagCPython311CmpJump = "cpython311-cmp-jump"
+
 // ProfileFlags are the flags a profile's site may carry (each has its bit
 // in the patch header: elfpatch/redmagic checks that it does).
-var ProfileFlags = []string{FlagLua54SJ, FlagLua54CondSJ, FlagOpargBack}
+var ProfileFlags = []string{FlagLua54SJ, FlagLua54CondSJ, FlagOpargBack, FlagCPython311CmpJump}
 
 var dwarfRegs = map[string]int{
 	"rax": 0, "rdx": 1, "rcx": 2, "rbx": 3, "rsi": 4, "rdi": 5, "rbp": 6, "rsp": 7,

@@ -2,6 +2,7 @@ package sites_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -55,13 +56,20 @@ func TestAutoDetect(t *testing.T) {
 func TestPythonSites(t *testing.T) {
 	r := discover(t, "/usr/bin/python3.11", "cpython3.11")
 	// The back-edge opcodes but the yield from loop's
-	// (JUMP_BACKWARD_NO_INTERRUPT, which never stays in its frame).
-	require.Len(t, r.Sites, 6)
+	// (JUMP_BACKWARD_NO_INTERRUPT, which never stays in its frame), and
+	// the three combined compare-and-jumps.
+	require.Len(t, r.Sites, 9)
+	cmp := 0
 	for _, s := range r.Sites {
 		assert.NotEqual(t, "JUMP_BACKWARD_NO_INTERRUPT", s.Name)
 		assert.Equal(t, sites.ViaTableEntry, s.Via)
 		assert.Equal(t, "r15", s.IDReg)
+		if slices.Contains(s.Flags, sites.FlagCPython311CmpJump) {
+			assert.True(t, strings.HasPrefix(s.Name, "COMPARE_OP_") && strings.HasSuffix(s.Name, "_JUMP"), s.Name)
+			cmp++
+		}
 	}
+	assert.Equal(t, 3, cmp)
 }
 
 func TestLuaSites(t *testing.T) {

@@ -14,7 +14,10 @@ import (
 
 // TestCPythonBackEdgeTraces runs a loop closed by each of CPython 3.11's
 // back-edge opcodes (testdata/python-sites/backedges.py) at threshold 1:
-// every loop opcode must lead into traces that run the loop's iterations.
+// every loop opcode must lead into traces that run the loop's iterations,
+// as must the comparisons that take their jump back themselves
+// (COMPARE_OP_INT_JUMP, _FLOAT_JUMP, _STR_JUMP: a while loop whose
+// condition compares ints, floats or strings, in a quickened function).
 // The yield from loop (JUMP_BACKWARD_NO_INTERRUPT) switches generators
 // on every iteration, where a recording must end: it is not a site, and
 // runs in the original code, uncounted.
@@ -59,14 +62,16 @@ func TestCPythonBackEdgeTraces(t *testing.T) {
 	}
 	t.Logf("traces by site %v, iterations %v, hits outside traces %v", traces, iters, hits)
 	for _, site := range []string{"JUMP_BACKWARD", "JUMP_BACKWARD_QUICK", "POP_JUMP_BACKWARD_IF_TRUE",
-		"POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE"} {
+		"POP_JUMP_BACKWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE",
+		"COMPARE_OP_INT_JUMP", "COMPARE_OP_FLOAT_JUMP", "COMPARE_OP_STR_JUMP"} {
 		assert.Positive(t, traces[site], "%s: no trace", site)
 		assert.Positive(t, iters[site], "%s: no iteration in a trace", site)
 	}
 	// Each loop runs 3,000 times; all but a few iterations of the
 	// while loops run in traces.
 	for _, site := range []string{"POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE",
-		"POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE"} {
+		"POP_JUMP_BACKWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_NONE",
+		"COMPARE_OP_INT_JUMP", "COMPARE_OP_FLOAT_JUMP", "COMPARE_OP_STR_JUMP"} {
 		assert.Greater(t, iters[site], int64(2500), site)
 	}
 	_, counted := hits["JUMP_BACKWARD_NO_INTERRUPT"]

@@ -70,6 +70,8 @@ const (
 	flagOpargBack = 1 << 4
 	// flagLua54CondSJ is RM_SITE_LUA54_COND_SJ.
 	flagLua54CondSJ = 1 << 5
+	// flagCPython311CmpJump is RM_SITE_CPY311_CMP_JUMP.
+	flagCPython311CmpJump = 1 << 6
 	// condForwardPeriod is RM_COND_FORWARD_PERIOD.
 	condForwardPeriod = 1 << 16
 )
@@ -86,6 +88,7 @@ var siteFlagNames = []struct {
 	{siteFlagIC, "", "inline-cache"},
 	{flagOpargBack, sites.FlagOpargBack, "oparg-back"},
 	{flagLua54CondSJ, sites.FlagLua54CondSJ, "lua-cond-sj"},
+	{flagCPython311CmpJump, sites.FlagCPython311CmpJump, "cpython-cmp-jump"},
 }
 
 // knownSiteFlags is every flag the runtime accepts.
@@ -167,7 +170,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 			le.PutUint64(e[siteICID+8*k:], icEmpty)
 			le.PutUint64(e[siteICHead+8*k:], s.Resume)
 		}
-		if flags&flagLua54CondSJ != 0 {
+		if flags&(flagLua54CondSJ|flagCPython311CmpJump) != 0 {
 			// No inline cache: ic_id[0] counts forward comparisons
 			// down (condJumpFilter).
 			le.PutUint64(e[siteICID:], condForwardPeriod-1)

@@ -223,12 +223,12 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 }
 
 // icReg returns the register a sampled back-edge's inline cache compares
-// (its loop id), if the site has one: RM_SITE_IC. A Lua comparison has
+// (its loop id), if the site has one: RM_SITE_IC. A comparison (condSite) has
 // none: its handler runs for every comparison of the program, nearly all
 // of them forward, and the cache's compares would cost each of them more
 // than the few loops that close there gain.
 func icReg(s sites.Site) (x86enc.Reg, bool) {
-	if slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
+	if condSite(s) {
 		return 0, false
 	}
 	r, err := idReg(s)
@@ -275,15 +275,34 @@ func forwardJumpFilter(a *x86enc.Asm, s sites.Site) error {
 	return nil
 }
 
-// condJumpFilter emits, for a Lua comparison site (FlagLua54CondSJ), the
-// test that sends a comparison whose OP_JMP (the word at the id register,
-// the pc past it) goes forward on to the handler, counting it down in the
+// condSite reports a comparison site, which takes the jump after it
+// inline: a back-edge only when that jump goes back (FlagLua54CondSJ,
+// FlagCPython311CmpJump).
+func condSite(s sites.Site) bool {
+	return slices.Contains(s.Flags, sites.FlagLua54CondSJ) || slices.Contains(s.Flags, sites.FlagCPython311CmpJump)
+}
+
+// cpyCmpJumpAt is where a CPython 3.11 combined compare-and-jump finds
+// its jump: past its own code unit and COMPARE_OP's two inline cache
+// entries. cpyJumpBackMin is the least opcode of a backward jump that
+// may follow it (POP_JUMP_BACKWARD_IF_FALSE; _IF_TRUE is 176; the
+// forward ones are 114 and 115).
+const (
+	cpyCmpJumpAt   = 6
+	cpyJumpBackMin = 175
+)
+
+// condJumpFilter emits, for a comparison site (condSite), the test that
+// sends a comparison whose jump goes forward on to the handler: for Lua,
+// the OP_JMP word at the id register (the pc past the comparison); for
+// CPython, the opcode of the POP_JUMP_* at cpyCmpJumpAt from the
+// instruction (the id register). It counts such a comparison down in the
 // site's ic_id[0] (it has no inline cache): one in RM_COND_FORWARD_PERIOD
 // goes to slow, the call of the runtime, which puts the site's dispatch
 // entry back if no back jump came by meanwhile (rm_fast.c). A jump back
 // goes on to the sampled prefix. The flags are dead at a sampled site.
 func condJumpFilter(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x86enc.Label) error {
-	if !slices.Contains(s.Flags, sites.FlagLua54CondSJ) {
+	if !condSite(s) {
 		return nil
 	}
 	r, err := idReg(s)
@@ -291,8 +310,13 @@ func condJumpFilter(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x8
 		return err
 	}
 	back := a.NewLabel()
-	a.CmpMemImm32(x86enc.Mem{Base: r}, luaSJBackBelow)
-	a.JccLabel(x86enc.B, back)
+	if slices.Contains(s.Flags, sites.FlagCPython311CmpJump) {
+		a.CmpMem8Imm8(x86enc.Mem{Base: r, Disp: cpyCmpJumpAt}, cpyJumpBackMin)
+		a.JccLabel(x86enc.AE, back)
+	} else {
+		a.CmpMemImm32(x86enc.Mem{Base: r}, luaSJBackBelow)
+		a.JccLabel(x86enc.B, back)
+	}
 	a.SubRIPImm8(siteFieldAddr(dataAddr, i, siteICID), 1)
 	a.Jcc(x86enc.GE, s.Resume)
 	a.JmpLabel(slow)

@@ -26,6 +26,7 @@ const (
 	opCmpRIPImm8
 	opCmpRegRIP
 	opCmpMemImm32
+	opCmpMem8Imm8
 	opCmpReg32Imm32
 	opCmpEAXImm32
 	opSubRIPImm8
@@ -94,6 +95,7 @@ var forms = [numOp]form{
 	opCmpRegRIP:  {name: "cmp", rexW: true, opcode: []byte{0x3B}, modrm: mrRIP, digit: regOp},
 	// 81 /7 id: GNU as's form for an immediate outside int8's range.
 	opCmpMemImm32:   {name: "cmpl", opcode: []byte{0x81}, modrm: mrMem, digit: 7, imm: 4},
+	opCmpMem8Imm8:   {name: "cmpb", opcode: []byte{0x80}, modrm: mrMem, digit: 7, imm: 1},
 	opCmpReg32Imm32: {name: "cmp", opcode: []byte{0x81}, modrm: mrReg, digit: 7, imm: 4},
 	opCmpEAXImm32:   {name: "cmp", opcode: []byte{0x3D}, imm: 4},
 	opSubRIPImm8:    {name: "subq", rexW: true, opcode: []byte{0x83}, modrm: mrRIP, digit: 5, imm: 1},
@@ -362,6 +364,12 @@ func (a *Asm) CmpRegRIP(r Reg, addr uint64) { a.emit(opCmpRegRIP, operands{reg: 
 // at m - v. Always the imm32 form, as GNU as encodes a v outside int8.
 func (a *Asm) CmpMemImm32(m Mem, v int32) {
 	a.emit(opCmpMemImm32, operands{rm: m.Base, disp: m.Disp, imm: int64(v)})
+}
+
+// CmpMem8Imm8 emits cmpb $v,disp(%base): the flags of the byte at m
+// against v (a bytecode's opcode, read where it lies).
+func (a *Asm) CmpMem8Imm8(m Mem, v uint8) {
+	a.emit(opCmpMem8Imm8, operands{rm: m.Base, disp: m.Disp, imm: int64(v)})
 }
 
 // CmpReg32Imm32 emits cmp $v,%r32: the flags of r's low 32 bits against v,

@@ -129,6 +129,10 @@ func encCases() (cases []encCase, syms map[string]uint64) {
 				add(fmt.Sprintf("cmpl %#x,%s", v, at), fmt.Sprintf("cmpl $%d,%s", v, at), func(a *Asm) { a.CmpMemImm32(m, v) },
 					wantInst{op: x86asm.CMP, args: []x86asm.Arg{mem, x86asm.Imm(v)}})
 			}
+			for _, v := range []uint8{0, 1, 0x7f, 0x80, 0xaf, 0xff} {
+				add(fmt.Sprintf("cmpb %#x,%s", v, at), fmt.Sprintf("cmpb $%d,%s", v, at), func(a *Asm) { a.CmpMem8Imm8(m, v) },
+					wantInst{op: x86asm.CMP, args: []x86asm.Arg{mem, x86asm.Imm(v)}})
+			}
 			add("xsave64 "+at, "xsave64 "+at, func(a *Asm) { a.Xsave64(m) },
 				wantInst{op: x86asm.XSAVE64, args: []x86asm.Arg{mem}})
 			add("xrstor64 "+at, "xrstor64 "+at, func(a *Asm) { a.Xrstor64(m) },

@@ -860,6 +860,19 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 		 * jump back on their own) is one loop, counted and traced
 		 * once. past is the pc past the jump. */
 		key = past + (uint64_t)(sj * 4);
+	} else if (keyed && (fl & RM_SITE_CPY311_CMP_JUMP)) {
+		/* A CPython comparison takes the POP_JUMP_* 6 bytes on: a
+		 * loop when it goes back, keyed by its header as the
+		 * backward jumps' are (below). */
+		const uint8_t *jump = (const uint8_t *)id + 6;
+		if (jump[0] < 175) {
+			if (sr)
+				rm_cond_forward(k, o, site, sr);
+			return 0;
+		}
+		if (sr)
+			sr->backs++;
+		key = id + 8 - 2 * (uint64_t)jump[1];
 	} else if (keyed && (fl & RM_SITE_OPARG_BACK)) {
 		/* The same for CPython's backward jumps: id is the jump
 		 * instruction, oparg how many code units back from past it. */

@@ -415,7 +415,7 @@ void rm_rearm_disarmed(void)
 		for (uint32_t k = 0; k < rm_s.nobjs; k++) {
 			const struct rm_obj_rt *o = &rm_g.obj[k];
 			for (uint32_t i = 0; i < o->nsites; i++)
-				if (o->flags[i] & RM_SITE_LUA54_COND_SJ)
+				if (o->flags[i] & RM_SITE_COND)
 					rm_swap_site(&rm_s.obj[k].restore, i, 0);
 		}
 		rm_g.cond_disarmed = 0;

@@ -146,14 +146,27 @@ enum rm_site_flags {
 	 * has a negative sJ; the loop (repeat ... until) is keyed by where it
 	 * lands, id + 4 + 4 * sJ. No inline cache. */
 	RM_SITE_LUA54_COND_SJ = 1u << 5,
+	/* A CPython 3.11 combined compare-and-jump (COMPARE_OP_INT_JUMP,
+	 * _FLOAT_JUMP, _STR_JUMP), which takes the POP_JUMP_* after it
+	 * inline: the id is the comparison's instruction, the jump's code
+	 * unit lies 6 bytes on (past COMPARE_OP's two cache entries); a
+	 * back-edge only when its opcode is POP_JUMP_BACKWARD_IF_FALSE or
+	 * _IF_TRUE (175, 176); the loop (a while whose condition compares
+	 * ints, floats or strings) is keyed by where it lands, id + 8 - 2 *
+	 * its oparg. No inline cache. */
+	RM_SITE_CPY311_CMP_JUMP = 1u << 6,
 };
+
+/* Comparison sites: back-edges only when the jump they take inline goes
+ * back, and counted down when it goes forward (RM_COND_FORWARD_PERIOD). */
+#define RM_SITE_COND (RM_SITE_LUA54_COND_SJ | RM_SITE_CPY311_CMP_JUMP)
 
 /* Every flag above: the runtime refuses a site with any other. */
 #define RM_SITE_FLAGS_KNOWN                                                   \
 	(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE | RM_SITE_SAMPLED | RM_SITE_IC |  \
-	 RM_SITE_OPARG_BACK | RM_SITE_LUA54_COND_SJ)
+	 RM_SITE_OPARG_BACK | RM_SITE_LUA54_COND_SJ | RM_SITE_CPY311_CMP_JUMP)
 
-/* A RM_SITE_LUA54_COND_SJ site has no inline cache: its ic_id[0] counts
+/* A comparison site (RM_SITE_COND) has no inline cache: its ic_id[0] counts
  * down the comparisons whose jump goes forward, which its trampoline sends
  * straight on to the handler, and below 0 it calls hit_fn, which sets it to
  * RM_COND_FORWARD_PERIOD - 1 again. A comparison site that no sampled
