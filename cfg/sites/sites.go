@@ -22,6 +22,7 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // Profile describes one interpreter family.
@@ -42,9 +43,16 @@ type Profile struct {
 		Function string `json:"function"`
 		Entries  int    `json:"entries"`
 	} `json:"dispatch"`
-	IDReg  string        `json:"id_reg,omitempty"`  // register holding the loop id at the handler
-	AuxReg string        `json:"aux_reg,omitempty"` // register passed to the runtime as aux
-	Sites  []ProfileSite `json:"sites,omitempty"`
+	IDReg  string `json:"id_reg,omitempty"`  // register holding the loop id at the handler
+	AuxReg string `json:"aux_reg,omitempty"` // register passed to the runtime as aux
+	// IDStore, when set, is the displacement at which every handler
+	// stores its id register before anything else (CPython 3.11:
+	// frame->prev_instr, at 56): builds allocate registers differently,
+	// so a site's id register is the one its handler stores there among
+	// its first instructions (IDReg names the usual one), and a handler
+	// without that store is not a site.
+	IDStore *int32        `json:"id_store,omitempty"`
+	Sites   []ProfileSite `json:"sites,omitempty"`
 	// NoTrace: the runtime counts this interpreter's loops but its JIT
 	// does not trace from its back-edge sites (a profile whose traces
 	// are not validated yet).
@@ -515,6 +523,14 @@ func discoverDispatch(f *elfimage.File, g *cfg.Graph, p *Profile, r *Result) err
 			r.Skipped = append(r.Skipped, Skip{s.Slot, ps.Name, fmt.Sprintf("handler %#x is outside the eval function", s.Resume)})
 			continue
 		}
+		if p.IDStore != nil {
+			reg, ok := storedReg(f, s.Resume, *p.IDStore)
+			if !ok {
+				r.Skipped = append(r.Skipped, Skip{s.Resume, ps.Name, fmt.Sprintf("handler %#x stores no register at %d(...) among its first %d instructions: its id register is unknown", s.Resume, *p.IDStore, idStoreScan)})
+				continue
+			}
+			s.IDReg = reg
+		}
 		s.Addr = s.Resume
 		s.Bypass = into[s.Resume]
 		r.Sites = append(r.Sites, s)
@@ -580,6 +596,35 @@ func discoverAPI(f *elfimage.File, g *cfg.Graph, r *Result) error {
 		}
 	}
 	return nil
+}
+
+// idStoreScan bounds the instructions storedReg reads.
+const idStoreScan = 8
+
+// storedReg returns the 64-bit register that the code at addr stores at
+// disp from some base register among its first idStoreScan instructions,
+// before any branch: the register a CPython handler keeps its instruction
+// in (frame->prev_instr = next_instr comes first in every handler).
+func storedReg(f *elfimage.File, addr uint64, disp int32) (string, bool) {
+	for range idStoreScan {
+		code, err := f.Read(addr, 15)
+		if err != nil {
+			return "", false
+		}
+		in, err := x86dec.Decode(code, addr)
+		if err != nil || in.Flow() != x86dec.FlowNone {
+			return "", false
+		}
+		if in.Op == x86asm.MOV && in.DataSize == 64 {
+			m, isMem := in.Args[0].(x86asm.Mem)
+			r, isReg := in.Args[1].(x86asm.Reg)
+			if isMem && isReg && m.Segment == 0 && m.Index == 0 && m.Base != 0 && m.Base != x86asm.RIP && m.Disp == int64(disp) && r >= x86asm.RAX && r <= x86asm.R15 {
+				return strings.ToLower(r.String()), true
+			}
+		}
+		addr += uint64(in.Len)
+	}
+	return "", false
 }
 
 // apiSite checks that the branch at addr has a rel32 field that can be

@@ -1,6 +1,8 @@
 package sites_test
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -70,6 +72,23 @@ func TestPythonSites(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 3, cmp)
+}
+
+// TestPythonSitesIDRegister: each CPython handler's id register is the
+// one it stores to frame->prev_instr first thing, whatever the build
+// allocated: r15 in Debian's python3.11, r14 in pyenv's -O3 libpython.
+func TestPythonSitesIDRegister(t *testing.T) {
+	builds := []struct{ path, reg string }{{"/usr/bin/python3.11", "r15"}}
+	if libs, _ := filepath.Glob(os.ExpandEnv("$HOME/.pyenv/versions/3.11.*/lib/libpython3.11.so.1.0")); len(libs) > 0 {
+		builds = append(builds, struct{ path, reg string }{libs[0], "r14"})
+	}
+	for _, b := range builds {
+		r := discover(t, b.path, "cpython3.11")
+		assert.Len(t, r.Sites, 9, b.path)
+		for _, s := range r.Sites {
+			assert.Equal(t, b.reg, s.IDReg, "%s %s", b.path, s.Name)
+		}
+	}
 }
 
 func TestLuaSites(t *testing.T) {
