@@ -412,12 +412,9 @@ void rm_rearm_disarmed(void)
 {
 	pthread_mutex_lock(&rm_quiet_mu);
 	if (rm_g.cond_disarmed && !rm_g.gov_quiet) {
-		for (uint32_t k = 0; k < rm_s.nobjs; k++) {
-			const struct rm_obj_rt *o = &rm_g.obj[k];
-			for (uint32_t i = 0; i < o->nsites; i++)
-				if (o->flags[i] & RM_SITE_COND)
-					rm_swap_site(&rm_s.obj[k].restore, i, 0);
-		}
+		for (uint32_t k = 0; k < rm_s.nobjs; k++)
+			rm_swap_sites(&rm_s.obj[k].restore, rm_g.obj[k].flags,
+				      RM_SITE_COND, RM_SWAP_ALL, 0);
 		rm_g.cond_disarmed = 0;
 	}
 	pthread_mutex_unlock(&rm_quiet_mu);

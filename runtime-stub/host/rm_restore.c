@@ -70,56 +70,118 @@ static int rm_swap_entry(void *p, unsigned width, uint64_t want, uint64_t v)
 	return 1;
 }
 
-uint32_t rm_swap_site(const struct rm_restore_obj *o, uint32_t i, int to_orig)
+/* A site's dispatch entry: where it is, how wide, what it holds when
+ * redirected (tramp) and originally (orig). 0 when it has none or its page
+ * is code or outside the object's segments. */
+static int rm_entry_of(const struct rm_restore_obj *o, uint32_t i, void **p,
+		       unsigned *width, uint64_t *tramp, uint64_t *orig,
+		       int *prot)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	if (i >= o->nsites)
-		return 0;
 	struct rm_site s;
 	memcpy(&s, o->sites + (uint64_t)i * o->site_size, sizeof s);
 	if (s.slot_kind == RM_SLOT_NONE)
 		return 0;
-	unsigned width = s.slot_kind == RM_SLOT_ADDR64 ? 8 : 4;
-	uint64_t want, orig;
+	*width = s.slot_kind == RM_SLOT_ADDR64 ? 8 : 4;
 	if (s.slot_kind == RM_SLOT_ADDR64) {
-		want = o->bias + s.trampoline;
-		orig = o->bias + s.slot_orig;
+		*tramp = o->bias + s.trampoline;
+		*orig = o->bias + s.slot_orig;
 	} else {
-		want = (uint32_t)(s.slot_orig + s.trampoline - s.resume);
-		orig = (uint32_t)s.slot_orig;
+		*tramp = (uint32_t)(s.slot_orig + s.trampoline - s.resume);
+		*orig = (uint32_t)s.slot_orig;
 	}
-	int prot = rm_prot_at(o, s.slot, width);
-	if (prot < 0)
+	*prot = rm_prot_at(o, s.slot, *width);
+	if (*prot < 0)
 		return 0;
-	void *p = (void *)(o->bias + s.slot);
-	uintptr_t lo = (uintptr_t)p & ~(page - 1);
-	uintptr_t hi = ((uintptr_t)p + width + page - 1) & ~(page - 1);
-	if (!(prot & PROT_WRITE) &&
-	    mprotect((void *)lo, hi - lo, prot | PROT_WRITE) != 0)
-		return 0;
-	uint32_t moved = to_orig ? rm_swap_entry(p, width, want, orig) :
-				   rm_swap_entry(p, width, orig, want);
-	if (!(prot & PROT_WRITE))
-		mprotect((void *)lo, hi - lo, prot);
+	*p = (void *)(o->bias + s.slot);
+	return 1;
+}
+
+/* The pages made writable for one batch of swaps, with the protection
+ * each goes back to. A dispatch table spans a page or two. */
+#define RM_SWAP_PAGES 8
+
+struct rm_unlocked {
+	uintptr_t page[RM_SWAP_PAGES];
+	int prot[RM_SWAP_PAGES];
+	int n;
+};
+
+/* Makes the pages of [p, p+width) writable unless they are or u already
+ * did; 0 when it cannot. Each mprotect of a process with threads on other
+ * processors costs them a TLB shootdown (tens of microseconds on the
+ * development machine): a batch unlocks each page once. */
+static int rm_unlock(struct rm_unlocked *u, void *p, unsigned width, int prot)
+{
+	if (prot & PROT_WRITE)
+		return 1;
+	uintptr_t size = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = (uintptr_t)p & ~(size - 1);
+	uintptr_t hi = ((uintptr_t)p + width + size - 1) & ~(size - 1);
+	for (uintptr_t pg = lo; pg < hi; pg += size) {
+		int have = 0;
+		for (int k = 0; k < u->n; k++)
+			have |= u->page[k] == pg;
+		if (have)
+			continue;
+		if (u->n == RM_SWAP_PAGES ||
+		    mprotect((void *)pg, size, prot | PROT_WRITE) != 0)
+			return 0;
+		u->page[u->n] = pg;
+		u->prot[u->n++] = prot;
+	}
+	return 1;
+}
+
+static void rm_relock(struct rm_unlocked *u)
+{
+	uintptr_t size = (uintptr_t)sysconf(_SC_PAGESIZE);
+	for (int k = 0; k < u->n; k++)
+		mprotect((void *)u->page[k], size, u->prot[k]);
+	u->n = 0;
+}
+
+uint32_t rm_swap_sites(const struct rm_restore_obj *o, const uint8_t *flags,
+		       uint8_t any, uint32_t only, int to_orig)
+{
+	struct rm_unlocked u = {.n = 0};
+	uint32_t moved = 0;
+	for (uint32_t i = 0; i < o->nsites; i++) {
+		if (only != RM_SWAP_ALL && i != only)
+			continue;
+		if (flags && any && !(flags[i] & any))
+			continue;
+		void *p;
+		unsigned width;
+		uint64_t tramp, orig;
+		int prot;
+		if (!rm_entry_of(o, i, &p, &width, &tramp, &orig, &prot))
+			continue;
+		if (!rm_unlock(&u, p, width, prot)) {
+			/* Out of room: the pages so far go back first. */
+			rm_relock(&u);
+			if (!rm_unlock(&u, p, width, prot))
+				continue;
+		}
+		moved += to_orig ? rm_swap_entry(p, width, tramp, orig) :
+				   rm_swap_entry(p, width, orig, tramp);
+	}
+	rm_relock(&u);
 	return moved;
 }
 
-/* Moves every entry of o from its trampoline to its original (to_orig) or
- * back; returns how many moved. */
-static uint32_t rm_swap_dispatch(const struct rm_restore_obj *o, int to_orig)
+uint32_t rm_swap_site(const struct rm_restore_obj *o, uint32_t i, int to_orig)
 {
-	uint32_t moved = 0;
-	for (uint32_t i = 0; i < o->nsites; i++)
-		moved += rm_swap_site(o, i, to_orig);
-	return moved;
+	if (i >= o->nsites)
+		return 0;
+	return rm_swap_sites(o, NULL, 0, i, to_orig);
 }
 
 uint32_t rm_restore_dispatch(const struct rm_restore_obj *o)
 {
-	return rm_swap_dispatch(o, 1);
+	return rm_swap_sites(o, NULL, 0, RM_SWAP_ALL, 1);
 }
 
 uint32_t rm_rearm_dispatch(const struct rm_restore_obj *o)
 {
-	return rm_swap_dispatch(o, 0);
+	return rm_swap_sites(o, NULL, 0, RM_SWAP_ALL, 0);
 }
