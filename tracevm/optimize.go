@@ -482,19 +482,22 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	p.mem = o.mem
 	if o.peel != nil {
 		p.invariants = make([]guardedLoad, 0, len(o.peel.used))
-		for key := range o.peel.used {
+		firstOp := make(map[uint64]int, len(o.peel.used))
+		for key, i := range o.peel.used {
 			p.invariants = append(p.invariants, guardedLoad{addr: key >> 4, size: int(key & 15), v: o.peel.values[key], firstChecks: o.peel.guarded[key]})
+			firstOp[key] = i
 		}
-		// Those the first copy does not guard first: the check that
-		// fails, when a loop is entered with other values, fails early.
+		// In the order the loop first loads them: the close reads each
+		// at its address, and an address may lie in an object that an
+		// earlier one points to (a local's list, its item array), freed
+		// and unmapped once the loop holds another. Checked in load
+		// order, a pointer found unchanged keeps what it points to
+		// alive for the checks after it.
 		slices.SortFunc(p.invariants, func(a, b guardedLoad) int {
-			if a.firstChecks != b.firstChecks {
-				if b.firstChecks {
-					return -1
-				}
-				return 1
+			if c := cmp.Compare(firstOp[a.key()], firstOp[b.key()]); c != 0 {
+				return c
 			}
-			return cmp.Compare(a.addr, b.addr)
+			return cmp.Compare(a.key(), b.key())
 		})
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt

@@ -48,10 +48,11 @@ const maxInvariants = 64
 
 // peelState is what the optimiser of a second copy works from: the
 // values of the loads it may take as known (addr<<4 | size), those its
-// last pass did, and those not to (the loop leaves other values there).
+// last pass did (with the first op that did), and those not to (the loop
+// leaves other values there).
 type peelState struct {
 	values map[uint64]uint64
-	used   map[uint64]bool
+	used   map[uint64]int
 	banned map[uint64]bool
 	// need, chosen, insts and mem: the first copy's (plan.need,
 	// plan.chosen, plan.insts, plan.mem); chosen is nil for a side
@@ -93,7 +94,7 @@ type peelState struct {
 // for a side trace of a side trace, whose exit may be such a guard that
 // failed). The caller holds the machine's lock.
 func inheritedPeel(root *trace, guardNear bool) *peelState {
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]int{}, banned: map[uint64]bool{}}
 	for _, g := range root.invariants {
 		ps.values[g.key()] = g.v
 		if guardNear && g.firstChecks {
@@ -145,7 +146,9 @@ func (o *optimizer) invariantLoad(i int, key, a uint64, size int, s *evalState) 
 		}
 		ps.values[key] = v
 	}
-	ps.used[key] = true
+	if j, seen := ps.used[key]; !seen || i < j {
+		ps.used[key] = i
+	}
 	return v, true
 }
 
@@ -304,7 +307,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 // optimised from: the loads p guards taken as known, and with anyKnown
 // any other load at a known address.
 func (m *Machine) newPeelState(ops []op, head, close [16]uint64, meaningful uint16, p *plan, anyKnown bool) *peelState {
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]bool{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, freshAt: p.freshAt, links: p.links, peekNear: true, anyKnown: anyKnown, private: p.private, unknownStore: -1}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]int{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, freshAt: p.freshAt, links: p.links, peekNear: true, anyKnown: anyKnown, private: p.private, unknownStore: -1}
 	if m.refcounting(ops[0].addr) {
 		ps.pointers, ps.refcounted = pointerLoads(ops, p.insts), true
 	}

@@ -557,6 +557,13 @@ func TestPeeledTaggedInterpreter(t *testing.T) {
 	assert.Contains(t, log, fmt.Sprintf("[%#x]=0x%x/8", consts, k), "the constant k")
 	assert.Contains(t, log, fmt.Sprintf("[%#x]=0x3/1", consts+tagOff), "the constant's tag")
 	assert.Contains(t, log, fmt.Sprintf("[%#x]=0x8/8", uint64(r.res.Out[2])), "the register count")
+	// The close checks the pointer to the constants before them: had
+	// the constants been freed and the pointer moved, reading them at
+	// their old address could fault.
+	ptr := strings.Index(log, fmt.Sprintf("[%#x]=%#x/8", uint64(r.res.Out[4]), consts))
+	kAt := strings.Index(log, fmt.Sprintf("[%#x]=0x%x/8", consts, k))
+	require.GreaterOrEqual(t, ptr, 0, "the pointer to the constants is assumed")
+	assert.Less(t, ptr, kAt, "the pointer is checked before what it points to")
 	first, second, ok := strings.Cut(log, "; peeled:")
 	require.True(t, ok, log)
 	assert.Less(t, strings.Count(second, "cmp"), strings.Count(first, "cmp")/2, log)

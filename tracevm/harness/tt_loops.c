@@ -518,8 +518,9 @@ TT int64_t tt_mem_interp(const int64_t *in, int64_t *out)
  * constants: a peeled copy takes their tags, the frame's size and the
  * constant k as known (the loop stores each tag back unchanged), and
  * checks none of them per iteration. r1 = sum over c = n..1 of
- * (c*c ^ k); out[1], out[2] and out[3] are the addresses of the register
- * file, the register count and the constants. */
+ * (c*c ^ k); out[1], out[2], out[3] and out[4] are the addresses of the
+ * register file, the register count, the constants and the pointer to
+ * them. */
 enum { TT_TAG_INT = 3, TT_TAG_STR = 4 };
 struct tt_tval {
 	int64_t v;
@@ -533,10 +534,15 @@ static const struct vm_ins tt_tagged_prog[] = {
 	{ VM_JNZ, 0, 0, 0, 0 },   /* 4: if r0 goto 0 */
 	{ VM_HALT, 1, 0, 0, 0 },  /* 5: return r1 */
 };
-/* The function's constants, as Lua keeps them apart from its code. */
+/* The function's constants, as Lua keeps them apart from its code, read
+ * through a pointer as a Lua closure reaches its prototype's: the pointer
+ * lies above them, so that a peeled copy's close, which checks its
+ * assumptions in the order the loop loads them, reads it before them. */
 static struct {
 	char far_from_the_rest[4096];
 	struct tt_tval k[2];
+	char far_from_the_constants[4096];
+	struct tt_tval *kp;
 } tt_tagged_consts;
 static struct {
 	char far_from_the_program[4096];
@@ -553,6 +559,7 @@ TT int64_t tt_tagged(const int64_t *in, int64_t *out)
 		r[i] = (struct tt_tval){ 0, TT_TAG_INT };
 	r[0].v = in[1];
 	tt_tagged_consts.k[0] = (struct tt_tval){ in[2], TT_TAG_INT };
+	tt_tagged_consts.kp = tt_tagged_consts.k;
 	int64_t steps = 0;
 	for (uint32_t pc = 0;;) {
 		const struct vm_ins *p = &tt_tagged_prog[pc++];
@@ -582,9 +589,9 @@ TT int64_t tt_tagged(const int64_t *in, int64_t *out)
 			break;
 		case VM_XORK:
 			if (r[p->b].tag != TT_TAG_INT ||
-			    tt_tagged_consts.k[p->c].tag != TT_TAG_INT)
+			    tt_tagged_consts.kp[p->c].tag != TT_TAG_INT)
 				return -3;
-			r[p->a].v = r[p->b].v ^ tt_tagged_consts.k[p->c].v;
+			r[p->a].v = r[p->b].v ^ tt_tagged_consts.kp[p->c].v;
 			r[p->a].tag = TT_TAG_INT;
 			break;
 		case VM_JNZ:
@@ -601,6 +608,7 @@ TT int64_t tt_tagged(const int64_t *in, int64_t *out)
 			out[1] = (int64_t)(uintptr_t)r;
 			out[2] = (int64_t)(uintptr_t)&tt_tagged_vm.nregs;
 			out[3] = (int64_t)(uintptr_t)tt_tagged_consts.k;
+			out[4] = (int64_t)(uintptr_t)&tt_tagged_consts.kp;
 			return r[p->a].v;
 		default:
 			th_ensure_not_traced();
