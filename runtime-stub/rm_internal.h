@@ -166,6 +166,10 @@ int rm_host_on_loader(void);
 #define RM_SITE_KEYED \
 	(RM_SITE_LUA54_SJ | RM_SITE_COND | RM_SITE_OPARG_BACK)
 
+/* The first inline-cache entry of a site with these flags: a comparison's
+ * ic_id[0] is its forward countdown (icFirstWay in elfpatch/redmagic). */
+#define RM_IC_FIRST_WAY(fl) (((fl) & RM_SITE_COND) ? 1 : 0)
+
 struct rm_site_rt {
 	uint32_t weight;        /* hits the running countdown stands for */
 	uint32_t misses;        /* full-rate hits since a trace was entered */

@@ -77,3 +77,34 @@ func TestCPythonBackEdgeTraces(t *testing.T) {
 	_, counted := hits["JUMP_BACKWARD_NO_INTERRUPT"]
 	assert.False(t, counted, "the yield from loop is not a site")
 }
+
+// TestCPythonComparisonLoopInlineCache: a short while loop closed by
+// COMPARE_OP_INT_JUMP, run 100,000 times from a native call, enters its
+// trace through the site's inline cache (its one entry, ic_id[1]; ic_id[0]
+// counts forward comparisons down) rather than a call into the runtime
+// per run of the loop.
+func TestCPythonComparisonLoopInlineCache(t *testing.T) {
+	requireRuntime(t)
+	src := `
+def f():
+    i = 0
+    while i < 3:
+        i += 1
+    return i
+for _ in range(16):
+    f()
+print(sum(map(lambda _: f(), range(100000))))
+`
+	out := filepath.Join(t.TempDir(), "python3-jit")
+	patch(t, "/usr/bin/python3.11", out)
+	want := runBin(t, "/usr/bin/python3.11", []string{"-c", src}, nil, false)
+	got := runBin(t, out, []string{"-c", src}, []string{"REDMAGIC_GOVERNOR=0"}, true)
+	require.Equal(t, want.result, got.result)
+	jit, _ := got.stats["jit"].(map[string]any)
+	require.NotNil(t, jit, "the JIT started")
+	entries, _ := jit["trace_entries"].(float64)
+	iters, _ := jit["trace_iterations"].(float64)
+	t.Logf("trace entries through the runtime %v, iterations %v, inline cache fills %v", entries, iters, got.stats["inline_cache_fills"])
+	assert.Greater(t, iters, float64(150000), "the while loop runs in its trace")
+	assert.Less(t, entries, float64(10000), "entered through the inline cache, not the runtime")
+}

@@ -34,9 +34,9 @@ int main(void) {
 	S(addr); S(resume); S(kind); S(api); S(id_reg); S(aux_reg); S(name); S(flags);
 	S(trampoline); S(slot); S(slot_orig); S(slot_kind); S(frame); S(countdown); S(ic_id); S(ic_head);
 	printf("sizeof_site %zu\n", sizeof(struct rm_site));
-	printf("abi %d\napi_count %d\ndt %d\nkind_back %d\nkind_api %d\nflag_sj %u\nflag_notrace %u\nflag_sampled %u\nflag_ic %u\nflag_oparg %u\nflag_cond %u\nflags_known %u\ncond_period %d\nic_ways %d\nic_empty %llu\n",
+	printf("abi %d\napi_count %d\ndt %d\nkind_back %d\nkind_api %d\nflag_sj %u\nflag_notrace %u\nflag_sampled %u\nflag_ic %u\nflag_oparg %u\nflag_cond %u\nflag_cpy_cmp %u\nflags_known %u\ncond_period %d\nic_ways %d\nic_empty %llu\n",
 		RM_ABI_VERSION, RM_API_COUNT, DT_REDMAGIC, RM_SITE_BACKEDGE, RM_SITE_API_CALL, RM_SITE_LUA54_SJ,
-		RM_SITE_NO_TRACE, RM_SITE_SAMPLED, RM_SITE_IC, RM_SITE_OPARG_BACK, RM_SITE_LUA54_COND_SJ, RM_SITE_FLAGS_KNOWN, RM_COND_FORWARD_PERIOD, RM_IC_WAYS, RM_IC_EMPTY);
+		RM_SITE_NO_TRACE, RM_SITE_SAMPLED, RM_SITE_IC, RM_SITE_OPARG_BACK, RM_SITE_LUA54_COND_SJ, RM_SITE_CPY311_CMP_JUMP, RM_SITE_FLAGS_KNOWN, RM_COND_FORWARD_PERIOD, RM_IC_WAYS, RM_IC_EMPTY);
 	printf("slot_none %d\nslot_addr64 %d\nslot_off32 %d\n", RM_SLOT_NONE, RM_SLOT_ADDR64, RM_SLOT_OFF32);
 	return 0;
 }
@@ -66,7 +66,7 @@ int main(void) {
 		"slot_none":   slotNone, "slot_addr64": slotAddr64, "slot_off32": slotOff32,
 		"abi": abiVersion, "api_count": apiCount, "dt": uint64(DTRedmagic),
 		"kind_back": siteKindBack, "kind_api": siteKindAPI, "flag_sj": flagLua54SJ,
-		"flag_notrace": siteFlagNoTrace, "flag_sampled": siteFlagSampled, "flag_oparg": flagOpargBack, "flag_cond": flagLua54CondSJ, "flags_known": uint64(knownSiteFlags), "cond_period": condForwardPeriod,
+		"flag_notrace": siteFlagNoTrace, "flag_sampled": siteFlagSampled, "flag_oparg": flagOpargBack, "flag_cond": flagLua54CondSJ, "flag_cpy_cmp": flagCPython311CmpJump, "flags_known": uint64(knownSiteFlags), "cond_period": condForwardPeriod,
 	}
 	require.Equal(t, want, got)
 }

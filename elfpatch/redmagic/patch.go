@@ -223,14 +223,12 @@ func trampolines(file string, text, dataAddr uint64, ss []sites.Site, sampled []
 }
 
 // icReg returns the register a sampled back-edge's inline cache compares
-// (its loop id), if the site has one: RM_SITE_IC. A comparison (condSite) has
-// none: its handler runs for every comparison of the program, nearly all
-// of them forward, and the cache's compares would cost each of them more
-// than the few loops that close there gain.
+// (its loop id), if the site has one: RM_SITE_IC. A comparison (condSite)
+// has one too, compared only once its filter has found a jump back (its
+// handler runs for every comparison of the program, nearly all of them
+// forward), and of one entry: ic_id[0] is its forward countdown
+// (icFirstWay).
 func icReg(s sites.Site) (x86enc.Reg, bool) {
-	if condSite(s) {
-		return 0, false
-	}
 	r, err := idReg(s)
 	if err != nil || r == x86enc.RSP {
 		return 0, false
@@ -297,7 +295,7 @@ const (
 // the OP_JMP word at the id register (the pc past the comparison); for
 // CPython, the opcode of the POP_JUMP_* at cpyCmpJumpAt from the
 // instruction (the id register). It counts such a comparison down in the
-// site's ic_id[0] (it has no inline cache): one in RM_COND_FORWARD_PERIOD
+// site's ic_id[0] (its inline cache is ic_id[1]): one in RM_COND_FORWARD_PERIOD
 // goes to slow, the call of the runtime, which puts the site's dispatch
 // entry back if no back jump came by meanwhile (rm_fast.c). A jump back
 // goes on to the sampled prefix. The flags are dead at a sampled site.
@@ -342,8 +340,9 @@ func condJumpFilter(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x8
 func sampledPrefix(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x86enc.Label) {
 	r, ic := icReg(s)
 	var hits [icWays]x86enc.Label
+	first := icFirstWay(s)
 	if ic {
-		for k := range icWays {
+		for k := first; k < icWays; k++ {
 			hits[k] = a.NewLabel()
 			a.CmpRegRIP(r, siteFieldAddr(dataAddr, i, siteICID+8*uint64(k)))
 			a.JccLabel(x86enc.E, hits[k])
@@ -353,12 +352,22 @@ func sampledPrefix(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x86
 	a.JccLabel(x86enc.L, slow)
 	a.Jmp(s.Resume)
 	if ic {
-		for k := range icWays {
+		for k := first; k < icWays; k++ {
 			a.Bind(hits[k])
 			a.JmpRIP(siteFieldAddr(dataAddr, i, siteICHead+8*uint64(k)))
 		}
 	}
 	a.Bind(slow)
+}
+
+// icFirstWay is the first inline-cache entry a site uses: 1 for a
+// comparison, whose ic_id[0] counts its forward jumps down
+// (condJumpFilter), else 0 (RM_IC_FIRST_WAY in rm_fast.c).
+func icFirstWay(s sites.Site) int {
+	if condSite(s) {
+		return 1
+	}
+	return 0
 }
 
 // elided returns what replaces the 5-byte call of an API site elided in

@@ -465,12 +465,12 @@ static COLD void rm_ic_put(const struct rm_obj_rt *o, uint32_t site,
 			   uint64_t id, uint64_t head)
 {
 	struct rm_site *s = rm_site_at(o, site);
-	int w;
-	for (w = 0; w < RM_IC_WAYS; w++)
+	int first = RM_IC_FIRST_WAY(o->flags[site]), w;
+	for (w = first; w < RM_IC_WAYS; w++)
 		if (__atomic_load_n(&s->ic_id[w], __ATOMIC_RELAXED) == id)
 			break;
 	if (w == RM_IC_WAYS)
-		w = (int)(o->srt[site].ic_next++ % RM_IC_WAYS);
+		w = first + (int)(o->srt[site].ic_next++ % (RM_IC_WAYS - first));
 	else if (__atomic_load_n(&s->ic_head[w], __ATOMIC_RELAXED) == head)
 		return;
 	__atomic_store_n(&s->ic_id[w], RM_IC_EMPTY, __ATOMIC_RELEASE);
@@ -492,7 +492,8 @@ static void rm_ic_forget(uint32_t gs, uint64_t head, int any)
 			    (!any && o->base + i != gs))
 				continue;
 			struct rm_site *s = rm_site_at(o, i);
-			for (int w = 0; w < RM_IC_WAYS; w++)
+			for (int w = RM_IC_FIRST_WAY(o->flags[i]);
+			     w < RM_IC_WAYS; w++)
 				if (any || __atomic_load_n(&s->ic_head[w],
 							   __ATOMIC_RELAXED) == head)
 					__atomic_store_n(&s->ic_id[w],
@@ -752,8 +753,8 @@ static inline uint64_t rm_resample(const struct rm_obj_rt *o, uint32_t site,
 	return w;
 }
 
-/* A Lua comparison site's forward countdown (ic_id[0]: such sites have
- * no inline cache). */
+/* A comparison site's forward countdown (ic_id[0]: its inline cache is
+ * ic_id[1] alone). */
 static inline int64_t *rm_cond_countdown(const struct rm_obj_rt *o,
 					 uint32_t site)
 {
@@ -770,7 +771,11 @@ static inline int64_t *rm_cond_countdown(const struct rm_obj_rt *o,
 static COLD void rm_cond_forward(unsigned k, const struct rm_obj_rt *o,
 				 uint32_t site, struct rm_site_rt *sr)
 {
-	if (!sr->backs && !rm_g.forked) {
+	/* A trace in the site's inline cache is entered by its back jumps
+	 * without a call: they are not sampled, and the site stays. */
+	int cached = __atomic_load_n(&rm_site_at(o, site)->ic_id[1],
+				     __ATOMIC_RELAXED) != RM_IC_EMPTY;
+	if (!sr->backs && !cached && !rm_g.forked) {
 		/* The first call of a program without a loop maps its state. */
 		struct rm_thread *t = rm_self ? rm_self : rm_thread_init();
 		if (rm_slow_begin(t)) {

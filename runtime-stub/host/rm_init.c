@@ -206,7 +206,8 @@ static void rm_install(struct rm_scan *sc)
 				struct rm_site *m = (struct rm_site *)(uintptr_t)(
 					f->info.sites +
 					(uint64_t)i * f->info.site_size);
-				for (int w = 0; w < RM_IC_WAYS; w++) {
+				for (int w = RM_IC_FIRST_WAY(s.flags);
+				     w < RM_IC_WAYS; w++) {
 					__atomic_store_n(&m->ic_id[w], RM_IC_EMPTY,
 							 __ATOMIC_RELAXED);
 					__atomic_store_n(&m->ic_head[w],

@@ -144,7 +144,7 @@ enum rm_site_flags {
 	 * OP_JMP after it inline: the site is a back-edge only when that
 	 * jump, the instruction word at the id (the pc past the comparison),
 	 * has a negative sJ; the loop (repeat ... until) is keyed by where it
-	 * lands, id + 4 + 4 * sJ. No inline cache. */
+	 * lands, id + 4 + 4 * sJ. One inline-cache entry, ic_id[1]. */
 	RM_SITE_LUA54_COND_SJ = 1u << 5,
 	/* A CPython 3.11 combined compare-and-jump (COMPARE_OP_INT_JUMP,
 	 * _FLOAT_JUMP, _STR_JUMP), which takes the POP_JUMP_* after it
@@ -153,7 +153,7 @@ enum rm_site_flags {
 	 * back-edge only when its opcode is POP_JUMP_BACKWARD_IF_FALSE or
 	 * _IF_TRUE (175, 176); the loop (a while whose condition compares
 	 * ints, floats or strings) is keyed by where it lands, id + 8 - 2 *
-	 * its oparg. No inline cache. */
+	 * its oparg. One inline-cache entry, ic_id[1]. */
 	RM_SITE_CPY311_CMP_JUMP = 1u << 6,
 };
 
@@ -166,7 +166,8 @@ enum rm_site_flags {
 	(RM_SITE_LUA54_SJ | RM_SITE_NO_TRACE | RM_SITE_SAMPLED | RM_SITE_IC |  \
 	 RM_SITE_OPARG_BACK | RM_SITE_LUA54_COND_SJ | RM_SITE_CPY311_CMP_JUMP)
 
-/* A comparison site (RM_SITE_COND) has no inline cache: its ic_id[0] counts
+/* A comparison site (RM_SITE_COND) has one inline-cache entry, ic_id[1],
+ * compared only for a comparison whose jump goes back: its ic_id[0] counts
  * down the comparisons whose jump goes forward, which its trampoline sends
  * straight on to the handler, and below 0 it calls hit_fn, which sets it to
  * RM_COND_FORWARD_PERIOD - 1 again. A comparison site that no sampled
