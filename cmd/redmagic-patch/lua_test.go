@@ -288,7 +288,8 @@ func TestLuaRepeatUntil(t *testing.T) {
 	for _, s := range info.Sites {
 		if strings.HasPrefix(s.Name, "OP_LE") || s.Name == "OP_TEST" {
 			assert.Contains(t, s.FlagNames(), "lua-cond-sj", s.Name)
-			assert.NotContains(t, s.FlagNames(), "inline-cache", s.Name)
+			// One entry, compared after the backward test.
+			assert.Contains(t, s.FlagNames(), "inline-cache", s.Name)
 		}
 	}
 	// Counted with the JIT off and every hit counted: the first loop's
