@@ -175,8 +175,8 @@ const (
 	// oparg).
 	KeyOparg
 	// KeyCPyCmpJump: id is a CPython 3.11 combined compare-and-jump
-	// (COMPARE_OP_INT_JUMP ...), which takes the POP_JUMP_* cpyCmpJumpAt
-	// bytes on inline: a back-edge only when that jump goes back, keyed
+	// (COMPARE_OP_INT_JUMP ...), which takes the POP_JUMP_*
+	// abi.CPy311JumpAt bytes on inline: a back-edge only when that jump goes back, keyed
 	// by the header it lands at. Its traces begin with the comparison
 	// and are entered from it only, as KeyLuaCondSJ's.
 	KeyCPyCmpJump
@@ -187,15 +187,6 @@ const (
 // the comparison, whose operands the id determines, and are entered from
 // it only.
 func (k Keying) cond() bool { return k == KeyLuaCondSJ || k == KeyCPyCmpJump }
-
-// cpyCmpJumpAt is where a CPython 3.11 combined compare-and-jump finds its
-// POP_JUMP_*: past its own code unit and COMPARE_OP's two cache entries.
-// A jump there goes back when its opcode is at least cpyJumpBackMin
-// (POP_JUMP_BACKWARD_IF_FALSE, _IF_TRUE; the forward ones are 114, 115).
-const (
-	cpyCmpJumpAt   = 6
-	cpyJumpBackMin = 175
-)
 
 // loopID returns the key of the loop a jump through be closes, from the
 // values of its id and aux registers at the handler (Keying). ok is false
@@ -227,11 +218,11 @@ func (be *BackEdge) loopID(id, aux uint64) (key uint64, ok bool) {
 	case KeyCPyCmpJump:
 		// The id register points into the live function's code at
 		// every handler entry, as a Lua comparison's does.
-		jump := memAt(id+cpyCmpJumpAt, 2)
-		if jump[0] < cpyJumpBackMin {
+		jump := memAt(id+abi.CPy311JumpAt, 2)
+		if jump[0] < abi.CPy311JumpBackMin {
 			return 0, false
 		}
-		return opargHeader(id+cpyCmpJumpAt, uint64(jump[1])), true
+		return opargHeader(id+abi.CPy311JumpAt, uint64(jump[1])), true
 	}
 	return id, true
 }

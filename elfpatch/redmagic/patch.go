@@ -11,6 +11,7 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/internal/elfimage"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
+	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 )
 
 // Options carry what the header records about the patch.
@@ -280,20 +281,10 @@ func condSite(s sites.Site) bool {
 	return slices.Contains(s.Flags, sites.FlagLua54CondSJ) || slices.Contains(s.Flags, sites.FlagCPython311CmpJump)
 }
 
-// cpyCmpJumpAt is where a CPython 3.11 combined compare-and-jump finds
-// its jump: past its own code unit and COMPARE_OP's two inline cache
-// entries. cpyJumpBackMin is the least opcode of a backward jump that
-// may follow it (POP_JUMP_BACKWARD_IF_FALSE; _IF_TRUE is 176; the
-// forward ones are 114 and 115).
-const (
-	cpyCmpJumpAt   = 6
-	cpyJumpBackMin = 175
-)
-
 // condJumpFilter emits, for a comparison site (condSite), the test that
 // sends a comparison whose jump goes forward on to the handler: for Lua,
 // the OP_JMP word at the id register (the pc past the comparison); for
-// CPython, the opcode of the POP_JUMP_* at cpyCmpJumpAt from the
+// CPython, the opcode of the POP_JUMP_* abi.CPy311JumpAt bytes past the
 // instruction (the id register). It counts such a comparison down in the
 // site's ic_id[0] (its inline cache is ic_id[1]): one in RM_COND_FORWARD_PERIOD
 // goes to slow, the call of the runtime, which puts the site's dispatch
@@ -309,7 +300,7 @@ func condJumpFilter(a *x86enc.Asm, s sites.Site, dataAddr uint64, i int, slow x8
 	}
 	back := a.NewLabel()
 	if slices.Contains(s.Flags, sites.FlagCPython311CmpJump) {
-		a.CmpMem8Imm8(x86enc.Mem{Base: r, Disp: cpyCmpJumpAt}, cpyJumpBackMin)
+		a.CmpMem8Imm8(x86enc.Mem{Base: r, Disp: abi.CPy311JumpAt}, abi.CPy311JumpBackMin)
 		a.JccLabel(x86enc.AE, back)
 	} else {
 		a.CmpMemImm32(x86enc.Mem{Base: r}, luaSJBackBelow)

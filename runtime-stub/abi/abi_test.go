@@ -3,6 +3,7 @@ package abi
 import (
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -24,4 +25,16 @@ func TestAPINamesFollowTheHeader(t *testing.T) {
 	}
 	assert.Equal(t, APINames[:], names)
 	assert.Len(t, names, NumAPI)
+}
+
+// TestCPythonJumpLayoutFollowsTheHeader: the comparison sites' constants
+// are the header's.
+func TestCPythonJumpLayoutFollowsTheHeader(t *testing.T) {
+	h, err := os.ReadFile("../include/redmagic_patch.h")
+	require.NoError(t, err)
+	for name, want := range map[string]int{"RM_CPY311_JUMP_AT": CPy311JumpAt, "RM_CPY311_JUMP_BACK_MIN": CPy311JumpBackMin} {
+		m := regexp.MustCompile(`#define ` + name + ` (\d+)\n`).FindSubmatch(h)
+		require.NotNil(t, m, name)
+		assert.Equal(t, strconv.Itoa(want), string(m[1]), name)
+	}
 }

@@ -773,8 +773,9 @@ static COLD void rm_cond_forward(unsigned k, const struct rm_obj_rt *o,
 {
 	/* A trace in the site's inline cache is entered by its back jumps
 	 * without a call: they are not sampled, and the site stays. */
-	int cached = __atomic_load_n(&rm_site_at(o, site)->ic_id[1],
-				     __ATOMIC_RELAXED) != RM_IC_EMPTY;
+	int cached = __atomic_load_n(
+			     &rm_site_at(o, site)->ic_id[RM_IC_FIRST_WAY(o->flags[site])],
+			     __ATOMIC_RELAXED) != RM_IC_EMPTY;
 	if (!sr->backs && !cached && !rm_g.forked) {
 		/* The first call of a program without a loop maps its state. */
 		struct rm_thread *t = rm_self ? rm_self : rm_thread_init();
@@ -866,18 +867,18 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 		 * once. past is the pc past the jump. */
 		key = past + (uint64_t)(sj * 4);
 	} else if (keyed && (fl & RM_SITE_CPY311_CMP_JUMP)) {
-		/* A CPython comparison takes the POP_JUMP_* 6 bytes on: a
-		 * loop when it goes back, keyed by its header as the
-		 * backward jumps' are (below). */
-		const uint8_t *jump = (const uint8_t *)id + 6;
-		if (jump[0] < 175) {
+		/* A CPython comparison takes the POP_JUMP_* after it: a loop
+		 * when it goes back, keyed by its header as the backward
+		 * jumps' are (below), oparg code units back from past it. */
+		const uint8_t *jump = (const uint8_t *)id + RM_CPY311_JUMP_AT;
+		if (jump[0] < RM_CPY311_JUMP_BACK_MIN) {
 			if (sr)
 				rm_cond_forward(k, o, site, sr);
 			return 0;
 		}
 		if (sr)
 			sr->backs++;
-		key = id + 8 - 2 * (uint64_t)jump[1];
+		key = id + RM_CPY311_JUMP_AT + 2 - 2 * (uint64_t)jump[1];
 	} else if (keyed && (fl & RM_SITE_OPARG_BACK)) {
 		/* The same for CPython's backward jumps: id is the jump
 		 * instruction, oparg how many code units back from past it. */

@@ -157,6 +157,14 @@ enum rm_site_flags {
 	RM_SITE_CPY311_CMP_JUMP = 1u << 6,
 };
 
+/* Where a RM_SITE_CPY311_CMP_JUMP site finds its jump: the POP_JUMP_*
+ * code unit (opcode, oparg) lies RM_CPY311_JUMP_AT bytes past the
+ * comparison, and goes back when its opcode is at least
+ * RM_CPY311_JUMP_BACK_MIN (POP_JUMP_BACKWARD_IF_FALSE; _IF_TRUE is 176,
+ * the forward ones 114 and 115). */
+#define RM_CPY311_JUMP_AT 6
+#define RM_CPY311_JUMP_BACK_MIN 175
+
 /* Comparison sites: back-edges only when the jump they take inline goes
  * back, and counted down when it goes forward (RM_COND_FORWARD_PERIOD). */
 #define RM_SITE_COND (RM_SITE_LUA54_COND_SJ | RM_SITE_CPY311_CMP_JUMP)
