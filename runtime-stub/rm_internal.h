@@ -410,12 +410,11 @@ uint32_t rm_rearm_dispatch(const struct rm_restore_obj *o);
  * trampoline; 1 if it moved. */
 uint32_t rm_swap_site(const struct rm_restore_obj *o, uint32_t i, int to_orig);
 /* Moves the entries of o's sites whose flags (per site) have a bit of any
- * (every site when flags is NULL or any 0; only site only unless
- * RM_SWAP_ALL) to their originals (to_orig) or back, making each page
- * writable once for the batch; returns how many moved. */
-#define RM_SWAP_ALL UINT32_MAX
+ * (every site when flags is NULL or any 0) to their originals (to_orig)
+ * or back, making each page writable once for the batch; returns how many
+ * moved. */
 uint32_t rm_swap_sites(const struct rm_restore_obj *o, const uint8_t *flags,
-		       uint8_t any, uint32_t only, int to_orig);
+		       uint8_t any, int to_orig);
 
 /* ------------------------------------------------------------------------ */
 /* Statistics snapshot written at exit. */

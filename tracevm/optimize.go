@@ -482,10 +482,8 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	p.mem = o.mem
 	if o.peel != nil {
 		p.invariants = make([]guardedLoad, 0, len(o.peel.used))
-		firstOp := make(map[uint64]int, len(o.peel.used))
-		for key, i := range o.peel.used {
+		for key := range o.peel.used {
 			p.invariants = append(p.invariants, guardedLoad{addr: key >> 4, size: int(key & 15), v: o.peel.values[key], firstChecks: o.peel.guarded[key]})
-			firstOp[key] = i
 		}
 		// In the order the loop first loads them: the close reads each
 		// at its address, and an address may lie in an object that an
@@ -494,7 +492,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		// order, a pointer found unchanged keeps what it points to
 		// alive for the checks after it.
 		slices.SortFunc(p.invariants, func(a, b guardedLoad) int {
-			if c := cmp.Compare(firstOp[a.key()], firstOp[b.key()]); c != 0 {
+			if c := cmp.Compare(o.peel.used[a.key()], o.peel.used[b.key()]); c != 0 {
 				return c
 			}
 			return cmp.Compare(a.key(), b.key())

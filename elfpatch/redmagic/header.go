@@ -170,7 +170,7 @@ func header(base uint64, f *elfimage.File, res *sites.Result, tramps []uint64, s
 			le.PutUint64(e[siteICID+8*k:], icEmpty)
 			le.PutUint64(e[siteICHead+8*k:], s.Resume)
 		}
-		if flags&(flagLua54CondSJ|flagCPython311CmpJump) != 0 {
+		if condSite(s) {
 			// ic_id[0] counts forward comparisons down
 			// (condJumpFilter); the inline cache is ic_id[1].
 			le.PutUint64(e[siteICID:], condForwardPeriod-1)

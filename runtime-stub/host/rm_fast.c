@@ -840,50 +840,46 @@ rm_hit_obj(unsigned k, int keyed, uint32_t site, uint64_t id, uint64_t aux,
 		w = rm_resample(o, site, sr);
 	}
 	uint64_t key = id;
+	int back = 1;
 	if (keyed && (fl & (RM_SITE_LUA54_SJ | RM_SITE_LUA54_COND_SJ))) {
 		/* OP_JMP serves both directions: only a negative sJ closes
 		 * a loop. A comparison takes the OP_JMP after it, the word
-		 * at its pc. A sampled site's trampoline sends an OP_JMP
-		 * that goes forward on itself, and counts a comparison's
-		 * down (rm_cond_forward); an unsampled one calls for every
-		 * jump. */
+		 * at its pc. A loop is its header: every back jump to one pc
+		 * (the branches of an if/elseif chain ending a while body
+		 * each jump back on their own) is one loop, counted and
+		 * traced once. past is the pc past the jump. */
 		uint64_t word = aux, past = id;
 		if (fl & RM_SITE_LUA54_COND_SJ) {
 			word = *(const uint32_t *)id;
 			past = id + 4;
 		}
 		int64_t sj = (int64_t)((word >> 7) & 0x1ffffff) - 0xffffff;
-		if (sj >= 0 && sr && (fl & RM_SITE_LUA54_COND_SJ)) {
-			rm_cond_forward(k, o, site, sr);
-			return 0;
-		}
-		if (sr && (fl & RM_SITE_LUA54_COND_SJ))
-			sr->backs++;
-		if (sj >= 0)
-			return 0; /* an unsampled site's: no full rate to end */
-		/* A loop is its header: every back jump to one pc (the
-		 * branches of an if/elseif chain ending a while body each
-		 * jump back on their own) is one loop, counted and traced
-		 * once. past is the pc past the jump. */
+		back = sj < 0;
 		key = past + (uint64_t)(sj * 4);
 	} else if (keyed && (fl & RM_SITE_CPY311_CMP_JUMP)) {
 		/* A CPython comparison takes the POP_JUMP_* after it: a loop
 		 * when it goes back, keyed by its header as the backward
 		 * jumps' are (below), oparg code units back from past it. */
 		const uint8_t *jump = (const uint8_t *)id + RM_CPY311_JUMP_AT;
-		if (jump[0] < RM_CPY311_JUMP_BACK_MIN) {
-			if (sr)
-				rm_cond_forward(k, o, site, sr);
-			return 0;
-		}
-		if (sr)
-			sr->backs++;
+		back = jump[0] >= RM_CPY311_JUMP_BACK_MIN;
 		key = id + RM_CPY311_JUMP_AT + 2 - 2 * (uint64_t)jump[1];
 	} else if (keyed && (fl & RM_SITE_OPARG_BACK)) {
 		/* The same for CPython's backward jumps: id is the jump
 		 * instruction, oparg how many code units back from past it. */
 		key = id + 2 - 2 * (uint64_t)(uint32_t)aux;
 	}
+	/* A sampled site's trampoline sends an OP_JMP that goes forward on
+	 * itself, and counts a comparison's down (rm_cond_forward); an
+	 * unsampled one calls for every jump. */
+	if (keyed && sr && (fl & RM_SITE_COND)) {
+		if (!back) {
+			rm_cond_forward(k, o, site, sr);
+			return 0;
+		}
+		sr->backs++;
+	}
+	if (!back)
+		return 0; /* an unsampled site's: no full rate to end */
 	uint32_t gs = o->base + site;
 	uint64_t c = rm_count(gs, key, 1, w);
 	if (unlikely(rm_g.cond_disarmed) && c >= rm_g.hot_threshold &&

@@ -415,7 +415,7 @@ void rm_rearm_disarmed(void)
 	if (rm_g.cond_disarmed && !rm_g.gov_quiet) {
 		for (uint32_t k = 0; k < rm_s.nobjs; k++)
 			rm_swap_sites(&rm_s.obj[k].restore, rm_g.obj[k].flags,
-				      RM_SITE_COND, RM_SWAP_ALL, 0);
+				      RM_SITE_COND, 0);
 		rm_g.cond_disarmed = 0;
 	}
 	pthread_mutex_unlock(&rm_quiet_mu);

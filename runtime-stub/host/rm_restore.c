@@ -140,31 +140,35 @@ static void rm_relock(struct rm_unlocked *u)
 	u->n = 0;
 }
 
+/* Moves site i's entry of o to its original (to_orig) or back, with its
+ * page made writable in u; 1 if it moved. */
+static uint32_t rm_swap_in(const struct rm_restore_obj *o, uint32_t i,
+			   int to_orig, struct rm_unlocked *u)
+{
+	void *p;
+	unsigned width;
+	uint64_t tramp, orig;
+	int prot;
+	if (!rm_entry_of(o, i, &p, &width, &tramp, &orig, &prot))
+		return 0;
+	if (!rm_unlock(u, p, width, prot)) {
+		/* Out of room: the pages so far go back first. */
+		rm_relock(u);
+		if (!rm_unlock(u, p, width, prot))
+			return 0;
+	}
+	return to_orig ? rm_swap_entry(p, width, tramp, orig) :
+			 rm_swap_entry(p, width, orig, tramp);
+}
+
 uint32_t rm_swap_sites(const struct rm_restore_obj *o, const uint8_t *flags,
-		       uint8_t any, uint32_t only, int to_orig)
+		       uint8_t any, int to_orig)
 {
 	struct rm_unlocked u = {.n = 0};
 	uint32_t moved = 0;
-	for (uint32_t i = 0; i < o->nsites; i++) {
-		if (only != RM_SWAP_ALL && i != only)
-			continue;
-		if (flags && any && !(flags[i] & any))
-			continue;
-		void *p;
-		unsigned width;
-		uint64_t tramp, orig;
-		int prot;
-		if (!rm_entry_of(o, i, &p, &width, &tramp, &orig, &prot))
-			continue;
-		if (!rm_unlock(&u, p, width, prot)) {
-			/* Out of room: the pages so far go back first. */
-			rm_relock(&u);
-			if (!rm_unlock(&u, p, width, prot))
-				continue;
-		}
-		moved += to_orig ? rm_swap_entry(p, width, tramp, orig) :
-				   rm_swap_entry(p, width, orig, tramp);
-	}
+	for (uint32_t i = 0; i < o->nsites; i++)
+		if (!flags || !any || (flags[i] & any))
+			moved += rm_swap_in(o, i, to_orig, &u);
 	rm_relock(&u);
 	return moved;
 }
@@ -173,15 +177,18 @@ uint32_t rm_swap_site(const struct rm_restore_obj *o, uint32_t i, int to_orig)
 {
 	if (i >= o->nsites)
 		return 0;
-	return rm_swap_sites(o, NULL, 0, i, to_orig);
+	struct rm_unlocked u = {.n = 0};
+	uint32_t moved = rm_swap_in(o, i, to_orig, &u);
+	rm_relock(&u);
+	return moved;
 }
 
 uint32_t rm_restore_dispatch(const struct rm_restore_obj *o)
 {
-	return rm_swap_sites(o, NULL, 0, RM_SWAP_ALL, 1);
+	return rm_swap_sites(o, NULL, 0, 1);
 }
 
 uint32_t rm_rearm_dispatch(const struct rm_restore_obj *o)
 {
-	return rm_swap_sites(o, NULL, 0, RM_SWAP_ALL, 0);
+	return rm_swap_sites(o, NULL, 0, 0);
 }
