@@ -476,7 +476,7 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	m.decoded = newDecodeCache()
-	m.scratch = append(m.scratch, newScratch(opsInitial))
+	m.scratch = append(m.scratch, newScratch(cfg.MaxTraceInsns))
 	for i := range cfg.Objects {
 		for _, be := range cfg.Objects[i].BackEdges {
 			be := be
