@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -60,16 +61,17 @@ func (m *Machine) WaitCompiled(timeout time.Duration) bool {
 
 // queueCompile hands r, which has just ended with its last op, to the
 // compiler; false when it is off or full, and the caller compiles r
-// itself. The job takes a copy of r's ops, exactly sized: r's scratch,
-// room for the longest recording (megabytes), goes back to the pool at
-// once rather than waiting in the queue (with every recording allowed,
-// 70 of them were held, 190 MB of live heap for the collector to scan).
+// itself. The job takes a copy of r's ops: r's scratch, room for the
+// longest recording (megabytes), goes back to the pool at once rather
+// than waiting in the queue (with every recording allowed, 70 of them
+// were held, 190 MB of live heap for the collector to scan). The copy goes
+// into a list a compiled job gave back (jobOps).
 func (m *Machine) queueCompile(r *recording) bool {
 	if !m.background.Load() {
 		return false
 	}
 	job := &recording{m: m, key: r.key, side: r.side, exitID: r.exitID, start: r.start,
-		headRegs: r.headRegs, closeRegs: r.closeRegs, initStack: r.initStack, ninsns: r.ninsns, ops: slices.Clone(r.ops),
+		headRegs: r.headRegs, closeRegs: r.closeRegs, initStack: r.initStack, ninsns: r.ninsns,
 		mem: newMemView(m.pid)}
 	job.mem.snapshot(&r.closeRegs, int(x86enc.RSP))
 	m.mu.Lock()
@@ -85,11 +87,13 @@ func (m *Machine) queueCompile(r *recording) bool {
 	case r.side != nil && int(r.exitID) >= len(ex):
 		return false
 	}
+	job.ops = append(m.jobOps(len(r.ops)), r.ops...)
 	atomic.AddUint64(bgJobs(), 1)
 	select {
 	case m.compiles <- job:
 	default:
 		atomic.AddUint64(bgJobs(), ^uint64(0))
+		m.keepJobOps(job.ops)
 		return false
 	}
 	if r.side == nil {
@@ -100,6 +104,49 @@ func (m *Machine) queueCompile(r *recording) bool {
 		ex[r.exitID].state = C.TV_EXIT_DEAD
 	}
 	return true
+}
+
+// jobOps returns an empty op list with room for n ops for a queued job's
+// copy: the smallest one compiled jobs gave back that has the room, its
+// pages touched, or a new one. New copies were fresh memory on the
+// program's thread (the collector runs only near the heap's limit): with
+// every recording allowed, their page faults were most of what recording
+// cost it (the Lua corpus' exprparser: 54 ms). The caller holds m.mu.
+func (m *Machine) jobOps(n int) []op {
+	best := -1
+	for i, ops := range m.spareJobOps {
+		if cap(ops) >= n && (best < 0 || cap(ops) < cap(m.spareJobOps[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		// Rounded up, so that a list serves later copies of about the
+		// same length.
+		return make([]op, 0, max(opsInitial, 1<<bits.Len(uint(n))))
+	}
+	ops := m.spareJobOps[best]
+	m.spareJobOps = slices.Delete(m.spareJobOps, best, best+1)
+	return ops
+}
+
+// keepJobOps keeps a job's op list for the copies to come, the largest
+// maxScratch of them; the caller holds m.mu.
+func (m *Machine) keepJobOps(ops []op) {
+	clear(ops) // drop the references they hold
+	ops = ops[:0]
+	if len(m.spareJobOps) < maxScratch {
+		m.spareJobOps = append(m.spareJobOps, ops)
+		return
+	}
+	small := 0
+	for i, o := range m.spareJobOps {
+		if cap(o) < cap(m.spareJobOps[small]) {
+			small = i
+		}
+	}
+	if cap(ops) > cap(m.spareJobOps[small]) {
+		m.spareJobOps[small] = ops
+	}
 }
 
 // logCompileFailure writes to the log why r's trace was not compiled.
@@ -153,6 +200,9 @@ func (m *Machine) compileJob(job *recording) {
 			m.logCompileFailure(job, err)
 		}
 	}
-	job.ops = nil // its own copy, left to the collector (queueCompile)
+	m.mu.Lock()
+	m.keepJobOps(job.ops)
+	m.mu.Unlock()
+	job.ops = nil
 	atomic.AddUint64(bgJobs(), ^uint64(0))
 }

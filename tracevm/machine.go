@@ -411,6 +411,8 @@ type Machine struct {
 	started time.Time
 	// scratch: finished recordings' buffers, for the next ones.
 	scratch []*recordingScratch
+	// spareJobOps: op lists compiled jobs gave back (jobOps).
+	spareJobOps [][]op
 	// handles: the recordings the C side names.
 	handles recHandles
 	// decoded: the traced text's instructions, decoded once.
