@@ -61,8 +61,9 @@ type codeMap struct {
 // tick, if not 0, is the loop's period counter: every periodTicks-th
 // iteration leaves through the original dispatch, before it is counted,
 // so that the runtime sees a loop that never leaves its traces (and its
-// governor can judge it). periodic lists those exits by index; they never
-// get side traces.
+// governor can judge it). periodic lists those exits, and the links' into
+// other loops' traces once those are dropped, by index; they never get
+// side traces.
 //
 // peeled, if not nil, is the plan of the loop's second copy (peel.go):
 // p's close then jumps to it, and it closes on itself.
@@ -491,10 +492,16 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				e.jmpLabel(stay)
 			case opLink:
 				switch {
-				case o.count && o.otherCtr != 0:
-					// Another loop's back-edge: its iteration, its period.
-					periodicExit(o, o.otherTick)
-					e.incRIPAbs(o.otherCtr)
+				case o.count && o.other != nil:
+					// Another loop's back-edge: its iteration, its
+					// period; the original code once its trace is
+					// dropped (a program thread took 60% of its time
+					// in a tree the governor had dropped, entered
+					// through another loop's link).
+					periodic = append(periodic, len(exitLabels))
+					patch = append(patch, e.exitIfSet(o.other.gone, newExit(o.addr)))
+					periodicExit(o, o.other.tick)
+					e.incRIPAbs(o.other.iterCtr)
 				case o.count:
 					periodicExit(o, tick)
 					for _, c := range iterCtrs {
@@ -1077,6 +1084,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if r.side == nil {
 		t.iterCtr = m.data.alloc16()
 		t.tick = m.data.alloc8()
+		t.gone = m.data.alloc8()
 		ctrs = []uint64{t.iterCtr}
 	} else {
 		t.iterCtr = m.data.alloc8()
@@ -1086,7 +1094,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			t.tick = t.root.tick
 		}
 	}
-	if slices.Contains(ctrs, 0) || t.tick == 0 {
+	if slices.Contains(ctrs, 0) || t.tick == 0 || (r.side == nil && t.gone == 0) {
 		return nil, fmt.Errorf("tracevm: counter area full")
 	}
 	// The code is generated where the cache's next allocation will be
@@ -1208,7 +1216,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			}
 		}
 		delete(m.blocked, r.key)
-		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base), C.uint64_t(t.iterCtr))
+		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base), C.uint64_t(t.iterCtr), C.uint64_t(t.gone))
 		m.stats.tracesCompiled.Add(1)
 	} else {
 		g := uint64(ex[r.exitID].guard)

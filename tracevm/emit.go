@@ -436,6 +436,15 @@ func (e *emitter) periodicExit(tick uint64, exit label) int {
 	return e.jcc(x86enc.E, exit)
 }
 
+// exitIfSet: cmpb $0, flag(%rip); jne exit, aligned like any guard (the
+// flags are dead: see periodicExit). Returns the offset of the jump's
+// rel32.
+func (e *emitter) exitIfSet(flag uint64, exit label) int {
+	e.cmpAbsImm(flag, 1, 0)
+	e.alignRel32(2)
+	return e.jcc(x86enc.NE, exit)
+}
+
 // A loop's traces leave through the original dispatch once every
 // periodTicks iterations: a few nanoseconds in 4096 iterations.
 const (

@@ -325,6 +325,9 @@ type trace struct {
 	nsides  int
 	iterCtr uint64 // address of its iteration counter (0 none)
 	tick    uint64 // its loop's period counter (generate), shared with its root
+	// gone: a root's word, set by the governor when it drops the trace
+	// (tv_trace_verdict); links into it from other loops' traces test it.
+	gone uint64
 	// exitBase, nexits: its exits' ids, contiguous; stacks[i]: the
 	// return addresses inlined calls had pushed at exit exitBase+i
 	// (shared, never modified).

@@ -46,11 +46,12 @@ type op struct {
 	// count: an opLink taken at a loop back-edge (trace_iterations
 	// counts back-edges taken inside compiled code).
 	count bool
-	// otherCtr, otherTick: an opLink into another loop's trace counts
-	// the back-edge as an iteration of that loop, in its root counter
-	// and period, not of the loop being recorded (whose governor would
-	// otherwise see iterations that are not its own).
-	otherCtr, otherTick uint64
+	// other: the trace of another loop an opLink jumps into. The
+	// back-edge counts as an iteration of that loop, in its root
+	// counter and period, not of the loop being recorded (whose
+	// governor would otherwise see iterations that are not its own), and
+	// the link leaves for the original code once that trace is dropped.
+	other *trace
 }
 
 // A recording is one thread's recording of one loop iteration (or of the
@@ -1277,15 +1278,12 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 	}
 	r.m.mu.Lock()
 	other := r.m.byKey[key]
-	var ctr, tick uint64
-	if other != nil {
-		ctr, tick = other.iterCtr, other.tick
-	}
 	r.m.mu.Unlock()
-	if other == nil {
+	if other == nil || r.m.data.load(other.gone) != 0 {
+		// None, or dropped: the loop is the interpreter's.
 		return 0, false, "", false, false
 	}
-	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true, otherCtr: ctr, otherTick: tick}, other.head)
+	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true, other: other}, other.head)
 	return next, done, reason, cont, true
 }
 

@@ -195,6 +195,7 @@ struct tv_slot {
 	uint32_t verdict;     /* 0 none, 1 kept, 2 dropped (never again) */
 	uint64_t head;
 	uint64_t iters;       /* the root trace's two iteration counters */
+	uint64_t gone;        /* its word set when dropped (tv_publish) */
 	uint32_t interp16;    /* cycles per iteration x16, interpreter */
 	uint32_t trace16;     /* ... with the trace */
 	uint32_t listed;      /* in tv_kept */
@@ -278,6 +279,11 @@ void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
 		return;
 	}
 	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
+	/* Other loops' traces jump into this one directly: their links
+	 * leave for the original code from now on. */
+	if (s->gone)
+		__atomic_store_n((uint64_t *)(uintptr_t)s->gone, 1,
+				 __ATOMIC_RELEASE);
 	/* redmagic_force_jump_to_trace's copy goes too. */
 	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
 	if (any && h)
@@ -305,13 +311,14 @@ static int tv_dropped(uint32_t gsite, uint64_t id)
 
 /* Called from Go under its lock: one writer. */
 static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
-		       uint64_t iters);
+		       uint64_t iters, uint64_t gone);
 
-int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters)
+int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters,
+	       uint64_t gone)
 {
 	if (gsite != TV_ANY_SITE)
-		tv_publish1(TV_ANY_SITE, id, head, 0);
-	int r = tv_publish1(gsite, id, head, iters);
+		tv_publish1(TV_ANY_SITE, id, head, 0, 0);
+	int r = tv_publish1(gsite, id, head, iters, gone);
 	tv_bump_generation();
 	return r;
 }
@@ -322,7 +329,7 @@ void tv_bump_generation(void)
 }
 
 static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
-		       uint64_t iters)
+		       uint64_t iters, uint64_t gone)
 {
 	uint32_t site1 = gsite + 1;
 	uint64_t mask = (1u << TV_TRACE_LOG2) - 1;
@@ -333,6 +340,7 @@ static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
 			if (s->verdict == 2)
 				return 0; /* dropped: stays unpublished */
 			s->iters = iters;
+			s->gone = gone;
 			s->verdict = 0;
 			__atomic_store_n(&s->head, head, __ATOMIC_RELEASE);
 			return 0;
@@ -340,6 +348,7 @@ static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
 		if (s->site1 == 0) {
 			s->id = id;
 			s->iters = iters;
+			s->gone = gone;
 			__atomic_store_n(&s->head, head, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->site1, site1, __ATOMIC_RELEASE);
 			return 0;

@@ -233,7 +233,11 @@ void tv_setup(void);
  * may spend no more of it than one loaded late. Ignored unless t is in
  * the past. */
 void tv_budget_from(uint64_t t);
-int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters);
+/* Publishes the root trace of (gsite, id) at head. iters: its iteration
+ * counters; gone: a word of the data area that the links of other loops'
+ * traces into this one test, set when the governor drops it. */
+int tv_publish(uint32_t gsite, uint64_t id, uint64_t head, uint64_t iters,
+	       uint64_t gone);
 /* What tv_trace_verdict recorded: 0 none, 1 kept, 2 dropped. */
 int tv_verdict_of(uint32_t gsite, uint64_t id, uint32_t *interp16,
 		  uint32_t *trace16);

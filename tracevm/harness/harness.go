@@ -320,6 +320,10 @@ func SetJIT(on bool) {
 	C.th_set_jit(C.int(v))
 }
 
+// DropTraces drops the root traces of loop id as the runtime's governor
+// does when they do not pay: unpublished, never recorded again.
+func DropTraces(id uint64) { C.th_drop_traces(C.uint64_t(id)) }
+
 // JIT reports whether the JIT is on.
 func JIT() bool { return C.th_jit_on() != 0 }
 

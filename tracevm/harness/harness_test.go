@@ -348,6 +348,36 @@ func TestNestedLoops(t *testing.T) {
 	t.Logf("inner: %d back-edges in traces of %d; outer: %d of %d", inner.Iterations, n*m, outer.Iterations, n)
 }
 
+// A trace that links into another loop's trace leaves for the original
+// code once the governor drops that trace: the link jumps to its code
+// directly, and the loop would otherwise run on in a trace that loses.
+func TestLinkIntoDroppedTrace(t *testing.T) {
+	const n, m = 300, 500
+	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
+	r := runJIT(t, Nested, n, m)
+	require.Equal(t, want, r.res.Ret)
+	inner := LoopFigures(r.after, r.ids+1, r.ids+2)
+	outer := LoopFigures(r.after, r.ids, r.ids+1)
+	require.Equal(t, 1, inner.RootTraces)
+	require.Equal(t, 1, outer.RootTraces)
+	var outerLog string
+	for _, h := range outer.Heads {
+		outerLog += TraceLog(h)
+	}
+	require.Contains(t, outerLog, "; link ", "the outer trace enters the inner one")
+
+	DropTraces(r.ids + 1)
+	require.Equal(t, want, Nested.Run(int64(r.ids), n, m).Ret)
+	after := Machine().Snapshot()
+	inner2 := LoopFigures(after, r.ids+1, r.ids+2)
+	outer2 := LoopFigures(after, r.ids, r.ids+1)
+	assert.Equal(t, inner.Iterations, inner2.Iterations, "no iteration in the dropped trace")
+	// The outer trace still runs, and leaves at its link (an exit listed
+	// with the periodic ones: never a side trace).
+	assert.GreaterOrEqual(t, outer2.Periodic-outer.Periodic, uint64(n/2), "exits at the link")
+	assert.Equal(t, 1, inner2.RootTraces, "never recorded again")
+}
+
 func TestInlinedCalls(t *testing.T) {
 	const n, k = 100000, 0x1234
 	var want int64

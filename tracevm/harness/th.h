@@ -59,6 +59,8 @@ struct th_stats {
 /* Setup (th_api.c). */
 int th_set_sites(const uint64_t *calls, const uint8_t *apis, uint32_t n);
 void th_set_threshold(uint64_t threshold);
+/* Drops loop id's root traces as the governor would (tv_trace_verdict). */
+void th_drop_traces(uint64_t id);
 void th_set_jit(int on);
 int th_jit_on(void);
 void th_get_stats(struct th_stats *out);

@@ -56,6 +56,12 @@ int th_set_sites(const uint64_t *calls, const uint8_t *apis, uint32_t n)
 	return 0;
 }
 
+void th_drop_traces(uint64_t id)
+{
+	for (uint32_t gsite = 0; gsite < th_ncalls; gsite++)
+		tv_trace_verdict(gsite, id, 0, 0, 1);
+}
+
 void th_set_threshold(uint64_t threshold)
 {
 	th_threshold = threshold ? threshold : 1;
