@@ -477,9 +477,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					cmpRegValue(e, rv.r, rv.v, lit)
 					e.jcc(x86enc.NE, miss)
 				}
-				for _, g := range enter.invariants {
-					checkLoad(e, g, miss, lit)
-				}
+				checkLoads(e, enter.invariants, miss, lit)
 				if enter.misses != 0 {
 					e.movbRIPAbs(streak, 0)
 				}
@@ -786,24 +784,61 @@ func peelEntryRegs(ops []op, p, q *plan) []regValue {
 	return regs
 }
 
-// checkLoad jumps to fail unless memory holds g's value. %rip-relative
-// when g is within reach and its value an immediate, else through %rax,
-// saved below the red zone. The flags must be dead.
-func checkLoad(e *emitter, g guardedLoad, fail label, lit func(uint64) label) {
-	v := int64(signExtend(g.v, g.size))
-	if e.reachRIP(g.addr) && v == int64(int32(v)) {
-		e.cmpAbsImm(g.addr, g.size, int32(v))
-		e.jcc(x86enc.NE, fail)
+// checkLoads jumps to fail unless memory holds each of gs's values,
+// checked in order. %rip-relative when a load is within reach and its
+// value an immediate; otherwise through %rax, saved below the red zone
+// once for the run of checks, which reach their loads from one address
+// while they can (a peeled loop's close checked 30 bytecode words and
+// frame slots, 8 instructions each, on every entry into its second copy).
+// The flags must be dead.
+func checkLoads(e *emitter, gs []guardedLoad, fail label, lit func(uint64) label) {
+	saved, popFail := false, e.newLabel()
+	var base uint64
+	haveBase := false
+	for _, g := range gs {
+		v := int64(signExtend(g.v, g.size))
+		imm := v == int64(int32(v))
+		if e.reachRIP(g.addr) && imm {
+			e.cmpAbsImm(g.addr, g.size, int32(v))
+			if saved {
+				e.jcc(x86enc.NE, popFail)
+			} else {
+				e.jcc(x86enc.NE, fail)
+			}
+			continue
+		}
+		if !saved {
+			e.leaRSP(-128)
+			e.pushReg(x86enc.RAX)
+			saved = true
+		}
+		if !imm {
+			e.movImm(x86enc.RAX, g.addr)
+			e.loadRAXAt(g.size)
+			e.cmpRegRIP(x86enc.RAX, lit(g.v))
+			haveBase = false
+		} else {
+			d := int64(g.addr - base)
+			if !haveBase || d != int64(int32(d)) {
+				e.movImm(x86enc.RAX, g.addr)
+				base, d, haveBase = g.addr, 0, true
+			}
+			e.cmpRAXDispImm(int32(d), g.size, int32(v))
+		}
+		e.jcc(x86enc.NE, popFail)
+	}
+	if !saved {
 		return
 	}
-	e.leaRSP(-128)
-	e.pushReg(x86enc.RAX)
-	e.movImm(x86enc.RAX, g.addr)
-	e.loadRAXAt(g.size)
-	e.cmpRegRIP(x86enc.RAX, lit(g.v))
 	e.popReg(x86enc.RAX)
 	e.leaRSP(128)
-	e.jcc(x86enc.NE, fail)
+	done := e.newLabel()
+	e.jmpLabel(done)
+	e.bind(popFail)
+	e.popReg(x86enc.RAX)
+	e.leaRSP(128)
+	e.jmpLabel(fail)
+	e.bind(done)
 }
 
 type regValue struct {

@@ -436,6 +436,37 @@ func (e *emitter) periodicExit(tick uint64, exit label) int {
 	return e.jcc(x86enc.E, exit)
 }
 
+// cmpRAXDispImm: cmp $v, d(%rax) on size bytes (1, 2, 4, or 8 with v
+// sign-extended), with an 8-bit immediate when v fits one; always a
+// disp32.
+func (e *emitter) cmpRAXDispImm(d int32, size int, v int32) {
+	switch size {
+	case 1:
+		e.bytes(0x80, 0xb8)
+		e.u32(uint32(d))
+		e.bytes(byte(v))
+		return
+	case 2:
+		e.bytes(0x66)
+		v = int32(int16(v))
+	case 8:
+		e.bytes(0x48)
+	}
+	if v == int32(int8(v)) {
+		e.bytes(0x83, 0xb8)
+		e.u32(uint32(d))
+		e.bytes(byte(v))
+		return
+	}
+	e.bytes(0x81, 0xb8)
+	e.u32(uint32(d))
+	if size == 2 {
+		e.bytes(byte(v), byte(v>>8))
+		return
+	}
+	e.u32(uint32(v))
+}
+
 // exitIfSet: cmpb $0, flag(%rip); jne exit, aligned like any guard (the
 // flags are dead: see periodicExit). Returns the offset of the jump's
 // rel32.

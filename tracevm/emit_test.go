@@ -313,6 +313,36 @@ func encodingCases() []emitCase {
 			gnu:   c.gnu,
 		})
 	}
+	for _, c := range []struct {
+		size, n int // n: with a 32-bit (16-bit) immediate
+		sfx     string
+	}{{1, 7, "b"}, {2, 9, "w"}, {4, 10, "l"}, {8, 11, "q"}} {
+		for _, v := range imm32s {
+			imm := int64(v)
+			switch c.size {
+			case 1:
+				imm = int64(uint8(v)) // x86asm shows a byte's immediate unsigned
+			case 2:
+				imm = int64(int16(v))
+			}
+			n := c.n
+			if c.size > 1 && imm == int64(int8(imm)) {
+				n = c.n - min(c.size, 4) + 1
+			}
+			dataSize := 8 * c.size // x86asm's operand size; 32 for a byte
+			if c.size == 1 {
+				dataSize = 32
+			}
+			for _, d := range []int32{0, 8, -8, 0x1234, math.MaxInt32, math.MinInt32} {
+				s.add(emitCase{
+					name:  fmt.Sprintf("cmpRAXDispImm/%d/%d/%d", c.size, v, d),
+					emit:  func(e *emitter) { e.cmpRAXDispImm(d, c.size, v) },
+					insts: []wantInst{{op: x86asm.CMP, n: n, size: dataSize, args: args(x86asm.Mem{Base: x86asm.RAX, Disp: int64(d)}, x86asm.Imm(imm))}},
+					gnu:   fmt.Sprintf("{disp32} cmp%s $%d, %d(%%rax)", c.sfx, imm, d),
+				})
+			}
+		}
+	}
 	for _, d := range absDists(6) {
 		s.absolute(fmt.Sprintf("incbRIPAbs/%d", d), d, func(e *emitter, a uint64) { e.incbRIPAbs(a) },
 			wantInst{op: x86asm.INC, n: 6, args: args(ripMem(d))}, "incb %s(%%rip)")
