@@ -234,12 +234,16 @@ func (r *recording) end(reason string) {
 	if r.side == nil {
 		st := m.loops[r.key]
 		st.recording = false
-		if reason == abortCalleeLoop && st.calleeRetries < maxCalleeRetries {
+		switch {
+		case reason == abortBudget:
+			// Not the loop's doing: it is recorded again when the
+			// budget allows.
+		case reason == abortCalleeLoop && st.calleeRetries < maxCalleeRetries:
 			st.calleeRetries++
 			t := C.tv_self()
 			t.retry_gsite, t.retry_id, t.retry = C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), 1
 			C.tv_bump_generation()
-		} else if reason != "" {
+		case reason != "":
 			st.aborts++
 			st.blockedBy = nil
 			if reason == "inner-loop" && r.handoff != nil {
@@ -247,6 +251,11 @@ func (r *recording) end(reason string) {
 				st.blockedBy = &k
 				m.blocked[k] = append(m.blocked[k], st)
 			}
+		}
+	} else if reason == abortBudget {
+		// Taken again after as many exits as the first time.
+		if ex := exitTable(); int(r.exitID) < len(ex) {
+			ex[r.exitID].count = 0
 		}
 	} else if (reason == abortCalleeLoop || reason == "inner-loop") && m.exitRetries[r.exitID] < maxExitRetries {
 		// The recording made a callee native, or handed over to a loop
@@ -420,6 +429,9 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	} else {
 		// The event's literal: where its state belongs.
 		r.statePC = binary.LittleEndian.Uint64(memAt(r.m.cache.Base()+uint64(t.ref), 8))
+		if r.overBudget() {
+			return r.stop(t, r.statePC, abortBudget)
+		}
 		if reason := r.replay(); reason != "" {
 			return r.stop(t, r.statePC, reason)
 		}
@@ -900,6 +912,33 @@ func (r *recording) popFrame() {
 // collector), so the function is called natively from then on and the
 // loop is recorded again.
 const abortCalleeLoop = "callee-loop"
+
+// abortBudget: the JIT went over its budget (tv_over_budget) while the
+// recording ran. A recording is long (up to 20,000 instructions at a few
+// hundred nanoseconds each) and the budget was checked only as it began:
+// where no trace pays, what recordings took past the budget was most of
+// the JIT's cost to the program (the Lua corpus' exprparser: 18-28 ms of
+// recording in 0.78 s, for a budget of about 16).
+const abortBudget = "budget"
+
+// budgetCheckInsns: a recording's length from which it ends when over
+// budget (about a millisecond of recording).
+const budgetCheckInsns = 2000
+
+// overBudget reports whether r is long (budgetCheckInsns or more) and the
+// JIT over its budget for a recording like it (a side recording's share is
+// larger once traces have paid). A short one is let finish: what it took
+// is spent either way, and it ends soon.
+func (r *recording) overBudget() bool {
+	if r.ninsns < budgetCheckInsns {
+		return false
+	}
+	share := C.uint64_t(1)
+	if r.side != nil {
+		share = C.TV_SIDE_SHARE
+	}
+	return C.tv_over_budget_now(share) != 0
+}
 
 // inlinedCall returns the innermost inlined call the recording is in,
 // when the recording entered it (its entry known): the root frame's loops

@@ -155,6 +155,11 @@ static int tv_over_budget(uint64_t share)
 	return 1;
 }
 
+int tv_over_budget_now(uint64_t share)
+{
+	return tv_over_budget(share);
+}
+
 void tv_budget_from(uint64_t t)
 {
 	if (t && t < tv_rdtsc())
