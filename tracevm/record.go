@@ -914,11 +914,10 @@ func (r *recording) popFrame() {
 const abortCalleeLoop = "callee-loop"
 
 // abortBudget: the JIT went over its budget (tv_over_budget) while the
-// recording ran. A recording is long (up to 20,000 instructions at a few
-// hundred nanoseconds each) and the budget was checked only as it began:
-// where no trace pays, what recordings took past the budget was most of
-// the JIT's cost to the program (the Lua corpus' exprparser: 18-28 ms of
-// recording in 0.78 s, for a budget of about 16).
+// recording ran. A recording may be long (up to 20,000 instructions at a
+// few hundred nanoseconds each), and the budget was checked only as it
+// began: where no trace pays, what a recording took past the budget was
+// the program's loss.
 const abortBudget = "budget"
 
 // budgetCheckInsns: a recording's length from which it ends when over
