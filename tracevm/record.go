@@ -936,7 +936,7 @@ func (r *recording) overBudget() bool {
 	if r.side != nil {
 		share = C.TV_SIDE_SHARE
 	}
-	return C.tv_over_budget_now(share) != 0
+	return C.tv_over_budget(share) != 0
 }
 
 // inlinedCall returns the innermost inlined call the recording is in,

@@ -141,7 +141,7 @@ int tv_budget_refuses(uint64_t spent, uint64_t elapsed, uint64_t pct,
 	return spent - base > credit;
 }
 
-static int tv_over_budget(uint64_t share)
+int tv_over_budget(uint64_t share)
 {
 	uint64_t bg = __atomic_load_n(&tv_g.bg_cycles, __ATOMIC_RELAXED);
 	uint64_t spent = __atomic_load_n(&tv_g.jit_cycles, __ATOMIC_RELAXED) -
@@ -153,11 +153,6 @@ static int tv_over_budget(uint64_t share)
 		return 0;
 	__atomic_fetch_add(&tv_g.budget_refusals, 1, __ATOMIC_RELAXED);
 	return 1;
-}
-
-int tv_over_budget_now(uint64_t share)
-{
-	return tv_over_budget(share);
 }
 
 void tv_budget_from(uint64_t t)
@@ -364,8 +359,14 @@ static int tv_publish1(uint32_t gsite, uint64_t id, uint64_t head,
 
 void tv_unpublish_all(void)
 {
-	for (uint64_t i = 0; i < (1u << TV_TRACE_LOG2); i++)
-		__atomic_store_n(&tv_traces[i].head, 0, __ATOMIC_RELEASE);
+	for (uint64_t i = 0; i < (1u << TV_TRACE_LOG2); i++) {
+		struct tv_slot *s = &tv_traces[i];
+		__atomic_store_n(&s->head, 0, __ATOMIC_RELEASE);
+		/* Links between the old generation's traces leave too. */
+		if (s->gone)
+			__atomic_store_n((uint64_t *)(uintptr_t)s->gone, 1,
+					 __ATOMIC_RELEASE);
+	}
 	tv_bump_generation();
 	if (tv_g.unpublish_hook)
 		tv_g.unpublish_hook();

@@ -235,7 +235,7 @@ void tv_setup(void);
 void tv_budget_from(uint64_t t);
 /* Whether the JIT is over its budget for a recording of share (1 a root,
  * TV_SIDE_SHARE a side one); a yes counts as a refusal. */
-int tv_over_budget_now(uint64_t share);
+int tv_over_budget(uint64_t share);
 /* Publishes the root trace of (gsite, id) at head. iters: its iteration
  * counters; gone: a word of the data area that the links of other loops'
  * traces into this one test, set when the governor drops it. */
