@@ -179,6 +179,41 @@ func absDists(n int) []int64 {
 
 var imm32s = []int32{0, 1, -1, 127, 128, -128, -129, 0x12345678, math.MaxInt32, math.MinInt32}
 
+// cmpImmCase is one operand size and immediate of a cmp $imm, mem form
+// with a 4-byte displacement: the instruction's length, its immediate's
+// bytes, and the operand size and immediate as x86asm shows them.
+type cmpImmCase struct {
+	size, n, immBytes, dataSize int
+	sfx                         string
+	v                           int32
+	imm                         int64
+}
+
+// cmpImmCases lists every size with every immediate of imm32s.
+func cmpImmCases() []cmpImmCase {
+	var cs []cmpImmCase
+	for _, f := range []struct {
+		size, n int // n: with a 32-bit (16-bit) immediate
+		sfx     string
+	}{{1, 7, "b"}, {2, 9, "w"}, {4, 10, "l"}, {8, 11, "q"}} {
+		for _, v := range imm32s {
+			c := cmpImmCase{size: f.size, n: f.n, immBytes: min(f.size, 4), dataSize: 8 * f.size, sfx: f.sfx, v: v, imm: int64(v)}
+			switch f.size {
+			case 1:
+				c.imm = int64(uint8(v)) // x86asm shows a byte's immediate unsigned
+				c.dataSize = 32         // and its operand size as 32
+			case 2:
+				c.imm = int64(int16(v))
+			}
+			if f.size > 1 && c.imm == int64(int8(c.imm)) {
+				c.n, c.immBytes = f.n-c.immBytes+1, 1
+			}
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
 // encodingCases lists every emitter method over its operands.
 func encodingCases() []emitCase {
 	var s caseSet
@@ -264,36 +299,16 @@ func encodingCases() []emitCase {
 		s.absolute(fmt.Sprintf("incRIPAbs/%d", d), d, func(e *emitter, a uint64) { e.incRIPAbs(a) },
 			wantInst{op: x86asm.INC, n: 7, size: 64, args: args(ripMem(d))}, "incq %s(%%rip)")
 	}
-	for _, c := range []struct {
-		size, n int // n: with a 32-bit (16-bit) immediate
-		sfx     string
-	}{{1, 7, "b"}, {2, 9, "w"}, {4, 10, "l"}, {8, 11, "q"}} {
-		for _, v := range imm32s {
-			imm := int64(v)
-			switch c.size {
-			case 1:
-				imm = int64(uint8(v)) // x86asm shows a byte's immediate unsigned
-			case 2:
-				imm = int64(int16(v))
+	for _, c := range cmpImmCases() {
+		for _, d := range absDists(c.n) {
+			if d == math.MaxInt32 {
+				// GNU ld checks a %rip displacement's reach before
+				// the immediate after it: the field's own limit.
+				d -= int64(c.immBytes)
 			}
-			n, immBytes := c.n, min(c.size, 4)
-			if c.size > 1 && imm == int64(int8(imm)) {
-				n, immBytes = c.n-immBytes+1, 1
-			}
-			dataSize := 8 * c.size // x86asm's operand size; 32 for a byte
-			if c.size == 1 {
-				dataSize = 32
-			}
-			for _, d := range absDists(n) {
-				if d == math.MaxInt32 {
-					// GNU ld checks a %rip displacement's reach before
-					// the immediate after it: the field's own limit.
-					d -= int64(immBytes)
-				}
-				s.absolute(fmt.Sprintf("cmpAbsImm/%d/%d/%d", c.size, v, d), d, func(e *emitter, a uint64) { e.cmpAbsImm(a, c.size, v) },
-					wantInst{op: x86asm.CMP, n: n, size: dataSize, args: args(ripMem(d), x86asm.Imm(imm))},
-					fmt.Sprintf("cmp%s $%d, %%s(%%%%rip)", c.sfx, imm))
-			}
+			s.absolute(fmt.Sprintf("cmpAbsImm/%d/%d/%d", c.size, c.v, d), d, func(e *emitter, a uint64) { e.cmpAbsImm(a, c.size, c.v) },
+				wantInst{op: x86asm.CMP, n: c.n, size: c.dataSize, args: args(ripMem(d), x86asm.Imm(c.imm))},
+				fmt.Sprintf("cmp%s $%d, %%s(%%%%rip)", c.sfx, c.imm))
 		}
 	}
 	for _, c := range []struct {
@@ -313,34 +328,14 @@ func encodingCases() []emitCase {
 			gnu:   c.gnu,
 		})
 	}
-	for _, c := range []struct {
-		size, n int // n: with a 32-bit (16-bit) immediate
-		sfx     string
-	}{{1, 7, "b"}, {2, 9, "w"}, {4, 10, "l"}, {8, 11, "q"}} {
-		for _, v := range imm32s {
-			imm := int64(v)
-			switch c.size {
-			case 1:
-				imm = int64(uint8(v)) // x86asm shows a byte's immediate unsigned
-			case 2:
-				imm = int64(int16(v))
-			}
-			n := c.n
-			if c.size > 1 && imm == int64(int8(imm)) {
-				n = c.n - min(c.size, 4) + 1
-			}
-			dataSize := 8 * c.size // x86asm's operand size; 32 for a byte
-			if c.size == 1 {
-				dataSize = 32
-			}
-			for _, d := range []int32{0, 8, -8, 0x1234, math.MaxInt32, math.MinInt32} {
-				s.add(emitCase{
-					name:  fmt.Sprintf("cmpRAXDispImm/%d/%d/%d", c.size, v, d),
-					emit:  func(e *emitter) { e.cmpRAXDispImm(d, c.size, v) },
-					insts: []wantInst{{op: x86asm.CMP, n: n, size: dataSize, args: args(x86asm.Mem{Base: x86asm.RAX, Disp: int64(d)}, x86asm.Imm(imm))}},
-					gnu:   fmt.Sprintf("{disp32} cmp%s $%d, %d(%%rax)", c.sfx, imm, d),
-				})
-			}
+	for _, c := range cmpImmCases() {
+		for _, d := range []int32{0, 8, -8, 0x1234, math.MaxInt32, math.MinInt32} {
+			s.add(emitCase{
+				name:  fmt.Sprintf("cmpRAXDispImm/%d/%d/%d", c.size, c.v, d),
+				emit:  func(e *emitter) { e.cmpRAXDispImm(d, c.size, c.v) },
+				insts: []wantInst{{op: x86asm.CMP, n: c.n, size: c.dataSize, args: args(x86asm.Mem{Base: x86asm.RAX, Disp: int64(d)}, x86asm.Imm(c.imm))}},
+				gnu:   fmt.Sprintf("{disp32} cmp%s $%d, %d(%%rax)", c.sfx, c.imm, d),
+			})
 		}
 	}
 	for _, d := range absDists(6) {
