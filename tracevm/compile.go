@@ -61,9 +61,9 @@ type codeMap struct {
 // tick, if not 0, is the loop's period counter: every periodTicks-th
 // iteration leaves through the original dispatch, before it is counted,
 // so that the runtime sees a loop that never leaves its traces (and its
-// governor can judge it). periodic lists those exits, and the links' into
-// other loops' traces once those are dropped, by index; they never get
-// side traces.
+// governor can judge it). periodic lists those exits by index, and the
+// exits of links into other loops' traces (taken once those are
+// dropped); they never get side traces.
 //
 // peeled, if not nil, is the plan of the loop's second copy (peel.go):
 // p's close then jumps to it, and it closes on itself.

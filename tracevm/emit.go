@@ -287,31 +287,43 @@ func (e *emitter) cmpRegRIP(r x86enc.Reg, lit label) {
 // sign-extended), with an 8-bit immediate when v fits one; a must be
 // within rel32 reach (reachRIP).
 func (e *emitter) cmpAbsImm(a uint64, size int, v int32) {
-	switch {
-	case size == 1:
-		e.bytes(0x80, 0x3d)
-		e.rel32To(-1, a, 1)
+	e.cmpMemImm(0x3d, func(immBytes int) { e.rel32To(-1, a, immBytes) }, size, v)
+}
+
+// cmpRAXDispImm: cmp $v, d(%rax), as cmpAbsImm; always a disp32.
+func (e *emitter) cmpRAXDispImm(d int32, size int, v int32) {
+	e.cmpMemImm(0xb8, func(int) { e.u32(uint32(d)) }, size, v)
+}
+
+// cmpMemImm emits cmp $v on size bytes of a memory operand with a 4-byte
+// field: modrm (reg /7) and field, which writes the field knowing the
+// length of the immediate after it.
+func (e *emitter) cmpMemImm(modrm byte, field func(immBytes int), size int, v int32) {
+	switch size {
+	case 1:
+		e.bytes(0x80, modrm)
+		field(1)
 		e.bytes(byte(v))
 		return
-	case size == 2:
+	case 2:
 		e.bytes(0x66)
 		v = int32(int16(v))
-	case size == 8:
+	case 8:
 		e.bytes(0x48)
 	}
 	if v == int32(int8(v)) {
-		e.bytes(0x83, 0x3d)
-		e.rel32To(-1, a, 1)
+		e.bytes(0x83, modrm)
+		field(1)
 		e.bytes(byte(v))
 		return
 	}
-	e.bytes(0x81, 0x3d)
+	e.bytes(0x81, modrm)
 	if size == 2 {
-		e.rel32To(-1, a, 2)
+		field(2)
 		e.bytes(byte(v), byte(v>>8))
 		return
 	}
-	e.rel32To(-1, a, 4)
+	field(4)
 	e.u32(uint32(v))
 }
 
@@ -434,37 +446,6 @@ func (e *emitter) periodicExit(tick uint64, exit label) int {
 	e.bytes(periodStep)
 	e.alignRel32(2)
 	return e.jcc(x86enc.E, exit)
-}
-
-// cmpRAXDispImm: cmp $v, d(%rax) on size bytes (1, 2, 4, or 8 with v
-// sign-extended), with an 8-bit immediate when v fits one; always a
-// disp32.
-func (e *emitter) cmpRAXDispImm(d int32, size int, v int32) {
-	switch size {
-	case 1:
-		e.bytes(0x80, 0xb8)
-		e.u32(uint32(d))
-		e.bytes(byte(v))
-		return
-	case 2:
-		e.bytes(0x66)
-		v = int32(int16(v))
-	case 8:
-		e.bytes(0x48)
-	}
-	if v == int32(int8(v)) {
-		e.bytes(0x83, 0xb8)
-		e.u32(uint32(d))
-		e.bytes(byte(v))
-		return
-	}
-	e.bytes(0x81, 0xb8)
-	e.u32(uint32(d))
-	if size == 2 {
-		e.bytes(byte(v), byte(v>>8))
-		return
-	}
-	e.u32(uint32(v))
 }
 
 // exitIfSet: cmpb $0, flag(%rip); jne exit, aligned like any guard (the
