@@ -109,7 +109,7 @@ func (m *Machine) queueCompile(r *recording) bool {
 // jobOps returns an empty op list with room for n ops for a queued job's
 // copy: the smallest one compiled jobs gave back that has the room, its
 // pages touched, or a new one. New copies were fresh memory on the
-// program's thread (the collector runs only near the heap's limit): with
+// program's thread (the heap is collected once per 16 MiB allocated): with
 // every recording allowed, their page faults were most of what recording
 // cost it (the Lua corpus' exprparser: 54 ms). The caller holds m.mu.
 func (m *Machine) jobOps(n int) []op {
