@@ -176,9 +176,9 @@ const (
 	KeyOparg
 	// KeyCPyCmpJump: id is a CPython 3.11 combined compare-and-jump
 	// (COMPARE_OP_INT_JUMP ...), which takes the POP_JUMP_*
-	// abi.CPy311JumpAt bytes on inline: a back-edge only when that jump goes back, keyed
-	// by the header it lands at. Its traces begin with the comparison
-	// and are entered from it only, as KeyLuaCondSJ's.
+	// abi.CPy311JumpAt bytes on inline: a back-edge only when that jump
+	// goes back, keyed by the header it lands at. Its traces begin with
+	// the comparison and are entered from it only, as KeyLuaCondSJ's.
 	KeyCPyCmpJump
 )
 
