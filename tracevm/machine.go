@@ -10,16 +10,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"io"
 	"os"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/runtime-stub/abi"
 	"github.com/redmagic-patch/redmagic-patch/tracevm/codecache"
 )
@@ -489,16 +490,13 @@ func Start(cfg Config) (*Machine, error) {
 		}
 	}
 	m.stats.init()
-	// Leave the first GiB above the code to the brk heap that follows it.
-	gap := uint64(1 << 30)
-	if hi+gap-lo > codecache.Reach/2 {
-		gap = 0
-	}
-	c, err := codecache.New(cfg.MaxCode*generations, lo, hi+gap)
+	// The program's break, where its brk heap grows from; brk(0) only reads it.
+	brk, _, _ := syscall.RawSyscall(syscall.SYS_BRK, 0, 0, 0)
+	c, err := codecache.New(cfg.MaxCode*generations, lo, hi, uint64(brk))
 	if err != nil {
 		return nil, fmt.Errorf("tracevm: code cache: %w", err)
 	}
-	d, err := newDataArea(c.Base(), 1<<20)
+	d, err := newDataArea(c.Base(), c.Base()+uint64(c.Size()), uint64(brk), 1<<20)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("tracevm: counters: %w", err)

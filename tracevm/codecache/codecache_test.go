@@ -95,7 +95,7 @@ func rwAddr(c *Cache) uint64 { return uint64(uintptr(unsafe.Pointer(&c.rw[0]))) 
 
 func newCache(t *testing.T, size int, lo, hi uint64) *Cache {
 	t.Helper()
-	c, err := New(size, lo, hi)
+	c, err := New(size, lo, hi, 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return c
@@ -169,7 +169,7 @@ func TestNewErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(tt.size, tt.lo, tt.hi)
+			c, err := New(tt.size, tt.lo, tt.hi, 0)
 			require.Error(t, err)
 			assert.Nil(t, c)
 			if tt.target != nil {
@@ -192,13 +192,13 @@ func TestNewSearchesHoles(t *testing.T) {
 	lo := (start + span/2) &^ (probeStep - 1)
 	hi := lo + 4096
 
-	_, err = New(64<<10, lo, hi)
+	_, err = New(64<<10, lo, hi, 0)
 	require.ErrorIs(t, err, ErrUnreachable)
 
 	for _, hole := range []uint64{lo - 1<<30, hi + 1<<30} {
 		hole &^= probeStep - 1
 		require.NoError(t, munmap(hole, probeStep))
-		c, err := New(64<<10, lo, hi)
+		c, err := New(64<<10, lo, hi, 0)
 		require.NoError(t, err)
 		assert.Equal(t, hole, c.Base())
 		require.NoError(t, c.Close())
@@ -209,9 +209,9 @@ func TestNewSearchesHoles(t *testing.T) {
 	}
 }
 
-func TestCandidates(t *testing.T) {
+func TestSpots(t *testing.T) {
 	const lo, hi, size = 0x5555_0000_1234, 0x5555_0200_0000, 1 << 20
-	cs := candidates(size, lo, hi)
+	cs := Spots(size, lo, hi, 0)
 	require.NotEmpty(t, cs)
 	assert.GreaterOrEqual(t, cs[0], uint64(hi))
 	assert.Less(t, cs[0], uint64(hi+probeStep))
@@ -231,6 +231,59 @@ func TestCandidates(t *testing.T) {
 	// Each side of the code offers nearly 2 GiB of candidates.
 	assert.Greater(t, above, 900)
 	assert.Greater(t, below, 900)
+}
+
+// TestSpotsAroundHeap: with a brk heap above the code, no spot lies where the heap grows;
+// the room between the code and the heap comes first, then below the code, then from the
+// farthest spot in reach down to the heap.
+func TestSpotsAroundHeap(t *testing.T) {
+	const size = 128 << 20
+	tests := []struct {
+		name    string
+		lo, hi  uint64
+		brk     uint64
+		between bool // room for the cache between the code and the heap
+	}{
+		{"heap far above a non-PIE text", 0x40_0000, 0xad_0000, 0x3c20_2000, true},
+		{"heap right after a non-PIE text", 0x40_0000, 0xad_0000, 0xb0_0000, false},
+		{"heap right after a PIE text", 0x5555_5555_0000, 0x5555_5560_0000, 0x5555_5570_0000, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := Spots(size, tt.lo, tt.hi, tt.brk)
+			require.NotEmpty(t, cs)
+			const (
+				between = iota
+				below
+				above
+			)
+			last := between
+			for i, b := range cs {
+				assert.True(t, reaches(b, size, tt.lo, tt.hi), "%#x", b)
+				var where int
+				switch {
+				case b >= tt.hi && b+size <= tt.brk:
+					where = between
+				case b+size <= tt.lo:
+					where = below
+				case b >= tt.brk:
+					where = above
+					if i > 0 && cs[i-1] >= tt.brk {
+						assert.Less(t, b, cs[i-1], "above the heap, the farthest first")
+					}
+				default:
+					t.Fatalf("spot %#x is in the code's or the heap's way", b)
+				}
+				assert.GreaterOrEqual(t, where, last, "spot %#x out of order", b)
+				last = where
+			}
+			assert.Equal(t, tt.between, cs[0] < tt.brk && cs[0] >= tt.hi)
+			if !tt.between && tt.lo < size {
+				// No room below a text at 4 MiB: the first spot is the farthest one.
+				assert.Greater(t, cs[0], tt.lo+Reach-size-probeStep)
+			}
+		})
+	}
 }
 
 func TestCallWrittenCode(t *testing.T) {
@@ -448,7 +501,7 @@ func TestRetire(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	c, err := New(4096, 0x5000_0000_0000, 0x5000_0000_1000)
+	c, err := New(4096, 0x5000_0000_0000, 0x5000_0000_1000, 0)
 	require.NoError(t, err)
 	at, err := c.Alloc(8, 1)
 	require.NoError(t, err)

@@ -13,20 +13,16 @@ const (
 	mfdCloexec        = 0x1
 	mfdNoexecSeal     = 0x8 // no execve of the file; mmap with PROT_EXEC is still allowed
 	mapFixedNoreplace = 0x100000
-
-	// probeStep is the distance between candidate addresses for the RX view: fine enough
-	// to find holes between the objects and heaps near a program's text, coarse enough
-	// that a 2 GiB window costs at most about a thousand failed mmap calls.
-	probeStep = 2 << 20
 )
 
 // ErrUnreachable is returned by New when no free spot lies within reach of the code.
 var ErrUnreachable = errors.New("codecache: no free spot within rel32 reach")
 
 // New maps a cache of size bytes (rounded up to the page size) whose every byte is within
-// Reach of every byte of [lo, hi). It fails, and the JIT stays off, when memfd_create is
+// Reach of every byte of [lo, hi), out of the way of a brk heap whose top is brk (0: none
+// or unknown; see Spots). It fails, and the JIT stays off, when memfd_create is
 // unavailable (for instance under seccomp) or no spot in reach is free.
-func New(size int, lo, hi uint64) (*Cache, error) {
+func New(size int, lo, hi, brk uint64) (*Cache, error) {
 	page := os.Getpagesize()
 	if size <= 0 || size > Reach {
 		return nil, fmt.Errorf("codecache: bad cache size %d", size)
@@ -42,7 +38,7 @@ func New(size int, lo, hi uint64) (*Cache, error) {
 	// The mappings keep the file alive; the descriptor is not needed afterwards.
 	defer syscall.Close(fd)
 
-	base, err := mapNear(fd, uint64(size), lo, hi)
+	base, err := mapNear(fd, uint64(size), lo, hi, brk)
 	if err != nil {
 		return nil, err
 	}
@@ -103,26 +99,9 @@ func memfd(size int) (int, error) {
 	return int(fd), nil
 }
 
-// candidates returns the addresses to try for a view of size bytes near [lo, hi): just
-// above hi first, moving up, then just below lo, moving down, all within reach.
-func candidates(size, lo, hi uint64) []uint64 {
-	var out []uint64
-	for b := (hi + probeStep - 1) &^ (probeStep - 1); b >= hi && b+size > b &&
-		reaches(b, size, lo, hi); b += probeStep {
-		out = append(out, b)
-	}
-	if lo < size+probeStep {
-		return out
-	}
-	for b := (lo - size) &^ (probeStep - 1); b >= probeStep && reaches(b, size, lo, hi); b -= probeStep {
-		out = append(out, b)
-	}
-	return out
-}
-
-// mapNear maps fd read+execute at the first free candidate address near [lo, hi).
-func mapNear(fd int, size, lo, hi uint64) (uint64, error) {
-	for _, hint := range candidates(size, lo, hi) {
+// mapNear maps fd read+execute at the first free spot near [lo, hi) (Spots).
+func mapNear(fd int, size, lo, hi, brk uint64) (uint64, error) {
+	for _, hint := range Spots(size, lo, hi, brk) {
 		addr, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(hint), uintptr(size),
 			syscall.PROT_READ|syscall.PROT_EXEC, syscall.MAP_SHARED|mapFixedNoreplace,
 			uintptr(fd), 0)

@@ -11,7 +11,7 @@ import (
 var ErrUnreachable = errors.New("codecache: no free spot within rel32 reach")
 
 // New always fails: the cache relies on Linux x86-64 system calls.
-func New(size int, lo, hi uint64) (*Cache, error) {
+func New(size int, lo, hi, brk uint64) (*Cache, error) {
 	return nil, fmt.Errorf("codecache: cache near [%#x, %#x): %w", lo, hi, errors.ErrUnsupported)
 }
 
