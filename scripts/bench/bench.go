@@ -44,6 +44,7 @@ type Record struct {
 
 	InstructionsSize  string `json:"instructions_size,omitempty"`
 	Instructions      int64  `json:"instructions,omitempty"`
+	I1Misses          int64  `json:"i1_misses,omitempty"`
 	InstructionsError string `json:"instructions_error,omitempty"`
 
 	// RuntimeStats is the REDMAGIC_STATS object of the last counted
@@ -338,6 +339,6 @@ func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 			fmt.Fprintf(b.Opts.Log, "FAIL %s [%s] under valgrind: %s\n", p.Name, c.Name, err)
 			continue
 		}
-		r.Instructions = n
+		r.Instructions, r.I1Misses = n.Instructions, n.I1Misses
 	}
 }

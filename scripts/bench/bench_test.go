@@ -267,6 +267,8 @@ func TestInstructions(t *testing.T) {
 	require.Empty(t, orig.InstructionsError)
 	// lua5.4 start-up alone is well over 10^5 instructions; fib(20) adds ~10^7.
 	assert.Greater(t, orig.Instructions, int64(1_000_000))
+	// Cold misses alone: the interpreter's code is far more than a line.
+	assert.Greater(t, orig.I1Misses, int64(100))
 	assert.Equal(t, StatusUnavailable, recs["patched, runtime on"].Status)
 	assert.NotEmpty(t, recs["patched, runtime on"].InstructionsError)
 }
@@ -275,12 +277,16 @@ func TestParseCachegrindSummary(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name, body string
-		want       int64
+		want       Counts
 		ok         bool
 	}{
-		{"ok", "events: Ir\nfl=x\n1 2\nsummary: 34249230\n", 34249230, true},
-		{"missing", "events: Ir\n", 0, false},
-		{"garbage", "summary: lots\n", 0, false},
+		{"instructions only", "events: Ir\nfl=x\n1 2\nsummary: 34249230\n", Counts{Instructions: 34249230}, true},
+		{"cache model", "events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw\nfl=x\n1 2 0 0 0 0 0 0 0 0\n" +
+			"summary: 1655854277 11191437 39615 511413744 2393970 144473 292938319 344622 126746\n",
+			Counts{Instructions: 1655854277, I1Misses: 11191437}, true},
+		{"missing", "events: Ir\n", Counts{}, false},
+		{"garbage", "events: Ir\nsummary: lots\n", Counts{}, false},
+		{"no events line", "summary: 34249230\n", Counts{}, false},
 	}
 	for _, tt := range tests {
 		path := filepath.Join(dir, tt.name)

@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", false, "small sizes, no warm-up, one counted run: proves correctness, not speed")
 	runs := fs.Int("runs", 5, "counted runs per configuration")
 	warmup := fs.Int("warmup", 1, "warm-up runs per configuration (not counted)")
-	instr := fs.Bool("instructions", false, "also count instructions under valgrind (cachegrind) at the small sizes")
+	instr := fs.Bool("instructions", false, "also count instructions and simulated instruction-cache misses under valgrind (cachegrind) at the small sizes")
 	only := fs.String("only", "", "run only programs whose name matches this regular expression")
 	timeout := fs.Duration("timeout", 5*time.Minute, "limit for one run")
 	render := fs.String("render", "", "redraw results.md and speedup.svg in --out from this results.json, run nothing")
@@ -175,7 +175,7 @@ func summaryLine(recs []*Record, took time.Duration) string {
 			s += fmt.Sprintf(" | %s %.2fx", r.Config, r.Speedup.Median)
 		}
 		if r.Instructions > 0 {
-			s += fmt.Sprintf(" [%d instr]", r.Instructions)
+			s += fmt.Sprintf(" [%d instr, %d I1 misses]", r.Instructions, r.I1Misses)
 		}
 	}
 	return s + fmt.Sprintf("  (%.1fs)", took.Seconds())

@@ -135,16 +135,32 @@ func tail(s string, n int) string {
 // asked for on a machine without valgrind.
 var ErrNoValgrind = errors.New("valgrind not installed")
 
-// CountInstructions runs inv under cachegrind without cache simulation and
-// returns its output and the total instructions executed (I refs).
-func CountInstructions(inv Invocation, tmpDir string, timeout time.Duration) ([]byte, int64, error) {
+// Counts is what a run under cachegrind counted.
+type Counts struct {
+	Instructions int64 // instructions executed (I refs)
+	// I1Misses: misses of a simulated instruction cache (simulatedI1). A
+	// trace is a copy of the interpreter's code for each bytecode it runs
+	// through; a loop whose traces outgrow the cache the interpreter fits
+	// in runs fewer instructions and more slowly.
+	I1Misses int64
+}
+
+// simulatedI1 is the level-1 instruction cache cachegrind models: 32 KiB,
+// 8-way, 64-byte lines, as in the x86-64 cores of this decade (AMD Zen,
+// Intel's since Sandy Bridge; Golden Cove's is larger). D1 and LL are
+// given too so that no figure depends on the host's cpuid.
+var simulatedCaches = []string{"--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,16,64"}
+
+// CountInstructions runs inv under cachegrind with its cache model and
+// returns its output and what it counted.
+func CountInstructions(inv Invocation, tmpDir string, timeout time.Duration) ([]byte, Counts, error) {
 	vg, err := exec.LookPath("valgrind")
 	if err != nil {
-		return nil, 0, ErrNoValgrind
+		return nil, Counts{}, ErrNoValgrind
 	}
 	f, err := os.CreateTemp(tmpDir, "cachegrind-*.out")
 	if err != nil {
-		return nil, 0, err
+		return nil, Counts{}, err
 	}
 	f.Close()
 	defer os.Remove(f.Name())
@@ -152,44 +168,71 @@ func CountInstructions(inv Invocation, tmpDir string, timeout time.Duration) ([]
 	// --smc-check=all: the JIT writes code through a second mapping and
 	// rewrites its recording buffers, which valgrind would otherwise run
 	// from stale translations.
-	vinv.Argv = append([]string{vg, "--tool=cachegrind", "--cache-sim=no", "--smc-check=all", "--cachegrind-out-file=" + f.Name()}, inv.Argv...)
+	args := append([]string{vg, "--tool=cachegrind", "--cache-sim=yes"}, simulatedCaches...)
+	vinv.Argv = append(append(args, "--smc-check=all", "--cachegrind-out-file="+f.Name()), inv.Argv...)
 	// The Go runtime of the JIT reads the time-stamp counter with rdtscp
 	// where cpuid offers it, and valgrind 3.19 offers it but cannot run
 	// it (SIGILL in runtime.cputicks): rdtsc instead.
 	vinv.Env = append(slices.Clone(inv.Env), "GODEBUG=cpu.rdtscp=off")
 	out, _, err := Run(vinv, timeout)
 	if err != nil {
-		return out, 0, err
+		return out, Counts{}, err
 	}
-	n, err := parseCachegrindSummary(f.Name())
-	return out, n, err
+	c, err := parseCachegrindSummary(f.Name())
+	return out, c, err
 }
 
-// parseCachegrindSummary reads the "summary: N" line of a cachegrind output
-// file; with --cache-sim=no the first event is Ir.
-func parseCachegrindSummary(path string) (int64, error) {
+// parseCachegrindSummary reads the counts of a cachegrind output file from
+// its "events:" and "summary:" lines (Ir always; I1mr with the cache
+// model).
+func parseCachegrindSummary(path string) (Counts, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return Counts{}, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var events []string
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "summary:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) == 0 {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "events:"); ok {
+			events = strings.Fields(rest)
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "summary:")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		var c Counts
+		found := false
+		for i, name := range events {
+			if i >= len(fields) {
 				break
 			}
-			n, err := strconv.ParseInt(fields[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s: bad summary line %q: %w", path, sc.Text(), err)
+			var dst *int64
+			switch name {
+			case "Ir":
+				dst, found = &c.Instructions, true
+			case "I1mr":
+				dst = &c.I1Misses
+			default:
+				continue
 			}
-			return n, nil
+			n, err := strconv.ParseInt(fields[i], 10, 64)
+			if err != nil {
+				return Counts{}, fmt.Errorf("%s: bad summary line %q: %w", path, line, err)
+			}
+			*dst = n
 		}
+		if !found {
+			return Counts{}, fmt.Errorf("%s: no Ir in summary line %q (events %q)", path, line, events)
+		}
+		return c, nil
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return Counts{}, err
 	}
-	return 0, fmt.Errorf("%s: no summary line", path)
+	return Counts{}, fmt.Errorf("%s: no summary line", path)
 }
