@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -42,9 +43,15 @@ type Record struct {
 	// original itself and for anything that failed).
 	Speedup *Ratio `json:"speedup,omitempty"`
 
+	// The run under valgrind, at the small size (countInstructions):
+	// instructions, of them the JIT's own, simulated I1 misses, and for
+	// the runtime on the loop back-edges it took (its statistics).
 	InstructionsSize  string `json:"instructions_size,omitempty"`
 	Instructions      int64  `json:"instructions,omitempty"`
+	JITInstructions   int64  `json:"jit_instructions,omitempty"`
 	I1Misses          int64  `json:"i1_misses,omitempty"`
+	JITI1Misses       int64  `json:"jit_i1_misses,omitempty"`
+	Iterations        int64  `json:"iterations,omitempty"`
 	InstructionsError string `json:"instructions_error,omitempty"`
 
 	// RuntimeStats is the REDMAGIC_STATS object of the last counted
@@ -307,11 +314,20 @@ func (b *Bench) summarize(recs []*Record) {
 	}
 }
 
+// deterministicJIT is the runtime-on configuration's environment under
+// valgrind: every trace kept and compiled on the program's thread as soon
+// as its loop is hot, so that the counts say what the traces do and do
+// not depend on the clock (the governor, the budget and the JIT's delay
+// go by it, and valgrind's is some 50 times slow).
+var deterministicJIT = []string{"REDMAGIC_GOVERNOR=0", "REDMAGIC_JIT_BUDGET=0", "REDMAGIC_JIT_DELAY=0", "REDMAGIC_JIT_BACKGROUND=0"}
+
 // countInstructions runs each live configuration once under valgrind at
-// the small size, checking its output like any other run.
+// the small size, checking its output like any other run; the runtime on
+// runs with deterministicJIT and its statistics.
 func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 	expPath := p.ExpectedPath(b.Opts.Root, p.Small)
 	want, expErr := os.ReadFile(expPath)
+	statsPath := filepath.Join(b.Opts.WorkDir, "stats", p.Key()+".valgrind.json")
 	for i, c := range cs {
 		r := recs[i]
 		r.InstructionsSize = p.Small
@@ -326,7 +342,12 @@ func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 			r.InstructionsError = fmt.Sprintf("no expected output: %v", expErr)
 			continue
 		}
-		out, n, err := CountInstructions(Command(b.Opts.Root, c, p, p.Small), b.Opts.WorkDir, b.Opts.Timeout)
+		inv := Command(b.Opts.Root, c, p, p.Small)
+		if c.Kind == KindPatchedOn {
+			os.Remove(statsPath)
+			inv.Env = append(append(slices.Clone(inv.Env), deterministicJIT...), "REDMAGIC_STATS="+statsPath)
+		}
+		out, n, err := CountInstructions(inv, b.Opts.WorkDir, b.Opts.Timeout)
 		if err == nil {
 			err = Verify(expPath, want, out)
 			if err != nil {
@@ -339,6 +360,13 @@ func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 			fmt.Fprintf(b.Opts.Log, "FAIL %s [%s] under valgrind: %s\n", p.Name, c.Name, err)
 			continue
 		}
-		r.Instructions, r.I1Misses = n.Instructions, n.I1Misses
+		r.Instructions, r.JITInstructions, r.I1Misses, r.JITI1Misses = n.Instructions, n.JIT, n.I1Misses, n.JITI1Misses
+		if c.Kind == KindPatchedOn {
+			if st, msg := readStats(statsPath); msg == "" {
+				if edges, ok := backEdges(&Record{RuntimeStats: st}); ok {
+					r.Iterations = edges
+				}
+			}
+		}
 	}
 }

@@ -284,6 +284,14 @@ func TestParseCachegrindSummary(t *testing.T) {
 		{"cache model", "events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw\nfl=x\n1 2 0 0 0 0 0 0 0 0\n" +
 			"summary: 1655854277 11191437 39615 511413744 2393970 144473 292938319 344622 126746\n",
 			Counts{Instructions: 1655854277, I1Misses: 11191437}, true},
+		{"JIT's share by file", "events: Ir I1mr\n" +
+			"fl=./runtime/proc.go\nfn=runtime.schedule\n10 100 1\n11 50\n" +
+			"fl=./string/../sysdeps/x86_64/multiarch/memmove-vec-unaligned-erms.S\nfn=memmove\n5 1000 2\n" +
+			"fl=/_/github.com/redmagic-patch/redmagic-patch/tracevm/tv.c\nfn=tv_switch\n7 30\n" +
+			"fl=./runtime/asm_amd64.s\nfn=runtime.asmcgocall\n3 20\n" +
+			"fl=/build/python3.11/Python/ceval.c\nfn=_PyEval_EvalFrameDefault\n9 4000 7\n" +
+			"summary: 5200 10\n",
+			Counts{Instructions: 5200, JIT: 200, I1Misses: 10, JITI1Misses: 1}, true},
 		{"missing", "events: Ir\n", Counts{}, false},
 		{"garbage", "events: Ir\nsummary: lots\n", Counts{}, false},
 		{"no events line", "summary: 34249230\n", Counts{}, false},
@@ -419,4 +427,33 @@ func TestLoopCoverageCells(t *testing.T) {
 
 	_, ok = coverageOf(&Record{})
 	assert.False(t, ok)
+}
+
+// The instructions table: the runtime on's cell gives the JIT's own share,
+// and the last column the program's instructions besides it per back-edge.
+func TestInstructionCells(t *testing.T) {
+	orig := &Record{Kind: KindOriginal, Instructions: 1_000_000, I1Misses: 3000, InstructionsSize: "10"}
+	on := &Record{Kind: KindPatchedOn, Instructions: 900_000, JITInstructions: 300_000, I1Misses: 90_000, JITI1Misses: 40_000, Iterations: 1000}
+	assert.Equal(t, "1000000; I1 3000", instrCell(orig, nil))
+	assert.Equal(t, "900000 (1.11x); JIT 300000; I1 90000 (JIT 40000)", instrCell(on, orig))
+	assert.Equal(t, "1000 -> 600", perIterationCell(orig, on))
+	assert.Equal(t, "", perIterationCell(orig, &Record{Kind: KindPatchedOn, Instructions: 5}), "no back-edges counted")
+	assert.Equal(t, "n/a", instrCell(&Record{Status: StatusUnavailable}, orig))
+
+	r := sampleReport()
+	for _, rec := range r.Records {
+		if rec.Program == "lua/fib" {
+			rec.InstructionsSize = "10"
+			switch rec.Kind {
+			case KindOriginal:
+				rec.Instructions, rec.I1Misses = orig.Instructions, orig.I1Misses
+			case KindPatchedOn:
+				rec.Instructions, rec.JITInstructions, rec.I1Misses, rec.Iterations = on.Instructions, on.JITInstructions, on.I1Misses, on.Iterations
+			}
+		}
+	}
+	var md bytes.Buffer
+	require.NoError(t, r.WriteMarkdown(&md))
+	assert.Contains(t, md.String(), "## Instructions")
+	assert.Contains(t, md.String(), "| 1000 -> 600 |")
 }

@@ -246,20 +246,29 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString("Cells: instructions executed, original/this (above 1 is less work), and the misses of\n" +
 			"a simulated 32 KiB instruction cache (I1): traces copy the interpreter's code once per\n" +
 			"bytecode they run through, and a loop whose traces outgrow the cache can run fewer\n" +
-			"instructions and take longer.\n\n")
+			"instructions and take longer. The runtime on runs with every trace kept, compiled on the\n" +
+			"program's thread (`" + strings.Join(deterministicJIT, " ") + "`), so that its counts do not\n" +
+			"depend on valgrind's slow clock; \"JIT\" is what of them the JIT's own code ran or missed (recording,\n" +
+			"compiling), and the last column the instructions the program ran besides, per loop\n" +
+			"back-edge, against the original's (start-up included in both).\n\n")
 		b.WriteString("| program | size | original |")
 		for _, c := range cols {
 			b.WriteString(" " + c + " |")
 		}
-		b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(cols)) + "\n")
+		b.WriteString(" per back-edge, original -> runtime on |")
+		b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(cols)+1) + "\n")
 		for _, name := range names {
 			row := recs[name]
 			orig := row["original"]
 			fmt.Fprintf(&b, "| %s | %s | %s |", name, orig.InstructionsSize, instrCell(orig, nil))
+			var on *Record
 			for _, c := range cols {
+				if rec := row[c]; rec != nil && rec.Kind == KindPatchedOn {
+					on = rec
+				}
 				b.WriteString(" " + instrCell(row[c], orig) + " |")
 			}
-			b.WriteString("\n")
+			b.WriteString(" " + perIterationCell(orig, on) + " |\n")
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -283,8 +292,27 @@ func instrCell(rec, orig *Record) string {
 		return "n/a"
 	case rec.Instructions == 0:
 		return "error"
-	case orig == nil || orig.Instructions == 0:
-		return fmt.Sprintf("%d; I1 %d", rec.Instructions, rec.I1Misses)
 	}
-	return fmt.Sprintf("%d (%.2fx); I1 %d", rec.Instructions, float64(orig.Instructions)/float64(rec.Instructions), rec.I1Misses)
+	s := fmt.Sprintf("%d", rec.Instructions)
+	if orig != nil && orig.Instructions != 0 {
+		s += fmt.Sprintf(" (%.2fx)", float64(orig.Instructions)/float64(rec.Instructions))
+	}
+	if rec.JITInstructions != 0 {
+		s += fmt.Sprintf("; JIT %d", rec.JITInstructions)
+	}
+	s += fmt.Sprintf("; I1 %d", rec.I1Misses)
+	if rec.JITI1Misses != 0 {
+		s += fmt.Sprintf(" (JIT %d)", rec.JITI1Misses)
+	}
+	return s
+}
+
+// perIterationCell: the original's instructions and the runtime on's
+// besides the JIT's own, per loop back-edge of the runtime on's run.
+func perIterationCell(orig, on *Record) string {
+	if orig == nil || on == nil || orig.Instructions == 0 || on.Instructions == 0 || on.Iterations == 0 {
+		return ""
+	}
+	n := float64(on.Iterations)
+	return fmt.Sprintf("%.0f -> %.0f", float64(orig.Instructions)/n, float64(on.Instructions-on.JITInstructions)/n)
 }

@@ -138,17 +138,21 @@ var ErrNoValgrind = errors.New("valgrind not installed")
 // Counts is what a run under cachegrind counted.
 type Counts struct {
 	Instructions int64 // instructions executed (I refs)
-	// I1Misses: misses of a simulated instruction cache (simulatedI1). A
-	// trace is a copy of the interpreter's code for each bytecode it runs
-	// through; a loop whose traces outgrow the cache the interpreter fits
-	// in runs fewer instructions and more slowly.
-	I1Misses int64
+	// JIT: of those, the JIT's own (its Go code and the recorder's C in
+	// the same library: recording and compiling), by source file.
+	JIT int64
+	// I1Misses: misses of a simulated instruction cache (simulatedCaches).
+	// A trace is a copy of the interpreter's code for each bytecode it
+	// runs through; a loop whose traces outgrow the cache the interpreter
+	// fits in runs fewer instructions and more slowly. JITI1Misses: of
+	// those, in the JIT's own code.
+	I1Misses, JITI1Misses int64
 }
 
-// simulatedI1 is the level-1 instruction cache cachegrind models: 32 KiB,
-// 8-way, 64-byte lines, as in the x86-64 cores of this decade (AMD Zen,
-// Intel's since Sandy Bridge; Golden Cove's is larger). D1 and LL are
-// given too so that no figure depends on the host's cpuid.
+// simulatedCaches is the cache model cachegrind runs with: a level-1
+// instruction cache of 32 KiB, 8-way, 64-byte lines, as in the x86-64
+// cores of this decade (AMD Zen, Intel's since Sandy Bridge); D1 and LL
+// are given too so that no figure depends on the host's cpuid.
 var simulatedCaches = []string{"--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,16,64"}
 
 // CountInstructions runs inv under cachegrind with its cache model and
@@ -182,9 +186,10 @@ func CountInstructions(inv Invocation, tmpDir string, timeout time.Duration) ([]
 	return out, c, err
 }
 
-// parseCachegrindSummary reads the counts of a cachegrind output file from
-// its "events:" and "summary:" lines (Ir always; I1mr with the cache
-// model).
+// parseCachegrindSummary reads the counts of a cachegrind output file:
+// Ir (and I1mr with the cache model) from its "events:" and "summary:"
+// lines, and the Ir of the JIT's source files (jitSource) from the
+// per-line counts under each "fl=".
 func parseCachegrindSummary(path string) (Counts, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -193,11 +198,34 @@ func parseCachegrindSummary(path string) (Counts, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var events []string
+	var (
+		events   []string
+		jit      [2]int64 // Ir, I1mr of the JIT's files
+		i1Column = -1     // I1mr's column in events
+		inJIT    bool
+	)
 	for sc.Scan() {
 		line := sc.Text()
 		if rest, ok := strings.CutPrefix(line, "events:"); ok {
 			events = strings.Fields(rest)
+			i1Column = slices.Index(events, "I1mr")
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "fl="); ok {
+			inJIT = jitSource(rest)
+			continue
+		}
+		if inJIT && line != "" && line[0] >= '0' && line[0] <= '9' {
+			// "<line> <Ir> <I1mr> ...", trailing zeros left out.
+			fields := strings.Fields(line)
+			for k, col := range [2]int{0, i1Column} {
+				if col < 0 || col+1 >= len(fields) {
+					continue
+				}
+				if n, err := strconv.ParseInt(fields[col+1], 10, 64); err == nil {
+					jit[k] += n
+				}
+			}
 			continue
 		}
 		rest, ok := strings.CutPrefix(line, "summary:")
@@ -205,7 +233,7 @@ func parseCachegrindSummary(path string) (Counts, error) {
 			continue
 		}
 		fields := strings.Fields(rest)
-		var c Counts
+		c := Counts{JIT: jit[0], JITI1Misses: jit[1]}
 		found := false
 		for i, name := range events {
 			if i >= len(fields) {
@@ -235,4 +263,13 @@ func parseCachegrindSummary(path string) (Counts, error) {
 		return Counts{}, err
 	}
 	return Counts{}, fmt.Errorf("%s: no summary line", path)
+}
+
+// jitSource reports whether a source file cachegrind names is the JIT's:
+// Go (".go", and Go's assembly, ".s": glibc's is ".S") or the C built into
+// the JIT's library with it (the recorder's, cgo's).
+func jitSource(file string) bool {
+	return strings.HasSuffix(file, ".go") || strings.HasSuffix(file, ".s") ||
+		strings.Contains(file, "/tracevm/") || strings.Contains(file, "/runtime/cgo/") ||
+		strings.Contains(file, "_cgo_") || strings.Contains(file, "cgo-gcc-prolog")
 }
