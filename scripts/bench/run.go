@@ -188,8 +188,8 @@ func CountInstructions(inv Invocation, tmpDir string, timeout time.Duration) ([]
 
 // parseCachegrindSummary reads the counts of a cachegrind output file:
 // Ir (and I1mr with the cache model) from its "events:" and "summary:"
-// lines, and the Ir of the JIT's source files (jitSource) from the
-// per-line counts under each "fl=".
+// lines, and those of the JIT's source files (jitSource) from the per-line
+// counts under each "fl=".
 func parseCachegrindSummary(path string) (Counts, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -198,17 +198,22 @@ func parseCachegrindSummary(path string) (Counts, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var (
-		events   []string
-		jit      [2]int64 // Ir, I1mr of the JIT's files
-		i1Column = -1     // I1mr's column in events
-		inJIT    bool
-	)
+	// cols: Ir's and I1mr's places among the events (-1: absent); a count
+	// line puts its line number first, and leaves trailing zeros out.
+	cols := [2]int{-1, -1}
+	var jit [2]int64
+	inJIT := false
+	count := func(fields []string, k int) (int64, error) {
+		if cols[k] < 0 || cols[k] >= len(fields) {
+			return 0, nil
+		}
+		return strconv.ParseInt(fields[cols[k]], 10, 64)
+	}
 	for sc.Scan() {
 		line := sc.Text()
 		if rest, ok := strings.CutPrefix(line, "events:"); ok {
-			events = strings.Fields(rest)
-			i1Column = slices.Index(events, "I1mr")
+			events := strings.Fields(rest)
+			cols = [2]int{slices.Index(events, "Ir"), slices.Index(events, "I1mr")}
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, "fl="); ok {
@@ -216,13 +221,9 @@ func parseCachegrindSummary(path string) (Counts, error) {
 			continue
 		}
 		if inJIT && line != "" && line[0] >= '0' && line[0] <= '9' {
-			// "<line> <Ir> <I1mr> ...", trailing zeros left out.
-			fields := strings.Fields(line)
-			for k, col := range [2]int{0, i1Column} {
-				if col < 0 || col+1 >= len(fields) {
-					continue
-				}
-				if n, err := strconv.ParseInt(fields[col+1], 10, 64); err == nil {
+			fields := strings.Fields(line)[1:]
+			for k := range jit {
+				if n, err := count(fields, k); err == nil {
 					jit[k] += n
 				}
 			}
@@ -232,32 +233,22 @@ func parseCachegrindSummary(path string) (Counts, error) {
 		if !ok {
 			continue
 		}
+		if cols[0] < 0 {
+			return Counts{}, fmt.Errorf("%s: no Ir among the events before %q", path, line)
+		}
 		fields := strings.Fields(rest)
-		c := Counts{JIT: jit[0], JITI1Misses: jit[1]}
-		found := false
-		for i, name := range events {
-			if i >= len(fields) {
-				break
-			}
-			var dst *int64
-			switch name {
-			case "Ir":
-				dst, found = &c.Instructions, true
-			case "I1mr":
-				dst = &c.I1Misses
-			default:
-				continue
-			}
-			n, err := strconv.ParseInt(fields[i], 10, 64)
-			if err != nil {
-				return Counts{}, fmt.Errorf("%s: bad summary line %q: %w", path, line, err)
-			}
-			*dst = n
+		if cols[0] >= len(fields) {
+			return Counts{}, fmt.Errorf("%s: no Ir in summary line %q", path, line)
 		}
-		if !found {
-			return Counts{}, fmt.Errorf("%s: no Ir in summary line %q (events %q)", path, line, events)
+		ir, err := count(fields, 0)
+		if err != nil {
+			return Counts{}, fmt.Errorf("%s: bad summary line %q: %w", path, line, err)
 		}
-		return c, nil
+		i1, err := count(fields, 1)
+		if err != nil {
+			return Counts{}, fmt.Errorf("%s: bad summary line %q: %w", path, line, err)
+		}
+		return Counts{Instructions: ir, JIT: jit[0], I1Misses: i1, JITI1Misses: jit[1]}, nil
 	}
 	if err := sc.Err(); err != nil {
 		return Counts{}, err
