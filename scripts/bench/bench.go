@@ -44,13 +44,10 @@ type Record struct {
 	Speedup *Ratio `json:"speedup,omitempty"`
 
 	// The run under valgrind, at the small size (countInstructions):
-	// instructions, of them the JIT's own, simulated I1 misses, and for
-	// the runtime on the loop back-edges it took (its statistics).
-	InstructionsSize  string `json:"instructions_size,omitempty"`
-	Instructions      int64  `json:"instructions,omitempty"`
-	JITInstructions   int64  `json:"jit_instructions,omitempty"`
-	I1Misses          int64  `json:"i1_misses,omitempty"`
-	JITI1Misses       int64  `json:"jit_i1_misses,omitempty"`
+	// what it counted and, for the runtime on, the loop back-edges it
+	// took (its statistics).
+	InstructionsSize string `json:"instructions_size,omitempty"`
+	Counts
 	Iterations        int64  `json:"iterations,omitempty"`
 	InstructionsError string `json:"instructions_error,omitempty"`
 
@@ -360,7 +357,7 @@ func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 			fmt.Fprintf(b.Opts.Log, "FAIL %s [%s] under valgrind: %s\n", p.Name, c.Name, err)
 			continue
 		}
-		r.Instructions, r.JITInstructions, r.I1Misses, r.JITI1Misses = n.Instructions, n.JIT, n.I1Misses, n.JITI1Misses
+		r.Counts = n
 		if c.Kind == KindPatchedOn {
 			if st, msg := readStats(statsPath); msg == "" {
 				if edges, ok := backEdges(&Record{RuntimeStats: st}); ok {

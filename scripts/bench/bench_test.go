@@ -291,7 +291,7 @@ func TestParseCachegrindSummary(t *testing.T) {
 			"fl=./runtime/asm_amd64.s\nfn=runtime.asmcgocall\n3 20\n" +
 			"fl=/build/python3.11/Python/ceval.c\nfn=_PyEval_EvalFrameDefault\n9 4000 7\n" +
 			"summary: 5200 10\n",
-			Counts{Instructions: 5200, JIT: 200, I1Misses: 10, JITI1Misses: 1}, true},
+			Counts{Instructions: 5200, JITInstructions: 200, I1Misses: 10, JITI1Misses: 1}, true},
 		{"missing", "events: Ir\n", Counts{}, false},
 		{"garbage", "events: Ir\nsummary: lots\n", Counts{}, false},
 		{"no events line", "summary: 34249230\n", Counts{}, false},
@@ -432,12 +432,12 @@ func TestLoopCoverageCells(t *testing.T) {
 // The instructions table: the runtime on's cell gives the JIT's own share,
 // and the last column the program's instructions besides it per back-edge.
 func TestInstructionCells(t *testing.T) {
-	orig := &Record{Kind: KindOriginal, Instructions: 1_000_000, I1Misses: 3000, InstructionsSize: "10"}
-	on := &Record{Kind: KindPatchedOn, Instructions: 900_000, JITInstructions: 300_000, I1Misses: 90_000, JITI1Misses: 40_000, Iterations: 1000}
+	orig := &Record{Kind: KindOriginal, Counts: Counts{Instructions: 1_000_000, I1Misses: 3000}, InstructionsSize: "10"}
+	on := &Record{Kind: KindPatchedOn, Counts: Counts{Instructions: 900_000, JITInstructions: 300_000, I1Misses: 90_000, JITI1Misses: 40_000}, Iterations: 1000}
 	assert.Equal(t, "1000000; I1 3000", instrCell(orig, nil))
 	assert.Equal(t, "900000 (1.11x); JIT 300000; I1 90000 (JIT 40000)", instrCell(on, orig))
 	assert.Equal(t, "1000 -> 600", perIterationCell(orig, on))
-	assert.Equal(t, "", perIterationCell(orig, &Record{Kind: KindPatchedOn, Instructions: 5}), "no back-edges counted")
+	assert.Equal(t, "", perIterationCell(orig, &Record{Kind: KindPatchedOn, Counts: Counts{Instructions: 5}}), "no back-edges counted")
 	assert.Equal(t, "n/a", instrCell(&Record{Status: StatusUnavailable}, orig))
 
 	r := sampleReport()
@@ -446,9 +446,9 @@ func TestInstructionCells(t *testing.T) {
 			rec.InstructionsSize = "10"
 			switch rec.Kind {
 			case KindOriginal:
-				rec.Instructions, rec.I1Misses = orig.Instructions, orig.I1Misses
+				rec.Counts = orig.Counts
 			case KindPatchedOn:
-				rec.Instructions, rec.JITInstructions, rec.I1Misses, rec.Iterations = on.Instructions, on.JITInstructions, on.I1Misses, on.Iterations
+				rec.Counts, rec.Iterations = on.Counts, on.Iterations
 			}
 		}
 	}

@@ -137,16 +137,18 @@ var ErrNoValgrind = errors.New("valgrind not installed")
 
 // Counts is what a run under cachegrind counted.
 type Counts struct {
-	Instructions int64 // instructions executed (I refs)
-	// JIT: of those, the JIT's own (its Go code and the recorder's C in
-	// the same library: recording and compiling), by source file.
-	JIT int64
+	Instructions int64 `json:"instructions,omitempty"` // instructions executed (I refs)
+	// JITInstructions: of those, the JIT's own (its Go code and the
+	// recorder's C in the same library: recording and compiling), by
+	// source file.
+	JITInstructions int64 `json:"jit_instructions,omitempty"`
 	// I1Misses: misses of a simulated instruction cache (simulatedCaches).
 	// A trace is a copy of the interpreter's code for each bytecode it
 	// runs through; a loop whose traces outgrow the cache the interpreter
 	// fits in runs fewer instructions and more slowly. JITI1Misses: of
 	// those, in the JIT's own code.
-	I1Misses, JITI1Misses int64
+	I1Misses    int64 `json:"i1_misses,omitempty"`
+	JITI1Misses int64 `json:"jit_i1_misses,omitempty"`
 }
 
 // simulatedCaches is the cache model cachegrind runs with: a level-1
@@ -248,7 +250,7 @@ func parseCachegrindSummary(path string) (Counts, error) {
 		if err != nil {
 			return Counts{}, fmt.Errorf("%s: bad summary line %q: %w", path, line, err)
 		}
-		return Counts{Instructions: ir, JIT: jit[0], I1Misses: i1, JITI1Misses: jit[1]}, nil
+		return Counts{Instructions: ir, JITInstructions: jit[0], I1Misses: i1, JITI1Misses: jit[1]}, nil
 	}
 	if err := sc.Err(); err != nil {
 		return Counts{}, err
