@@ -88,7 +88,7 @@ func reaches(base, size, lo, hi uint64) bool {
 	return max(end, hi)-min(base, lo) <= Reach
 }
 
-// Spots returns the addresses, best first, to try for a mapping of size bytes whose every
+// spots returns the addresses, best first, to try for a mapping of size bytes whose every
 // byte is within Reach of every byte of [lo, hi), all multiples of 2 MiB.
 //
 // brk is the program's break, the top of its brk heap (0: none or unknown). The heap grows
@@ -97,7 +97,7 @@ func reaches(base, size, lo, hi uint64) bool {
 // with the heap above the code the spots run between the code and the heap, then below
 // the code, then from the farthest in reach down to the heap; otherwise just above the
 // code moving up, then below it moving down.
-func Spots(size, lo, hi, brk uint64) []uint64 {
+func spots(size, lo, hi, brk uint64) []uint64 {
 	heapAbove := brk > hi
 	var out []uint64
 	for b := (hi + probeStep - 1) &^ (probeStep - 1); b >= hi && b+size > b &&

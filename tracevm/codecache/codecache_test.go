@@ -211,7 +211,7 @@ func TestNewSearchesHoles(t *testing.T) {
 
 func TestSpots(t *testing.T) {
 	const lo, hi, size = 0x5555_0000_1234, 0x5555_0200_0000, 1 << 20
-	cs := Spots(size, lo, hi, 0)
+	cs := spots(size, lo, hi, 0)
 	require.NotEmpty(t, cs)
 	assert.GreaterOrEqual(t, cs[0], uint64(hi))
 	assert.Less(t, cs[0], uint64(hi+probeStep))
@@ -250,7 +250,7 @@ func TestSpotsAroundHeap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := Spots(size, tt.lo, tt.hi, tt.brk)
+			cs := spots(size, tt.lo, tt.hi, tt.brk)
 			require.NotEmpty(t, cs)
 			const (
 				between = iota
@@ -527,4 +527,39 @@ func TestProtection(t *testing.T) {
 	assert.Regexp(t, `^rw-p$`, p)
 	_, err = Protection(8)
 	assert.ErrorContains(t, err, "0x8")
+}
+
+// MapData places zeroed, writable memory within reach of the code, as New places a cache.
+func TestMapData(t *testing.T) {
+	lo, hi := textRange(t, uint64(reflect.ValueOf(TestMapData).Pointer()))
+	const size = 64 << 10
+	a, err := MapData(size, lo, hi, 0)
+	require.NoError(t, err)
+	defer munmap(a, size)
+	assert.True(t, reaches(a, size, lo, hi), "%#x", a)
+	// Through a pipe, the kernel reads the memory and writes it (a pointer made from the
+	// address would be vet's "misuse of unsafe.Pointer").
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	last := uintptr(a + size - 1)
+	_, _, errno := syscall.Syscall(syscall.SYS_WRITE, w.Fd(), last, 1)
+	require.Zero(t, errno)
+	got := make([]byte, 1)
+	_, err = r.Read(got)
+	require.NoError(t, err)
+	assert.Zero(t, got[0], "zeroed")
+	_, err = w.Write([]byte{7})
+	require.NoError(t, err)
+	_, _, errno = syscall.Syscall(syscall.SYS_READ, r.Fd(), last, 1)
+	require.Zero(t, errno, "writable")
+	_, _, errno = syscall.Syscall(syscall.SYS_WRITE, w.Fd(), last, 1)
+	require.Zero(t, errno)
+	_, err = r.Read(got)
+	require.NoError(t, err)
+	assert.Equal(t, byte(7), got[0])
+
+	_, err = MapData(size, 1<<62, 1<<62+4096, 0)
+	assert.ErrorIs(t, err, ErrUnreachable)
 }

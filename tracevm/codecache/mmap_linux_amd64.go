@@ -20,7 +20,7 @@ var ErrUnreachable = errors.New("codecache: no free spot within rel32 reach")
 
 // New maps a cache of size bytes (rounded up to the page size) whose every byte is within
 // Reach of every byte of [lo, hi), out of the way of a brk heap whose top is brk (0: none
-// or unknown; see Spots). It fails, and the JIT stays off, when memfd_create is
+// or unknown; see spots). It fails, and the JIT stays off, when memfd_create is
 // unavailable (for instance under seccomp) or no spot in reach is free.
 func New(size int, lo, hi, brk uint64) (*Cache, error) {
 	page := os.Getpagesize()
@@ -38,7 +38,8 @@ func New(size int, lo, hi, brk uint64) (*Cache, error) {
 	// The mappings keep the file alive; the descriptor is not needed afterwards.
 	defer syscall.Close(fd)
 
-	base, err := mapNear(fd, uint64(size), lo, hi, brk)
+	base, err := mapNear("exec view", fd, uint64(size), lo, hi, brk,
+		syscall.PROT_READ|syscall.PROT_EXEC, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, err
 	}
@@ -99,19 +100,19 @@ func memfd(size int) (int, error) {
 	return int(fd), nil
 }
 
-// mapNear maps fd read+execute at the first free spot near [lo, hi) (Spots).
-func mapNear(fd int, size, lo, hi, brk uint64) (uint64, error) {
-	for _, hint := range Spots(size, lo, hi, brk) {
+// mapNear maps size bytes of fd (-1: anonymous memory) with prot and flags at the first
+// free spot near [lo, hi) (spots); what names the mapping in errors.
+func mapNear(what string, fd int, size, lo, hi, brk uint64, prot, flags int) (uint64, error) {
+	for _, hint := range spots(size, lo, hi, brk) {
 		addr, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(hint), uintptr(size),
-			syscall.PROT_READ|syscall.PROT_EXEC, syscall.MAP_SHARED|mapFixedNoreplace,
-			uintptr(fd), 0)
+			uintptr(prot), uintptr(flags|mapFixedNoreplace), uintptr(fd), 0)
 		switch errno {
 		case 0:
 		case syscall.EEXIST, syscall.ENOMEM, syscall.EPERM:
 			// Occupied, beyond the address space, or below mmap_min_addr.
 			continue
 		default:
-			return 0, fmt.Errorf("codecache: mapping %d-byte exec view at %#x: %w", size, hint, errno)
+			return 0, fmt.Errorf("codecache: mapping %d-byte %s at %#x: %w", size, what, hint, errno)
 		}
 		if uint64(addr) != hint {
 			// Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a plain hint.
@@ -121,6 +122,14 @@ func mapNear(fd int, size, lo, hi, brk uint64) (uint64, error) {
 		return hint, nil
 	}
 	return 0, fmt.Errorf("%w: %d bytes near [%#x, %#x)", ErrUnreachable, size, lo, hi)
+}
+
+// MapData maps size bytes (a multiple of the page size) of zeroed read-write memory
+// within Reach of every byte of [lo, hi), out of the way of a brk heap whose top is brk,
+// as New places a cache: data that code there addresses %rip-relative.
+func MapData(size, lo, hi, brk uint64) (uint64, error) {
+	return mapNear("data area", -1, size, lo, hi, brk, syscall.PROT_READ|syscall.PROT_WRITE,
+		syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
 }
 
 func munmap(addr, size uint64) error {

@@ -20,3 +20,8 @@ func (c *Cache) populateTo(end int) {}
 
 // Close does nothing; New never returns a cache on this platform.
 func (c *Cache) Close() error { return nil }
+
+// MapData always fails: see New.
+func MapData(size, lo, hi, brk uint64) (uint64, error) {
+	return 0, fmt.Errorf("codecache: data near [%#x, %#x): %w", lo, hi, errors.ErrUnsupported)
+}
