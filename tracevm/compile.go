@@ -26,6 +26,14 @@ func exitTable() []C.struct_tv_exit {
 	return unsafe.Slice(C.tv_g.exits, int(C.tv_g.nexits))
 }
 
+// rearmExit has exit id taken again as many times as before its side
+// trace is recorded again.
+func rearmExit(id uint32) {
+	if ex := exitTable(); int(id) < len(ex) {
+		ex[id].count = 0
+	}
+}
+
 // killExit gives up on side traces from exit id: its stub then jumps
 // straight to the original code, without switching out (its count stops).
 func (m *Machine) killExit(id uint32) {

@@ -253,18 +253,14 @@ func (r *recording) end(reason string) {
 			}
 		}
 	} else if reason == abortBudget {
-		// Taken again after as many exits as the first time.
-		if ex := exitTable(); int(r.exitID) < len(ex) {
-			ex[r.exitID].count = 0
-		}
+		// Not the exit's doing: recorded again later.
+		rearmExit(r.exitID)
 	} else if (reason == abortCalleeLoop || reason == "inner-loop") && m.exitRetries[r.exitID] < maxExitRetries {
 		// The recording made a callee native, or handed over to a loop
-		// that has no trace yet: the exit is recorded again after as
-		// many exits as the first time, and may then link.
+		// that has no trace yet: the exit is recorded again, and may
+		// then link.
 		m.exitRetries[r.exitID]++
-		if ex := exitTable(); int(r.exitID) < len(ex) {
-			ex[r.exitID].count = 0
-		}
+		rearmExit(r.exitID)
 	} else if reason != "" {
 		m.killExit(r.exitID)
 	}
