@@ -858,6 +858,9 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 				}
 				folded = append(folded, foldedGuard{op: i, deps: s.regs[r].deps, target: true})
 				o.foldOps[i] = true
+			} else if ok {
+				// Past its guard the register holds the target.
+				s.regs[r] = val{known: true, v: op.target}
 			}
 		case opPush:
 			s.unmirror(x86enc.RSP)
@@ -1005,7 +1008,8 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 			return val{known: true, v: st.v, deps: deps}
 		}
 		want := ((chosen == nil && !o.banned[i]) || chosen[i]) && !s.unknownAt[key]
-		if o.side != nil && o.side.isVariant(ad.v, size) {
+		if o.side != nil && o.side.isVariant(ad.v, size) && !forwarded {
+			// (What the trace stored itself is guarded as stored.)
 			want = false
 		}
 		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {

@@ -4,8 +4,11 @@ import (
 	"encoding/hex"
 	"maps"
 	"math/rand"
+	"os"
 	"slices"
 	"testing"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
@@ -568,4 +571,55 @@ func TestUnknownStores(t *testing.T) {
 	assert.True(t, s.unknownAt[key(sp+0x20)])
 	assert.True(t, s.unknownAt[key(sp+0x28)])
 	assert.False(t, s.unknownAt[(sp+0x28)<<4|1], "a type tag beside a word may be speculated on")
+}
+
+// Past an indirect jump's target guard its register holds the target: a
+// second dispatch through it (an interpreter that jumps to a handler and
+// compares the handler's address again, or a side trace whose entry does
+// not know it) folds.
+func TestGuardTargetKnownAfter(t *testing.T) {
+	jmp := []byte{0xff, 0xe1} // jmp *%rcx
+	inst, err := x86dec.Decode(jmp, 0x1000)
+	require.NoError(t, err)
+	ops, _ := decodeOps(t, []string{"4881f900200000"}) // cmp $0x2000,%rcx
+	ops = append([]op{{kind: opGuardTarget, addr: 0x0ff0, code: jmp, inst: &inst, target: 0x2000, exit: 0x0ff0}}, ops...)
+	ops = append(ops, op{kind: opGuard, addr: 0x1007, cond: x86enc.NE, exit: 0x1007}, op{kind: opExit, addr: 0x1010, exit: 0x1010})
+	m := &Machine{}
+	var head [16]uint64
+	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()))
+	require.NotNil(t, p, "the compare's guard folds")
+	defer p.release()
+	assert.False(t, p.known.get(0, int(x86enc.RCX)).known)
+	assert.Equal(t, val{known: true, v: 0x2000}, p.known.get(1, int(x86enc.RCX)))
+	assert.True(t, p.drop[2], "the guard is gone")
+}
+
+// A side trace does not speculate on memory its loop stores to at known
+// addresses (what it held when recorded says nothing of the next
+// iteration), unless the side trace stored the value there itself: a
+// store through an unknown pointer since makes it uncertain, and the
+// load is guarded on what was stored, as in a root trace.
+func TestSideSpeculatesOnItsOwnStore(t *testing.T) {
+	const (
+		storeImm  = "48c70425005000000500000000" // movq $0x5,0x5000
+		storeAny  = "48890a"                     // mov %rcx,(%rdx)
+		load      = "488b042500500000"           // mov 0x5000,%rax
+		cmpRAX    = "4883f805"                   // cmp $0x5,%rax
+		otherLoad = "488b0c2508500000"           // mov 0x5008,%rcx
+		cmpRCX    = "4883f905"                   // cmp $0x5,%rcx
+	)
+	// (A speculation is worth its guard where it folds two.)
+	ops, _ := decodeOps(t, []string{storeImm, storeAny, load, cmpRAX, cmpRAX, otherLoad, cmpRCX, cmpRCX})
+	at := func(i int) uint64 { return ops[i].addr }
+	g := func(i int) op { return op{kind: opGuard, addr: at(i) + 4, cond: x86enc.NE, exit: at(i) + 4} }
+	ops = append(ops[:4:4], g(3), ops[4], g(4), ops[5], ops[6], g(6), ops[7], g(7), op{kind: opExit, addr: 0x2000, exit: 0x2000})
+	entry := &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}, variant: []addrRange{{0x5000, 0x5010}}}
+	m := &Machine{}
+	var head [16]uint64
+	p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()))
+	require.NotNil(t, p)
+	defer p.release()
+	assert.Equal(t, map[int]uint64{2: 5}, p.spec, "the load of what it stored, guarded; not the other")
+	assert.True(t, p.drop[4] && p.drop[6], "its compares' guards fold")
+	assert.False(t, p.drop[9] || p.drop[11])
 }
