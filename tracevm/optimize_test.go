@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
-
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
 	"github.com/stretchr/testify/assert"
