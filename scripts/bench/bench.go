@@ -360,8 +360,8 @@ func (b *Bench) countInstructions(p Program, cs []Config, recs []*Record) {
 		r.Counts = n
 		if c.Kind == KindPatchedOn {
 			if st, msg := readStats(statsPath); msg == "" {
-				if edges, ok := backEdges(&Record{RuntimeStats: st}); ok {
-					r.Iterations = edges
+				if c, ok := statsCoverage(st); ok {
+					r.Iterations = c.backEdges()
 				}
 			}
 		}

@@ -96,7 +96,15 @@ type loopCoverage struct {
 }
 
 func coverageOf(rec *Record) (loopCoverage, bool) {
-	if rec == nil || len(rec.RuntimeStats) == 0 {
+	if rec == nil {
+		return loopCoverage{}, false
+	}
+	return statsCoverage(rec.RuntimeStats)
+}
+
+// statsCoverage reads a REDMAGIC_STATS object (coverageOf).
+func statsCoverage(stats json.RawMessage) (loopCoverage, bool) {
+	if len(stats) == 0 {
 		return loopCoverage{}, false
 	}
 	var st struct {
@@ -106,7 +114,7 @@ func coverageOf(rec *Record) (loopCoverage, bool) {
 			Aborts          map[string]int64 `json:"aborts"`
 		} `json:"jit"`
 	}
-	if json.Unmarshal(rec.RuntimeStats, &st) != nil || st.SiteHits == nil {
+	if json.Unmarshal(stats, &st) != nil || st.SiteHits == nil {
 		return loopCoverage{}, false
 	}
 	c := loopCoverage{hits: *st.SiteHits}
@@ -120,12 +128,15 @@ func coverageOf(rec *Record) (loopCoverage, bool) {
 // statistics: those the original code ran and those taken inside traces.
 func backEdges(rec *Record) (int64, bool) {
 	c, ok := coverageOf(rec)
-	return c.hits + c.inTraces, ok
+	return c.backEdges(), ok
 }
+
+// backEdges: those the original code ran and those taken inside traces.
+func (c loopCoverage) backEdges() int64 { return c.hits + c.inTraces }
 
 // inTracesCell is the share of back-edges taken inside traces.
 func (c loopCoverage) inTracesCell() string {
-	n := c.hits + c.inTraces
+	n := c.backEdges()
 	if n == 0 {
 		return ""
 	}
