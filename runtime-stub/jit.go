@@ -142,6 +142,7 @@ func startJIT() (bool, error) {
 	}
 	cfg.NoOptimize = os.Getenv("REDMAGIC_OPT") == "0"
 	cfg.NoPeel = os.Getenv("REDMAGIC_PEEL") == "0"
+	cfg.NoIndirectSpec = os.Getenv("REDMAGIC_SPECULATE") == "0"
 	cfg.NoSplit = os.Getenv("REDMAGIC_SPLIT") == "0"
 	// REDMAGIC_JIT_BACKGROUND=0 (tests, instruction counts) wants each
 	// trace in place once its recording ends: no compiler thread either.

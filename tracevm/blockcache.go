@@ -53,6 +53,11 @@ type recBuf struct {
 	log      uint64 // C memory: chainLogCap edges (edgeInd)
 	hdr      uint64 // data area: log cursor, then room left (0: no chaining)
 	gen      uint64 // the machine's nativeGen the blocks were kept in
+	// callLog (C memory, callLogCap words) and callHdr (data area: its
+	// cursor, then room left; 0: none): what the native calls of the
+	// blocks that ran since the last event returned, in %rax, in order
+	// (calls.go).
+	callLog, callHdr uint64
 }
 
 // keptBlock is a block of the cache.
@@ -116,6 +121,12 @@ func (m *Machine) newRecBuf() (*recBuf, error) {
 			b.hdr, b.log = hdr, uint64(uintptr(p))
 		}
 	}
+	// Without a call log its recordings know no call's result.
+	if hdr := m.data.alloc16(); hdr != 0 {
+		if p := C.malloc(C.size_t(callLogCap * 8)); p != nil {
+			b.callHdr, b.callLog = hdr, uint64(uintptr(p))
+		}
+	}
 	return b, nil
 }
 
@@ -125,6 +136,11 @@ func (b *recBuf) free() {
 		b.setLog(0, 0)
 		C.free(addrPtr(b.log))
 		b.log, b.hdr = 0, 0
+	}
+	if b.callLog != 0 {
+		b.setCallLog(0, 0)
+		C.free(addrPtr(b.callLog))
+		b.callLog, b.callHdr = 0, 0
 	}
 }
 

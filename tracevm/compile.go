@@ -80,7 +80,7 @@ type codeMap struct {
 // root's peeled copy directly (bodyLink).
 func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, iterCtrs []uint64, tick uint64, p, peeled *plan, link *bodyLink, start uint64, lg *loopGuard, initStack []uint64) (code []byte, patch []int, origs []uint64, cm []codeMap, stacks [][]uint64, periodic []int, err error) {
 	e.reset(base)
-	e.peelExit, e.body2, e.carried = -1, -1, nil
+	e.peelExit, e.body2, e.carried, e.risky = -1, -1, nil, e.risky[:0]
 	logging := m.cfg.Log != nil
 	head := e.newLabel()
 	e.bind(head)
@@ -186,6 +186,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	postGuard := func(k int) {
 		if g, ok := cur.postAt(k); ok {
 			guardReg(g.reg, g.v, g.resume)
+			if g.load != 0 {
+				e.risky = append(e.risky, riskyExit{exit: len(exitLabels) - 1, load: g.load})
+			}
 		}
 	}
 	switch {
@@ -296,6 +299,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				e.bytes(g...)
 				e.alignRel32(2)
 				patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+				if slices.Contains(p.risky, i) {
+					e.risky = append(e.risky, riskyExit{exit: len(exitLabels) - 1, load: o.addr})
+				}
 			}
 			if p != nil && p.drop[i] {
 				if o.kind == opInsn {
@@ -1070,7 +1076,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
 		if inherit != nil {
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem)
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem, nil)
 			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
 				p.release()
 				p = nil
@@ -1078,7 +1084,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		if p == nil {
 			link = nil
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem)
+			var bans map[uint64]bool
+			if side == nil {
+				bans = m.loopBans(r.key)
+			}
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem, bans)
 		}
 		if p != nil && !p.ok {
 			p.release()
@@ -1221,6 +1231,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	// Exits share their stacks: a trace keeps its list, exactly sized.
 	t.stacks = slices.Clone(stacks)
+	if r.side == nil && len(e.risky) > 0 {
+		t.risky = make(map[uint32]uint64, len(e.risky))
+		for _, x := range e.risky {
+			t.risky[uint32(x.exit)] = x.load
+		}
+	}
 	if len(e.exitKnown) > 0 {
 		slab := slices.Clone(e.exitKnown)
 		t.exitKnown = make([][]regValue, nexit)
@@ -1241,6 +1257,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 				root.variant = addRange(root.variant, st)
 			}
 		}
+	}
+	for i := range t.risky {
+		ex[int(exitBase)+int(i)].state = C.TV_EXIT_RISKY
 	}
 	for _, i := range periodic {
 		ex[int(exitBase)+i].state = C.TV_EXIT_DEAD

@@ -9,7 +9,10 @@
 // The package owns, as separate parts in the manner of DynamoRIO: the
 // recorder (record.go), the optimiser (optimize.go, with the register and
 // flag effects of instructions in effects.go and flags.go; loop peeling in
-// peel.go; vector copies through general registers and split wide loads,
+// peel.go; values behind pointers from a concrete run of the recording,
+// concrete.go, with native calls' results from the recorder's call log,
+// calls.go, and traces retired when such a value changes, respec.go;
+// vector copies through general registers and split wide loads,
 // vecpair.go and widesplit.go, which serve the processor's store
 // forwarding; native functions found to write no memory, nowrites.go),
 // the trace

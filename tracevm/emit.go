@@ -42,6 +42,9 @@ type emitter struct {
 	// trace entering it must hold.
 	peelExit, body2 int
 	carried         []regValue
+	// risky: the exits of guards on values only the concrete runs found
+	// (respec.go), with the original address of the load each checks.
+	risky []riskyExit
 }
 
 // refFixup: an imm32 that holds a label's offset from cacheLo.

@@ -285,6 +285,9 @@ type Config struct {
 	// NoPeel emits root traces once, guarding what they load at every
 	// iteration (REDMAGIC_PEEL=0; peel.go).
 	NoPeel bool
+	// NoIndirectSpec speculates on no load through a pointer the
+	// optimiser does not know (REDMAGIC_SPECULATE=0; concrete.go).
+	NoIndirectSpec bool
 	// NoSplit leaves 16-byte loads over narrower stores whole
 	// (REDMAGIC_SPLIT=0; widesplit.go).
 	NoSplit bool
@@ -362,6 +365,10 @@ type trace struct {
 	variant []addrRange
 	// private: a root's plan.private, for its side traces.
 	private addrRange
+	// risky: a root's exits (relative to exitBase) whose guards check a
+	// value only the concrete runs found, with the load's original
+	// address (respec.go).
+	risky map[uint32]uint64
 }
 
 // Machine is the process's JIT.
@@ -436,6 +443,14 @@ type loopState struct {
 	// (Config.Background); no other starts meanwhile.
 	compiling bool
 	disabled  bool
+	// bans: loads not to speculate on at the values the concrete runs
+	// find, by original address; respecs: the loop's traces retired for
+	// such a guard (respec.go).
+	bans    map[uint64]bool
+	respecs int
+	// retired: its trace was retired; its next recording is not held to
+	// the budget (the loop ran in a trace until then).
+	retired bool
 }
 
 var active atomic.Pointer[Machine]

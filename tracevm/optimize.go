@@ -29,6 +29,12 @@ import (
 //     register the interpreter spilled to its frame: its pc across a
 //     call), else the one memory holds now. A 64-bit value too wide for
 //     an immediate is guarded after the load, in the register;
+//   - a plain load through a pointer the optimiser does not know (what a
+//     native lookup returned, an object's class), or of a pointer, may be
+//     replaced by a guard on its value after it when the concrete run of
+//     the recording finds the value the same at every iteration
+//     (concrete.go); such a guard that fails often retires the trace
+//     (respec.go);
 //   - guards whose outcome is then known disappear, and pure instructions
 //     whose results nothing reads any more are dropped; a register such an
 //     instruction would have set is set in the stub of every exit where
@@ -213,6 +219,12 @@ type plan struct {
 	// copy's closes that stayed in it, followed by a byte counting them
 	// since the last that did not (0: none).
 	misses uint64
+	// risky: the ops of spec whose value only the concrete runs found
+	// (respec.go); bans: the loads it was not to speculate on; stable:
+	// the optimiser's (for the peeled copy).
+	risky  []int
+	bans   map[uint64]bool
+	stable map[int]uint64
 }
 
 // guardedLoad is a load the trace replaces by a guard on its value.
@@ -266,6 +278,9 @@ type postGuardAt struct {
 	reg    x86enc.Reg
 	v      uint64
 	resume uint64
+	// load: the original address of a load speculated on at a value
+	// only the concrete runs found (respec.go); 0 otherwise.
+	load uint64
 }
 
 // postAt returns the guard to emit before op k (nil plan: none).
@@ -336,6 +351,16 @@ type optimizer struct {
 	// (peel.go). epoch: the last eval's final epoch.
 	peel  *peelState
 	epoch uint32
+	// stable: the loads of a closed root's recorded path whose value does
+	// not vary from one iteration to the next (concrete.go), by op: a
+	// load through an unknown pointer, or of a pointer, may be
+	// speculated on at that value. bans: the original addresses of loads
+	// whose speculation failed in an earlier trace of the loop.
+	stable map[int]uint64
+	bans   map[uint64]bool
+	// specRisky[k]: speculation k rests on stable alone; its guard's
+	// exit retires the trace when it fails often (respec.go).
+	specRisky []bool
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -352,9 +377,9 @@ const calleeSaved = 1<<x86enc.RBX | 1<<x86enc.RBP | 1<<x86enc.RSP | 1<<x86enc.R1
 // known addresses; %rsp itself is never left virtual (liveness).
 const allRegs16 = 0xffff
 
-func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState, fr frame.Slots, mem *memView) (p *plan) {
+func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, side *sideEntry, peel *peelState, fr frame.Slots, mem *memView, bans map[uint64]bool) (p *plan) {
 	kept := false // the scratch goes with the plan (release)
-	o := &optimizer{m: m, ops: ops, head: head, side: side, peel: peel}
+	o := &optimizer{m: m, ops: ops, head: head, side: side, peel: peel, bans: bans}
 	switch {
 	case peel != nil && peel.mem != nil:
 		o.mem = peel.mem // the first copy's reads: the same values
@@ -401,6 +426,15 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		}
 	}
 	switch {
+	case peel != nil && peel.stable != nil:
+		o.stable = peel.stable // the first copy's: the same ops
+	case side == nil && len(ops) > 0 && ops[len(ops)-1].kind == opClose && !m.cfg.NoIndirectSpec:
+		o.stable = stableLoads(ops, o.insts, &head, &close, o.mem, func(a uint64) bool {
+			alloc, _ := m.allocation(a)
+			return alloc
+		})
+	}
+	switch {
 	case peel != nil && len(peel.insts) == len(ops):
 		o.freshAt, o.links = peel.freshAt, peel.links // the first copy's ops
 	case len(ops) > 0 && m.refcounting(ops[0].addr):
@@ -434,7 +468,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 			return nil
 		}
 	}
-	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}, need: need, chosen: chosen}
+	p = &plan{spec: map[int]uint64{}, post: map[int]postGuardAt{}, need: need, chosen: chosen, bans: bans, stable: o.stable}
 	if side != nil || need&(1<<x86enc.RSP) != 0 {
 		p.private = o.private
 	}
@@ -460,9 +494,16 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 				resume = o.ops[i].addr + uint64(len(o.ops[i].code))
 			}
 			v, _ := loadedValue(o.insts[i], o.specVal[k])
-			p.post[at] = postGuardAt{reg: r, v: v, resume: resume}
+			g := postGuardAt{reg: r, v: v, resume: resume}
+			if o.specRisky[k] {
+				g.load = o.ops[i].addr
+			}
+			p.post[at] = g
 		} else {
 			p.spec[i] = o.specVal[k]
+			if o.specRisky[k] {
+				p.risky = append(p.risky, i)
+			}
 		}
 	}
 	for r := 0; r < 16; r++ {
@@ -508,39 +549,33 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 // pay: the head registers and speculated loads (by op) the trace is to
 // rest on. ok is false when none does.
 func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
-	// Pass 1: assume everything; learn which assumptions pay. A guard
-	// that would always fail shows a speculated value that is not the
-	// one the recording saw: ban those loads and try again.
 	o.banned = map[int]bool{}
 	var folded []foldedGuard
-	for try := 0; ; try++ {
-		var ok bool
-		o.resetSpecs()
-		folded, ok = o.eval(nil, allSpecs, false)
-		if ok && !o.banVariant() {
-			break
-		}
-		if ok {
-			if try == 32 {
-				return 0, nil, false
-			}
-			continue
-		}
-		if try == 32 || !o.banContradicted() {
+	var cnt []int
+	var worth assume
+	for round := 0; ; round++ {
+		if folded, ok = o.assumeAll(); !ok {
 			return 0, nil, false
 		}
-	}
-	// A speculation costs a guard: keep those that remove at least two
-	// guards, or an indirect-target guard, alone or with others.
-	cnt := make([]int, len(o.specOp))
-	var worth assume
-	for _, f := range folded {
-		o.specsOf(f, func(k int) {
-			cnt[k]++
-			if f.target || cnt[k] == 2 {
-				worth |= specBit(k)
-			}
-		})
+		// A speculation costs a guard: keep those that remove at least
+		// two guards, or an indirect-target guard, alone or with others.
+		cnt = make([]int, len(o.specOp))
+		worth = 0
+		for _, f := range folded {
+			o.specsOf(f, func(k int) {
+				cnt[k]++
+				if f.target || cnt[k] == 2 {
+					worth |= specBit(k)
+				}
+			})
+		}
+		// A speculation on what only the concrete runs found that does
+		// not pay may still take a fold from the others (a store it
+		// gives an address keeps a slot's value from being certain
+		// without it): such ones go, and the pass is run again.
+		if round == 2 || !o.dropUnpaid(folded, worth) {
+			break
+		}
 	}
 	for _, f := range folded {
 		if specs := f.deps &^ 0xffff; specs&^worth == 0 {
@@ -564,6 +599,51 @@ func (o *optimizer) choose() (need assume, chosen map[int]bool, ok bool) {
 		}
 	}
 	return need, chosen, true
+}
+
+// assumeAll is pass 1: it assumes everything and returns the guards that
+// fold. A guard that would always fail shows a speculated value that is
+// not the one the recording saw: those loads are banned and it tries
+// again.
+func (o *optimizer) assumeAll() ([]foldedGuard, bool) {
+	for try := 0; ; try++ {
+		o.resetSpecs()
+		folded, ok := o.eval(nil, allSpecs, false)
+		if ok && !o.banVariant() {
+			return folded, true
+		}
+		if ok {
+			if try == 32 {
+				return nil, false
+			}
+			continue
+		}
+		if try == 32 || !o.banContradicted() {
+			return nil, false
+		}
+	}
+}
+
+// dropUnpaid bans the risky speculations (specRisky) outside worth when a
+// fold rests on one, and reports whether it banned any.
+func (o *optimizer) dropUnpaid(folded []foldedGuard, worth assume) bool {
+	lost := false
+	for _, f := range folded {
+		if specs := f.deps &^ 0xffff; specs&^worth != 0 {
+			lost = true
+			break
+		}
+	}
+	if !lost {
+		return false
+	}
+	banned := false
+	for k, i := range o.specOp {
+		if o.specRisky[k] && worth&specBit(k) == 0 && !o.banned[i] {
+			o.banned[i], banned = true, true
+		}
+	}
+	return banned
 }
 
 const allSpecs = ^assume(0)
@@ -640,6 +720,7 @@ func (o *optimizer) specsOf(f foldedGuard, fn func(k int)) {
 // registers alone cannot be lifted by banning.
 func (o *optimizer) banContradicted() bool {
 	banned := false
+
 	for _, c := range o.contras {
 		var words []int
 		o.specsOf(c, func(k int) {
@@ -967,121 +1048,185 @@ func (o *optimizer) operand(i int, a x86asm.Arg, size int, s *evalState, chosen 
 		return val{}
 	case x86asm.Mem:
 		ad := o.addr(inst, a, s)
-		if !ad.known || size > 8 {
+		if size > 8 {
 			return val{}
 		}
-		if o.m.readOnly(ad.v, size) {
-			// Inside a loaded object's read-only segments: mapped
-			// and readable, so read in place (no memView copy).
-			var buf [8]byte
-			copy(buf[:], memAt(ad.v, size))
-			return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
+		if !ad.known {
+			return o.indirectSpec(i, size, chosen)
 		}
-		key := ad.v<<4 | uint64(size)
-		if v, ok := o.invariantLoad(i, key, ad.v, size, s); ok {
-			return val{known: true, v: v, deps: ad.deps}
-		}
-		if v, ok := s.spec[key]; ok {
-			// Loaded again: through an address that may rest on other
-			// assumptions than the first load's. Where the first load
-			// is chosen, so is this one: the pass that guards only the
-			// chosen loads may have forgotten the first one's value by
-			// here (a store it no longer knows the address of).
-			v.deps |= ad.deps
-			if k, ok := o.specAt[key]; ok && chosen == nil {
-				o.specReuse = append(o.specReuse, [2]int{i, k})
-			}
+		if v := o.knownAddrLoad(i, inst, ad, size, s, chosen); v.known {
 			return v
 		}
-		st, forwarded := s.stores[key]
-		if forwarded && (st.epoch == s.epoch || st.private) {
-			// Stored by the trace with nothing since that could have
-			// written it (no store through an unknown pointer, no
-			// call): certain, no guard. It rests also on what kept
-			// the stores since at known addresses: without those
-			// assumptions one of them would be through an unknown
-			// pointer, and the value lost.
-			deps := st.deps | ad.deps
-			for _, r := range (*s.ranges)[min(st.at, len(*s.ranges)):] {
-				deps |= r.deps
-			}
-			return val{known: true, v: st.v, deps: deps}
-		}
-		want := ((chosen == nil && !o.banned[i]) || chosen[i]) && !s.unknownAt[key]
-		if o.side != nil && o.side.isVariant(ad.v, size) && !forwarded {
-			// (What the trace stored itself is guarded as stored.)
-			want = false
-		}
-		if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
-			return val{}
-		}
-		if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps.has(inst.Op) {
-			return val{} // read and written: a store follows
-		}
-		var v uint64
-		var deps assume
-		if forwarded {
-			// What the trace stored there itself, not what memory
-			// holds once the recording is over.
-			v, deps = st.v, st.deps
-		} else {
-			var ok bool
-			if v, ok = o.mem.read(ad.v, size); !ok {
-				return val{} // not readable here: the trace reads it, or faults, as the interpreter would
-			}
-		}
-		stacky := size == 8 && !forwarded && (o.frameStackPointer(v) || o.inCode(ad.v, size))
-		if size == 8 && !forwarded && !o.private.holds(ad.v, size) && !stacky && o.heapPointer(v) {
-			return val{}
-		}
-		post := -1
-		if size == 8 && int64(v) != int64(int32(v)) {
-			// cmp takes a 32-bit immediate: a plain 64-bit load runs
-			// and its register is compared with a literal after it.
-			// Only for a value the trace stored itself, derived from
-			// what it assumes anyway: a wide value read from memory
-			// is mostly a pointer to whatever object the iteration
-			// works on, different in the next one; but not in the
-			// loop frame's private slots, where the interpreter keeps
-			// its own pointers (bytecode, frame, locals) across calls:
-			// one the trace stores with another value, or an unknown
-			// one, is banned (banVariant).
-			if (!forwarded && !o.private.holds(ad.v, size) && !stacky) || !postGuardable(inst) {
-				return val{}
-			}
-			r, _, _ := gpr(regArg(inst.Args[0]))
-			at, ok := postPoint(o.ops, o.insts, i, r)
-			if !ok {
-				return val{}
-			}
-			post = at
-		} else if !flagsDeadAfter(o.ops, i-1) {
-			// The value guard's cmp would clobber live flags (a
-			// compiler schedules the next bytecode word's load
-			// between a compare and its setcc): the load runs and
-			// its register is checked where the flags are dead.
-			r, _, ok := gpr(regArg(inst.Args[0]))
-			if !ok || !postGuardable(inst) {
-				return val{}
-			}
-			at, ok := postPoint(o.ops, o.insts, i, r)
-			if !ok {
-				return val{}
-			}
-			post = at
-		}
-		if size <= 2 && !forwarded && !o.private.holds(ad.v, size) {
-			o.noteCode(ad.v)
-		}
-		k := len(o.specOp)
-		o.specAt[key] = k
-		o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
-		o.specPost, o.specSize, o.specFwd = append(o.specPost, post), append(o.specSize, size), append(o.specFwd, forwarded)
-		sv := val{known: true, v: v, deps: ad.deps | deps | specBit(k)}
-		s.spec[key] = sv
-		return sv
+		// Not speculated on where it is (memory the loop rewrites, a
+		// pointer): on what both iterations read there, perhaps.
+		return o.indirectSpec(i, size, chosen)
 	}
 	return val{}
+}
+
+// knownAddrLoad evaluates a load of size bytes at the known address ad.
+func (o *optimizer) knownAddrLoad(i int, inst *x86dec.Inst, ad val, size int, s *evalState, chosen map[int]bool) val {
+	if o.m.readOnly(ad.v, size) {
+		// Inside a loaded object's read-only segments: mapped
+		// and readable, so read in place (no memView copy).
+		var buf [8]byte
+		copy(buf[:], memAt(ad.v, size))
+		return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
+	}
+	key := ad.v<<4 | uint64(size)
+	if v, ok := o.invariantLoad(i, key, ad.v, size, s); ok {
+		return val{known: true, v: v, deps: ad.deps}
+	}
+	if v, ok := s.spec[key]; ok {
+		// Loaded again: through an address that may rest on other
+		// assumptions than the first load's. Where the first load
+		// is chosen, so is this one: the pass that guards only the
+		// chosen loads may have forgotten the first one's value by
+		// here (a store it no longer knows the address of).
+		v.deps |= ad.deps
+		if k, ok := o.specAt[key]; ok && chosen == nil {
+			o.specReuse = append(o.specReuse, [2]int{i, k})
+		}
+		return v
+	}
+	st, forwarded := s.stores[key]
+	if forwarded && (st.epoch == s.epoch || st.private) {
+		// Stored by the trace with nothing since that could have
+		// written it (no store through an unknown pointer, no
+		// call): certain, no guard. It rests also on what kept
+		// the stores since at known addresses: without those
+		// assumptions one of them would be through an unknown
+		// pointer, and the value lost.
+		deps := st.deps | ad.deps
+		for _, r := range (*s.ranges)[min(st.at, len(*s.ranges)):] {
+			deps |= r.deps
+		}
+		return val{known: true, v: st.v, deps: deps}
+	}
+	want := ((chosen == nil && !o.banned[i]) || chosen[i]) && !s.unknownAt[key]
+	if o.side != nil && o.side.isVariant(ad.v, size) && !forwarded {
+		// (What the trace stored itself is guarded as stored.)
+		want = false
+	}
+	if !want || (size != 8 && size != 4 && size != 2 && size != 1) || len(o.specOp) >= maxSpecs || !specFormSize(o.ops[i].code, size) {
+		return val{}
+	}
+	if _, isMem := inst.Args[0].(x86asm.Mem); isMem && !readOnlyOps.has(inst.Op) {
+		return val{} // read and written: a store follows
+	}
+	var v uint64
+	var deps assume
+	if forwarded {
+		// What the trace stored there itself, not what memory
+		// holds once the recording is over.
+		v, deps = st.v, st.deps
+	} else {
+		var ok bool
+		if v, ok = o.mem.read(ad.v, size); !ok {
+			return val{} // not readable here: the trace reads it, or faults, as the interpreter would
+		}
+	}
+	stacky := size == 8 && !forwarded && (o.frameStackPointer(v) || o.inCode(ad.v, size))
+	// A pointer both iterations load (concrete.go): the object
+	// the loop works on is another at the next one.
+	steady := !forwarded && o.stableAt(i, v)
+	risky := false
+	if size == 8 && !forwarded && !o.private.holds(ad.v, size) && !stacky && o.heapPointer(v) {
+		if !steady {
+			return val{}
+		}
+		risky = true
+	}
+	post := -1
+	if size == 8 && int64(v) != int64(int32(v)) {
+		// cmp takes a 32-bit immediate: a plain 64-bit load runs
+		// and its register is compared with a literal after it.
+		// Only for a value the trace stored itself, derived from
+		// what it assumes anyway: a wide value read from memory
+		// is mostly a pointer to whatever object the iteration
+		// works on, different in the next one; but not in the
+		// loop frame's private slots, where the interpreter keeps
+		// its own pointers (bytecode, frame, locals) across calls:
+		// one the trace stores with another value, or an unknown
+		// one, is banned (banVariant).
+		if (!forwarded && !o.private.holds(ad.v, size) && !stacky && !steady) || !postGuardable(inst) {
+			return val{}
+		}
+		risky = risky || (!forwarded && !o.private.holds(ad.v, size) && !stacky)
+		r, _, _ := gpr(regArg(inst.Args[0]))
+		at, ok := postPoint(o.ops, o.insts, i, r)
+		if !ok || o.postTaken(at) {
+			return val{}
+		}
+		post = at
+	} else if !flagsDeadAfter(o.ops, i-1) {
+		// The value guard's cmp would clobber live flags (a
+		// compiler schedules the next bytecode word's load
+		// between a compare and its setcc): the load runs and
+		// its register is checked where the flags are dead.
+		r, _, ok := gpr(regArg(inst.Args[0]))
+		if !ok || !postGuardable(inst) {
+			return val{}
+		}
+		at, ok := postPoint(o.ops, o.insts, i, r)
+		if !ok || o.postTaken(at) {
+			return val{}
+		}
+		post = at
+	}
+	if size <= 2 && !forwarded && !o.private.holds(ad.v, size) {
+		o.noteCode(ad.v)
+	}
+	k := len(o.specOp)
+	o.specAt[key] = k
+	o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
+	o.specPost, o.specSize, o.specFwd = append(o.specPost, post), append(o.specSize, size), append(o.specFwd, forwarded)
+	o.specRisky = append(o.specRisky, risky)
+	sv := val{known: true, v: v, deps: ad.deps | deps | specBit(k)}
+	s.spec[key] = sv
+	return sv
+}
+
+// stableAt reports whether op i's load reads v at every iteration, as the
+// concrete run found (concrete.go), and is not banned.
+func (o *optimizer) stableAt(i int, v uint64) bool {
+	w, ok := o.stable[i]
+	return ok && w == v && !o.bans[o.ops[i].addr]
+}
+
+// postTaken reports whether a speculation of this pass is guarded before
+// op at already: a plan holds one post guard an op.
+func (o *optimizer) postTaken(at int) bool {
+	return slices.Contains(o.specPost, at)
+}
+
+// indirectSpec speculates on a plain load the optimiser cannot (through a
+// pointer it does not know, or of what the loop rewrites) at the value the
+// concrete run found at every iteration (stableLoads): the register is
+// compared with it right after the load, or where the flags are next
+// dead, and is known from there on.
+func (o *optimizer) indirectSpec(i, size int, chosen map[int]bool) val {
+	v, ok := o.stable[i]
+	if !ok || o.side != nil || len(o.specOp) >= maxSpecs || o.bans[o.ops[i].addr] {
+		return val{}
+	}
+	if want := (chosen == nil && !o.banned[i]) || chosen[i]; !want {
+		return val{}
+	}
+	inst := o.insts[i]
+	if !postGuardable(inst) || inst.MemBytes != size {
+		return val{}
+	}
+	r, _, _ := gpr(regArg(inst.Args[0]))
+	at, ok := postPoint(o.ops, o.insts, i, r)
+	if !ok || o.postTaken(at) {
+		return val{}
+	}
+	k := len(o.specOp)
+	o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, 0), append(o.specVal, v)
+	o.specPost, o.specSize, o.specFwd = append(o.specPost, at), append(o.specSize, size), append(o.specFwd, false)
+	o.specRisky = append(o.specRisky, true)
+	return val{known: true, v: v, deps: specBit(k)}
 }
 
 // noteCode records that the trace speculates on the 1- or 2-byte word at
@@ -2180,6 +2325,7 @@ func memArg(inst *x86dec.Inst) x86asm.Arg {
 func (o *optimizer) resetSpecs() {
 	o.specAddr, o.specOp, o.specVal = o.specAddr[:0], o.specOp[:0], o.specVal[:0]
 	o.specPost, o.specSize, o.specFwd = o.specPost[:0], o.specSize[:0], o.specFwd[:0]
+	o.specRisky = o.specRisky[:0]
 	o.specReuse = o.specReuse[:0]
 	if o.specAt == nil {
 		o.specAt = map[uint64]int{}

@@ -5,8 +5,10 @@ import (
 	"maps"
 	"math/rand"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -585,7 +587,7 @@ func TestGuardTargetKnownAfter(t *testing.T) {
 	ops = append(ops, op{kind: opGuard, addr: 0x1007, cond: x86enc.NE, exit: 0x1007}, op{kind: opExit, addr: 0x1010, exit: 0x1010})
 	m := &Machine{}
 	var head [16]uint64
-	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()))
+	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 	require.NotNil(t, p, "the compare's guard folds")
 	defer p.release()
 	assert.False(t, p.known.get(0, int(x86enc.RCX)).known)
@@ -615,10 +617,58 @@ func TestSideSpeculatesOnItsOwnStore(t *testing.T) {
 	entry := &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}, variant: []addrRange{{0x5000, 0x5010}}}
 	m := &Machine{}
 	var head [16]uint64
-	p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()))
+	p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 	require.NotNil(t, p)
 	defer p.release()
 	assert.Equal(t, map[int]uint64{2: 5}, p.spec, "the load of what it stored, guarded; not the other")
 	assert.True(t, p.drop[4] && p.drop[6], "its compares' guards fold")
 	assert.False(t, p.drop[9] || p.drop[11])
+}
+
+// TestSpeculatesThroughUnknownPointer: a load through a register the
+// optimiser does not know (not meaningful at the head), whose value the
+// concrete run finds the same at every iteration, is speculated on: a
+// guard after the load, marked as resting on the concrete run alone, and
+// the compares on its value fold. A ban on the load's address (a guard
+// of an earlier trace of the loop that failed) leaves it alone.
+func TestSpeculatesThroughUnknownPointer(t *testing.T) {
+	const (
+		load  = "488b0f"   // mov (%rdi),%rcx
+		cmp3  = "4883f903" // cmp $0x3,%rcx
+		cmp4  = "4883f904" // cmp $0x4,%rcx
+		other = "4889c8"   // mov %rcx,%rax
+	)
+	word := heapWords(1)
+	word[0] = 3
+	ops, _ := decodeOps(t, []string{load, cmp3, cmp4, other})
+	g := func(i int, c x86enc.Cond) op {
+		return op{kind: opGuard, addr: ops[i].addr + 4, cond: c, exit: ops[i].addr + 4}
+	}
+	ops = append(ops[:2:2], g(1, x86enc.NE), ops[2], g(2, x86enc.E), ops[3], op{kind: opClose, addr: 0x2000})
+	var head [16]uint64
+	head[x86enc.RDI] = uint64(uintptr(unsafe.Pointer(&word[0])))
+	head[x86enc.RSP] = 0x7fff0000
+	m := &Machine{}
+	for _, tc := range []struct {
+		name   string
+		bans   map[uint64]bool
+		folded bool
+	}{
+		{"speculated", nil, true},
+		{"banned", map[uint64]bool{ops[0].addr: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := m.optimize(ops, head, head, calleeSaved, nil, nil, frame.Slots{}, newMemView(os.Getpid()), tc.bans)
+			if !tc.folded {
+				require.True(t, p == nil || !p.drop[2] && !p.drop[4], "nothing folds without the speculation")
+				p.release()
+				return
+			}
+			require.NotNil(t, p)
+			defer p.release()
+			require.Equal(t, map[int]postGuardAt{1: {reg: x86enc.RCX, v: 3, resume: ops[1].addr, load: ops[0].addr}}, p.post)
+			require.True(t, p.drop[2] && p.drop[4], "both compares' guards fold")
+		})
+	}
+	runtime.KeepAlive(word)
 }

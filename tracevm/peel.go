@@ -86,6 +86,8 @@ type peelState struct {
 	// pointer (or call) the copy's optimiser met, -1 none: why there is
 	// no copy, for the log.
 	unknownStore int
+	// stable: the first copy's (plan.stable).
+	stable map[int]uint64
 }
 
 // inheritedPeel is what a side trace starting where root's peeled copy
@@ -257,7 +259,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 		return nil, "no guarded load to take as known"
 	}
 	for try := 0; try < 4; try++ {
-		q := m.optimize(ops, head, close, meaningful, nil, ps, frame.Slots{}, nil)
+		q := m.optimize(ops, head, close, meaningful, nil, ps, frame.Slots{}, nil, p.bans)
 		contradicts := q == nil && ps.unknownStore < 0 || q != nil && !q.ok
 		if contradicts && ps.anyKnown {
 			if q != nil {
@@ -307,7 +309,7 @@ func (m *Machine) peel(ops []op, head, close [16]uint64, meaningful uint16, p *p
 // optimised from: the loads p guards taken as known, and with anyKnown
 // any other load at a known address.
 func (m *Machine) newPeelState(ops []op, head, close [16]uint64, meaningful uint16, p *plan, anyKnown bool) *peelState {
-	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]int{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, freshAt: p.freshAt, links: p.links, peekNear: true, anyKnown: anyKnown, private: p.private, unknownStore: -1}
+	ps := &peelState{values: map[uint64]uint64{}, used: map[uint64]int{}, banned: map[uint64]bool{}, guarded: map[uint64]bool{}, need: p.need, chosen: p.chosen, insts: p.insts, mem: p.mem, freshAt: p.freshAt, links: p.links, peekNear: true, anyKnown: anyKnown, private: p.private, unknownStore: -1, stable: p.stable}
 	if m.refcounting(ops[0].addr) {
 		ps.pointers, ps.refcounted = pointerLoads(ops, p.insts), true
 	}

@@ -52,18 +52,26 @@ type op struct {
 	// governor would otherwise see iterations that are not its own), and
 	// the link leaves for the original code once that trace is dropped.
 	other *trace
+	// logged: an opCall whose block logs what the call returned (the
+	// recording's call log, callLog); ret, when retKnown: that value.
+	logged   bool
+	retKnown bool
+	ret      uint64
 }
 
 // A recording is one thread's recording of one loop iteration (or of the
 // path from a side exit back to its loop).
 type recording struct {
-	m      *Machine
-	key    loopKey
-	force  bool
-	side   *trace // the trace whose exit starts this side recording
-	exitID uint32
-	start  uint64
-	begun  time.Time
+	m     *Machine
+	key   loopKey
+	force bool
+	// retired: the loop's trace was retired (respec.go): its recording
+	// is not held to the budget.
+	retired bool
+	side    *trace // the trace whose exit starts this side recording
+	exitID  uint32
+	start   uint64
+	begun   time.Time
 	// lastEvent is when the recorder last heard from the recording: a
 	// stale one (left by a longjmp) is found only at a later recording,
 	// and the program's time since was not spent recording.
@@ -115,6 +123,9 @@ type recording struct {
 	// headRegs and closeRegs: the registers when the recording began and
 	// when it closed its loop, for the optimiser.
 	headRegs, closeRegs [16]uint64
+	// callScan: the ops before it have had their calls' results given
+	// (takeCallResults).
+	callScan int
 	// initStack: the inlined return addresses already on the stack where
 	// a side recording starts (its parent's at that exit).
 	initStack []uint64
@@ -171,6 +182,10 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		}
 		st.recording = true
 	}
+	retired := side == nil && st.retired
+	if retired {
+		st.retired = false
+	}
 	buf, err := m.recBuffer()
 	if err != nil {
 		if side == nil {
@@ -181,7 +196,7 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 	}
 	m.stats.recordings.Add(1)
 	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(),
-		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1}
+		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1, retired: retired}
 	if n := len(m.scratch); n > 0 {
 		sc := m.scratch[n-1]
 		m.scratch = m.scratch[:n-1]
@@ -318,6 +333,10 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 	id := uint32(why) - C.TV_EXIT_BASE
 	m.mu.Lock()
 	parent := m.exitTrace(id)
+	if parent != nil && m.respecialize(parent, id) {
+		m.mu.Unlock()
+		return 0
+	}
 	root := parent
 	if root != nil && root.root != nil {
 		root = root.root
@@ -421,6 +440,8 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 	if ev == C.TV_REC_START {
 		r.statePC = r.start
 		r.buf.openLog()
+		r.buf.openCallLog()
+		r.callScan = len(r.ops)
 		r.pendBlock = -1
 	} else {
 		// The event's literal: where its state belongs.
@@ -431,6 +452,7 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 		if reason := r.replay(); reason != "" {
 			return r.stop(t, r.statePC, reason)
 		}
+		r.takeCallResults()
 	}
 	switch ev {
 	case C.TV_REC_START:
@@ -680,7 +702,8 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 				l := e.newLabel()
 				lits = append(lits, pendingLit{l, info.Target})
 				e.callRIP(l)
-				r.ops = append(r.ops, op{kind: opCall, addr: r.pc, target: info.Target})
+				logged := !isSite && e.logCall(b.callHdr)
+				r.ops = append(r.ops, op{kind: opCall, addr: r.pc, target: info.Target, logged: logged})
 				r.pc = inst.End()
 				continue
 			}
@@ -779,7 +802,8 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 				l := e.newLabel()
 				lits = append(lits, pendingLit{l, target})
 				e.callRIP(l)
-				r.ops = append(r.ops, op{kind: opCall, addr: r.pc, target: target})
+				logged := e.logCall(b.callHdr)
+				r.ops = append(r.ops, op{kind: opCall, addr: r.pc, target: target, logged: logged})
 				r.pc = inst.End()
 				continue
 			}
@@ -925,7 +949,7 @@ const budgetCheckInsns = 2000
 // larger once traces have paid). A short one is let finish: what it took
 // is spent either way, and it ends soon.
 func (r *recording) overBudget() bool {
-	if r.ninsns < budgetCheckInsns {
+	if r.ninsns < budgetCheckInsns || r.retired {
 		return false
 	}
 	share := C.uint64_t(1)

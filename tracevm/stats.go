@@ -31,6 +31,7 @@ type Stats struct {
 	wideSplits      atomic.Uint64
 	vectorPairs     atomic.Uint64
 	sidesIntoPeeled atomic.Uint64
+	respecs         atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
 	// the optimiser is wrong: such a side trace is not optimised).
@@ -100,6 +101,10 @@ type Snapshot struct {
 	// VectorCopiesPaired: 16-byte copies (an SSE load and its store) of
 	// compiled traces made through two general registers (vecpair.go).
 	VectorCopiesPaired uint64 `json:"vector_copies_paired"`
+	// Respecialized: root traces retired because a guard on a value
+	// only the recording's concrete run found failed often, their loops
+	// recorded again without that speculation (respec.go).
+	Respecialized uint64 `json:"respecialized"`
 	// Parking (park.c): whether it is on (or why not), how often the
 	// JIT's threads were parked and released, attempts that found a
 	// thread outside Go code, and the time spent parked.
@@ -145,10 +150,10 @@ type TraceStats struct {
 type ExitStats struct {
 	Addr  uint64 `json:"addr"` // original address the exit resumes at
 	Count uint64 `json:"count"`
-	State string `json:"state"` // open, linked (a side trace), dead
+	State string `json:"state"` // open, linked (a side trace), dead, risky (respec.go)
 }
 
-var exitStates = [...]string{"open", "linked", "dead"}
+var exitStates = [...]string{"open", "linked", "dead", "risky"}
 
 // Snapshot reads every counter.
 func (m *Machine) Snapshot() Snapshot {
@@ -168,6 +173,7 @@ func (m *Machine) Snapshot() Snapshot {
 		LoopsPeeled:         m.stats.peeled.Load(),
 		WideLoadsSplit:      m.stats.wideSplits.Load(),
 		VectorCopiesPaired:  m.stats.vectorPairs.Load(),
+		Respecialized:       m.stats.respecs.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
 		Parking:             m.parking(),
 		Parks:               uint64(C.tv_park_g.parks),

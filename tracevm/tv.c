@@ -302,6 +302,32 @@ int tv_verdict_of(uint32_t gsite, uint64_t id, uint32_t *interp16,
 	return (int)__atomic_load_n(&s->verdict, __ATOMIC_ACQUIRE);
 }
 
+/* Retires loop (gsite, id)'s trace so that it is recorded again
+ * (respec.go): its head goes, links into it from other loops' traces leave
+ * for the original code, the inline caches forget it, and this thread
+ * records the loop at its next iteration (tv_retry_due). */
+void tv_retire(uint32_t gsite, uint64_t id)
+{
+	struct tv_slot *s = tv_slot_of(gsite, id);
+	if (!s)
+		return;
+	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
+	if (s->gone)
+		__atomic_store_n((uint64_t *)(uintptr_t)s->gone, 1,
+				 __ATOMIC_RELEASE);
+	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
+	if (any && h)
+		__atomic_compare_exchange_n(&any->head, &h, 0, 0,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	tv_bump_generation();
+	if (tv_g.unpublish_hook)
+		tv_g.unpublish_hook();
+	struct tv_tls *t = &tv_tls;
+	t->retry_gsite = gsite;
+	t->retry_id = id;
+	t->retry = 2;
+}
+
 /* A loop whose trace was dropped is not recorded again. */
 static int tv_dropped(uint32_t gsite, uint64_t id)
 {
@@ -433,6 +459,7 @@ int tv_retry_due(uint32_t gsite, uint64_t id)
 		return 0;
 	if (tv_dropped(gsite, id))
 		return 0;
+	t->respec = t->retry == 2;
 	t->retry = 0;
 	return 1;
 }
@@ -440,8 +467,13 @@ int tv_retry_due(uint32_t gsite, uint64_t id)
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason)
 {
+	/* A retired trace's loop is recorded again whatever the budget: it
+	 * ran in a trace until now. */
+	int respec = tv_tls.respec && tv_tls.retry_gsite == gsite &&
+		     tv_tls.retry_id == id;
+	tv_tls.respec = 0;
 	if (!tv_g.enabled || tv_g.forked || tv_dropped(gsite, id) ||
-	    tv_over_budget(1))
+	    (tv_over_budget(1) && !respec))
 		return 0;
 	struct tv_tls *t = tv_ready();
 	if (!t || t->in_go)
@@ -568,9 +600,12 @@ static void tv_switch(void)
 		ex->count = c;
 		t->exits_taken++;
 		t->next = ex->orig;
-		if (tv_side_due(c) && ex->state == TV_EXIT_OPEN &&
+		if (tv_side_due(c) &&
+		    (ex->state == TV_EXIT_RISKY ||
+		     (ex->state == TV_EXIT_OPEN &&
+		      !tv_over_budget(TV_SIDE_SHARE))) &&
 		    tv_g.enabled && !tv_g.forked && !t->rec && !t->in_go &&
-		    tv_ready() && !tv_over_budget(TV_SIDE_SHARE)) {
+		    tv_ready()) {
 			t->in_go = 1;
 			tv_xsave(t->xbuf);
 			tv_go_enter();

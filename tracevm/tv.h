@@ -58,7 +58,8 @@ struct tv_tls {
 	 * new recording at its next hit instead of backing off. */
 	uint64_t retry_id;
 	uint32_t retry_gsite;
-	uint32_t retry;
+	uint32_t retry;       /* 1: retry, 2: a retired trace's (tv_retire) */
+	uint32_t respec;      /* the retry now due is a retired trace's */
 	uint64_t jit_cycles;  /* time stamp cycles this thread spent in Go */
 };
 
@@ -75,6 +76,9 @@ enum tv_exit_state {
 	TV_EXIT_OPEN = 0,     /* counts; may start a side trace */
 	TV_EXIT_LINKED = 1,   /* a side trace is linked into its guard */
 	TV_EXIT_DEAD = 2,     /* side recording failed too often */
+	TV_EXIT_RISKY = 3,    /* a root's guard on a value its recording's
+				 concrete run found: when due, retires the
+				 trace whatever the budget (respec.go) */
 };
 
 /* Process-wide state shared with Go. */
@@ -212,6 +216,7 @@ void tv_spent_bg(uint64_t t0);
 void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
 		      uint32_t trace16, int drop);
 int tv_retry_due(uint32_t gsite, uint64_t id);
+void tv_retire(uint32_t gsite, uint64_t id);
 uint64_t tv_try_record(uint32_t gsite, uint64_t id, uint64_t resume,
 		       uint64_t reason);
 int tv_thread_recording(void);

@@ -39,6 +39,7 @@ var (
 	CalleeLp     = Func{"tt_callee_loop", C.tt_callee_loop}
 	CalleeOnce   = Func{"tt_callee_once", C.tt_callee_once}
 	LookupLoop   = Func{"tt_lookup_loop", C.tt_lookup_loop}
+	FindLoop     = Func{"tt_find_loop", C.tt_find_loop}
 	Recurse      = Func{"tt_recurse", C.tt_recurse}
 	Interp       = Func{"tt_interp", C.tt_interp}
 	InterpBranch = Func{"tt_interp_branch", C.tt_interp_branch}
@@ -63,7 +64,7 @@ var (
 	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs      atomic.Uint64
 	idsPerRun    = uint64(1 << 12)
 )

@@ -1293,3 +1293,61 @@ func TestPeeledAcrossNoWritesCall(t *testing.T) {
 	require.Greater(t, r.after.LoopsPeeled, r.before.LoopsPeeled, log)
 	r.checkTraced(t, n, 0.99)
 }
+
+// refFind is tt_find_loop in Go.
+func refFind(n, from int64) int64 {
+	objs := [4][2]int64{{1, 10}, {4, 20}, {2, 30}, {3, 40}}
+	var s int64
+	for i := int64(0); i < n; i++ {
+		o := objs[0]
+		if i >= from {
+			o = objs[i&3]
+		}
+		switch o[0] {
+		case 1:
+			s += o[1]
+		case 2:
+			s -= o[1] * 3
+		case 3:
+			s ^= o[1]
+		case 4:
+			s += o[1] << 1
+		}
+	}
+	return s
+}
+
+// TestSpeculationOnCallResult: a trace reads through what a native call
+// returned, which only the recording's call log tells; the optimiser
+// speculates on the object's kind behind a guard after the load. While
+// the object stays the same the trace runs without a failed guard; once
+// it changes, the guard's exit retires the trace and the loop is recorded
+// again without that speculation. The results are the native ones
+// throughout.
+func TestSpeculationOnCallResult(t *testing.T) {
+	const n = 100000
+	for _, tc := range []struct {
+		name    string
+		from    int64
+		retired bool
+	}{
+		{"same object", n, false},
+		{"object changes", n / 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runJIT(t, FindLoop, n, tc.from)
+			require.Equal(t, refFind(n, tc.from), r.res.Ret)
+			require.Equal(t, r.res, r.native(FindLoop, n, tc.from))
+			log := r.log()
+			first, _, _ := strings.Cut(strings.TrimPrefix(log, "redmagic: trace"), "redmagic: trace")
+			require.NotContains(t, first, "guard-target", "the switch's jump folds in the first trace:\n%s", log)
+			retired := r.after.Respecialized - r.before.Respecialized
+			if tc.retired {
+				require.NotZero(t, retired, log)
+			} else {
+				require.Zero(t, retired, log)
+				r.checkTraced(t, n, 0.99)
+			}
+		})
+	}
+}

@@ -99,6 +99,7 @@ TT_DECL(tt_calls)
 TT_DECL(tt_callee_loop)
 TT_DECL(tt_callee_once)
 TT_DECL(tt_lookup_loop)
+TT_DECL(tt_find_loop)
 TT_DECL(tt_nw_sum)
 TT_DECL(tt_nw_switch)
 TT_DECL(tt_nw_frame)
@@ -137,6 +138,10 @@ void th_globals_extra(int64_t *ticks, int64_t *last);
 TH_HIDDEN void tn_fork_at(int64_t i, int64_t at, int64_t *pid);
 TH_HIDDEN int tn_in_trace(void);
 TH_HIDDEN int64_t tn_lookup(const int64_t *tab, int64_t n, int64_t key);
+struct tn_obj {
+	int64_t kind, val;
+};
+TH_HIDDEN const struct tn_obj *tn_find(int64_t *calls, int64_t from);
 
 enum { TH_CPU_SSE2, TH_CPU_AVX2_FMA, TH_CPU_AVX512F };
 int th_cpu_has(int feature);

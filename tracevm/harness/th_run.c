@@ -239,7 +239,7 @@ const void *th_shim(int api)
 	return api >= 0 && api < 16 ? th_shims[api] : NULL;
 }
 
-static void *const th_natives[] = { tn_fork_at, tn_in_trace, tn_lookup };
+static void *const th_natives[] = { tn_fork_at, tn_in_trace, tn_lookup, tn_find };
 
 const void *th_native_fn(int i)
 {

@@ -235,6 +235,33 @@ TT int64_t tt_lookup_loop(const int64_t *in, int64_t *out)
 	return s;
 }
 
+/* A loop that dispatches on the kind of what a native lookup returns
+ * (tn_find, passed nothing that changes): one object until iteration
+ * in[2], then one of four by the iteration. What the call returned is in the recording's call log; the
+ * optimiser takes the object's kind as known behind a guard after its
+ * load, and the switch's jump through its table folds. Once the object
+ * changes that guard fails: the trace is retired and the loop recorded
+ * again. */
+TT int64_t tt_find_loop(const int64_t *in, int64_t *out)
+{
+	int64_t n = in[1], from = in[2], s = 0;
+	out[0] = 0;
+	for (int64_t i = 0; i < n; i++) {
+		const struct tn_obj *o = tn_find(&out[0], from);
+		switch (o->kind) {
+		case 0: s += 1; break;
+		case 1: s += o->val; break;
+		case 2: s -= o->val * 3; break;
+		case 3: s ^= o->val; break;
+		case 4: s += o->val << 1; break;
+		case 5: s -= 7; break;
+		default: s = -s; break;
+		}
+		th_backwards_branch(ID(0));
+	}
+	return s;
+}
+
 /* For tracevm's scan of functions that write no memory (never run): a
  * loop, a switch through a table, stores into its own frame, calls of
  * those; and functions that write their output, a global, or call one
