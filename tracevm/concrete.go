@@ -72,8 +72,9 @@ type storedWord struct {
 // stored.
 type concreteState struct {
 	regs [16]cval
-	// written: the registers the run has written (the others hold what
-	// they held at the head: not a call's arguments).
+	// written: the registers the run has written since the head or the
+	// last call (the others hold what the head or the call left: not
+	// the next call's arguments).
 	written uint16
 	vecs    [16]concreteVec
 	flags   flagState
@@ -295,16 +296,19 @@ func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16
 		case opCall:
 			s.flags = flagState{}
 			// What the call returned, as the recording ran it
-			// (calls.go): varying when what it was passed varies or
-			// is not known (the argument registers the trace set),
-			// or it allocates (a new block every time).
+			// (calls.go): varying when what it was passed varies
+			// (an argument register the trace set with a value that
+			// varies; one it does not know is taken not to, which
+			// a failing guard corrects: respec.go), or it allocates
+			// (a new block every time).
 			ret := cval{v: o.ret, ok: o.retKnown, varies: alloc != nil && alloc(o.target)}
 			for _, r := range []x86enc.Reg{x86enc.RDI, x86enc.RSI, x86enc.RDX, x86enc.RCX, x86enc.R8, x86enc.R9} {
-				if a := s.regs[r]; s.written&(1<<r) != 0 && (!a.ok || a.varies) {
+				if a := s.regs[r]; s.written&(1<<r) != 0 && a.ok && a.varies {
 					ret.varies = true
 				}
 			}
-			s.written |= callerSaved
+			// What the call leaves in them is no argument of the next.
+			s.written &^= callerSaved
 			for _, r := range []x86enc.Reg{x86enc.RAX, x86enc.RCX, x86enc.RDX, x86enc.RSI, x86enc.RDI, x86enc.R8, x86enc.R9, x86enc.R10, x86enc.R11} {
 				s.regs[r] = cval{}
 			}

@@ -75,6 +75,8 @@ func TestStableLoads(t *testing.T) {
 			want: map[int]bool{}},
 		{name: "a call's result not logged", code: []string{movRDIRBX, "call", fromRet}, guard: -1,
 			want: map[int]bool{}},
+		{name: "a call after another", code: []string{movRDIRBX, "call", movRDIRBX, "call", fromRet}, ret: objAddr, guard: -1,
+			want: map[int]bool{4: true}},
 		{name: "the path the recording took", code: []string{loadCls, loadKind, cmpRCX3, loadField}, guard: 3,
 			want: map[int]bool{0: true, 1: true, 4: true}},
 		{name: "another path: the run stops", code: []string{loadCls, loadKind, cmpRCX4, loadField}, guard: 3,
