@@ -1074,6 +1074,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		m.mu.Unlock()
 	}
+	retired := false // the loop's trace was retired before (respec.go)
 	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
 		if inherit != nil {
 			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem, nil)
@@ -1086,7 +1087,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			link = nil
 			var bans map[uint64]bool
 			if side == nil {
-				bans = m.loopBans(r.key)
+				bans, retired = m.loopBans(r.key)
 			}
 			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem, bans)
 		}
@@ -1101,7 +1102,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	var peeled *plan
 	notPeeled := ""
-	if p != nil && side == nil && !m.cfg.NoPeel {
+	// A loop whose trace was retired is not peeled again: a re-recorded
+	// root's second copy made a CPython loop that raises signals to
+	// itself run on without end (testdata/python/signals.py at thresholds
+	// 1 and 7), and why is not known yet.
+	if p != nil && side == nil && !m.cfg.NoPeel && !retired {
 		peeled, notPeeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
 		defer peeled.release()
 	}

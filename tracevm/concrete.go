@@ -15,9 +15,9 @@ import (
 // iteration began with, and memory as the compilation reads it is what
 // the next one begins with. Running the recorded instructions concretely
 // from the head registers, over that memory and the stores the run makes
-// itself, gives every plain load an address and a value; the run stops
-// where it would leave the recorded path (a guard it would take, another
-// indirect target). Alongside, it follows what varies from one iteration
+// itself, gives every plain load an address and a value up to where the
+// run would leave the recorded path (a guard it would take, another
+// indirect target); it goes on along that path for the stores. Alongside, it follows what varies from one iteration
 // to the next: the head registers the close changes, memory the iteration
 // stores a varying or unknown value to, and whatever is computed or
 // loaded from those (loop-invariance, as LuaJIT's loop optimiser decides
@@ -48,7 +48,9 @@ type concreteLoad struct {
 // concreteRun is one concrete run of a recording's ops.
 type concreteRun struct {
 	loads []concreteLoad // by op
-	end   int            // the op the run stopped at
+	// end: the first op where the run would leave the recorded path
+	// (or its end); the loads after it are not candidates.
+	end int
 	// varying: the bytes the run stored a varying or unknown value to,
 	// a mask a word (by address / 8 * 8).
 	varying map[uint64]uint8
@@ -262,7 +264,7 @@ func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16
 		switch o.kind {
 		case opInsn:
 			if insts[i] == nil {
-				run.end = i
+				run.end = min(run.end, i)
 				return run
 			}
 			w, all := writes(insts[i])
@@ -273,16 +275,17 @@ func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16
 			s.step(i, insts[i])
 		case opGuard:
 			// Where the run would leave the recorded path, what it
-			// reads after is another path's.
+			// loads after is another path's: no candidate. It goes
+			// on along the recorded path all the same, for the
+			// stores the iteration makes there (a loop's counter,
+			// updated at its end, varies).
 			if s.flags.known && o.cond != x86enc.P && o.cond != x86enc.NP && condHolds(o.cond, s.flags) {
-				run.end = i
-				return run
+				run.end = min(run.end, i)
 			}
 		case opGuardTarget:
 			if r, ok := targetReg(o.inst); ok {
 				if s.regs[r].ok && s.regs[r].v != o.target {
-					run.end = i
-					return run
+					run.end = min(run.end, i)
 				}
 				s.regs[r] = cval{v: o.target, ok: true, varies: s.regs[r].varies}
 			}
@@ -316,7 +319,7 @@ func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16
 		case opIsTraced:
 			s.regs[x86enc.RAX] = cval{ok: true}
 		case opClose, opLink, opExit:
-			run.end = i
+			run.end = min(run.end, i)
 			return run
 		}
 	}

@@ -26,9 +26,10 @@ type stableCase struct {
 // TestStableLoads: a load is a candidate when the concrete run from the
 // head follows the recorded path to it and nothing it rests on varies from
 // one iteration to the next: not a register the close changes, not memory
-// the iteration leaves with another value, not what a call with a varying
-// argument returned; a slot written and restored within the iteration
-// (a spill) is not varying.
+// the iteration leaves with another value (even where it writes it past
+// the point the run leaves the recorded path), not what a call with a
+// varying argument returned; a slot written and restored within the
+// iteration (a spill) is not varying.
 func TestStableLoads(t *testing.T) {
 	obj := heapWords(8)  // an object: a class pointer, a field
 	cls := heapWords(8)  // its class: a kind
@@ -80,6 +81,8 @@ func TestStableLoads(t *testing.T) {
 		{name: "the path the recording took", code: []string{loadCls, loadKind, cmpRCX3, loadField}, guard: 3,
 			want: map[int]bool{0: true, 1: true, 4: true}},
 		{name: "another path: the run stops", code: []string{loadCls, loadKind, cmpRCX4, loadField}, guard: 3,
+			want: map[int]bool{0: true, 1: true}},
+		{name: "a counter updated past where the run leaves the path", code: []string{loadCls, loadKind, loadCount, cmpRCX4, incCount, storeCount}, guard: 4,
 			want: map[int]bool{0: true, 1: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -359,8 +359,10 @@ type optimizer struct {
 	stable map[int]uint64
 	bans   map[uint64]bool
 	// specRisky[k]: speculation k rests on stable alone; its guard's
-	// exit retires the trace when it fails often (respec.go).
+	// exit retires the trace when it fails often (respec.go). riskyBits:
+	// their bits (specBit), those they share with others included.
 	specRisky []bool
+	riskyBits assume
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -428,7 +430,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	switch {
 	case peel != nil && peel.stable != nil:
 		o.stable = peel.stable // the first copy's: the same ops
-	case side == nil && len(ops) > 0 && ops[len(ops)-1].kind == opClose && !m.cfg.NoIndirectSpec:
+	case side == nil && len(ops) > 0 && ops[len(ops)-1].kind == opClose && !m.cfg.NoIndirectSpec && !m.callsAllocator(ops):
 		o.stable = stableLoads(ops, o.insts, &head, &close, o.mem, func(a uint64) bool {
 			alloc, _ := m.allocation(a)
 			return alloc
@@ -1074,7 +1076,9 @@ func (o *optimizer) knownAddrLoad(i int, inst *x86dec.Inst, ad val, size int, s 
 		return val{known: true, v: binary.LittleEndian.Uint64(buf[:]), deps: ad.deps}
 	}
 	key := ad.v<<4 | uint64(size)
-	if v, ok := o.invariantLoad(i, key, ad.v, size, s); ok {
+	// Not where only a speculation on what the concrete run found put
+	// it: that is checked at each iteration, not only at the close.
+	if v, ok := o.invariantLoad(i, key, ad.v, size, s); ok && ad.deps&o.riskyBits == 0 {
 		return val{known: true, v: v, deps: ad.deps}
 	}
 	if v, ok := s.spec[key]; ok {
@@ -1182,6 +1186,9 @@ func (o *optimizer) knownAddrLoad(i int, inst *x86dec.Inst, ad val, size int, s 
 	o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, ad.v), append(o.specVal, v)
 	o.specPost, o.specSize, o.specFwd = append(o.specPost, post), append(o.specSize, size), append(o.specFwd, forwarded)
 	o.specRisky = append(o.specRisky, risky)
+	if risky {
+		o.riskyBits |= specBit(k)
+	}
 	sv := val{known: true, v: v, deps: ad.deps | deps | specBit(k)}
 	s.spec[key] = sv
 	return sv
@@ -1226,6 +1233,7 @@ func (o *optimizer) indirectSpec(i, size int, chosen map[int]bool) val {
 	o.specOp, o.specAddr, o.specVal = append(o.specOp, i), append(o.specAddr, 0), append(o.specVal, v)
 	o.specPost, o.specSize, o.specFwd = append(o.specPost, at), append(o.specSize, size), append(o.specFwd, false)
 	o.specRisky = append(o.specRisky, true)
+	o.riskyBits |= specBit(k)
 	return val{known: true, v: v, deps: specBit(k)}
 }
 
@@ -2325,7 +2333,7 @@ func memArg(inst *x86dec.Inst) x86asm.Arg {
 func (o *optimizer) resetSpecs() {
 	o.specAddr, o.specOp, o.specVal = o.specAddr[:0], o.specOp[:0], o.specVal[:0]
 	o.specPost, o.specSize, o.specFwd = o.specPost[:0], o.specSize[:0], o.specFwd[:0]
-	o.specRisky = o.specRisky[:0]
+	o.specRisky, o.riskyBits = o.specRisky[:0], 0
 	o.specReuse = o.specReuse[:0]
 	if o.specAt == nil {
 		o.specAt = map[uint64]int{}

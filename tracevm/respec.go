@@ -61,17 +61,37 @@ func (m *Machine) respecialize(t *trace, id uint32) bool {
 	return true
 }
 
-// loopBans returns a copy of the loads banned for loop key.
-func (m *Machine) loopBans(key loopKey) map[uint64]bool {
+// loopBans returns a copy of the loads banned for loop key, and whether
+// a trace of the loop was retired.
+func (m *Machine) loopBans(key loopKey) (bans map[uint64]bool, retired bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.loops[key]
-	if st == nil || len(st.bans) == 0 {
-		return nil
+	if st == nil {
+		return nil, false
 	}
-	out := make(map[uint64]bool, len(st.bans))
-	for a := range st.bans {
-		out[a] = true
+	if len(st.bans) > 0 {
+		bans = make(map[uint64]bool, len(st.bans))
+		for a := range st.bans {
+			bans[a] = true
+		}
 	}
-	return out
+	return bans, st.respecs > 0
+}
+
+// callsAllocator reports whether ops call an allocator or a free function
+// natively. The optimiser takes such a call to change nothing it knows
+// of memory, which holds only while it knows no allocator's own data (a
+// free list's head): what a speculation on a value the concrete run found
+// may give it the address of (a pool a size class's allocations come
+// from). Such a trace makes none.
+func (m *Machine) callsAllocator(ops []op) bool {
+	for i := range ops {
+		if ops[i].kind == opCall {
+			if alloc, free := m.allocation(ops[i].target); alloc || free {
+				return true
+			}
+		}
+	}
+	return false
 }
