@@ -178,26 +178,23 @@ func (s *concreteState) settle() {
 
 // addr evaluates a memory operand's address.
 func (s *concreteState) addr(inst *x86dec.Inst, m x86asm.Mem) cval {
-	if m.Segment != 0 || inst.AddrSize != 64 {
+	disp, base, index, scale, ok := addrParts(inst, m)
+	if !ok {
 		return cval{}
 	}
-	a := cval{v: uint64(m.Disp), ok: true}
-	if m.Base == x86asm.RIP {
-		a.v += inst.End()
-	} else if m.Base != 0 {
-		r, sz, ok := gpr(m.Base)
-		if !ok || sz != 8 || !s.regs[r].ok {
+	a := cval{v: disp, ok: true}
+	for _, r := range [2]x86enc.Reg{base, index} {
+		if r == noReg {
+			continue
+		}
+		if !s.regs[r].ok {
 			return cval{}
 		}
-		a.v += s.regs[r].v
-		a.varies = s.regs[r].varies
-	}
-	if m.Index != 0 {
-		r, sz, ok := gpr(m.Index)
-		if !ok || sz != 8 || !s.regs[r].ok {
-			return cval{}
+		f := uint64(1)
+		if r == index {
+			f = scale
 		}
-		a.v += s.regs[r].v * uint64(m.Scale)
+		a.v += s.regs[r].v * f
 		a.varies = a.varies || s.regs[r].varies
 	}
 	return a
@@ -417,37 +414,15 @@ func (s *concreteState) step(i int, inst *x86dec.Inst) {
 			return
 		case x86asm.SHL, x86asm.SHR, x86asm.SAR:
 			if n, ok := args[1].(x86asm.Imm); ok && dsize > 0 {
-				c := uint64(n) & 0x1f
-				if dsize == 8 {
-					c = uint64(n) & 0x3f
-				}
 				a := s.regs[dst]
-				v := truncate(a.v, dsize)
-				switch inst.Op {
-				case x86asm.SHL:
-					v <<= c
-				case x86asm.SHR:
-					v >>= c
-				default:
-					v = uint64(int64(signExtend(v, dsize)) >> c)
-				}
-				a.v = v
+				a.v = shiftResult(inst.Op, a.v, uint64(n), dsize)
 				s.set(dst, dsize, a)
 				return
 			}
 		case x86asm.NEG, x86asm.NOT, x86asm.INC, x86asm.DEC:
 			if dsize > 0 {
 				a := s.regs[dst]
-				switch inst.Op {
-				case x86asm.NEG:
-					a.v = -a.v
-				case x86asm.NOT:
-					a.v = ^a.v
-				case x86asm.INC:
-					a.v++
-				default:
-					a.v--
-				}
+				a.v = unaryResult(inst.Op, a.v)
 				s.set(dst, dsize, a)
 				return
 			}

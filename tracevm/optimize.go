@@ -1010,29 +1010,56 @@ func gpr(r x86asm.Reg) (n x86enc.Reg, size int, ok bool) {
 	return 0, 0, false
 }
 
-// addr evaluates a memory operand's address, if its registers are known.
-func (o *optimizer) addr(inst *x86dec.Inst, m x86asm.Mem, s *evalState) val {
+// addrParts splits a memory operand into its displacement (%rip's end
+// added) and the general registers it adds, the index scaled (noReg:
+// none); ok is false for a segment or a 32-bit address.
+func addrParts(inst *x86dec.Inst, m x86asm.Mem) (disp uint64, base, index x86enc.Reg, scale uint64, ok bool) {
 	if m.Segment != 0 || inst.AddrSize != 64 {
-		return val{}
+		return 0, 0, 0, 0, false
 	}
-	a := val{known: true, v: uint64(m.Disp)}
+	disp, base, index, scale = uint64(m.Disp), noReg, noReg, uint64(m.Scale)
 	if m.Base == x86asm.RIP {
-		a.v += inst.End()
+		disp += inst.End()
 	} else if m.Base != 0 {
 		r, sz, ok := gpr(m.Base)
-		if !ok || sz != 8 || !s.regs[r].known {
-			return val{}
+		if !ok || sz != 8 {
+			return 0, 0, 0, 0, false
 		}
-		a.v += s.regs[r].v
-		a.deps |= s.regs[r].deps
+		base = r
 	}
 	if m.Index != 0 {
 		r, sz, ok := gpr(m.Index)
-		if !ok || sz != 8 || !s.regs[r].known {
+		if !ok || sz != 8 {
+			return 0, 0, 0, 0, false
+		}
+		index = r
+	}
+	return disp, base, index, scale, true
+}
+
+// noReg: no register (addrParts).
+const noReg = x86enc.Reg(0xff)
+
+// addr evaluates a memory operand's address, if its registers are known.
+func (o *optimizer) addr(inst *x86dec.Inst, m x86asm.Mem, s *evalState) val {
+	disp, base, index, scale, ok := addrParts(inst, m)
+	if !ok {
+		return val{}
+	}
+	a := val{known: true, v: disp}
+	if base != noReg {
+		if !s.regs[base].known {
 			return val{}
 		}
-		a.v += s.regs[r].v * uint64(m.Scale)
-		a.deps |= s.regs[r].deps
+		a.v += s.regs[base].v
+		a.deps |= s.regs[base].deps
+	}
+	if index != noReg {
+		if !s.regs[index].known {
+			return val{}
+		}
+		a.v += s.regs[index].v * scale
+		a.deps |= s.regs[index].deps
 	}
 	return a
 }
@@ -1535,19 +1562,12 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			}
 			if a.known {
 				a.v = truncate(a.v, dsize)
-				switch inst.Op {
-				case x86asm.NEG:
+				if inst.Op == x86asm.NEG {
 					// The flags of 0 - a: CF when a is not 0.
 					s.flags = arith(x86asm.SUB, 0, a.v, dsize)
 					s.flags.deps = a.deps
-					a.v = -a.v
-				case x86asm.NOT:
-					a.v = ^a.v
-				case x86asm.INC:
-					a.v++
-				default:
-					a.v--
 				}
+				a.v = unaryResult(inst.Op, a.v)
 				setReg(s, dst, dsize, a)
 			} else {
 				setReg(s, dst, dsize, val{})
@@ -1611,22 +1631,7 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			n, ok := args[1].(x86asm.Imm)
 			s.flags = flagState{}
 			if ok && a.known {
-				// The CPU masks the count to 5 bits (6 for 64-bit
-				// operands), not to the operand's width.
-				c := uint64(n) & 0x1f
-				if dsize == 8 {
-					c = uint64(n) & 0x3f
-				}
-				v := truncate(a.v, dsize)
-				switch inst.Op {
-				case x86asm.SHL:
-					v <<= c
-				case x86asm.SHR:
-					v >>= c
-				default:
-					v = uint64(int64(signExtend(v, dsize)) >> c)
-				}
-				a.v = truncate(v, dsize)
+				a.v = shiftResult(inst.Op, a.v, uint64(n), dsize)
 				setReg(s, dst, dsize, a) // 32 bits clear the upper half, fewer merge
 			} else {
 				setReg(s, dst, dsize, val{})
@@ -1976,6 +1981,39 @@ func arith(op x86asm.Op, a, b uint64, size int) flagState {
 		f.sf = r&top != 0
 	}
 	return f
+}
+
+// unaryResult is neg, not, inc or dec of v.
+func unaryResult(op x86asm.Op, v uint64) uint64 {
+	switch op {
+	case x86asm.NEG:
+		return -v
+	case x86asm.NOT:
+		return ^v
+	case x86asm.INC:
+		return v + 1
+	}
+	return v - 1
+}
+
+// shiftResult is shl, shr or sar of v's size bytes by count n: the CPU
+// masks the count to 5 bits (6 for 64-bit operands), not to the operand's
+// width.
+func shiftResult(op x86asm.Op, v, n uint64, size int) uint64 {
+	c := n & 0x1f
+	if size == 8 {
+		c = n & 0x3f
+	}
+	v = truncate(v, size)
+	switch op {
+	case x86asm.SHL:
+		v <<= c
+	case x86asm.SHR:
+		v >>= c
+	default:
+		v = uint64(int64(signExtend(v, size)) >> c)
+	}
+	return truncate(v, size)
 }
 
 func arithResult(op x86asm.Op, a, b uint64) uint64 {

@@ -261,6 +261,21 @@ const volatile uint64_t *tv_trace_iters(uint32_t gsite, uint64_t id)
 	return s ? (const volatile uint64_t *)(uintptr_t)s->iters : 0;
 }
 
+/* Unpublishes slot s (of loop id): other loops' traces jump into its trace
+ * directly, and their links leave for the original code from now on;
+ * redmagic_force_jump_to_trace's copy goes too. */
+static void tv_unlink_slot(struct tv_slot *s, uint64_t id)
+{
+	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
+	if (s->gone)
+		__atomic_store_n((uint64_t *)(uintptr_t)s->gone, 1,
+				 __ATOMIC_RELEASE);
+	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
+	if (any && h)
+		__atomic_compare_exchange_n(&any->head, &h, 0, 0,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
 void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
 		      uint32_t trace16, int drop)
 {
@@ -278,17 +293,7 @@ void tv_trace_verdict(uint32_t gsite, uint64_t id, uint32_t interp16,
 			__atomic_store_n(&tv_kept[i], s, __ATOMIC_RELEASE);
 		return;
 	}
-	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
-	/* Other loops' traces jump into this one directly: their links
-	 * leave for the original code from now on. */
-	if (s->gone)
-		__atomic_store_n((uint64_t *)(uintptr_t)s->gone, 1,
-				 __ATOMIC_RELEASE);
-	/* redmagic_force_jump_to_trace's copy goes too. */
-	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
-	if (any && h)
-		__atomic_compare_exchange_n(&any->head, &h, 0, 0,
-					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	tv_unlink_slot(s, id);
 }
 
 int tv_verdict_of(uint32_t gsite, uint64_t id, uint32_t *interp16,
@@ -311,14 +316,7 @@ void tv_retire(uint32_t gsite, uint64_t id)
 	struct tv_slot *s = tv_slot_of(gsite, id);
 	if (!s)
 		return;
-	uint64_t h = __atomic_exchange_n(&s->head, 0, __ATOMIC_ACQ_REL);
-	if (s->gone)
-		__atomic_store_n((uint64_t *)(uintptr_t)s->gone, 1,
-				 __ATOMIC_RELEASE);
-	struct tv_slot *any = tv_slot_of(TV_ANY_SITE, id);
-	if (any && h)
-		__atomic_compare_exchange_n(&any->head, &h, 0, 0,
-					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	tv_unlink_slot(s, id);
 	tv_bump_generation();
 	if (tv_g.unpublish_hook)
 		tv_g.unpublish_hook();
