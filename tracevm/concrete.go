@@ -38,16 +38,9 @@ type cval struct {
 	varies bool
 }
 
-// concreteLoad is what the run saw a plain load read.
-type concreteLoad struct {
-	addr uint64
-	size int
-	val  cval // the memory's size bytes, zero-extended
-}
-
 // concreteRun is one concrete run of a recording's ops.
 type concreteRun struct {
-	loads []concreteLoad // by op
+	loads []cval // by op: what a plain load read (its memory, zero-extended)
 	// end: the first op where the run would leave the recorded path
 	// (or its end); the loads after it are not candidates.
 	end int
@@ -200,28 +193,27 @@ func (s *concreteState) addr(inst *x86dec.Inst, m x86asm.Mem) cval {
 	return a
 }
 
-// value evaluates a source operand of size bytes, zero-extended; a memory
-// operand's address comes back too.
-func (s *concreteState) value(inst *x86dec.Inst, a x86asm.Arg, size int) (v cval, at uint64, isMem bool) {
+// value evaluates a source operand of size bytes, zero-extended.
+func (s *concreteState) value(inst *x86dec.Inst, a x86asm.Arg, size int) cval {
 	switch a := a.(type) {
 	case x86asm.Imm:
-		return cval{v: truncate(uint64(int64(a)), size), ok: true}, 0, false
+		return cval{v: truncate(uint64(int64(a)), size), ok: true}
 	case x86asm.Reg:
 		r, rsize, ok := gpr(a)
 		if !ok || (a >= x86asm.AH && a <= x86asm.BH) {
-			return cval{}, 0, false
+			return cval{}
 		}
 		v := s.regs[r]
 		v.v = truncate(v.v, min(size, rsize))
-		return v, 0, false
+		return v
 	case x86asm.Mem:
 		ad := s.addr(inst, a)
 		if !ad.ok || size < 1 || size > 8 {
-			return cval{}, 0, true
+			return cval{}
 		}
-		return s.read(ad.v, size, ad.varies), ad.v, true
+		return s.read(ad.v, size, ad.varies)
 	}
-	return cval{}, 0, false
+	return cval{}
 }
 
 // set writes a register of size bytes as the processor does: 32 bits
@@ -249,7 +241,7 @@ func both(a, b cval, v uint64) cval {
 // registers whose value changes from one iteration to the next. varying:
 // an earlier run's (nil in the first).
 func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16, mem *memView, varying map[uint64]uint8, alloc func(uint64) bool) *concreteRun {
-	run := &concreteRun{loads: make([]concreteLoad, len(ops)), end: len(ops), varying: map[uint64]uint8{}}
+	run := &concreteRun{loads: make([]cval, len(ops)), end: len(ops), varying: map[uint64]uint8{}}
 	s := &concreteState{wrote: map[uint64]*storedWord{}, mem: mem, varying: varying, run: run}
 	defer s.settle()
 	for r := range head {
@@ -353,15 +345,15 @@ func (s *concreteState) step(i int, inst *x86dec.Inst) {
 		switch inst.Op {
 		case x86asm.MOV:
 			if dsize > 0 {
-				v, at, isMem := s.value(inst, args[1], dsize)
-				if isMem && v.ok {
-					s.run.loads[i] = concreteLoad{addr: at, size: dsize, val: v}
+				v := s.value(inst, args[1], dsize)
+				if _, isMem := args[1].(x86asm.Mem); isMem {
+					s.run.loads[i] = v
 				}
 				s.set(dst, dsize, v)
 				return
 			}
 			if _, isMem := args[0].(x86asm.Mem); isMem && inst.MemBytes >= 1 && inst.MemBytes <= 8 {
-				v, _, _ := s.value(inst, args[1], inst.MemBytes)
+				v := s.value(inst, args[1], inst.MemBytes)
 				store(args[0], inst.MemBytes, v)
 				return
 			}
@@ -371,9 +363,9 @@ func (s *concreteState) step(i int, inst *x86dec.Inst) {
 				if r, ok := args[1].(x86asm.Reg); ok {
 					_, srcSize, _ = gpr(r)
 				}
-				v, at, isMem := s.value(inst, args[1], srcSize)
-				if isMem && v.ok {
-					s.run.loads[i] = concreteLoad{addr: at, size: srcSize, val: v}
+				v := s.value(inst, args[1], srcSize)
+				if _, isMem := args[1].(x86asm.Mem); isMem {
+					s.run.loads[i] = v
 				}
 				if inst.Op != x86asm.MOVZX {
 					v.v = signExtend(v.v, srcSize)
@@ -394,8 +386,8 @@ func (s *concreteState) step(i int, inst *x86dec.Inst) {
 			if size < 1 || size > 8 {
 				break
 			}
-			a, _, _ := s.value(inst, args[0], size)
-			b, _, _ := s.value(inst, args[1], size)
+			a := s.value(inst, args[0], size)
+			b := s.value(inst, args[1], size)
 			if inst.Op == x86asm.XOR && dsize > 0 && args[0] == args[1] {
 				a, b = cval{ok: true}, cval{ok: true}
 			}
@@ -428,11 +420,11 @@ func (s *concreteState) step(i int, inst *x86dec.Inst) {
 			}
 		case x86asm.IMUL:
 			if args[1] != nil && dsize > 0 {
-				a, _, _ := s.value(inst, args[0], dsize)
-				b, _, _ := s.value(inst, args[1], dsize)
+				a := s.value(inst, args[0], dsize)
+				b := s.value(inst, args[1], dsize)
 				if args[2] != nil {
 					a = b
-					b, _, _ = s.value(inst, args[2], dsize)
+					b = s.value(inst, args[2], dsize)
 					b.v = signExtend(b.v, dsize)
 				}
 				s.set(dst, dsize, both(a, b, a.v*b.v))
@@ -525,7 +517,7 @@ func (s *concreteState) vector(inst *x86dec.Inst, store func(x86asm.Arg, int, cv
 		}
 	case x86asm.MOVQ:
 		if d, ok := xmm(inst.Args[0]); ok {
-			v, _, _ := s.value(inst, inst.Args[1], 8)
+			v := s.value(inst, inst.Args[1], 8)
 			if sv, ok := xmm(inst.Args[1]); ok {
 				v = cval{sv.lo, sv.ok, sv.varies}
 			}
@@ -573,8 +565,8 @@ func stableLoads(ops []op, insts []*x86dec.Inst, head, close *[16]uint64, mem *m
 	}
 	out := map[int]uint64{}
 	for i := 0; i < run.end; i++ {
-		if l := run.loads[i]; l.val.ok && !l.val.varies {
-			out[i] = l.val.v
+		if l := run.loads[i]; l.ok && !l.varies {
+			out[i] = l.v
 		}
 	}
 	return out
@@ -587,4 +579,21 @@ func varyingBytes(v map[uint64]uint8) int {
 		n += bits.OnesCount8(m)
 	}
 	return n
+}
+
+// callsAllocator reports whether ops call an allocator or a free function
+// natively. The optimiser takes such a call to change nothing it knows
+// of memory, which holds only while it knows no allocator's own data (a
+// free list's head): what a speculation on a value the concrete run found
+// may give it the address of (a pool a size class's allocations come
+// from). Such a trace makes none.
+func (m *Machine) callsAllocator(ops []op) bool {
+	for i := range ops {
+		if ops[i].kind == opCall {
+			if alloc, free := m.allocation(ops[i].target); alloc || free {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -448,9 +448,9 @@ type loopState struct {
 	// such a guard (respec.go).
 	bans    map[uint64]bool
 	respecs int
-	// retired: its trace was retired; its next recording is not held to
-	// the budget (the loop ran in a trace until then).
-	retired bool
+	// unbudgeted: its trace was retired; its next recording is not held
+	// to the budget (the loop ran in a trace until then).
+	unbudgeted bool
 }
 
 var active atomic.Pointer[Machine]

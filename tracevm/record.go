@@ -65,13 +65,13 @@ type recording struct {
 	m     *Machine
 	key   loopKey
 	force bool
-	// retired: the loop's trace was retired (respec.go): its recording
-	// is not held to the budget.
-	retired bool
-	side    *trace // the trace whose exit starts this side recording
-	exitID  uint32
-	start   uint64
-	begun   time.Time
+	// unbudgeted: the loop's trace was just retired (respec.go): this
+	// recording is not held to the budget.
+	unbudgeted bool
+	side       *trace // the trace whose exit starts this side recording
+	exitID     uint32
+	start      uint64
+	begun      time.Time
 	// lastEvent is when the recorder last heard from the recording: a
 	// stale one (left by a longjmp) is found only at a later recording,
 	// and the program's time since was not spent recording.
@@ -182,9 +182,9 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 		}
 		st.recording = true
 	}
-	retired := side == nil && st.retired
-	if retired {
-		st.retired = false
+	unbudgeted := side == nil && st.unbudgeted
+	if unbudgeted {
+		st.unbudgeted = false
 	}
 	buf, err := m.recBuffer()
 	if err != nil {
@@ -196,7 +196,7 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 	}
 	m.stats.recordings.Add(1)
 	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(),
-		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1, retired: retired}
+		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1, unbudgeted: unbudgeted}
 	if n := len(m.scratch); n > 0 {
 		sc := m.scratch[n-1]
 		m.scratch = m.scratch[:n-1]
@@ -949,7 +949,7 @@ const budgetCheckInsns = 2000
 // larger once traces have paid). A short one is let finish: what it took
 // is spent either way, and it ends soon.
 func (r *recording) overBudget() bool {
-	if r.ninsns < budgetCheckInsns || r.retired {
+	if r.ninsns < budgetCheckInsns || r.unbudgeted {
 		return false
 	}
 	share := C.uint64_t(1)

@@ -51,7 +51,7 @@ func (m *Machine) respecialize(t *trace, id uint32) bool {
 		st.bans = map[uint64]bool{}
 	}
 	st.bans[load] = true
-	st.retired = true
+	st.unbudgeted = true
 	delete(m.byKey, t.key)
 	m.stats.respecs.Add(1)
 	// Unpublished, its links from other loops' traces leave for the
@@ -77,21 +77,4 @@ func (m *Machine) loopBans(key loopKey) (bans map[uint64]bool, retired bool) {
 		}
 	}
 	return bans, st.respecs > 0
-}
-
-// callsAllocator reports whether ops call an allocator or a free function
-// natively. The optimiser takes such a call to change nothing it knows
-// of memory, which holds only while it knows no allocator's own data (a
-// free list's head): what a speculation on a value the concrete run found
-// may give it the address of (a pool a size class's allocations come
-// from). Such a trace makes none.
-func (m *Machine) callsAllocator(ops []op) bool {
-	for i := range ops {
-		if ops[i].kind == opCall {
-			if alloc, free := m.allocation(ops[i].target); alloc || free {
-				return true
-			}
-		}
-	}
-	return false
 }
