@@ -61,19 +61,56 @@ func specBit(k int) assume { return 1 << (16 + k%specBits) }
 
 type val struct {
 	known bool
-	v     uint64
-	deps  assume
 	// lo: for a register not known whole, how many of its low bytes are
 	// (1, 2 or 4; 0 none), in v. Interpreters build a byte from a
 	// register whose upper bytes are garbage (CPython: sbb %sil,%sil;
 	// or ..., %sil; movzbl %sil, %eax for every dispatch).
 	lo uint8
+	// pn, pdeps: the low pn bytes rest on pdeps alone, a part of deps
+	// (pn 0: on deps). The same dispatch writes the low byte of a
+	// register assumed at the head: the byte it dispatches on must not
+	// make the head check the garbage above it (a side trace back at
+	// the head with other garbage would fail the check).
+	pn    uint8
+	v     uint64
+	deps  assume
+	pdeps assume
+}
+
+// lowDeps is what v's low n bytes rest on.
+func (v val) lowDeps(n int) assume {
+	if int(v.pn) >= n {
+		return v.pdeps
+	}
+	return v.deps
+}
+
+// lowDepBytes is how many low bytes of v rest on lowDeps (8: the whole
+// value on deps).
+func (v val) lowDepBytes() int {
+	if v.pn > 0 {
+		return int(v.pn)
+	}
+	return 8
+}
+
+// withLowDeps returns v with its low n bytes resting on d alone.
+func (v val) withLowDeps(n int, d assume) val {
+	v.pn, v.pdeps = 0, 0
+	if n > 0 && n < 8 && d != v.deps {
+		v.pn, v.pdeps = uint8(n), d
+	}
+	return v
 }
 
 // low returns v's low size bytes when they are known.
 func (v val) low(size int) (val, bool) {
 	if v.known || int(v.lo) >= size {
-		return val{known: true, v: truncate(v.v, size), deps: v.deps}, true
+		w := val{known: true, v: truncate(v.v, size), deps: v.lowDeps(size)}
+		if int(v.pn) < size {
+			w = w.withLowDeps(int(v.pn), v.pdeps)
+		}
+		return w, true
 	}
 	return val{}, false
 }
@@ -95,6 +132,13 @@ func partial(x uint64, n int, deps assume) val {
 		return val{}
 	}
 	return val{v: truncate(x, n), lo: uint8(n), deps: deps}
+}
+
+// bytewise returns r, the result of a sum, difference or bitwise
+// operation on a and b, with its low bytes resting on theirs alone.
+func bytewise(r, a, b val) val {
+	n := min(a.lowDepBytes(), b.lowDepBytes())
+	return r.withLowDeps(n, a.lowDeps(n)|b.lowDeps(n))
 }
 
 // flagState is the arithmetic flags when known.
@@ -449,7 +493,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		// rests on every register that stays the same: its stores
 		// must go to known addresses, not only its guards fold. The
 		// first copy's close checks them, once.
-		need, chosen = peel.need|assume(o.inv), peel.chosen
+		need, chosen = peel.need|o.peelRests(peel), peel.chosen
 	} else {
 		var ok bool
 		need, chosen, ok = o.choose()
@@ -545,6 +589,29 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	p.freshAt, p.links = o.freshAt, o.links
 	p.ok, kept = true, true
 	return p
+}
+
+// peelRests returns the registers that stay the same which a peeled
+// copy's folds and store addresses rest on (a pass with every one
+// assumed), and %rsp: assuming another would only have the first copy's
+// close check it. CPython's %rsi holds garbage above the byte each
+// dispatch builds in it; a side trace back at the head with other
+// garbage there kept the loop out of its second copy.
+func (o *optimizer) peelRests(peel *peelState) assume {
+	inv := assume(o.inv)
+	o.resetSpecs()
+	folded, ok := o.eval(peel.chosen, peel.need|inv, false)
+	if !ok {
+		return inv
+	}
+	used := assume(1) << x86enc.RSP
+	for _, f := range folded {
+		used |= f.deps
+	}
+	for _, r := range o.storeRanges {
+		used |= r.deps
+	}
+	return inv & used
 }
 
 // choose is pass 1: it assumes everything and learns which assumptions
@@ -1405,7 +1472,7 @@ func regOperand(a x86asm.Reg, regs *[16]val) val {
 	if w, ok := v.low(sz); ok {
 		return w
 	}
-	return partial(v.v, int(v.lo), v.deps)
+	return partial(v.v, int(v.lo), v.lowDeps(int(v.lo)))
 }
 
 // setReg writes a register of size bytes with v (32-bit writes zero the
@@ -1420,7 +1487,8 @@ func setReg(s *evalState, r x86enc.Reg, size int, v val) {
 		if n == 4 {
 			n = 8
 		}
-		s.regs[r] = partial(truncate(v.v, 4), n, v.deps)
+		k := min(v.lowDepBytes(), 4)
+		s.regs[r] = partial(truncate(v.v, 4), n, v.deps).withLowDeps(k, v.lowDeps(k))
 	default:
 		old := s.regs[r]
 		if v.lowBytes() < size {
@@ -1432,7 +1500,13 @@ func setReg(s *evalState, r x86enc.Reg, size int, v val) {
 		if old.lowBytes() > size {
 			n = old.lowBytes()
 		}
-		s.regs[r] = partial(old.v&^mask|v.v&mask, n, old.deps|v.deps)
+		// The bytes written rest on v alone (and the bytes above
+		// them that old's low deps covered, on those).
+		low, lowDeps := size, v.lowDeps(size)
+		if int(old.pn) > size {
+			low, lowDeps = int(old.pn), lowDeps|old.pdeps
+		}
+		s.regs[r] = partial(old.v&^mask|v.v&mask, n, old.deps|v.deps).withLowDeps(low, lowDeps)
 	}
 }
 
@@ -1542,12 +1616,12 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 		if dreg {
 			var v val
 			if a.known && b.known {
-				v = val{known: true, v: arithResult(inst.Op, a.v, b.v), deps: a.deps | b.deps}
+				v = bytewise(val{known: true, v: arithResult(inst.Op, a.v, b.v), deps: a.deps | b.deps}, a, b)
 			} else if pa, pb := o.lowOperand(args[0], dsize, s), o.lowOperand(args[1], dsize, s); pa.lowBytes() > 0 && pb.lowBytes() > 0 {
 				// The low bytes of a sum, difference or bitwise
 				// result depend on the operands' low bytes alone.
 				n := min(pa.lowBytes(), pb.lowBytes(), dsize)
-				v = partial(arithResult(inst.Op, pa.v, pb.v), n, pa.deps|pb.deps)
+				v = bytewise(partial(arithResult(inst.Op, pa.v, pb.v), n, pa.deps|pb.deps), pa, pb)
 			}
 			setReg(s, dst, dsize, v)
 			return true

@@ -203,6 +203,53 @@ func TestPartialRegisters(t *testing.T) {
 	assert.False(t, ok)
 }
 
+// CPython's dispatch over an assumed %rsi (sbb %sil,%sil; or %eax,%esi;
+// movzbl %sil,%eax): the opcode it dispatches on rests on the flags and
+// %eax, not on the garbage above %sil, so that folding the dispatch does
+// not make the trace check all of %rsi at its head (a side trace back at
+// the head with other garbage there failed that check at every
+// iteration).
+func TestLowByteDeps(t *testing.T) {
+	codes := [][]byte{
+		{0x40, 0x18, 0xf6},       // sbb %sil, %sil
+		{0x09, 0xc6},             // or %eax, %esi
+		{0x40, 0x0f, 0xb6, 0xc6}, // movzbl %sil, %eax
+	}
+	o := optimizer{}
+	for k, c := range codes {
+		inst, err := x86dec.Decode(c, 0x1000+uint64(4*k))
+		require.NoError(t, err)
+		o.ops = append(o.ops, op{kind: opInsn, addr: 0x1000 + uint64(4*k), code: c, inst: &inst})
+		o.insts = append(o.insts, &inst)
+	}
+	var s evalState
+	const rsiBit, flagsBit, raxBit = assume(1 << x86enc.RSI), assume(1 << 20), assume(1 << 21)
+	s.regs[x86enc.RSI] = val{known: true, v: 0x500cc826, deps: rsiBit}
+	s.regs[x86enc.RAX] = val{known: true, v: 0x27c, deps: raxBit}
+	s.flags = flagState{known: true, deps: flagsBit}
+	s.spec, s.stores, s.saved = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
+	s.ranges = &o.storeRanges
+	for i := range o.ops {
+		require.True(t, o.step(i, &s, nil))
+	}
+	rsi, rax := s.regs[x86enc.RSI], s.regs[x86enc.RAX]
+	require.True(t, rsi.known)
+	assert.Equal(t, uint64(0x500cca7c), rsi.v)
+	assert.Equal(t, rsiBit|flagsBit|raxBit, rsi.deps, "the whole register rests on its head value")
+	require.True(t, rax.known)
+	assert.Equal(t, uint64(0x7c), rax.v)
+	assert.Equal(t, flagsBit|raxBit, rax.deps, "the opcode does not rest on %rsi's upper bytes")
+
+	// A sum's low bytes rest on the operands' low bytes alone; a
+	// 16-bit read past the byte written rests on the whole register.
+	lo, ok := rsi.low(2)
+	require.True(t, ok)
+	assert.Equal(t, rsiBit|flagsBit|raxBit, lo.deps)
+	sum := bytewise(val{known: true, v: 1, deps: rsiBit | raxBit}, rsi, val{known: true, v: 1})
+	b, _ := sum.low(1)
+	assert.Equal(t, flagsBit|raxBit, b.deps)
+}
+
 // The high-byte registers %ah-%bh are bits 8-15 of %rax-%rbx: an
 // instruction that writes one reads and writes that register, and the
 // optimiser forgets the value it knew (siphash's mov %al, %bh left %rbx
