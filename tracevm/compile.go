@@ -130,7 +130,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			st := cur.known.at(exitState)
 			for r := range st {
 				if st[r].known && cur.certainAt(st[r].deps, exitState) {
-					exitKnown = append(exitKnown, regValue{x86enc.Reg(r), st[r].v})
+					exitKnown = append(exitKnown, regValue{r: x86enc.Reg(r), v: st[r].v})
 				}
 			}
 		}
@@ -145,25 +145,27 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			patch = append(patch, e.periodicExit(tick, newExit(o.addr)))
 		}
 	}
-	materialize := func(mask uint16) {
+	// materialize sets the virtual registers of mask; flagsLive: the
+	// flags must survive (a symbolic register's and/or).
+	materialize := func(mask uint16, flagsLive bool) {
 		kept := virtual[:0]
 		for _, rv := range virtual {
 			if mask&(1<<rv.r) != 0 {
-				e.movImm(rv.r, rv.v)
+				e.setReg(rv, flagsLive)
 			} else {
 				kept = append(kept, rv)
 			}
 		}
 		virtual = kept
 	}
-	setVirtual := func(r x86enc.Reg, v uint64) {
+	setVirtual := func(rv regValue) {
 		for k := range virtual {
-			if virtual[k].r == r {
-				virtual[k].v = v
+			if virtual[k].r == rv.r {
+				virtual[k] = rv
 				return
 			}
 		}
-		virtual = append(virtual, regValue{r, v})
+		virtual = append(virtual, rv)
 	}
 	clearVirtual := func(mask uint16) {
 		kept := virtual[:0]
@@ -264,6 +266,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		for i := range ops {
 			o := &ops[i]
 			exitState = i
+			// Where op i begins the flags may be live: a symbolic
+			// register set there keeps them.
+			fl := p == nil || i >= len(p.flagsIn) || p.flagsIn[i]
 			postGuard(i)
 			if logging {
 				cm = append(cm, codeMap{off: len(e.buf), addr: o.addr, what: opNames[o.kind]})
@@ -294,7 +299,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					return fmt.Errorf("tracevm: value guard at %#x: %%rip operand out of reach", o.addr)
 				}
 				if !rip {
-					materialize(regBits(memArg(inst)))
+					materialize(regBits(memArg(inst)), fl)
 				}
 				e.bytes(g...)
 				e.alignRel32(2)
@@ -308,7 +313,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					w, _ := writes(p.inst(i))
 					for r := x86enc.Reg(0); r < 16; r++ {
 						if w&(1<<r) != 0 {
-							setVirtual(r, p.known.get(i+1, int(r)).v)
+							setVirtual(p.known.get(i+1, int(r)).virtual(r))
 						}
 					}
 				}
@@ -318,7 +323,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				// A vector copy through two general registers: the
 				// generator sets them again where they are read and at
 				// the exits (vecpair.go).
-				materialize(pr.reads)
+				materialize(pr.reads, fl)
 				e.bytes(pr.code...)
 				if !pr.store {
 					if pr.keep {
@@ -329,11 +334,11 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 						// Its own address's registers: the general loads
 						// may have taken a known index as a displacement.
 						rd, _ := reads(p.inst(i))
-						materialize(rd)
+						materialize(rd, fl)
 						e.bytes(vec...)
 					}
-					setVirtual(pr.a, pr.va)
-					setVirtual(pr.b, pr.vb)
+					setVirtual(regValue{r: pr.a, v: pr.va})
+					setVirtual(regValue{r: pr.b, v: pr.vb})
 				}
 				continue
 			}
@@ -358,7 +363,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 							clearVirtual(1 << r)
 							e.movImm(r, p.known.get(i+1, int(r)).v)
 						} else {
-							setVirtual(r, p.known.get(i+1, int(r)).v)
+							setVirtual(regValue{r: r, v: p.known.get(i+1, int(r)).v})
 						}
 					}
 					continue
@@ -389,7 +394,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					}
 					mark := len(e.buf)
 					saved := append([]regValue(nil), virtual...)
-					materialize(opRegs)
+					materialize(opRegs, fl)
 					if b, ok := ripForm(code, a, e.pc()); ok {
 						w, _ := writes(inst)
 						clearVirtual(w)
@@ -398,19 +403,19 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					}
 					e.buf, virtual = e.buf[:mark], saved
 				}
-				materialize(rd)
+				materialize(rd, fl)
 				w, _ := writes(inst)
 				clearVirtual(w)
 			}
 			switch o.kind {
 			case opClose:
-				materialize(allRegs &^ stillCarried(carried, virtual))
+				materialize(allRegs&^stillCarried(carried, virtual), false)
 			case opCall, opLink:
-				materialize(allRegs)
+				materialize(allRegs, false)
 			case opGuardTarget:
-				materialize(regBits(o.inst.Args[0]))
+				materialize(regBits(o.inst.Args[0]), fl)
 			case opPush, opPop:
-				materialize(1 << x86enc.RSP)
+				materialize(1<<x86enc.RSP, fl)
 			case opIsTraced:
 				clearVirtual(1)
 			}
@@ -569,7 +574,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		// Registers the trace left virtual get their original values;
 		// a side trace is then linked at the stub's jump, after them.
 		for _, rv := range set {
-			e.movImm(rv.r, rv.v)
+			// The code resumed may read the flags.
+			e.setReg(rv, true)
 		}
 		e.fsStoreImm(tlsExit, int32(C.TV_EXIT_BASE+exitBase+uint32(i)))
 		e.alignRel32(1)
@@ -609,7 +615,7 @@ func carriedRegs(ops []op, p, entry *plan) (carried, check []regValue) {
 		if r == x86enc.RSP || !b.known || !p.certainAt(b.deps, c) {
 			continue
 		}
-		rv := regValue{r, b.v}
+		rv := regValue{r: r, v: b.v}
 		a, e := first[r], enter[r]
 		switch {
 		case stays&(1<<r) != 0:
@@ -701,7 +707,7 @@ func stillCarried(carried, virtual []regValue) uint16 {
 	var m uint16
 	for _, c := range carried {
 		for _, v := range virtual {
-			if v.r == c.r && v.v == c.v {
+			if v.r == c.r && v.v == c.v && v.keep == 0 {
 				m |= 1 << c.r
 			}
 		}
@@ -793,7 +799,7 @@ func peelEntryRegs(ops []op, p, q *plan) []regValue {
 		if slices.Contains(p.headRegs, r) || (at[r].known && at[r].v == q.headVals[r]) {
 			continue
 		}
-		regs = append(regs, regValue{r, q.headVals[r]})
+		regs = append(regs, regValue{r: r, v: q.headVals[r]})
 	}
 	return regs
 }
@@ -855,9 +861,12 @@ func checkLoads(e *emitter, gs []guardedLoad, fail label, lit func(uint64) label
 	e.bind(done)
 }
 
+// regValue is register r holding v, or, where keep is not 0 (a
+// symbolic register, val.sym), (what it holds & keep) | v.
 type regValue struct {
-	r x86enc.Reg
-	v uint64
+	r    x86enc.Reg
+	v    uint64
+	keep uint64
 }
 
 // loopGuard is how a root back-edge trace makes sure it runs its own
@@ -969,7 +978,7 @@ func closeRechecks(ops []op, p *plan, idGuard *regValue) ([]regValue, bool) {
 	var re []regValue
 	for _, r := range p.headRegs {
 		if !at[r].known || at[r].v != p.headVals[r] {
-			re = append(re, regValue{r, p.headVals[r]})
+			re = append(re, regValue{r: r, v: p.headVals[r]})
 		}
 	}
 	if idGuard != nil && (!at[idGuard.r].known || at[idGuard.r].v != idGuard.v) {
@@ -1034,7 +1043,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		case be.IDReg < 0 || r.side != nil:
 		case be.keyedByHeader():
 			id := x86enc.Reg(be.IDReg)
-			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
+			lg = &loopGuard{id: regValue{r: id, v: r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
 			canon, err := canonicalOps(r.start, lg, &r.headRegs)
 			if err != nil {
 				return nil, err
@@ -1043,9 +1052,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		case be.Keying.cond():
 			// Keyed by header, entered from its own comparison only.
 			id := x86enc.Reg(be.IDReg)
-			lg = &loopGuard{id: regValue{id, r.headRegs[id]}}
+			lg = &loopGuard{id: regValue{r: id, v: r.headRegs[id]}}
 		default:
-			lg = &loopGuard{id: regValue{x86enc.Reg(be.IDReg), r.key.id}}
+			lg = &loopGuard{id: regValue{r: x86enc.Reg(be.IDReg), v: r.key.id}}
 		}
 	}
 	var side *sideEntry
@@ -1200,7 +1209,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			}
 		}
 		for _, r := range peeled.headRegs {
-			t.peelRegs = append(t.peelRegs, regValue{r, peeled.headVals[r]})
+			t.peelRegs = append(t.peelRegs, regValue{r: r, v: peeled.headVals[r]})
 		}
 		switch {
 		case lg == nil:

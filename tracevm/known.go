@@ -69,20 +69,21 @@ func (k *knownStates) changes(j int) []regDelta {
 	return k.deltas[k.deltaAt[j]:end]
 }
 
-// masks appends to dst, for each state, the registers known in it.
+// masks appends to dst, for each state, the registers known in it or
+// symbolic (val.sym): what the generator can set from what it knows.
 func (k *knownStates) masks(dst []uint16) []uint16 {
 	var cur uint16
 	for i := 0; i < k.n; i++ {
 		if i%knownEvery == 0 {
 			cur = 0
 			for r, v := range &k.checks[i/knownEvery] {
-				if v.known {
+				if v.known || v.sym {
 					cur |= 1 << r
 				}
 			}
 		} else {
 			for _, d := range k.changes(i) {
-				if d.v.known {
+				if d.v.known || d.v.sym {
 					cur |= 1 << d.r
 				} else {
 					cur &^= 1 << d.r

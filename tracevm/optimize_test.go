@@ -250,6 +250,50 @@ func TestLowByteDeps(t *testing.T) {
 	assert.Equal(t, flagsBit|raxBit, b.deps)
 }
 
+// The same dispatch over an unknown %rsi: each update becomes a symbolic
+// form (base & keep) | v that the generator applies where the register
+// is read and at the exits; the dispatch byte is known, and a copy of
+// the register is no form of it.
+func TestSymbolicRegister(t *testing.T) {
+	codes := [][]byte{
+		{0x40, 0x18, 0xf6},                   // sbb %sil, %sil
+		{0x09, 0xc6},                         // or %eax, %esi
+		{0x40, 0x0f, 0xb6, 0xc6},             // movzbl %sil, %eax
+		{0x48, 0x89, 0xf1},                   // mov %rsi, %rcx
+		{0x48, 0x81, 0xce, 0x00, 0x10, 0, 0}, // or $0x1000, %rsi
+	}
+	o := optimizer{}
+	for k, c := range codes {
+		inst, err := x86dec.Decode(c, 0x1000+uint64(4*k))
+		require.NoError(t, err)
+		o.ops = append(o.ops, op{kind: opInsn, addr: 0x1000 + uint64(4*k), code: c, inst: &inst})
+		o.insts = append(o.insts, &inst)
+	}
+	var s evalState
+	const flagsBit, raxBit = assume(1 << 20), assume(1 << 21)
+	s.regs[x86enc.RAX] = val{known: true, v: 0x27c, deps: raxBit}
+	s.flags = flagState{known: true, deps: flagsBit}
+	s.spec, s.stores, s.saved = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
+	s.ranges = &o.storeRanges
+	steps := []val{
+		{sym: true, keep: ^uint64(0xff), lo: 1, deps: flagsBit},
+		{sym: true, keep: 0xfffffd00, v: 0x27c, lo: 1, deps: flagsBit | raxBit},
+	}
+	for i := range o.ops {
+		require.True(t, o.step(i, &s, nil))
+		if i < len(steps) {
+			assert.Equal(t, steps[i], s.regs[x86enc.RSI], "after %v", o.insts[i])
+		}
+	}
+	rax := s.regs[x86enc.RAX]
+	require.True(t, rax.known)
+	assert.Equal(t, uint64(0x7c), rax.v)
+	assert.False(t, s.regs[x86enc.RCX].sym, "a copy is not the register's own form")
+	// A 64-bit or after the 32-bit one: the upper half stays 0.
+	assert.Equal(t, val{sym: true, keep: 0xffffed00, v: 0x127c, lo: 1, deps: flagsBit | raxBit}, s.regs[x86enc.RSI])
+	assert.Equal(t, regValue{r: x86enc.RSI, v: 0x127c, keep: 0xffffed00}, s.regs[x86enc.RSI].virtual(x86enc.RSI))
+}
+
 // The high-byte registers %ah-%bh are bits 8-15 of %rax-%rbx: an
 // instruction that writes one reads and writes that register, and the
 // optimiser forgets the value it knew (siphash's mov %al, %bh left %rbx
@@ -634,7 +678,7 @@ func TestGuardTargetKnownAfter(t *testing.T) {
 	ops = append(ops, op{kind: opGuard, addr: 0x1007, cond: x86enc.NE, exit: 0x1007}, op{kind: opExit, addr: 0x1010, exit: 0x1010})
 	m := &Machine{}
 	var head [16]uint64
-	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{r: x86enc.RSP, v: 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 	require.NotNil(t, p, "the compare's guard folds")
 	defer p.release()
 	assert.False(t, p.known.get(0, int(x86enc.RCX)).known)
@@ -661,7 +705,7 @@ func TestSideSpeculatesOnItsOwnStore(t *testing.T) {
 	at := func(i int) uint64 { return ops[i].addr }
 	g := func(i int) op { return op{kind: opGuard, addr: at(i) + 4, cond: x86enc.NE, exit: at(i) + 4} }
 	ops = append(ops[:4:4], g(3), ops[4], g(4), ops[5], ops[6], g(6), ops[7], g(7), op{kind: opExit, addr: 0x2000, exit: 0x2000})
-	entry := &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}, variant: []addrRange{{0x5000, 0x5010}}}
+	entry := &sideEntry{known: []regValue{{r: x86enc.RSP, v: 0x7fff0000}}, variant: []addrRange{{0x5000, 0x5010}}}
 	m := &Machine{}
 	var head [16]uint64
 	p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
