@@ -1,5 +1,7 @@
 package tracevm
 
+import "unsafe"
+
 // knownStates records, for each op of a trace, the registers the
 // optimiser knows before it (state i; the last state is after the last
 // op). About seven registers are known at an op and one op in two changes
@@ -42,14 +44,15 @@ func (k *knownStates) add(s *[16]val) {
 	k.deltaAt = append(k.deltaAt, int32(len(k.deltas)))
 	if k.n%knownEvery == 0 {
 		k.checks = append(k.checks, *s)
+		k.last = *s
 	} else {
 		for r := range s {
-			if s[r] != k.last[r] {
+			if !sameVal(&s[r], &k.last[r]) {
 				k.deltas = append(k.deltas, regDelta{uint8(r), s[r]})
+				k.last[r] = s[r]
 			}
 		}
 	}
-	k.last = *s
 	k.n++
 }
 
@@ -126,3 +129,20 @@ func (k *knownStates) ref(i int) *[16]val {
 	}
 	return &k.block[i-c*knownEvery]
 }
+
+// sameVal is *a == *b, as five word compares: val fills its 40 bytes
+// without padding (the assertions below), so that its memory is its
+// value; Go's == on it calls a generic memory compare, about as costly
+// as the rest of the optimiser's bookkeeping per op.
+func sameVal(a, b *val) bool {
+	x, y := (*[5]uint64)(unsafe.Pointer(a)), (*[5]uint64)(unsafe.Pointer(b))
+	return x[1] == y[1] && x[0] == y[0] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4]
+}
+
+// val is 40 bytes, and its fields fill them.
+var (
+	_ [unsafe.Sizeof(val{}) - 40]byte
+	_ [40 - unsafe.Sizeof(val{})]byte
+	_ [unsafe.Sizeof(val{}.known) + unsafe.Sizeof(val{}.sym) + unsafe.Sizeof(val{}.lo) + unsafe.Sizeof(val{}.pn) - 8]byte
+	_ [8 - unsafe.Sizeof(val{}.known) - unsafe.Sizeof(val{}.sym) - unsafe.Sizeof(val{}.lo) - unsafe.Sizeof(val{}.pn)]byte
+)

@@ -60,25 +60,28 @@ const (
 func specBit(k int) assume { return 1 << (16 + k%specBits) }
 
 type val struct {
+	// The fields fill their words (no padding): == on a val is a
+	// comparison of its memory, which the optimiser does for every
+	// register of every op it keeps states for (knownStates.add).
 	known bool
-	// lo: for a register not known whole, how many of its low bytes are
-	// (1, 2 or 4; 0 none), in v. Interpreters build a byte from a
-	// register whose upper bytes are garbage (CPython: sbb %sil,%sil;
-	// or ..., %sil; movzbl %sil, %eax for every dispatch).
-	lo uint8
-	// pn, pdeps: the low pn bytes rest on pdeps alone, a part of deps
-	// (pn 0: on deps). The same dispatch writes the low byte of a
-	// register assumed at the head: the byte it dispatches on must not
-	// make the head check the garbage above it (a side trace back at
-	// the head with other garbage would fail the check).
-	pn uint8
 	// sym: not known, but (base & keep) | v, base being what the
 	// register holds where a chain of such updates began (its writer
 	// is kept): CPython's dispatch byte, or'ed and masked into %esi at
 	// every bytecode. The updates can go; the generator applies the form
 	// where the register is read and at the exits (materialize). Only
 	// the register itself holds it: a copy reads the known low bytes.
-	sym   bool
+	sym bool
+	// lo: for a register not known whole, how many of its low bytes are
+	// (1, 2 or 4; 0 none), in v. Interpreters build a byte from a
+	// register whose upper bytes are garbage (CPython: sbb %sil,%sil;
+	// or ..., %sil; movzbl %sil, %eax for every dispatch).
+	lo uint16
+	// pn, pdeps: the low pn bytes rest on pdeps alone, a part of deps
+	// (pn 0: on deps). The same dispatch writes the low byte of a
+	// register assumed at the head: the byte it dispatches on must not
+	// make the head check the garbage above it (a side trace back at
+	// the head with other garbage would fail the check).
+	pn    uint32
 	v     uint64
 	deps  assume
 	pdeps assume
@@ -99,7 +102,7 @@ func symbolic(keep, or uint64, deps assume) (val, bool) {
 	v := val{sym: true, keep: keep, v: or, deps: deps}
 	for _, n := range []int{4, 2, 1} {
 		if keep&(1<<(8*n)-1) == 0 {
-			v.lo = uint8(n)
+			v.lo = uint16(n)
 			break
 		}
 	}
@@ -156,21 +159,30 @@ func (v val) lowDepBytes() int {
 func (v val) withLowDeps(n int, d assume) val {
 	v.pn, v.pdeps = 0, 0
 	if n > 0 && n < 8 && d != v.deps {
-		v.pn, v.pdeps = uint8(n), d
+		v.pn, v.pdeps = uint32(n), d
 	}
 	return v
 }
 
 // low returns v's low size bytes when they are known.
 func (v val) low(size int) (val, bool) {
-	if v.known || int(v.lo) >= size {
-		w := val{known: true, v: truncate(v.v, size), deps: v.lowDeps(size)}
-		if int(v.pn) < size {
-			w = w.withLowDeps(int(v.pn), v.pdeps)
-		}
-		return w, true
+	if !v.known && int(v.lo) < size {
+		return val{}, false
 	}
-	return val{}, false
+	w := val{known: true, v: truncate(v.v, size), deps: v.deps}
+	if v.pn != 0 {
+		w = v.lowPart(w, size)
+	}
+	return w, true
+}
+
+// lowPart is low's w for a v whose low bytes have their own deps.
+func (v val) lowPart(w val, size int) val {
+	w.deps = v.lowDeps(size)
+	if int(v.pn) < size {
+		w = w.withLowDeps(int(v.pn), v.pdeps)
+	}
+	return w
 }
 
 // lowBytes is how many low bytes of v are known (8: all).
@@ -189,7 +201,7 @@ func partial(x uint64, n int, deps assume) val {
 	case n <= 0:
 		return val{}
 	}
-	return val{v: truncate(x, n), lo: uint8(n), deps: deps}
+	return val{v: truncate(x, n), lo: uint16(n), deps: deps}
 }
 
 // bytewise returns r, the result of a sum, difference or bitwise
@@ -554,7 +566,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		// rests on every register that stays the same: its stores
 		// must go to known addresses, not only its guards fold. The
 		// first copy's close checks them, once.
-		need, chosen = peel.need|o.peelRests(peel), peel.chosen
+		need, chosen = peel.need|assume(o.inv), peel.chosen
 	} else {
 		var ok bool
 		need, chosen, ok = o.choose()
@@ -581,8 +593,19 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 	}
 	// Pass 2: only the assumptions chosen.
 	o.resetSpecs()
-	if _, ok := o.eval(chosen, need, true); !ok {
+	folded, ok := o.eval(chosen, need, true)
+	if !ok {
 		return nil
+	}
+	if peel != nil && peel.chosen != nil {
+		if rests := o.peelRests(folded); need&^peel.need&^rests != 0 {
+			// Again without the registers nothing rests on.
+			need = peel.need | rests
+			o.resetSpecs()
+			if _, ok := o.eval(chosen, need, true); !ok {
+				return nil
+			}
+		}
 	}
 	p.specGuard, p.specLoad = make([]int, len(o.specOp)), slices.Clone(o.specOp)
 	for k, i := range o.specOp {
@@ -653,18 +676,12 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 }
 
 // peelRests returns the registers that stay the same which a peeled
-// copy's folds and store addresses rest on (a pass with every one
-// assumed), and %rsp: assuming another would only have the first copy's
-// close check it. CPython's %rsi holds garbage above the byte each
-// dispatch builds in it; a side trace back at the head with other
-// garbage there kept the loop out of its second copy.
-func (o *optimizer) peelRests(peel *peelState) assume {
-	inv := assume(o.inv)
-	o.resetSpecs()
-	folded, ok := o.eval(peel.chosen, peel.need|inv, false)
-	if !ok {
-		return inv
-	}
+// copy's folds and store addresses rest on in a pass with every one
+// assumed (folded: its folds), and %rsp: assuming another would only
+// have the first copy's close check it. CPython's %rsi holds garbage
+// above the byte each dispatch builds in it; a side trace back at the
+// head with other garbage there kept the loop out of its second copy.
+func (o *optimizer) peelRests(folded []foldedGuard) assume {
 	used := assume(1) << x86enc.RSP
 	for _, f := range folded {
 		used |= f.deps
@@ -672,7 +689,7 @@ func (o *optimizer) peelRests(peel *peelState) assume {
 	for _, r := range o.storeRanges {
 		used |= r.deps
 	}
-	return inv & used
+	return assume(o.inv) & used
 }
 
 // choose is pass 1: it assumes everything and learns which assumptions
