@@ -2618,9 +2618,47 @@ func ripForm(code []byte, addr, at uint64) ([]byte, bool) {
 	if !ok || m.seg != 0 {
 		return nil, false
 	}
+	rex := m.rex &^ 0x03 // X and B extended the operand
+	if rex == 0x40 {
+		// A REX with nothing left in it: a byte saved where it does
+		// not select %spl-%dil over %ah-%bh (the operands must stay).
+		m.rex = 0
+		if b, ok := ripFormOf(m, addr, at); ok && sameRegOperands(b, code, at) {
+			return b, true
+		}
+		m.rex = rex
+	}
+	if m.rex != 0 {
+		m.rex = rex
+	}
+	return ripFormOf(m, addr, at)
+}
+
+// sameRegOperands reports whether instructions a (at at) and b have the
+// same operands but for memory ones.
+func sameRegOperands(a, b []byte, at uint64) bool {
+	x, err1 := x86dec.Decode(a, at)
+	y, err2 := x86dec.Decode(b, at)
+	if err1 != nil || err2 != nil || x.Op != y.Op {
+		return false
+	}
+	for k := range x.Args {
+		if _, mem := x.Args[k].(x86asm.Mem); mem {
+			continue
+		}
+		if x.Args[k] != y.Args[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// ripFormOf encodes m with its memory operand at addr, %rip-relative from
+// at, m.rex as it is (0: none).
+func ripFormOf(m memInsn, addr, at uint64) ([]byte, bool) {
 	out := append([]byte{}, m.prefixes...)
 	if m.rex != 0 {
-		out = append(out, m.rex&^0x03) // X and B extended the operand
+		out = append(out, m.rex)
 	}
 	out = append(out, m.opcode...)
 	out = append(out, m.modrm&0x38|5)

@@ -110,11 +110,30 @@ func TestValueGuard(t *testing.T) {
 // FuzzRIPForm: whatever ripForm makes of an instruction with a memory
 // operand decodes to the same operation with that operand now the given
 // address, %rip-relative, and the same other operands.
+// A REX prefix left empty once its X and B bits go is dropped, unless it
+// selects a byte register (%sil, not %dh).
+func TestRIPFormEmptyREX(t *testing.T) {
+	for _, c := range []struct {
+		code []byte
+		n    int
+	}{
+		{[]byte{0x66, 0x41, 0x81, 0x3f, 0x5d, 0x07}, 9}, // cmpw $0x75d, (%r15)
+		{[]byte{0x41, 0x88, 0x37}, 7},                   // mov %sil, (%r15)
+		{[]byte{0x49, 0x8b, 0x07}, 7},                   // mov (%r15), %rax: REX.W stays
+	} {
+		out, ok := ripForm(c.code, 0x402000, 0x401000)
+		require.True(t, ok)
+		assert.Len(t, out, c.n, "% x -> % x", c.code, out)
+		assert.True(t, sameRegOperands(out, c.code, 0x401000), "% x -> % x", c.code, out)
+	}
+}
+
 func FuzzRIPForm(f *testing.F) {
 	for _, s := range [][]byte{
 		{0x4b, 0x83, 0x7c, 0xf5, 0x00, 0x1a}, {0x49, 0x8b, 0x44, 0x15, 0x08},
 		{0x48, 0x63, 0x04, 0x87}, {0x66, 0x0f, 0x6f, 0x44, 0x24, 0x10}, {0xf3, 0x0f, 0x10, 0x04, 0xc8},
 		{0x48, 0xc7, 0x44, 0x24, 0x08, 1, 0, 0, 0}, {0x0f, 0xb6, 0x04, 0x01},
+		{0x41, 0x88, 0x37}, {0x66, 0x41, 0x81, 0x3f, 0x5d, 0x07},
 	} {
 		f.Add(s, uint64(0x401000), uint64(0x402000))
 	}
