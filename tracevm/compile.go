@@ -263,7 +263,13 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	// starts with virtual (carriedRegs), which its close leaves so when
 	// they still hold those values.
 	emitOps := func(p *plan, recheck []regValue, closeTo, stay label, enter *plan, carried []regValue) error {
+		// wrote: the registers the last op's code may have written
+		// (all, unless its path says less): what the emitter forgets
+		// of their values (setConst) before the next.
+		wrote := uint16(allRegs)
 		for i := range ops {
+			e.physWrote(wrote)
+			wrote = allRegs
 			o := &ops[i]
 			exitState = i
 			// Where op i begins the flags may be live: a symbolic
@@ -317,6 +323,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 						}
 					}
 				}
+				wrote = 0 // a value guard at most
 				continue
 			}
 			if pr, ok := p.pairAt(i); ok {
@@ -394,14 +401,17 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					}
 					mark := len(e.buf)
 					saved := append([]regValue(nil), virtual...)
+					phys, physKnown := e.phys, e.physKnown
 					materialize(opRegs, fl)
 					if b, ok := ripForm(code, a, e.pc()); ok {
 						w, _ := writes(inst)
 						clearVirtual(w)
 						e.bytes(b...)
+						wrote = insnWrites(inst)
 						continue
 					}
 					e.buf, virtual = e.buf[:mark], saved
+					e.phys, e.physKnown = phys, physKnown
 				}
 				materialize(rd, fl)
 				w, _ := writes(inst)
@@ -423,15 +433,24 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			case opInsn:
 				if reencoded {
 					e.bytes(code...) // no %rip operand (constForm)
+					wrote = insnWrites(p.rewrite[i].inst)
 					break
 				}
 				if err := m.emitInsn(e, o); err != nil {
 					return err
 				}
+				if p != nil {
+					if inst := p.inst(i); inst != nil {
+						if _, rip := inst.MemRIPTarget(); !rip {
+							wrote = insnWrites(inst) // not relocated
+						}
+					}
+				}
 			case opGuard:
 				e.alignRel32(2)
 				at := e.jcc(o.cond, newExit(o.exit))
 				patch = append(patch, at)
+				wrote = 0
 			case opGuardTarget:
 				if r, ok := targetReg(o.inst); ok && flagsDeadAfter(ops, i) {
 					// The flags are dead where the trace goes on; an
@@ -468,6 +487,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				e.leaRSP(8)
 			case opCall:
 				e.callRIP(lit(o.target))
+				wrote = allRegs &^ calleeSaved
 			case opIsTraced:
 				e.movEAX0()
 			case opClose:
@@ -859,6 +879,19 @@ func checkLoads(e *emitter, gs []guardedLoad, fail label, lit func(uint64) label
 	e.leaRSP(128)
 	e.jmpLabel(fail)
 	e.bind(done)
+}
+
+// insnWrites is the registers a kept instruction writes (all when not
+// modelled), for the emitter's values (setConst).
+func insnWrites(inst *x86dec.Inst) uint16 {
+	if inst == nil {
+		return allRegs
+	}
+	w, wall := writes(inst)
+	if wall {
+		return allRegs
+	}
+	return w
 }
 
 // regValue is register r holding v, or, where keep is not 0 (a

@@ -45,6 +45,14 @@ type emitter struct {
 	// risky: the exits of guards on values only the concrete runs found
 	// (respec.go), with the original address of the load each checks.
 	risky []riskyExit
+	// phys, physKnown: what the registers of physKnown hold where the
+	// code is being appended, as setConst left them: a register set
+	// again is set by lea from its old value (4 bytes, not a 10-byte
+	// movabs: CPython's stack and instruction pointers, set before each
+	// bytecode's accesses). A label (a jump may land there), and any
+	// code the generator does not declare (physWrote), forget them.
+	phys      [16]uint64
+	physKnown uint16
 }
 
 // refFixup: an imm32 that holds a label's offset from cacheLo.
@@ -69,7 +77,7 @@ func newEmitter(base uint64, tls uint64) *emitter {
 
 // reset makes e empty at base, keeping its buffers.
 func (e *emitter) reset(base uint64) {
-	e.base, e.err = base, nil
+	e.base, e.err, e.physKnown = base, nil, 0
 	e.buf, e.labels, e.fixups, e.refs = e.buf[:0], e.labels[:0], e.fixups[:0], e.refs[:0]
 }
 
@@ -80,7 +88,36 @@ func (e *emitter) newLabel() label {
 	return label(len(e.labels) - 1)
 }
 
-func (e *emitter) bind(l label) { e.labels[l] = len(e.buf) }
+func (e *emitter) bind(l label) { e.labels[l], e.physKnown = len(e.buf), 0 }
+
+// physWrote: code that writes the registers of mask was appended.
+func (e *emitter) physWrote(mask uint16) { e.physKnown &^= mask }
+
+// setConst sets r to v: lea from what r holds when that is known and
+// near, else movImm; no flags touched.
+func (e *emitter) setConst(r x86enc.Reg, v uint64) {
+	if e.physKnown&(1<<r) != 0 && r != x86enc.RSP {
+		d := int64(v - e.phys[r])
+		switch {
+		case d == 0:
+			return
+		case d == int64(int32(d)) && r&7 != x86enc.RSP:
+			// lea d(%r), %r (%r12 needs a SIB byte: not taken).
+			e.bytes(rexW(r, r), 0x8d)
+			if d == int64(int8(d)) {
+				e.bytes(0x40|byte(r&7)<<3|byte(r&7), byte(int8(d)))
+			} else {
+				e.bytes(0x80 | byte(r&7)<<3 | byte(r&7))
+				e.u32(uint32(int32(d)))
+			}
+			e.phys[r] = v
+			return
+		}
+	}
+	e.movImm(r, v)
+	e.phys[r] = v
+	e.physKnown |= 1 << r
+}
 
 func (e *emitter) bytes(b ...byte) { e.buf = append(e.buf, b...) }
 
@@ -286,9 +323,10 @@ func (e *emitter) movImm(r x86enc.Reg, v uint64) {
 // flags must survive.
 func (e *emitter) setReg(rv regValue, flagsLive bool) {
 	if rv.keep == 0 {
-		e.movImm(rv.r, rv.v)
+		e.setConst(rv.r, rv.v)
 		return
 	}
+	e.physWrote(1 << rv.r)
 	if flagsLive {
 		e.leaRSP(-128)
 		e.bytes(0x9c) // pushfq

@@ -451,6 +451,24 @@ func encodingCases() []emitCase {
 			insts: []wantInst{{op: x86asm.SHR, n: n + 2, size: 32, args: args(gpr32[r], x86asm.Imm(7))}},
 			gnu:   fmt.Sprintf("shr $7, %%%s", strings.Replace(strings.ToLower(gpr32[r].String()), "l", "d", 1)),
 		})
+		// A register set again from the value it holds: lea d(%r), %r.
+		if r != x86enc.RSP && r != x86enc.R12 {
+			for _, d := range []int64{8, -8, 0x1000, -0x12345678} {
+				n := 4
+				if d != int64(int8(d)) {
+					n = 7
+				}
+				s.add(emitCase{
+					name: fmt.Sprintf("setConst/lea/%s/%d", r, d),
+					emit: func(e *emitter) {
+						e.phys[r], e.physKnown = 0x7f0000001000, 1<<r
+						e.setConst(r, uint64(0x7f0000001000+d))
+					},
+					insts: []wantInst{{op: x86asm.LEA, n: n, size: 64, args: args(gpr64[r], x86asm.Mem{Base: gpr64[r], Disp: d})}},
+					gnu:   fmt.Sprintf("lea %d(%%%s), %%%[2]s", d, r),
+				})
+			}
+		}
 		// A symbolic register set: and, or (imm8 where it fits, as GNU as
 		// picks), 32-bit when the mask's upper half is 0; inside
 		// pushfq/popfq below the red zone when the flags are live.
@@ -1543,6 +1561,38 @@ func TestLoadJumpTarget(t *testing.T) {
 				have = m
 			}
 			require.Equal(t, want, have)
+		})
+	}
+}
+
+// setConst sets a register by lea only from a value it still holds: a
+// write declared (physWrote) or a label (where a jump may land) forgets it.
+func TestSetConstForgets(t *testing.T) {
+	const v = 0x7f0000001000
+	for _, c := range []struct {
+		name    string
+		between func(e *emitter)
+		lea     bool
+	}{
+		{"held", func(e *emitter) {}, true},
+		{"other register written", func(e *emitter) { e.physWrote(1 << x86enc.RAX) }, true},
+		{"written", func(e *emitter) { e.physWrote(1 << x86enc.R13) }, false},
+		{"label", func(e *emitter) { e.bind(e.newLabel()) }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEmitter(0x1000, 0)
+			e.setConst(x86enc.R13, v)
+			require.Len(t, e.buf, 10, "movabs first")
+			c.between(e)
+			mark := len(e.buf)
+			e.setConst(x86enc.R13, v+8)
+			inst, err := x86dec.Decode(e.buf[mark:], 0x2000)
+			require.NoError(t, err)
+			if c.lea {
+				assert.Equal(t, x86asm.LEA, inst.Op)
+			} else {
+				assert.Equal(t, x86asm.MOV, inst.Op)
+			}
 		})
 	}
 }
