@@ -60,9 +60,9 @@ const (
 func specBit(k int) assume { return 1 << (16 + k%specBits) }
 
 type val struct {
-	// The fields fill their words (no padding): == on a val is a
-	// comparison of its memory, which the optimiser does for every
-	// register of every op it keeps states for (knownStates.add).
+	// The fields fill their words without padding, so that a val's
+	// memory is its value: knownStates compares it as five words
+	// (sameVal) for every register of every op it keeps.
 	known bool
 	// sym: not known, but (base & keep) | v, base being what the
 	// register holds where a chain of such updates began (its writer
@@ -2411,7 +2411,6 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 	o.knownMask = o.known.masks(o.knownMask[:0])
 	unknownAt := func(i int) uint16 { return ^o.knownMask[i] }
 	p.flagsIn = make([]bool, n+1)
-	defer func() { p.flagsIn[0] = flags }()
 	for i := n - 1; i >= 0; i-- {
 		p.flagsIn[i+1] = flags
 		// %rsp is never left virtual: a signal handler runs below the
@@ -2538,6 +2537,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			}
 		}
 	}
+	p.flagsIn[0] = flags
 	return true
 }
 
@@ -2618,18 +2618,17 @@ func ripForm(code []byte, addr, at uint64) ([]byte, bool) {
 	if !ok || m.seg != 0 {
 		return nil, false
 	}
-	rex := m.rex &^ 0x03 // X and B extended the operand
-	if rex == 0x40 {
+	if m.rex != 0 {
+		m.rex &^= 0x03 // X and B extended the operand
+	}
+	if m.rex == 0x40 {
 		// A REX with nothing left in it: a byte saved where it does
 		// not select %spl-%dil over %ah-%bh (the operands must stay).
-		m.rex = 0
-		if b, ok := ripFormOf(m, addr, at); ok && sameRegOperands(b, code, at) {
+		short := m
+		short.rex = 0
+		if b, ok := ripFormOf(short, addr, at); ok && sameRegOperands(b, code, at) {
 			return b, true
 		}
-		m.rex = rex
-	}
-	if m.rex != 0 {
-		m.rex = rex
 	}
 	return ripFormOf(m, addr, at)
 }
