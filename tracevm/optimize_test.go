@@ -222,6 +222,24 @@ func TestPartialRegisters(t *testing.T) {
 	assert.False(t, ok)
 }
 
+// stepTest returns an optimiser over codes, one instruction each, laid
+// out one after the other, and an empty state to step them in.
+func stepTest(t *testing.T, codes ...[]byte) (*optimizer, *evalState) {
+	t.Helper()
+	o := &optimizer{}
+	at := uint64(0x1000)
+	for _, c := range codes {
+		inst, err := x86dec.Decode(c, at)
+		require.NoError(t, err)
+		o.ops = append(o.ops, op{kind: opInsn, addr: at, code: c, inst: &inst})
+		o.insts = append(o.insts, &inst)
+		at += uint64(len(c))
+	}
+	s := &evalState{spec: map[uint64]val{}, stores: map[uint64]storedVal{}, saved: map[uint64]val{}}
+	s.ranges = &o.storeRanges
+	return o, s
+}
+
 // CPython's dispatch over an assumed %rsi (sbb %sil,%sil; or %eax,%esi;
 // movzbl %sil,%eax): the opcode it dispatches on rests on the flags and
 // %eax, not on the garbage above %sil, so that folding the dispatch does
@@ -229,27 +247,17 @@ func TestPartialRegisters(t *testing.T) {
 // the head with other garbage there failed that check at every
 // iteration).
 func TestLowByteDeps(t *testing.T) {
-	codes := [][]byte{
-		{0x40, 0x18, 0xf6},       // sbb %sil, %sil
-		{0x09, 0xc6},             // or %eax, %esi
-		{0x40, 0x0f, 0xb6, 0xc6}, // movzbl %sil, %eax
-	}
-	o := optimizer{}
-	for k, c := range codes {
-		inst, err := x86dec.Decode(c, 0x1000+uint64(4*k))
-		require.NoError(t, err)
-		o.ops = append(o.ops, op{kind: opInsn, addr: 0x1000 + uint64(4*k), code: c, inst: &inst})
-		o.insts = append(o.insts, &inst)
-	}
-	var s evalState
+	o, s := stepTest(t,
+		[]byte{0x40, 0x18, 0xf6},       // sbb %sil, %sil
+		[]byte{0x09, 0xc6},             // or %eax, %esi
+		[]byte{0x40, 0x0f, 0xb6, 0xc6}, // movzbl %sil, %eax
+	)
 	const rsiBit, flagsBit, raxBit = assume(1 << x86enc.RSI), assume(1 << 20), assume(1 << 21)
 	s.regs[x86enc.RSI] = val{known: true, v: 0x500cc826, deps: rsiBit}
 	s.regs[x86enc.RAX] = val{known: true, v: 0x27c, deps: raxBit}
 	s.flags = flagState{known: true, deps: flagsBit}
-	s.spec, s.stores, s.saved = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
-	s.ranges = &o.storeRanges
 	for i := range o.ops {
-		require.True(t, o.step(i, &s, nil))
+		require.True(t, o.step(i, s, nil))
 	}
 	rsi, rax := s.regs[x86enc.RSI], s.regs[x86enc.RAX]
 	require.True(t, rsi.known)
@@ -274,32 +282,22 @@ func TestLowByteDeps(t *testing.T) {
 // is read and at the exits; the dispatch byte is known, and a copy of
 // the register is no form of it.
 func TestSymbolicRegister(t *testing.T) {
-	codes := [][]byte{
-		{0x40, 0x18, 0xf6},                   // sbb %sil, %sil
-		{0x09, 0xc6},                         // or %eax, %esi
-		{0x40, 0x0f, 0xb6, 0xc6},             // movzbl %sil, %eax
-		{0x48, 0x89, 0xf1},                   // mov %rsi, %rcx
-		{0x48, 0x81, 0xce, 0x00, 0x10, 0, 0}, // or $0x1000, %rsi
-	}
-	o := optimizer{}
-	for k, c := range codes {
-		inst, err := x86dec.Decode(c, 0x1000+uint64(4*k))
-		require.NoError(t, err)
-		o.ops = append(o.ops, op{kind: opInsn, addr: 0x1000 + uint64(4*k), code: c, inst: &inst})
-		o.insts = append(o.insts, &inst)
-	}
-	var s evalState
+	o, s := stepTest(t,
+		[]byte{0x40, 0x18, 0xf6},                   // sbb %sil, %sil
+		[]byte{0x09, 0xc6},                         // or %eax, %esi
+		[]byte{0x40, 0x0f, 0xb6, 0xc6},             // movzbl %sil, %eax
+		[]byte{0x48, 0x89, 0xf1},                   // mov %rsi, %rcx
+		[]byte{0x48, 0x81, 0xce, 0x00, 0x10, 0, 0}, // or $0x1000, %rsi
+	)
 	const flagsBit, raxBit = assume(1 << 20), assume(1 << 21)
 	s.regs[x86enc.RAX] = val{known: true, v: 0x27c, deps: raxBit}
 	s.flags = flagState{known: true, deps: flagsBit}
-	s.spec, s.stores, s.saved = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
-	s.ranges = &o.storeRanges
 	steps := []val{
 		{sym: true, keep: ^uint64(0xff), lo: 1, deps: flagsBit},
 		{sym: true, keep: 0xfffffd00, v: 0x27c, lo: 1, deps: flagsBit | raxBit},
 	}
 	for i := range o.ops {
-		require.True(t, o.step(i, &s, nil))
+		require.True(t, o.step(i, s, nil))
 		if i < len(steps) {
 			assert.Equal(t, steps[i], s.regs[x86enc.RSI], "after %v", o.insts[i])
 		}
@@ -336,14 +334,11 @@ func TestHighByteRegisters(t *testing.T) {
 			if inst.Args[0].(x86asm.Reg) >= x86asm.AH && inst.Args[0].(x86asm.Reg) <= x86asm.BH {
 				assert.NotZero(t, w&(1<<c.reg), "writes %#x", w)
 				assert.NotZero(t, r&(1<<c.reg), "a partial write reads %#x", r)
-				o := optimizer{ops: []op{{kind: opInsn, addr: 0x1000, code: c.code, inst: &inst}}, insts: []*x86dec.Inst{&inst}}
-				var s evalState
+				o, s := stepTest(t, c.code)
 				for k := range s.regs {
 					s.regs[k] = val{known: true, v: 0x1122334455667788}
 				}
-				s.spec, s.stores, s.saved = map[uint64]val{}, map[uint64]storedVal{}, map[uint64]val{}
-				s.ranges = &o.storeRanges
-				require.True(t, o.step(0, &s, nil))
+				require.True(t, o.step(0, s, nil))
 				assert.False(t, s.regs[c.reg].known, "%s still known after the write", c.reg)
 			}
 		})
