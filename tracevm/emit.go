@@ -317,54 +317,6 @@ func (e *emitter) movImm(r x86enc.Reg, v uint64) {
 	}
 }
 
-// setReg sets a virtual register: movImm, or for a symbolic one
-// (keep not 0) and $keep, %r; or $v, %r (32-bit when keep's upper half is
-// 0, which zeroes it), inside pushfq/popfq below the red zone when the
-// flags must survive.
-func (e *emitter) setReg(rv regValue, flagsLive bool) {
-	if rv.keep == 0 {
-		e.setConst(rv.r, rv.v)
-		return
-	}
-	e.physWrote(1 << rv.r)
-	if flagsLive {
-		e.leaRSP(-128)
-		e.bytes(0x9c) // pushfq
-	}
-	w := rv.keep>>32 != 0
-	rex := func() {
-		switch {
-		case w:
-			e.bytes(rexW(0, rv.r))
-		case rv.r >= 8:
-			e.bytes(0x41)
-		}
-	}
-	alu := func(ext byte, imm uint32) {
-		rex()
-		switch {
-		case int32(imm) == int32(int8(imm)):
-			e.bytes(0x83, 0xc0|ext<<3|byte(rv.r&7), byte(imm))
-		case rv.r == x86enc.RAX:
-			e.bytes(0x05 | ext<<3) // the %eax/%rax form
-			e.u32(imm)
-		default:
-			e.bytes(0x81, 0xc0|ext<<3|byte(rv.r&7))
-			e.u32(imm)
-		}
-	}
-	if !w || rv.keep != ^uint64(0) {
-		alu(4, uint32(rv.keep)) // and
-	}
-	if rv.v != 0 {
-		alu(1, uint32(rv.v)) // or
-	}
-	if flagsLive {
-		e.bytes(0x9d) // popfq
-		e.leaRSP(128)
-	}
-}
-
 // cmpRegRIP: cmp lit(%rip), %r.
 func (e *emitter) cmpRegRIP(r x86enc.Reg, lit label) {
 	e.bytes(rexW(r, 0), 0x3b, byte(r&7)<<3|5)

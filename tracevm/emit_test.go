@@ -469,63 +469,6 @@ func encodingCases() []emitCase {
 				})
 			}
 		}
-		// A symbolic register set: and, or (imm8 where it fits, as GNU as
-		// picks), 32-bit when the mask's upper half is 0; inside
-		// pushfq/popfq below the red zone when the flags are live.
-		for _, c := range []struct {
-			keep, v uint64
-			flags   bool
-		}{
-			{0xfffffd00, 0x27c, false},
-			{0xffffff00, 0x7f, true},
-			{0xffffffffffffff00, 0x10, false},
-			{^uint64(0x10), 0x10, true},
-		} {
-			w := c.keep>>32 != 0
-			name, size := gpr32[r], 32
-			if w {
-				name, size = gpr64[r], 64
-			}
-			text := strings.ToLower(name.String())
-			if !w {
-				text = strings.Replace(text, "l", "d", 1)
-			}
-			rexN := 0
-			if w || r >= 8 {
-				rexN = 1
-			}
-			immN := func(v uint64) int { // the immediate and ModRM
-				switch {
-				case int32(uint32(v)) == int32(int8(uint32(v))):
-					return 2
-				case r == x86enc.RAX:
-					return 4
-				}
-				return 5
-			}
-			var insts []wantInst
-			gnu := ""
-			if c.flags {
-				insts = append(insts, wantInst{op: x86asm.LEA, n: 5, size: 64, args: args(x86asm.RSP, x86asm.Mem{Base: x86asm.RSP, Disp: -128})},
-					wantInst{op: x86asm.PUSHFQ, n: 1})
-				gnu = "lea -128(%rsp), %rsp; pushfq; "
-			}
-			and, or := x86asm.Imm(int64(int32(uint32(c.keep)))), x86asm.Imm(int64(int32(uint32(c.v))))
-			insts = append(insts, wantInst{op: x86asm.AND, n: rexN + 1 + immN(c.keep), size: size, args: args(name, and)},
-				wantInst{op: x86asm.OR, n: rexN + 1 + immN(c.v), size: size, args: args(name, or)})
-			gnu += fmt.Sprintf("and $%d, %%%s; or $%d, %%%[2]s", int32(uint32(c.keep)), text, int32(uint32(c.v)))
-			if c.flags {
-				insts = append(insts, wantInst{op: x86asm.POPFQ, n: 1},
-					wantInst{op: x86asm.LEA, n: 8, size: 64, args: args(x86asm.RSP, x86asm.Mem{Base: x86asm.RSP, Disp: 128})})
-				gnu += "; popfq; lea 128(%rsp), %rsp"
-			}
-			s.add(emitCase{
-				name:  fmt.Sprintf("setReg/%s/%#x/%#x/%v", r, c.keep, c.v, c.flags),
-				emit:  func(e *emitter) { e.setReg(regValue{r: r, v: c.v, keep: c.keep}, c.flags) },
-				insts: insts,
-				gnu:   gnu,
-			})
-		}
 		for _, base := range []x86enc.Reg{x86enc.RAX, x86enc.RBP, x86enc.RSP, x86enc.R13, x86enc.R12, x86enc.R15} {
 			index := x86enc.Reg(15 - r)
 			if index == x86enc.RSP {

@@ -72,21 +72,20 @@ func (k *knownStates) changes(j int) []regDelta {
 	return k.deltas[k.deltaAt[j]:end]
 }
 
-// masks appends to dst, for each state, the registers known in it or
-// symbolic (val.sym): what the generator can set from what it knows.
+// masks appends to dst, for each state, the registers known in it.
 func (k *knownStates) masks(dst []uint16) []uint16 {
 	var cur uint16
 	for i := 0; i < k.n; i++ {
 		if i%knownEvery == 0 {
 			cur = 0
 			for r, v := range &k.checks[i/knownEvery] {
-				if v.known || v.sym {
+				if v.known {
 					cur |= 1 << r
 				}
 			}
 		} else {
 			for _, d := range k.changes(i) {
-				if d.v.known || d.v.sym {
+				if d.v.known {
 					cur |= 1 << d.r
 				} else {
 					cur &^= 1 << d.r
@@ -130,19 +129,19 @@ func (k *knownStates) ref(i int) *[16]val {
 	return &k.block[i-c*knownEvery]
 }
 
-// sameVal is *a == *b, as five word compares: val fills its 40 bytes
+// sameVal is *a == *b, as four word compares: val fills its 32 bytes
 // without padding (the assertions below), so that its memory is its
-// value; Go's == on it calls a generic memory compare, about as costly
-// as the rest of the optimiser's bookkeeping per op.
+// value; Go's == on it compares field by field, about as costly as the
+// rest of the optimiser's bookkeeping per op.
 func sameVal(a, b *val) bool {
-	x, y := (*[5]uint64)(unsafe.Pointer(a)), (*[5]uint64)(unsafe.Pointer(b))
-	return x[1] == y[1] && x[0] == y[0] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4]
+	x, y := (*[4]uint64)(unsafe.Pointer(a)), (*[4]uint64)(unsafe.Pointer(b))
+	return x[1] == y[1] && x[0] == y[0] && x[2] == y[2] && x[3] == y[3]
 }
 
-// val is 40 bytes, and its fields fill them.
+// val is 32 bytes, and its first word's fields fill it.
 var (
-	_ [unsafe.Sizeof(val{}) - 40]byte
-	_ [40 - unsafe.Sizeof(val{})]byte
-	_ [unsafe.Sizeof(val{}.known) + unsafe.Sizeof(val{}.sym) + unsafe.Sizeof(val{}.lo) + unsafe.Sizeof(val{}.pn) - 8]byte
-	_ [8 - unsafe.Sizeof(val{}.known) - unsafe.Sizeof(val{}.sym) - unsafe.Sizeof(val{}.lo) - unsafe.Sizeof(val{}.pn)]byte
+	_ [unsafe.Sizeof(val{}) - 32]byte
+	_ [32 - unsafe.Sizeof(val{})]byte
+	_ [unsafe.Offsetof(val{}.pn) + unsafe.Sizeof(val{}.pn) - 8]byte
+	_ [8 - unsafe.Offsetof(val{}.pn) - unsafe.Sizeof(val{}.pn)]byte
 )

@@ -58,16 +58,14 @@ func TestKnownStates(t *testing.T) {
 
 // sameVal is ==: every field is in the words it compares.
 func TestSameVal(t *testing.T) {
-	base := val{known: true, sym: true, lo: 2, pn: 1, v: 5, deps: 6, pdeps: 7, keep: 8}
+	base := val{known: true, lo: 2, pn: 1, v: 5, deps: 6, pdeps: 7}
 	change := []func(*val){
 		func(v *val) { v.known = false },
-		func(v *val) { v.sym = false },
 		func(v *val) { v.lo = 4 },
 		func(v *val) { v.pn = 2 },
 		func(v *val) { v.v = 9 },
 		func(v *val) { v.deps = 9 },
 		func(v *val) { v.pdeps = 9 },
-		func(v *val) { v.keep = 9 },
 	}
 	b := base
 	require.True(t, sameVal(&base, &b))

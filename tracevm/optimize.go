@@ -61,21 +61,15 @@ func specBit(k int) assume { return 1 << (16 + k%specBits) }
 
 type val struct {
 	// The fields fill their words without padding, so that a val's
-	// memory is its value: knownStates compares it as five words
+	// memory is its value: knownStates compares it as four words
 	// (sameVal) for every register of every op it keeps.
 	known bool
-	// sym: not known, but (base & keep) | v, base being what the
-	// register holds where a chain of such updates began (its writer
-	// is kept): CPython's dispatch byte, or'ed and masked into %esi at
-	// every bytecode. The updates can go; the generator applies the form
-	// where the register is read and at the exits (materialize). Only
-	// the register itself holds it: a copy reads the known low bytes.
-	sym bool
 	// lo: for a register not known whole, how many of its low bytes are
 	// (1, 2 or 4; 0 none), in v. Interpreters build a byte from a
 	// register whose upper bytes are garbage (CPython: sbb %sil,%sil;
 	// or ..., %sil; movzbl %sil, %eax for every dispatch).
-	lo uint16
+	lo uint8
+	_  uint16
 	// pn, pdeps: the low pn bytes rest on pdeps alone, a part of deps
 	// (pn 0: on deps). The same dispatch writes the low byte of a
 	// register assumed at the head: the byte it dispatches on must not
@@ -85,57 +79,6 @@ type val struct {
 	v     uint64
 	deps  assume
 	pdeps assume
-	keep  uint64
-}
-
-// symbolic returns (base & keep) | or, known when keep is 0; ok is false
-// when the generator could not apply it with two 32-bit immediates (and,
-// or).
-func symbolic(keep, or uint64, deps assume) (val, bool) {
-	or &^= keep
-	if keep == 0 {
-		return val{known: true, v: or, deps: deps}, true
-	}
-	if !maskEncodable(keep, or) {
-		return val{}, false
-	}
-	v := val{sym: true, keep: keep, v: or, deps: deps}
-	for _, n := range []int{4, 2, 1} {
-		if keep&(1<<(8*n)-1) == 0 {
-			v.lo = uint16(n)
-			break
-		}
-	}
-	return v, true
-}
-
-// virtual returns what the generator sets register r to where its writer
-// was dropped: v, known or symbolic.
-func (v val) virtual(r x86enc.Reg) regValue {
-	if v.sym {
-		return regValue{r: r, v: v.v, keep: v.keep}
-	}
-	return regValue{r: r, v: v.v}
-}
-
-// chainOf returns register value v as a symbolic form: its own, or base
-// itself when nothing of it is known; ok is false for a value known in
-// some bytes, whose knowledge a form from the register's base would lose.
-func chainOf(v val) (keep, or uint64, ok bool) {
-	switch {
-	case v.sym:
-		return v.keep, v.v, true
-	case !v.known && v.lo == 0:
-		return ^uint64(0), 0, true
-	}
-	return 0, 0, false
-}
-
-// maskEncodable: (x & keep) | or in and/or with 32-bit immediates: both
-// 32-bit (the and zero-extends), or keep sign-extends from 32 bits and
-// or is below 2^31.
-func maskEncodable(keep, or uint64) bool {
-	return keep>>32 == 0 && or>>32 == 0 || uint64(int64(int32(keep))) == keep && or < 1<<31
 }
 
 // lowDeps is what v's low n bytes rest on.
@@ -201,7 +144,7 @@ func partial(x uint64, n int, deps assume) val {
 	case n <= 0:
 		return val{}
 	}
-	return val{v: truncate(x, n), lo: uint16(n), deps: deps}
+	return val{v: truncate(x, n), lo: uint8(n), deps: deps}
 }
 
 // bytewise returns r, the result of a sum, difference or bitwise
@@ -278,9 +221,6 @@ func (s *sideEntry) isVariant(a uint64, size int) bool {
 // plan is the optimiser's decision for one trace.
 type plan struct {
 	headRegs []x86enc.Reg // registers guarded at the head
-	// flagsIn[i]: whether the flags are live where op i begins (a
-	// symbolic register set there must keep them).
-	flagsIn  []bool
 	headVals [16]uint64
 	drop     []bool         // op i is not emitted
 	spec     map[int]uint64 // op i becomes a guard on its load's value
@@ -1574,12 +1514,6 @@ func setReg(s *evalState, r x86enc.Reg, size int, v val) {
 			return
 		}
 		mask := uint64(1)<<(8*size) - 1
-		if keep, or, ok := chainOf(old); ok {
-			if w, ok := symbolic(keep&^mask, or&^mask|v.v&mask, old.deps|v.lowDeps(size)); ok {
-				s.regs[r] = w
-				return
-			}
-		}
 		n := size
 		if old.lowBytes() > size {
 			n = old.lowBytes()
@@ -1696,29 +1630,6 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 		}
 		if inst.Op == x86asm.CMP || inst.Op == x86asm.TEST {
 			return true
-		}
-		if dreg && b.known && (inst.Op == x86asm.OR || inst.Op == x86asm.AND) {
-			// In place, with a known operand: a symbolic form when
-			// nothing else of the register is known.
-			if keep, or, ok := chainOf(s.regs[dst]); ok && !a.known {
-				width := uint64(1)<<(8*dsize) - 1
-				if dsize == 8 {
-					width = ^uint64(0)
-				}
-				bv := b.v & width
-				if inst.Op == x86asm.OR {
-					keep, or = keep&^bv, or|bv
-				} else {
-					keep, or = keep&(bv|^width), or&(bv|^width)
-				}
-				if dsize == 4 {
-					keep, or = keep&0xffffffff, or&0xffffffff
-				}
-				if w, ok := symbolic(keep, or, s.regs[dst].deps|b.deps); ok {
-					s.regs[dst] = w
-					return true
-				}
-			}
 		}
 		if dreg {
 			var v val
@@ -2410,9 +2321,7 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 	flags := false
 	o.knownMask = o.known.masks(o.knownMask[:0])
 	unknownAt := func(i int) uint16 { return ^o.knownMask[i] }
-	p.flagsIn = make([]bool, n+1)
 	for i := n - 1; i >= 0; i-- {
-		p.flagsIn[i+1] = flags
 		// %rsp is never left virtual: a signal handler runs below the
 		// real one and would overwrite what the trace keeps under it.
 		live |= 1 << x86enc.RSP
@@ -2537,7 +2446,6 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			}
 		}
 	}
-	p.flagsIn[0] = flags
 	return true
 }
 

@@ -277,40 +277,6 @@ func TestLowByteDeps(t *testing.T) {
 	assert.Equal(t, flagsBit|raxBit, b.deps)
 }
 
-// The same dispatch over an unknown %rsi: each update becomes a symbolic
-// form (base & keep) | v that the generator applies where the register
-// is read and at the exits; the dispatch byte is known, and a copy of
-// the register is no form of it.
-func TestSymbolicRegister(t *testing.T) {
-	o, s := stepTest(t,
-		[]byte{0x40, 0x18, 0xf6},                   // sbb %sil, %sil
-		[]byte{0x09, 0xc6},                         // or %eax, %esi
-		[]byte{0x40, 0x0f, 0xb6, 0xc6},             // movzbl %sil, %eax
-		[]byte{0x48, 0x89, 0xf1},                   // mov %rsi, %rcx
-		[]byte{0x48, 0x81, 0xce, 0x00, 0x10, 0, 0}, // or $0x1000, %rsi
-	)
-	const flagsBit, raxBit = assume(1 << 20), assume(1 << 21)
-	s.regs[x86enc.RAX] = val{known: true, v: 0x27c, deps: raxBit}
-	s.flags = flagState{known: true, deps: flagsBit}
-	steps := []val{
-		{sym: true, keep: ^uint64(0xff), lo: 1, deps: flagsBit},
-		{sym: true, keep: 0xfffffd00, v: 0x27c, lo: 1, deps: flagsBit | raxBit},
-	}
-	for i := range o.ops {
-		require.True(t, o.step(i, s, nil))
-		if i < len(steps) {
-			assert.Equal(t, steps[i], s.regs[x86enc.RSI], "after %v", o.insts[i])
-		}
-	}
-	rax := s.regs[x86enc.RAX]
-	require.True(t, rax.known)
-	assert.Equal(t, uint64(0x7c), rax.v)
-	assert.False(t, s.regs[x86enc.RCX].sym, "a copy is not the register's own form")
-	// A 64-bit or after the 32-bit one: the upper half stays 0.
-	assert.Equal(t, val{sym: true, keep: 0xffffed00, v: 0x127c, lo: 1, deps: flagsBit | raxBit}, s.regs[x86enc.RSI])
-	assert.Equal(t, regValue{r: x86enc.RSI, v: 0x127c, keep: 0xffffed00}, s.regs[x86enc.RSI].virtual(x86enc.RSI))
-}
-
 // The high-byte registers %ah-%bh are bits 8-15 of %rax-%rbx: an
 // instruction that writes one reads and writes that register, and the
 // optimiser forgets the value it knew (siphash's mov %al, %bh left %rbx
