@@ -130,7 +130,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			st := cur.known.at(exitState)
 			for r := range st {
 				if st[r].known && cur.certainAt(st[r].deps, exitState) {
-					exitKnown = append(exitKnown, regValue{r: x86enc.Reg(r), v: st[r].v})
+					exitKnown = append(exitKnown, regValue{x86enc.Reg(r), st[r].v})
 				}
 			}
 		}
@@ -156,14 +156,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		}
 		virtual = kept
 	}
-	setVirtual := func(rv regValue) {
+	setVirtual := func(r x86enc.Reg, v uint64) {
 		for k := range virtual {
-			if virtual[k].r == rv.r {
-				virtual[k] = rv
+			if virtual[k].r == r {
+				virtual[k].v = v
 				return
 			}
 		}
-		virtual = append(virtual, rv)
+		virtual = append(virtual, regValue{r, v})
 	}
 	clearVirtual := func(mask uint16) {
 		kept := virtual[:0]
@@ -314,7 +314,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 					w, _ := writes(p.inst(i))
 					for r := x86enc.Reg(0); r < 16; r++ {
 						if w&(1<<r) != 0 {
-							setVirtual(regValue{r: r, v: p.known.get(i+1, int(r)).v})
+							setVirtual(r, p.known.get(i+1, int(r)).v)
 						}
 					}
 				}
@@ -339,8 +339,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 						materialize(rd)
 						e.bytes(vec...)
 					}
-					setVirtual(regValue{r: pr.a, v: pr.va})
-					setVirtual(regValue{r: pr.b, v: pr.vb})
+					setVirtual(pr.a, pr.va)
+					setVirtual(pr.b, pr.vb)
 				}
 				continue
 			}
@@ -365,7 +365,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 							clearVirtual(1 << r)
 							e.movImm(r, p.known.get(i+1, int(r)).v)
 						} else {
-							setVirtual(regValue{r: r, v: p.known.get(i+1, int(r)).v})
+							setVirtual(r, p.known.get(i+1, int(r)).v)
 						}
 					}
 					continue
@@ -629,7 +629,7 @@ func carriedRegs(ops []op, p, entry *plan) (carried, check []regValue) {
 		if r == x86enc.RSP || !b.known || !p.certainAt(b.deps, c) {
 			continue
 		}
-		rv := regValue{r: r, v: b.v}
+		rv := regValue{r, b.v}
 		a, e := first[r], enter[r]
 		switch {
 		case stays&(1<<r) != 0:
@@ -813,7 +813,7 @@ func peelEntryRegs(ops []op, p, q *plan) []regValue {
 		if slices.Contains(p.headRegs, r) || (at[r].known && at[r].v == q.headVals[r]) {
 			continue
 		}
-		regs = append(regs, regValue{r: r, v: q.headVals[r]})
+		regs = append(regs, regValue{r, q.headVals[r]})
 	}
 	return regs
 }
@@ -1002,7 +1002,7 @@ func closeRechecks(ops []op, p *plan, idGuard *regValue) ([]regValue, bool) {
 	var re []regValue
 	for _, r := range p.headRegs {
 		if !at[r].known || at[r].v != p.headVals[r] {
-			re = append(re, regValue{r: r, v: p.headVals[r]})
+			re = append(re, regValue{r, p.headVals[r]})
 		}
 	}
 	if idGuard != nil && (!at[idGuard.r].known || at[idGuard.r].v != idGuard.v) {
@@ -1067,7 +1067,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		case be.IDReg < 0 || r.side != nil:
 		case be.keyedByHeader():
 			id := x86enc.Reg(be.IDReg)
-			lg = &loopGuard{id: regValue{r: id, v: r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
+			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
 			canon, err := canonicalOps(r.start, lg, &r.headRegs)
 			if err != nil {
 				return nil, err
@@ -1076,9 +1076,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		case be.Keying.cond():
 			// Keyed by header, entered from its own comparison only.
 			id := x86enc.Reg(be.IDReg)
-			lg = &loopGuard{id: regValue{r: id, v: r.headRegs[id]}}
+			lg = &loopGuard{id: regValue{id, r.headRegs[id]}}
 		default:
-			lg = &loopGuard{id: regValue{r: x86enc.Reg(be.IDReg), v: r.key.id}}
+			lg = &loopGuard{id: regValue{x86enc.Reg(be.IDReg), r.key.id}}
 		}
 	}
 	var side *sideEntry
@@ -1236,7 +1236,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			}
 		}
 		for _, r := range peeled.headRegs {
-			t.peelRegs = append(t.peelRegs, regValue{r: r, v: peeled.headVals[r]})
+			t.peelRegs = append(t.peelRegs, regValue{r, peeled.headVals[r]})
 		}
 		switch {
 		case lg == nil:

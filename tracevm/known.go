@@ -130,9 +130,10 @@ func (k *knownStates) ref(i int) *[16]val {
 }
 
 // sameVal is *a == *b, as four word compares: val fills its 32 bytes
-// without padding (the assertions below), so that its memory is its
-// value; Go's == on it compares field by field, about as costly as the
-// rest of the optimiser's bookkeeping per op.
+// without padding (the assertions below; its blank field is always 0),
+// so that its memory is its value. Go's == compares it field by field
+// (or, without the blank field, calls a generic memory compare): a tenth
+// of the JIT's instructions on a Lua nbody run.
 func sameVal(a, b *val) bool {
 	x, y := (*[4]uint64)(unsafe.Pointer(a)), (*[4]uint64)(unsafe.Pointer(b))
 	return x[1] == y[1] && x[0] == y[0] && x[2] == y[2] && x[3] == y[3]

@@ -658,7 +658,7 @@ func TestGuardTargetKnownAfter(t *testing.T) {
 	ops = append(ops, op{kind: opGuard, addr: 0x1007, cond: x86enc.NE, exit: 0x1007}, op{kind: opExit, addr: 0x1010, exit: 0x1010})
 	m := &Machine{}
 	var head [16]uint64
-	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{r: x86enc.RSP, v: 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+	p := m.optimize(ops, head, head, calleeSaved, &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}}, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 	require.NotNil(t, p, "the compare's guard folds")
 	defer p.release()
 	assert.False(t, p.known.get(0, int(x86enc.RCX)).known)
@@ -685,7 +685,7 @@ func TestSideSpeculatesOnItsOwnStore(t *testing.T) {
 	at := func(i int) uint64 { return ops[i].addr }
 	g := func(i int) op { return op{kind: opGuard, addr: at(i) + 4, cond: x86enc.NE, exit: at(i) + 4} }
 	ops = append(ops[:4:4], g(3), ops[4], g(4), ops[5], ops[6], g(6), ops[7], g(7), op{kind: opExit, addr: 0x2000, exit: 0x2000})
-	entry := &sideEntry{known: []regValue{{r: x86enc.RSP, v: 0x7fff0000}}, variant: []addrRange{{0x5000, 0x5010}}}
+	entry := &sideEntry{known: []regValue{{x86enc.RSP, 0x7fff0000}}, variant: []addrRange{{0x5000, 0x5010}}}
 	m := &Machine{}
 	var head [16]uint64
 	p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
