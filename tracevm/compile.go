@@ -402,7 +402,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 						w, _ := writes(inst)
 						clearVirtual(w)
 						e.bytes(b...)
-						wrote = insnWrites(inst)
+						wrote = writeMask(inst)
 						continue
 					}
 					e.buf, virtual = e.buf[:mark], saved
@@ -428,7 +428,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			case opInsn:
 				if reencoded {
 					e.bytes(code...) // no %rip operand (constForm)
-					wrote = insnWrites(p.rewrite[i].inst)
+					wrote = writeMask(p.rewrite[i].inst)
 					break
 				}
 				if err := m.emitInsn(e, o); err != nil {
@@ -437,7 +437,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				if p != nil {
 					if inst := p.inst(i); inst != nil {
 						if _, rip := inst.MemRIPTarget(); !rip {
-							wrote = insnWrites(inst) // not relocated
+							wrote = writeMask(inst) // not relocated
 						}
 					}
 				}
@@ -873,19 +873,6 @@ func checkLoads(e *emitter, gs []guardedLoad, fail label, lit func(uint64) label
 	e.leaRSP(128)
 	e.jmpLabel(fail)
 	e.bind(done)
-}
-
-// insnWrites is the registers a kept instruction writes (all when not
-// modelled), for the emitter's values (setConst).
-func insnWrites(inst *x86dec.Inst) uint16 {
-	if inst == nil {
-		return allRegs
-	}
-	w, wall := writes(inst)
-	if wall {
-		return allRegs
-	}
-	return w
 }
 
 type regValue struct {

@@ -17,11 +17,11 @@ import (
 // from the head registers, over that memory and the stores the run makes
 // itself, gives every plain load an address and a value up to where the
 // run would leave the recorded path (a guard it would take, another
-// indirect target); it goes on along that path for the stores. Alongside, it follows what varies from one iteration
-// to the next: the head registers the close changes, memory the iteration
-// stores a varying or unknown value to, and whatever is computed or
-// loaded from those (loop-invariance, as LuaJIT's loop optimiser decides
-// it on its IR). A load that does not vary holds something the loop
+// indirect target); it goes on along that path for the stores.
+// Alongside, it follows what varies from one iteration to the next: the
+// head registers the close changes, memory the iteration stores a varying
+// or unknown value to, and whatever is computed or loaded from those
+// (loop-invariance, as LuaJIT's loop optimiser decides it on its IR). A load that does not vary holds something the loop
 // does not change: a method's closure, its prototype and bytecode, an
 // object's metatable, a type tag. The optimiser may speculate on it with
 // a guard after the load, and fold what follows.
