@@ -457,3 +457,60 @@ func TestInstructionCells(t *testing.T) {
 	assert.Contains(t, md.String(), "## Instructions")
 	assert.Contains(t, md.String(), "| 1000 -> 600 |")
 }
+
+// A patched configuration below its bar after the counted runs gets
+// Options.Confirm more rounds, with the original and the other patched
+// configuration but not the peers, and the verdict says so.
+func TestConfirmRoundsForBelowBar(t *testing.T) {
+	b, p := testBench(t, Config{Name: "lua5.4 again", Kind: KindPeer, Path: "/usr/bin/lua5.4"})
+	// A "patcher" whose output is the original behind a pause: both
+	// patched configurations are far below their bars.
+	tool := filepath.Join(t.TempDir(), "slow-patcher")
+	require.NoError(t, os.WriteFile(tool, []byte("#!/bin/sh\n"+
+		"printf '#!/bin/sh\\nsleep 0.2\\nexec /usr/bin/lua5.4 \"$@\"\\n' > \"$3\" && chmod +x \"$3\"\n"), 0o755))
+	b.Opts.Tool, b.Opts.Runs, b.Opts.Warmup, b.Opts.Confirm = tool, 2, 0, 2
+	var log bytes.Buffer
+	b.Opts.Log = &log
+	recs := b.RunProgram(p)
+	by := byConfig(recs)
+	for _, name := range []string{"original", "patched, runtime off", "patched, runtime on"} {
+		r := by[name]
+		require.Equal(t, StatusOK, r.Status, r.Error)
+		assert.Len(t, r.Seconds, 4, name)
+		assert.Equal(t, 2, r.ConfirmRounds, name)
+	}
+	peer := by["lua5.4 again"]
+	assert.Len(t, peer.Seconds, 2, "peers are not rerun")
+	assert.Zero(t, peer.ConfirmRounds)
+	require.NotNil(t, peer.Speedup)
+	assert.Equal(t, 2, peer.Speedup.Rounds)
+	assert.Equal(t, 4, by["patched, runtime on"].Speedup.Rounds)
+	assert.Contains(t, log.String(), "lua/fib: below a bar after 2 runs; 2 more to confirm")
+
+	rep := &Report{Mode: "full", Runs: 2, Confirm: 2, Records: recs}
+	vs := rep.Verdicts()
+	require.Len(t, vs, 1)
+	assert.Equal(t, OutcomeUnproven, vs[0].On.Outcome, "4 runs prove nothing")
+	assert.Equal(t, 2, vs[0].Confirmed)
+	assert.Contains(t, vs[0].Cell(), "(after 2 runs to confirm)")
+}
+
+func TestBelowAnyBar(t *testing.T) {
+	rec := func(k ConfigKind, s float64) *Record {
+		return &Record{Kind: k, Status: StatusOK, Speedup: &Ratio{Median: s, Rounds: 5}}
+	}
+	tests := []struct {
+		name string
+		recs []*Record
+		want bool
+	}{
+		{"both met", []*Record{{Kind: KindOriginal, Status: StatusOK}, rec(KindPatchedOff, 0.99), rec(KindPatchedOn, 0.97)}, false},
+		{"on below", []*Record{rec(KindPatchedOff, 1.0), rec(KindPatchedOn, 0.96)}, true},
+		{"off below", []*Record{rec(KindPatchedOff, 0.985), rec(KindPatchedOn, 1.5)}, true},
+		{"a slow peer does not count", []*Record{rec(KindPeer, 0.5), rec(KindPatchedOn, 1.0)}, false},
+		{"a failure cannot be confirmed away", []*Record{{Kind: KindPatchedOn, Status: StatusWrongOutput}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, belowAnyBar(tt.recs)) })
+	}
+}

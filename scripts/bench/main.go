@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", false, "small sizes, no warm-up, one counted run: proves correctness, not speed")
 	runs := fs.Int("runs", 5, "counted runs per configuration")
 	warmup := fs.Int("warmup", 1, "warm-up runs per configuration (not counted)")
+	confirm := fs.Int("confirm", 10, "more interleaved runs of the original and the patched configurations for a program below a bar after --runs; the verdict is taken over all (0: none)")
 	instr := fs.Bool("instructions", false, "also count instructions and simulated instruction-cache misses under valgrind (cachegrind) at the small sizes")
 	only := fs.String("only", "", "run only programs whose name matches this regular expression")
 	timeout := fs.Duration("timeout", 5*time.Minute, "limit for one run")
@@ -61,9 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !setFlags["warmup"] {
 			*warmup = 0
 		}
+		if !setFlags["confirm"] {
+			*confirm = 0
+		}
 	}
-	if *runs < 1 || *warmup < 0 {
-		fmt.Fprintln(stderr, "bench: --runs must be >= 1 and --warmup >= 0")
+	if *runs < 1 || *warmup < 0 || *confirm < 0 {
+		fmt.Fprintln(stderr, "bench: --runs must be >= 1, --warmup and --confirm >= 0")
 		return 2
 	}
 	var filter *regexp.Regexp
@@ -89,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	b := NewBench(Options{
 		Root: absRoot, Tool: joinRoot(absRoot, *tool), WorkDir: filepath.Join(outDir, "work"),
-		Quick: *quick, Warmup: *warmup, Runs: *runs, Instructions: *instr, Timeout: *timeout, Log: stderr,
+		Quick: *quick, Warmup: *warmup, Runs: *runs, Confirm: *confirm, Instructions: *instr, Timeout: *timeout, Log: stderr,
 	}, Families())
 
 	if *cold {
@@ -118,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *quick {
 		mode = "quick"
 	}
-	rep := &Report{Date: time.Now().Format("2006-01-02"), Machine: DescribeMachine(), Mode: mode, Warmup: *warmup, Runs: *runs}
+	rep := &Report{Date: time.Now().Format("2006-01-02"), Machine: DescribeMachine(), Mode: mode, Warmup: *warmup, Runs: *runs, Confirm: *confirm}
 	start := time.Now()
 	for _, p := range suite {
 		if filter != nil && !filter.MatchString(p.Name) {

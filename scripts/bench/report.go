@@ -16,6 +16,7 @@ type Report struct {
 	Mode     string    `json:"mode"` // "full" or "quick"
 	Warmup   int       `json:"warmup"`
 	Runs     int       `json:"runs"`
+	Confirm  int       `json:"confirm,omitempty"` // Options.Confirm
 	Duration float64   `json:"duration_seconds"`
 	Records  []*Record `json:"records"`
 }
@@ -169,6 +170,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- Machine: %s, %d cores, %.1f GB, Linux %s, Debian %s, %s\n", m.CPU, m.Cores, m.MemoryGB, m.Kernel, m.Debian, m.Go)
 	fmt.Fprintf(&b, "- Mode: %s; %d warm-up and %d counted runs per configuration, interleaved; took %s\n",
 		r.Mode, r.Warmup, r.Runs, (time.Duration(r.Duration) * time.Second).String())
+	if r.Confirm > 0 {
+		fmt.Fprintf(&b, "- Confirmation: a program below a bar after those runs ran %d more interleaved rounds of the original and the patched configurations; its cells and verdict are over all of them\n", r.Confirm)
+	}
 	b.WriteString("- Cells: speedup = original time / configuration time (median of runs; above 1 is faster), " +
 		"with the min-max of per-round ratios. `n/a`: not installed.\n")
 	// One quick run proves answers, never speed: no verdicts then.

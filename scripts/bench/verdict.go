@@ -38,6 +38,9 @@ type Verdict struct {
 	Program string
 	Suite   string
 	On, Off BarVerdict
+	// Confirmed is the number of rounds run to confirm a first verdict
+	// below a bar (Options.Confirm), 0 if none.
+	Confirmed int
 }
 
 // Met reports whether the program clears both bars.
@@ -48,13 +51,19 @@ func (v Verdict) Below() bool { return v.On.Outcome == OutcomeBelow || v.Off.Out
 
 // Cell is the verdict column of results.md.
 func (v Verdict) Cell() string {
+	var cell string
 	switch {
 	case v.Met():
-		return "meets"
+		cell = "meets"
 	case v.Below():
-		return "**below**: " + v.reasons(OutcomeBelow)
+		cell = "**below**: " + v.reasons(OutcomeBelow)
+	default:
+		cell = "unproven: " + v.reasons(OutcomeUnproven)
 	}
-	return "unproven: " + v.reasons(OutcomeUnproven)
+	if v.Confirmed > 0 {
+		cell += fmt.Sprintf(" (after %d runs to confirm)", v.Confirmed)
+	}
+	return cell
 }
 
 // reasons lists the bars with outcome o, e.g. "on 0.95x < 0.97x".
@@ -110,9 +119,13 @@ func (r *Report) Verdicts() []Verdict {
 			}
 		}
 		orig := byKind[KindOriginal]
-		vs = append(vs, Verdict{Program: name, Suite: SuiteOf(name),
+		v := Verdict{Program: name, Suite: SuiteOf(name),
 			On:  judgeBar(orig, byKind[KindPatchedOn], BarOn),
-			Off: judgeBar(orig, byKind[KindPatchedOff], BarOff)})
+			Off: judgeBar(orig, byKind[KindPatchedOff], BarOff)}
+		if orig != nil {
+			v.Confirmed = orig.ConfirmRounds
+		}
+		vs = append(vs, v)
 	}
 	return vs
 }
