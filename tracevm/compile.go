@@ -221,6 +221,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		// dead at a handler entry (an indirect jump's target).
 		guardReg(lg.id.r, lg.id.v, start)
 	}
+	e.headExits[0] = len(exitLabels)
 	if p != nil {
 		// Head guards: the registers the trace is specialised on. The
 		// head follows an annotation call or a dispatch jump: the flags
@@ -229,6 +230,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			guardReg(r, p.headVals[r], start)
 		}
 	}
+	e.headExits[1] = len(exitLabels)
 	// The loop closes past the head guards: they are checked once per
 	// entry, and at the close only those the trace does not re-establish
 	// itself (closeRechecks).
@@ -1041,6 +1043,30 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	return &sideEntry{known: known, variant: variant, private: root.private}
 }
 
+// variantEntry reports whether side recording r is optimised as a
+// variant of its root: as a root of its own, specialised on the state it
+// was recorded in, with head guards of its own that leave for the loop's
+// head. Such a side trace starts at a head guard of its parent (an entry
+// state the root was not specialised on: a loop of a function entered
+// again at another depth of the stack has its frame elsewhere) and runs
+// back to its root's head. As a side trace it would know nothing at its
+// entry; where a loop's function is called at several depths (a recursive
+// search, an interpreter's run function called for each program), that
+// was where nearly all of its iterations ran.
+func (m *Machine) variantEntry(r *recording) bool {
+	if r.side == nil || len(r.ops) == 0 {
+		return false
+	}
+	last := r.ops[len(r.ops)-1]
+	if last.kind != opLink || !last.count || last.other != nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := r.exitID - r.side.exitBase
+	return i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == r.side.rootTrace().head
+}
+
 // install compiles r into the code cache and makes it reachable: a root
 // trace through the trace table, a side trace through its parent's guard.
 func (m *Machine) install(r *recording) (*trace, error) {
@@ -1048,10 +1074,13 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	meaningful := uint16(calleeSaved)
 	var lg *loopGuard
 	ops := r.ops
+	// A variant from a head guard is compiled as a root of its loop: the
+	// same loop guard.
+	headVariant := !m.cfg.NoOptimize && m.variantEntry(r)
 	if be := m.backEdgeOfSite(r.key.gsite); be != nil {
 		meaningful = allRegs16
 		switch {
-		case be.IDReg < 0 || r.side != nil:
+		case be.IDReg < 0 || (r.side != nil && !headVariant):
 		case be.keyedByHeader():
 			id := x86enc.Reg(be.IDReg)
 			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
@@ -1073,9 +1102,10 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if len(ops) > 0 {
 		last = ops[len(ops)-1].kind
 	}
-	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize {
+	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize && !headVariant {
 		side = m.sideEntryOf(r)
 	}
+	variant := headVariant
 	// A side trace that starts where its root's peeled copy holds (an
 	// exit of the copy, or of a side trace that keeps it) is optimised
 	// knowing the memory the copy assumes, and closes the loop in the
@@ -1095,7 +1125,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.mu.Unlock()
 	}
 	retired := false // the loop's trace was retired before (respec.go)
-	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil {
+	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil || variant {
 		if inherit != nil {
 			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem, nil)
 			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
@@ -1129,7 +1159,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	// did is not known: perhaps a block freed and taken again in one
 	// iteration, whose new contents (stores into a fresh block are not
 	// counted) a second copy took as what it read there before.
-	if p != nil && side == nil && !m.cfg.NoPeel && !retired {
+	if p != nil && side == nil && r.side == nil && !m.cfg.NoPeel && !retired {
 		peeled, notPeeled = m.peel(ops, r.headRegs, r.closeRegs, meaningful, p)
 		defer peeled.release()
 	}
@@ -1257,6 +1287,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			trace: C.uint32_t(t.index),
 		}
 	}
+	t.headExits = [2]uint32{uint32(e.headExits[0]), uint32(e.headExits[1])}
 	// Exits share their stacks: a trace keeps its list, exactly sized.
 	t.stacks = slices.Clone(stacks)
 	if r.side == nil && len(e.risky) > 0 {
@@ -1323,6 +1354,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.stats.sideTraces.Add(1)
 		if p != nil {
 			m.stats.sidesOptimized.Add(1)
+			if variant {
+				m.stats.variants.Add(1)
+			}
 		}
 		m.stats.tracesCompiled.Add(1)
 	}
@@ -1342,6 +1376,19 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		if splits > 0 || pairs > 0 {
 			note = strings.TrimPrefix(fmt.Sprintf("%s; %d wide loads split, %d vector copies through general registers", note, splits, pairs), "; ")
 		}
+		if r.side != nil {
+			how := "optimised"
+			if variant && p != nil {
+				how = "optimised as a variant of its root, for the entry state it was recorded in"
+			}
+			if p == nil {
+				how = "as recorded"
+				if side == nil {
+					how += ": nothing known where it starts"
+				}
+			}
+			note = strings.TrimPrefix(note+"; "+how, "; ")
+		}
 		m.logTrace(t, r, code, cm, note)
 	}
 	return t, nil
@@ -1354,7 +1401,8 @@ func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, pe
 	var b strings.Builder
 	kind := "root"
 	if t.side {
-		kind = fmt.Sprintf("side of %#x", t.root.head)
+		kind = fmt.Sprintf("side of %#x from exit %d of %#x at %#x", t.root.head,
+			r.exitID-r.side.exitBase, r.side.head, uint64(exitTable()[r.exitID].orig))
 	}
 	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x\n",
 		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head)

@@ -42,6 +42,9 @@ type emitter struct {
 	// trace entering it must hold.
 	peelExit, body2 int
 	carried         []regValue
+	// headExits: the first and past-the-last exit of the head guards on
+	// registers (the entry state a trace is specialised on).
+	headExits [2]int
 	// risky: the exits of guards on values only the concrete runs found
 	// (respec.go), with the original address of the load each checks.
 	risky []riskyExit

@@ -360,6 +360,10 @@ type trace struct {
 	keepsPeeled bool
 	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry).
 	exitKnown [][]regValue
+	// headExits: its head guards' exits (relative to exitBase, first
+	// and past the last): where an entry state other than the one it
+	// was specialised on leaves it (a variant side trace starts there).
+	headExits [2]uint32
 	// variant: memory the loop stores to at known addresses, in its
 	// root trace and optimised side traces (kept in the root).
 	variant []addrRange

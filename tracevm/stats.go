@@ -27,6 +27,7 @@ type Stats struct {
 	chainedBlocks   atomic.Uint64
 	recorderEvents  atomic.Uint64
 	sidesOptimized  atomic.Uint64
+	variants        atomic.Uint64
 	peeled          atomic.Uint64
 	wideSplits      atomic.Uint64
 	vectorPairs     atomic.Uint64
@@ -89,6 +90,10 @@ type Snapshot struct {
 	// state contradicted it (0 unless the optimiser is wrong).
 	SidesOptimized      uint64 `json:"side_traces_optimized"`
 	SideEntryMismatches uint64 `json:"side_entry_mismatches"`
+	// Variants: side traces from a root's head guards optimised as roots
+	// of their own, for the entry state they were recorded in
+	// (variantEntry); counted in SidesOptimized too.
+	Variants uint64 `json:"variant_traces"`
 	// LoopsPeeled: root traces emitted twice, the second copy without
 	// the guards on what the loop never writes (peel.go).
 	LoopsPeeled uint64 `json:"loops_peeled"`
@@ -169,6 +174,7 @@ func (m *Machine) Snapshot() Snapshot {
 		ChainedBlocks:       m.stats.chainedBlocks.Load(),
 		RecorderEvents:      m.stats.recorderEvents.Load(),
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
+		Variants:            m.stats.variants.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
 		WideLoadsSplit:      m.stats.wideSplits.Load(),

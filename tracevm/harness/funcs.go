@@ -44,6 +44,7 @@ var (
 	Interp       = Func{"tt_interp", C.tt_interp}
 	InterpBranch = Func{"tt_interp_branch", C.tt_interp_branch}
 	MemInterp    = Func{"tt_mem_interp", C.tt_mem_interp}
+	Frames       = Func{"tt_frames", C.tt_frames}
 	Tagged       = Func{"tt_tagged", C.tt_tagged}
 	TVStack      = Func{"tt_tvstack", C.tt_tvstack}
 	Alias        = Func{"tt_alias", C.tt_alias}
@@ -64,7 +65,7 @@ var (
 	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Frames, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs      atomic.Uint64
 	idsPerRun    = uint64(1 << 12)
 )

@@ -561,6 +561,32 @@ func TestMemoryPCInterpreter(t *testing.T) {
 	assert.Zero(t, strings.Count(log, "; guard-target "), "dispatches left to check:\n%s", log)
 }
 
+// TestVariantForAnotherFrame: the memory-pc interpreter run twice with its
+// state in two frames (tt_frames): the second run enters the root trace,
+// specialised on the first frame, and leaves at its head guard; the side
+// trace recorded there is optimised as a variant of the root, specialised
+// on the second frame, and dispatches without checking targets as the
+// root does. Both runs' iterations run in traces.
+func TestVariantForAnotherFrame(t *testing.T) {
+	const n, k = 100000, 0x2f1
+	var want int64
+	for c := int64(n); c > 0; c-- {
+		want += (c * c) ^ k
+	}
+	r := runJIT(t, Frames, n, k)
+	require.Equal(t, 2*want, r.res.Ret)
+	require.Equal(t, int64(2*(5*n+1)), r.res.Out[0], "steps")
+	require.Equal(t, r.res, r.native(Frames, n, k))
+	log := r.log()
+	require.Equal(t, 1, strings.Count(log, "optimised as a variant of its root"), log)
+	variant := log[strings.Index(log, "optimised as a variant"):]
+	if i := strings.Index(variant, "redmagic: trace"); i >= 0 {
+		variant = variant[:i]
+	}
+	assert.Zero(t, strings.Count(variant, "; guard-target "), "dispatches left to check in the variant:\n%s", variant)
+	r.checkTraced(t, 2*(n-1), 0.99)
+}
+
 // TestPeeledTaggedInterpreter: a tagged register machine whose registers
 // and frame lie far from its program and from the C frame (tt_tagged): the
 // loop calls nothing natively, so its peeled copy takes every location it

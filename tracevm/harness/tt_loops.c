@@ -536,6 +536,78 @@ TT int64_t tt_mem_interp(const int64_t *in, int64_t *out)
 	}
 }
 
+/* The memory-pc interpreter run twice, each time with its state in
+ * another frame (a VM struct elsewhere), as a Lua or Python function's
+ * loop runs with its frame wherever the call that entered it put it: the
+ * root trace, specialised on the first frame, leaves at its head guard on
+ * the second; a variant of it (compile.go, variantEntry) is specialised on
+ * that one. out[0]: the steps of both runs; returns the sum of their r1.
+ * The frame is chosen by an outer loop, unmarked. */
+struct tt_fvm {
+	volatile uint32_t pc;
+	const struct vm_ins *volatile cur;
+	volatile int64_t steps;
+	volatile int64_t r[4];
+};
+
+static struct tt_fvm tt_fvms[2];
+
+static volatile int tt_nframes = 2; /* not unrolled: one loop, two frames */
+
+TT int64_t tt_frames(const int64_t *in, int64_t *out)
+{
+	int64_t sum = 0, steps = 0;
+	for (int f = 0; f < tt_nframes; f++) {
+		struct tt_fvm *vm = &tt_fvms[f];
+		vm->pc = 0;
+		vm->steps = 0;
+		vm->r[0] = in[1];
+		vm->r[1] = 0;
+		vm->r[2] = in[2];
+		for (;;) {
+			uint32_t pc = vm->pc;
+			const struct vm_ins *p = &tt_mem_prog[pc];
+			vm->pc = pc + 1;
+			vm->cur = p;
+			vm->steps = vm->steps + 1;
+			if (p->op == VM_HALT) {
+				sum += vm->r[p->a];
+				steps += vm->steps;
+				break;
+			}
+			switch (p->op) {
+			case VM_MUL:
+				p = vm->cur;
+				vm->r[p->a] = vm->r[p->b] * vm->r[p->c];
+				break;
+			case VM_XOR:
+				vm->r[p->a] = vm->r[p->b] ^ vm->r[p->c];
+				break;
+			case VM_ADD:
+				vm->r[p->a] = vm->r[p->b] + vm->r[p->c];
+				break;
+			case VM_ADDI:
+				p = vm->cur;
+				vm->r[p->a] = vm->r[p->b] + p->imm;
+				break;
+			case VM_JNZ:
+				if (vm->r[p->a]) {
+					uint32_t to = (uint32_t)p->imm;
+					vm->pc = to;
+					if (to <= pc)
+						th_backwards_branch(ID(to));
+				}
+				break;
+			default:
+				th_ensure_not_traced();
+				return -1;
+			}
+		}
+	}
+	out[0] = steps;
+	return sum;
+}
+
 /* A tagged register machine, as Lua's and other dynamic languages' VMs
  * are: each register holds a type tag beside its value, each instruction
  * checks its operands' tags against the integer tag and stores its result
