@@ -1239,6 +1239,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		return nil, fmt.Errorf("tracevm: trace generated at %#x allocated at %#x", base, a)
 	}
 	t.head = base
+	if p != nil {
+		m.stats.sameStores.Add(uint64(p.sameStores))
+		if peeled != nil {
+			m.stats.sameStores.Add(uint64(peeled.sameStores))
+		}
+	}
 	m.stats.wideSplits.Add(uint64(splits))
 	m.stats.vectorPairs.Add(uint64(pairs))
 	if peeled != nil && e.body2 >= 0 {

@@ -255,6 +255,9 @@ type plan struct {
 	// specGuard[k]: the op before which speculation k's guard runs;
 	// specLoad[k]: the op of its load.
 	specGuard, specLoad []int
+	// sameStores: the stores dropped as writing what memory holds
+	// (samestore.go).
+	sameStores int
 	// guarded: the speculations the trace guards (chosen); epoch:
 	// stores through unknown pointers and calls in the trace;
 	// invariants: a peeled copy's loads known from its entry (peel.go).
@@ -420,6 +423,11 @@ type optimizer struct {
 	// their bits (specBit), those they share with others included.
 	specRisky []bool
 	riskyBits assume
+	// keeping: the eval under way records states (its keepStates);
+	// sameStores: the stores it found writing what memory certainly
+	// holds already (samestore.go), dropped by liveness.
+	keeping    bool
+	sameStores map[int]bool
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -950,7 +958,12 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		o.flagsAt = o.flagsAt[:n]
 	}
 	clear(o.foldOps)
+	o.keeping = keepStates
 	if keepStates {
+		if o.sameStores == nil {
+			o.sameStores = map[int]bool{}
+		}
+		clear(o.sameStores)
 		if o.reloads == nil {
 			o.reloads = map[int]bool{}
 		}
@@ -1565,6 +1578,9 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 				v = o.operand(i, args[1], size, s, chosen)
 			}
 			ad := o.addr(inst, m, s)
+			if o.keeping && ad.known && v.known {
+				o.noteSameStore(i, ad, v, size, s)
+			}
 			o.stored(inst, s)
 			if ad.known {
 				if v.known {
@@ -2365,6 +2381,13 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			}
 			live |= regBits(op.inst.Args[0]) | unknownAt(i)
 		case opInsn:
+			if o.sameStores[i] {
+				// It writes what memory holds: nothing it reads
+				// matters.
+				p.drop[i] = true
+				p.sameStores++
+				continue
+			}
 			inst := o.insts[i]
 			w, wall := writes(inst)
 			r, rall := reads(inst)

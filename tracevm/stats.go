@@ -28,6 +28,7 @@ type Stats struct {
 	recorderEvents  atomic.Uint64
 	sidesOptimized  atomic.Uint64
 	variants        atomic.Uint64
+	sameStores      atomic.Uint64
 	peeled          atomic.Uint64
 	wideSplits      atomic.Uint64
 	vectorPairs     atomic.Uint64
@@ -94,6 +95,9 @@ type Snapshot struct {
 	// of their own, for the entry state they were recorded in
 	// (variantEntry); counted in SidesOptimized too.
 	Variants uint64 `json:"variant_traces"`
+	// SameStores: stores left out of traces as writing what memory
+	// certainly held already (samestore.go).
+	SameStores uint64 `json:"same_stores_dropped"`
 	// LoopsPeeled: root traces emitted twice, the second copy without
 	// the guards on what the loop never writes (peel.go).
 	LoopsPeeled uint64 `json:"loops_peeled"`
@@ -175,6 +179,7 @@ func (m *Machine) Snapshot() Snapshot {
 		RecorderEvents:      m.stats.recorderEvents.Load(),
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		Variants:            m.stats.variants.Load(),
+		SameStores:          m.stats.sameStores.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
 		WideLoadsSplit:      m.stats.wideSplits.Load(),
