@@ -1040,7 +1040,7 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	root := parent.rootTrace()
 	variant := slices.Clone(root.variant)
 	m.mu.Unlock()
-	return &sideEntry{known: known, variant: variant, private: root.private}
+	return &sideEntry{known: known, variant: variant, private: parent.private}
 }
 
 // variantEntry reports whether side recording r is optimised as a
@@ -1185,8 +1185,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if r.side != nil {
 		t.root = r.side.rootTrace()
 	}
-	if r.side == nil && p != nil {
+	switch {
+	case variant && p != nil, r.side == nil && p != nil:
 		t.private = p.private
+	case r.side != nil && !variant:
+		// It runs in its parent's frame.
+		t.private = r.side.private
 	}
 	// Back-edges taken in a trace count in its own counter and, for the
 	// runtime's measure of the loop (the governor), in its root's pair:

@@ -367,7 +367,9 @@ type trace struct {
 	// variant: memory the loop stores to at known addresses, in its
 	// root trace and optimised side traces (kept in the root).
 	variant []addrRange
-	// private: a root's plan.private, for its side traces.
+	// private: the private slots of the loop frame it runs in, for its
+	// side traces: a root's or a variant's plan.private (its own frame),
+	// a side trace's parent's.
 	private addrRange
 	// risky: a root's exits (relative to exitBase) whose guards check a
 	// value only the concrete runs found, with the load's original
