@@ -1064,7 +1064,8 @@ func (m *Machine) variantEntry(r *recording) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i := r.exitID - r.side.exitBase
-	return i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == r.side.rootTrace().head
+	root := r.side.rootTrace()
+	return i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == root.head && root.nvariants < maxVariants
 }
 
 // install compiles r into the code cache and makes it reachable: a root
@@ -1365,6 +1366,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		if p != nil {
 			m.stats.sidesOptimized.Add(1)
 			if variant {
+				t.root.nvariants++
 				m.stats.variants.Add(1)
 			}
 		}

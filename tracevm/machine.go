@@ -310,6 +310,10 @@ const (
 	generations          = 4
 	recBufSize           = 256 << 10
 	maxSideTraces        = 64
+	// maxVariants bounds a root's variants: a recursion deeper than
+	// that (each depth its own frame) keeps its other depths as recorded
+	// and leaves the side traces to the loop's other paths.
+	maxVariants = 8
 )
 
 // loopKey names a loop: the annotation or back-edge site and the id.
@@ -320,15 +324,18 @@ type loopKey struct {
 
 // trace is a compiled trace.
 type trace struct {
-	key     loopKey
-	index   uint32
-	head    uint64
-	size    int
-	side    bool
-	root    *trace // for side traces
-	nsides  int
-	iterCtr uint64 // address of its iteration counter (0 none)
-	tick    uint64 // its loop's period counter (generate), shared with its root
+	key    loopKey
+	index  uint32
+	head   uint64
+	size   int
+	side   bool
+	root   *trace // for side traces
+	nsides int
+	// nvariants: a root's side traces optimised as variants of it
+	// (variantEntry), at most maxVariants.
+	nvariants int
+	iterCtr   uint64 // address of its iteration counter (0 none)
+	tick      uint64 // its loop's period counter (generate), shared with its root
 	// gone: a root's word, set by the governor when it drops the trace
 	// (tv_trace_verdict); links into it from other loops' traces test it.
 	gone uint64
