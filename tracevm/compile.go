@@ -1075,13 +1075,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	meaningful := uint16(calleeSaved)
 	var lg *loopGuard
 	ops := r.ops
-	// A variant from a head guard is compiled as a root of its loop: the
-	// same loop guard.
-	headVariant := !m.cfg.NoOptimize && m.variantEntry(r)
+	// A variant is compiled as a root of its loop: the same loop guard.
+	variant := !m.cfg.NoOptimize && m.variantEntry(r)
 	if be := m.backEdgeOfSite(r.key.gsite); be != nil {
 		meaningful = allRegs16
 		switch {
-		case be.IDReg < 0 || (r.side != nil && !headVariant):
+		case be.IDReg < 0 || (r.side != nil && !variant):
 		case be.keyedByHeader():
 			id := x86enc.Reg(be.IDReg)
 			lg = &loopGuard{id: regValue{id, r.closeRegs[id]}, keying: be.Keying, aux: x86enc.Reg(be.AuxReg), header: r.key.id}
@@ -1103,10 +1102,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if len(ops) > 0 {
 		last = ops[len(ops)-1].kind
 	}
-	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize && !headVariant {
+	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize && !variant {
 		side = m.sideEntryOf(r)
 	}
-	variant := headVariant
 	// A side trace that starts where its root's peeled copy holds (an
 	// exit of the copy, or of a side trace that keeps it) is optimised
 	// knowing the memory the copy assumes, and closes the loop in the
@@ -1187,9 +1185,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.root = r.side.rootTrace()
 	}
 	switch {
-	case variant && p != nil, r.side == nil && p != nil:
-		t.private = p.private
-	case r.side != nil && !variant:
+	case r.side == nil || variant:
+		// Its own frame's (none known without a plan).
+		if p != nil {
+			t.private = p.private
+		}
+	default:
 		// It runs in its parent's frame.
 		t.private = r.side.private
 	}

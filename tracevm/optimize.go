@@ -1219,18 +1219,12 @@ func (o *optimizer) knownAddrLoad(i int, inst *x86dec.Inst, ad val, size int, s 
 		return v
 	}
 	st, forwarded := s.stores[key]
-	if forwarded && (st.epoch == s.epoch || st.private) {
+	if v, ok := s.storedHere(key); ok {
 		// Stored by the trace with nothing since that could have
 		// written it (no store through an unknown pointer, no
-		// call): certain, no guard. It rests also on what kept
-		// the stores since at known addresses: without those
-		// assumptions one of them would be through an unknown
-		// pointer, and the value lost.
-		deps := st.deps | ad.deps
-		for _, r := range (*s.ranges)[min(st.at, len(*s.ranges)):] {
-			deps |= r.deps
-		}
-		return val{known: true, v: st.v, deps: deps}
+		// call): certain, no guard.
+		v.deps |= ad.deps
+		return v
 	}
 	want := ((chosen == nil && !o.banned[i]) || chosen[i]) && !s.unknownAt[key]
 	if o.side != nil && o.side.isVariant(ad.v, size) && !forwarded {

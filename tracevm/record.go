@@ -1330,7 +1330,7 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 			next, done, reason, cont = r.finish(op{kind: opClose, addr: a}, 0)
 			return next, done, reason, cont, true
 		}
-		// A variant side trace is optimised as a root (knownEntryVariant).
+		// What a variant of the root is optimised on (variantEntry).
 		r.closeRegs = *regs
 		root := r.side.rootTrace()
 		next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: root.head, count: true}, root.head)

@@ -20,14 +20,9 @@ func (o *optimizer) noteSameStore(i int, ad, v val, size int, s *evalState) {
 		return
 	}
 	key := ad.v<<4 | uint64(size)
-	var cur val
-	if st, ok := s.stores[key]; ok && (st.epoch == s.epoch || st.private) {
-		cur = st.val
-		for _, r := range (*s.ranges)[min(st.at, len(*s.ranges)):] {
-			cur.deps |= r.deps
-		}
-	} else if sv, ok := s.spec[key]; ok {
-		cur = sv
+	cur, ok := s.storedHere(key)
+	if !ok {
+		cur = s.spec[key]
 	}
 	if !cur.known || cur.v != truncate(v.v, size) {
 		return
@@ -54,4 +49,22 @@ func (o *optimizer) guardedBefore(deps assume, i int) bool {
 		}
 	}
 	return true
+}
+
+// storedHere returns the value the trace stored at key (addr<<4 | size)
+// when nothing since could have written it (no store through an unknown
+// pointer, no call; or the slot is the loop frame's private one). It
+// rests also on what kept the stores since at known addresses: without
+// those assumptions one of them would be through an unknown pointer, and
+// the value lost.
+func (s *evalState) storedHere(key uint64) (val, bool) {
+	st, ok := s.stores[key]
+	if !ok || (st.epoch != s.epoch && !st.private) {
+		return val{}, false
+	}
+	v := st.val
+	for _, r := range (*s.ranges)[min(st.at, len(*s.ranges)):] {
+		v.deps |= r.deps
+	}
+	return v, true
 }
