@@ -50,18 +50,16 @@ def run(py, prog, size, extra):
     return t, p.stdout
 
 
-def in_traces(py, prog, size):
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, 'stats.json')
-        run(py, prog, size, {'REDMAGIC_STATS': path})
-        with open(path) as f:
-            st = json.load(f)
+def in_traces(stats_path):
+    """Loop iterations inside traces, all loop iterations and traces
+    compiled, from one run's REDMAGIC_STATS."""
+    with open(stats_path) as f:
+        st = json.load(f)
     jit = st.get('jit') or {}
     traced = jit.get('trace_iterations', 0)
     interp = sum(s.get('hits', 0) for s in st.get('sites', [])
                  if s.get('name') == 'redmagic_backwards_branch')
-    total = traced + interp
-    return traced, total, jit.get('traces_compiled', 0)
+    return traced, traced + interp, jit.get('traces_compiled', 0)
 
 
 def main():
@@ -83,27 +81,42 @@ def main():
         size = SIZES[name]
         times = {c[0]: [] for c in configs}
         outs = {}
-        for _ in range(a.runs):
-            for label, py, extra in configs:
-                t, out = run(py, prog, size, extra)
-                times[label].append(t)
-                outs.setdefault(label, out)
+        # Every JIT-on run's share of iterations in traces: the governor
+        # keeps or drops a trace by its own measurement of that run, so
+        # one run's share is one draw (the median is reported).
+        shares = []
+        with tempfile.TemporaryDirectory() as d:
+            stats = os.path.join(d, 'stats.json')
+            for _ in range(a.runs):
+                for label, py, extra in configs:
+                    if label == 'jit-on':
+                        extra = dict(extra, REDMAGIC_STATS=stats)
+                    t, out = run(py, prog, size, extra)
+                    times[label].append(t)
+                    outs.setdefault(label, out)
+                    if label == 'jit-on':
+                        shares.append(in_traces(stats))
+                        os.remove(stats)
         same = len(set(outs.values())) == 1
-        traced, total, traces = in_traces(a.patched, prog, size)
+        shares.sort(key=lambda x: x[0] / x[1] if x[1] else 0)
+        traced, total, traces = shares[len(shares) // 2]
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({'program': name, 'size': size, 'median_s': med,
                      'same_output': same, 'traces': traces,
-                     'trace_iterations': traced, 'iterations': total})
+                     'trace_iterations': traced, 'iterations': total,
+                     'share_min': min(x[0] / x[1] for x in shares if x[1]) if total else 0,
+                     'share_max': max(x[0] / x[1] for x in shares if x[1]) if total else 0})
         print('%s done' % name, file=sys.stderr)
-    print('| program | unpatched s | JIT off s | JIT on s | JIT off / unpatched | speed-up (JIT on) | traces | iterations in traces | output |')
+    print('| program | unpatched s | JIT off s | JIT on s | JIT off / unpatched | speed-up (JIT on) | traces | iterations in traces (median run; min-max) | output |')
     print('|---|---|---|---|---|---|---|---|---|')
     for r in rows:
         m = r['median_s']
         share = 100.0 * r['trace_iterations'] / r['iterations'] if r['iterations'] else 0
-        print('| %s | %.3f | %.3f | %.3f | %.3f | %.2fx | %d | %.1f%% (%d of %d) | %s |' % (
+        print('| %s | %.3f | %.3f | %.3f | %.3f | %.2fx | %d | %.1f%% (%d of %d; %.0f-%.0f%%) | %s |' % (
             r['program'], m['unpatched'], m['jit-off'], m['jit-on'],
             m['jit-off'] / m['unpatched'], m['unpatched'] / m['jit-on'], r['traces'],
-            share, r['trace_iterations'], r['iterations'], 'same' if r['same_output'] else 'DIFFERS'))
+            share, r['trace_iterations'], r['iterations'], 100 * r['share_min'], 100 * r['share_max'],
+            'same' if r['same_output'] else 'DIFFERS'))
     if a.json:
         with open(a.json, 'w') as f:
             json.dump(rows, f, indent=1)
