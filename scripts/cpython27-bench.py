@@ -62,6 +62,12 @@ def in_traces(stats_path):
     return traced, traced + interp, jit.get('traces_compiled', 0)
 
 
+def share(run):
+    """The share of a run's loop iterations inside traces (in_traces)."""
+    traced, total, _ = run
+    return traced / total if total else 0.0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('original')
@@ -98,24 +104,23 @@ def main():
                         shares.append(in_traces(stats))
                         os.remove(stats)
         same = len(set(outs.values())) == 1
-        shares.sort(key=lambda x: x[0] / x[1] if x[1] else 0)
+        shares.sort(key=share)
         traced, total, traces = shares[len(shares) // 2]
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({'program': name, 'size': size, 'median_s': med,
                      'same_output': same, 'traces': traces,
                      'trace_iterations': traced, 'iterations': total,
-                     'share_min': min(x[0] / x[1] for x in shares if x[1]) if total else 0,
-                     'share_max': max(x[0] / x[1] for x in shares if x[1]) if total else 0})
+                     'share_min': share(shares[0]), 'share_max': share(shares[-1])})
         print('%s done' % name, file=sys.stderr)
     print('| program | unpatched s | JIT off s | JIT on s | JIT off / unpatched | speed-up (JIT on) | traces | iterations in traces (median run; min-max) | output |')
     print('|---|---|---|---|---|---|---|---|---|')
     for r in rows:
         m = r['median_s']
-        share = 100.0 * r['trace_iterations'] / r['iterations'] if r['iterations'] else 0
+        median = 100.0 * share((r['trace_iterations'], r['iterations'], 0))
         print('| %s | %.3f | %.3f | %.3f | %.3f | %.2fx | %d | %.1f%% (%d of %d; %.0f-%.0f%%) | %s |' % (
             r['program'], m['unpatched'], m['jit-off'], m['jit-on'],
             m['jit-off'] / m['unpatched'], m['unpatched'] / m['jit-on'], r['traces'],
-            share, r['trace_iterations'], r['iterations'], 100 * r['share_min'], 100 * r['share_max'],
+            median, r['trace_iterations'], r['iterations'], 100 * r['share_min'], 100 * r['share_max'],
             'same' if r['same_output'] else 'DIFFERS'))
     if a.json:
         with open(a.json, 'w') as f:
