@@ -1363,11 +1363,13 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			ex[int(exitBase)+nexit-1].state = C.TV_EXIT_DEAD
 		}
 		t.root.nsides++
+		if variant {
+			t.root.nvariants++ // optimised or not: maxVariants bounds them all
+		}
 		m.stats.sideTraces.Add(1)
 		if p != nil {
 			m.stats.sidesOptimized.Add(1)
 			if variant {
-				t.root.nvariants++
 				m.stats.variants.Add(1)
 			}
 		}

@@ -21,10 +21,11 @@ import (
 // Alongside, it follows what varies from one iteration to the next: the
 // head registers the close changes, memory the iteration stores a varying
 // or unknown value to, and whatever is computed or loaded from those
-// (loop-invariance, as LuaJIT's loop optimiser decides it on its IR). A load that does not vary holds something the loop
-// does not change: a method's closure, its prototype and bytecode, an
-// object's metatable, a type tag. The optimiser may speculate on it with
-// a guard after the load, and fold what follows.
+// (loop-invariance, as LuaJIT's loop optimiser decides it on its IR). A
+// load that does not vary holds something the loop does not change: a
+// method's closure, its prototype and bytecode, an object's metatable, a
+// type tag. The optimiser may speculate on it with a guard after the
+// load, and fold what follows.
 //
 // Nothing here has to be right: a candidate is only ever used behind a
 // guard on the loaded register. A wrong one costs a guard that fails

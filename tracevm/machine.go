@@ -331,7 +331,7 @@ type trace struct {
 	side   bool
 	root   *trace // for side traces
 	nsides int
-	// nvariants: a root's side traces optimised as variants of it
+	// nvariants: a root's side traces compiled as variants of it
 	// (variantEntry), at most maxVariants.
 	nvariants int
 	iterCtr   uint64 // address of its iteration counter (0 none)

@@ -1219,7 +1219,7 @@ func (o *optimizer) knownAddrLoad(i int, inst *x86dec.Inst, ad val, size int, s 
 		return v
 	}
 	st, forwarded := s.stores[key]
-	if v, ok := s.storedHere(key); ok {
+	if v, ok := s.storedValue(st, forwarded); ok {
 		// Stored by the trace with nothing since that could have
 		// written it (no store through an unknown pointer, no
 		// call): certain, no guard.

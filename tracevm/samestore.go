@@ -20,7 +20,8 @@ func (o *optimizer) noteSameStore(i int, ad, v val, size int, s *evalState) {
 		return
 	}
 	key := ad.v<<4 | uint64(size)
-	cur, ok := s.storedHere(key)
+	st, stored := s.stores[key]
+	cur, ok := s.storedValue(st, stored)
 	if !ok {
 		cur = s.spec[key]
 	}
@@ -51,14 +52,13 @@ func (o *optimizer) guardedBefore(deps assume, i int) bool {
 	return true
 }
 
-// storedHere returns the value the trace stored at key (addr<<4 | size)
-// when nothing since could have written it (no store through an unknown
-// pointer, no call; or the slot is the loop frame's private one). It
-// rests also on what kept the stores since at known addresses: without
-// those assumptions one of them would be through an unknown pointer, and
-// the value lost.
-func (s *evalState) storedHere(key uint64) (val, bool) {
-	st, ok := s.stores[key]
+// storedValue returns the value of st, what the trace stored at an
+// address (ok: there was such a store), when nothing since could have
+// written it (no store through an unknown pointer, no call; or the slot
+// is the loop frame's private one). It rests also on what kept the stores
+// since at known addresses: without those assumptions one of them would
+// be through an unknown pointer, and the value lost.
+func (s *evalState) storedValue(st storedVal, ok bool) (val, bool) {
 	if !ok || (st.epoch != s.epoch && !st.private) {
 		return val{}, false
 	}
