@@ -328,7 +328,7 @@ func belowAnyBar(recs []*Record) bool {
 		if r.Status != StatusOK || r.Speedup == nil {
 			continue
 		}
-		if (r.Kind == KindPatchedOn && r.Speedup.Median < BarOn) || (r.Kind == KindPatchedOff && r.Speedup.Median < BarOff) {
+		if bar, ok := barFor(r.Kind); ok && r.Speedup.Median < bar {
 			return true
 		}
 	}

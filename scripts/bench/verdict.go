@@ -17,6 +17,17 @@ const (
 	VerdictMinRounds = 5
 )
 
+// barFor returns the bar a configuration of kind k must clear, if any.
+func barFor(k ConfigKind) (float64, bool) {
+	switch k {
+	case KindPatchedOn:
+		return BarOn, true
+	case KindPatchedOff:
+		return BarOff, true
+	}
+	return 0, false
+}
+
 // Outcome of one bar for one program.
 type Outcome string
 
@@ -105,6 +116,12 @@ func judgeBar(orig, rec *Record, bar float64) BarVerdict {
 	return BarVerdict{Outcome: OutcomeMet, Speedup: s}
 }
 
+// judgeKind judges the record of kind k against its bar.
+func judgeKind(orig *Record, byKind map[ConfigKind]*Record, k ConfigKind) BarVerdict {
+	bar, _ := barFor(k)
+	return judgeBar(orig, byKind[k], bar)
+}
+
 // Verdicts judges every program of the report, in the report's order.
 // Programs without patched configurations (none in today's suites) are
 // unproven.
@@ -120,8 +137,8 @@ func (r *Report) Verdicts() []Verdict {
 		}
 		orig := byKind[KindOriginal]
 		v := Verdict{Program: name, Suite: SuiteOf(name),
-			On:  judgeBar(orig, byKind[KindPatchedOn], BarOn),
-			Off: judgeBar(orig, byKind[KindPatchedOff], BarOff)}
+			On:  judgeKind(orig, byKind, KindPatchedOn),
+			Off: judgeKind(orig, byKind, KindPatchedOff)}
 		if orig != nil {
 			v.Confirmed = orig.ConfirmRounds
 		}
