@@ -144,6 +144,7 @@ func startJIT() (bool, error) {
 	cfg.NoPeel = os.Getenv("REDMAGIC_PEEL") == "0"
 	cfg.NoIndirectSpec = os.Getenv("REDMAGIC_SPECULATE") == "0"
 	cfg.NoSplit = os.Getenv("REDMAGIC_SPLIT") == "0"
+	cfg.NoForward = os.Getenv("REDMAGIC_FORWARD") == "0"
 	// REDMAGIC_JIT_BACKGROUND=0 (tests, instruction counts) wants each
 	// trace in place once its recording ends: no compiler thread either.
 	cfg.Background = os.Getenv("REDMAGIC_JIT_BACKGROUND") != "0"

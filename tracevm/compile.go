@@ -267,7 +267,14 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 		// (all, unless its path says less): what the emitter forgets
 		// of their values (setConst) before the next.
 		wrote := uint16(allRegs)
+		// copyTo: the spare the last op's double goes to (xmmfwd.go),
+		// copied before the next op's code; -1: none.
+		copyTo, copyFrom := -1, uint8(0)
 		for i := range ops {
+			if copyTo >= 0 {
+				e.bytes(movqXX(uint8(copyTo), copyFrom)...)
+				copyTo = -1
+			}
 			e.physWrote(wrote)
 			wrote = allRegs
 			o := &ops[i]
@@ -322,6 +329,31 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				}
 				wrote = 0 // a value guard at most
 				continue
+			}
+			if k, ok := p.forwardFrom(i); ok {
+				// The double is in spare k: checked against memory off
+				// the dependency chain, then taken from there.
+				inst := p.inst(i)
+				rd, _ := reads(inst)
+				materialize(rd)
+				st := p.known.at(i)
+				addr, known := memKnownIn(inst, &st)
+				if a, rip := inst.MemRIPTarget(); rip {
+					addr, known = a, true
+				}
+				if check, use, ok := forwardedCode(o.code, inst, addr, known, k, p.forwards.temp, e.pc()); ok {
+					e.bytes(check...)
+					e.bytes(pxorXX(p.forwards.temp, k)...)
+					e.bytes(ptestXX(p.forwards.temp, p.forwards.temp)...)
+					e.alignRel32(2)
+					patch = append(patch, e.jcc(x86enc.NE, newExit(o.addr)))
+					e.bytes(use...)
+					wrote = 0
+					continue
+				}
+			}
+			if k, ok := p.forwardTo(i); ok {
+				copyTo, copyFrom = int(k), copySource(p.inst(i))
 			}
 			if pr, ok := p.pairAt(i); ok {
 				// A vector copy through two general registers: the
@@ -516,6 +548,9 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				checkLoads(e, enter.invariants, miss, lit)
 				if enter.misses != 0 {
 					e.movbRIPAbs(streak, 0)
+				}
+				if enter.forwards != nil {
+					e.loadCarried(enter.forwards.carried)
 				}
 				e.jmpLabel(closeTo)
 				e.bind(miss)
@@ -744,6 +779,9 @@ type bodyLink struct {
 	// the header is computed from, known at the link, must lead to it.
 	header      *BackEdge
 	headerValue uint64
+	// doubles: what the copy carries in spare vector registers
+	// (xmmfwd.go), loaded there before the jump.
+	doubles []carriedDouble
 }
 
 // enter emits the checks and the jump into the peeled copy, at a link
@@ -766,6 +804,7 @@ func (l *bodyLink) enter(e *emitter, st [16]val, lit func(uint64) label) {
 		cmpRegValue(e, rv.r, rv.v, lit)
 		e.jcc(x86enc.NE, toHead)
 	}
+	e.loadCarried(l.doubles)
 	e.jmpAbs(l.body2)
 	e.bind(toHead)
 }
@@ -1115,7 +1154,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.mu.Lock()
 		root := r.side.rootTrace()
 		if root.body2 != 0 && r.side.holdsAt(r.exitID) {
-			link = &bodyLink{head: root.head, body2: root.body2, regs: root.peelRegs}
+			link = &bodyLink{head: root.head, body2: root.body2, regs: root.peelRegs, doubles: root.carriedDoubles}
 			if root.headerOf != nil {
 				link.header, link.headerValue = root.headerOf, root.key.id
 			}
@@ -1166,6 +1205,10 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if !m.cfg.NoSplit {
 		pairs = pairVectorCopies(ops, p) + pairVectorCopies(ops, peeled)
 		splits = splitWideLoads(ops, p) + splitWideLoads(ops, peeled)
+	}
+	forwarded := 0
+	if !m.cfg.NoForward {
+		forwarded = forwardDoubles(ops, p, false) + forwardDoubles(ops, peeled, true)
 	}
 	if peeled != nil {
 		m.mu.Lock()
@@ -1253,6 +1296,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	m.stats.wideSplits.Add(uint64(splits))
 	m.stats.vectorPairs.Add(uint64(pairs))
+	m.stats.doublesFwd.Add(uint64(forwarded))
 	if peeled != nil && e.body2 >= 0 {
 		t.hoisted = len(p.guarded) - len(peeled.guarded)
 		t.peelMisses = peeled.misses
@@ -1275,6 +1319,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			t.peelRegs = append(t.peelRegs, lg.id)
 		}
 		t.peelRegs = addRegValues(t.peelRegs, e.carried)
+		if peeled.forwards != nil {
+			t.carriedDoubles = peeled.forwards.carried
+		}
 		m.stats.peeled.Add(1)
 	}
 	t.keepsPeeled = link != nil

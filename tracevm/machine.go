@@ -3,6 +3,7 @@ package tracevm
 /*
 #cgo CFLAGS: -O2 -fno-stack-protector -Wall
 #include "tv.h"
+#include "tv_cpu.h"
 */
 import "C"
 
@@ -291,6 +292,9 @@ type Config struct {
 	// NoSplit leaves 16-byte loads over narrower stores whole
 	// (REDMAGIC_SPLIT=0; widesplit.go).
 	NoSplit bool
+	// NoForward keeps doubles a trace stores and loads again in memory
+	// only (REDMAGIC_FORWARD=0; xmmfwd.go). Off as well without SSE4.1.
+	NoForward bool
 	// Background compiles each finished recording on a goroutine of the
 	// JIT's while the program thread goes on in the original code, which
 	// enters the trace once it is installed (background.go); without it
@@ -361,7 +365,10 @@ type trace struct {
 	peelExit   int
 	invariants []guardedLoad
 	peelRegs   []regValue
-	headerOf   *BackEdge
+	// carriedDoubles: the doubles the peeled copy finds in spare vector
+	// registers where it starts (xmmfwd.go); a link into it loads them.
+	carriedDoubles []carriedDouble
+	headerOf       *BackEdge
 	// keepsPeeled: a side trace that starts and ends where its root's
 	// peeled copy's assumptions hold (it enters the copy directly).
 	keepsPeeled bool
@@ -496,6 +503,9 @@ func Start(cfg Config) (*Machine, error) {
 		return nil, errors.New("tracevm: no executable code to trace")
 	}
 	C.tv_setup()
+	if C.tv_has_sse41() == 0 {
+		cfg.NoForward = true
+	}
 	m := &Machine{
 		started:     time.Now(),
 		cfg:         cfg,

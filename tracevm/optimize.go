@@ -237,7 +237,9 @@ type plan struct {
 	// unlike a dropped op sets no register.
 	rewrite map[int]rewritten
 	// pairs: vector copies moved through general registers (vecpair.go).
-	pairs     map[int]vecPair
+	pairs map[int]vecPair
+	// forwards: doubles kept in spare vector registers (xmmfwd.go).
+	forwards  *doubleForwards
 	liveAfter []uint16 // registers read after op i (before being written)
 	// known[i]: registers known before op i, so also after op i-1;
 	// known[len(ops)] is after the last op.

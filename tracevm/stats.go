@@ -32,6 +32,7 @@ type Stats struct {
 	peeled          atomic.Uint64
 	wideSplits      atomic.Uint64
 	vectorPairs     atomic.Uint64
+	doublesFwd      atomic.Uint64
 	sidesIntoPeeled atomic.Uint64
 	respecs         atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
@@ -110,6 +111,10 @@ type Snapshot struct {
 	// VectorCopiesPaired: 16-byte copies (an SSE load and its store) of
 	// compiled traces made through two general registers (vecpair.go).
 	VectorCopiesPaired uint64 `json:"vector_copies_paired"`
+	// DoublesForwarded: loads of a double the trace stored or loaded a
+	// little before that compiled traces take from a spare vector
+	// register, memory checked off the dependency chain (xmmfwd.go).
+	DoublesForwarded uint64 `json:"doubles_forwarded"`
 	// Respecialized: root traces retired because a guard on a value
 	// only the recording's concrete run found failed often, their loops
 	// recorded again without that speculation (respec.go).
@@ -184,6 +189,7 @@ func (m *Machine) Snapshot() Snapshot {
 		LoopsPeeled:         m.stats.peeled.Load(),
 		WideLoadsSplit:      m.stats.wideSplits.Load(),
 		VectorCopiesPaired:  m.stats.vectorPairs.Load(),
+		DoublesForwarded:    m.stats.doublesFwd.Load(),
 		Respecialized:       m.stats.respecs.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
 		Parking:             m.parking(),

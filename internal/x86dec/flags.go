@@ -31,6 +31,19 @@ var flagEffects = map[x86asm.Op]FlagEffect{
 	x86asm.MOVSS: FlagsNone, x86asm.CDQE: FlagsNone, x86asm.CQO: FlagsNone,
 	x86asm.CDQ: FlagsNone, x86asm.BSWAP: FlagsNone, x86asm.MOVAPD: FlagsNone,
 	x86asm.MOVUPD: FlagsNone, x86asm.PXOR: FlagsNone, x86asm.XORPS: FlagsNone,
+
+	// SSE arithmetic, logic and conversions leave the arithmetic flags
+	// alone: a float chain between a compare and its jump, or a guard's
+	// compare placed among them, must see past them.
+	x86asm.ADDSD: FlagsNone, x86asm.SUBSD: FlagsNone, x86asm.MULSD: FlagsNone,
+	x86asm.DIVSD: FlagsNone, x86asm.SQRTSD: FlagsNone, x86asm.MINSD: FlagsNone,
+	x86asm.MAXSD: FlagsNone, x86asm.ADDSS: FlagsNone, x86asm.SUBSS: FlagsNone,
+	x86asm.MULSS: FlagsNone, x86asm.DIVSS: FlagsNone, x86asm.ANDPD: FlagsNone,
+	x86asm.ANDPS: FlagsNone, x86asm.ANDNPD: FlagsNone, x86asm.ORPD: FlagsNone,
+	x86asm.ORPS: FlagsNone, x86asm.XORPD: FlagsNone, x86asm.CVTSI2SD: FlagsNone,
+	x86asm.CVTTSD2SI: FlagsNone, x86asm.CVTSD2SS: FlagsNone, x86asm.CVTSS2SD: FlagsNone,
+	x86asm.UNPCKLPD: FlagsNone, x86asm.PUNPCKLQDQ: FlagsNone, x86asm.MOVHPS: FlagsNone,
+	x86asm.MOVLPD: FlagsNone, x86asm.MOVHPD: FlagsNone, x86asm.PADDQ: FlagsNone,
 }
 
 // OpFlags returns what opcode op does with the arithmetic flags whatever

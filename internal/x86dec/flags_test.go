@@ -28,6 +28,8 @@ func TestFlagsDeadAt(t *testing.T) {
 		{"jmp followed to cmp", []byte{0xeb, 0x01, 0x90, 0x48, 0x39, 0xc8}, true}, // jmp over a nop to cmp
 		{"self loop of moves", []byte{0x48, 0x89, 0xc1, 0xeb, 0xfb}, false},       // mov; jmp back: no writer within the limit
 		{"runs out of code", []byte{0x48, 0x89, 0xc1}, false},
+		{"float chain then cmp", []byte{0xf2, 0x0f, 0x59, 0x45, 0x10, 0xf2, 0x0f, 0x58, 0xc1, 0x48, 0x39, 0xc8}, true}, // mulsd 0x10(%rbp),%xmm0; addsd %xmm1,%xmm0; cmp
+		{"float chain then jcc", []byte{0xf2, 0x0f, 0x5e, 0xc1, 0x74, 0x00}, false},                                    // divsd %xmm1,%xmm0; je
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,6 +47,7 @@ var (
 	Frames       = Func{"tt_frames", C.tt_frames}
 	Tagged       = Func{"tt_tagged", C.tt_tagged}
 	TVStack      = Func{"tt_tvstack", C.tt_tvstack}
+	FStack       = Func{"tt_fstack", C.tt_fstack}
 	Alias        = Func{"tt_alias", C.tt_alias}
 	Frame        = Func{"tt_frame", C.tt_frame}
 	FuncPtr      = Func{"tt_fptr", C.tt_fptr}
@@ -65,7 +66,7 @@ var (
 	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Frames, Tagged, TVStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Frames, Tagged, TVStack, FStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs      atomic.Uint64
 	idsPerRun    = uint64(1 << 12)
 )

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -1375,5 +1376,43 @@ func TestSpeculationOnCallResult(t *testing.T) {
 				r.checkTraced(t, n, 0.99)
 			}
 		})
+	}
+}
+
+// runFStack runs the stack machine of doubles (tt_fstack) under the JIT
+// and checks its results bit for bit against its own reference and a
+// native run.
+func runFStack(t *testing.T, n, poke int64) traced {
+	t.Helper()
+	r := runJIT(t, FStack, n, poke)
+	x, s := 0.0, 0.0
+	for c := n; c > 0; c-- {
+		x = x*0.5 + 1.25
+		if c == poke {
+			x++
+		}
+		s += x * x
+	}
+	require.Equal(t, 15*n+1, r.res.Out[0], "steps")
+	require.Equal(t, math.Float64bits(x), uint64(r.res.Out[1]), "x; %s", r.log())
+	require.Equal(t, math.Float64bits(s), uint64(r.res.Out[2]), "s")
+	require.Equal(t, r.res, r.native(FStack, n, poke))
+	return r
+}
+
+// TestForwardedDoubles: the stack machine's results go through memory at
+// every operation; the trace takes them from spare vector registers
+// (xmmfwd.go), each load checked against memory. A store through a
+// pointer the trace does not follow changes x once in between (poke):
+// the results stay exact, and at sizes around the threshold too.
+func TestForwardedDoubles(t *testing.T) {
+	const n = 100000
+	r := runFStack(t, n, 0)
+	r.checkTraced(t, n-1, 0.99)
+	fwd := r.after.DoublesForwarded - r.before.DoublesForwarded
+	require.NotZero(t, fwd, r.log())
+	assert.Contains(t, r.log(), "ptest")
+	for _, poke := range []int64{1, 2, n / 2, n - 1, n} {
+		runFStack(t, 5000, poke)
 	}
 }

@@ -6,6 +6,7 @@
  * of the loop ids, fresh for every run), out[] receives extra results.
  */
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "th.h"
@@ -794,6 +795,89 @@ TT int64_t tt_tvstack(const int64_t *in, int64_t *out)
 			out[1] = l[p->a].v;
 			out[2] = l[p->a].tag;
 			return sp - tt_tvstack_stack;
+		default:
+			th_ensure_not_traced();
+			return -1;
+		}
+	}
+}
+
+/* A stack machine of doubles, as an interpreter keeps floats: every
+ * operation loads its operands from memory slots and stores its result
+ * to one, the next loads it back (xmmfwd.go). An iteration computes
+ * x = x * 0.5 + 1.25 and s += x * x; c counts down from in[1]. When c
+ * equals in[2] (0: never), FS_POKE adds 1 to x through a pointer the
+ * machine keeps in memory, between x's store and its next loads. out[0]:
+ * steps; out[1], out[2]: the bits of x and s. */
+enum { FS_PUSHL, FS_PUSHK, FS_MUL, FS_ADD, FS_STOREL, FS_POKE, FS_DEC, FS_JNZ, FS_HALT };
+static const struct vm_ins tt_fstack_prog[] = {
+	{ FS_PUSHL, 1, 0, 0, 0 },  /* 0: push x */
+	{ FS_PUSHK, 0, 0, 0, 0 },  /* 1: push 0.5 */
+	{ FS_MUL, 0, 0, 0, 0 },    /* 2 */
+	{ FS_PUSHK, 1, 0, 0, 0 },  /* 3: push 1.25 */
+	{ FS_ADD, 0, 0, 0, 0 },    /* 4 */
+	{ FS_STOREL, 1, 0, 0, 0 }, /* 5: x = pop */
+	{ FS_POKE, 0, 0, 0, 0 },   /* 6: x += 1 through the pointer, once */
+	{ FS_PUSHL, 1, 0, 0, 0 },  /* 7: push x */
+	{ FS_PUSHL, 1, 0, 0, 0 },  /* 8: push x */
+	{ FS_MUL, 0, 0, 0, 0 },    /* 9 */
+	{ FS_PUSHL, 2, 0, 0, 0 },  /* 10: push s */
+	{ FS_ADD, 0, 0, 0, 0 },    /* 11 */
+	{ FS_STOREL, 2, 0, 0, 0 }, /* 12: s = pop */
+	{ FS_DEC, 0, 0, 0, 0 },    /* 13: c -= 1 */
+	{ FS_JNZ, 0, 0, 0, 0 },    /* 14: if c goto 0 */
+	{ FS_HALT, 0, 0, 0, 0 },
+};
+static double tt_fstack_stack[16], tt_fstack_locals[4];
+static const double tt_fstack_k[2] = { 0.5, 1.25 };
+static double *volatile tt_fstack_poke;
+
+TT int64_t tt_fstack(const int64_t *in, int64_t *out)
+{
+	double *sp = tt_fstack_stack, *l = tt_fstack_locals;
+	int64_t c = in[1], steps = 0;
+	l[1] = 0;
+	l[2] = 0;
+	tt_fstack_poke = &l[1];
+	for (uint32_t pc = 0;;) {
+		const struct vm_ins *p = &tt_fstack_prog[pc++];
+		steps++;
+		switch (p->op) {
+		case FS_PUSHL:
+			*sp++ = l[p->a];
+			break;
+		case FS_PUSHK:
+			*sp++ = tt_fstack_k[p->a];
+			break;
+		case FS_MUL:
+			sp[-2] *= sp[-1];
+			sp--;
+			break;
+		case FS_ADD:
+			sp[-2] += sp[-1];
+			sp--;
+			break;
+		case FS_STOREL:
+			l[p->a] = *--sp;
+			break;
+		case FS_POKE:
+			if (c == in[2])
+				*tt_fstack_poke += 1.0;
+			break;
+		case FS_DEC:
+			c--;
+			break;
+		case FS_JNZ:
+			if (c) {
+				pc = 0;
+				th_backwards_branch(ID(0));
+			}
+			break;
+		case FS_HALT:
+			out[0] = steps;
+			memcpy(&out[1], &l[1], 8);
+			memcpy(&out[2], &l[2], 8);
+			return sp - tt_fstack_stack;
 		default:
 			th_ensure_not_traced();
 			return -1;
