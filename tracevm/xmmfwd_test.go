@@ -59,3 +59,86 @@ func TestForwardedCode(t *testing.T) {
 		assert.Equal(t, []string{c.used}, gnuref.Disasm(t, 0x1000, used), "%s: % x", c.asm, used)
 	}
 }
+
+// TestMayAlias: which writes the analysis takes to change a remembered
+// place: known addresses by overlap; through the same base register
+// (same value number) by displacement; through another base, unless one
+// is a block allocated after the other pointer existed, or the write is
+// a reference count (an object's first word); never a known address
+// through a pointer and back (optimistic: the loads are checked).
+func TestMayAlias(t *testing.T) {
+	s := &fwdState{fresh: map[uint32]bool{9: true}}
+	at := func(a uint64) memKey { return memKey{disp: a} }
+	via := func(base uint32, d int64) memKey { return memKey{sym: true, base: base, disp: uint64(d)} }
+	cases := []struct {
+		name     string
+		w        memKey
+		size     int
+		e        memKey
+		esize    int
+		refcount bool
+		want     bool
+	}{
+		{"same known address", at(0x5000), 8, at(0x5000), 8, false, true},
+		{"known, overlapping", at(0x5004), 4, at(0x5000), 8, false, true},
+		{"known, apart", at(0x5008), 8, at(0x5000), 8, false, false},
+		{"same base, same field", via(3, 0x10), 8, via(3, 0x10), 8, false, true},
+		{"same base, other field", via(3, 0x18), 8, via(3, 0x10), 8, false, false},
+		{"other base", via(4, 0x10), 8, via(3, 0x10), 8, false, true},
+		{"a count, field beyond", via(4, 0), 8, via(3, 0x10), 8, true, false},
+		{"a count, first word", via(4, 0), 8, via(3, 0), 8, true, true},
+		{"into a newer block", via(9, 0x10), 8, via(3, 0x10), 8, false, false},
+		{"older pointer into a block", via(3, 0x10), 8, via(9, 0x10), 8, false, false},
+		{"newer pointer, block older", via(12, 0x10), 8, via(9, 0x10), 8, false, true},
+		{"known against a pointer", at(0x5000), 8, via(3, 0x10), 8, false, false},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, s.mayAlias(c.w, c.size, c.e, c.esize, c.refcount), c.name)
+	}
+}
+
+// TestForwardDoublesPlan: a double pushed through a stack pointer that
+// then moves is found again through it (value numbers plus offsets) and
+// taken from a spare; a store through another pointer, or a native call,
+// makes the analysis forget; a store to the same place gives the next
+// load the new value.
+func TestForwardDoublesPlan(t *testing.T) {
+	ops, insts := decodeOps(t, []string{
+		"f20f1103",   // 0: movsd %xmm0,(%rbx)
+		"4883c308",   // 1: add $0x8,%rbx
+		"f20f594bf8", // 2: mulsd -0x8(%rbx),%xmm1: forwarded from 0
+		"f20f110b",   // 3: movsd %xmm1,(%rbx)
+		"f20f1013",   // 4: movsd (%rbx),%xmm2: forwarded from 3
+		"488901",     // 5: mov %rax,(%rcx): through another pointer
+		"f20f101b",   // 6: movsd (%rbx),%xmm3: not forwarded
+		"f20f1123",   // 7: movsd %xmm4,(%rbx)
+		"call",       // 8
+		"f20f102b",   // 9: movsd (%rbx),%xmm5: not forwarded
+		"f20f1133",   // 10: movsd %xmm6,(%rbx)
+		"f20f103b",   // 11: movsd (%rbx),%xmm7: forwarded from 10
+		"4883c001",   // 12: add $0x1,%rax: the flags are dead before it
+	})
+	ops = append(ops, op{kind: opExit, addr: 0x2000, exit: 0x2000})
+	// A plan that emits every op as recorded, knowing no register.
+	p := &plan{known: new(knownStates), drop: make([]bool, len(ops)), insts: insts}
+	var none [16]val
+	for range len(ops) + 1 {
+		p.known.add(&none)
+	}
+	assert.Equal(t, 3, forwardDoubles(ops, p, false))
+	fw := p.forwards
+	require.NotNil(t, fw)
+	for use, def := range map[int]int{2: 0, 4: 3, 11: 10} {
+		k, ok := fw.from[use]
+		require.True(t, ok, "op %d forwarded", use)
+		assert.Equal(t, fw.to[def], k, "op %d takes op %d's spare", use, def)
+		assert.NotEqual(t, fw.temp, k)
+	}
+	for _, i := range []int{6, 9} {
+		assert.NotContains(t, fw.from, i, "op %d", i)
+	}
+	// The spares are registers no op names: xmm8 and up here.
+	for _, k := range fw.to {
+		assert.GreaterOrEqual(t, k, uint8(8))
+	}
+}
