@@ -60,9 +60,10 @@ type carriedDouble struct {
 // doubles.
 const maxCarried = 6
 
-// forwardMaxEntries bounds the memory the analysis remembers (a long
-// trace stores thousands of times; what it forwards is a few ops apart).
-const forwardMaxEntries = 128
+// forwardMaxEntries bounds the places the analysis remembers, the most
+// recent (a long trace stores thousands of times; what it forwards is a
+// few ops apart, and every write scans them).
+const forwardMaxEntries = 48
 
 // memKey is where an access goes: a known address (sym false), or the
 // value numbers of its base and index registers and its displacement.
@@ -86,6 +87,12 @@ type fwdEntry struct {
 
 type fwdUse struct{ use, def int }
 
+// keyed is a remembered place and what it holds.
+type keyed struct {
+	k memKey
+	e fwdEntry
+}
+
 // fwdState is the analysis' state at an op.
 type fwdState struct {
 	// gvn, goff: each general register holds value number gvn plus
@@ -95,8 +102,8 @@ type fwdState struct {
 	goff     [16]int64
 	next     uint32
 	fresh    map[uint32]bool // value numbers of blocks allocated in the trace
-	entries  map[memKey]fwdEntry
-	defs     map[int]memKey // the ops that defined a double's entry, by op
+	entries  []keyed         // the places remembered, oldest first
+	defs     map[int]memKey  // the ops that defined a double's entry, by op
 }
 
 func (s *fwdState) newVN() uint32 { s.next++; return s.next }
@@ -127,14 +134,15 @@ func forwardDoubles(ops []op, p *plan, carry bool) int {
 	if carry && len(ops) > 0 && ops[len(ops)-1].kind == opClose {
 		// The doubles the copy leaves at known addresses where it
 		// closes, each in a spare of its own for the whole copy.
-		start := map[memKey]fwdEntry{}
-		for k, e := range end {
+		var start []keyed
+		for _, ke := range end {
+			k, e := ke.k, ke.e
 			if k.sym || !e.vec || e.def < 0 || len(carried) == maxCarried || bits.OnesCount16(spares) < 3 {
 				continue
 			}
 			r := highestReg(spares &^ (1 << highestReg(spares)))
 			spares &^= 1 << r
-			start[k] = fwdEntry{vn: 0, size: 8, vec: true, def: carriedDef(len(carried))}
+			start = append(start, keyed{k, fwdEntry{size: 8, vec: true, def: carriedDef(len(carried))}})
 			carried = append(carried, carriedDouble{addr: k.disp, reg: r})
 		}
 		if len(carried) > 0 {
@@ -162,15 +170,15 @@ func carriedDef(k int) int { return -2 - k }
 // at known addresses where they start), and returns the loads it
 // forwards, the ops that defined a double's entry (store or load) with
 // its key, and the entries left at the end.
-func walk(ops []op, p *plan, start map[memKey]fwdEntry) ([]fwdUse, map[int]memKey, map[memKey]fwdEntry) {
-	s := fwdState{fresh: map[uint32]bool{}, entries: map[memKey]fwdEntry{}, defs: map[int]memKey{}}
+func walk(ops []op, p *plan, start []keyed) ([]fwdUse, map[int]memKey, []keyed) {
+	s := fwdState{fresh: map[uint32]bool{}, defs: map[int]memKey{}}
 	for r := range s.gvn {
 		s.setNew(x86enc.Reg(r))
 		s.xvn[r] = s.newVN()
 	}
-	for k, e := range start {
-		e.vn = s.newVN()
-		s.entries[k] = e
+	for _, ke := range start {
+		ke.e.vn = s.newVN()
+		s.entries = append(s.entries, ke)
 	}
 	var uses []fwdUse
 	for i := range ops {
@@ -354,21 +362,39 @@ func (s *fwdState) mayAlias(w memKey, size int, e memKey, esize int, refcount bo
 // an address the analysis cannot follow, all of them.
 func (s *fwdState) kill(w memKey, ok bool, size int, refcount bool) {
 	if !ok || size <= 0 {
-		clear(s.entries)
+		s.entries = s.entries[:0]
 		return
 	}
-	for k, e := range s.entries {
-		if s.mayAlias(w, size, k, e.size, refcount) {
-			delete(s.entries, k)
+	kept := s.entries[:0]
+	for _, ke := range s.entries {
+		if !s.mayAlias(w, size, ke.k, ke.e.size, refcount) {
+			kept = append(kept, ke)
 		}
 	}
+	s.entries = kept
+}
+
+// lookup returns what place k holds, if the analysis remembers it.
+func (s *fwdState) lookup(k memKey) (fwdEntry, bool) {
+	for j := len(s.entries) - 1; j >= 0; j-- {
+		if s.entries[j].k == k {
+			return s.entries[j].e, true
+		}
+	}
+	return fwdEntry{}, false
 }
 
 func (s *fwdState) remember(k memKey, e fwdEntry) {
-	if len(s.entries) >= forwardMaxEntries {
-		clear(s.entries)
+	for j := range s.entries {
+		if s.entries[j].k == k {
+			s.entries = append(s.entries[:j], s.entries[j+1:]...)
+			break
+		}
 	}
-	s.entries[k] = e
+	if len(s.entries) == forwardMaxEntries {
+		s.entries = append(s.entries[:0], s.entries[1:]...)
+	}
+	s.entries = append(s.entries, keyed{k, e})
 }
 
 // emitted reports whether op i runs as recorded (its register results
@@ -387,7 +413,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 	o := &ops[i]
 	switch o.kind {
 	case opCall:
-		clear(s.entries)
+		s.entries = s.entries[:0]
 		for r := range s.gvn {
 			if calleeSaved&(1<<r) == 0 {
 				s.setNew(x86enc.Reg(r))
@@ -412,7 +438,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 	}
 	inst := p.inst(i)
 	if inst == nil {
-		clear(s.entries)
+		s.entries = s.entries[:0]
 		return uses
 	}
 	defer s.markFresh(p, i)
@@ -435,7 +461,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 	case inst.Op == x86asm.MOV && inst.MemBytes == 8:
 		if r, sz, ok := gpr(regArgOf(a0)); ok && sz == 8 && hasMem {
 			// A general load.
-			if e, found := s.entries[k]; keyOK && found && !e.vec && e.size == 8 {
+			if e, found := s.lookup(k); keyOK && found && !e.vec && e.size == 8 {
 				s.gvn[r], s.goff[r] = e.vn, e.off
 				return uses
 			}
@@ -491,7 +517,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 			return uses
 		}
 		w, wok := s.stackKey(p, i, 0)
-		if e, found := s.entries[w]; wok && found && !e.vec && e.size == 8 {
+		if e, found := s.lookup(w); wok && found && !e.vec && e.size == 8 {
 			s.gvn[r], s.goff[r] = e.vn, e.off
 		} else {
 			s.setNew(r)
@@ -501,7 +527,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 	}
 	if doubleLoad.has(inst.Op) && hasMem && inst.MemBytes == 8 {
 		if d, ok := vecReg(a0); ok {
-			e, found := s.entries[k]
+			e, found := s.lookup(k)
 			fwd := keyOK && found && e.vec && e.size == 8 && e.def != -1 && emitted(ops, p, i) && flagsDeadAfter(ops, i-1)
 			if fwd {
 				uses = append(uses, fwdUse{use: i, def: e.def})
@@ -537,7 +563,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 	if hasMem && storesMemory(inst) {
 		s.kill(k, keyOK, inst.MemBytes, refcountStore(inst, m))
 	} else if storesMemory(inst) {
-		clear(s.entries) // a string instruction, a call
+		s.entries = s.entries[:0] // a string instruction, a call
 	}
 	w, all := writes(inst)
 	for r := range s.gvn {
@@ -580,7 +606,7 @@ func (s *fwdState) markFresh(p *plan, i int) {
 }
 
 func (s *fwdState) clobberAll() {
-	clear(s.entries)
+	s.entries = s.entries[:0]
 	for r := range s.gvn {
 		s.setNew(x86enc.Reg(r))
 		s.xvn[r] = s.newVN()
