@@ -3,7 +3,6 @@ package tracevm
 /*
 #cgo CFLAGS: -O2 -fno-stack-protector -Wall
 #include "tv.h"
-#include "tv_cpu.h"
 */
 import "C"
 
@@ -503,7 +502,7 @@ func Start(cfg Config) (*Machine, error) {
 		return nil, errors.New("tracevm: no executable code to trace")
 	}
 	C.tv_setup()
-	if C.tv_has_sse41() == 0 {
+	if !hasSSE41() {
 		cfg.NoForward = true
 	}
 	m := &Machine{

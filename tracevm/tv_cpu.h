@@ -34,14 +34,6 @@ static inline long tv_syscall6(long n, long a, long b, long c, long d,
 #define TV_SYS_MREMAP 25
 #define TV_SYS_SCHED_GETAFFINITY 204
 
-/* The processor has SSE4.1 (ptest: the checks of the doubles traces
- * forward, tracevm/xmmfwd.go). */
-static inline int tv_has_sse41(void)
-{
-	unsigned a, b, c, d;
-	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_1) != 0;
-}
-
 /* The time-stamp counter: the JIT's and the governor's clock. */
 static inline uint64_t tv_rdtsc(void)
 {
