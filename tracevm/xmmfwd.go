@@ -250,8 +250,8 @@ func highestReg(mask uint16) uint8 {
 }
 
 // spareVectorRegs returns the vector registers xmm1-xmm15 no op of the
-// trace names (xmm0 never: some instructions read it unnamed); ok is
-// false when an instruction may touch vector registers it does not name.
+// trace touches (touchesVector; xmm0 never: some instructions read it
+// unnamed); ok is false when an op is not decoded or may touch any.
 func spareVectorRegs(ops []op, p *plan) (uint16, bool) {
 	used := uint16(1)
 	for i := range ops {
@@ -262,22 +262,16 @@ func spareVectorRegs(ops []op, p *plan) (uint16, bool) {
 		if inst == nil {
 			return 0, false
 		}
-		if inst.Special == x86dec.SpecialVzeroall {
+		switch inst.Special {
+		case x86dec.SpecialNone:
+		case x86dec.SpecialEndbr64, x86dec.SpecialEndbr32, x86dec.SpecialNopHint, x86dec.SpecialPrefetch, x86dec.SpecialVzeroupper:
+			continue // nothing in a vector register's low half
+		default:
 			return 0, false
 		}
-		for _, a := range inst.Args {
-			if a == nil {
-				break
-			}
-			if r, ok := a.(x86asm.Reg); ok {
-				switch {
-				case r >= x86asm.X0 && r <= x86asm.X15:
-					used |= 1 << (r - x86asm.X0)
-				case r >= x86asm.Y0 && r <= x86asm.Y15:
-					used |= 1 << (r - x86asm.Y0)
-				case r >= x86asm.M0 && r <= x86asm.M7:
-					return 0, false // MMX: x87 state, not ours to reason about
-				}
+		for x := x86asm.X1; x <= x86asm.X15; x++ {
+			if bit := uint16(1) << (x - x86asm.X0); used&bit == 0 && touchesVector(inst, x) {
+				used |= bit
 			}
 		}
 	}
@@ -459,7 +453,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 	a0, a1 := inst.Args[0], inst.Args[1]
 	switch {
 	case inst.Op == x86asm.MOV && inst.MemBytes == 8:
-		if r, sz, ok := gpr(regArgOf(a0)); ok && sz == 8 && hasMem {
+		if r, sz, ok := gpr(regArg(a0)); ok && sz == 8 && hasMem {
 			// A general load.
 			if e, found := s.lookup(k); keyOK && found && !e.vec && e.size == 8 {
 				s.gvn[r], s.goff[r] = e.vn, e.off
@@ -471,7 +465,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 			}
 			return uses
 		}
-		if r, sz, ok := gpr(regArgOf(a1)); ok && sz == 8 && hasMem {
+		if r, sz, ok := gpr(regArg(a1)); ok && sz == 8 && hasMem {
 			// A general store.
 			s.kill(k, keyOK, 8, false)
 			if keyOK {
@@ -480,8 +474,8 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 			return uses
 		}
 	case inst.Op == x86asm.MOV:
-		if dst, sz, ok := gpr(regArgOf(a0)); ok && sz == 8 {
-			if src, sz2, ok := gpr(regArgOf(a1)); ok && sz2 == 8 {
+		if dst, sz, ok := gpr(regArg(a0)); ok && sz == 8 {
+			if src, sz2, ok := gpr(regArg(a1)); ok && sz2 == 8 {
 				s.gvn[dst], s.goff[dst] = s.gvn[src], s.goff[src]
 				return uses
 			}
@@ -503,7 +497,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 			return uses
 		}
 	case inst.Op == x86asm.PUSH || inst.Op == x86asm.POP:
-		r, sz, ok := gpr(regArgOf(a0))
+		r, sz, ok := gpr(regArg(a0))
 		if !ok || sz != 8 {
 			break
 		}
@@ -618,7 +612,7 @@ func (s *fwdState) clobberAll() {
 // its value number, so that what a stack pointer addresses before and
 // after a push is the same place.
 func (s *fwdState) moved(inst *x86dec.Inst) bool {
-	dst, sz, ok := gpr(regArgOf(inst.Args[0]))
+	dst, sz, ok := gpr(regArg(inst.Args[0]))
 	if !ok || sz != 8 {
 		return false
 	}
@@ -652,12 +646,6 @@ func (s *fwdState) moved(inst *x86dec.Inst) bool {
 		return true
 	}
 	return false
-}
-
-// regArgOf returns a if it is a register, else 0.
-func regArgOf(a x86asm.Arg) x86asm.Reg {
-	r, _ := a.(x86asm.Reg)
-	return r
 }
 
 // forwardFrom returns the spare op i takes its double from.
