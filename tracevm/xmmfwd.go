@@ -378,6 +378,17 @@ func (s *fwdState) lookup(k memKey) (fwdEntry, bool) {
 	return fwdEntry{}, false
 }
 
+// rememberDouble notes that place k holds double vn, which op i can copy
+// into a spare if it runs as recorded.
+func (s *fwdState) rememberDouble(ops []op, p *plan, i int, k memKey, vn uint32) {
+	def := -1
+	if emitted(ops, p, i) {
+		def = i
+		s.defs[i] = k
+	}
+	s.remember(k, fwdEntry{vn: vn, size: 8, vec: true, def: def})
+}
+
 func (s *fwdState) remember(k memKey, e fwdEntry) {
 	for j := range s.entries {
 		if s.entries[j].k == k {
@@ -485,21 +496,17 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 			// A double stored.
 			s.kill(k, keyOK, 8, false)
 			if keyOK {
-				def := -1
-				if emitted(ops, p, i) {
-					def = i
-				}
-				s.remember(k, fwdEntry{vn: s.xvn[x], size: 8, vec: true, def: def})
-				if def >= 0 {
-					s.defs[def] = k
-				}
+				s.rememberDouble(ops, p, i, k, s.xvn[x])
 			}
 			return uses
 		}
 	case inst.Op == x86asm.PUSH || inst.Op == x86asm.POP:
 		r, sz, ok := gpr(regArg(a0))
 		if !ok || sz != 8 {
-			break
+			// Of memory or an immediate: the stack is written
+			// elsewhere than the operand says.
+			s.clobberAll()
+			return uses
 		}
 		if inst.Op == x86asm.PUSH {
 			w, wok := s.stackKey(p, i, -8)
@@ -534,14 +541,7 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 				}
 				s.xvn[d] = s.newVN()
 				if keyOK {
-					def := -1
-					if emitted(ops, p, i) {
-						def = i
-					}
-					s.remember(k, fwdEntry{vn: s.xvn[d], size: 8, vec: true, def: def})
-					if def >= 0 {
-						s.defs[def] = k
-					}
+					s.rememberDouble(ops, p, i, k, s.xvn[d])
 				}
 			case x86asm.UCOMISD, x86asm.COMISD:
 			default:
