@@ -706,17 +706,16 @@ func forwardedCode(code []byte, inst *x86dec.Inst, addr uint64, known bool, k, t
 	}
 	check = append(check, 0x0f, 0x7e, m.modrm&0xc7|(temp&7)<<3)
 	check = append(check, m.mem...)
-	if m.rip || known {
-		if !m.rip && !known {
-			return nil, nil, false
-		}
-		rip, ok := ripForm(check, addr, at)
-		switch {
-		case ok:
+	// A known address goes %rip-relative from where the check lands; an
+	// original %rip operand must (its displacement was for the original).
+	if known {
+		if rip, ok := ripForm(check, addr, at); ok {
 			check = rip
-		case m.rip:
+		} else if m.rip {
 			return nil, nil, false
 		}
+	} else if m.rip {
+		return nil, nil, false
 	}
 	switch inst.Op {
 	case x86asm.MOVSD_XMM, x86asm.MOVQ:
