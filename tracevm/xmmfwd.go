@@ -121,7 +121,7 @@ func (s *fwdState) general(r x86enc.Reg) fwdEntry {
 // (a peeled copy): doubles stored at known addresses and loaded again in
 // the next iteration are carried in spares (carriedDouble).
 func forwardDoubles(ops []op, p *plan, carry bool) int {
-	if p == nil || p.known == nil {
+	if p == nil || p.known == nil || !loadsDoubles(ops, p) {
 		return 0
 	}
 	spares, ok := spareVectorRegs(ops, p)
@@ -161,6 +161,19 @@ func forwardDoubles(ops []op, p *plan, carry bool) int {
 		return 0
 	}
 	return p.assignSpares(uses, spares, fixed, carried)
+}
+
+// loadsDoubles reports whether an op of ops reads a double from memory
+// (most traces of object-oriented code do not: no analysis for them).
+func loadsDoubles(ops []op, p *plan) bool {
+	for i := range ops {
+		if inst := p.inst(i); ops[i].kind == opInsn && inst != nil && doubleLoad.has(inst.Op) && inst.MemBytes == 8 {
+			if _, ok := vecReg(inst.Args[0]); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // carriedDef marks a use of carried double k (assignSpares).
