@@ -148,6 +148,7 @@ func forwardDoubles(ops []op, p *plan, carry bool) int {
 		if len(carried) > 0 {
 			var defs map[int]memKey
 			uses, defs, _ = walk(ops, p, start)
+			carried, spares = keepLoaded(carried, uses, spares)
 			for def, k := range defs {
 				for _, c := range carried {
 					if !k.sym && k.disp == c.addr {
@@ -174,6 +175,33 @@ func loadsDoubles(ops []op, p *plan) bool {
 		}
 	}
 	return false
+}
+
+// keepLoaded keeps the carried doubles a load of the copy takes (uses:
+// renumbered to match) and gives the others' spares back.
+func keepLoaded(carried []carriedDouble, uses []fwdUse, spares uint16) ([]carriedDouble, uint16) {
+	loaded := make([]bool, len(carried))
+	for _, u := range uses {
+		if u.def < -1 {
+			loaded[-2-u.def] = true
+		}
+	}
+	renumber := make([]int, len(carried))
+	var kept []carriedDouble
+	for k, c := range carried {
+		if loaded[k] {
+			renumber[k] = len(kept)
+			kept = append(kept, c)
+		} else {
+			spares |= 1 << c.reg
+		}
+	}
+	for j := range uses {
+		if uses[j].def < -1 {
+			uses[j].def = carriedDef(renumber[-2-uses[j].def])
+		}
+	}
+	return kept, spares
 }
 
 // carriedDef marks a use of carried double k (assignSpares).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -1402,16 +1403,24 @@ func runFStack(t *testing.T, n, poke int64) traced {
 
 // TestForwardedDoubles: the stack machine's results go through memory at
 // every operation; the trace takes them from spare vector registers
-// (xmmfwd.go), each load checked against memory. A store through a
-// pointer the trace does not follow changes x once in between (poke):
-// the results stay exact, and at sizes around the threshold too.
+// (xmmfwd.go), each load checked against memory, and its loop copy
+// carries x, s and a constant across its close: the first copy's close
+// loads them into their spares before it enters the copy. A store through a pointer
+// the trace does not follow changes x once in between (poke): the
+// results stay exact, and at sizes around the threshold too.
 func TestForwardedDoubles(t *testing.T) {
 	const n = 100000
 	r := runFStack(t, n, 0)
 	r.checkTraced(t, n-1, 0.99)
+	log := r.log()
 	fwd := r.after.DoublesForwarded - r.before.DoublesForwarded
-	require.NotZero(t, fwd, r.log())
-	assert.Contains(t, r.log(), "ptest")
+	require.NotZero(t, fwd, log)
+	first, second, ok := strings.Cut(log, "; peeled: the loop's second copy")
+	require.True(t, ok, log)
+	assert.Contains(t, second, "ptest", log)
+	carried := regexp.MustCompile(`movq -?0x[0-9a-f]+\(%rip\),%xmm1[0-5] *\n`)
+	// x and s, and the constant 0.5 the copy loads before it loads it again.
+	assert.Len(t, carried.FindAllString(first, -1), 3, "loaded at the first copy's close: %s", log)
 	for _, poke := range []int64{1, 2, n / 2, n - 1, n} {
 		runFStack(t, 5000, poke)
 	}

@@ -836,11 +836,15 @@ TT int64_t tt_fstack(const int64_t *in, int64_t *out)
 {
 	double *sp = tt_fstack_stack, *l = tt_fstack_locals;
 	int64_t c = in[1], steps = 0;
+	/* The program on the stack, as tt_interp's: its loads are guarded,
+	 * and the trace is peeled (its loop copy carries x and s). */
+	struct vm_ins prog[sizeof tt_fstack_prog / sizeof tt_fstack_prog[0]];
+	memcpy(prog, tt_fstack_prog, sizeof prog);
 	l[1] = 0;
 	l[2] = 0;
 	tt_fstack_poke = &l[1];
 	for (uint32_t pc = 0;;) {
-		const struct vm_ins *p = &tt_fstack_prog[pc++];
+		const struct vm_ins *p = &prog[pc++];
 		steps++;
 		switch (p->op) {
 		case FS_PUSHL:
