@@ -294,11 +294,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				}
 				rip := false
 				st := p.known.at(i)
-				a, known := memKnownIn(inst, &st)
-				origRIP, wasRIP := inst.MemRIPTarget()
-				if wasRIP {
-					a, known = origRIP, true
-				}
+				a, known := memAddrAt(inst, &st)
+				_, wasRIP := inst.MemRIPTarget()
 				if known {
 					if rg, ok := ripForm(g, a, e.pc()); ok {
 						g, rip = rg, true
@@ -337,10 +334,7 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				rd, _ := reads(inst)
 				materialize(rd)
 				st := p.known.at(i)
-				addr, known := memKnownIn(inst, &st)
-				if a, rip := inst.MemRIPTarget(); rip {
-					addr, known = a, true
-				}
+				addr, known := memAddrAt(inst, &st)
 				if check, use, ok := forwardedCode(o.code, inst, addr, known, k, p.forwards.temp, e.pc()); ok {
 					e.bytes(check...)
 					e.bytes(pxorXX(p.forwards.temp, k)...)

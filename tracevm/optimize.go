@@ -2510,6 +2510,15 @@ func (o *optimizer) memKnown(i int) (uint64, bool) {
 	return memKnownIn(inst, o.known.ref(i))
 }
 
+// memAddrAt returns the address of inst's memory operand: its original
+// %rip target, or what its registers known in known make it.
+func memAddrAt(inst *x86dec.Inst, known *[16]val) (uint64, bool) {
+	if a, ok := inst.MemRIPTarget(); ok {
+		return a, true
+	}
+	return memKnownIn(inst, known)
+}
+
 func memKnownIn(inst *x86dec.Inst, known *[16]val) (uint64, bool) {
 	if inst == nil || inst.Special != x86dec.SpecialNone || inst.AddrSize != 64 {
 		return 0, false

@@ -3,6 +3,7 @@ package tracevm
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
 	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
@@ -121,8 +122,11 @@ func (s *fwdState) general(r x86enc.Reg) fwdEntry {
 // (a peeled copy): doubles stored at known addresses and loaded again in
 // the next iteration are carried in spares (carriedDouble).
 func forwardDoubles(ops []op, p *plan, carry bool) int {
-	if p == nil || p.known == nil || !loadsDoubles(ops, p) {
+	if p == nil || p.known == nil {
 		return 0
+	}
+	if !slices.ContainsFunc(p.insts, func(inst *x86dec.Inst) bool { _, ok := loadsDouble(inst); return ok }) {
+		return 0 // most traces of object-oriented code: no analysis
 	}
 	spares, ok := spareVectorRegs(ops, p)
 	if !ok || spares&(spares-1) == 0 {
@@ -164,17 +168,13 @@ func forwardDoubles(ops []op, p *plan, carry bool) int {
 	return p.assignSpares(uses, spares, fixed, carried)
 }
 
-// loadsDoubles reports whether an op of ops reads a double from memory
-// (most traces of object-oriented code do not: no analysis for them).
-func loadsDoubles(ops []op, p *plan) bool {
-	for i := range ops {
-		if inst := p.inst(i); ops[i].kind == opInsn && inst != nil && doubleLoad.has(inst.Op) && inst.MemBytes == 8 {
-			if _, ok := vecReg(inst.Args[0]); ok {
-				return true
-			}
-		}
+// loadsDouble returns the vector register inst loads a double from
+// memory into (or reads one into, arithmetic), if it does.
+func loadsDouble(inst *x86dec.Inst) (uint8, bool) {
+	if inst == nil || !doubleLoad.has(inst.Op) || inst.MemBytes != 8 {
+		return 0, false
 	}
-	return false
+	return vecReg(inst.Args[0])
 }
 
 // keepLoaded keeps the carried doubles a load of the copy takes (uses:
@@ -182,8 +182,8 @@ func loadsDoubles(ops []op, p *plan) bool {
 func keepLoaded(carried []carriedDouble, uses []fwdUse, spares uint16) ([]carriedDouble, uint16) {
 	loaded := make([]bool, len(carried))
 	for _, u := range uses {
-		if u.def < -1 {
-			loaded[-2-u.def] = true
+		if k, ok := carriedOf(u.def); ok {
+			loaded[k] = true
 		}
 	}
 	renumber := make([]int, len(carried))
@@ -197,15 +197,18 @@ func keepLoaded(carried []carriedDouble, uses []fwdUse, spares uint16) ([]carrie
 		}
 	}
 	for j := range uses {
-		if uses[j].def < -1 {
-			uses[j].def = carriedDef(renumber[-2-uses[j].def])
+		if k, ok := carriedOf(uses[j].def); ok {
+			uses[j].def = carriedDef(renumber[k])
 		}
 	}
 	return kept, spares
 }
 
-// carriedDef marks a use of carried double k (assignSpares).
+// carriedDef marks a use of carried double k (assignSpares); carriedOf
+// reads the mark back.
 func carriedDef(k int) int { return -2 - k }
+
+func carriedOf(def int) (int, bool) { return -2 - def, def < -1 }
 
 // walk runs the analysis over ops up to their close, from start (doubles
 // at known addresses where they start), and returns the loads it
@@ -252,8 +255,8 @@ func (p *plan) assignSpares(uses []fwdUse, spares uint16, fixed map[int]uint8, c
 	}
 	n := 0
 	for _, u := range uses {
-		if u.def < -1 {
-			fw.from[u.use] = carried[-2-u.def].reg
+		if k, ok := carriedOf(u.def); ok {
+			fw.from[u.use] = carried[k].reg
 			n++
 			continue
 		}
@@ -343,11 +346,8 @@ func (s *fwdState) key(p *plan, i int, inst *x86dec.Inst, m x86asm.Mem) (memKey,
 	if m.Segment != 0 || inst.AddrSize != 64 {
 		return memKey{}, false
 	}
-	if a, ok := inst.MemRIPTarget(); ok {
-		return memKey{disp: a}, true
-	}
 	st := p.known.at(i)
-	if a, ok := memKnownIn(inst, &st); ok {
+	if a, ok := memAddrAt(inst, &st); ok {
 		return memKey{disp: a}, true
 	}
 	k := memKey{sym: true, disp: uint64(m.Disp), scale: m.Scale}
@@ -567,29 +567,27 @@ func (s *fwdState) step(ops []op, p *plan, i int, uses []fwdUse) []fwdUse {
 		s.goff[x86enc.RSP] += 8
 		return uses
 	}
-	if doubleLoad.has(inst.Op) && hasMem && inst.MemBytes == 8 {
-		if d, ok := vecReg(a0); ok {
-			e, found := s.lookup(k)
-			fwd := keyOK && found && e.vec && e.size == 8 && e.def != -1 && emitted(ops, p, i) && flagsDeadAfter(ops, i-1)
-			if fwd {
-				uses = append(uses, fwdUse{use: i, def: e.def})
-			}
-			switch inst.Op {
-			case x86asm.MOVSD_XMM, x86asm.MOVQ:
-				if fwd {
-					s.xvn[d] = e.vn
-					return uses
-				}
-				s.xvn[d] = s.newVN()
-				if keyOK {
-					s.rememberDouble(ops, p, i, k, s.xvn[d])
-				}
-			case x86asm.UCOMISD, x86asm.COMISD:
-			default:
-				s.xvn[d] = s.newVN()
-			}
-			return uses
+	if d, ok := loadsDouble(inst); ok {
+		e, found := s.lookup(k)
+		fwd := keyOK && found && e.vec && e.size == 8 && e.def != -1 && emitted(ops, p, i) && flagsDeadAfter(ops, i-1)
+		if fwd {
+			uses = append(uses, fwdUse{use: i, def: e.def})
 		}
+		switch inst.Op {
+		case x86asm.MOVSD_XMM, x86asm.MOVQ:
+			if fwd {
+				s.xvn[d] = e.vn
+				return uses
+			}
+			s.xvn[d] = s.newVN()
+			if keyOK {
+				s.rememberDouble(ops, p, i, k, s.xvn[d])
+			}
+		case x86asm.UCOMISD, x86asm.COMISD:
+		default:
+			s.xvn[d] = s.newVN()
+		}
+		return uses
 	}
 	if s.moved(inst) {
 		return uses
