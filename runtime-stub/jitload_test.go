@@ -110,6 +110,47 @@ func TestJITDelay(t *testing.T) {
 	assert.Equal(t, "redmagic: REDMAGIC_JIT_DELAY=x is not a count of milliseconds, using 200\n", r.stderr)
 }
 
+// The JIT loads only while hot loops run REDMAGIC_JIT_RATE back-edges a
+// second or more: a loop that counts 65,536 hits every 40 ms (1.6 million
+// a second) is hot but leaves it unloaded, with its refusals counted, and
+// loads it at any rate with REDMAGIC_JIT_RATE=0; a loop of millions of hits
+// without a pause loads it.
+func TestJITRate(t *testing.T) {
+	fx := getFixture(t)
+	bin := fx.patched(t, "pie", patchSpec{})
+	slow := args("hit", siteJump, 1, 0, 1500)
+	for i := 0; i < 8; i++ {
+		slow = append(slow, args("sleep", 40, "hit", siteJump, 1, 0, 65536)...)
+	}
+	slow = append(slow, "tasks")
+	fast := args("hit", siteJump, 1, 0, 1500, "hit", siteJump, 1, 0, 20000000, "tasks")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		prog []string
+		jit  bool
+	}{
+		{"slow", []string{"REDMAGIC_JIT_RATE=10000000"}, slow, false},
+		{"slow, any rate", []string{"REDMAGIC_JIT_RATE=0"}, slow, true},
+		{"fast", []string{"REDMAGIC_JIT_RATE=10000000"}, fast, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runHarness(t, bin, tc.env, tc.prog...)
+			require.Equal(t, 0, r.exit, r.stderr)
+			assert.Empty(t, r.stderr)
+			assert.Equal(t, tc.jit, r.stats.JIT != nil, "the JIT's report")
+			assert.Equal(t, tc.jit, strings.TrimSpace(r.stdout) != "threads=1", "the Go runtime's threads: %s", r.stdout)
+			if tc.name == "slow" {
+				assert.Greater(t, r.stats.JITRateRefusals, uint64(0), "refusals")
+				assert.Less(t, r.stats.JITRateBest, uint64(10000000), "the fastest window")
+				assert.Greater(t, r.stats.JITRateBest, uint64(100000), "the fastest window")
+			}
+		})
+	}
+	r := runHarness(t, bin, []string{"REDMAGIC_JIT_RATE=x"}, "slots")
+	assert.Equal(t, "redmagic: REDMAGIC_JIT_RATE=x is not a count of back-edges a second, using 10000000\n", r.stderr)
+}
+
 // The Go runtime's threads keep every asynchronous signal blocked, so a
 // signal the program blocks stays pending for the program's own threads
 // (CPython's test_signal relies on it).

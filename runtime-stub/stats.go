@@ -46,6 +46,8 @@ type Stats struct {
 	DispatchRestored uint64            `json:"dispatch_restored"`
 	InlineCacheFills uint64            `json:"inline_cache_fills"`
 	GovernorQuiets   uint64            `json:"governor_quiets"`
+	JITRateBest      uint64            `json:"jit_rate_best"`
+	JITRateRefusals  uint64            `json:"jit_rate_refusals"`
 	// JIT is the tracing JIT's report; null when it never started.
 	JIT *tracevm.Snapshot `json:"jit"`
 }
@@ -94,6 +96,8 @@ type statsInput struct {
 	DispatchRestored uint64
 	InlineCacheFills uint64
 	GovernorQuiets   uint64
+	JITRateBest      uint64
+	JITRateRefusals  uint64
 }
 
 type objectIn struct {

@@ -121,7 +121,7 @@ func TestStatsJSONShape(t *testing.T) {
 	_, raw := cStats(t, statsInput{PID: 1, Disabled: true}, "", "")
 	assert.Equal(t, `{"version":1,"pid":1,"objects":[],"site_hits":0,"sites":[],"hot_loops":[],`+
 		`"threads":0,"forked_child":false,"disabled":true,"gave_up":{},"hot_threshold":0,`+
-		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0,"dispatch_restored":0,"inline_cache_fills":0,"governor_quiets":0,"jit":null}`+"\n", string(raw))
+		`"slow_path_calls":0,"table_full_hits":0,"invalid_site_calls":0,"dispatch_restored":0,"inline_cache_fills":0,"governor_quiets":0,"jit_rate_best":0,"jit_rate_refusals":0,"jit":null}`+"\n", string(raw))
 	_, raw = cStats(t, statsInput{PID: 1}, `{"traces_compiled":2}`, `{"too-long":3}`)
 	assert.Contains(t, string(raw), `"gave_up":{"too-long":3},`)
 	assert.Contains(t, string(raw), `"jit":{"traces_compiled":2}}`)

@@ -47,6 +47,8 @@ func writeStatsC(in statsInput, jit, gaveUp string) error {
 	s.dispatch_restored = C.uint64_t(in.DispatchRestored)
 	s.inline_cache_fills = C.uint64_t(in.InlineCacheFills)
 	s.governor_quiets = C.uint64_t(in.GovernorQuiets)
+	s.jit_rate_best = C.uint64_t(in.JITRateBest)
+	s.jit_rate_refusals = C.uint64_t(in.JITRateRefusals)
 	if jit != "" {
 		s.jit_json = cstr(jit)
 	}

@@ -41,13 +41,13 @@ func patch(t *testing.T, in, out string, extra ...string) string {
 }
 
 // jitNow makes a patched interpreter load its JIT at the first hot loop,
-// not after the default delay that spares short programs its start-up,
-// on the thread that found the loop (not in the background, where it
+// not after the default delay that spares short programs its start-up nor
+// only once its hot loops run fast (REDMAGIC_JIT_RATE), on the thread that found the loop (not in the background, where it
 // would arrive some milliseconds later), and lifts the JIT's share of run
 // time: the tests' programs are short, and what they check is the JIT's
 // correctness. (The CPython regression runs keep the defaults;
 // TestJITBudget checks the budget.)
-var jitNow = []string{"REDMAGIC_JIT_DELAY=0", "REDMAGIC_JIT_BACKGROUND=0", "REDMAGIC_JIT_BUDGET=0"}
+var jitNow = []string{"REDMAGIC_JIT_DELAY=0", "REDMAGIC_JIT_RATE=0", "REDMAGIC_JIT_BACKGROUND=0", "REDMAGIC_JIT_BUDGET=0"}
 
 type runResult struct {
 	result

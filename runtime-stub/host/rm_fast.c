@@ -258,7 +258,7 @@ static inline int rm_crossed(uint64_t old, uint64_t c, uint64_t x)
 	return old < x && c >= x;
 }
 
-static COLD void rm_jit_try(struct rm_thread *t, uint64_t c);
+static COLD void rm_jit_try(struct rm_thread *t, uint64_t c, uint64_t w);
 
 /* The counter e reached the hot threshold on this thread. The first time
  * in the process (with the JIT wanted) the JIT library is loaded: the Go
@@ -270,18 +270,19 @@ static COLD void rm_hot(struct rm_thread *t, struct rm_entry *e)
 	if (rm_g.forked || !t->xbuf || t->in_slow)
 		return;
 	e->slow = 1;
-	rm_jit_try(t, e->count);
+	rm_jit_try(t, e->count, e->count);
 }
 
 /* Loads the JIT if it is wanted and its time has come (rm_jit_due: the
- * process has run REDMAGIC_JIT_DELAY, or the loop has counted c hits), with
- * the vector state saved. */
-static COLD void rm_jit_try(struct rm_thread *t, uint64_t c)
+ * process has run REDMAGIC_JIT_DELAY, or the loop has counted c hits, and
+ * the hot loops run fast; w: the loop's hits since it last came here),
+ * with the vector state saved. */
+static COLD void rm_jit_try(struct rm_thread *t, uint64_t c, uint64_t w)
 {
 	if (!rm_g.jit_wanted || rm_g.jit_started || rm_g.forked ||
 	    !rm_slow_begin(t))
 		return;
-	if (rm_jit_due(c)) {
+	if (rm_jit_due(c, w)) {
 		uint64_t t0 = tv_rdtsc();
 		rm_jit_begin();
 		t->load_cycles += tv_rdtsc() - t0;
@@ -300,7 +301,7 @@ static inline uint64_t rm_jit_later(uint64_t c, uint64_t w)
 {
 	if (rm_g.jit_wanted && !rm_g.jit_started && c > rm_g.hot_threshold &&
 	    (c >> RM_JIT_RECHECK_LOG2) != ((c - w) >> RM_JIT_RECHECK_LOG2))
-		rm_jit_try(rm_self, c);
+		rm_jit_try(rm_self, c, 1ull << RM_JIT_RECHECK_LOG2);
 	return rm_g.jit;
 }
 

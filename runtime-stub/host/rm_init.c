@@ -545,6 +545,8 @@ static void rm_atexit(void)
 		.inline_cache_fills = __atomic_load_n(&rm_g.ic_fills,
 						      __ATOMIC_RELAXED),
 		.governor_quiets = rm_g.gov_quiets,
+		.jit_rate_best = rm_g.rate_best,
+		.jit_rate_refusals = rm_g.rate_refusals,
 	};
 	struct rm_snap_obj objs[RM_MAX_OBJECTS];
 	struct rm_snap_site *sites = NULL;
@@ -741,6 +743,9 @@ __attribute__((constructor)) static void rm_ctor(void)
 					     RM_JIT_EAGER_HITS, 0,
 					     1ull << 40,
 					     "a count of loop iterations");
+		rm_g.jit_rate = rm_env_uint("REDMAGIC_JIT_RATE", RM_JIT_RATE,
+					    0, 1ull << 40,
+					    "a count of back-edges a second");
 		rm_g.jit_sync = !rm_env_bool("REDMAGIC_JIT_BACKGROUND", 1);
 		rm_g.start_ns = rm_now_ns();
 		rm_g.start_tsc = rm_tsc_now();

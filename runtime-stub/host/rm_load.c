@@ -190,15 +190,50 @@ uint64_t rm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
-int rm_jit_due(uint64_t c)
+/* Whether hot loops run at least jit_rate back-edges a second: w more
+ * hits at now are added to the open window, which is judged once it is
+ * RM_JIT_RATE_MIN_NS long (shorter ones would take one loop's hits of long
+ * ago for a burst) and replaced by a new one once it is RM_JIT_RATE_MAX_NS
+ * old (a slow phase long past must not hide a fast one now). */
+static int rm_loops_fast(uint64_t now, uint64_t w)
+{
+	if (!rm_g.jit_rate)
+		return 1;
+	uint64_t start = __atomic_load_n(&rm_g.rate_ns, __ATOMIC_RELAXED);
+	uint64_t hits = __atomic_add_fetch(&rm_g.rate_hits, w,
+					   __ATOMIC_RELAXED);
+	if (!start || now < start) {
+		__atomic_store_n(&rm_g.rate_ns, now, __ATOMIC_RELAXED);
+		__atomic_store_n(&rm_g.rate_hits, 0, __ATOMIC_RELAXED);
+		return 0;
+	}
+	uint64_t span = now - start;
+	if (span < RM_JIT_RATE_MIN_NS)
+		return 0;
+	uint64_t rate = hits * 1000000000ull / span;
+	if (rate > rm_g.rate_best)
+		rm_g.rate_best = rate;
+	if (span >= RM_JIT_RATE_MAX_NS) {
+		__atomic_store_n(&rm_g.rate_ns, now, __ATOMIC_RELAXED);
+		__atomic_store_n(&rm_g.rate_hits, 0, __ATOMIC_RELAXED);
+	}
+	return rate >= rm_g.jit_rate;
+}
+
+int rm_jit_due(uint64_t c, uint64_t w)
 {
 	uint64_t now = rm_now_ns();
 	if (!now)
 		return 1;
+	int fast = rm_loops_fast(now, w);
 	uint64_t ran = now - rm_g.start_ns, delay = rm_g.jit_delay_ns;
 	if (rm_g.jit_eager && c >= rm_g.jit_eager)
 		delay /= 4;
-	return ran >= delay;
+	if (ran < delay)
+		return 0;
+	if (!fast)
+		__atomic_fetch_add(&rm_g.rate_refusals, 1, __ATOMIC_RELAXED);
+	return fast;
 }
 
 /* Held while the JIT loads; a fork waits for it (rm_jit_fork_lock), so

@@ -426,6 +426,8 @@ static void rm_put_stats(struct rm_buf *b, const struct rm_snapshot *s,
 	rm_field_u(b, ",\"dispatch_restored\":", s->dispatch_restored);
 	rm_field_u(b, ",\"inline_cache_fills\":", s->inline_cache_fills);
 	rm_field_u(b, ",\"governor_quiets\":", s->governor_quiets);
+	rm_field_u(b, ",\"jit_rate_best\":", s->jit_rate_best);
+	rm_field_u(b, ",\"jit_rate_refusals\":", s->jit_rate_refusals);
 	rm_puts(b, ",\"jit\":");
 	rm_puts(b, s->jit_json ? s->jit_json : "null");
 	rm_puts(b, "}\n");

@@ -370,7 +370,7 @@ func (b *Bench) summarize(recs []*Record) {
 // as its loop is hot, so that the counts say what the traces do and do
 // not depend on the clock (the governor, the budget and the JIT's delay
 // go by it, and valgrind's is some 50 times slow).
-var deterministicJIT = []string{"REDMAGIC_GOVERNOR=0", "REDMAGIC_JIT_BUDGET=0", "REDMAGIC_JIT_DELAY=0", "REDMAGIC_JIT_BACKGROUND=0"}
+var deterministicJIT = []string{"REDMAGIC_GOVERNOR=0", "REDMAGIC_JIT_BUDGET=0", "REDMAGIC_JIT_DELAY=0", "REDMAGIC_JIT_RATE=0", "REDMAGIC_JIT_BACKGROUND=0"}
 
 // countInstructions runs each live configuration once under valgrind at
 // the small size, checking its output like any other run; the runtime on
