@@ -51,8 +51,9 @@
  * (REDMAGIC_JIT_RATE; 0: at any rate), measured over windows of 10-200 ms.
  * Once started, the JIT costs the rest of the run whatever it traces (its
  * Go runtime's threads and heap, the C library's malloc on its locked
- * path, recordings that come to nothing), and only loops with short bodies
- * have given that back: over the benchmark harness's 63 Lua and Python
+ * path, recordings that come to nothing: 0-4% against the JIT off on six
+ * object-oriented programs), and only loops with short bodies have given
+ * that back: over the benchmark harness's 63 Lua and Python
  * programs, every one the JIT made 3% faster or more had windows of 19-135
  * million back-edges a second, while those whose windows stayed below 10
  * million (object-oriented programs: long bodies of calls and allocations,
