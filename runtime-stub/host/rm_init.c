@@ -545,8 +545,10 @@ static void rm_atexit(void)
 		.inline_cache_fills = __atomic_load_n(&rm_g.ic_fills,
 						      __ATOMIC_RELAXED),
 		.governor_quiets = rm_g.gov_quiets,
-		.jit_rate_best = rm_g.rate_best,
-		.jit_rate_refusals = rm_g.rate_refusals,
+		.jit_rate_best = __atomic_load_n(&rm_g.rate_best,
+						 __ATOMIC_RELAXED),
+		.jit_rate_refusals = __atomic_load_n(&rm_g.rate_refusals,
+						     __ATOMIC_RELAXED),
 	};
 	struct rm_snap_obj objs[RM_MAX_OBJECTS];
 	struct rm_snap_site *sites = NULL;

@@ -211,8 +211,8 @@ static int rm_loops_fast(uint64_t now, uint64_t w)
 	if (span < RM_JIT_RATE_MIN_NS)
 		return 0;
 	uint64_t rate = hits * 1000000000ull / span;
-	if (rate > rm_g.rate_best)
-		rm_g.rate_best = rate;
+	if (rate > __atomic_load_n(&rm_g.rate_best, __ATOMIC_RELAXED))
+		__atomic_store_n(&rm_g.rate_best, rate, __ATOMIC_RELAXED);
 	if (span >= RM_JIT_RATE_MAX_NS) {
 		__atomic_store_n(&rm_g.rate_ns, now, __ATOMIC_RELAXED);
 		__atomic_store_n(&rm_g.rate_hits, 0, __ATOMIC_RELAXED);

@@ -424,6 +424,10 @@ func TestLoopCoverageCells(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "0.0%", c.inTracesCell())
 	assert.Equal(t, "", c.abortsCell())
+	// ... because its hot loops ran too slowly for it.
+	c, ok = coverageOf(&Record{RuntimeStats: json.RawMessage(`{"site_hits": 4000000, "jit_rate_best": 4250000, "jit": null}`)})
+	require.True(t, ok)
+	assert.Equal(t, "0.0% (no JIT: loops 4.2M/s)", c.inTracesCell())
 
 	_, ok = coverageOf(&Record{})
 	assert.False(t, ok)

@@ -90,10 +90,14 @@ func cell(rec *Record) string {
 
 // loopCoverage is what a runtime-on record's statistics say about its
 // loops: back-edges taken in the original code (site_hits) and inside
-// traces (jit.trace_iterations), and the recordings abandoned, by reason.
+// traces (jit.trace_iterations), and the recordings abandoned, by reason;
+// whether the JIT started, and if not, the fastest its hot loops ran
+// (jit_rate_best: below REDMAGIC_JIT_RATE it is not loaded).
 type loopCoverage struct {
 	hits, inTraces int64
 	aborts         map[string]int64
+	jit            bool
+	rateBest       int64
 }
 
 func coverageOf(rec *Record) (loopCoverage, bool) {
@@ -109,8 +113,9 @@ func statsCoverage(stats json.RawMessage) (loopCoverage, bool) {
 		return loopCoverage{}, false
 	}
 	var st struct {
-		SiteHits *int64 `json:"site_hits"`
-		JIT      *struct {
+		SiteHits    *int64 `json:"site_hits"`
+		JITRateBest int64  `json:"jit_rate_best"`
+		JIT         *struct {
 			TraceIterations int64            `json:"trace_iterations"`
 			Aborts          map[string]int64 `json:"aborts"`
 		} `json:"jit"`
@@ -118,8 +123,9 @@ func statsCoverage(stats json.RawMessage) (loopCoverage, bool) {
 	if json.Unmarshal(stats, &st) != nil || st.SiteHits == nil {
 		return loopCoverage{}, false
 	}
-	c := loopCoverage{hits: *st.SiteHits}
+	c := loopCoverage{hits: *st.SiteHits, rateBest: st.JITRateBest}
 	if st.JIT != nil {
+		c.jit = true
 		c.inTraces, c.aborts = st.JIT.TraceIterations, st.JIT.Aborts
 	}
 	return c, true
@@ -135,13 +141,18 @@ func backEdges(rec *Record) (int64, bool) {
 // backEdges: those the original code ran and those taken inside traces.
 func (c loopCoverage) backEdges() int64 { return c.hits + c.inTraces }
 
-// inTracesCell is the share of back-edges taken inside traces.
+// inTracesCell is the share of back-edges taken inside traces, or, when
+// the JIT never started, that and the fastest its hot loops ran.
 func (c loopCoverage) inTracesCell() string {
 	n := c.backEdges()
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.1f%%", 100*float64(c.inTraces)/float64(n))
+	share := fmt.Sprintf("%.1f%%", 100*float64(c.inTraces)/float64(n))
+	if !c.jit && c.rateBest > 0 {
+		share += fmt.Sprintf(" (no JIT: loops %.1fM/s)", float64(c.rateBest)/1e6)
+	}
+	return share
 }
 
 // abortsCell lists the abandoned recordings by reason, most first.
