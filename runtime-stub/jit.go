@@ -131,6 +131,17 @@ func startJIT() (bool, error) {
 			cfg.MaxTraceInsns = int(n)
 		}
 	}
+	if v := os.Getenv("REDMAGIC_LOOPUNROLL"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 16)
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "redmagic: REDMAGIC_LOOPUNROLL=%s is not a count of back-edges, using the default\n", v)
+		case n == 0:
+			cfg.LoopUnroll = -1
+		default:
+			cfg.LoopUnroll = int(n)
+		}
+	}
 	cfg.BudgetPct = defaultBudgetPct
 	if v := os.Getenv("REDMAGIC_JIT_BUDGET"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 7)

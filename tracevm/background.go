@@ -72,7 +72,7 @@ func (m *Machine) queueCompile(r *recording) bool {
 	}
 	job := &recording{m: m, key: r.key, side: r.side, exitID: r.exitID, start: r.start,
 		headRegs: r.headRegs, closeRegs: r.closeRegs, initStack: r.initStack, ninsns: r.ninsns,
-		mem: newMemView(m.pid)}
+		unrolled: r.unrolled, mem: newMemView(m.pid)}
 	job.mem.snapshot(&r.closeRegs, int(x86enc.RSP))
 	m.mu.Lock()
 	defer m.mu.Unlock()

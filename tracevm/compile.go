@@ -10,6 +10,7 @@ import (
 	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
 	"slices"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/redmagic-patch/redmagic-patch/internal/x86dec"
@@ -513,6 +514,12 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 				wrote = allRegs &^ calleeSaved
 			case opIsTraced:
 				e.movEAX0()
+			case opCount:
+				// At a back-edge, as a close: the flags are dead.
+				if o.target == 0 {
+					return fmt.Errorf("tracevm: no counter for the back-edge unrolled at %#x", o.addr)
+				}
+				e.incRIPAbs(o.target)
 			case opClose:
 				// Closing replaces an annotation call: the flags are dead.
 				for _, rv := range recheck {
@@ -709,6 +716,8 @@ func readFirst(ops []op, p *plan) uint16 {
 			continue
 		case opIsTraced:
 			note(0, 1)
+			continue
+		case opCount:
 			continue
 		case opGuard, opExit:
 			continue
@@ -1049,7 +1058,7 @@ func targetReg(inst *x86dec.Inst) (x86enc.Reg, bool) {
 var opNames = [...]string{
 	opInsn: "insn", opGuard: "guard", opGuardTarget: "guard-target", opPush: "push-ret",
 	opPop: "pop-ret", opCall: "call", opIsTraced: "is-traced", opClose: "close",
-	opLink: "link", opExit: "exit",
+	opLink: "link", opExit: "exit", opCount: "count",
 }
 
 // sideEntryOf returns what side recording r starts from (sideEntry), or
@@ -1104,6 +1113,7 @@ func (m *Machine) variantEntry(r *recording) bool {
 // install compiles r into the code cache and makes it reachable: a root
 // trace through the trace table, a side trace through its parent's guard.
 func (m *Machine) install(r *recording) (*trace, error) {
+	begun := time.Now()
 	var p *plan
 	meaningful := uint16(calleeSaved)
 	var lg *loopGuard
@@ -1246,6 +1256,20 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		if t.root != nil && t.root.iterCtr != 0 {
 			ctrs[1] = t.root.iterCtr + 8
 			t.tick = t.root.tick
+		}
+	}
+	// Other loops' back-edges the trace runs unrolled count apart: the
+	// governor's measure is per iteration of the trace's own loop.
+	if r.unrolled > 0 {
+		t.unrolled = r.unrolled
+		t.unrollCtr = m.data.alloc8()
+		if t.unrollCtr == 0 {
+			return nil, fmt.Errorf("tracevm: counter area full")
+		}
+		for i := range ops {
+			if ops[i].kind == opCount {
+				ops[i].target = t.unrollCtr
+			}
 		}
 	}
 	if slices.Contains(ctrs, 0) || t.tick == 0 || (r.side == nil && t.gone == 0) {
@@ -1416,6 +1440,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		m.stats.tracesCompiled.Add(1)
 	}
+	m.stats.unrolled.Add(uint64(r.unrolled))
 	if m.cfg.Log != nil {
 		note := ""
 		if notPeeled != "" {
@@ -1432,6 +1457,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		if splits > 0 || pairs > 0 {
 			note = strings.TrimPrefix(fmt.Sprintf("%s; %d wide loads split, %d vector copies through general registers", note, splits, pairs), "; ")
 		}
+		if r.unrolled > 0 {
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d iterations of other loops unrolled", note, r.unrolled), "; ")
+		}
 		if r.side != nil {
 			how := "optimised"
 			if variant && p != nil {
@@ -1445,7 +1473,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			}
 			note = strings.TrimPrefix(note+"; "+how, "; ")
 		}
-		m.logTrace(t, r, code, cm, note)
+		m.logTrace(t, r, code, cm, note, time.Since(begun))
 	}
 	return t, nil
 }
@@ -1453,15 +1481,15 @@ func (m *Machine) install(r *recording) (*trace, error) {
 // logTrace writes the trace's disassembly, each instruction beside the
 // original address it comes from, after peelNote: whether and how its loop
 // was peeled.
-func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, peelNote string) {
+func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, peelNote string, took time.Duration) {
 	var b strings.Builder
 	kind := "root"
 	if t.side {
 		kind = fmt.Sprintf("side of %#x from exit %d of %#x at %#x", t.root.head,
 			r.exitID-r.side.exitBase, r.side.head, uint64(exitTable()[r.exitID].orig))
 	}
-	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x\n",
-		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head)
+	fmt.Fprintf(&b, "redmagic: trace %d (%s) site %d id %#x: %d instructions recorded, %d bytes at %#x, compiled in %.2f ms\n",
+		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head, float64(took.Microseconds())/1000)
 	if peelNote != "" {
 		fmt.Fprintf(&b, "  ; %s\n", peelNote)
 	}

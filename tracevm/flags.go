@@ -15,7 +15,7 @@ func flagsDeadAfter(ops []op, i int) bool {
 		switch o.kind {
 		case opPush, opPop, opIsTraced:
 			continue
-		case opCall, opClose, opLink:
+		case opCall, opClose, opLink, opCount:
 			return true
 		case opInsn:
 			inst, err := o.decoded()

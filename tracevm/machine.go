@@ -278,6 +278,11 @@ type Config struct {
 	// MaxAborts: recordings of one loop that may fail before it is
 	// blacklisted.
 	MaxAborts int
+	// LoopUnroll bounds the back-edges of other loops one recording may
+	// go through instead of linking to their traces or handing over to
+	// them (unrollInner; LuaJIT's loopunroll): 0 means 16, a negative
+	// value none.
+	LoopUnroll int
 	// Log receives each compiled trace's disassembly, if not nil.
 	Log io.Writer
 	// NoOptimize compiles traces as recorded (REDMAGIC_OPT=0).
@@ -310,6 +315,7 @@ const (
 	defaultMaxTraceInsns = 20000
 	defaultSideThreshold = 16
 	defaultMaxAborts     = 4
+	defaultLoopUnroll    = 16
 	generations          = 4
 	recBufSize           = 256 << 10
 	maxSideTraces        = 64
@@ -338,6 +344,10 @@ type trace struct {
 	// (variantEntry), at most maxVariants.
 	nvariants int
 	iterCtr   uint64 // address of its iteration counter (0 none)
+	// unrollCtr: the counter of other loops' back-edges it runs
+	// unrolled (0 none); unrolled: how many its recording went through.
+	unrollCtr uint64
+	unrolled  int
 	tick      uint64 // its loop's period counter (generate), shared with its root
 	// gone: a root's word, set by the governor when it drops the trace
 	// (tv_trace_verdict); links into it from other loops' traces test it.
@@ -420,6 +430,8 @@ type Machine struct {
 	compiles     chan *recording
 	compilerOnce sync.Once
 	background   atomic.Bool
+	// loopUnroll: Config.LoopUnroll, resolved (SetLoopUnroll).
+	loopUnroll atomic.Int32
 	// siteFrames: the private slots of the frame each loop site's loops
 	// run in, by global site number (loopFrames).
 	siteFrames map[uint32]frame.Slots
@@ -470,6 +482,10 @@ type loopState struct {
 	// unbudgeted: its trace was retired; its next recording is not held
 	// to the budget (the loop ran in a trace until then).
 	unbudgeted bool
+	// runsOn: a recording that went through its back-edges ran out of
+	// unrolling (mayUnroll) in it: recordings link to it or hand over
+	// at its first back-edge from then on.
+	runsOn bool
 }
 
 var active atomic.Pointer[Machine]
@@ -491,6 +507,12 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	if cfg.MaxAborts <= 0 {
 		cfg.MaxAborts = defaultMaxAborts
+	}
+	switch {
+	case cfg.LoopUnroll == 0:
+		cfg.LoopUnroll = defaultLoopUnroll
+	case cfg.LoopUnroll < 0:
+		cfg.LoopUnroll = 0
 	}
 	lo, hi := ^uint64(0), uint64(0)
 	for _, o := range cfg.Objects {
@@ -517,6 +539,7 @@ func Start(cfg Config) (*Machine, error) {
 		backBySite:  make(map[uint32]*BackEdge),
 		pid:         os.Getpid(),
 	}
+	m.loopUnroll.Store(int32(cfg.LoopUnroll))
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	m.decoded = newDecodeCache()
 	m.scratch = append(m.scratch, newScratch(cfg.MaxTraceInsns))
@@ -814,6 +837,12 @@ func (m *Machine) DisableLoop(id uint64) {
 	m.mu.Lock()
 	m.loops[loopKey{gsite: anySite, id: id}] = &loopState{disabled: true}
 	m.mu.Unlock()
+}
+
+// SetLoopUnroll replaces Config.LoopUnroll (here 0 means none) for the
+// recordings to come.
+func (m *Machine) SetLoopUnroll(n int) {
+	m.loopUnroll.Store(int32(max(n, 0)))
 }
 
 // SetLog replaces Config.Log (nil: no log) for the recordings to come:

@@ -1072,6 +1072,8 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		case opIsTraced:
 			s.regs[x86enc.RAX] = val{known: true, v: 0}
 			s.unmirror(x86enc.RAX)
+		case opCount:
+			s.flags = flagState{}
 		}
 	}
 	if keepStates {
@@ -2363,6 +2365,9 @@ func (o *optimizer) liveness(p *plan, need assume) bool {
 			live |= 1 << 4
 		case opIsTraced:
 			live &^= 1
+		case opCount:
+			// A back-edge: the flags are dead there, as at a close.
+			flags = false
 		case opGuard:
 			if o.foldOps[i] {
 				p.drop[i] = true

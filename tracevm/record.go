@@ -32,6 +32,9 @@ const (
 	opClose                     // back to the head: one more iteration
 	opLink                      // continue in the trace at target
 	opExit                      // leave to exit
+	// opCount: a back-edge of another loop that the trace runs unrolled
+	// (unrollInner), counted in target, the trace's unrolled counter.
+	opCount
 )
 
 type op struct {
@@ -135,6 +138,9 @@ type recording struct {
 	// handoff: the recording ended at another loop's back-edge, which has
 	// no trace: record that loop from here instead (inner loops first).
 	handoff *handoff
+	// unrolled counts the back-edges of other loops the recording went
+	// through (unrollInner), at most maxUnrolled (Config.LoopUnroll).
+	unrolled, maxUnrolled int
 }
 
 type callee struct {
@@ -156,6 +162,14 @@ const (
 	// that way.
 	maxExitRetries = 8
 	maxBlockBytes  = blockRoom - 1024
+	// shortTrips: a loop whose traces ran fewer iterations than this per
+	// exit, over at least minTripExits exits, is unrolled into the loops
+	// around it rather than linked to.
+	shortTrips   = 6
+	minTripExits = 32
+	// unrollShare: a recording unrolls other loops only within the first
+	// 1/unrollShare of the trace limit (mayUnroll).
+	unrollShare = 4
 )
 
 // beginRecording sets up a recording; the caller holds no lock.
@@ -196,7 +210,8 @@ func (m *Machine) beginRecording(key loopKey, start uint64, force bool, side *tr
 	}
 	m.stats.recordings.Add(1)
 	r := &recording{m: m, key: key, force: force, side: side, exitID: exitID, start: start, begun: time.Now(),
-		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1, unbudgeted: unbudgeted}
+		recbuf: buf.addr, buf: buf, pendBlock: -1, linkFrom: -1, unbudgeted: unbudgeted,
+		maxUnrolled: int(m.loopUnroll.Load())}
 	if n := len(m.scratch); n > 0 {
 		sc := m.scratch[n-1]
 		m.scratch = m.scratch[:n-1]
@@ -1175,6 +1190,9 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 		if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
 			return next, done, reason, cont
 		}
+		if r.unrollInner(key) {
+			return skip()
+		}
 		if r.side == nil && r.frames == 0 {
 			r.handoff = &handoff{key, end}
 		}
@@ -1296,7 +1314,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 		r.m.mu.Lock()
 		links := r.m.byKey[key] != nil
 		r.m.mu.Unlock()
-		if !links && (key != r.key || !r.atLoopDepth(n-1)) {
+		if !links && !r.mayUnroll(key) && (key != r.key || !r.atLoopDepth(n-1)) {
 			return stop("inner-loop")
 		}
 	case APIFellthroughBranch, APIBeginMergeBlock, APIEndMergeBlock, APITempDisable, APITempEnable:
@@ -1338,9 +1356,13 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 	}
 	r.m.mu.Lock()
 	other := r.m.byKey[key]
+	short := other != nil && r.m.runsShort(other)
 	r.m.mu.Unlock()
-	if other == nil || r.m.data.load(other.gone) != 0 {
-		// None, or dropped: the loop is the interpreter's.
+	short = short && r.mayUnroll(key)
+	if other == nil || r.m.data.load(other.gone) != 0 || short {
+		// None, or dropped: the loop is the interpreter's. Or its
+		// trace is left after a few iterations each time, which the
+		// loop around it pays in entries and exits: unrolled instead.
 		return 0, false, "", false, false
 	}
 	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true, other: other}, other.head)
@@ -1378,11 +1400,80 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 		// loop, recorded first as the other inner loops are.
 		return 0, false, "", true
 	}
+	if r.unrollInner(key) {
+		return 0, false, "", true
+	}
 	// Another loop's back-edge, and that loop has no trace: record it
 	// from here (a side recording gives up its exit, which then leads to
 	// the original code and, at this back-edge, to the new trace).
 	r.handoff = &handoff{key, be.Handler}
 	return a, true, "inner-loop", false
+}
+
+// unrollInner reports whether the recording goes on through a back-edge
+// of loop key, another loop than its own that it does not link to, as
+// LuaJIT unrolls inner loops: an inner loop of a few iterations each time
+// costs the loop around it a guard per iteration inside one trace, where
+// a trace of its own would be entered and left every few iterations. A
+// loop that runs on past maxUnrolled iterations ends the recording as
+// before, and is recorded on its own (inner loops first). A side
+// recording goes on the same way around the loop its exit leaves (the
+// outer loop of an inner loop's exit) back to its own loop's trace, as
+// LuaJIT's side traces do.
+func (r *recording) unrollInner(key loopKey) bool {
+	if !r.mayUnroll(key) {
+		if key != r.key && r.unrolled > 0 {
+			r.m.mu.Lock()
+			if st := r.m.loops[key]; st != nil {
+				st.runsOn = true
+			} else {
+				r.m.loops[key] = &loopState{runsOn: true}
+			}
+			r.m.mu.Unlock()
+		}
+		return false
+	}
+	r.unrolled++
+	r.ops = append(r.ops, op{kind: opCount, addr: r.pc})
+	return true
+}
+
+// mayUnroll reports whether the recording may go on through a back-edge
+// of loop key (unrollInner): another loop's, within maxUnrolled, and
+// while the recording is still short: a loop of long iterations unrolled
+// up to the trace limit cost recordings of 20,000 instructions (some
+// 20 ms each) that ended too long.
+func (r *recording) mayUnroll(key loopKey) bool {
+	if key == r.key || r.unrolled >= r.maxUnrolled || r.ninsns >= r.m.cfg.MaxTraceInsns/unrollShare {
+		return false
+	}
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	st := r.m.loops[key]
+	return st == nil || !st.runsOn
+}
+
+// runsShort reports whether root trace t's loop leaves its traces after
+// fewer than shortTrips iterations on average (iterations over exits, in
+// t and its side traces). The caller holds m.mu.
+func (m *Machine) runsShort(t *trace) bool {
+	if t.side || t.iterCtr == 0 {
+		return false
+	}
+	var iters, exits uint64
+	ex := exitTable()
+	for _, u := range m.traces {
+		if u != t && u.root != t {
+			continue
+		}
+		if u.iterCtr != 0 {
+			iters += m.data.load(u.iterCtr)
+		}
+		for x := u.exitBase; x < u.exitBase+u.nexits && int(x) < len(ex); x++ {
+			exits += uint64(ex[x].count)
+		}
+	}
+	return exits >= minTripExits && iters < exits*shortTrips
 }
 
 // nativeAPI: annotation calls that act outside traces run as native calls

@@ -35,6 +35,7 @@ type Stats struct {
 	doublesFwd      atomic.Uint64
 	sidesIntoPeeled atomic.Uint64
 	respecs         atomic.Uint64
+	unrolled        atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
 	// the optimiser is wrong: such a side trace is not optimised).
@@ -105,6 +106,9 @@ type Snapshot struct {
 	// SidesIntoPeeled: side traces that close their loop in its peeled
 	// copy, not at its head.
 	SidesIntoPeeled uint64 `json:"side_traces_into_peeled"`
+	// BackEdgesUnrolled: back-edges of other loops that the compiled
+	// traces' recordings went through (unrollInner).
+	BackEdgesUnrolled uint64 `json:"back_edges_unrolled"`
 	// WideLoadsSplit: 16-byte loads of compiled traces emitted as two
 	// 8-byte ones, their halves having been stored apart (widesplit.go).
 	WideLoadsSplit uint64 `json:"wide_loads_split"`
@@ -145,7 +149,12 @@ type TraceStats struct {
 	PeelMisses uint64 `json:"peel_misses,omitempty"`
 	Bytes      int    `json:"bytes"`
 	Iterations uint64 `json:"iterations"`
-	Exits      uint64 `json:"exits"`
+	// Unrolled: back-edges of other loops taken inside the trace, which
+	// runs them unrolled (in TraceIterations, not in Iterations);
+	// UnrolledBackEdges: how many its recording went through.
+	Unrolled          uint64 `json:"unrolled,omitempty"`
+	UnrolledBackEdges int    `json:"unrolled_back_edges,omitempty"`
+	Exits             uint64 `json:"exits"`
 	// PeriodicExits: times the loop left this trace through the original
 	// dispatch for its periodic look by the runtime (not in Exits).
 	PeriodicExits uint64 `json:"periodic_exits,omitempty"`
@@ -192,6 +201,7 @@ func (m *Machine) Snapshot() Snapshot {
 		DoublesForwarded:    m.stats.doublesFwd.Load(),
 		Respecialized:       m.stats.respecs.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
+		BackEdgesUnrolled:   m.stats.unrolled.Load(),
 		Parking:             m.parking(),
 		Parks:               uint64(C.tv_park_g.parks),
 		Unparks:             uint64(C.tv_park_g.unparks),
@@ -238,6 +248,9 @@ func (m *Machine) Snapshot() Snapshot {
 		if t.iterCtr != 0 {
 			ts.Iterations = m.data.load(t.iterCtr)
 		}
+		if t.unrollCtr != 0 {
+			ts.Unrolled, ts.UnrolledBackEdges = m.data.load(t.unrollCtr), t.unrolled
+		}
 		if t.peelMisses != 0 {
 			ts.PeelMisses = m.data.load(t.peelMisses)
 		}
@@ -263,7 +276,7 @@ func (m *Machine) Snapshot() Snapshot {
 		if len(ts.TopExits) > 5 {
 			ts.TopExits = ts.TopExits[:5]
 		}
-		s.TraceIterations += ts.Iterations
+		s.TraceIterations += ts.Iterations + ts.Unrolled
 		s.SideExits += ts.Exits
 		s.Traces = append(s.Traces, ts)
 	}

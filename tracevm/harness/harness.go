@@ -379,10 +379,13 @@ type Loop struct {
 	RootTraces int
 	SideTraces int
 	Iterations uint64 // back-edges taken inside these traces
-	Exits      uint64 // exits taken from them
-	Periodic   uint64 // periodic exits (tracevm.TraceStats.PeriodicExits)
-	PeelMisses uint64 // tracevm.TraceStats.PeelMisses
-	Heads      []uint64
+	Unrolled   uint64 // other loops' back-edges taken inside them (tracevm.TraceStats.Unrolled)
+	// UnrolledBackEdges: those their recordings went through.
+	UnrolledBackEdges int
+	Exits             uint64 // exits taken from them
+	Periodic          uint64 // periodic exits (tracevm.TraceStats.PeriodicExits)
+	PeelMisses        uint64 // tracevm.TraceStats.PeelMisses
+	Heads             []uint64
 }
 
 // LoopFigures returns the figures of the traces of loop ids [lo, hi).
@@ -399,6 +402,8 @@ func LoopFigures(s tracevm.Snapshot, lo, hi uint64) Loop {
 			l.RootTraces++
 		}
 		l.Iterations += t.Iterations
+		l.Unrolled += t.Unrolled
+		l.UnrolledBackEdges += t.UnrolledBackEdges
 		l.Exits += t.Exits
 		l.Periodic += t.PeriodicExits
 		l.PeelMisses += t.PeelMisses
@@ -414,7 +419,7 @@ type traceLogs struct {
 	w      io.Writer
 }
 
-var logHead = regexp.MustCompile(`bytes at (0x[0-9a-f]+)\n`)
+var logHead = regexp.MustCompile(`bytes at (0x[0-9a-f]+)[,\n]`)
 
 func (l *traceLogs) Write(p []byte) (int, error) {
 	l.mu.Lock()

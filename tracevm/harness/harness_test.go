@@ -96,21 +96,22 @@ func (r traced) checkTraced(t *testing.T, backEdges int64, minShare float64) {
 	require.GreaterOrEqual(t, l.RootTraces, 1, "no trace compiled; aborts %v", r.after.Aborts)
 	native := r.api.Calls[tracevm.APIBackwardsBranch]
 	recorded := r.recorded()
-	assert.Equal(t, uint64(backEdges), native+l.Iterations+recorded,
-		"back-edges: %d run natively + %d in traces + %d recorded", native, l.Iterations, recorded)
-	share := float64(l.Iterations) / float64(backEdges)
+	assert.Equal(t, uint64(backEdges), native+l.Iterations+l.Unrolled+recorded,
+		"back-edges: %d run natively + %d in traces + %d unrolled in traces + %d recorded", native, l.Iterations, l.Unrolled, recorded)
+	share := float64(l.Iterations+l.Unrolled) / float64(backEdges)
 	assert.GreaterOrEqual(t, share, minShare, "share of back-edges inside traces")
 	r.checkSites(t)
 	t.Logf("figures: %d root + %d side traces, %d of %d back-edges in traces (%.2f%%), %d run natively, %d exits taken",
-		l.RootTraces, l.SideTraces, l.Iterations, backEdges, 100*share, native, l.Exits)
+		l.RootTraces, l.SideTraces, l.Iterations+l.Unrolled, backEdges, 100*share, native, l.Exits)
 }
 
-// recorded counts the recordings that took a back-edge themselves: those
-// whose trace ends by linking to a trace (a side trace may end in an exit
-// instead). A root trace that closes its loop leaves the recording at its
+// recorded counts the back-edges recordings took themselves: one for
+// each whose trace ends by linking to a trace (a side trace may end in an
+// exit instead), and those of other loops each went through (unrolled).
+// A root trace that closes its loop leaves the recording at its
 // back-edge, which then runs natively: the runtime enters the new trace.
 func (r traced) recorded() uint64 {
-	var n uint64
+	n := uint64(r.loop.UnrolledBackEdges)
 	for _, h := range r.loop.Heads {
 		log := TraceLog(h)
 		if strings.Contains(log, "; link ") {
@@ -330,7 +331,33 @@ func TestBlockCacheLogFull(t *testing.T) {
 	t.Logf("%d blocks chained, %d recordings too long", chained, r.aborts("too-long"))
 }
 
+// noLoopUnroll turns unrolling other loops' back-edges off for the test.
+func noLoopUnroll(t *testing.T) {
+	Machine().SetLoopUnroll(0)
+	t.Cleanup(func() { Machine().SetLoopUnroll(16) })
+}
+
+// TestNestedLoops: the inner loop gets hot first and gets a trace; its
+// exit's side trace runs the outer loop's back-edge unrolled and links
+// back into it, as LuaJIT's do: every back-edge but the first few runs
+// inside traces, and the outer loop never needs a trace of its own.
 func TestNestedLoops(t *testing.T) {
+	const n, m = 300, 500
+	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
+	r := runJIT(t, Nested, n, m)
+	require.Equal(t, want, r.res.Ret)
+	require.Equal(t, want, r.native(Nested, n, m).Ret)
+	inner := LoopFigures(r.after, r.ids+1, r.ids+2)
+	assert.Equal(t, 1, inner.RootTraces, "inner loop trace")
+	assert.GreaterOrEqual(t, inner.SideTraces, 1, "the inner loop's exit")
+	assert.Greater(t, inner.Unrolled, uint64(n/2), "outer back-edges unrolled in the side trace")
+	r.checkTraced(t, n*m+n, 0.99)
+}
+
+// TestNestedLoopsLinked: without unrolling, the outer loop gets a trace
+// of its own, which links into the inner loop's.
+func TestNestedLoopsLinked(t *testing.T) {
+	noLoopUnroll(t)
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
 	r := runJIT(t, Nested, n, m)
@@ -354,6 +381,7 @@ func TestNestedLoops(t *testing.T) {
 // code once the governor drops that trace: the link jumps to its code
 // directly, and the loop would otherwise run on in a trace that loses.
 func TestLinkIntoDroppedTrace(t *testing.T) {
+	noLoopUnroll(t)
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
 	r := runJIT(t, Nested, n, m)
@@ -378,6 +406,42 @@ func TestLinkIntoDroppedTrace(t *testing.T) {
 	// with the periodic ones: never a side trace).
 	assert.GreaterOrEqual(t, outer2.Periodic-outer.Periodic, uint64(n/2), "exits at the link")
 	assert.Equal(t, 1, inner2.RootTraces, "never recorded again")
+}
+
+// TestShortInnerLoop: an inner loop of a few iterations each time, which
+// changes from one outer iteration to the next or not: its trace's
+// exits, linked to side traces that run the outer loop's back-edge
+// unrolled, keep every back-edge but the first few inside traces.
+func TestShortInnerLoop(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		k, vary int64
+	}{
+		{"three each time", 3, 0},
+		{"zero to four", 5, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 20000
+			var want, backEdges int64
+			for i := int64(0); i < n; i++ {
+				m := tc.k
+				if tc.vary != 0 {
+					m = i % tc.k
+				}
+				for j := int64(0); j < m; j++ {
+					want += i*j + j
+				}
+				want += i
+				backEdges += m + 1
+			}
+			r := runJIT(t, ShortNested, n, tc.k, tc.vary)
+			require.Equal(t, want, r.res.Ret)
+			require.Equal(t, want, r.native(ShortNested, n, tc.k, tc.vary).Ret)
+			assert.Greater(t, r.after.BackEdgesUnrolled, r.before.BackEdgesUnrolled, "back-edges unrolled")
+			assert.Zero(t, r.aborts("inner-loop"))
+			r.checkTraced(t, backEdges, 0.98)
+		})
+	}
 }
 
 func TestInlinedCalls(t *testing.T) {
