@@ -483,7 +483,7 @@ type loopState struct {
 	// to the budget (the loop ran in a trace until then).
 	unbudgeted bool
 	// runsOn: a recording that went through its back-edges ran out of
-	// unrolling (mayUnroll) in it: recordings link to it or hand over
+	// unrolling in it (unrollable): recordings link to it or hand over
 	// at its first back-edge from then on.
 	runsOn bool
 }

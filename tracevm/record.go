@@ -166,9 +166,9 @@ const (
 	// exit, over at least minTripExits exits, is unrolled into the loops
 	// around it rather than linked to.
 	shortTrips   = 6
-	minTripExits = 32
+	minTripExits = 16
 	// unrollShare: a recording unrolls other loops only within the first
-	// 1/unrollShare of the trace limit (mayUnroll).
+	// 1/unrollShare of the trace limit (unrollable).
 	unrollShare = 4
 )
 
@@ -1314,7 +1314,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 		r.m.mu.Lock()
 		links := r.m.byKey[key] != nil
 		r.m.mu.Unlock()
-		if !links && !r.mayUnroll(key) && (key != r.key || !r.atLoopDepth(n-1)) {
+		if !links && (key != r.key || !r.atLoopDepth(n-1)) {
 			return stop("inner-loop")
 		}
 	case APIFellthroughBranch, APIBeginMergeBlock, APIEndMergeBlock, APITempDisable, APITempEnable:
@@ -1356,10 +1356,8 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 	}
 	r.m.mu.Lock()
 	other := r.m.byKey[key]
-	short := other != nil && r.m.runsShort(other)
 	r.m.mu.Unlock()
-	short = short && r.mayUnroll(key)
-	if other == nil || r.m.data.load(other.gone) != 0 || short {
+	if short, _ := r.unrollable(key); other == nil || r.m.data.load(other.gone) != 0 || short {
 		// None, or dropped: the loop is the interpreter's. Or its
 		// trace is left after a few iterations each time, which the
 		// loop around it pays in entries and exits: unrolled instead.
@@ -1411,26 +1409,20 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 }
 
 // unrollInner reports whether the recording goes on through a back-edge
-// of loop key, another loop than its own that it does not link to, as
-// LuaJIT unrolls inner loops: an inner loop of a few iterations each time
-// costs the loop around it a guard per iteration inside one trace, where
-// a trace of its own would be entered and left every few iterations. A
-// loop that runs on past maxUnrolled iterations ends the recording as
-// before, and is recorded on its own (inner loops first). A side
-// recording goes on the same way around the loop its exit leaves (the
-// outer loop of an inner loop's exit) back to its own loop's trace, as
-// LuaJIT's side traces do.
+// of loop key, another loop than its own, as LuaJIT unrolls inner loops
+// (unrollable says when), and if so counts it there.
 func (r *recording) unrollInner(key loopKey) bool {
-	if !r.mayUnroll(key) {
-		if key != r.key && r.unrolled > 0 {
-			r.m.mu.Lock()
-			if st := r.m.loops[key]; st != nil {
-				st.runsOn = true
-			} else {
-				r.m.loops[key] = &loopState{runsOn: true}
-			}
-			r.m.mu.Unlock()
+	ok, exhausted := r.unrollable(key)
+	if exhausted {
+		r.m.mu.Lock()
+		if st := r.m.loops[key]; st != nil {
+			st.runsOn = true
+		} else {
+			r.m.loops[key] = &loopState{runsOn: true}
 		}
+		r.m.mu.Unlock()
+	}
+	if !ok {
 		return false
 	}
 	r.unrolled++
@@ -1438,19 +1430,32 @@ func (r *recording) unrollInner(key loopKey) bool {
 	return true
 }
 
-// mayUnroll reports whether the recording may go on through a back-edge
-// of loop key (unrollInner): another loop's, within maxUnrolled, and
-// while the recording is still short: a loop of long iterations unrolled
-// up to the trace limit cost recordings of 20,000 instructions (some
-// 20 ms each) that ended too long.
-func (r *recording) mayUnroll(key loopKey) bool {
-	if key == r.key || r.unrolled >= r.maxUnrolled || r.ninsns >= r.m.cfg.MaxTraceInsns/unrollShare {
-		return false
+// unrollable reports whether the recording may go through a back-edge of
+// loop key instead of linking to its trace or ending there: when key's
+// traces (kept or dropped) have shown that they are left after a few
+// iterations each time (runsShort). The loop around such a loop pays a
+// trace exit and entry every few iterations; unrolled, it pays a guard
+// per iteration inside one trace. A loop without that evidence is not
+// unrolled: its trip count may vary with the data (fannkuch's flips), and
+// a trace unrolling it would leave at every count but the one recorded.
+// At most maxUnrolled back-edges, within the first 1/unrollShare of the
+// trace limit; exhausted: the recording ran out of unrolling in key, a
+// loop that runs on, not unrolled again.
+func (r *recording) unrollable(key loopKey) (ok, exhausted bool) {
+	if key == r.key {
+		return false, false
 	}
-	r.m.mu.Lock()
-	defer r.m.mu.Unlock()
-	st := r.m.loops[key]
-	return st == nil || !st.runsOn
+	m := r.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, other := m.loops[key], m.byKey[key]
+	if other == nil || (st != nil && st.runsOn) || !m.runsShort(other) {
+		return false, false
+	}
+	if r.unrolled >= r.maxUnrolled || r.ninsns >= m.cfg.MaxTraceInsns/unrollShare {
+		return false, r.unrolled > 0
+	}
+	return true, false
 }
 
 // runsShort reports whether root trace t's loop leaves its traces after

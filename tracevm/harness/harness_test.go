@@ -331,33 +331,7 @@ func TestBlockCacheLogFull(t *testing.T) {
 	t.Logf("%d blocks chained, %d recordings too long", chained, r.aborts("too-long"))
 }
 
-// noLoopUnroll turns unrolling other loops' back-edges off for the test.
-func noLoopUnroll(t *testing.T) {
-	Machine().SetLoopUnroll(0)
-	t.Cleanup(func() { Machine().SetLoopUnroll(16) })
-}
-
-// TestNestedLoops: the inner loop gets hot first and gets a trace; its
-// exit's side trace runs the outer loop's back-edge unrolled and links
-// back into it, as LuaJIT's do: every back-edge but the first few runs
-// inside traces, and the outer loop never needs a trace of its own.
 func TestNestedLoops(t *testing.T) {
-	const n, m = 300, 500
-	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
-	r := runJIT(t, Nested, n, m)
-	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, want, r.native(Nested, n, m).Ret)
-	inner := LoopFigures(r.after, r.ids+1, r.ids+2)
-	assert.Equal(t, 1, inner.RootTraces, "inner loop trace")
-	assert.GreaterOrEqual(t, inner.SideTraces, 1, "the inner loop's exit")
-	assert.Greater(t, inner.Unrolled, uint64(n/2), "outer back-edges unrolled in the side trace")
-	r.checkTraced(t, n*m+n, 0.99)
-}
-
-// TestNestedLoopsLinked: without unrolling, the outer loop gets a trace
-// of its own, which links into the inner loop's.
-func TestNestedLoopsLinked(t *testing.T) {
-	noLoopUnroll(t)
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
 	r := runJIT(t, Nested, n, m)
@@ -381,7 +355,6 @@ func TestNestedLoopsLinked(t *testing.T) {
 // code once the governor drops that trace: the link jumps to its code
 // directly, and the loop would otherwise run on in a trace that loses.
 func TestLinkIntoDroppedTrace(t *testing.T) {
-	noLoopUnroll(t)
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
 	r := runJIT(t, Nested, n, m)
@@ -408,19 +381,27 @@ func TestLinkIntoDroppedTrace(t *testing.T) {
 	assert.Equal(t, 1, inner2.RootTraces, "never recorded again")
 }
 
-// TestShortInnerLoop: an inner loop of a few iterations each time, which
-// changes from one outer iteration to the next or not: its trace's
-// exits, linked to side traces that run the outer loop's back-edge
-// unrolled, keep every back-edge but the first few inside traces.
+// TestShortInnerLoop: an inner loop of a few iterations each time (the
+// same count, or one that changes from one outer iteration to the next)
+// gets hot first and gets a trace, entered and left every few iterations.
+// The outer loop's trace, recorded once that shows, runs the inner loop
+// unrolled instead of linking to it (side traces take the other trip
+// counts); with unrolling off it links.
 func TestShortInnerLoop(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		k, vary int64
+		unroll  bool
 	}{
-		{"three each time", 3, 0},
-		{"zero to four", 5, 1},
+		{"three each time", 3, 0, true},
+		{"zero to four", 5, 1, true},
+		{"three each time, not unrolled", 3, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.unroll {
+				Machine().SetLoopUnroll(0)
+				defer Machine().SetLoopUnroll(16)
+			}
 			const n = 20000
 			var want, backEdges int64
 			for i := int64(0); i < n; i++ {
@@ -437,8 +418,17 @@ func TestShortInnerLoop(t *testing.T) {
 			r := runJIT(t, ShortNested, n, tc.k, tc.vary)
 			require.Equal(t, want, r.res.Ret)
 			require.Equal(t, want, r.native(ShortNested, n, tc.k, tc.vary).Ret)
-			assert.Greater(t, r.after.BackEdgesUnrolled, r.before.BackEdgesUnrolled, "back-edges unrolled")
-			assert.Zero(t, r.aborts("inner-loop"))
+			outer := LoopFigures(r.after, r.ids, r.ids+1)
+			require.Equal(t, 1, outer.RootTraces, "outer loop trace; aborts %v", r.after.Aborts)
+			unrolled := r.after.BackEdgesUnrolled - r.before.BackEdgesUnrolled
+			if !tc.unroll {
+				assert.Zero(t, unrolled)
+				assert.Contains(t, r.log(), "; link ", "the outer trace enters the inner one")
+				r.checkTraced(t, backEdges, 0.5)
+				return
+			}
+			assert.NotZero(t, unrolled, "back-edges unrolled")
+			assert.Greater(t, outer.Unrolled, uint64(n/2), "inner back-edges inside the outer loop's traces")
 			r.checkTraced(t, backEdges, 0.98)
 		})
 	}
