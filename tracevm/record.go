@@ -139,8 +139,10 @@ type recording struct {
 	// no trace: record that loop from here instead (inner loops first).
 	handoff *handoff
 	// unrolled counts the back-edges of other loops the recording went
-	// through (unrollInner), at most maxUnrolled (Config.LoopUnroll).
+	// through (unrollInner), at most maxUnrolled (Config.LoopUnroll);
+	// lastUnrolled: the loop of the last.
 	unrolled, maxUnrolled int
+	lastUnrolled          loopKey
 }
 
 type callee struct {
@@ -1187,11 +1189,11 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 	switch site.API {
 	case APIBackwardsBranch:
 		key := loopKey{site.GSite, arg}
-		if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
-			return next, done, reason, cont
-		}
 		if r.unrollInner(key) {
 			return skip()
+		}
+		if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
+			return next, done, reason, cont
 		}
 		if r.side == nil && r.frames == 0 {
 			r.handoff = &handoff{key, end}
@@ -1357,10 +1359,8 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 	r.m.mu.Lock()
 	other := r.m.byKey[key]
 	r.m.mu.Unlock()
-	if short, _ := r.unrollable(key); other == nil || r.m.data.load(other.gone) != 0 || short {
-		// None, or dropped: the loop is the interpreter's. Or its
-		// trace is left after a few iterations each time, which the
-		// loop around it pays in entries and exits: unrolled instead.
+	if other == nil || r.m.data.load(other.gone) != 0 {
+		// None, or dropped: the loop is the interpreter's.
 		return 0, false, "", false, false
 	}
 	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true, other: other}, other.head)
@@ -1384,6 +1384,9 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 		return 0, false, "", true
 	}
 	key := loopKey{be.GSite, lid}
+	if r.unrollInner(key) {
+		return 0, false, "", true
+	}
 	if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
 		return next, done, reason, cont
 	}
@@ -1396,9 +1399,6 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 		// body, until its own loop's back-edge. A CPython comparison
 		// that jumps back to another header closes an inner while
 		// loop, recorded first as the other inner loops are.
-		return 0, false, "", true
-	}
-	if r.unrollInner(key) {
 		return 0, false, "", true
 	}
 	// Another loop's back-edge, and that loop has no trace: record it
@@ -1425,13 +1425,13 @@ func (r *recording) unrollInner(key loopKey) bool {
 	if !ok {
 		return false
 	}
-	r.unrolled++
+	r.unrolled, r.lastUnrolled = r.unrolled+1, key
 	r.ops = append(r.ops, op{kind: opCount, addr: r.pc})
 	return true
 }
 
 // unrollable reports whether the recording may go through a back-edge of
-// loop key instead of linking to its trace or ending there: when key's
+// loop key, before it would link to key's trace or end there: when key's
 // traces (kept or dropped) have shown that they are left after a few
 // iterations each time (runsShort). The loop around such a loop pays a
 // trace exit and entry every few iterations; unrolled, it pays a guard
@@ -1439,8 +1439,8 @@ func (r *recording) unrollInner(key loopKey) bool {
 // unrolled: its trip count may vary with the data (fannkuch's flips), and
 // a trace unrolling it would leave at every count but the one recorded.
 // At most maxUnrolled back-edges, within the first 1/unrollShare of the
-// trace limit; exhausted: the recording ran out of unrolling in key, a
-// loop that runs on, not unrolled again.
+// trace limit; exhausted: the recording ran out of unrolling in key (the
+// last loop it unrolled), a loop that runs on, not unrolled again.
 func (r *recording) unrollable(key loopKey) (ok, exhausted bool) {
 	if key == r.key {
 		return false, false
@@ -1453,7 +1453,7 @@ func (r *recording) unrollable(key loopKey) (ok, exhausted bool) {
 		return false, false
 	}
 	if r.unrolled >= r.maxUnrolled || r.ninsns >= m.cfg.MaxTraceInsns/unrollShare {
-		return false, r.unrolled > 0
+		return false, r.unrolled > 0 && r.lastUnrolled == key
 	}
 	return true, false
 }

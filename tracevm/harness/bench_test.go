@@ -43,3 +43,34 @@ func BenchmarkRecordCompile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkShortInnerLoop runs tt_short_nested (three inner iterations
+// per outer one) natively and traced, with other loops' back-edges
+// unrolled and not: not unrolled, the outer loop's trace links into the
+// inner loop's, which is left at every outer iteration (a trace exit, and
+// an entry at the next back-edge), so the difference per outer iteration
+// is about what an exit and an entry cost.
+func BenchmarkShortInnerLoop(b *testing.B) {
+	const n = 100000
+	for _, c := range []struct {
+		name   string
+		unroll int // -1: native
+	}{{"native", -1}, {"unrolled", 16}, {"linked", 0}} {
+		b.Run(c.name, func(b *testing.B) {
+			ids := int64(NewIDs())
+			run := func() { ShortNested.Run(ids, n, 3, 0) }
+			if c.unroll < 0 {
+				run = func() { ShortNested.RunNative(ids, n, 3, 0) }
+			} else {
+				Machine().SetLoopUnroll(c.unroll)
+				defer Machine().SetLoopUnroll(16)
+			}
+			run() // the traces, compiled
+			b.ResetTimer()
+			for range b.N {
+				run()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/outer-iteration")
+		})
+	}
+}
