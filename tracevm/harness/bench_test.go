@@ -44,7 +44,7 @@ func BenchmarkRecordCompile(b *testing.B) {
 	}
 }
 
-// BenchmarkShortInnerLoop runs tt_short_nested (three inner iterations
+// BenchmarkShortInnerLoop runs tt_nested (three inner iterations
 // per outer one) natively and traced, with other loops' back-edges
 // unrolled and not: not unrolled, the outer loop's trace links into the
 // inner loop's, which is left at every outer iteration (a trace exit, and
@@ -58,9 +58,9 @@ func BenchmarkShortInnerLoop(b *testing.B) {
 	}{{"native", -1}, {"unrolled", 16}, {"linked", 0}} {
 		b.Run(c.name, func(b *testing.B) {
 			ids := int64(NewIDs())
-			run := func() { ShortNested.Run(ids, n, 3, 0) }
+			run := func() { Nested.Run(ids, n, 3, 0) }
 			if c.unroll < 0 {
-				run = func() { ShortNested.RunNative(ids, n, 3, 0) }
+				run = func() { Nested.RunNative(ids, n, 3, 0) }
 			} else {
 				Machine().SetLoopUnroll(c.unroll)
 				defer Machine().SetLoopUnroll(16)

@@ -35,7 +35,6 @@ var (
 	ChainLong    = Func{"tt_chain_long", C.tt_chain_long}
 	ChainRet     = Func{"tt_chain_ret", C.tt_chain_ret}
 	Nested       = Func{"tt_nested", C.tt_nested}
-	ShortNested  = Func{"tt_short_nested", C.tt_short_nested}
 	Calls        = Func{"tt_calls", C.tt_calls}
 	CalleeLp     = Func{"tt_callee_loop", C.tt_callee_loop}
 	CalleeOnce   = Func{"tt_callee_once", C.tt_callee_once}
@@ -67,7 +66,7 @@ var (
 	FPSSE2       = Func{"tt_fp_sse2", C.tt_fp_sse2}
 	FPAVX2       = Func{"tt_fp_avx2", C.tt_fp_avx2}
 	FPAVX512     = Func{"tt_fp_avx512", C.tt_fp_avx512}
-	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, ShortNested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Frames, Tagged, TVStack, FStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
+	Funcs        = []Func{Sum, Branchy, Chain, ChainLong, ChainRet, Nested, Calls, CalleeLp, CalleeOnce, LookupLoop, FindLoop, Recurse, Interp, MemInterp, Frames, Tagged, TVStack, FStack, Alias, Frame, FuncPtr, Globals, IsTraced, Ensure, Merge, HelperRet, Syscall, Spin, Fork, InvFP, NativeAPI, SelfMod, FPC, FPSSE2, FPAVX2, FPAVX512}
 	nextIDs      atomic.Uint64
 	idsPerRun    = uint64(1 << 12)
 )

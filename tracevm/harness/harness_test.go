@@ -334,9 +334,9 @@ func TestBlockCacheLogFull(t *testing.T) {
 func TestNestedLoops(t *testing.T) {
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
-	r := runJIT(t, Nested, n, m)
+	r := runJIT(t, Nested, n, m, 0)
 	require.Equal(t, want, r.res.Ret)
-	require.Equal(t, want, r.native(Nested, n, m).Ret)
+	require.Equal(t, want, r.native(Nested, n, m, 0).Ret)
 	outer := LoopFigures(r.after, r.ids, r.ids+1)
 	inner := LoopFigures(r.after, r.ids+1, r.ids+2)
 	assert.Equal(t, 1, inner.RootTraces, "inner loop trace")
@@ -357,7 +357,7 @@ func TestNestedLoops(t *testing.T) {
 func TestLinkIntoDroppedTrace(t *testing.T) {
 	const n, m = 300, 500
 	want := int64(n*(n-1)/2*(m*(m-1)/2) + n*(m*(m-1)/2) + n*(n-1)/2)
-	r := runJIT(t, Nested, n, m)
+	r := runJIT(t, Nested, n, m, 0)
 	require.Equal(t, want, r.res.Ret)
 	inner := LoopFigures(r.after, r.ids+1, r.ids+2)
 	outer := LoopFigures(r.after, r.ids, r.ids+1)
@@ -370,7 +370,7 @@ func TestLinkIntoDroppedTrace(t *testing.T) {
 	require.Contains(t, outerLog, "; link ", "the outer trace enters the inner one")
 
 	DropTraces(r.ids + 1)
-	require.Equal(t, want, Nested.Run(int64(r.ids), n, m).Ret)
+	require.Equal(t, want, Nested.Run(int64(r.ids), n, m, 0).Ret)
 	after := Machine().Snapshot()
 	inner2 := LoopFigures(after, r.ids+1, r.ids+2)
 	outer2 := LoopFigures(after, r.ids, r.ids+1)
@@ -415,9 +415,9 @@ func TestShortInnerLoop(t *testing.T) {
 				want += i
 				backEdges += m + 1
 			}
-			r := runJIT(t, ShortNested, n, tc.k, tc.vary)
+			r := runJIT(t, Nested, n, tc.k, tc.vary)
 			require.Equal(t, want, r.res.Ret)
-			require.Equal(t, want, r.native(ShortNested, n, tc.k, tc.vary).Ret)
+			require.Equal(t, want, r.native(Nested, n, tc.k, tc.vary).Ret)
 			outer := LoopFigures(r.after, r.ids, r.ids+1)
 			require.Equal(t, 1, outer.RootTraces, "outer loop trace; aborts %v", r.after.Aborts)
 			unrolled := r.after.BackEdgesUnrolled - r.before.BackEdgesUnrolled
@@ -1194,7 +1194,7 @@ func TestUnsupportedSyscall(t *testing.T) {
 // maxSideTraces side traces.
 func TestNoEmptySideTraceChain(t *testing.T) {
 	const n, m = 300, 500
-	r := runJIT(t, Nested, n, m)
+	r := runJIT(t, Nested, n, m, 0)
 	require.Equal(t, int64(n*(n-1)/2*(m*(m-1)/2)+n*(m*(m-1)/2)+n*(n-1)/2), r.res.Ret)
 	empty := 0
 	for _, tr := range r.after.Traces {

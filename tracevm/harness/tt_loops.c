@@ -124,33 +124,16 @@ TT int64_t tt_chain_ret(const int64_t *in, int64_t *out)
 }
 
 /* Nested loops: the inner loop (id 1) gets hot first and gets its own
- * trace; the outer loop's (id 0) trace links into it. */
+ * trace; the outer loop's (id 0) trace links into it, or, when the inner
+ * loop runs a few iterations each time, unrolls it. The inner loop runs m
+ * times, or i % m when in[3] is nonzero. */
 TT int64_t tt_nested(const int64_t *in, int64_t *out)
 {
-	int64_t n = in[1], m = in[2], s = 0;
+	int64_t n = in[1], m = in[2], vary = in[3], s = 0;
 	(void)out;
 	for (int64_t i = 0; i < n; i++) {
-		for (int64_t j = 0; j < m; j++) {
-			s += i * j + j;
-			th_backwards_branch(ID(1));
-		}
-		th_fellthrough_branch(ID(1));
-		s += i;
-		th_backwards_branch(ID(0));
-	}
-	return s;
-}
-
-/* Nested loops whose inner loop (id 1) runs a few iterations each time:
- * k, or i % k when in[3] is nonzero. Its own trace would be entered and
- * left every few iterations: the outer loop's trace unrolls it. */
-TT int64_t tt_short_nested(const int64_t *in, int64_t *out)
-{
-	int64_t n = in[1], k = in[2], vary = in[3], s = 0;
-	(void)out;
-	for (int64_t i = 0; i < n; i++) {
-		int64_t m = vary ? i % k : k;
-		for (int64_t j = 0; j < m; j++) {
+		int64_t trips = vary ? i % m : m;
+		for (int64_t j = 0; j < trips; j++) {
 			s += i * j + j;
 			th_backwards_branch(ID(1));
 		}
