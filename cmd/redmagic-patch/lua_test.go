@@ -72,6 +72,8 @@ var luaConfigs = []struct {
 }{
 	{"default", nil, false},
 	{"threshold=1", []string{"REDMAGIC_THRESHOLD=1"}, false},
+	// Other loops' back-edges linked to, never unrolled into traces.
+	{"threshold=7,no unrolling", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_LOOPUNROLL=0"}, false},
 	// Compiled on the JIT's own thread, as by default: the traces arrive
 	// while the program runs on.
 	{"threshold=7,side=1,background", []string{"REDMAGIC_THRESHOLD=7", "REDMAGIC_SIDE_THRESHOLD=1", "REDMAGIC_JIT_BACKGROUND=1"}, true},
