@@ -1440,7 +1440,6 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		m.stats.tracesCompiled.Add(1)
 	}
-	m.stats.unrolled.Add(uint64(r.unrolled))
 	if m.cfg.Log != nil {
 		note := ""
 		if notPeeled != "" {
@@ -1458,7 +1457,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			note = strings.TrimPrefix(fmt.Sprintf("%s; %d wide loads split, %d vector copies through general registers", note, splits, pairs), "; ")
 		}
 		if r.unrolled > 0 {
-			note = strings.TrimPrefix(fmt.Sprintf("%s; %d iterations of other loops unrolled", note, r.unrolled), "; ")
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d back-edges of other loops unrolled", note, r.unrolled), "; ")
 		}
 		if r.side != nil {
 			how := "optimised"

@@ -430,7 +430,8 @@ type Machine struct {
 	compiles     chan *recording
 	compilerOnce sync.Once
 	background   atomic.Bool
-	// loopUnroll: Config.LoopUnroll, resolved (SetLoopUnroll).
+	// loopUnroll: Config.LoopUnroll, resolved (SetLoopUnroll): the
+	// most back-edges of other loops a recording goes through.
 	loopUnroll atomic.Int32
 	// siteFrames: the private slots of the frame each loop site's loops
 	// run in, by global site number (loopFrames).
@@ -483,7 +484,7 @@ type loopState struct {
 	// to the budget (the loop ran in a trace until then).
 	unbudgeted bool
 	// runsOn: a recording that went through its back-edges ran out of
-	// unrolling in it (unrollable): recordings link to it or hand over
+	// unrolling in it (unrollInner): recordings link to it or hand over
 	// at its first back-edge from then on.
 	runsOn bool
 }
@@ -507,12 +508,6 @@ func Start(cfg Config) (*Machine, error) {
 	}
 	if cfg.MaxAborts <= 0 {
 		cfg.MaxAborts = defaultMaxAborts
-	}
-	switch {
-	case cfg.LoopUnroll == 0:
-		cfg.LoopUnroll = defaultLoopUnroll
-	case cfg.LoopUnroll < 0:
-		cfg.LoopUnroll = 0
 	}
 	lo, hi := ^uint64(0), uint64(0)
 	for _, o := range cfg.Objects {
@@ -539,7 +534,7 @@ func Start(cfg Config) (*Machine, error) {
 		backBySite:  make(map[uint32]*BackEdge),
 		pid:         os.Getpid(),
 	}
-	m.loopUnroll.Store(int32(cfg.LoopUnroll))
+	m.SetLoopUnroll(cfg.LoopUnroll)
 	m.emitters.New = func() any { return newEmitter(0, m.tls) }
 	m.decoded = newDecodeCache()
 	m.scratch = append(m.scratch, newScratch(cfg.MaxTraceInsns))
@@ -839,10 +834,16 @@ func (m *Machine) DisableLoop(id uint64) {
 	m.mu.Unlock()
 }
 
-// SetLoopUnroll replaces Config.LoopUnroll (here 0 means none) for the
-// recordings to come.
+// SetLoopUnroll replaces Config.LoopUnroll (0: the default, negative:
+// none) for the recordings to come.
 func (m *Machine) SetLoopUnroll(n int) {
-	m.loopUnroll.Store(int32(max(n, 0)))
+	switch {
+	case n == 0:
+		n = defaultLoopUnroll
+	case n < 0:
+		n = 0
+	}
+	m.loopUnroll.Store(int32(n))
 }
 
 // SetLog replaces Config.Log (nil: no log) for the recordings to come:

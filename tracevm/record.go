@@ -166,11 +166,11 @@ const (
 	maxBlockBytes  = blockRoom - 1024
 	// shortTrips: a loop whose traces ran fewer iterations than this per
 	// exit, over at least minTripExits exits, is unrolled into the loops
-	// around it rather than linked to.
+	// around it rather than linked to (unrollInner).
 	shortTrips   = 6
 	minTripExits = 16
 	// unrollShare: a recording unrolls other loops only within the first
-	// 1/unrollShare of the trace limit (unrollable).
+	// 1/unrollShare of the trace limit (unrollInner).
 	unrollShare = 4
 )
 
@@ -1409,53 +1409,41 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 }
 
 // unrollInner reports whether the recording goes on through a back-edge
-// of loop key, another loop than its own, as LuaJIT unrolls inner loops
-// (unrollable says when), and if so counts it there.
+// of loop key, another loop than its own, as LuaJIT unrolls inner loops,
+// and if so counts it there. It does when key's traces (kept or dropped)
+// have shown that they are left after a few iterations each time
+// (runsShort): the loop around such a loop pays a trace exit and entry
+// every few iterations; unrolled, a guard per iteration inside one trace.
+// A loop without that evidence is not unrolled: its trip count may vary
+// with the data (fannkuch's flips), and a trace unrolling it would leave
+// at every count but the one recorded. At most maxUnrolled back-edges,
+// within the first 1/unrollShare of the trace limit; a recording that
+// runs out of unrolling in key (the last loop it unrolled) marks it as a
+// loop that runs on, not unrolled again.
 func (r *recording) unrollInner(key loopKey) bool {
-	ok, exhausted := r.unrollable(key)
-	if exhausted {
-		r.m.mu.Lock()
-		if st := r.m.loops[key]; st != nil {
-			st.runsOn = true
-		} else {
-			r.m.loops[key] = &loopState{runsOn: true}
-		}
-		r.m.mu.Unlock()
-	}
-	if !ok {
-		return false
-	}
-	r.unrolled, r.lastUnrolled = r.unrolled+1, key
-	r.ops = append(r.ops, op{kind: opCount, addr: r.pc})
-	return true
-}
-
-// unrollable reports whether the recording may go through a back-edge of
-// loop key, before it would link to key's trace or end there: when key's
-// traces (kept or dropped) have shown that they are left after a few
-// iterations each time (runsShort). The loop around such a loop pays a
-// trace exit and entry every few iterations; unrolled, it pays a guard
-// per iteration inside one trace. A loop without that evidence is not
-// unrolled: its trip count may vary with the data (fannkuch's flips), and
-// a trace unrolling it would leave at every count but the one recorded.
-// At most maxUnrolled back-edges, within the first 1/unrollShare of the
-// trace limit; exhausted: the recording ran out of unrolling in key (the
-// last loop it unrolled), a loop that runs on, not unrolled again.
-func (r *recording) unrollable(key loopKey) (ok, exhausted bool) {
 	if key == r.key {
-		return false, false
+		return false
 	}
 	m := r.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st, other := m.loops[key], m.byKey[key]
 	if other == nil || (st != nil && st.runsOn) || !m.runsShort(other) {
-		return false, false
+		return false
 	}
 	if r.unrolled >= r.maxUnrolled || r.ninsns >= m.cfg.MaxTraceInsns/unrollShare {
-		return false, r.unrolled > 0 && r.lastUnrolled == key
+		if r.unrolled > 0 && r.lastUnrolled == key {
+			if st == nil {
+				st = &loopState{}
+				m.loops[key] = st
+			}
+			st.runsOn = true
+		}
+		return false
 	}
-	return true, false
+	r.unrolled, r.lastUnrolled = r.unrolled+1, key
+	r.ops = append(r.ops, op{kind: opCount, addr: r.pc})
+	return true
 }
 
 // runsShort reports whether root trace t's loop leaves its traces after

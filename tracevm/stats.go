@@ -35,7 +35,6 @@ type Stats struct {
 	doublesFwd      atomic.Uint64
 	sidesIntoPeeled atomic.Uint64
 	respecs         atomic.Uint64
-	unrolled        atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
 	// the optimiser is wrong: such a side trace is not optimised).
@@ -201,7 +200,6 @@ func (m *Machine) Snapshot() Snapshot {
 		DoublesForwarded:    m.stats.doublesFwd.Load(),
 		Respecialized:       m.stats.respecs.Load(),
 		SidesIntoPeeled:     m.stats.sidesIntoPeeled.Load(),
-		BackEdgesUnrolled:   m.stats.unrolled.Load(),
 		Parking:             m.parking(),
 		Parks:               uint64(C.tv_park_g.parks),
 		Unparks:             uint64(C.tv_park_g.unparks),
@@ -277,6 +275,7 @@ func (m *Machine) Snapshot() Snapshot {
 			ts.TopExits = ts.TopExits[:5]
 		}
 		s.TraceIterations += ts.Iterations + ts.Unrolled
+		s.BackEdgesUnrolled += uint64(t.unrolled)
 		s.SideExits += ts.Exits
 		s.Traces = append(s.Traces, ts)
 	}

@@ -190,6 +190,13 @@ uint64_t rm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
+/* Opens a new window of the loops' rate at now (rm_loops_fast). */
+static void rm_rate_open(uint64_t now)
+{
+	__atomic_store_n(&rm_g.rate_ns, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&rm_g.rate_hits, 0, __ATOMIC_RELAXED);
+}
+
 /* Whether hot loops run at least jit_rate back-edges a second: w more
  * hits at now are added to the open window, which is judged once it is
  * RM_JIT_RATE_MIN_NS long (shorter ones would take one loop's hits of long
@@ -203,8 +210,7 @@ static int rm_loops_fast(uint64_t now, uint64_t w)
 	uint64_t hits = __atomic_add_fetch(&rm_g.rate_hits, w,
 					   __ATOMIC_RELAXED);
 	if (!start || now < start) {
-		__atomic_store_n(&rm_g.rate_ns, now, __ATOMIC_RELAXED);
-		__atomic_store_n(&rm_g.rate_hits, 0, __ATOMIC_RELAXED);
+		rm_rate_open(now);
 		return 0;
 	}
 	uint64_t span = now - start;
@@ -213,10 +219,8 @@ static int rm_loops_fast(uint64_t now, uint64_t w)
 	uint64_t rate = hits * 1000000000ull / span;
 	if (rate > __atomic_load_n(&rm_g.rate_best, __ATOMIC_RELAXED))
 		__atomic_store_n(&rm_g.rate_best, rate, __ATOMIC_RELAXED);
-	if (span >= RM_JIT_RATE_MAX_NS) {
-		__atomic_store_n(&rm_g.rate_ns, now, __ATOMIC_RELAXED);
-		__atomic_store_n(&rm_g.rate_hits, 0, __ATOMIC_RELAXED);
-	}
+	if (span >= RM_JIT_RATE_MAX_NS)
+		rm_rate_open(now);
 	return rate >= rm_g.jit_rate;
 }
 

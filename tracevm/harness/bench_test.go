@@ -54,16 +54,17 @@ func BenchmarkShortInnerLoop(b *testing.B) {
 	const n = 100000
 	for _, c := range []struct {
 		name   string
-		unroll int // -1: native
-	}{{"native", -1}, {"unrolled", 16}, {"linked", 0}} {
+		native bool
+		unroll int // tracevm.Config.LoopUnroll
+	}{{"native", true, 0}, {"unrolled", false, 0}, {"linked", false, -1}} {
 		b.Run(c.name, func(b *testing.B) {
 			ids := int64(NewIDs())
 			run := func() { Nested.Run(ids, n, 3, 0) }
-			if c.unroll < 0 {
+			if c.native {
 				run = func() { Nested.RunNative(ids, n, 3, 0) }
 			} else {
 				Machine().SetLoopUnroll(c.unroll)
-				defer Machine().SetLoopUnroll(16)
+				defer Machine().SetLoopUnroll(0)
 			}
 			run() // the traces, compiled
 			b.ResetTimer()

@@ -399,8 +399,8 @@ func TestShortInnerLoop(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.unroll {
-				Machine().SetLoopUnroll(0)
-				defer Machine().SetLoopUnroll(16)
+				Machine().SetLoopUnroll(-1)
+				defer Machine().SetLoopUnroll(0)
 			}
 			const n = 20000
 			var want, backEdges int64
