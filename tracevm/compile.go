@@ -104,6 +104,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	// before that op, not on one whose guard comes later.
 	exitKnown, exitKnownSpans := e.exitKnown[:0], e.exitKnownSpans[:0]
 	defer func() { e.exitKnown, e.exitKnownSpans = exitKnown, exitKnownSpans }()
+	exitSaved, exitSavedSpans := e.exitSaved[:0], e.exitSavedSpans[:0]
+	defer func() { e.exitSaved, e.exitSavedSpans = exitSaved, exitSavedSpans }()
 	exitState := -1
 	// cur: the plan of the copy being emitted, whose known registers the
 	// exits take.
@@ -136,6 +138,11 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			}
 		}
 		exitKnownSpans = append(exitKnownSpans, [2]int32{int32(lo), int32(len(exitKnown))})
+		lo = len(exitSaved)
+		if cur != nil && exitState >= 0 {
+			exitSaved = cur.exitSavedSlots(exitSaved, exitState)
+		}
+		exitSavedSpans = append(exitSavedSpans, [2]int32{int32(lo), int32(len(exitSaved))})
 		return l
 	}
 	// periodicExit leaves the loop of period counter tick every
@@ -1082,7 +1089,7 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	root := parent.rootTrace()
 	variant := slices.Clone(root.variant)
 	m.mu.Unlock()
-	return &sideEntry{known: known, variant: variant, private: parent.private}
+	return &sideEntry{known: known, saved: r.entrySaved, variant: variant, private: parent.private}
 }
 
 // variantEntry reports whether side recording r is optimised as a
@@ -1378,6 +1385,13 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		t.exitKnown = make([][]regValue, nexit)
 		for i, sp := range e.exitKnownSpans[:nexit] {
 			t.exitKnown[i] = slab[sp[0]:sp[1]:sp[1]]
+		}
+	}
+	if len(e.exitSaved) > 0 {
+		slab := slices.Clone(e.exitSaved)
+		t.exitSaved = make([][]memValue, nexit)
+		for i, sp := range e.exitSavedSpans[:nexit] {
+			t.exitSaved[i] = slab[sp[0]:sp[1]:sp[1]]
 		}
 	}
 	if p != nil {

@@ -381,8 +381,10 @@ type trace struct {
 	// keepsPeeled: a side trace that starts and ends where its root's
 	// peeled copy's assumptions hold (it enters the copy directly).
 	keepsPeeled bool
-	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry).
+	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry);
+	// exitSaved[i]: the saved slots it knows (savedslots.go).
 	exitKnown [][]regValue
+	exitSaved [][]memValue
 	// headExits: its head guards' exits (relative to exitBase, first
 	// and past the last): where an entry state other than the one it
 	// was specialised on leaves it (a variant side trace starts there).

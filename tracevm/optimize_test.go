@@ -743,3 +743,51 @@ func TestSpeculatesThroughUnknownPointer(t *testing.T) {
 	}
 	runtime.KeepAlive(word)
 }
+
+// A wide value read beside a 2-byte word the trace speculates on is taken
+// as an inline cache of that bytecode and speculated on outright; beside a
+// 1-byte one (a value's type tag, as Lua lays them out) it is data: it is
+// speculated on only as the concrete run finds it, with a guard whose
+// failures retire the trace (respec.go).
+func TestInlineCacheOnlyBesideCodeWords(t *testing.T) {
+	const (
+		loadByte = "0fb64308" // movzbl 0x8(%rbx),%eax
+		loadWord = "0fb74308" // movzwl 0x8(%rbx),%eax
+		cmpTag   = "83f813"   // cmp $0x13,%eax
+		loadWide = "488b0b"   // mov (%rbx),%rcx
+		copyRCX  = "4889ca"   // mov %rcx,%rdx
+		topBits  = "48c1ea3c" // shr $0x3c,%rdx
+		cmpTop   = "4883fa03" // cmp $0x3,%rdx
+	)
+	obj := heapWords(2)
+	obj[0] = 0x3f851804a1498461 // a double
+	obj[1] = 0x13
+	var head [16]uint64
+	head[x86enc.RBX] = uint64(uintptr(unsafe.Pointer(&obj[0])))
+	head[x86enc.RSP] = 0x7fff0000
+	m := &Machine{}
+	for _, tc := range []struct {
+		name, first string
+		risky       bool
+	}{
+		{"code word", loadWord, false},
+		{"type tag", loadByte, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops, _ := decodeOps(t, []string{tc.first, cmpTag, cmpTag, loadWide, copyRCX, topBits, cmpTop, cmpTop})
+			g := func(i int) op {
+				return op{kind: opGuard, addr: ops[i].addr + 1, cond: x86enc.NE, exit: ops[i].addr + 1}
+			}
+			ops = append(ops[:2:2], g(1), ops[2], g(2), ops[3], ops[4], ops[5], ops[6], g(6), ops[7], g(7), op{kind: opClose, addr: 0x2000})
+			p := m.optimize(ops, head, head, calleeSaved, nil, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+			require.NotNil(t, p)
+			defer p.release()
+			require.True(t, p.drop[2] && p.drop[4], "the tag's compares fold")
+			post, ok := p.post[6]
+			require.True(t, ok, "the wide value is guarded after its load")
+			assert.Equal(t, tc.risky, post.load != 0, "its guard retires the trace when it fails")
+			assert.True(t, p.drop[9] && p.drop[11], "the compares on its top bits fold")
+		})
+	}
+	runtime.KeepAlive(obj)
+}

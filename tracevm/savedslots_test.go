@@ -1,0 +1,102 @@
+package tracevm
+
+import (
+	"os"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/redmagic-patch/redmagic-patch/cfg/frame"
+	"github.com/redmagic-patch/redmagic-patch/internal/x86enc"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	pushRBX   = "53"             // push %rbx
+	popRBX    = "5b"             // pop %rbx
+	cmpRBX2k  = "4881fb00200000" // cmp $0x2000,%rbx
+	loadRDI   = "488b07"         // mov (%rdi),%rax
+	cmpRAX5   = "4883f805"       // cmp $0x5,%rax
+	stackBase = uint64(0x7fff0000)
+)
+
+// A side trace that starts inside a callee its parent inlined knows what
+// the callee's prologue saved where its parent knew it: the register its
+// epilogue pops comes back known, and what it decides folds.
+func TestSideEntrySavedSlots(t *testing.T) {
+	ops, _ := decodeOps(t, []string{popRBX, cmpRBX2k})
+	ops = append(ops, op{kind: opGuard, addr: ops[1].addr + 7, cond: x86enc.NE, exit: ops[1].addr + 7}, op{kind: opExit, addr: 0x2000, exit: 0x2000})
+	m := &Machine{}
+	var head [16]uint64
+	for _, tc := range []struct {
+		name  string
+		saved []memValue
+		known bool
+	}{
+		{"slot known", []memValue{{stackBase, 0x2000}}, true},
+		{"no slot", nil, false},
+		{"another slot", []memValue{{stackBase + 8, 0x2000}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, saved: tc.saved}
+			p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+			if !tc.known {
+				require.True(t, p == nil || !p.drop[2], "the guard stays")
+				p.release()
+				return
+			}
+			require.NotNil(t, p)
+			defer p.release()
+			assert.Equal(t, val{known: true, v: 0x2000}, p.known.get(1, int(x86enc.RBX)))
+			assert.True(t, p.drop[2], "the compare's guard folds")
+		})
+	}
+}
+
+// An exit between an inlined prologue's push and its epilogue's pop passes
+// the slot on (exitSavedSlots); one after the pop does not.
+func TestExitSavedSlots(t *testing.T) {
+	ops, _ := decodeOps(t, []string{pushRBX, loadRDI, cmpRAX5})
+	g := func(o op, n uint64) op { return op{kind: opGuard, addr: o.addr + n, cond: x86enc.NE, exit: o.addr + n} }
+	rest, _ := decodeOps(t, []string{popRBX, cmpRBX2k})
+	for i := range rest {
+		rest[i].addr += 0x100
+	}
+	ops = append(ops, g(ops[2], 4), rest[0], rest[1], g(rest[1], 7), op{kind: opClose, addr: 0x2000})
+	var head [16]uint64
+	head[x86enc.RBX] = 0x2000
+	head[x86enc.RSP] = stackBase
+	m := &Machine{}
+	p := m.optimize(ops, head, head, calleeSaved, nil, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+	require.NotNil(t, p)
+	defer p.release()
+	require.True(t, p.drop[6], "the popped register's compare folds")
+	assert.Equal(t, []memValue{{stackBase - 8, 0x2000}}, p.exitSavedSlots(nil, 3), "the guard between push and pop")
+	assert.Empty(t, p.exitSavedSlots(nil, 6), "after the pop")
+	assert.Empty(t, p.exitSavedSlots(nil, 0), "before the push")
+}
+
+// entrySavedSlots passes on what the parent's exit knows only when the
+// stack holds it as the side recording starts, at the %rsp the exit knew.
+func TestEntrySavedSlots(t *testing.T) {
+	stack := heapWords(4)
+	rsp := uint64(uintptr(unsafe.Pointer(&stack[0])))
+	stack[1] = 0x1234
+	slot := memValue{rsp + 8, 0x1234}
+	parent := &trace{exitBase: 10}
+	parent.exitKnown = [][]regValue{nil, {{x86enc.RSP, rsp}}}
+	parent.exitSaved = [][]memValue{nil, {slot}}
+	regs := [16]uint64{x86enc.RSP: rsp}
+	assert.Equal(t, []memValue{slot}, entrySavedSlots(parent, 11, &regs), "as the stack holds it")
+	assert.Nil(t, entrySavedSlots(parent, 10, &regs), "an exit that knows none")
+	assert.Nil(t, entrySavedSlots(parent, 12, &regs), "not the parent's exit")
+	stack[1] = 0x1235
+	assert.Nil(t, entrySavedSlots(parent, 11, &regs), "another value there")
+	stack[1] = 0x1234
+	other := [16]uint64{x86enc.RSP: rsp + 16}
+	assert.Nil(t, entrySavedSlots(parent, 11, &other), "another %rsp")
+	parent.exitKnown[1] = nil
+	assert.Nil(t, entrySavedSlots(parent, 11, &regs), "%rsp not known at the exit")
+	runtime.KeepAlive(stack)
+}
