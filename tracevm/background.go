@@ -71,7 +71,7 @@ func (m *Machine) queueCompile(r *recording) bool {
 		return false
 	}
 	job := &recording{m: m, key: r.key, side: r.side, exitID: r.exitID, start: r.start,
-		headRegs: r.headRegs, closeRegs: r.closeRegs, entrySaved: r.entrySaved, initStack: r.initStack, ninsns: r.ninsns,
+		headRegs: r.headRegs, closeRegs: r.closeRegs, entryStack: r.entryStack, initStack: r.initStack, ninsns: r.ninsns,
 		unrolled: r.unrolled, mem: newMemView(m.pid)}
 	job.mem.snapshot(&r.closeRegs, int(x86enc.RSP))
 	m.mu.Lock()

@@ -104,8 +104,8 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 	// before that op, not on one whose guard comes later.
 	exitKnown, exitKnownSpans := e.exitKnown[:0], e.exitKnownSpans[:0]
 	defer func() { e.exitKnown, e.exitKnownSpans = exitKnown, exitKnownSpans }()
-	exitSaved, exitSavedSpans := e.exitSaved[:0], e.exitSavedSpans[:0]
-	defer func() { e.exitSaved, e.exitSavedSpans = exitSaved, exitSavedSpans }()
+	exitStack, exitStackSpans := e.exitStack[:0], e.exitStackSpans[:0]
+	defer func() { e.exitStack, e.exitStackSpans = exitStack, exitStackSpans }()
 	exitState := -1
 	// cur: the plan of the copy being emitted, whose known registers the
 	// exits take.
@@ -138,11 +138,11 @@ func (m *Machine) generate(e *emitter, ops []op, base uint64, exitBase uint32, i
 			}
 		}
 		exitKnownSpans = append(exitKnownSpans, [2]int32{int32(lo), int32(len(exitKnown))})
-		lo = len(exitSaved)
+		lo = len(exitStack)
 		if cur != nil && exitState >= 0 {
-			exitSaved = cur.exitSavedSlots(exitSaved, exitState)
+			exitStack = cur.exitStackValues(exitStack, exitState)
 		}
-		exitSavedSpans = append(exitSavedSpans, [2]int32{int32(lo), int32(len(exitSaved))})
+		exitStackSpans = append(exitStackSpans, [2]int32{int32(lo), int32(len(exitStack))})
 		return l
 	}
 	// periodicExit leaves the loop of period counter tick every
@@ -1089,7 +1089,7 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	root := parent.rootTrace()
 	variant := slices.Clone(root.variant)
 	m.mu.Unlock()
-	return &sideEntry{known: known, saved: r.entrySaved, variant: variant, private: parent.private}
+	return &sideEntry{known: known, stack: r.entryStack, variant: variant, private: parent.private}
 }
 
 // variantEntry reports whether side recording r is optimised as a
@@ -1114,7 +1114,7 @@ func (m *Machine) variantEntry(r *recording) bool {
 	defer m.mu.Unlock()
 	i := r.exitID - r.side.exitBase
 	root := r.side.rootTrace()
-	return i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == root.head && root.nvariants < maxVariants
+	return !r.side.blind && i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == root.head && root.nvariants < maxVariants
 }
 
 // install compiles r into the code cache and makes it reachable: a root
@@ -1152,8 +1152,18 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if len(ops) > 0 {
 		last = ops[len(ops)-1].kind
 	}
+	blind := false
 	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize && !variant {
 		side = m.sideEntryOf(r)
+		// A side trace whose parent's exit knows nothing (a parent
+		// compiled as recorded, or one that knew nothing itself) is
+		// optimised on the state it was recorded in, checked by head
+		// guards as a root's are, which leave for the exit's original
+		// code: where its flags are dead, since they compare. Every
+		// register holds the program's value there. Without it, in Lua
+		// object-oriented code four side traces in five were compiled
+		// as recorded, and so were the side traces taken from them.
+		blind = side == nil && flagsDeadAfter(ops, -1)
 	}
 	// A side trace that starts where its root's peeled copy holds (an
 	// exit of the copy, or of a side trace that keeps it) is optimised
@@ -1174,7 +1184,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.mu.Unlock()
 	}
 	retired := false // the loop's trace was retired before (respec.go)
-	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil || variant {
+	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil || variant || blind {
 		if inherit != nil {
 			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem, nil)
 			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
@@ -1188,7 +1198,15 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			if side == nil {
 				bans, retired = m.loopBans(r.key)
 			}
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem, bans)
+			if blind {
+				// Any register but one it changes (as a root's:
+				// a value it computes, likely another at its next
+				// entry); and no private slots, its %rsp not the
+				// loop frame's.
+				p = m.optimize(ops, r.headRegs, r.closeRegs, allRegs16, nil, nil, frame.Slots{}, r.mem, bans)
+			} else {
+				p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem, bans)
+			}
 		}
 		if p != nil && !p.ok {
 			p.release()
@@ -1234,7 +1252,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		return nil, fmt.Errorf("tracevm: off")
 	}
 	exitBase := uint32(C.tv_g.nexits)
-	t := &trace{key: r.key, index: uint32(len(m.traces)), side: r.side != nil, insns: r.ninsns, exitBase: exitBase}
+	t := &trace{key: r.key, index: uint32(len(m.traces)), side: r.side != nil, blind: blind && p != nil, insns: r.ninsns, exitBase: exitBase}
 	if r.side != nil {
 		t.root = r.side.rootTrace()
 	}
@@ -1387,11 +1405,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			t.exitKnown[i] = slab[sp[0]:sp[1]:sp[1]]
 		}
 	}
-	if len(e.exitSaved) > 0 {
-		slab := slices.Clone(e.exitSaved)
-		t.exitSaved = make([][]memValue, nexit)
-		for i, sp := range e.exitSavedSpans[:nexit] {
-			t.exitSaved[i] = slab[sp[0]:sp[1]:sp[1]]
+	if len(e.exitStack) > 0 {
+		slab := slices.Clone(e.exitStack)
+		t.exitStack = make([][]memValue, nexit)
+		for i, sp := range e.exitStackSpans[:nexit] {
+			t.exitStack[i] = slab[sp[0]:sp[1]:sp[1]]
 		}
 	}
 	if p != nil {
@@ -1451,6 +1469,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			if variant {
 				m.stats.variants.Add(1)
 			}
+			if t.blind {
+				m.stats.blindSides.Add(1)
+			}
 		}
 		m.stats.tracesCompiled.Add(1)
 	}
@@ -1475,8 +1496,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		}
 		if r.side != nil {
 			how := "optimised"
-			if variant && p != nil {
+			switch {
+			case variant && p != nil:
 				how = "optimised as a variant of its root, for the entry state it was recorded in"
+			case t.blind:
+				how = "optimised on the state it was recorded in (its parent's exit knew nothing), checked at its head"
 			}
 			if p == nil {
 				how = "as recorded"

@@ -30,9 +30,9 @@ type emitter struct {
 	// of it (sideEntry.known).
 	exitKnown      []regValue
 	exitKnownSpans [][2]int32
-	// exitSaved[exitSavedSpans[i]]: the saved slots exit i knows.
-	exitSaved      []memValue
-	exitSavedSpans [][2]int32
+	// exitStack[exitStackSpans[i]]: the stack values exit i knows.
+	exitStack      []memValue
+	exitStackSpans [][2]int32
 	// Its results, valid until the next generate with this emitter.
 	patch, periodic []int
 	origs           []uint64

@@ -333,11 +333,14 @@ type loopKey struct {
 
 // trace is a compiled trace.
 type trace struct {
-	key    loopKey
-	index  uint32
-	head   uint64
-	size   int
-	side   bool
+	key   loopKey
+	index uint32
+	head  uint64
+	size  int
+	side  bool
+	// blind: a side trace optimised on its own entry state, with head
+	// guards (install): its head exits are not its root's.
+	blind  bool
 	root   *trace // for side traces
 	nsides int
 	// nvariants: a root's side traces compiled as variants of it
@@ -382,9 +385,9 @@ type trace struct {
 	// peeled copy's assumptions hold (it enters the copy directly).
 	keepsPeeled bool
 	// exitKnown[i]: the registers exit exitBase+i knows (sideEntry);
-	// exitSaved[i]: the saved slots it knows (savedslots.go).
+	// exitStack[i]: the stack values it knows (sidestack.go).
 	exitKnown [][]regValue
-	exitSaved [][]memValue
+	exitStack [][]memValue
 	// headExits: its head guards' exits (relative to exitBase, first
 	// and past the last): where an entry state other than the one it
 	// was specialised on leaves it (a variant side trace starts there).

@@ -188,7 +188,7 @@ func (p *plan) release() {
 // own stores show it nothing of the root's).
 type sideEntry struct {
 	known   []regValue
-	saved   []memValue // the saved slots it knows (savedslots.go)
+	stack   []memValue // the stack values it knows (sidestack.go)
 	variant []addrRange
 	private addrRange // the root's (plan.private)
 }
@@ -288,11 +288,11 @@ type plan struct {
 	risky  []int
 	bans   map[uint64]bool
 	stable map[int]uint64
-	// savedSnaps, savedSlots, savedDeps: the optimiser's, for the exits
-	// (savedslots.go).
-	savedSnaps []savedSnap
-	savedSlots []memValue
-	savedDeps  []assume
+	// stackSnaps, stackVals, stackDeps: the optimiser's, for the exits
+	// (sidestack.go).
+	stackSnaps []stackSnap
+	stackVals  []memValue
+	stackDeps  []assume
 }
 
 // guardedLoad is a load the trace replaces by a guard on its value.
@@ -436,11 +436,11 @@ type optimizer struct {
 	// holds already (samestore.go), dropped by liveness.
 	keeping    bool
 	sameStores map[int]bool
-	// savedSnaps, savedSlots, savedDeps: the saved slots in the last
-	// keepStates eval, as they changed (savedslots.go).
-	savedSnaps []savedSnap
-	savedSlots []memValue
-	savedDeps  []assume
+	// stackSnaps, stackVals, stackDeps: the stack values known in the last
+	// keepStates eval, as they changed (sidestack.go).
+	stackSnaps []stackSnap
+	stackVals  []memValue
+	stackDeps  []assume
 }
 
 // calleeSaved: registers an annotation call leaves as they were, the only
@@ -631,7 +631,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		})
 	}
 	p.known, p.insts, p.flagsAt = o.known, o.insts, o.flagsAt
-	p.savedSnaps, p.savedSlots, p.savedDeps = o.savedSnaps, o.savedSlots, o.savedDeps
+	p.stackSnaps, p.stackVals, p.stackDeps = o.stackSnaps, o.stackVals, o.stackDeps
 	p.freshAt, p.links = o.freshAt, o.links
 	p.ok, kept = true, true
 	return p
@@ -888,8 +888,9 @@ type evalState struct {
 	// stack address, until popped. Their slots' addresses never escape,
 	// so calls leave them alone.
 	saved map[uint64]val
-	// savedDirty: saved changed since the last snapshot (snapSaved).
-	savedDirty bool
+	// stackDirty: saved or a private slot changed since the last
+	// snapshot (snapStack).
+	stackDirty bool
 	// private: the frame's private slots (optimizer.private), which
 	// calls and stores through unknown pointers leave alone too.
 	private addrRange
@@ -957,16 +958,14 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		clear(o.peel.used)
 	}
 	s.spec, s.stores, s.saved = o.specMap, o.storeMap, o.savedMap
-	if o.side != nil {
-		for _, sv := range o.side.saved {
-			s.saved[sv.addr] = val{known: true, v: sv.v}
-		}
-	}
 	if keepStates {
-		o.savedSnaps, o.savedSlots, o.savedDeps = o.savedSnaps[:0], o.savedSlots[:0], o.savedDeps[:0]
+		o.stackSnaps, o.stackVals, o.stackDeps = o.stackSnaps[:0], o.stackVals[:0], o.stackDeps[:0]
 	}
 	if o.side != nil || s.regs[x86enc.RSP].known {
 		s.private = o.private
+	}
+	if o.side != nil {
+		o.side.enter(&s)
 	}
 	o.storeRanges = o.storeRanges[:0]
 	o.code = o.code[:0]
@@ -1016,7 +1015,7 @@ func (o *optimizer) eval(chosen map[int]bool, allowed assume, keepStates bool) (
 		if keepStates {
 			o.known.add(&s.regs)
 			o.flagsAt[i] = s.flags
-			o.snapSaved(&s, i)
+			o.snapStack(&s, i)
 		}
 		switch op.kind {
 		case opInsn:
@@ -1337,6 +1336,9 @@ func (o *optimizer) knownAddrLoad(i int, inst *x86dec.Inst, ad val, size int, s 
 	}
 	sv := val{known: true, v: v, deps: ad.deps | deps | specBit(k)}
 	s.spec[key] = sv
+	if size == 8 && s.private.holds(ad.v, size) {
+		s.stackDirty = true
+	}
 	return sv
 }
 
@@ -1749,13 +1751,13 @@ func (o *optimizer) step(i int, s *evalState, chosen map[int]bool) bool {
 			} else {
 				delete(s.saved, slot.v)
 			}
-			s.savedDirty = true
+			s.stackDirty = true
 			s.regs[x86enc.RSP] = slot
 			return true
 		}
 		v, had := s.saved[sp.v]
 		delete(s.saved, sp.v)
-		s.savedDirty = s.savedDirty || had
+		s.stackDirty = s.stackDirty || had
 		if !had {
 			v = val{}
 		}
@@ -2021,13 +2023,16 @@ func (s *evalState) forget(a val, size int) {
 	*s.ranges = append(*s.ranges, storeRange{lo: a.v, hi: a.v + uint64(size), op: s.op, deps: a.deps})
 	s.forgetMirrors(func(at uint64) bool { return at < a.v+uint64(size) && a.v < at+8 })
 	lo, hi := a.v, a.v+uint64(size)
+	if s.private.lo < hi && lo < s.private.hi {
+		s.stackDirty = true // a private slot changes (snapStack)
+	}
 	deleteOverlapping(s.spec, lo, hi)
 	deleteOverlapping(s.stores, lo, hi)
 	if len(s.saved) > 0 {
 		for at := range s.saved {
 			if at < hi && lo < at+8 {
 				delete(s.saved, at)
-				s.savedDirty = true
+				s.stackDirty = true
 			}
 		}
 	}

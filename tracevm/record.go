@@ -126,9 +126,9 @@ type recording struct {
 	// headRegs and closeRegs: the registers when the recording began and
 	// when it closed its loop, for the optimiser.
 	headRegs, closeRegs [16]uint64
-	// entrySaved: for a side recording, the saved slots its parent's
-	// exit knows and its stack held as it began (entrySavedSlots).
-	entrySaved []memValue
+	// entryStack: for a side recording, the stack values its parent's
+	// exit knows and its stack held as it began (entryStackValues).
+	entryStack []memValue
 	// callScan: the ops before it have had their calls' results given
 	// (takeCallResults).
 	callScan int
@@ -479,7 +479,7 @@ func (r *recording) run(t *C.struct_tv_tls, ev int) uint64 {
 		r.pc = r.start
 		r.headRegs = *regsOf(t)
 		if r.side != nil {
-			r.entrySaved = entrySavedSlots(r.side, r.exitID, &r.headRegs)
+			r.entryStack = entryStackValues(r.side, r.exitID, &r.headRegs)
 		}
 	case C.TV_REC_NEXT:
 		r.pc = r.statePC

@@ -28,6 +28,7 @@ type Stats struct {
 	recorderEvents  atomic.Uint64
 	sidesOptimized  atomic.Uint64
 	variants        atomic.Uint64
+	blindSides      atomic.Uint64
 	sameStores      atomic.Uint64
 	peeled          atomic.Uint64
 	wideSplits      atomic.Uint64
@@ -96,6 +97,10 @@ type Snapshot struct {
 	// of their own, for the entry state they were recorded in
 	// (variantEntry); counted in SidesOptimized too.
 	Variants uint64 `json:"variant_traces"`
+	// BlindSides: side traces whose parents' exits knew nothing,
+	// optimised on the state they were recorded in, checked by head
+	// guards of their own; counted in SidesOptimized too.
+	BlindSides uint64 `json:"blind_side_traces"`
 	// SameStores: stores left out of traces as writing what memory
 	// certainly held already (samestore.go).
 	SameStores uint64 `json:"same_stores_dropped"`
@@ -192,6 +197,7 @@ func (m *Machine) Snapshot() Snapshot {
 		RecorderEvents:      m.stats.recorderEvents.Load(),
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		Variants:            m.stats.variants.Load(),
+		BlindSides:          m.stats.blindSides.Load(),
 		SameStores:          m.stats.sameStores.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),

@@ -39,7 +39,7 @@ func TestSideEntrySavedSlots(t *testing.T) {
 		{"another slot", []memValue{{stackBase + 8, 0x2000}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, saved: tc.saved}
+			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, stack: tc.saved}
 			p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 			if !tc.known {
 				require.True(t, p == nil || !p.drop[2], "the guard stays")
@@ -55,7 +55,7 @@ func TestSideEntrySavedSlots(t *testing.T) {
 }
 
 // An exit between an inlined prologue's push and its epilogue's pop passes
-// the slot on (exitSavedSlots); one after the pop does not.
+// the slot on (exitStackValues); one after the pop does not.
 func TestExitSavedSlots(t *testing.T) {
 	ops, _ := decodeOps(t, []string{pushRBX, loadRDI, cmpRAX5})
 	g := func(o op, n uint64) op { return op{kind: opGuard, addr: o.addr + n, cond: x86enc.NE, exit: o.addr + n} }
@@ -72,12 +72,12 @@ func TestExitSavedSlots(t *testing.T) {
 	require.NotNil(t, p)
 	defer p.release()
 	require.True(t, p.drop[6], "the popped register's compare folds")
-	assert.Equal(t, []memValue{{stackBase - 8, 0x2000}}, p.exitSavedSlots(nil, 3), "the guard between push and pop")
-	assert.Empty(t, p.exitSavedSlots(nil, 6), "after the pop")
-	assert.Empty(t, p.exitSavedSlots(nil, 0), "before the push")
+	assert.Equal(t, []memValue{{stackBase - 8, 0x2000}}, p.exitStackValues(nil, 3), "the guard between push and pop")
+	assert.Empty(t, p.exitStackValues(nil, 6), "after the pop")
+	assert.Empty(t, p.exitStackValues(nil, 0), "before the push")
 }
 
-// entrySavedSlots passes on what the parent's exit knows only when the
+// entryStackValues passes on what the parent's exit knows only when the
 // stack holds it as the side recording starts, at the %rsp the exit knew.
 func TestEntrySavedSlots(t *testing.T) {
 	stack := heapWords(4)
@@ -86,17 +86,52 @@ func TestEntrySavedSlots(t *testing.T) {
 	slot := memValue{rsp + 8, 0x1234}
 	parent := &trace{exitBase: 10}
 	parent.exitKnown = [][]regValue{nil, {{x86enc.RSP, rsp}}}
-	parent.exitSaved = [][]memValue{nil, {slot}}
+	parent.exitStack = [][]memValue{nil, {slot}}
 	regs := [16]uint64{x86enc.RSP: rsp}
-	assert.Equal(t, []memValue{slot}, entrySavedSlots(parent, 11, &regs), "as the stack holds it")
-	assert.Nil(t, entrySavedSlots(parent, 10, &regs), "an exit that knows none")
-	assert.Nil(t, entrySavedSlots(parent, 12, &regs), "not the parent's exit")
+	assert.Equal(t, []memValue{slot}, entryStackValues(parent, 11, &regs), "as the stack holds it")
+	assert.Nil(t, entryStackValues(parent, 10, &regs), "an exit that knows none")
+	assert.Nil(t, entryStackValues(parent, 12, &regs), "not the parent's exit")
 	stack[1] = 0x1235
-	assert.Nil(t, entrySavedSlots(parent, 11, &regs), "another value there")
+	assert.Nil(t, entryStackValues(parent, 11, &regs), "another value there")
 	stack[1] = 0x1234
 	other := [16]uint64{x86enc.RSP: rsp + 16}
-	assert.Nil(t, entrySavedSlots(parent, 11, &other), "another %rsp")
+	assert.Nil(t, entryStackValues(parent, 11, &other), "another %rsp")
 	parent.exitKnown[1] = nil
-	assert.Nil(t, entrySavedSlots(parent, 11, &regs), "%rsp not known at the exit")
+	assert.Nil(t, entryStackValues(parent, 11, &regs), "%rsp not known at the exit")
 	runtime.KeepAlive(stack)
+}
+
+// A side trace knows what its parent knew at the exit in the loop frame's
+// private slots (a spill the interpreter reloads its base from), which it
+// may not speculate on: the loop rewrites them.
+func TestSideEntryPrivateSlots(t *testing.T) {
+	const reload = "488b5c2410" // mov 0x10(%rsp),%rbx
+	ops, _ := decodeOps(t, []string{reload, cmpRBX2k})
+	ops = append(ops, op{kind: opGuard, addr: ops[1].addr + 7, cond: x86enc.NE, exit: ops[1].addr + 7}, op{kind: opExit, addr: 0x2000, exit: 0x2000})
+	private := addrRange{stackBase, stackBase + 0x40}
+	m := &Machine{}
+	var head [16]uint64
+	for _, tc := range []struct {
+		name  string
+		stack []memValue
+		known bool
+	}{
+		{"slot known", []memValue{{stackBase + 0x10, 0x2000}}, true},
+		{"no slot", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, stack: tc.stack, variant: []addrRange{private}, private: private}
+			p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+			if !tc.known {
+				require.True(t, p == nil || !p.drop[2], "the guard stays")
+				p.release()
+				return
+			}
+			require.NotNil(t, p)
+			defer p.release()
+			assert.Equal(t, val{known: true, v: 0x2000}, p.known.get(1, int(x86enc.RBX)))
+			assert.True(t, p.drop[2], "the compare's guard folds")
+			assert.Equal(t, []memValue{{stackBase + 0x10, 0x2000}}, p.exitStackValues(nil, 2), "and its exits pass it on")
+		})
+	}
 }
