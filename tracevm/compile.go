@@ -1069,16 +1069,14 @@ var opNames = [...]string{
 }
 
 // sideEntryOf returns what side recording r starts from (sideEntry), or
-// nil when its parent's exit knows nothing or knew something that the
-// machine state at the exit contradicts (then nothing it knows is
-// trusted).
+// nil when its parent's exit knew something that the machine state at the
+// exit contradicts (then nothing it knows is trusted).
 func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	parent := r.side
-	i := int(r.exitID) - int(parent.exitBase)
-	if i < 0 || i >= len(parent.exitKnown) || len(parent.exitKnown[i]) == 0 {
-		return nil
+	var known []regValue
+	if i := int(r.exitID) - int(parent.exitBase); i >= 0 && i < len(parent.exitKnown) {
+		known = parent.exitKnown[i]
 	}
-	known := parent.exitKnown[i]
 	for _, rv := range known {
 		if r.headRegs[rv.r] != rv.v {
 			m.stats.sideEntryMismatch.Add(1)
@@ -1114,7 +1112,7 @@ func (m *Machine) variantEntry(r *recording) bool {
 	defer m.mu.Unlock()
 	i := r.exitID - r.side.exitBase
 	root := r.side.rootTrace()
-	return !r.side.blind && i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == root.head && root.nvariants < maxVariants
+	return !r.side.headGuards && i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == root.head && root.nvariants < maxVariants
 }
 
 // install compiles r into the code cache and makes it reachable: a root
@@ -1152,18 +1150,22 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if len(ops) > 0 {
 		last = ops[len(ops)-1].kind
 	}
-	blind := false
 	if r.side != nil && (last == opLink || last == opExit) && !m.cfg.NoOptimize && !variant {
 		side = m.sideEntryOf(r)
-		// A side trace whose parent's exit knows nothing (a parent
-		// compiled as recorded, or one that knew nothing itself) is
-		// optimised on the state it was recorded in, checked by head
-		// guards as a root's are, which leave for the exit's original
-		// code: where its flags are dead, since they compare. Every
-		// register holds the program's value there. Without it, in Lua
-		// object-oriented code four side traces in five were compiled
-		// as recorded, and so were the side traces taken from them.
-		blind = side == nil && flagsDeadAfter(ops, -1)
+		// Besides what its parent's exit knew (nothing, where the
+		// parent was compiled as recorded or knew nothing itself: four
+		// side traces in five in Lua object-oriented code, and the
+		// side traces taken from them), a side trace may take registers
+		// at the values it was recorded with, guarded at its head,
+		// where its flags are dead: every register holds the program's
+		// value there.
+		switch {
+		case side != nil && flagsDeadAfter(ops, -1):
+			side.guards = true
+			meaningful = allRegs16
+		case side != nil && len(side.known) == 0 && len(side.stack) == 0:
+			side = nil // nothing to optimise on
+		}
 	}
 	// A side trace that starts where its root's peeled copy holds (an
 	// exit of the copy, or of a side trace that keeps it) is optimised
@@ -1184,9 +1186,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		m.mu.Unlock()
 	}
 	retired := false // the loop's trace was retired before (respec.go)
-	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil || variant || blind {
+	if (r.side == nil && last == opClose && !m.cfg.NoOptimize) || side != nil || variant {
 		if inherit != nil {
-			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, inherit, frame.Slots{}, r.mem, nil)
+			plain := *side // the peeled copy's entry: nothing guarded
+			plain.guards = false
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, &plain, inherit, frame.Slots{}, r.mem, nil)
 			if p != nil && (!p.ok || !keepsPeeled(ops, p, inherit)) {
 				p.release()
 				p = nil
@@ -1198,15 +1202,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			if side == nil {
 				bans, retired = m.loopBans(r.key)
 			}
-			if blind {
-				// Any register but one it changes (as a root's:
-				// a value it computes, likely another at its next
-				// entry); and no private slots, its %rsp not the
-				// loop frame's.
-				p = m.optimize(ops, r.headRegs, r.closeRegs, allRegs16, nil, nil, frame.Slots{}, r.mem, bans)
-			} else {
-				p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem, bans)
-			}
+			p = m.optimize(ops, r.headRegs, r.closeRegs, meaningful, side, nil, m.siteFrames[r.key.gsite], r.mem, bans)
 		}
 		if p != nil && !p.ok {
 			p.release()
@@ -1252,7 +1248,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		return nil, fmt.Errorf("tracevm: off")
 	}
 	exitBase := uint32(C.tv_g.nexits)
-	t := &trace{key: r.key, index: uint32(len(m.traces)), side: r.side != nil, blind: blind && p != nil, insns: r.ninsns, exitBase: exitBase}
+	t := &trace{key: r.key, index: uint32(len(m.traces)), side: r.side != nil, headGuards: r.side != nil && !variant && p != nil && len(p.headRegs) > 0, insns: r.ninsns, exitBase: exitBase}
 	if r.side != nil {
 		t.root = r.side.rootTrace()
 	}
@@ -1469,8 +1465,8 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			if variant {
 				m.stats.variants.Add(1)
 			}
-			if t.blind {
-				m.stats.blindSides.Add(1)
+			if t.headGuards {
+				m.stats.headGuardedSides.Add(1)
 			}
 		}
 		m.stats.tracesCompiled.Add(1)
@@ -1499,8 +1495,8 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			switch {
 			case variant && p != nil:
 				how = "optimised as a variant of its root, for the entry state it was recorded in"
-			case t.blind:
-				how = "optimised on the state it was recorded in (its parent's exit knew nothing), checked at its head"
+			case t.headGuards:
+				how = "optimised, with head guards on the state it was recorded in"
 			}
 			if p == nil {
 				how = "as recorded"

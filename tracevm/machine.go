@@ -338,11 +338,11 @@ type trace struct {
 	head  uint64
 	size  int
 	side  bool
-	// blind: a side trace optimised on its own entry state, with head
-	// guards (install): its head exits are not its root's.
-	blind  bool
-	root   *trace // for side traces
-	nsides int
+	// headGuards: a side trace with head guards of its own (install):
+	// its head exits are not its root's.
+	headGuards bool
+	root       *trace // for side traces
+	nsides     int
 	// nvariants: a root's side traces compiled as variants of it
 	// (variantEntry), at most maxVariants.
 	nvariants int

@@ -187,6 +187,11 @@ func (p *plan) release() {
 // the next: no speculation on what a side trace loads from there (its
 // own stores show it nothing of the root's).
 type sideEntry struct {
+	// guards: it may also take registers at their values where it was
+	// recorded, checked by head guards (which leave for the exit's
+	// original code) as a root's are: the flags are dead where it
+	// starts; not one it changes before its end (as a root's).
+	guards  bool
 	known   []regValue
 	stack   []memValue // the stack values it knows (sidestack.go)
 	variant []addrRange
@@ -479,7 +484,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		}
 	}()
 	for r := 0; r < 16; r++ {
-		if side == nil && meaningful&(1<<r) != 0 && head[r] == close[r] {
+		if (side == nil || side.guards) && meaningful&(1<<r) != 0 && head[r] == close[r] {
 			o.inv |= 1 << r
 		}
 	}

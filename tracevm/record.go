@@ -1369,6 +1369,8 @@ func (r *recording) closeOrLink(key loopKey, regs *insn.Regs) (next uint64, done
 		// None, or dropped: the loop is the interpreter's.
 		return 0, false, "", false, false
 	}
+	// What a side trace may take as its head's (install).
+	r.closeRegs = *regs
 	next, done, reason, cont = r.finish(op{kind: opLink, addr: a, target: other.head, count: true, other: other}, other.head)
 	return next, done, reason, cont, true
 }

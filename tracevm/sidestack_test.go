@@ -135,3 +135,41 @@ func TestSideEntryPrivateSlots(t *testing.T) {
 		})
 	}
 }
+
+// A side trace whose flags are dead where it starts may take registers at
+// the values it was recorded with, guarded at its head (as a root does),
+// besides what its parent knew; not one it changes before it ends.
+func TestSideHeadGuards(t *testing.T) {
+	ops, _ := decodeOps(t, []string{cmpRBX2k, cmpRBX2k})
+	g := func(i int) op { return op{kind: opGuard, addr: ops[i].addr + 7, cond: x86enc.NE, exit: ops[i].addr + 7} }
+	ops = append(ops[:1:1], g(0), ops[1], g(1), op{kind: opExit, addr: 0x2000, exit: 0x2000})
+	var head [16]uint64
+	head[x86enc.RBX], head[x86enc.RSP] = 0x2000, stackBase
+	changed := head
+	changed[x86enc.RBX] = 0x3000
+	m := &Machine{}
+	for _, tc := range []struct {
+		name    string
+		guards  bool
+		close   [16]uint64
+		guarded bool
+	}{
+		{"guarded", true, head, true},
+		{"flags live", false, head, false},
+		{"changed", true, changed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entry := &sideEntry{guards: tc.guards, known: []regValue{{x86enc.RSP, stackBase}}}
+			p := m.optimize(ops, head, tc.close, allRegs16, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
+			if !tc.guarded {
+				require.True(t, p == nil || len(p.headRegs) == 0 && !p.drop[1], "nothing assumed")
+				p.release()
+				return
+			}
+			require.NotNil(t, p)
+			defer p.release()
+			assert.Equal(t, []x86enc.Reg{x86enc.RBX}, p.headRegs)
+			assert.True(t, p.drop[1] && p.drop[3], "both compares' guards fold")
+		})
+	}
+}

@@ -17,25 +17,25 @@ import (
 // Stats are the machine's counters. Per-exit and per-entry counts live in
 // C (tv.c) and are read by Snapshot.
 type Stats struct {
-	tracesCompiled  atomic.Uint64
-	sideTraces      atomic.Uint64
-	recordings      atomic.Uint64
-	flushes         atomic.Uint64
-	recordNanos     atomic.Int64
-	compileNanos    atomic.Int64
-	recordedInsns   atomic.Uint64
-	chainedBlocks   atomic.Uint64
-	recorderEvents  atomic.Uint64
-	sidesOptimized  atomic.Uint64
-	variants        atomic.Uint64
-	blindSides      atomic.Uint64
-	sameStores      atomic.Uint64
-	peeled          atomic.Uint64
-	wideSplits      atomic.Uint64
-	vectorPairs     atomic.Uint64
-	doublesFwd      atomic.Uint64
-	sidesIntoPeeled atomic.Uint64
-	respecs         atomic.Uint64
+	tracesCompiled   atomic.Uint64
+	sideTraces       atomic.Uint64
+	recordings       atomic.Uint64
+	flushes          atomic.Uint64
+	recordNanos      atomic.Int64
+	compileNanos     atomic.Int64
+	recordedInsns    atomic.Uint64
+	chainedBlocks    atomic.Uint64
+	recorderEvents   atomic.Uint64
+	sidesOptimized   atomic.Uint64
+	variants         atomic.Uint64
+	headGuardedSides atomic.Uint64
+	sameStores       atomic.Uint64
+	peeled           atomic.Uint64
+	wideSplits       atomic.Uint64
+	vectorPairs      atomic.Uint64
+	doublesFwd       atomic.Uint64
+	sidesIntoPeeled  atomic.Uint64
+	respecs          atomic.Uint64
 	// sideEntryMismatch: side recordings whose machine state at the
 	// exit contradicted what the parent trace knew there (never, unless
 	// the optimiser is wrong: such a side trace is not optimised).
@@ -97,10 +97,10 @@ type Snapshot struct {
 	// of their own, for the entry state they were recorded in
 	// (variantEntry); counted in SidesOptimized too.
 	Variants uint64 `json:"variant_traces"`
-	// BlindSides: side traces whose parents' exits knew nothing,
-	// optimised on the state they were recorded in, checked by head
-	// guards of their own; counted in SidesOptimized too.
-	BlindSides uint64 `json:"blind_side_traces"`
+	// HeadGuardedSides: side traces that take registers at the values
+	// they were recorded with, checked by head guards of their own;
+	// counted in SidesOptimized too.
+	HeadGuardedSides uint64 `json:"head_guarded_side_traces"`
 	// SameStores: stores left out of traces as writing what memory
 	// certainly held already (samestore.go).
 	SameStores uint64 `json:"same_stores_dropped"`
@@ -197,7 +197,7 @@ func (m *Machine) Snapshot() Snapshot {
 		RecorderEvents:      m.stats.recorderEvents.Load(),
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		Variants:            m.stats.variants.Load(),
-		BlindSides:          m.stats.blindSides.Load(),
+		HeadGuardedSides:    m.stats.headGuardedSides.Load(),
 		SameStores:          m.stats.sameStores.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),
