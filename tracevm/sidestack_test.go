@@ -141,7 +141,9 @@ func TestSideEntryPrivateSlots(t *testing.T) {
 // besides what its parent knew; not one it changes before it ends.
 func TestSideHeadGuards(t *testing.T) {
 	ops, _ := decodeOps(t, []string{cmpRBX2k, cmpRBX2k})
-	g := func(i int) op { return op{kind: opGuard, addr: ops[i].addr + 7, cond: x86enc.NE, exit: ops[i].addr + 7} }
+	g := func(i int) op {
+		return op{kind: opGuard, addr: ops[i].addr + 7, cond: x86enc.NE, exit: ops[i].addr + 7}
+	}
 	ops = append(ops[:1:1], g(0), ops[1], g(1), op{kind: opExit, addr: 0x2000, exit: 0x2000})
 	var head [16]uint64
 	head[x86enc.RBX], head[x86enc.RSP] = 0x2000, stackBase
