@@ -187,10 +187,11 @@ func (p *plan) release() {
 // the next: no speculation on what a side trace loads from there (its
 // own stores show it nothing of the root's).
 type sideEntry struct {
-	// guards: it may also take registers at their values where it was
+	// guards: it may take registers at their values where it was
 	// recorded, checked by head guards (which leave for the exit's
-	// original code) as a root's are: the flags are dead where it
-	// starts; not one it changes before its end (as a root's).
+	// original code) as a root's are: its exit knew nothing and the
+	// flags are dead where it starts; not one it changes before its
+	// end (as a root's).
 	guards  bool
 	known   []regValue
 	stack   []memValue // the stack values it knows (sidestack.go)

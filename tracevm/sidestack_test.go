@@ -136,9 +136,9 @@ func TestSideEntryPrivateSlots(t *testing.T) {
 	}
 }
 
-// A side trace whose flags are dead where it starts may take registers at
-// the values it was recorded with, guarded at its head (as a root does),
-// besides what its parent knew; not one it changes before it ends.
+// A side trace of an exit that knew nothing, whose flags are dead where it
+// starts, takes registers at the values it was recorded with, guarded at
+// its head (as a root does); not one it changes before it ends.
 func TestSideHeadGuards(t *testing.T) {
 	ops, _ := decodeOps(t, []string{cmpRBX2k, cmpRBX2k})
 	g := func(i int) op {
@@ -161,7 +161,7 @@ func TestSideHeadGuards(t *testing.T) {
 		{"changed", true, changed, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			entry := &sideEntry{guards: tc.guards, known: []regValue{{x86enc.RSP, stackBase}}}
+			entry := &sideEntry{guards: tc.guards}
 			p := m.optimize(ops, head, tc.close, allRegs16, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 			if !tc.guarded {
 				require.True(t, p == nil || len(p.headRegs) == 0 && !p.drop[1], "nothing assumed")

@@ -97,9 +97,10 @@ type Snapshot struct {
 	// of their own, for the entry state they were recorded in
 	// (variantEntry); counted in SidesOptimized too.
 	Variants uint64 `json:"variant_traces"`
-	// HeadGuardedSides: side traces that take registers at the values
-	// they were recorded with, checked by head guards of their own;
-	// counted in SidesOptimized too.
+	// HeadGuardedSides: side traces whose parent's exit knew nothing
+	// that take registers at the values they were recorded with,
+	// checked by head guards of their own; counted in SidesOptimized
+	// too.
 	HeadGuardedSides uint64 `json:"head_guarded_side_traces"`
 	// SameStores: stores left out of traces as writing what memory
 	// certainly held already (samestore.go).
