@@ -1068,6 +1068,20 @@ var opNames = [...]string{
 	opLink: "link", opExit: "exit", opCount: "count",
 }
 
+// perExit returns each exit's part of slab (spans: the emitter's), in a
+// copy of it the trace keeps; nil when no exit has any.
+func perExit[T any](slab []T, spans [][2]int32) [][]T {
+	if len(slab) == 0 {
+		return nil
+	}
+	slab = slices.Clone(slab)
+	out := make([][]T, len(spans))
+	for i, sp := range spans {
+		out[i] = slab[sp[0]:sp[1]:sp[1]]
+	}
+	return out
+}
+
 // sideEntryOf returns what side recording r starts from (sideEntry), or
 // nil when its parent's exit knew something that the machine state at the
 // exit contradicts (then nothing it knows is trusted).
@@ -1090,6 +1104,12 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	return &sideEntry{known: known, stack: r.entryStack, variant: variant, private: parent.private}
 }
 
+// headExit reports whether exit id of t is one of its head guards'.
+func (t *trace) headExit(id uint32) bool {
+	i := id - t.exitBase
+	return i >= t.headExits[0] && i < t.headExits[1]
+}
+
 // variantEntry reports whether side recording r is optimised as a
 // variant of its root: as a root of its own, specialised on the state it
 // was recorded in, with head guards of its own that leave for the loop's
@@ -1110,9 +1130,8 @@ func (m *Machine) variantEntry(r *recording) bool {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	i := r.exitID - r.side.exitBase
 	root := r.side.rootTrace()
-	return !r.side.headGuards && i >= r.side.headExits[0] && i < r.side.headExits[1] && last.target == root.head && root.nvariants < maxVariants
+	return !r.side.headGuards && r.side.headExit(r.exitID) && last.target == root.head && root.nvariants < maxVariants
 }
 
 // install compiles r into the code cache and makes it reachable: a root
@@ -1159,9 +1178,11 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		// it was recorded with, guarded at its head, where its flags
 		// are dead: every register holds the program's value there.
 		// Not beside what the exit knew: guarding more there made the
-		// Lua corpus's stack VM run 3% more instructions.
+		// Lua corpus's stack VM run 3% more instructions. Nor from a
+		// head guard of such a side trace: a register that took
+		// another value there would make a chain of them, one a value.
 		if side != nil && len(side.known) == 0 && len(side.stack) == 0 {
-			if flagsDeadAfter(ops, -1) {
+			if flagsDeadAfter(ops, -1) && !(r.side.headGuards && r.side.headExit(r.exitID)) {
 				side.guards = true
 				meaningful = allRegs16
 			} else {
@@ -1396,20 +1417,8 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			t.risky[uint32(x.exit)] = x.load
 		}
 	}
-	if len(e.exitKnown) > 0 {
-		slab := slices.Clone(e.exitKnown)
-		t.exitKnown = make([][]regValue, nexit)
-		for i, sp := range e.exitKnownSpans[:nexit] {
-			t.exitKnown[i] = slab[sp[0]:sp[1]:sp[1]]
-		}
-	}
-	if len(e.exitStack) > 0 {
-		slab := slices.Clone(e.exitStack)
-		t.exitStack = make([][]memValue, nexit)
-		for i, sp := range e.exitStackSpans[:nexit] {
-			t.exitStack[i] = slab[sp[0]:sp[1]:sp[1]]
-		}
-	}
+	t.exitKnown = perExit(e.exitKnown, e.exitKnownSpans[:nexit])
+	t.exitStack = perExit(e.exitStack, e.exitStackSpans[:nexit])
 	if p != nil {
 		root := t
 		if t.root != nil {

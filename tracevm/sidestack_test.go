@@ -175,3 +175,12 @@ func TestSideHeadGuards(t *testing.T) {
 		})
 	}
 }
+
+// headExit: an exit id is a trace's head guard's when it falls in its
+// head exits, counted from its exit base (ids below it are other traces').
+func TestHeadExit(t *testing.T) {
+	tr := &trace{exitBase: 10, headExits: [2]uint32{1, 3}}
+	for id, want := range map[uint32]bool{9: false, 10: false, 11: true, 12: true, 13: false} {
+		assert.Equal(t, want, tr.headExit(id), "exit %d", id)
+	}
+}
