@@ -21,25 +21,37 @@ const (
 	stackBase = uint64(0x7fff0000)
 )
 
-// A side trace that starts inside a callee its parent inlined knows what
-// the callee's prologue saved where its parent knew it: the register its
-// epilogue pops comes back known, and what it decides folds.
-func TestSideEntrySavedSlots(t *testing.T) {
-	ops, _ := decodeOps(t, []string{popRBX, cmpRBX2k})
-	ops = append(ops, op{kind: opGuard, addr: ops[1].addr + 7, cond: x86enc.NE, exit: ops[1].addr + 7}, op{kind: opExit, addr: 0x2000, exit: 0x2000})
+// A side trace starts knowing what its parent knew of the stack at the
+// exit: what an inlined callee's prologue saved (the register its
+// epilogue pops comes back known) and the loop frame's private slots (a
+// spill the interpreter reloads its base from, which it may not speculate
+// on: the loop rewrites them); what it decides then folds, and its own
+// exits pass the slot on.
+func TestSideEntryStack(t *testing.T) {
+	const reload = "488b5c2410" // mov 0x10(%rsp),%rbx
+	private := addrRange{stackBase, stackBase + 0x40}
 	m := &Machine{}
 	var head [16]uint64
 	for _, tc := range []struct {
-		name  string
-		saved []memValue
-		known bool
+		name    string
+		first   string // what sets %rbx
+		stack   []memValue
+		private addrRange
+		known   bool
 	}{
-		{"slot known", []memValue{{stackBase, 0x2000}}, true},
-		{"no slot", nil, false},
-		{"another slot", []memValue{{stackBase + 8, 0x2000}}, false},
+		{"saved slot", popRBX, []memValue{{stackBase, 0x2000}}, addrRange{}, true},
+		{"no saved slot", popRBX, nil, addrRange{}, false},
+		{"another saved slot", popRBX, []memValue{{stackBase + 8, 0x2000}}, addrRange{}, false},
+		{"private slot", reload, []memValue{{stackBase + 0x10, 0x2000}}, private, true},
+		{"no private slot", reload, nil, private, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, stack: tc.saved}
+			ops, _ := decodeOps(t, []string{tc.first, cmpRBX2k})
+			ops = append(ops, op{kind: opGuard, addr: ops[1].addr + 7, cond: x86enc.NE, exit: ops[1].addr + 7}, op{kind: opExit, addr: 0x2000, exit: 0x2000})
+			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, stack: tc.stack, private: tc.private}
+			if tc.private != (addrRange{}) {
+				entry.variant = []addrRange{tc.private}
+			}
 			p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
 			if !tc.known {
 				require.True(t, p == nil || !p.drop[2], "the guard stays")
@@ -50,13 +62,16 @@ func TestSideEntrySavedSlots(t *testing.T) {
 			defer p.release()
 			assert.Equal(t, val{known: true, v: 0x2000}, p.known.get(1, int(x86enc.RBX)))
 			assert.True(t, p.drop[2], "the compare's guard folds")
+			if tc.private != (addrRange{}) {
+				assert.Equal(t, tc.stack, p.exitStackValues(nil, 2), "its exits pass the slot on")
+			}
 		})
 	}
 }
 
 // An exit between an inlined prologue's push and its epilogue's pop passes
 // the slot on (exitStackValues); one after the pop does not.
-func TestExitSavedSlots(t *testing.T) {
+func TestExitStackValues(t *testing.T) {
 	ops, _ := decodeOps(t, []string{pushRBX, loadRDI, cmpRAX5})
 	g := func(o op, n uint64) op { return op{kind: opGuard, addr: o.addr + n, cond: x86enc.NE, exit: o.addr + n} }
 	rest, _ := decodeOps(t, []string{popRBX, cmpRBX2k})
@@ -79,7 +94,7 @@ func TestExitSavedSlots(t *testing.T) {
 
 // entryStackValues passes on what the parent's exit knows only when the
 // stack holds it as the side recording starts, at the %rsp the exit knew.
-func TestEntrySavedSlots(t *testing.T) {
+func TestEntryStackValues(t *testing.T) {
 	stack := heapWords(4)
 	rsp := uint64(uintptr(unsafe.Pointer(&stack[0])))
 	stack[1] = 0x1234
@@ -99,41 +114,6 @@ func TestEntrySavedSlots(t *testing.T) {
 	parent.exitKnown[1] = nil
 	assert.Nil(t, entryStackValues(parent, 11, &regs), "%rsp not known at the exit")
 	runtime.KeepAlive(stack)
-}
-
-// A side trace knows what its parent knew at the exit in the loop frame's
-// private slots (a spill the interpreter reloads its base from), which it
-// may not speculate on: the loop rewrites them.
-func TestSideEntryPrivateSlots(t *testing.T) {
-	const reload = "488b5c2410" // mov 0x10(%rsp),%rbx
-	ops, _ := decodeOps(t, []string{reload, cmpRBX2k})
-	ops = append(ops, op{kind: opGuard, addr: ops[1].addr + 7, cond: x86enc.NE, exit: ops[1].addr + 7}, op{kind: opExit, addr: 0x2000, exit: 0x2000})
-	private := addrRange{stackBase, stackBase + 0x40}
-	m := &Machine{}
-	var head [16]uint64
-	for _, tc := range []struct {
-		name  string
-		stack []memValue
-		known bool
-	}{
-		{"slot known", []memValue{{stackBase + 0x10, 0x2000}}, true},
-		{"no slot", nil, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			entry := &sideEntry{known: []regValue{{x86enc.RSP, stackBase}}, stack: tc.stack, variant: []addrRange{private}, private: private}
-			p := m.optimize(ops, head, head, calleeSaved, entry, nil, frame.Slots{}, newMemView(os.Getpid()), nil)
-			if !tc.known {
-				require.True(t, p == nil || !p.drop[2], "the guard stays")
-				p.release()
-				return
-			}
-			require.NotNil(t, p)
-			defer p.release()
-			assert.Equal(t, val{known: true, v: 0x2000}, p.known.get(1, int(x86enc.RBX)))
-			assert.True(t, p.drop[2], "the compare's guard folds")
-			assert.Equal(t, []memValue{{stackBase + 0x10, 0x2000}}, p.exitStackValues(nil, 2), "and its exits pass it on")
-		})
-	}
 }
 
 // A side trace of an exit that knew nothing, whose flags are dead where it
