@@ -1515,6 +1515,12 @@ func (m *Machine) install(r *recording) (*trace, error) {
 					how += ": nothing known where it starts"
 				}
 			}
+			if side != nil && !variant {
+				// What it started from (sideEntry): where a side
+				// trace dispatches as the interpreter does, the
+				// first thing to look at.
+				how += fmt.Sprintf(" (its parent's exit knew %d registers, %d stack values)", len(side.known), len(side.stack))
+			}
 			note = strings.TrimPrefix(note+"; "+how, "; ")
 		}
 		m.logTrace(t, r, code, cm, note, time.Since(begun))
