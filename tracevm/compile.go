@@ -1088,7 +1088,7 @@ func perExit[T any](slab []T, spans [][2]int32) [][]T {
 func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	parent := r.side
 	var known []regValue
-	if i := int(r.exitID) - int(parent.exitBase); i >= 0 && i < len(parent.exitKnown) {
+	if i, ok := parent.exitIndex(r.exitID); ok && i < len(parent.exitKnown) {
 		known = parent.exitKnown[i]
 	}
 	for _, rv := range known {
@@ -1104,10 +1104,17 @@ func (m *Machine) sideEntryOf(r *recording) *sideEntry {
 	return &sideEntry{known: known, stack: r.entryStack, variant: variant, private: parent.private}
 }
 
+// exitIndex returns the index among t's exits of exit id, which ok says
+// is past t's first (whether it is past t's last, the caller's table
+// says).
+func (t *trace) exitIndex(id uint32) (i int, ok bool) {
+	return int(id) - int(t.exitBase), id >= t.exitBase
+}
+
 // headExit reports whether exit id of t is one of its head guards'.
 func (t *trace) headExit(id uint32) bool {
-	i := id - t.exitBase
-	return i >= t.headExits[0] && i < t.headExits[1]
+	i, ok := t.exitIndex(id)
+	return ok && uint32(i) >= t.headExits[0] && uint32(i) < t.headExits[1]
 }
 
 // variantEntry reports whether side recording r is optimised as a

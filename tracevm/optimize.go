@@ -180,9 +180,11 @@ func (p *plan) release() {
 	p.known, p.flagsAt = nil, nil
 }
 
-// sideEntry is what a side trace starts from: the registers its parent
-// knows at the exit it leaves from, certain whenever that exit is taken
-// (they rest on nothing but the parent's head guards), and the memory its
+// sideEntry is what a side trace starts from: the registers and stack
+// values its parent knows at the exit it leaves from, certain whenever
+// that exit is taken (they rest on nothing but the parent's head guards;
+// the stack values are checked as the side recording starts), and the
+// memory its
 // loop stores to at known addresses, which changes from one iteration to
 // the next: no speculation on what a side trace loads from there (its
 // own stores show it nothing of the root's).

@@ -124,7 +124,8 @@ type recording struct {
 	// redmagic_temp_enable: in between, every call runs natively.
 	suspended int
 	// headRegs and closeRegs: the registers when the recording began and
-	// when it closed its loop, for the optimiser.
+	// when it closed its loop or linked to another loop's trace, for the
+	// optimiser.
 	headRegs, closeRegs [16]uint64
 	// entryStack: for a side recording, the stack values its parent's
 	// exit knows and its stack held as it began (entryStackValues).

@@ -117,8 +117,8 @@ const maxStackSpan = 64 << 10
 // They lie between that %rsp and the loop's frame, in the thread's stack,
 // which the recording does not change before it reads them here.
 func entryStackValues(parent *trace, id uint32, regs *[16]uint64) []memValue {
-	i := int(id) - int(parent.exitBase)
-	if i < 0 || i >= len(parent.exitStack) || len(parent.exitStack[i]) == 0 {
+	i, ok := parent.exitIndex(id)
+	if !ok || i >= len(parent.exitStack) || len(parent.exitStack[i]) == 0 {
 		return nil
 	}
 	rsp := regs[x86enc.RSP]
