@@ -35,6 +35,21 @@ func rearmExit(id uint32) {
 	}
 }
 
+// linkExit makes exit id enter the trace at head, as a side trace of its
+// own is linked (the caller holds m.mu).
+func (m *Machine) linkExit(id uint32, head uint64) error {
+	ex := exitTable()
+	if int(id) >= len(ex) {
+		return nil
+	}
+	g := uint64(ex[id].guard)
+	if err := m.cache.Patch32(g, uint32(int32(int64(head-(g+4))))); err != nil {
+		return err
+	}
+	ex[id].state = C.TV_EXIT_LINKED
+	return nil
+}
+
 // killExit gives up on side traces from exit id: its stub then jumps
 // straight to the original code, without switching out (its count stops).
 func (m *Machine) killExit(id uint32) {
@@ -1171,6 +1186,35 @@ func (m *Machine) install(r *recording) (*trace, error) {
 			lg = &loopGuard{id: regValue{x86enc.Reg(be.IDReg), r.key.id}}
 		}
 	}
+	if r.side != nil && !r.merge && !variant && !m.cfg.NoOptimize && len(ops) > 0 {
+		m.mu.Lock()
+		mg := r.side.rootTrace().merging
+		m.mu.Unlock()
+		mem := r.mem
+		if mem == nil {
+			mem = newMemView(m.pid)
+		}
+		shared := func(pt uint32) bool {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return mg.shared(pt)
+		}
+		i, pt, ok := mergeCut(ops, &r.headRegs, mem, r.initStack, mg, shared)
+		if i >= 0 && !ok {
+			// The first to rejoin there runs on unless what it would
+			// copy is long (merging.reached).
+			m.mu.Lock()
+			ok = mg.shared(pt) || len(ops)-i >= mergeLong
+			mg.reached[pt] = true
+			m.mu.Unlock()
+		}
+		if i >= 0 && ok {
+			// The path rejoins the root's: it ends there (merge.go).
+			r.mergeNote = fmt.Sprintf("cut at %#x (op %d of %d), where its path rejoins its root's exit %d", ops[i].addr, i, len(ops), pt)
+			ops = cutAt(ops, i)
+			r.ops, r.cut, r.mergePoint = ops, true, pt
+		}
+	}
 	var side *sideEntry
 	last := opExit
 	if len(ops) > 0 {
@@ -1188,7 +1232,25 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		// Lua corpus's stack VM run 3% more instructions. Nor from a
 		// head guard of such a side trace: a register that took
 		// another value there would make a chain of them, one a value.
-		if side != nil && len(side.known) == 0 && len(side.stack) == 0 {
+		if r.merge {
+			// A continuation: entered from every merge exit at its
+			// start, it takes nothing from this one, but guards at its
+			// head the registers its root knew there (merge.go). Where
+			// the recording did not begin with those values, the cut
+			// was wrong: an ordinary side trace of this exit.
+			mask := m.mergeGuards(r)
+			r.merge = side != nil && mask != 0 && flagsDeadAfter(ops, -1)
+			if r.merge {
+				r.mergeNote = fmt.Sprintf("the continuation at %#x of its root's exit %d, entered from the merge exits there", r.start, r.mergePoint)
+				side.known, side.stack = nil, nil
+				side.guards, side.atMerge = true, true
+				meaningful = mask
+			} else {
+				r.mergeNote = fmt.Sprintf("not the continuation of its root's exit %d: the recording did not begin in its state", r.mergePoint)
+				m.stats.mergeMisses.Add(1)
+			}
+		}
+		if side != nil && !r.merge && len(side.known) == 0 && len(side.stack) == 0 {
 			if flagsDeadAfter(ops, -1) && !(r.side.headGuards && r.side.headExit(r.exitID)) {
 				side.guards = true
 				meaningful = allRegs16
@@ -1206,7 +1268,7 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	if side != nil {
 		m.mu.Lock()
 		root := r.side.rootTrace()
-		if root.body2 != 0 && r.side.holdsAt(r.exitID) {
+		if root.body2 != 0 && r.side.holdsAt(r.exitID) && !r.merge {
 			link = &bodyLink{head: root.head, body2: root.body2, regs: root.peelRegs, doubles: root.carriedDoubles}
 			if root.headerOf != nil {
 				link.header, link.headerValue = root.headerOf, root.key.id
@@ -1449,6 +1511,9 @@ func (m *Machine) install(r *recording) (*trace, error) {
 	}
 	C.tv_g.nexits = C.uint32_t(exitBase + uint32(nexit))
 	m.traces = append(m.traces, t)
+	if r.side == nil && !variant {
+		t.merging = rootMerging(origs, t.exitKnown, t.stacks)
+	}
 	if r.side == nil {
 		m.byKey[r.key] = t
 		// Loops that gave up on reaching this one untraced may link to
@@ -1463,12 +1528,43 @@ func (m *Machine) install(r *recording) (*trace, error) {
 		C.tv_publish(C.uint32_t(r.key.gsite), C.uint64_t(r.key.id), C.uint64_t(base), C.uint64_t(t.iterCtr), C.uint64_t(t.gone))
 		m.stats.tracesCompiled.Add(1)
 	} else {
-		g := uint64(ex[r.exitID].guard)
-		if err := m.cache.Patch32(g, uint32(int32(int64(base-(g+4))))); err != nil {
+		if err := m.linkExit(r.exitID, base); err != nil {
 			return nil, err
 		}
-		ex[r.exitID].state = C.TV_EXIT_LINKED
-		if last := r.ops[len(r.ops)-1]; last.kind == opExit && nexit > 0 {
+		root := t.root
+		if mg := root.merging; mg != nil {
+			delete(mg.waiting, r.exitID)
+		}
+		if r.merge {
+			// Every merge exit of its point enters it.
+			mg := root.merging
+			mg.conts[r.mergePoint] = t
+			for id, pt := range mg.waiting {
+				if pt != r.mergePoint {
+					continue
+				}
+				delete(mg.waiting, id)
+				if id != r.exitID && ex[id].state == C.TV_EXIT_OPEN {
+					if err := m.linkExit(id, base); err != nil {
+						return nil, err
+					}
+				}
+			}
+			m.stats.continuations.Add(1)
+		}
+		if last := r.ops[len(r.ops)-1]; r.cut && nexit > 0 {
+			// Its final exit is where its path rejoins the root's: it
+			// enters the continuation there, or records it.
+			id, mg := exitBase+uint32(nexit-1), root.merging
+			if c := mg.conts[r.mergePoint]; c != nil {
+				if err := m.linkExit(id, c.head); err != nil {
+					return nil, err
+				}
+			} else {
+				mg.waiting[id] = r.mergePoint
+			}
+			m.stats.mergedSides.Add(1)
+		} else if last.kind == opExit && nexit > 0 {
 			// Its final exit leads where a side trace of it would start
 			// again: never record one there (no chains of such traces).
 			ex[int(exitBase)+nexit-1].state = C.TV_EXIT_DEAD
@@ -1549,6 +1645,9 @@ func (m *Machine) logTrace(t *trace, r *recording, code []byte, cm []codeMap, pe
 		t.index, kind, t.key.gsite, t.key.id, r.ninsns, len(code), t.head, float64(took.Microseconds())/1000)
 	if peelNote != "" {
 		fmt.Fprintf(&b, "  ; %s\n", peelNote)
+	}
+	if r.mergeNote != "" {
+		fmt.Fprintf(&b, "  ; %s\n", r.mergeNote)
 	}
 	if !t.side && t.private.hi > t.private.lo {
 		fmt.Fprintf(&b, "  ; the loop frame's private slots: [%#x, %#x), what the trace stores there stays known\n", t.private.lo, t.private.hi)

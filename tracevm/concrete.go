@@ -242,6 +242,12 @@ func both(a, b cval, v uint64) cval {
 // registers whose value changes from one iteration to the next. varying:
 // an earlier run's (nil in the first).
 func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16, mem *memView, varying map[uint64]uint8, alloc func(uint64) bool) *concreteRun {
+	return runConcreteSeeing(ops, insts, head, varies, mem, varying, alloc, nil)
+}
+
+// runConcreteSeeing is runConcrete, showing see (when not nil) the
+// registers before each op; see returns false to stop the run.
+func runConcreteSeeing(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16, mem *memView, varying map[uint64]uint8, alloc func(uint64) bool, see func(i int, regs *[16]cval) bool) *concreteRun {
 	run := &concreteRun{loads: make([]cval, len(ops)), end: len(ops), varying: map[uint64]uint8{}}
 	s := &concreteState{wrote: map[uint64]*storedWord{}, mem: mem, varying: varying, run: run}
 	defer s.settle()
@@ -250,6 +256,9 @@ func runConcrete(ops []op, insts []*x86dec.Inst, head *[16]uint64, varies uint16
 	}
 	for i := range ops {
 		o := &ops[i]
+		if see != nil && !see(i, &s.regs) {
+			return run
+		}
 		sp := &s.regs[x86enc.RSP]
 		switch o.kind {
 		case opInsn:

@@ -399,6 +399,8 @@ type trace struct {
 	// side traces: a root's or a variant's plan.private (its own frame),
 	// a side trace's parent's.
 	private addrRange
+	// merging: a root's merge points and continuations (merge.go).
+	merging *merging
 	// risky: a root's exits (relative to exitBase) whose guards check a
 	// value only the concrete runs found, with the load's original
 	// address (respec.go).

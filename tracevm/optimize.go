@@ -194,7 +194,10 @@ type sideEntry struct {
 	// original code) as a root's are: its exit knew nothing and the
 	// flags are dead where it starts; not one it changes before its
 	// end (as a root's).
-	guards  bool
+	guards bool
+	// atMerge: a continuation (merge.go), whose guarded registers are
+	// those its merge point knows, whatever its end leaves in them.
+	atMerge bool
 	known   []regValue
 	stack   []memValue // the stack values it knows (sidestack.go)
 	variant []addrRange
@@ -487,7 +490,7 @@ func (m *Machine) optimize(ops []op, head, close [16]uint64, meaningful uint16, 
 		}
 	}()
 	for r := 0; r < 16; r++ {
-		if (side == nil || side.guards) && meaningful&(1<<r) != 0 && head[r] == close[r] {
+		if (side == nil || side.guards) && meaningful&(1<<r) != 0 && (head[r] == close[r] || side != nil && side.atMerge) {
 			o.inv |= 1 << r
 		}
 	}

@@ -73,6 +73,12 @@ type recording struct {
 	unbudgeted bool
 	side       *trace // the trace whose exit starts this side recording
 	exitID     uint32
+	// merge: a side recording from a merge exit, its root's continuation
+	// at mergePoint; cut: a side recording cut where its path rejoins its
+	// root's, at mergePoint (merge.go).
+	merge, cut bool
+	mergePoint uint32
+	mergeNote  string // for the log
 	start      uint64
 	begun      time.Time
 	// lastEvent is when the recorder last heard from the recording: a
@@ -364,19 +370,24 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 	}
 	ok := parent != nil && root.nsides < maxSideTraces && m.byKey[root.key] == root
 	var stack []uint64
+	orig := exitTable()[id].orig
+	merge, point := false, uint32(0)
 	if ok {
 		stack = parent.stacks[id-parent.exitBase]
+		if mg := root.merging; mg != nil {
+			point, merge = mg.waiting[id]
+		}
 	}
 	m.mu.Unlock()
 	if !ok {
 		m.killExit(id)
 		return 0
 	}
-	orig := exitTable()[id].orig
 	r := m.beginRecording(root.key, uint64(orig), false, parent, id)
 	if r == nil {
 		return 0
 	}
+	r.merge, r.mergePoint = merge, point
 	r.initStack = stack
 	r.stack = append([]uint64(nil), stack...)
 	r.callees = make([]callee, len(stack)) // entries unknown: never marked

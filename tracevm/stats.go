@@ -29,6 +29,9 @@ type Stats struct {
 	sidesOptimized   atomic.Uint64
 	variants         atomic.Uint64
 	headGuardedSides atomic.Uint64
+	mergedSides      atomic.Uint64
+	continuations    atomic.Uint64
+	mergeMisses      atomic.Uint64
 	sameStores       atomic.Uint64
 	peeled           atomic.Uint64
 	wideSplits       atomic.Uint64
@@ -102,6 +105,13 @@ type Snapshot struct {
 	// checked by head guards of their own; counted in SidesOptimized
 	// too.
 	HeadGuardedSides uint64 `json:"head_guarded_side_traces"`
+	// MergedSides: side traces ended where their path rejoins their
+	// root's (merge.go); Continuations: the traces entered there.
+	MergedSides   uint64 `json:"merged_side_traces"`
+	Continuations uint64 `json:"continuations"`
+	// MergeMisses: recordings from merge exits that did not begin in
+	// their point's state, compiled as ordinary side traces.
+	MergeMisses uint64 `json:"merge_misses"`
 	// SameStores: stores left out of traces as writing what memory
 	// certainly held already (samestore.go).
 	SameStores uint64 `json:"same_stores_dropped"`
@@ -199,6 +209,9 @@ func (m *Machine) Snapshot() Snapshot {
 		SidesOptimized:      m.stats.sidesOptimized.Load(),
 		Variants:            m.stats.variants.Load(),
 		HeadGuardedSides:    m.stats.headGuardedSides.Load(),
+		MergedSides:         m.stats.mergedSides.Load(),
+		Continuations:       m.stats.continuations.Load(),
+		MergeMisses:         m.stats.mergeMisses.Load(),
 		SameStores:          m.stats.sameStores.Load(),
 		SideEntryMismatches: m.stats.sideEntryMismatch.Load(),
 		LoopsPeeled:         m.stats.peeled.Load(),

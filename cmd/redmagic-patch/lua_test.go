@@ -274,6 +274,32 @@ func TestLuaLoopByHeader(t *testing.T) {
 	}
 }
 
+// TestLuaSideTracesRejoin: in rejoin.lua a loop's body branches three
+// ways and then runs a long common part. The side traces of the branches
+// end where they rejoin the root trace's path and enter a continuation
+// shared from there (tracevm/merge.go), rather than each copying the
+// common part; the output stays the original's and nearly every iteration
+// runs in traces.
+func TestLuaSideTracesRejoin(t *testing.T) {
+	requireRuntime(t)
+	const n = 200000
+	patched, args, want := luaScript(t, "rejoin.lua", fmt.Sprint(n))
+	for _, env := range everyTraceKept {
+		got := runBin(t, patched, args, env, true)
+		require.Equal(t, want.result, got.result, "%v", env)
+		jit, ok := got.stats["jit"].(map[string]any)
+		require.True(t, ok, "%v: the JIT never started", env)
+		assertNoInternalError(t, jit, fmt.Sprint(env))
+		if !slices.Contains(env, "REDMAGIC_OPT=0") {
+			assert.Greater(t, jit["merged_side_traces"].(float64), 0.0, "%v", env)
+			assert.Greater(t, jit["continuations"].(float64), 0.0, "%v", env)
+		}
+		assert.GreaterOrEqual(t, jit["trace_iterations"].(float64), 0.9*n, "%v: aborts %v", env, jit["aborts"])
+		t.Logf("%v: traces %v, merged side traces %v, continuations %v, %v KiB of code", env,
+			jit["traces_compiled"], jit["merged_side_traces"], jit["continuations"], jit["code_bytes"].(float64)/1024)
+	}
+}
+
 // TestLuaRepeatUntil: a repeat-until loop closes inside the comparison
 // or test that ends its body, which takes the jump back itself; before the
 // comparisons were sites such loops were not even counted. Each loop of
