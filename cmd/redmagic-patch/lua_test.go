@@ -51,6 +51,7 @@ var luaPrograms = []struct {
 	{"nested.lua", 0},
 	{"numfor.lua", 0},
 	{"recursion.lua", 0},
+	{"rejoin.lua", 0},
 	{"repeat_until.lua", 0},
 	{"stack_debug.lua", 0},
 	{"strings.lua", 0},
