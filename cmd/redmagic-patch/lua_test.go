@@ -215,6 +215,19 @@ func luaScript(t *testing.T, script string, args ...string) (patched string, arg
 	return patched, argv, want
 }
 
+// runKept runs patched with args under env (one of everyTraceKept) and
+// checks that it gives want's result and that the JIT started and hit no
+// defect of its own; it returns the run and the JIT's report.
+func runKept(t *testing.T, patched string, args, env []string, want runResult) (runResult, map[string]any) {
+	t.Helper()
+	got := runBin(t, patched, args, env, true)
+	require.Equal(t, want.result, got.result, "%v", env)
+	jit, ok := got.stats["jit"].(map[string]any)
+	require.True(t, ok, "%v: the JIT never started", env)
+	assertNoInternalError(t, jit, fmt.Sprint(env))
+	return got, jit
+}
+
 // everyTraceKept: the governor off (no trace dropped), at the default
 // threshold and 1, and unoptimised: the settings under which a loop's
 // share of iterations in traces is checked.
@@ -246,8 +259,7 @@ func TestLuaLoopByHeader(t *testing.T) {
 	const n = 200000
 	patched, args, want := luaScript(t, "ifchain.lua", fmt.Sprint(n))
 	for _, env := range everyTraceKept {
-		got := runBin(t, patched, args, env, true)
-		require.Equal(t, want.result, got.result, "%v", env)
+		got, jit := runKept(t, patched, args, env, want)
 		// Two while loops (chain's, run twice, and dispatch's), keyed by
 		// their headers whatever number of back jumps each has: at
 		// OP_JMP, and at the comparisons whose false branch Lua sends
@@ -259,9 +271,6 @@ func TestLuaLoopByHeader(t *testing.T) {
 			loops[h["id"].(float64)] += h["hits"].(float64)
 		}
 		assert.LessOrEqual(t, len(loops), 2, "%v: hot loops %v", env, loops)
-		jit, ok := got.stats["jit"].(map[string]any)
-		require.True(t, ok, "%v: the JIT never started", env)
-		assertNoInternalError(t, jit, fmt.Sprint(env))
 		iters := jit["trace_iterations"].(float64)
 		if !slices.Contains(env, "REDMAGIC_OPT=0") {
 			// The branches other than the root's are side traces,
@@ -286,11 +295,7 @@ func TestLuaSideTracesRejoin(t *testing.T) {
 	const n = 200000
 	patched, args, want := luaScript(t, "rejoin.lua", fmt.Sprint(n))
 	for _, env := range everyTraceKept {
-		got := runBin(t, patched, args, env, true)
-		require.Equal(t, want.result, got.result, "%v", env)
-		jit, ok := got.stats["jit"].(map[string]any)
-		require.True(t, ok, "%v: the JIT never started", env)
-		assertNoInternalError(t, jit, fmt.Sprint(env))
+		_, jit := runKept(t, patched, args, env, want)
 		if !slices.Contains(env, "REDMAGIC_OPT=0") {
 			assert.Greater(t, jit["merged_side_traces"].(float64), 0.0, "%v", env)
 			assert.Greater(t, jit["continuations"].(float64), 0.0, "%v", env)
@@ -334,11 +339,7 @@ func TestLuaRepeatUntil(t *testing.T) {
 	assert.Equal(t, float64(n), hits["OP_LE"], "hot loops by site %v", hits)
 	assert.Equal(t, float64(n/4), hits["OP_TEST"], "hot loops by site %v", hits)
 	for _, env := range everyTraceKept {
-		got := runBin(t, patched, args, env, true)
-		require.Equal(t, want.result, got.result, "%v", env)
-		jit, ok := got.stats["jit"].(map[string]any)
-		require.True(t, ok, "%v: the JIT never started", env)
-		assertNoInternalError(t, jit, fmt.Sprint(env))
+		_, jit := runKept(t, patched, args, env, want)
 		inTraces := map[string]float64{}
 		for _, tr := range jit["traces"].([]any) {
 			tr := tr.(map[string]any)
