@@ -17,12 +17,13 @@ import (
 // side traces do not, but the interpreter's own code does (each branch
 // joins the next bytecode's dispatch), a side trace here ends where its
 // path rejoins the root's: at an instruction where an exit of the root
-// leaves with registers the side trace knows there with the same values
-// (the same bytecode of the same frame, by the interpreter's own state)
-// under the same inlined calls. What follows is one trace for all paths
-// that rejoin there, its continuation: recorded from the first such exit
-// to become hot, it starts from nothing known, its head guards checking
-// what it specialises on, so that every merge exit there may enter it.
+// leaves knowing registers that the side recording held there with the
+// same values (the same bytecode of the same frame, by the interpreter's
+// own state) under the same inlined calls. What follows is one trace for
+// all paths that rejoin there, its continuation: recorded from the first
+// such exit to become hot, it takes nothing from that exit and guards at
+// its head the registers the root knew there, so that every merge exit
+// there may enter it.
 
 // merging is a root's merge state: its merge points by address, the
 // continuation of each point that has one, and the merge exits waiting for
