@@ -370,7 +370,6 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 	}
 	ok := parent != nil && root.nsides < maxSideTraces && m.byKey[root.key] == root
 	var stack []uint64
-	orig := exitTable()[id].orig
 	merge, point := false, uint32(0)
 	if ok {
 		stack = parent.stacks[id-parent.exitBase]
@@ -383,6 +382,7 @@ func tvSideExit(why C.uint64_t) (next C.uint64_t) {
 		m.killExit(id)
 		return 0
 	}
+	orig := exitTable()[id].orig
 	r := m.beginRecording(root.key, uint64(orig), false, parent, id)
 	if r == nil {
 		return 0
