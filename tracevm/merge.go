@@ -115,7 +115,23 @@ func rootMerging(origs []uint64, known [][]regValue, stacks [][]uint64) *merging
 // continuation's head guards failing, never a wrong result.
 func mergeCut(ops []op, head *[16]uint64, mem *memView, initStack []uint64, mg *merging, isShared func(uint32) bool) (cut int, point uint32, shared bool) {
 	cut = -1
-	if mg == nil || len(ops) < minMergeOps+minMergeRest {
+	if mg == nil {
+		return -1, 0, false
+	}
+	// The ops a cut may come at: the concrete run (memory read op by
+	// op) is made only up to the last of them, and not at all without.
+	candidate := func(i int) bool {
+		k := ops[i].kind
+		return (k == opInsn || k == opGuardTarget) && len(mg.points[ops[i].addr]) > 0
+	}
+	last := -1
+	for i := len(ops) - minMergeRest; i >= minMergeOps; i-- {
+		if candidate(i) {
+			last = i
+			break
+		}
+	}
+	if last < 0 {
 		return -1, 0, false
 	}
 	insts := make([]*x86dec.Inst, len(ops))
@@ -126,11 +142,11 @@ func mergeCut(ops []op, head *[16]uint64, mem *memView, initStack []uint64, mg *
 	}
 	stk := slices.Clone(initStack)
 	runConcreteSeeing(ops, insts, head, 0, mem, nil, nil, func(i int, regs *[16]cval) bool {
-		if len(ops)-i < minMergeRest || (cut >= 0 && i > cut+mergeWindow) {
+		if i > last || (cut >= 0 && i > cut+mergeWindow) {
 			return false
 		}
 		o := &ops[i]
-		if i >= minMergeOps && (o.kind == opInsn || o.kind == opGuardTarget) {
+		if i >= minMergeOps && candidate(i) {
 			for _, pt := range mg.points[o.addr] {
 				if !slices.Equal(pt.stack, stk) || !holdsAll(regs, pt.known) {
 					continue
