@@ -184,10 +184,9 @@ func (p *plan) release() {
 // values its parent knows at the exit it leaves from, certain whenever
 // that exit is taken (they rest on nothing but the parent's head guards;
 // the stack values are checked as the side recording starts), and the
-// memory its
-// loop stores to at known addresses, which changes from one iteration to
-// the next: no speculation on what a side trace loads from there (its
-// own stores show it nothing of the root's).
+// memory its loop stores to at known addresses, which changes from one
+// iteration to the next: no speculation on what a side trace loads from
+// there (its own stores show it nothing of the root's).
 type sideEntry struct {
 	// guards: it may take registers at their values where it was
 	// recorded, checked by head guards (which leave for the exit's
