@@ -48,6 +48,10 @@ func (o *optimizer) constForm(i int, flagsLive bool) (rw rewritten, drop, ok boo
 		return rw, drop, true
 	}
 	before := o.known.ref(i)
+	code, folded := o.ops[i].code, false
+	if c, d, ok := foldKnownIndex(code, inst, before); ok {
+		code, inst, folded = c, d, true
+	}
 	for k, arg := range inst.Args[:2] {
 		r, isReg := arg.(x86asm.Reg)
 		if !isReg || (k == 0 && inst.Op != x86asm.TEST) {
@@ -58,7 +62,7 @@ func (o *optimizer) constForm(i int, flagsLive bool) (rw rewritten, drop, ok boo
 			continue
 		}
 		v := kv.v
-		code, ok := immSourceForm(o.ops[i].code, inst, r, v)
+		code, ok := immSourceForm(code, inst, r, v)
 		if !ok {
 			continue
 		}
@@ -71,7 +75,104 @@ func (o *optimizer) constForm(i int, flagsLive bool) (rw rewritten, drop, ok boo
 		}
 		return rewritten{code: code, inst: &d}, false, true
 	}
+	if folded {
+		return rewritten{code: code, inst: inst}, false, true
+	}
 	return rewritten{}, false, false
+}
+
+// foldKnownIndex re-encodes code (inst, one instruction with a ModRM
+// memory operand) with its index register, known to hold a value in
+// known, taken into the displacement: CPython 3.11 reads and writes its
+// fast locals at 0x48(%rbx,%rax,8) with the oparg in %rax, which the
+// trace knows, and would otherwise set %rax from its value before every
+// such access. A known base stays (the address becomes %rip-relative
+// where the code cache reaches it, compile.go; a frame on the C stack is
+// out of reach). General instructions only: vector copies are paired
+// through general registers, which folds their index itself (vecpair.go).
+func foldKnownIndex(code []byte, inst *x86dec.Inst, known *[16]val) ([]byte, *x86dec.Inst, bool) {
+	mem, ok := memArg(inst).(x86asm.Mem)
+	if !ok || mem.Index == 0 || mem.Segment != 0 || mem.Base == x86asm.RIP {
+		return nil, nil, false
+	}
+	for _, a := range inst.Args {
+		if r, isReg := a.(x86asm.Reg); isReg && (r < x86asm.AL || r > x86asm.R15) {
+			return nil, nil, false // a vector, segment or control register
+		}
+	}
+	index, isize, iok := gpr(mem.Index)
+	base, bsize, bok := gpr(mem.Base)
+	if !iok || isize != 8 || !known[index].known || (mem.Base != 0 && (!bok || bsize != 8)) {
+		return nil, nil, false
+	}
+	d := mem.Disp + int64(known[index].v)*int64(mem.Scale)
+	if d != int64(int32(d)) {
+		return nil, nil, false
+	}
+	m, ok := parseMemInsn(code)
+	if !ok || m.rip || m.modrm&7 != 4 {
+		return nil, nil, false
+	}
+	out := append([]byte{m.seg}, m.prefixes...)
+	if m.seg == 0 {
+		out = out[1:]
+	}
+	rex := m.rex &^ 0x03 // X and B: set below for the base alone
+	var addr []byte
+	reg := m.modrm & 0x38
+	switch {
+	case mem.Base == 0:
+		// No base: disp32 alone (SIB: no index, base 101).
+		addr = binary.LittleEndian.AppendUint32([]byte{0x04 | reg, 0x25}, uint32(int32(d)))
+	default:
+		if base >= 8 {
+			rex |= 0x41
+		}
+		rm := byte(base & 7)
+		mod := byte(2)
+		switch {
+		case d == 0 && rm != 5:
+			mod = 0
+		case d == int64(int8(d)):
+			mod = 1
+		}
+		addr = []byte{mod<<6 | reg | rm}
+		if rm == 4 {
+			addr = append(addr, 0x24) // %rsp or %r12 as a base needs a SIB
+		}
+		switch mod {
+		case 1:
+			addr = append(addr, byte(int8(d)))
+		case 2:
+			addr = binary.LittleEndian.AppendUint32(addr, uint32(int32(d)))
+		}
+	}
+	if rex != 0 {
+		out = append(out, rex)
+	}
+	out = append(out, m.opcode...)
+	out = append(out, addr...)
+	out = append(out, m.imm...)
+	dec, err := x86dec.Decode(out, inst.Addr)
+	if err != nil || dec.Len != len(out) || dec.Op != inst.Op || len(dec.Args) != len(inst.Args) {
+		return nil, nil, false
+	}
+	for k, a := range inst.Args {
+		if _, isMem := a.(x86asm.Mem); isMem {
+			dm, ok := dec.Args[k].(x86asm.Mem)
+			if !ok || dm.Base != mem.Base || dm.Index != 0 || dm.Disp != d || dm.Segment != 0 {
+				return nil, nil, false
+			}
+			continue
+		}
+		if dec.Args[k] != a {
+			return nil, nil, false
+		}
+	}
+	if dec.MemBytes != inst.MemBytes || dec.DataSize != inst.DataSize {
+		return nil, nil, false
+	}
+	return out, &dec, true
 }
 
 // knownByteResult: a pure write of a byte or word register whose result

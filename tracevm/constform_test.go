@@ -83,3 +83,57 @@ func TestMovImmPartial(t *testing.T) {
 		require.Equal(t, []string{c.want}, gnuref.Disasm(t, 0x1000, out), "% x", out)
 	}
 }
+
+// TestFoldKnownIndex re-encodes instructions GNU as assembled with their
+// index register, known, taken into the displacement, and reads the
+// result back with objdump.
+func TestFoldKnownIndex(t *testing.T) {
+	cases := []struct {
+		asm  string
+		v    uint64 // the index register's value
+		want string // "" when there is no such form
+	}{
+		{"mov 0x48(%rbx,%rbp,8),%rax", 2, "mov 0x58(%rbx),%rax"},
+		{"mov %rdx,0x8(%rbx,%r9,8)", 0x13, "mov %rdx,0xa0(%rbx)"},
+		{"mov 0x8(%rbx,%rax,8),%rdi", 0, "mov 0x8(%rbx),%rdi"},
+		{"mov 0x10(%r12,%rcx,4),%r8d", 1, "mov 0x14(%r12),%r8d"},
+		{"mov (%rsp,%rcx,1),%al", 5, "mov 0x5(%rsp),%al"},
+		{"mov (%r13,%rcx,8),%rax", 0, "mov 0x0(%r13),%rax"},
+		{"mov (%rbp,%rcx,8),%rax", 0, "mov 0x0(%rbp),%rax"},
+		{"cmpq $0x5,0x18(%rcx,%rax,8)", 3, "cmpq $0x5,0x30(%rcx)"},
+		{"movb $0x7,(%rdi,%rsi,1)", 0x100, "movb $0x7,0x100(%rdi)"},
+		{"addl $0x1,-0x8(%r14,%rdx,4)", 0xffffffffffffffff, "addl $0x1,-0xc(%r14)"},
+		{"mov 0x737e40(,%rax,8),%rax", 4, "mov 0x737e60,%rax"},
+		{"lea 0x1(%rdi,%rsi,2),%rax", 3, "lea 0x7(%rdi),%rax"},
+		{"mov %fs:(%rax,%rcx,8),%rdx", 1, ""},          // a segment
+		{"mov 0x8(%rbx,%rax,8),%rdi", 0x100000000, ""}, // beyond a disp32
+		{"movsd 0x8(%rbx,%rax,8),%xmm0", 1, ""},        // a vector register
+		{"mov 0x8(%ebx,%eax,8),%edi", 1, ""},           // a 32-bit address
+	}
+	texts := make([]string, len(cases))
+	for k, c := range cases {
+		texts[k] = c.asm
+	}
+	const base = 0x401000
+	slots := gnuref.Assemble(t, base, 16, texts, nil)
+	for k, c := range cases {
+		at := base + uint64(k*16)
+		inst, err := x86dec.Decode(slots[k], at)
+		require.NoError(t, err, c.asm)
+		code := gnuref.TrimSlot(t, slots[k], inst.Len, c.asm)
+		var known [16]val
+		if m, ok := memArg(&inst).(x86asm.Mem); ok {
+			if r, _, ok := gpr(m.Index); ok {
+				known[r] = val{known: true, v: c.v}
+			}
+		}
+		out, d, ok := foldKnownIndex(code, &inst, &known)
+		if c.want == "" {
+			require.False(t, ok, "%s: % x", c.asm, out)
+			continue
+		}
+		require.True(t, ok, c.asm)
+		require.Equal(t, []string{c.want}, gnuref.Disasm(t, at, out), "%s with %#x: % x", c.asm, c.v, out)
+		require.Equal(t, d.Len, len(out), c.asm)
+	}
+}
