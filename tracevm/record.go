@@ -1529,11 +1529,12 @@ func (r *recording) passOuter(key loopKey) bool {
 const maxPassInsns = 1024
 
 // mayPass: passOuter would go on through key's back-edge: in a side
-// recording not far from the exit it started at (what it has recorded is
-// the rest of an outer body, which every side trace leaving the inner
-// loop copies).
+// recording that may still go through other loops' back-edges
+// (Config.LoopUnroll, which counts these too), not far from the exit it
+// started at (what it has recorded is the rest of an outer body, which
+// every side trace leaving the inner loop copies).
 func (r *recording) mayPass(key loopKey) bool {
-	if r.side == nil || key == r.key || slices.Contains(r.passed, key) {
+	if r.side == nil || key == r.key || slices.Contains(r.passed, key) || r.unrolled >= r.maxUnrolled {
 		return false
 	}
 	if len(r.passed) == 0 && r.ninsns > maxPassInsns {

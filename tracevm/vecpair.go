@@ -248,29 +248,36 @@ func vectorStoreOf(inst *x86dec.Inst, x x86asm.Reg) bool {
 
 // touchesVector: inst may read or write vector register x (or every one).
 func touchesVector(inst *x86dec.Inst, x x86asm.Reg) bool {
+	return vectorRegs(inst)&(1<<(x-x86asm.X0)) != 0
+}
+
+// vectorRegs returns the vector registers inst may read or write, bit k
+// for xmm<k> (or ymm<k>): all of them for an instruction whose vector
+// operands are implicit.
+func vectorRegs(inst *x86dec.Inst) uint16 {
 	if inst.Special != x86dec.SpecialNone || implicitVector.has(inst.Op) {
-		return true
+		return allRegs
 	}
-	k := x - x86asm.X0
+	var m uint16
 	for _, a := range inst.Args {
 		if a == nil {
 			break
 		}
-		r, ok := a.(x86asm.Reg)
-		if !ok {
-			continue
-		}
-		if r == x || r == x86asm.Y0+k {
-			return true
+		switch r, ok := a.(x86asm.Reg); {
+		case !ok:
+		case r >= x86asm.X0 && r <= x86asm.X15:
+			m |= 1 << (r - x86asm.X0)
+		case r >= x86asm.Y0 && r <= x86asm.Y15:
+			m |= 1 << (r - x86asm.Y0)
 		}
 	}
 	switch inst.Op {
 	case x86asm.VZEROUPPER, x86asm.VZEROALL, x86asm.FXRSTOR, x86asm.FXRSTOR64, x86asm.XRSTOR, x86asm.XRSTOR64:
-		return true
+		return allRegs
 	case x86asm.BLENDVPS, x86asm.BLENDVPD, x86asm.PBLENDVB, x86asm.SHA256RNDS2:
-		return x == x86asm.X0 // an operand they do not name
+		m |= 1 // %xmm0, an operand they do not name
 	}
-	return false
+	return m
 }
 
 // vectorReadAfter reports whether vector register x may be read after op

@@ -313,11 +313,7 @@ func spareVectorRegs(ops []op, p *plan) (uint16, bool) {
 		default:
 			return 0, false
 		}
-		for x := x86asm.X1; x <= x86asm.X15; x++ {
-			if bit := uint16(1) << (x - x86asm.X0); used&bit == 0 && touchesVector(inst, x) {
-				used |= bit
-			}
-		}
+		used |= vectorRegs(inst)
 	}
 	return ^used, true
 }
