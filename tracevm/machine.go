@@ -494,10 +494,6 @@ type loopState struct {
 	// unrolling in it (unrollInner): recordings link to it or hand over
 	// at its first back-edge from then on.
 	runsOn bool
-	// bodyLong: a side recording that went through its back-edge ran
-	// maxPassInsns past it without coming back to its own loop
-	// (passOuter): side recordings stop at its back-edge from then on.
-	bodyLong bool
 }
 
 var active atomic.Pointer[Machine]

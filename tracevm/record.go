@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"time"
 	"unsafe"
 
@@ -150,15 +149,10 @@ type recording struct {
 	// no trace: record that loop from here instead (inner loops first).
 	handoff *handoff
 	// unrolled counts the back-edges of other loops the recording went
-	// through (unrollInner, passOuter), unrollInner's at most maxUnrolled
-	// (Config.LoopUnroll); lastUnrolled: the loop of the last it took.
+	// through (unrollInner), at most maxUnrolled (Config.LoopUnroll);
+	// lastUnrolled: the loop of the last.
 	unrolled, maxUnrolled int
 	lastUnrolled          loopKey
-	// passed: the loops without a trace whose back-edge a side recording
-	// went through once (passOuter); passedAt: how many instructions it
-	// had recorded at the first.
-	passed   []loopKey
-	passedAt int
 }
 
 type callee struct {
@@ -599,20 +593,6 @@ func (r *recording) buildBlock(t *C.struct_tv_tls) (next uint64, done bool, reas
 	}
 	e := r.emit
 	b := r.buf
-	if len(r.passed) > 0 && r.ninsns-r.passedAt > maxPassInsns {
-		// Past an outer loop's back-edge and still not back in its
-		// loop: given up as at that back-edge before, and the next
-		// recordings stop there (passOuter).
-		m.mu.Lock()
-		st := m.loops[r.passed[0]]
-		if st == nil {
-			st = &loopState{}
-			m.loops[r.passed[0]] = st
-		}
-		st.bodyLong = true
-		m.mu.Unlock()
-		return r.pc, true, "inner-loop"
-	}
 	if gen := m.nativeGen.Load(); b.used+blockRoom > recBufSize || b.gen != gen {
 		// Full, or kept blocks may inline a call now native.
 		if b.used+blockRoom > recBufSize || !b.dropCalls(m, m.nativeSince(b.gen, gen)) {
@@ -1233,9 +1213,6 @@ func (r *recording) api(site Site, end uint64, regs *insn.Regs) (next uint64, do
 		if next, done, reason, cont, ok := r.closeOrLink(key, regs); ok {
 			return next, done, reason, cont
 		}
-		if r.passOuter(key) {
-			return skip()
-		}
 		if r.side == nil && r.frames == 0 {
 			r.handoff = &handoff{key, end}
 		}
@@ -1357,7 +1334,7 @@ func (r *recording) tailAPI(t *C.struct_tv_tls, site Site, regs *insn.Regs) (uin
 		r.m.mu.Lock()
 		links := r.m.byKey[key] != nil
 		r.m.mu.Unlock()
-		if !links && (key != r.key || !r.atLoopDepth(n-1)) && !r.mayPass(key) {
+		if !links && (key != r.key || !r.atLoopDepth(n-1)) {
 			return stop("inner-loop")
 		}
 	case APIFellthroughBranch, APIBeginMergeBlock, APIEndMergeBlock, APITempDisable, APITempEnable:
@@ -1444,9 +1421,6 @@ func (r *recording) backEdge(be BackEdge, inst *x86dec.Inst, regs *insn.Regs) (n
 		// loop, recorded first as the other inner loops are.
 		return 0, false, "", true
 	}
-	if r.passOuter(key) {
-		return 0, false, "", true
-	}
 	// Another loop's back-edge, and that loop has no trace: record it
 	// from here (a side recording gives up its exit, which then leads to
 	// the original code and, at this back-edge, to the new trace).
@@ -1490,60 +1464,6 @@ func (r *recording) unrollInner(key loopKey) bool {
 	r.unrolled, r.lastUnrolled = r.unrolled+1, key
 	r.ops = append(r.ops, op{kind: opCount, addr: r.pc})
 	return true
-}
-
-// passOuter reports whether a side recording goes on through a back-edge
-// of loop key, another loop without a trace, and if so counts it there
-// as unrollInner does. A side trace from the exit of an inner loop's
-// trace runs the rest of the outer loop's body, the outer loop's
-// back-edge and its body up to the inner loop again, where it links to
-// its root: the whole nest runs in one tree, as LuaJIT's side traces
-// make it, instead of the inner trace being entered from the interpreter
-// for a few iterations at a time (which the governor finds slower than
-// the interpreter: Lua nbody's j loop, 2 iterations an entry) and an
-// outer root trace that unrolls the inner loop at one trip count. A
-// back-edge met again is a loop the recording iterates, whose trip count
-// it would fix: the recording stops there as before (inner-loop). So does
-// one that runs on for maxPassInsns past the first back-edge without
-// coming back to its root's loop (and later recordings stop at that
-// back-edge: loopState.bodyLong), or that meets it that far from its
-// start: a long outer body would be copied into every side trace that
-// leaves the inner loop, where one root trace of the outer loop, linked to
-// the inner one, holds it once.
-func (r *recording) passOuter(key loopKey) bool {
-	if !r.mayPass(key) {
-		return false
-	}
-	if len(r.passed) == 0 {
-		r.passedAt = r.ninsns
-	}
-	r.passed = append(r.passed, key)
-	r.unrolled++
-	r.ops = append(r.ops, op{kind: opCount, addr: r.pc})
-	return true
-}
-
-// maxPassInsns bounds what a side recording records past an outer loop's
-// back-edge (passOuter): an outer body's statements around a short inner
-// loop (Lua n-body's are 300-500 instructions).
-const maxPassInsns = 1024
-
-// mayPass: passOuter would go on through key's back-edge: in a side
-// recording that may still go through other loops' back-edges
-// (Config.LoopUnroll, which counts these too), not far from the exit it
-// started at (what it has recorded is the rest of an outer body, which
-// every side trace leaving the inner loop copies).
-func (r *recording) mayPass(key loopKey) bool {
-	if r.side == nil || key == r.key || slices.Contains(r.passed, key) || r.unrolled >= r.maxUnrolled {
-		return false
-	}
-	if len(r.passed) == 0 && r.ninsns > maxPassInsns {
-		return false
-	}
-	r.m.mu.Lock()
-	defer r.m.mu.Unlock()
-	st := r.m.loops[key]
-	return st == nil || !st.bodyLong
 }
 
 // runsShort reports whether root trace t's loop leaves its traces after

@@ -53,7 +53,6 @@ var luaPrograms = []struct {
 	{"recursion.lua", 0},
 	{"rejoin.lua", 0},
 	{"repeat_until.lua", 0},
-	{"short_inner.lua", 0},
 	{"stack_debug.lua", 0},
 	{"strings.lua", 0},
 	{"toperror.lua", 1},
@@ -304,36 +303,6 @@ func TestLuaSideTracesRejoin(t *testing.T) {
 		assert.GreaterOrEqual(t, jit["trace_iterations"].(float64), 0.9*n, "%v: aborts %v", env, jit["aborts"])
 		t.Logf("%v: traces %v, merged side traces %v, continuations %v, %v KiB of code", env,
 			jit["traces_compiled"], jit["merged_side_traces"], jit["continuations"], jit["code_bytes"].(float64)/1024)
-	}
-}
-
-// TestLuaShortInnerLoop: a side trace from the exit of a short inner
-// loop's trace runs the rest of the outer body, through the outer loop's
-// back-edge (which has no trace), and back into the inner loop's trace:
-// the nest runs in one tree with one root, the inner loop's, rather than
-// in two trees that enter each other's roots at every outer iteration.
-// (At threshold 1 the outer loop is hot before any side trace is
-// recorded, and gets a root of its own as before.)
-func TestLuaShortInnerLoop(t *testing.T) {
-	requireRuntime(t)
-	const n = 200000
-	patched, args, want := luaScript(t, "short_inner.lua", fmt.Sprint(n))
-	backEdges := float64(n - 1) // the outer loop's
-	for k := 1; k <= n; k++ {
-		backEdges += float64(k % 7) // the inner loop's: its trip count less one
-	}
-	for _, env := range [][]string{{"REDMAGIC_GOVERNOR=0"}, {"REDMAGIC_GOVERNOR=0", "REDMAGIC_OPT=0"}} {
-		_, jit := runKept(t, patched, args, env, want)
-		roots := 0
-		for _, tr := range jit["traces"].([]any) {
-			if side, _ := tr.(map[string]any)["side"].(bool); !side {
-				roots++
-			}
-		}
-		assert.Equal(t, 1, roots, "%v", env)
-		assert.Greater(t, jit["back_edges_unrolled"].(float64), 0.0, "%v", env)
-		assert.GreaterOrEqual(t, jit["trace_iterations"].(float64), 0.9*backEdges, "%v: aborts %v", env, jit["aborts"])
-		t.Logf("%v: traces %v, %v of %v back-edges in traces", env, jit["traces_compiled"], jit["trace_iterations"], backEdges)
 	}
 }
 
