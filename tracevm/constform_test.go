@@ -13,13 +13,15 @@ import (
 // TestImmSourceForm re-encodes instructions GNU as assembled with their
 // known register operand as an immediate and reads the result back with
 // objdump.
+type immCase struct {
+	asm  string // the original instruction
+	src  int    // which operand is known (its index in x86asm's Args)
+	v    uint64
+	want string // objdump's reading; "" when there is no such form
+}
+
 func TestImmSourceForm(t *testing.T) {
-	cases := []struct {
-		asm  string // the original instruction
-		src  int    // which operand is known (its index in x86asm's Args)
-		v    uint64
-		want string // objdump's reading; "" when there is no such form
-	}{
+	cases := []immCase{
 		{"or %eax,%esi", 1, 0xd05, "or $0xd05,%esi"},
 		{".byte 0x0b,0xf0", 1, 0xd05, "or $0xd05,%esi"}, // or r32, r/m32
 		{"mov %r9d,0x50(%rsp)", 1, 0xa, "movl $0xa,0x50(%rsp)"},
@@ -40,20 +42,12 @@ func TestImmSourceForm(t *testing.T) {
 		{"mov %eax,%esi", 1, 1, "mov $0x1,%esi"},
 		{"imul %eax,%esi", 1, 3, ""},
 	}
-	texts := make([]string, len(cases))
+	insts, codes := assembledCases(t, cases, func(c immCase) string { return c.asm })
 	for k, c := range cases {
-		texts[k] = c.asm
-	}
-	const base = 0x401000
-	slots := gnuref.Assemble(t, base, 16, texts, nil)
-	for k, c := range cases {
-		at := base + uint64(k*16)
-		inst, err := x86dec.Decode(slots[k], at)
-		require.NoError(t, err, c.asm)
-		code := gnuref.TrimSlot(t, slots[k], inst.Len, c.asm)
+		inst, code, at := insts[k], codes[k], insts[k].Addr
 		src, ok := inst.Args[c.src].(x86asm.Reg)
 		require.True(t, ok, c.asm)
-		out, ok := immSourceForm(code, &inst, src, c.v)
+		out, ok := immSourceForm(code, inst, src, c.v)
 		if c.want == "" {
 			require.False(t, ok, "%s: % x", c.asm, out)
 			continue
@@ -87,12 +81,14 @@ func TestMovImmPartial(t *testing.T) {
 // TestFoldKnownIndex re-encodes instructions GNU as assembled with their
 // index register, known, taken into the displacement, and reads the
 // result back with objdump.
+type foldCase struct {
+	asm  string
+	v    uint64 // the index register's value
+	want string // "" when there is no such form
+}
+
 func TestFoldKnownIndex(t *testing.T) {
-	cases := []struct {
-		asm  string
-		v    uint64 // the index register's value
-		want string // "" when there is no such form
-	}{
+	cases := []foldCase{
 		{"mov 0x48(%rbx,%rbp,8),%rax", 2, "mov 0x58(%rbx),%rax"},
 		{"mov %rdx,0x8(%rbx,%r9,8)", 0x13, "mov %rdx,0xa0(%rbx)"},
 		{"mov 0x8(%rbx,%rax,8),%rdi", 0, "mov 0x8(%rbx),%rdi"},
@@ -110,24 +106,16 @@ func TestFoldKnownIndex(t *testing.T) {
 		{"movsd 0x8(%rbx,%rax,8),%xmm0", 1, ""},        // a vector register
 		{"mov 0x8(%ebx,%eax,8),%edi", 1, ""},           // a 32-bit address
 	}
-	texts := make([]string, len(cases))
+	insts, codes := assembledCases(t, cases, func(c foldCase) string { return c.asm })
 	for k, c := range cases {
-		texts[k] = c.asm
-	}
-	const base = 0x401000
-	slots := gnuref.Assemble(t, base, 16, texts, nil)
-	for k, c := range cases {
-		at := base + uint64(k*16)
-		inst, err := x86dec.Decode(slots[k], at)
-		require.NoError(t, err, c.asm)
-		code := gnuref.TrimSlot(t, slots[k], inst.Len, c.asm)
+		inst, code, at := insts[k], codes[k], insts[k].Addr
 		var known [16]val
-		if m, ok := memArg(&inst).(x86asm.Mem); ok {
+		if m, ok := memArg(inst).(x86asm.Mem); ok {
 			if r, _, ok := gpr(m.Index); ok {
 				known[r] = val{known: true, v: c.v}
 			}
 		}
-		out, d, ok := foldKnownIndex(code, &inst, &known)
+		out, d, ok := foldKnownIndex(code, inst, &known)
 		if c.want == "" {
 			require.False(t, ok, "%s: % x", c.asm, out)
 			continue
@@ -136,4 +124,15 @@ func TestFoldKnownIndex(t *testing.T) {
 		require.Equal(t, []string{c.want}, gnuref.Disasm(t, at, out), "%s with %#x: % x", c.asm, c.v, out)
 		require.Equal(t, d.Len, len(out), c.asm)
 	}
+}
+
+// assembledCases is assembled (widesplit_test.go) for a table of cases,
+// each with its instruction's text.
+func assembledCases[C any](t *testing.T, cases []C, text func(C) string) ([]*x86dec.Inst, [][]byte) {
+	t.Helper()
+	texts := make([]string, len(cases))
+	for k, c := range cases {
+		texts[k] = text(c)
+	}
+	return assembled(t, texts)
 }
