@@ -113,11 +113,10 @@ func foldKnownIndex(code []byte, inst *x86dec.Inst, known *[16]val) ([]byte, *x8
 	if !ok || m.rip || m.modrm&7 != 4 {
 		return nil, nil, false
 	}
-	out := append([]byte{m.seg}, m.prefixes...)
-	if m.seg == 0 {
-		out = out[1:]
-	}
-	rex := m.rex &^ 0x03 // X and B: set below for the base alone
+	// No segment prefix: refused above. REX.X and B go: B is set
+	// below for the base alone.
+	out := append([]byte(nil), m.prefixes...)
+	rex := m.rex &^ 0x03
 	var addr []byte
 	reg := m.modrm & 0x38
 	switch {
@@ -128,24 +127,7 @@ func foldKnownIndex(code []byte, inst *x86dec.Inst, known *[16]val) ([]byte, *x8
 		if base >= 8 {
 			rex |= 0x41
 		}
-		rm := byte(base & 7)
-		mod := byte(2)
-		switch {
-		case d == 0 && rm != 5:
-			mod = 0
-		case d == int64(int8(d)):
-			mod = 1
-		}
-		addr = []byte{mod<<6 | reg | rm}
-		if rm == 4 {
-			addr = append(addr, 0x24) // %rsp or %r12 as a base needs a SIB
-		}
-		switch mod {
-		case 1:
-			addr = append(addr, byte(int8(d)))
-		case 2:
-			addr = binary.LittleEndian.AppendUint32(addr, uint32(int32(d)))
-		}
+		addr = x86enc.AppendModRM(nil, reg>>3, base, int32(d))
 	}
 	if rex != 0 {
 		out = append(out, rex)
@@ -154,7 +136,7 @@ func foldKnownIndex(code []byte, inst *x86dec.Inst, known *[16]val) ([]byte, *x8
 	out = append(out, addr...)
 	out = append(out, m.imm...)
 	dec, err := x86dec.Decode(out, inst.Addr)
-	if err != nil || dec.Len != len(out) || dec.Op != inst.Op || len(dec.Args) != len(inst.Args) {
+	if err != nil || dec.Len != len(out) || dec.Op != inst.Op {
 		return nil, nil, false
 	}
 	for k, a := range inst.Args {

@@ -282,10 +282,18 @@ func regBit3(f *form, x operands) bool {
 }
 
 // appendMem appends the ModRM (and SIB, displacement) of disp(%base) with
-// the given reg field. Like GNU as it uses no displacement when disp is 0,
-// except for base rbp/r13 (whose mod=00 encoding means %rip or no base),
-// and disp8 when disp fits. Base rsp/r12 need a SIB with no index.
+// the given reg field (AppendModRM).
 func (a *Asm) appendMem(regField byte, base Reg, disp int32) {
+	a.buf = AppendModRM(a.buf, regField, base, disp)
+}
+
+// AppendModRM appends to dst the ModRM (and SIB, displacement) of
+// disp(%base) with the given reg field (0-7: the register's low bits or
+// an opcode extension). Like GNU as it uses no displacement when disp is
+// 0, except for base rbp/r13 (whose mod=00 encoding means %rip or no
+// base), and disp8 when disp fits. Base rsp/r12 need a SIB with no index.
+// The base's high bit goes in a REX.B the caller writes.
+func AppendModRM(dst []byte, regField byte, base Reg, disp int32) []byte {
 	rm := byte(base & 7)
 	var mod byte
 	switch {
@@ -296,16 +304,17 @@ func (a *Asm) appendMem(regField byte, base Reg, disp int32) {
 	default:
 		mod = 2
 	}
-	a.buf = append(a.buf, mod<<6|regField<<3|rm)
+	dst = append(dst, mod<<6|(regField&7)<<3|rm)
 	if rm == 4 {
-		a.buf = append(a.buf, 0x24) // scale 1, no index, base rm
+		dst = append(dst, 0x24) // scale 1, no index, base rm
 	}
 	switch mod {
 	case 1:
-		a.buf = append(a.buf, byte(disp))
+		dst = append(dst, byte(disp))
 	case 2:
-		a.buf = binary.LittleEndian.AppendUint32(a.buf, uint32(disp))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(disp))
 	}
+	return dst
 }
 
 // Push emits push %r.
