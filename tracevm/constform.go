@@ -87,8 +87,8 @@ func (o *optimizer) constForm(i int, flagsLive bool) (rw rewritten, drop, ok boo
 // fast locals at 0x48(%rbx,%rax,8) with the oparg in %rax, which the
 // trace knows, and would otherwise set %rax from its value before every
 // such access. A known base stays (the address becomes %rip-relative
-// where the code cache reaches it, compile.go; a frame on the C stack is
-// out of reach). General instructions only: vector copies are paired
+// where the code cache reaches it, compile.go; CPython's frames, in their
+// thread's data stack, are mapped out of its reach). General instructions only: vector copies are paired
 // through general registers, which folds their index itself (vecpair.go).
 func foldKnownIndex(code []byte, inst *x86dec.Inst, known *[16]val) ([]byte, *x86dec.Inst, bool) {
 	mem, ok := memArg(inst).(x86asm.Mem)
